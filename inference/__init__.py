@@ -1,0 +1,1 @@
+"""RadLens inference engine: Qt-free, never imports ``viewer``; torch is imported lazily."""

@@ -1,0 +1,1 @@
+"""RadLens resources (models, icons, theme), installed as the package ``radlens_resources``."""

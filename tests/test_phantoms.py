@@ -1,0 +1,25 @@
+import numpy as np
+
+from inference.phantoms import LUNG, NODULE, chest_ct, chest_radiograph
+
+
+def test_chest_ct_is_deterministic_and_labelled():
+    a = chest_ct((32, 64, 64), seed=3, n_nodules=2)
+    b = chest_ct((32, 64, 64), seed=3, n_nodules=2)
+    assert np.array_equal(a.hu, b.hu) and np.array_equal(a.labels, b.labels)
+    assert a.hu.dtype == np.int16
+    lung_hu = a.hu[a.labels == LUNG].mean()
+    assert lung_hu < -600
+    assert len(a.nodules) == 2
+    for n in a.nodules:
+        z, y, x = (int(round(c)) for c in n.center_zyx)
+        assert a.labels[z, y, x] == NODULE
+
+
+def test_radiograph_box_covers_nodule():
+    xr = chest_radiograph(96, seed=5, nodule=True)
+    assert xr.has_nodule and xr.box_yx is not None
+    y0, x0, y1, x1 = xr.box_yx
+    assert 0 <= y0 < y1 < 96 and 0 <= x0 < x1 < 96
+    neg = chest_radiograph(96, seed=5, nodule=False)
+    assert not neg.has_nodule and neg.box_yx is None

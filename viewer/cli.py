@@ -1,0 +1,72 @@
+"""The `radlens` command line: the viewer by default, plus scriptable subcommands.
+
+    radlens [PATH] [--demo]          start the viewer (optionally on a folder/file or the demo)
+    radlens scan PATH --json         list every series found in a folder
+    radlens demo --out DIR           write the synthetic demo chest CT as a DICOM series
+    radlens models                   list installed model packages
+    radlens analyze PATH --out DIR   run a model without the GUI
+    radlens export PATH --out DIR    export labels
+    radlens train / radlens eval     the training station
+
+Each subcommand lives in ``viewer/commands/<name>.py`` with ``add_parser`` and ``run``;
+modules are imported only when needed, so ``radlens --help`` never imports torch or Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand name -> module in viewer.commands
+COMMANDS: dict[str, str] = {
+    "view": "view",
+    "scan": "scan",
+    "demo": "demo",
+    "models": "models",
+    "analyze": "analyze",
+    "export": "export",
+    "train": "train",
+    "eval": "evaluate",
+}
+
+
+def _available() -> dict[str, object]:
+    mods = {}
+    for name, module in COMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(f"viewer.commands.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"viewer.commands.{module}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="radlens",
+        description="RadLens: a desktop radiology viewer with an in-process AI engine (offline).",
+        epilog="Run `radlens PATH` or `radlens --demo` to start the viewer.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in _available().items():
+        mod.add_parser(sub, name)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `radlens`, `radlens PATH`, `radlens --demo` all mean `radlens view ...`.
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["view", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    mod = _available()[args.command]
+    return int(mod.run(args) or 0)  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

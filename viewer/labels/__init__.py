@@ -1,0 +1,1 @@
+"""Qt-free and torch-free: what the user and the AI said about a series."""

@@ -1,0 +1,139 @@
+"""Volume: a voxel array with its patient geometry; every voxel <-> LPS conversion lives here.
+
+Conventions (see DESIGN.md "Coordinates"):
+- ``array`` is indexed (z, y, x); a single 2D image is stored with z = 1 (``is_2d``);
+  RGB data has a trailing channel axis (z, y, x, 3).
+- ``spacing``, ``origin`` and the columns of ``direction`` are in (x, y, z) order, as in
+  SimpleITK and DICOM: spacing[0] is the column spacing, origin is the LPS position in mm of
+  the centre of voxel (0, 0, 0), direction[:, 0] is the LPS unit vector along increasing x
+  (columns), direction[:, 1] along increasing y (rows), direction[:, 2] along increasing z.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: LPS -> RAS flips the first two axes.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass(eq=False)
+class Volume:
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    modality: str = "OT"
+    #: Stable key for the label store: SeriesInstanceUID, or a file hash for non-DICOM.
+    series_uid: str = ""
+    description: str = ""
+    #: Window presets from the file itself: list of (center, width, explanation).
+    windows: list[tuple[float, float, str]] = field(default_factory=list)
+    #: Problems found while assembling (uneven spacing, tilt, missing slices...).
+    warnings: list[str] = field(default_factory=list)
+    #: Free-form metadata: patient name/id, study uid/date, frame of reference uid,
+    #: per-slice ``source_files`` and ``sop_instance_uids`` (index = z), body part, etc.
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.array)
+        if arr.ndim == 2:
+            arr = arr[np.newaxis]
+        if arr.ndim not in (3, 4):
+            raise ValueError(f"a Volume needs a 2D or 3D array (or RGB), got shape {arr.shape}")
+        if arr.ndim == 4 and arr.shape[-1] not in (3, 4):
+            raise ValueError(f"a 4D Volume must be RGB(A) with the channel last, got {arr.shape}")
+        self.array = arr
+        self.spacing = tuple(float(s) for s in self.spacing)  # type: ignore[assignment]
+        self.origin = tuple(float(o) for o in self.origin)  # type: ignore[assignment]
+        d = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        self.direction = d
+        if any(s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive, got {self.spacing}")
+
+    # ---- shape -------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(z, y, x) voxel counts, without any colour channel."""
+        return tuple(self.array.shape[:3])  # type: ignore[return-value]
+
+    @property
+    def is_rgb(self) -> bool:
+        return self.array.ndim == 4
+
+    @property
+    def is_2d(self) -> bool:
+        return self.array.shape[0] == 1
+
+    # ---- geometry ----------------------------------------------------------------------
+    @property
+    def affine_lps(self) -> np.ndarray:
+        """4x4 matrix mapping homogeneous (x, y, z) voxel indices to LPS mm."""
+        a = np.eye(4)
+        a[:3, :3] = self.direction @ np.diag(self.spacing)
+        a[:3, 3] = self.origin
+        return a
+
+    @property
+    def affine_ras(self) -> np.ndarray:
+        """4x4 matrix mapping (x, y, z) voxel indices to RAS mm (the NIfTI convention)."""
+        a = self.affine_lps.copy()
+        a[:3, :] = LPS_TO_RAS @ a[:3, :]
+        return a
+
+    def index_to_patient(self, zyx: np.ndarray | tuple[float, ...]) -> np.ndarray:
+        """Voxel indices (z, y, x), shape (3,) or (N, 3), to LPS mm (x, y, z order)."""
+        p = np.asarray(zyx, dtype=float)
+        single = p.ndim == 1
+        p = np.atleast_2d(p)[:, ::-1]  # -> (x, y, z)
+        out = p * np.asarray(self.spacing) @ self.direction.T + np.asarray(self.origin)
+        return out[0] if single else out
+
+    def patient_to_index(self, lps: np.ndarray | tuple[float, ...]) -> np.ndarray:
+        """LPS mm points, shape (3,) or (N, 3), to continuous voxel indices (z, y, x)."""
+        p = np.asarray(lps, dtype=float)
+        single = p.ndim == 1
+        p = np.atleast_2d(p) - np.asarray(self.origin)
+        xyz = np.linalg.solve(self.direction, p.T).T / np.asarray(self.spacing)
+        out = xyz[:, ::-1]
+        return out[0] if single else out
+
+    @property
+    def slice_normal(self) -> np.ndarray:
+        return self.direction[:, 2]
+
+    def orientation_letters(self, axis_vector: np.ndarray) -> str:
+        """Patient-direction letters (e.g. 'L', 'PA'-style 'AP' mix) a vector points to."""
+        return orientation_letters(axis_vector)
+
+    # ---- intensity ---------------------------------------------------------------------
+    def default_window(self) -> tuple[float, float]:
+        """(center, width): the file's first window, else a CT soft-tissue window, else the range."""
+        if self.windows:
+            c, w, _ = self.windows[0]
+            return float(c), float(w)
+        if self.modality == "CT":
+            return 40.0, 400.0
+        finite = self.array[np.isfinite(self.array)] if self.array.dtype.kind == "f" else self.array
+        if finite.size == 0:
+            return 0.0, 1.0
+        lo, hi = np.percentile(finite[:: max(1, finite.size // 200_000)], [0.5, 99.5])
+        return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
+
+
+def orientation_letters(vector: np.ndarray) -> str:
+    """Letters for the LPS direction a vector points to, strongest component first ('L', 'PS'...)."""
+    v = np.asarray(vector, dtype=float)
+    letters = []
+    pos, neg = ("L", "P", "S"), ("R", "A", "I")
+    order = np.argsort(-np.abs(v))
+    for axis in order:
+        if (
+            abs(v[axis]) > 1e-3 * max(np.abs(v).max(), 1e-12)
+            and abs(v[axis]) >= 0.25 * np.abs(v).max()
+        ):
+            letters.append(pos[axis] if v[axis] > 0 else neg[axis])
+    return "".join(letters)

@@ -1,0 +1,1 @@
+"""Qt only: draws and forwards events; no parsing, no torch."""
