@@ -204,7 +204,8 @@ def match_boxes(
     return BoxMatch(scores=scores, is_tp=is_tp, matched=matched, n_true=n_true)
 
 
-def _pool(matches: Sequence[BoxMatch]) -> tuple[np.ndarray, np.ndarray, int]:
+def pool_matches(matches: Sequence[BoxMatch]) -> tuple[np.ndarray, np.ndarray, int]:
+    """All cases' (scores, is_tp) sorted by descending score, and the number of true boxes."""
     scores = np.concatenate([m.scores for m in matches]) if matches else np.zeros(0)
     tps = np.concatenate([m.is_tp for m in matches]) if matches else np.zeros(0, bool)
     order = np.argsort(-scores, kind="stable")
@@ -230,7 +231,7 @@ class FROC:
 def froc(matches: Sequence[BoxMatch], fp_rates: Sequence[float] = DEFAULT_FP_RATES) -> FROC:
     """Free-response ROC over cases: sensitivity at each average number of FPs per case."""
     n_cases = len(matches)
-    scores, tps, n_true = _pool(matches)
+    scores, tps, n_true = pool_matches(matches)
     if n_cases == 0 or n_true == 0:
         return FROC(np.zeros(0), np.zeros(0), np.zeros(0), {float(r): math.nan for r in fp_rates})
     # One operating point after each distinct score (ties enter together).
@@ -248,7 +249,7 @@ def froc(matches: Sequence[BoxMatch], fp_rates: Sequence[float] = DEFAULT_FP_RAT
 
 def average_precision(matches: Sequence[BoxMatch]) -> float:
     """Area under the precision-recall curve with the precision envelope (VOC all-points)."""
-    scores, tps, n_true = _pool(matches)
+    scores, tps, n_true = pool_matches(matches)
     if n_true == 0:
         return math.nan
     if len(scores) == 0:
