@@ -55,13 +55,18 @@ def _rescaled_range(h: FileHeader) -> tuple[float, float]:
 
 
 def output_dtype(headers: list[FileHeader]) -> np.dtype:
-    """int16 when every rescaled value is an exact int16, float32 otherwise."""
+    """int16 when every rescaled value is an exact int16 (uint16/int32 when the integer
+    range needs it), float32 when the rescale is fractional."""
     exact = all(float(h.slope).is_integer() and float(h.intercept).is_integer() for h in headers)
     if exact:
         lo = min(_rescaled_range(h)[0] for h in headers)
         hi = max(_rescaled_range(h)[1] for h in headers)
         if lo >= -32768 and hi <= 32767:
             return np.dtype(np.int16)
+        if lo >= 0 and hi <= 65535:
+            return np.dtype(np.uint16)
+        if lo >= -(2**31) and hi < 2**31:
+            return np.dtype(np.int32)
     return np.dtype(np.float32)
 
 

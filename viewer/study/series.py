@@ -61,7 +61,11 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
 
 
 def _raw_dtype(h: FileHeader) -> np.dtype | None:
-    if h.bits_allocated not in (8, 16, 32) or h.samples_per_pixel != 1:
+    if (
+        h.bits_allocated not in (8, 16, 32)
+        or h.samples_per_pixel != 1
+        or not h.photometric.startswith("MONOCHROME")
+    ):
         return None
     kind = "i" if h.pixel_representation == 1 else "u"
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
@@ -194,14 +198,13 @@ class SeriesReader:
             out[...] = raw
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
-        elif out.dtype == np.int16 and h.slope == 1.0:
-            np.add(raw, np.int16(h.intercept), out=out, casting="unsafe")
+        elif out.dtype.kind in "iu" and h.slope == 1.0:
+            # Integer HU: one pass, computed in a wider type then stored (range checked by the layout).
+            np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
         else:
-            np.multiply(raw, h.slope, out=out, casting="unsafe")
-            if out.dtype.kind == "f":
-                out += h.intercept
-            else:
-                out += np.int16(h.intercept)
+            # Scaled in float64 first so an integer slope cannot overflow before the intercept.
+            scaled = raw * np.float64(h.slope) + h.intercept
+            out[...] = np.rint(scaled) if out.dtype.kind in "iu" else scaled
         if self._invert and not self.layout.rgb:
             lo, hi_ = self._mirror_range()
             np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
