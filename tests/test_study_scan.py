@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from pydicom.fileset import FileSet
 
 from tests import dicom_factory as f
-from viewer.study.errors import StudyError
+from viewer.study.errors import SeriesAssemblyError, StudyError
 from viewer.study.scan import scan_folder
+from viewer.study.series import SeriesReader, load_series
 
 
 def test_scan_groups_files_by_study_and_series_recursively(tmp_path):
@@ -66,13 +69,37 @@ def test_non_image_objects_are_listed_but_not_loadable(tmp_path):
         assert s.kind == "non-image" and not s.loadable and s.problems
 
 
-def test_mixed_sizes_in_one_series_are_reported_as_a_problem(tmp_path):
+def test_series_mixing_sizes_is_split_into_loadable_parts_with_the_problem(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(3, 8, 8), rows_cols=[(8, 8), (4, 4), (8, 8)])
+    main, extra = scan_folder(tmp_path).series
+    assert main.series_uid == truth.series_uid and extra.series_uid == truth.series_uid + "#2"
+    assert (main.shape, extra.shape) == ((2, 8, 8), (1, 4, 4))
+    assert main.problems == ["part 1 of 2: this series has slices of two slice sizes: 8×8 and 4×4"]
+    assert main.loadable and extra.loadable
+    assert np.array_equal(load_series(main).array, truth.values[[0, 2]])
+
+
+def test_localizer_in_an_axial_series_is_split_off(tmp_path):
+    truth = f.write_ct_series(tmp_path / "ax", shape=(4, 6, 6))
+    f.write_ct_series(
+        tmp_path / "loc",
+        shape=(1, 6, 6),
+        orientation=(1, 0, 0, 0, 0, -1),
+        series_uid=truth.series_uid,
+        study_uid=truth.study_uid,
+    )
+    axial, localizer = scan_folder(tmp_path).series
+    assert axial.n_images == 4 and localizer.n_images == 1
+    assert "mixes slice orientations" in axial.problems[0]
+    assert np.array_equal(load_series(axial).array, truth.values)
+
+
+def test_reader_refuses_a_series_of_two_sizes_naming_them(tmp_path):
     f.write_ct_series(tmp_path, shape=(3, 8, 8), rows_cols=[(8, 8), (4, 4), (8, 8)])
-    (info,) = scan_folder(tmp_path).series
-    assert not info.loadable and info.shape is None
-    assert info.problems == [
-        "this series has slices of two slice sizes: 8×8 and 4×4; open the parts separately"
-    ]
+    main, extra = scan_folder(tmp_path).series
+    mixed = replace(main, headers=main.headers + extra.headers, files=main.files + extra.files)
+    with pytest.raises(SeriesAssemblyError, match="two slice sizes: 8×8 and 4×4"):
+        SeriesReader(mixed)
 
 
 def test_single_file_can_be_scanned(tmp_path):

@@ -212,3 +212,16 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
 def source_paths(headers: list[FileHeader], layout: SeriesLayout) -> list[Path]:
     """The file of each z index."""
     return [headers[h].path for h, _ in layout.order]
+
+
+def split_parts(headers: list[FileHeader]) -> list[list[FileHeader]]:
+    """Headers grouped by slice size and orientation, largest group first.
+
+    A series that mixes them (a localizer among axial slices, a reformat stored in the same
+    series) is one group per stack; a clean series is a single group.
+    """
+    groups: dict[tuple, list[FileHeader]] = {}
+    for h in headers:
+        orient = tuple(np.round(h.orientation, 3)) if h.orientation is not None else None
+        groups.setdefault((h.rows, h.cols, orient), []).append(h)
+    return sorted(groups.values(), key=len, reverse=True)
