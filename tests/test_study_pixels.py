@@ -124,16 +124,30 @@ def test_pydicom_sample_files_load_like_pydicom_decodes_them(name):
     assert np.allclose(got, expected)
 
 
-def test_unsupported_transfer_syntax_is_a_typed_error_naming_the_file(tmp_path):
-    truth = f.write_ct_series(tmp_path, shape=(2, 4, 4))
-    ds = f.read_back(truth.paths[0])
+def _break_syntax(path):
     # A syntax no installed decoder handles (MPEG-2 video) on otherwise valid data.
+    ds = f.read_back(path)
     ds.file_meta.TransferSyntaxUID = MPEG2MPML
     ds.PixelData = pydicom.encaps.encapsulate([b"\x00" * 16])
     ds["PixelData"].VR = "OB"
-    ds.save_as(truth.paths[0], enforce_file_format=True)
-    result = scan_folder(tmp_path)
-    info = [s for s in result.series if s.kind == "dicom"][0]
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_unsupported_transfer_syntax_is_a_typed_error_naming_the_file(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(2, 4, 4))
+    for path in truth.paths:
+        _break_syntax(path)
+    (info,) = scan_folder(tmp_path).series
     with pytest.raises(UnsupportedFormat) as err:
         load_series(info)
-    assert truth.paths[0].name in str(err.value) and "MPEG2" in str(err.value)
+    assert str(err.value).startswith(str(tmp_path)) and "MPEG2" in str(err.value)
+
+
+def test_one_undecodable_slice_is_left_blank_and_named(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(3, 4, 4))
+    _break_syntax(truth.paths[1])
+    (info,) = scan_folder(tmp_path).series
+    vol = load_series(info)
+    assert np.array_equal(vol.array[[0, 2]], truth.values[[0, 2]])
+    (warning,) = vol.warnings
+    assert warning.startswith("slice 2 is blank") and truth.paths[1].name in warning

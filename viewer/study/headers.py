@@ -246,7 +246,10 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         )
     explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
     offset = tag_start + (12 if explicit else 8)
-    header = header_from_dataset(ds, path, offset, keep=keep)
+    try:
+        header = header_from_dataset(ds, path, offset, keep=keep)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise UnreadableFile(path, f"invalid header value ({exc})") from None
     if header.pixel_offset is not None:
         need = header.expected_pixel_bytes()
         if size < header.pixel_offset + need:
