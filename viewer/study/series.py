@@ -111,7 +111,8 @@ class SeriesReader:
             origin=layout.origin,
             direction=layout.direction,
             modality=first.modality,
-            series_uid=first.series_uid,
+            # A part split from a mixed series keeps its own "#n" key for the label store.
+            series_uid=info.series_uid or first.series_uid,
             description=str(first.dataset.get("SeriesDescription", "")) if first.dataset else "",
             windows=windows,  # type: ignore[arg-type]
             warnings=list(layout.warnings),
