@@ -205,13 +205,16 @@ class SeriesReader:
             out[...] = raw
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
-        elif out.dtype.kind in "iu" and h.slope == 1.0:
-            # Integer HU: one pass, computed in a wider type then stored (range checked by the layout).
+        elif out.dtype.kind in "iu" and h.slope == 1.0 and not self.layout.saturate:
+            # Integer HU in one pass, computed wider then stored (the layout checked the range).
             np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
         else:
             # Scaled in float64 first so an integer slope cannot overflow before the intercept.
             scaled = raw * np.float64(h.slope) + h.intercept
-            out[...] = np.rint(scaled) if out.dtype.kind in "iu" else scaled
+            if out.dtype.kind in "iu":
+                info = np.iinfo(out.dtype)
+                scaled = np.clip(np.rint(scaled), info.min, info.max)
+            out[...] = scaled
         if self._invert and not self.layout.rgb:
             lo, hi_ = self._mirror_range()
             np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
