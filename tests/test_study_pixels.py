@@ -108,6 +108,7 @@ def test_compressed_multiframe_decodes_each_frame(tmp_path):
         "MR_small_jpeg_ls_lossless.dcm",
         "MR_small_jp2klossless.dcm",
         "SC_rgb_rle.dcm",
+        "rtdose.dcm",
     ],
 )
 def test_pydicom_sample_files_load_like_pydicom_decodes_them(name):
@@ -119,7 +120,7 @@ def test_pydicom_sample_files_load_like_pydicom_decodes_them(name):
     expected = (
         pydicom.pixels.apply_rescale(ds.pixel_array, ds) if "RescaleSlope" in ds else ds.pixel_array
     )
-    got = vol.array[0]
+    got = vol.array[0] if expected.ndim == vol.array.ndim - 1 else vol.array
     assert got.shape == expected.shape
     assert np.allclose(got, expected)
 
@@ -151,3 +152,14 @@ def test_one_undecodable_slice_is_left_blank_and_named(tmp_path):
     assert np.array_equal(vol.array[[0, 2]], truth.values[[0, 2]])
     (warning,) = vol.warnings
     assert warning.startswith("slice 2 is blank") and truth.paths[1].name in warning
+
+
+def test_rt_dose_frames_are_placed_by_grid_frame_offsets():
+    path = get_testdata_file("rtdose.dcm", download=False)
+    if path is None:
+        pytest.skip("rtdose.dcm is not shipped with this pydicom installation (no download)")
+    vol = _load(path)
+    ds = pydicom.dcmread(path)
+    assert vol.shape == (15, 10, 10) and vol.spacing[2] == pytest.approx(5.0)
+    last = np.asarray(ds.ImagePositionPatient, float) + [0, 0, 70.0]
+    assert np.allclose(vol.index_to_patient([14, 0, 0]), last)

@@ -66,6 +66,12 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
     }
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A decoder's (often multi-line) message as one short line for a status bar."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _raw_dtype(h: FileHeader) -> np.dtype | None:
     if (
         h.bits_allocated not in (8, 16, 32)
@@ -184,10 +190,11 @@ class SeriesReader:
         except (NotImplementedError, RuntimeError) as exc:
             raise UnsupportedFormat(
                 h.path,
-                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} ({exc})",
+                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} "
+                f"({_one_line(exc)})",
             ) from None
         except (OSError, ValueError, EOFError, AttributeError, KeyError) as exc:
-            raise UnsupportedFormat(h.path, f"damaged pixel data ({exc})") from None
+            raise UnsupportedFormat(h.path, f"damaged pixel data ({_one_line(exc)})") from None
         return arr
 
     def read_slice(self, z: int) -> None:
