@@ -52,8 +52,12 @@ def test_projection_radiograph_is_one_slice_with_imager_pixel_spacing(tmp_path):
 def test_monochrome1_is_inverted_so_higher_is_brighter(tmp_path):
     img = np.array([[0, 100], [4000, 4095]], dtype=np.uint16)
     f.write_2d(tmp_path / "cr.dcm", img, modality="CR", photometric="MONOCHROME1", bits_stored=12)
+    ds = f.read_back(tmp_path / "cr.dcm")
+    ds.WindowCenter, ds.WindowWidth = 1000, 500
+    ds.save_as(tmp_path / "cr.dcm", enforce_file_format=True)
     vol = _load(tmp_path)
     assert np.array_equal(vol.array[0], 4095 - img.astype(np.int32))
+    assert vol.windows == [(3095.0, 500.0, "")]  # the window is mirrored with the values
 
 
 def test_unused_high_bits_are_masked(tmp_path):
