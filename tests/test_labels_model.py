@@ -231,3 +231,31 @@ def test_roi_stats_use_spacing():
     assert 9 < e.voxels < 25
     m = mask_stats(vol, arr > 0)
     assert m.volume_ml == pytest.approx(25 * 0.5 * 0.5 * 2 / 1000)
+
+
+def test_engine_record_labels_map_to_document_classes_by_name():
+    from types import SimpleNamespace as NS
+
+    from viewer.labels.findings import propose_result
+
+    doc = Document((2, 10, 10))
+    lm = np.zeros((2, 10, 10), np.uint8)
+    lm[0, :2] = 1  # model index 1 = nodule (document index 2)
+    lm[1, :2] = 2  # model index 2 = "mass" (new class)
+    record = NS(
+        model_id="det",
+        model_version="0.3",
+        label_map=lm,
+        labels=[
+            NS(index=1, name="nodule", color="#ff0000"),
+            NS(index=2, name="mass", color="#00ff00"),
+        ],
+        boxes=[NS(corners=(0, 1, 1, 1, 3, 3), label="nodule", score=0.8)],
+    )
+    found = propose_result(doc, record)
+    mass = doc.label_set.by_name("mass").index
+    assert found[0].label == 2 and found[0].score == 0.8
+    assert {a.label for a in found[1:]} == {2, mass}
+    assert set(np.unique(doc.layers["model:det@0.3"].array)) == {0, 2, mass}
+    doc.undo()
+    assert doc.label_set == LabelSet() and not doc.annotations and not doc.layers

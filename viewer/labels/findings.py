@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from viewer.labels.document import AnnotationEdit, CompoundEdit, Document, Edit, LayerEdit
-from viewer.labels.model import Annotation, Box, LabelError, ModelMask, model_source
+from viewer.labels.document import (
+    AnnotationEdit,
+    CompoundEdit,
+    Document,
+    Edit,
+    LabelSetEdit,
+    LayerEdit,
+)
+from viewer.labels.model import Annotation, Box, LabelError, LabelSet, ModelMask, model_source
 
 
-def _box_from(item: Any, source: str, label_default: int = 1) -> Box:
+def _box_from(item: Any, source: str, label_default: int = 1) -> Any:
     """A Box from an engine box (attributes lo/hi, zyx_min/zyx_max or corners) or a tuple
     (lo_zyx, hi_zyx, label, score). 2D results (lo/hi of length 2) land on slice 0."""
     if isinstance(item, (tuple, list)):
@@ -24,17 +32,34 @@ def _box_from(item: Any, source: str, label_default: int = 1) -> Box:
             lo, hi = c[: len(c) // 2], c[len(c) // 2 :]
         if lo is None or hi is None:
             raise LabelError(f"cannot read the corners of model box {item!r}")
-        label = int(getattr(item, "label", label_default))
+        label = getattr(item, "label", label_default)
         score = getattr(item, "score", None)
     lo, hi = [float(v) for v in lo], [float(v) for v in hi]
     score = None if score is None else float(score)
+    name = label if isinstance(label, str) else None
+    idx = 1 if name is not None else int(label)
     if len(lo) == 2:
-        return Box(
-            int(label), source=source, status="proposed", score=score, corners=(*lo, *hi), z=0
-        )
-    if len(lo) != 3:
+        box = Box(idx, source=source, status="proposed", score=score, corners=(*lo, *hi), z=0)
+    elif len(lo) == 3:
+        box = Box(idx, source=source, status="proposed", score=score, corners=(*lo, *hi))
+    else:
         raise LabelError(f"a model box needs 2 or 3 coordinates per corner, got {lo}")
-    return Box(int(label), source=source, status="proposed", score=score, corners=(*lo, *hi))
+    return box if name is None else (box, name)  # a named label is resolved by propose()
+
+
+def _resolve_labels(
+    doc: Document, names: dict[int, str], colors: dict[int, str]
+) -> tuple[dict[int, int], LabelSet]:
+    """Model label index -> document label index, matched by name; unknown names are added."""
+    ls = doc.label_set
+    mapping: dict[int, int] = {}
+    for idx, name in names.items():
+        try:
+            mapping[idx] = ls.by_name(name).index
+        except LabelError:
+            ls = ls.add(name, colors.get(idx, "#ff00ff"))
+            mapping[idx] = ls.by_name(name).index
+    return mapping, ls
 
 
 def propose(
@@ -43,17 +68,28 @@ def propose(
     version: str,
     boxes: Iterable[Any] = (),
     label_map: np.ndarray | None = None,
+    label_names: dict[int, str] | None = None,
+    label_colors: dict[int, str] | None = None,
 ) -> list[Annotation]:
     """Add a model's boxes and/or label map as proposed annotations, one undoable step.
 
-    A label map becomes a model layer plus one ``ModelMask`` per label it contains."""
+    A label map becomes a model layer plus one ``ModelMask`` per label it contains. With
+    ``label_names`` (the card's table) model labels map to the document's classes by name,
+    and names the document lacks are added to its label set."""
     source = model_source(model_id, version)
+    names = dict(label_names or {})
     edits: list[Edit] = []
     added: list[Annotation] = []
-    for item in boxes:
-        b = _box_from(item, source)
-        added.append(b)
-        edits.append(AnnotationEdit(None, b, "model box"))
+    parsed = [_box_from(item, source) for item in boxes]
+    for i, b in enumerate(parsed):  # string labels (engine records) name a class
+        if isinstance(b, tuple):
+            name = b[1]
+            idx = next((k for k, v in names.items() if v == name), None)
+            if idx is None:
+                idx = max(names, default=0) + 1000 + i
+                names[idx] = name
+            parsed[i] = replace(b[0], label=idx)
+    arr = None
     if label_map is not None:
         arr = np.asarray(label_map)
         if arr.ndim == 2:
@@ -62,6 +98,22 @@ def propose(
             raise LabelError(
                 f"model {source}: label map {arr.shape} does not match the series {doc.shape}"
             )
+    mapping: dict[int, int] = {}
+    if names:
+        mapping, new_set = _resolve_labels(doc, names, label_colors or {})
+        if new_set != doc.label_set:
+            edits.append(LabelSetEdit(doc.label_set, new_set, "labels of a model"))
+    for b in parsed:
+        b = replace(b, label=mapping.get(b.label, b.label))
+        added.append(b)
+        edits.append(AnnotationEdit(None, b, "model box"))
+    if arr is not None:
+        if mapping:
+            lut = np.arange(256, dtype=np.uint8)
+            for k, v in mapping.items():
+                if 0 <= k < 256:
+                    lut[k] = v
+            arr = lut[arr.astype(np.uint8)]
         before = doc.layers[source].array.copy() if source in doc.layers else None
         edits.append(LayerEdit(source, before, arr.astype(np.uint8)))
         for label in (int(v) for v in np.unique(arr) if v):
@@ -76,8 +128,9 @@ def propose(
 def propose_result(
     doc: Document, result: Any, model_id: str | None = None, version: str | None = None
 ) -> list[Annotation]:
-    """Add an engine AnalysisResult (``boxes``, ``label_map``; ``model_id``/``model_version``
-    or ``card.id``/``card.version`` when present) as proposed annotations."""
+    """Add an engine AnalysisResult or a ``viewer.labels.results.ResultRecord`` (read by
+    attribute: ``boxes``, ``label_map``, ``labels``, ``model_id``/``model_version`` or
+    ``card.id``/``card.version``) as proposed annotations."""
     card = getattr(result, "card", None)
     model_id = model_id or getattr(result, "model_id", None) or getattr(card, "id", None)
     version = version or getattr(result, "model_version", None) or getattr(card, "version", None)
@@ -86,7 +139,12 @@ def propose_result(
     lm = getattr(result, "label_map", None)
     if lm is not None and not isinstance(lm, np.ndarray):
         lm = getattr(lm, "array", lm)
-    return propose(doc, str(model_id), str(version), getattr(result, "boxes", None) or (), lm)
+    infos = getattr(result, "labels", None) or getattr(card, "labels", None) or []
+    names = {int(i.index): str(i.name) for i in infos if hasattr(i, "index")}
+    colors = {int(i.index): str(i.color) for i in infos if hasattr(i, "color")}
+    return propose(
+        doc, str(model_id), str(version), getattr(result, "boxes", None) or (), lm, names, colors
+    )
 
 
 def box_overlap(a: Box, b: Box) -> tuple[float, float]:
