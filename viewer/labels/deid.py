@@ -34,6 +34,7 @@ PROFILE = (
     "DICOM PS3.15 E.1.1 basic profile + retain longitudinal temporal information (modified dates)"
 )
 DICOM_ROOT = "1.2.840.10008."
+METHOD = "RadLens PS3.15 basic profile, dates shifted"  # LO: at most 64 characters
 
 #: Replaced by an empty value (type 2 attributes that must stay present).
 EMPTY = (
@@ -216,12 +217,12 @@ class Deidentifier:
         out.remove_private_tags()
         r.private_tags_removed += n_private
         self._walk(out, days)
-        for kw in ("PatientName", "PatientID"):
-            setattr(out, kw, pseudo)
-            r.replaced[kw] += 1
+        out.PatientName = f"{pseudo}^"  # the caret makes it a valid one-component PN
+        out.PatientID = pseudo
+        r.replaced.update(["PatientName", "PatientID"])
         out.PatientIdentityRemoved = "YES"
         out.LongitudinalTemporalInformationModified = "MODIFIED"
-        out.DeidentificationMethod = f"RadLens: {PROFILE}"
+        out.DeidentificationMethod = METHOD
         out.DeidentificationMethodCodeSequence = [
             _code("113100", "Basic Application Confidentiality Profile"),
             _code("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
