@@ -58,17 +58,10 @@ def test_bench_reopen_with_200_journalled_edits(benchmark, volume):
     for z in range(200):
         store.document.paint(z, disk_mask(SHAPE[1:], (256, 256), 20), 1)
     store.flush()
-    store._stop = True  # leave the journal un-compacted, as after a crash
-    store._wake.set()
-    store._thread.join()
-    store._journal.close()
+    store._abandon()  # leave the journal un-compacted, as after a crash
 
     def reopen():
-        s = LabelStore.open(volume)
-        s._stop = True
-        s._wake.set()
-        s._thread.join()
-        s._journal.close()
+        LabelStore.open(volume)._abandon()
 
     benchmark.pedantic(reopen, rounds=1, iterations=1)
 

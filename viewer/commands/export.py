@@ -98,16 +98,17 @@ def run(args: argparse.Namespace) -> int:
             raise ExportCommandError(
                 f"no labels are stored for series {volume.series_uid} (open it in RadLens and draw first)"
             )
-        with LabelStore.open(volume) as store:
-            result = export_case(
-                volume,
-                store.document,
-                args.out,
-                formats,
-                deid=not args.no_deid,
-                with_image=args.with_image,
-                overwrite=args.overwrite,
-            )
+        # Read-only: the series may be open in the viewer, whose store must stay the one writer.
+        document = LabelStore.read(volume)
+        result = export_case(
+            volume,
+            document,
+            args.out,
+            formats,
+            deid=not args.no_deid,
+            with_image=args.with_image,
+            overwrite=args.overwrite,
+        )
     except (LabelError, StudyError, OSError, ValueError) as exc:
         print(f"radlens export: {exc}", file=sys.stderr)
         return 1
