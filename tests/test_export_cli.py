@@ -43,6 +43,12 @@ def test_cli_exports_stored_labels_deidentified(labelled_series, tmp_path, capsy
     assert info["labels"]["2"]["voxels"] == 32
     ann = json.loads((case / "annotations.json").read_text())["annotations"]
     assert [a["id"] for a in ann] == ["b1"]
+    blob = b"".join(p.read_bytes() for p in case.iterdir())
+    assert not [
+        v
+        for v in (*PHI.values(), uids["series"], uids["study"], *uids["sops"])
+        if v.encode() in blob
+    ]
     # Second run refuses to overwrite, with a sentence and exit status 1.
     assert main(["export", str(src), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err

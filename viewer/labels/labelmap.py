@@ -228,6 +228,14 @@ class LabelMap:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "interpolate")
 
+    def set_array(self, new: np.ndarray) -> MaskEdit:
+        """Make the whole map equal ``new`` (an imported mask), slice by slice."""
+        new = np.asarray(new, dtype=np.uint8)
+        if new.shape != self.shape:
+            raise LabelError(f"a label map of shape {new.shape} does not fit {self.shape}")
+        diffs = [d for z in range(self.shape[0]) if (d := self._write(z, new[z], "import"))]
+        return MaskEdit(tuple(diffs), "import mask")
+
     def replace_label(self, mask3d: np.ndarray, label: int, clear_label: bool = True) -> MaskEdit:
         """Make ``label`` exactly ``mask3d`` (used to accept a model's mask)."""
         m = np.asarray(mask3d, dtype=bool)
