@@ -215,7 +215,7 @@ class LabelStore:
             try:
                 self._write(items)
                 self._error = None
-            except OSError as exc:  # disk full, permissions: report on the next flush()
+            except Exception as exc:  # disk full, permissions...: the thread must live on
                 log.error("label store %s: %s", self.folder, exc)
                 self._error = exc
                 with self._lock:
