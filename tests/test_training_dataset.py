@@ -85,10 +85,12 @@ def test_images_tr_labels_tr_layout_is_a_dataset(tmp_path):
     nib.save(
         nib.Nifti1Image(np.transpose(lab, (2, 1, 0)), aff), str(tmp_path / "labelsTr/a.nii.gz")
     )
-    (tmp_path / "dataset.json").write_text('{"labels": {"background": 0, "lung": 1}}')
+    (tmp_path / "dataset.json").write_text(
+        '{"labels": {"background": 0, "lung": 1}, "channel_names": {"0": "CT"}}'
+    )
     ds = load_dataset(tmp_path)
     assert [c.case_id for c in ds.cases] == ["a"] and ds.labels == {1: "lung"}
-    assert ds.layout == "imagesTr-labelsTr"
+    assert ds.layout == "imagesTr-labelsTr" and ds.cases[0].modality == "CT"
 
 
 def test_missing_label_in_images_tr_layout_is_a_clear_error(tmp_path):
