@@ -219,23 +219,25 @@ class MainWindow(QMainWindow):
         on_partial: Callable[[Any], None],
     ) -> Task:
         task = Task(fn, self)
-        w = task.worker
 
         def wanted() -> bool:
             # Drop late signals of a superseded or cancelled task (no longer wanted).
-            return task in (self._scan, self._load) and not task.worker.context.cancelled()
+            return task in (self._scan, self._load) and not task.cancelled()
 
-        w.partial.connect(lambda obj: on_partial(obj) if wanted() else None)
-        w.succeeded.connect(lambda res: on_success(res) if wanted() else None)
-        w.failed.connect(self.show_error)
-        w.failed.connect(self.load_failed)
-        w.was_cancelled.connect(lambda: self.statusBar().showMessage("Cancelled", 4000))
-        w.progressed.connect(self._progressed)
+        task.partial.connect(lambda obj: on_partial(obj) if wanted() else None)
+        task.succeeded.connect(lambda res: on_success(res) if wanted() else None)
+        task.failed.connect(self._task_failed)
+        task.was_cancelled.connect(lambda: self.statusBar().showMessage("Cancelled", 4000))
+        task.progressed.connect(self._progressed)
         task.finished.connect(lambda: self._task_finished(task))
         self.tasks.append(task)
         self._set_busy(True, label)
         task.start()
         return task
+
+    def _task_failed(self, message: str) -> None:
+        self.show_error(message)
+        self.load_failed.emit(message)
 
     def _progressed(self, fraction: float, sentence: str) -> None:
         self.progress.setValue(int(np.clip(fraction, 0, 1) * 1000))

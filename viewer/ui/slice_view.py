@@ -60,6 +60,7 @@ class SliceView(QWidget):
         self.plane = plane
         self.left_mode = "crosshair"
         self.show_crosshair = True
+        self.text_visible = True
         self._shown_index: int | None = None
         self._fitted = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -205,9 +206,11 @@ class SliceView(QWidget):
         self._cursor_moved()
 
     def set_text_visible(self, visible: bool) -> None:
+        self.text_visible = visible
         for label in (*self.corner.values(), *self.letters.values()):
             label.setVisible(visible)
         self.scale_bar.setVisible(visible)
+        self._place_labels()
 
     def _update_text(self) -> None:
         g, vol = self.geometry_, self.state.volume
@@ -257,6 +260,10 @@ class SliceView(QWidget):
         c = self.corner
         for label in (*c.values(), *self.letters.values()):
             label.adjustSize()
+        # Small MPR cells: the top corners would collide with each other, keep the essentials.
+        roomy = w >= 380
+        for key in ("tl", "tr"):
+            c[key].setVisible(self.text_visible and roomy)
         c["tl"].move(m, m)
         c["tr"].move(w - c["tr"].width() - m, m)
         c["bl"].move(m, h - c["bl"].height() - m)
