@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self._tags_timer.setInterval(120)  # reading a header per wheel step would stutter
         self._tags_timer.timeout.connect(self._show_tags)
         self.state.cursor_moved.connect(self._tags_timer.start)
+        self.docks["tags"].visibilityChanged.connect(lambda _v: self._tags_timer.start())
         self._restore()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -123,7 +124,11 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
-        self.tabifyDockWidget(self.docks["layers"], self.docks["tags"])
+        else:
+            self.tabifyDockWidget(self.docks["layers"], self.docks["tags"])
+            self.resizeDocks(
+                [self.docks["series"], self.docks["tags"]], [430, 360], Qt.Orientation.Horizontal
+            )
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
         self.area.set_text_visible(bool(self.settings.get("view/show_text", True)))
 
