@@ -78,8 +78,10 @@ def set_pixels(ds: Dataset, arr: np.ndarray, photometric: str = "MONOCHROME2") -
 def save(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.file_meta.TransferSyntaxUID = transfer_syntax
-    if transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if transfer_syntax == ImplicitVRLittleEndian:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    elif transfer_syntax != ExplicitVRLittleEndian:
         ds.compress(transfer_syntax)
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -229,6 +231,8 @@ def write_enhanced(
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     stored = np.round((values[order].astype(float) - intercept) / slope).astype(np.uint16)
     set_pixels(ds, stored)
+    if modality == "CT":
+        ds.BitsStored, ds.HighBit = 12, 11
     return save(ds, path, transfer_syntax)
 
 

@@ -110,15 +110,6 @@ def test_duplicate_positions_refuse_with_reason(tmp_path):
         SeriesReader(info)
 
 
-def test_two_slice_sizes_refuse_with_both_sizes_named(tmp_path):
-    f.write_ct_series(tmp_path, shape=(3, 8, 8), rows_cols=[(8, 8), (8, 8), (4, 4)])
-    info = _only_series(tmp_path)
-    with pytest.raises(SeriesAssemblyError) as err:
-        load_series(info)
-    assert "two slice sizes: 8×8 and 4×4" in str(err.value)
-    assert str(err.value).startswith(str(tmp_path))
-
-
 def test_first_slice_read_is_the_middle_and_reader_fills_progressively(tmp_path):
     truth = f.write_ct_series(tmp_path, shape=(7, 5, 5))
     reader = SeriesReader(_only_series(tmp_path))

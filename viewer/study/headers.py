@@ -238,9 +238,18 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
     if "SOPClassUID" not in ds and "Rows" not in ds and "PatientID" not in ds:
         raise UnreadableFile(path, "not a DICOM file (no image or patient attributes)")
+    sop_name = pydicom.uid.UID(str(ds.get("SOPClassUID", ""))).name
+    if "Rows" not in ds and "Image" in sop_name:
+        # An image object whose header stops short: a broken copy, not a report.
+        raise UnreadableFile(
+            path, f"truncated or damaged {sop_name}: the image attributes are missing"
+        )
     explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
     offset = tag_start + (12 if explicit else 8)
-    header = header_from_dataset(ds, path, offset, keep=keep)
+    try:
+        header = header_from_dataset(ds, path, offset, keep=keep)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise UnreadableFile(path, f"invalid header value ({exc})") from None
     if header.pixel_offset is not None:
         need = header.expected_pixel_bytes()
         if size < header.pixel_offset + need:

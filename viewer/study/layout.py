@@ -55,13 +55,18 @@ def _rescaled_range(h: FileHeader) -> tuple[float, float]:
 
 
 def output_dtype(headers: list[FileHeader]) -> np.dtype:
-    """int16 when every rescaled value is an exact int16, float32 otherwise."""
+    """int16 when every rescaled value is an exact int16 (uint16/int32 when the integer
+    range needs it), float32 when the rescale is fractional."""
     exact = all(float(h.slope).is_integer() and float(h.intercept).is_integer() for h in headers)
     if exact:
         lo = min(_rescaled_range(h)[0] for h in headers)
         hi = max(_rescaled_range(h)[1] for h in headers)
         if lo >= -32768 and hi <= 32767:
             return np.dtype(np.int16)
+        if lo >= 0 and hi <= 65535:
+            return np.dtype(np.uint16)
+        if lo >= -(2**31) and hi < 2**31:
+            return np.dtype(np.int32)
     return np.dtype(np.float32)
 
 
@@ -207,3 +212,16 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
 def source_paths(headers: list[FileHeader], layout: SeriesLayout) -> list[Path]:
     """The file of each z index."""
     return [headers[h].path for h, _ in layout.order]
+
+
+def split_parts(headers: list[FileHeader]) -> list[list[FileHeader]]:
+    """Headers grouped by slice size and orientation, largest group first.
+
+    A series that mixes them (a localizer among axial slices, a reformat stored in the same
+    series) is one group per stack; a clean series is a single group.
+    """
+    groups: dict[tuple, list[FileHeader]] = {}
+    for h in headers:
+        orient = tuple(np.round(h.orientation, 3)) if h.orientation is not None else None
+        groups.setdefault((h.rows, h.cols, orient), []).append(h)
+    return sorted(groups.values(), key=len, reverse=True)

@@ -13,7 +13,7 @@ import pydicom
 
 from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, StudyError
 from viewer.study.headers import FileHeader, non_image_kind, read_header
-from viewer.study.layout import plan_series
+from viewer.study.layout import plan_series, split_parts
 
 #: File name endings read through SimpleITK as one image each.
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -35,6 +35,7 @@ class SkippedFile:
 
 @dataclass
 class SeriesInfo:
+    #: SeriesInstanceUID; a part split from a mixed series gets "#<n>" appended (n >= 2).
     series_uid: str
     study_uid: str
     patient_name: str
@@ -111,11 +112,17 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _walk(root: Path, cancel: Cancel | None) -> tuple[list[Path], bool]:
+def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tuple[list[Path], bool]:
     if root.is_file():
         return [root], False
     files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(err: OSError) -> None:
+        skipped.append(
+            SkippedFile(Path(err.filename or root), f"cannot list this folder ({err.strerror})")
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         if cancel is not None and cancel():
             return files, True
         dirnames.sort()
@@ -217,12 +224,40 @@ def _series_from_dataset(ds: Any, kind: str, header: FileHeader | None) -> Serie
     )
 
 
-def _finish(info: SeriesInfo) -> None:
-    """Fill counts, geometry and problems of a DICOM series from its headers."""
+def _finish(info: SeriesInfo) -> list[SeriesInfo]:
+    """Fill counts, geometry and problems of a series; a mixed series comes back in parts."""
     if info.kind == "non-image":
         info.n_images = len(info.files)
         info.loadable = False
-        return
+        return [info]
+    try:
+        plan_series(info.headers)
+    except SeriesAssemblyError as exc:
+        why = exc.reason.split("; open the parts separately")[0]
+        parts = split_parts(info.headers)
+    else:
+        parts = []
+    if len(parts) <= 1:
+        _plan(info)
+        return [info]
+    # Each stack of one size and orientation is shown on its own; the problem says why.
+    out = []
+    for k, headers in enumerate(parts):
+        part = replace(
+            info,
+            series_uid=info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}",
+            files=[h.path for h in headers],
+            headers=list(headers),
+            rows=headers[0].rows,
+            cols=headers[0].cols,
+            problems=[f"part {k + 1} of {len(parts)}: {why}"],
+        )
+        _plan(part)
+        out.append(part)
+    return out
+
+
+def _plan(info: SeriesInfo) -> None:
     info.n_images = sum(h.frames for h in info.headers)
     try:
         layout = plan_series(info.headers)
@@ -249,8 +284,8 @@ def scan_folder(
     root = Path(path)
     if not root.exists():
         raise StudyError(root, "no such file or folder")
-    files, cancelled = _walk(root, cancel)
     skipped: list[SkippedFile] = []
+    files, cancelled = _walk(root, cancel, skipped)
     series: dict[tuple[str, str, str], SeriesInfo] = {}
     images: list[SeriesInfo] = []
     seen: set[Path] = set()
@@ -280,7 +315,11 @@ def scan_folder(
                 continue
             header = read_header(f, keep=True)
         except NotAnImage as exc:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+            except (OSError, ValueError, EOFError) as again:
+                skipped.append(SkippedFile(f, f"unreadable ({again})"))
+                continue
             key = (_text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), "non-image")
             if key not in series:
                 info = _series_from_dataset(ds, "non-image", None)
@@ -302,10 +341,9 @@ def scan_folder(
         info.headers.append(replace(header, dataset=None))
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
-    for info in series.values():
-        _finish(info)
+    finished = [part for info in series.values() for part in _finish(info)]
     result = sorted(
-        series.values(),
+        finished,
         key=lambda s: (
             s.study_date,
             s.study_uid,

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, UnsupportedFormat
+from viewer.study.errors import (
+    LoadCancelled,
+    NotAnImage,
+    SeriesAssemblyError,
+    StudyError,
+    UnsupportedFormat,
+)
 from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.scan import Cancel, Progress, SeriesInfo
@@ -61,7 +67,11 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
 
 
 def _raw_dtype(h: FileHeader) -> np.dtype | None:
-    if h.bits_allocated not in (8, 16, 32) or h.samples_per_pixel != 1:
+    if (
+        h.bits_allocated not in (8, 16, 32)
+        or h.samples_per_pixel != 1
+        or not h.photometric.startswith("MONOCHROME")
+    ):
         return None
     kind = "i" if h.pixel_representation == 1 else "u"
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
@@ -194,14 +204,13 @@ class SeriesReader:
             out[...] = raw
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
-        elif out.dtype == np.int16 and h.slope == 1.0:
-            np.add(raw, np.int16(h.intercept), out=out, casting="unsafe")
+        elif out.dtype.kind in "iu" and h.slope == 1.0:
+            # Integer HU: one pass, computed in a wider type then stored (range checked by the layout).
+            np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
         else:
-            np.multiply(raw, h.slope, out=out, casting="unsafe")
-            if out.dtype.kind == "f":
-                out += h.intercept
-            else:
-                out += np.int16(h.intercept)
+            # Scaled in float64 first so an integer slope cannot overflow before the intercept.
+            scaled = raw * np.float64(h.slope) + h.intercept
+            out[...] = np.rint(scaled) if out.dtype.kind in "iu" else scaled
         if self._invert and not self.layout.rgb:
             lo, hi_ = self._mirror_range()
             np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
@@ -215,21 +224,29 @@ class SeriesReader:
     ) -> Volume:
         """Read every slice not yet read (middle first); raises LoadCancelled when cancelled.
 
+        A slice whose file cannot be decoded stays blank and is named in ``volume.warnings``;
+        when no slice at all can be read, the first error is raised.
+
         ``on_slice(z)`` and ``progress`` are called on the calling thread as slices land.
         """
         todo = [z for z in self.slice_order() if not self._done[z]]
         n = len(self._done)
         stop = threading.Event()
 
-        def work(z: int) -> int:
+        failures: list[tuple[int, StudyError]] = []
+
+        def work(z: int) -> tuple[int, StudyError | None]:
             if stop.is_set():
-                return -1
-            self.read_slice(z)
-            return z
+                return -1, None
+            try:
+                self.read_slice(z)
+            except StudyError as exc:
+                return z, exc
+            return z, None
 
         pool = ThreadPoolExecutor(READ_THREADS)
         try:
-            for count, z in enumerate(pool.map(work, todo), start=1):
+            for count, (z, error) in enumerate(pool.map(work, todo), start=1):
                 if cancel is not None and cancel():
                     stop.set()
                     raise LoadCancelled(
@@ -238,7 +255,9 @@ class SeriesReader:
                     )
                 if z < 0:
                     continue
-                if on_slice is not None:
+                if error is not None:
+                    failures.append((z, error))
+                elif on_slice is not None:
                     on_slice(z)
                 if progress is not None:
                     done = n - len(todo) + count
@@ -246,6 +265,12 @@ class SeriesReader:
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+        if failures:
+            if not self._done.any():
+                raise failures[0][1]
+            # One broken file among many: show the rest, say which slices are blank and why.
+            for z, error in sorted(failures, key=lambda item: item[0]):
+                self.volume.warnings.append(f"slice {z + 1} is blank: {error}")
         self._decoded.clear()
         return self.volume
 
