@@ -218,14 +218,19 @@ def test_bad_folder_names_the_skipped_files(qtbot, window, tmp_path):
 
 
 def test_a_series_that_fails_to_load_reports_why(qtbot, window, tmp_path):
-    write_ct_series(tmp_path / "s", shape=(3, 8, 8), rows_cols=[(8, 8), (8, 8), (6, 6)])
+    truth = write_ct_series(tmp_path / "s", shape=(3, 8, 8))
+    write_ct_series(tmp_path / "t", shape=(2, 8, 8))  # two series: nothing opens by itself
     with qtbot.waitSignal(window.scan_finished, timeout=15000):
         window.open_path(tmp_path)
-    info = window.browser.series[0]
+    info = next(s for s in window.browser.series if s.n_images == 3)
+    for path in truth.paths:  # the files vanish between scan and open (a USB stick pulled)
+        path.unlink()
     with qtbot.waitSignal(window.load_failed, timeout=15000) as blocker:
         window.open_series(info)
-    assert blocker.args[0] and blocker.args[0] == window.last_error
-    assert window.isVisible()
+    message = blocker.args[0]
+    assert message == window.last_error
+    assert any(p.name in message for p in truth.paths)
+    assert window.isVisible() and window.state.volume is None
 
 
 def test_rgb_and_single_images(qtbot, window):
@@ -261,3 +266,28 @@ def test_recent_folders_persist_across_windows(qtbot, window, tmp_path):
 
     again = Settings().recent_folders()
     assert again[:2] == [str((tmp_path / "one").resolve()), str((tmp_path / "two").resolve())]
+
+
+def test_demo_opens_the_synthetic_chest_ct(qtbot, window):
+    with qtbot.waitSignal(window.series_loaded, timeout=60000) as blocker:
+        window.open_demo()
+    vol = blocker.args[0]
+    assert vol.modality == "CT" and vol.shape[0] > 1
+    assert "demo" in vol.description.lower()
+    # The file's own windows come first, then the CT presets.
+    names = [a.text() for a in window.presets_menu.actions()]
+    assert names[0].startswith("File:") and any(n.startswith("Stroke") for n in names)
+
+
+def test_cine_advances_and_cancel_leaves_the_window_usable(qtbot, window, series_dir):
+    _open_and_wait(qtbot, window, series_dir)
+    start = window.state.slice_index("axial")
+    window.area.set_cine(True, fps=50)
+    qtbot.waitUntil(lambda: window.state.slice_index("axial") != start, timeout=3000)
+    window.action_map["cine"].setChecked(False)
+    window.area.set_cine(False)
+    window.open_path(series_dir)
+    window.cancel_work()
+    qtbot.waitUntil(lambda: not window.tasks, timeout=10000)
+    assert not window.cancel_button.isVisible()
+    assert window.state.volume is not None  # what was loaded stays
