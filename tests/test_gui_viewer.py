@@ -187,6 +187,9 @@ def test_crosshair_click_links_the_other_planes(qtbot, window, series_dir):
     assert window.state.slice_index("sagittal") == 7
     sag = window.area.views["sagittal"]
     assert np.array_equal(sag.image.image, _values()[::-1, :, 7])
+    assert axial.v_line.isVisible() and axial.v_line.value() == pytest.approx(x)
+    window.action_map["layout_single"].trigger()
+    assert not axial.v_line.isVisible()  # no crosshair over a single image
 
 
 def test_hover_shows_hu_voxel_and_patient_mm(qtbot, window, series_dir):
