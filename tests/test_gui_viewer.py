@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.dicom_factory import write_ct_series
@@ -65,6 +65,25 @@ def _wheel(view, steps: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
         False,
     )
     QApplication.sendEvent(vp, event)
+
+
+def _drag(qtbot, view, button: Qt.MouseButton, step: QPoint, steps: int = 5) -> None:
+    vp = view.graphics.viewport()
+    start = QPoint(vp.width() // 2, vp.height() // 2)
+    qtbot.mousePress(vp, button, pos=start)
+    for k in range(1, steps + 1):
+        # QTest.mouseMove cannot carry buttons; send the move with the button held.
+        pos = QPointF(start + step * k)
+        move = QMouseEvent(
+            QMouseEvent.Type.MouseMove,
+            pos,
+            QPointF(vp.mapToGlobal(pos.toPoint())),
+            Qt.MouseButton.NoButton,
+            button,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(vp, move)
+    qtbot.mouseRelease(vp, button, pos=start + step * steps)
 
 
 def test_open_folder_lists_series_and_shows_the_middle_slice(qtbot, window, series_dir):
@@ -136,28 +155,39 @@ def test_window_preset_and_right_drag_change_the_levels(qtbot, window, series_di
     assert (window.state.center, window.state.width) == CT_PRESETS["Lung"]
     assert tuple(view.image.levels) == pytest.approx((-1350.0, 150.0))
 
-    vp = view.graphics.viewport()
-    start = QPoint(vp.width() // 2, vp.height() // 2)
-    qtbot.mousePress(vp, Qt.MouseButton.RightButton, pos=start)
-    for k in range(1, 6):
-        # QTest.mouseMove cannot carry buttons; send the move with the right button held.
-        from PySide6.QtGui import QMouseEvent
-
-        pos = QPointF(start + QPoint(12 * k, -8 * k))
-        QApplication.sendEvent(
-            vp,
-            QMouseEvent(
-                QMouseEvent.Type.MouseMove,
-                pos,
-                QPointF(vp.mapToGlobal(pos.toPoint())),
-                Qt.MouseButton.NoButton,
-                Qt.MouseButton.RightButton,
-                Qt.KeyboardModifier.NoModifier,
-            ),
-        )
-    qtbot.mouseRelease(vp, Qt.MouseButton.RightButton, pos=start + QPoint(60, -40))
+    _drag(qtbot, view, Qt.MouseButton.RightButton, QPoint(12, -8))
     assert window.state.width > CT_PRESETS["Lung"][1]  # dragged right: wider
     assert window.state.center > CT_PRESETS["Lung"][0]  # dragged up: higher level
+
+
+def test_middle_drag_pans_and_fit_restores(qtbot, window, series_dir):
+    _open_and_wait(qtbot, window, series_dir)
+    view = window.area.views["axial"]
+    before = view.view_box.viewRange()[0][0]
+    _drag(qtbot, view, Qt.MouseButton.MiddleButton, QPoint(15, 0))
+    after = view.view_box.viewRange()[0][0]
+    assert after < before  # dragged right: the image moves right, the range left
+    window.action_map["fit"].trigger()
+    assert view.view_box.viewRange()[0][0] == pytest.approx(before, abs=0.5)
+
+
+def test_dropping_a_folder_opens_it(qtbot, window, series_dir):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(series_dir))])
+    drop = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.series_loaded, timeout=15000):
+        window.dropEvent(drop)
+    assert window.state.volume.shape == SHAPE
+    assert window.area.active_view.hasFocus() or not window.isActiveWindow()
 
 
 def test_plane_switch_and_mpr_layout_use_true_mm_aspect(qtbot, window, series_dir):

@@ -201,6 +201,8 @@ class MainWindow(QMainWindow):
         if isinstance(obj, FirstSlice):
             self.state.set_volume(obj.volume, first_slice=obj.index)
             self.area.set_active_plane(self.area.active_plane)
+            # Keys scroll at once, without a click into the image first.
+            self.area.active_view.setFocus()
         elif isinstance(obj, SlicesArrived):
             self.state.data_updated.emit()
 
