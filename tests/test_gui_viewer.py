@@ -282,6 +282,7 @@ def test_rgb_and_single_images(qtbot, window):
     qtbot.keyClick(view, Qt.Key.Key_Up)
     assert view.index() == 0
     assert not view.v_line.isVisible()
+    assert view.letters["top"].text() == ""  # no orientation known for a projection image
 
 
 def test_shortcuts_dialog_lists_the_bound_keys(qtbot, window):

@@ -21,6 +21,8 @@ from viewer.ui.state import ViewerState
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 LEFT_MODES = ("crosshair", "window", "zoom", "pan")
+#: Modalities whose single images are cross-sections with a real patient orientation.
+SECTIONAL_MODALITIES = ("CT", "MR", "PT", "NM")
 _GREY = np.arange(256, dtype=np.uint8)
 
 
@@ -150,8 +152,12 @@ class SliceView(QWidget):
             for label in (*self.corner.values(), *self.letters.values()):
                 label.setText("")
             return
+        vol = self.state.volume
+        # A projection image (CR/DX/MG...) carries no patient orientation in its geometry: the
+        # identity direction it gets would print wrong letters, so show none.
+        known = not vol.is_2d or vol.modality in SECTIONAL_MODALITIES  # type: ignore[union-attr]
         for key, text in g.edge_letters().items():
-            self.letters[key].setText(text)
+            self.letters[key].setText(text if known else "")
         self._draw_image(force=True)
         self.image.setRect(self.image_rect())
         self.fit()
@@ -230,7 +236,11 @@ class SliceView(QWidget):
             )
         )
         self.corner["tr"].setText(
-            "\n".join(s for s in (vol.description, vol.modality, self.plane.capitalize()) if s)
+            "\n".join(
+                s
+                for s in (vol.description, vol.modality, "" if vol.is_2d else self.plane.title())
+                if s
+            )
         )
         zyx = self.state.cursor.copy()
         zyx[g.normal_axis] = index
