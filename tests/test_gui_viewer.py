@@ -325,3 +325,9 @@ def test_cine_advances_and_cancel_leaves_the_window_usable(qtbot, window, series
     qtbot.waitUntil(lambda: not window.tasks, timeout=10000)
     assert not window.cancel_button.isVisible()
     assert window.state.volume is not None  # what was loaded stays
+
+
+def test_a_single_dicom_file_opens_too(qtbot, window, tmp_path):
+    truth = write_ct_series(tmp_path / "s", shape=(3, 8, 8))
+    vol = _open_and_wait(qtbot, window, truth.paths[0])
+    assert vol.shape == (1, 8, 8)

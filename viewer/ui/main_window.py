@@ -138,16 +138,17 @@ class MainWindow(QMainWindow):
         path = Path(path).expanduser()
         if is_image_file(path):
             self._start_load(image_file_task(path), f"Reading {path.name}", None)
-        elif path.is_dir():
-            self.settings.add_recent(path)
-            ui_actions.refresh_recent(self)
+        elif path.is_dir() or path.is_file():
+            if path.is_dir():
+                self.settings.add_recent(path)
+                ui_actions.refresh_recent(self)
             self.cancel_work()
             self.browser.set_series([])
             self._scan = self._run(
                 scan_task(path), f"Scanning {path}", self._scan_done, lambda _: None
             )
         else:
-            self.show_error(f"Cannot open {path}: no such folder or image file.")
+            self.show_error(f"Cannot open {path}: no such folder or file.")
 
     def open_demo(self) -> None:
         try:
@@ -278,6 +279,8 @@ class MainWindow(QMainWindow):
         """Say what went wrong without blocking (a modal box would freeze scripted use)."""
         self.last_error = message
         self.statusBar().showMessage(message, 15000)
+        if self.error_box is not None:
+            self.error_box.close()  # one message at a time, the latest
         box = QMessageBox(QMessageBox.Icon.Warning, "RadLens", message, parent=self)
         if details:
             from viewer.ui.panels.problems import problem_rows

@@ -64,6 +64,7 @@ class SliceView(QWidget):
         self.show_crosshair = True
         self.text_visible = True
         self._shown_index: int | None = None
+        self._hover_scene: QPointF | None = None
         self._fitted = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(120, 120)
@@ -197,7 +198,11 @@ class SliceView(QWidget):
         g = self.geometry_
         if g is None:
             return
+        shown = self._shown_index
         self._draw_image()
+        if shown != self._shown_index and self._hover_scene is not None and self.underMouse():
+            # The slice changed under a still mouse (wheel, keys, cine): refresh the value.
+            self._mouse_moved(self._hover_scene)
         _, row, col = g.from_voxel(self.state.cursor)
         x, y = g.pixel_to_scene(row, col)
         self.v_line.setPos(x)
@@ -333,6 +338,7 @@ class SliceView(QWidget):
     def _mouse_moved(self, scene_pos: QPointF) -> None:
         if self.geometry_ is None:
             return
+        self._hover_scene = scene_pos
         self.hovered.emit(self.scene_to_voxel(self.view_box.mapSceneToView(scene_pos)))
 
     def handle_wheel(self, ev) -> None:
