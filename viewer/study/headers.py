@@ -178,7 +178,15 @@ def header_from_dataset(
             positions.append(pos)  # type: ignore[arg-type]
     else:
         pos = _floats(ds.get("ImagePositionPatient"), 3)
-        positions = [pos] * frames if frames == 1 else [None] * frames  # type: ignore[list-item]
+        offsets = _floats(ds.get("GridFrameOffsetVector"))
+        if frames == 1:
+            positions = [pos]  # type: ignore[list-item]
+        elif pos is not None and offsets is not None and len(offsets) == frames:
+            # RT dose and similar: frame k lies at IPP + offset[k] along the slice normal.
+            n = slice_normal(orientation)
+            positions = [tuple(float(v) for v in np.asarray(pos) + o * n) for o in offsets]  # type: ignore[misc]
+        else:
+            positions = [None] * frames
     if spacing is not None:
         # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
         spacing = (spacing[1], spacing[0])
