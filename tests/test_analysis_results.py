@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from inference.phantoms import LUNG, NODULE, chest_ct
+from tests.analysis_fakes import _Box, _Cls, _Heat, _LabelMap, _Result, phantom_result
 from viewer.labels.result_findings import summarise
 from viewer.labels.results import (
     BoxRecord,
@@ -19,70 +19,13 @@ from viewer.labels.results import (
 )
 
 
-# Stand-ins with the engine's AnalysisResult attribute names (inference.results).
-@dataclass
-class _Label:
-    index: int
-    name: str
-    color: str
-
-
-@dataclass
-class _LabelMap:
-    array: np.ndarray
-    labels: list
-
-
-@dataclass
-class _Heat:
-    array: np.ndarray
-
-
-@dataclass
-class _Box:
-    corners: tuple
-    label: str
-    score: float
-
-
-@dataclass
-class _Cls:
-    probabilities: dict
-
-
-@dataclass
-class _Result:
-    model_id: str = "fake-seg"
-    model_version: str = "1.0.0"
-    task: str = "segmentation"
-    device: str = "cpu"
-    precision: str = "float32"
-    timings: dict = field(default_factory=lambda: {"total": 1.5})
-    label_map: object = None
-    heat_map: object = None
-    boxes: list = field(default_factory=list)
-    classification: object = None
-    intended_use: str = "Demonstration only; not for diagnosis."
-    warnings: list = field(default_factory=list)
-
-
 @pytest.fixture(scope="module")
 def phantom():
     return chest_ct((32, 64, 64), seed=3, n_nodules=2)
 
 
-def _seg_result(ct) -> _Result:
-    labels = [_Label(1, "lung", "#4fc3f7"), _Label(2, "nodule", "#ff7043")]
-    heat = (ct.labels == NODULE).astype(np.float32) * 0.9
-    boxes = []
-    for n in ct.nodules:
-        lo, hi = n.box_zyx(ct.spacing)
-        boxes.append(_Box((*lo, *hi), "nodule", 0.8))
-    return _Result(label_map=_LabelMap(ct.labels.copy(), labels), heat_map=_Heat(heat), boxes=boxes)
-
-
 def test_each_nodule_component_is_a_finding_and_lung_is_a_structure(phantom):
-    rec = record_from_result(_seg_result(phantom))
+    rec = record_from_result(phantom_result(phantom))
     summary = summarise(rec, phantom.spacing)
     regions = [f for f in summary.findings if f.kind == "region"]
     assert len(regions) == len(phantom.nodules) == 2
@@ -102,7 +45,7 @@ def test_each_nodule_component_is_a_finding_and_lung_is_a_structure(phantom):
 
 
 def test_box_findings_carry_size_in_mm_and_slice_range(phantom):
-    rec = record_from_result(_seg_result(phantom))
+    rec = record_from_result(phantom_result(phantom))
     boxes = [f for f in summarise(rec, phantom.spacing).findings if f.kind == "box"]
     assert len(boxes) == 2
     n = phantom.nodules[0]
@@ -139,7 +82,7 @@ def test_2d_mask_component_reports_area_not_volume():
 
 
 def test_results_survive_a_new_store_instance(tmp_path, phantom):
-    rec = record_from_result(_seg_result(phantom))
+    rec = record_from_result(phantom_result(phantom))
     ResultStore(tmp_path).save("1.2.840.99.1", rec)
     (back,) = ResultStore(tmp_path).load_all("1.2.840.99.1")
     assert np.array_equal(back.label_map, phantom.labels)
@@ -150,15 +93,15 @@ def test_results_survive_a_new_store_instance(tmp_path, phantom):
 
 def test_store_defaults_to_user_data_dir(_isolated_user_data, phantom):
     store = ResultStore()
-    store.save("uid with spaces/and slashes", record_from_result(_seg_result(phantom)))
+    store.save("uid with spaces/and slashes", record_from_result(phantom_result(phantom)))
     key = series_key("uid with spaces/and slashes")
     assert "/" not in key and (_isolated_user_data / "results" / key).is_dir()
 
 
 def test_latest_run_per_model_is_what_a_reopened_series_shows(tmp_path, phantom):
     store = ResultStore(tmp_path)
-    old = record_from_result(_seg_result(phantom))
-    new = record_from_result(_seg_result(phantom))
+    old = record_from_result(phantom_result(phantom))
+    new = record_from_result(phantom_result(phantom))
     new.created = old.created + 10
     store.save("s", old)
     store.save("s", new)

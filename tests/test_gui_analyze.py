@@ -1,0 +1,168 @@
+"""Analyze in the viewer: the worker bridge, the findings panel and the model picker (pytest-qt)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from inference.phantoms import chest_ct
+from tests.analysis_fakes import Cancelled, FakeEngine, phantom_result
+from viewer.labels.results import ResultStore
+from viewer.study.volume import Volume
+from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
+from viewer.ui.panels.findings import FindingsPanel
+from viewer.ui.panels.model_info import ModelMenu, card_html
+
+pytestmark = pytest.mark.gui
+
+CARD = SimpleNamespace(
+    id="fake-seg",
+    name="Fake segmenter",
+    version="1.0.0",
+    task="segmentation",
+    spatial_dims=3,
+    modalities=["CT"],
+    body_part="CHEST",
+    labels=[{"index": 1, "name": "lung", "color": "#4fc3f7"}],
+    training={"data": "Synthetic phantoms, seeds 0-39", "script": "python -m x"},
+    metrics={"dice_nodule": 0.81},
+    intended_use="Demonstration only; not for diagnosis.",
+)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return chest_ct((32, 64, 64), seed=3, n_nodules=2)
+
+
+@pytest.fixture
+def volume(phantom):
+    return Volume(phantom.hu, spacing=phantom.spacing, modality="CT", series_uid="1.2.3.4")
+
+
+def test_finished_run_carries_findings_and_is_stored(qtbot, tmp_path, phantom, volume):
+    store = ResultStore(tmp_path)
+    ctl = AnalysisController(engine_factory=FakeEngine(phantom_result(phantom)), store=store)
+    progress: list[tuple[float, str]] = []
+    ctl.analysis_progressed.connect(lambda f, s: progress.append((f, s)))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000) as blocker:
+        assert ctl.start(volume, CARD)
+    outcome: AnalysisOutcome = blocker.args[0]
+    assert not ctl.is_running()
+    assert progress and progress[0][1] == "loading Fake segmenter"
+    assert any(s.startswith("window ") for _, s in progress)
+    kinds = sorted(f.kind for f in outcome.summary.findings)
+    assert kinds == ["box", "box", "region", "region"]
+    assert outcome.series_key == "1.2.3.4"
+    (stored,) = store.load_all("1.2.3.4")
+    assert stored.run_id == outcome.record.run_id
+    assert np.array_equal(stored.label_map, phantom.labels)
+
+
+def test_progress_comes_on_the_main_thread(qtbot, phantom, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(phantom_result(phantom)))
+    threads = []
+    ctl.analysis_progressed.connect(lambda *_: threads.append(threading.current_thread()))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    assert threads and all(t is threading.main_thread() for t in threads)
+
+
+def test_cancel_stops_the_run_and_gives_no_result(qtbot, phantom, volume):
+    engine = FakeEngine(phantom_result(phantom), steps=500, step_s=0.01)
+    ctl = AnalysisController(engine_factory=engine)
+    finished = []
+    ctl.analysis_finished.connect(finished.append)
+    ctl.start(volume, CARD)
+    qtbot.waitSignal(ctl.analysis_progressed, timeout=5_000).wait()
+    with qtbot.waitSignal(ctl.analysis_cancelled, timeout=5_000):
+        ctl.cancel()
+    assert not finished and not ctl.is_running()
+
+
+def test_second_analyze_while_running_is_refused(qtbot, phantom, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(phantom_result(phantom), steps=300))
+    ctl.start(volume, CARD)
+    with qtbot.waitSignal(ctl.analysis_refused, timeout=1_000) as refused:
+        assert not ctl.start(volume, CARD)
+    assert "still running" in refused.args[0]
+    assert ctl.shutdown(5_000) and not ctl.is_running()
+
+
+def test_engine_error_becomes_a_message(qtbot, phantom, volume):
+    class EngineError(RuntimeError):
+        pass
+
+    err = EngineError("weights hash mismatch in model.safetensors")
+    ctl = AnalysisController(engine_factory=FakeEngine(None, error=err))
+    with qtbot.waitSignal(ctl.analysis_failed, timeout=10_000) as failed:
+        ctl.start(volume, CARD)
+    assert failed.args[0] == (
+        "Analysis with Fake segmenter failed: weights hash mismatch in model.safetensors"
+    )
+    # The controller is free again: a new run starts.
+    ctl._engine_factory = FakeEngine(phantom_result(phantom))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        assert ctl.start(volume, CARD)
+
+
+def test_cancelled_exception_from_engine_is_not_a_failure(qtbot, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(None, error=Cancelled("stop")))
+    with qtbot.waitSignal(ctl.analysis_cancelled, timeout=10_000):
+        ctl.start(volume, CARD)
+
+
+def test_shutdown_cancels_a_running_analysis_within_bound(qtbot, phantom, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(phantom_result(phantom), steps=10_000))
+    ctl.start(volume, CARD)
+    assert ctl.shutdown(5_000)
+    assert not ctl.is_running()
+
+
+def test_volume_without_uid_is_keyed_by_its_pixels(phantom):
+    a = Volume(phantom.hu, spacing=phantom.spacing)
+    b = Volume(phantom.hu.copy(), spacing=phantom.spacing)
+    assert volume_key(a) == volume_key(b) and volume_key(a).startswith("pixels-")
+
+
+def test_clicking_a_finding_emits_it_and_intended_use_is_shown(qtbot, phantom, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(phantom_result(phantom)))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000) as blocker:
+        ctl.start(volume, CARD)
+    outcome = blocker.args[0]
+    panel = FindingsPanel()
+    qtbot.addWidget(panel)
+    panel.add_run(outcome.record, outcome.summary)
+    assert "not for diagnosis" in panel.intended_use.text()
+    assert not panel.intended_use.isHidden()
+    top = panel.tree.topLevelItem(0)
+    texts = [top.child(i).text(0) for i in range(top.childCount())]
+    assert any(t.startswith("lung: ") and "mL" in t for t in texts)
+    target = outcome.summary.findings[0]
+    row = next(
+        top.child(i) for i in range(top.childCount()) if top.child(i).text(0) == target.describe()
+    )
+    with qtbot.waitSignal(panel.finding_activated, timeout=1_000) as clicked:
+        panel.tree.itemClicked.emit(row, 0)
+    assert clicked.args[0] == target
+
+
+def test_model_menu_preselects_and_card_shows_training_and_metrics(qtbot):
+    other = SimpleNamespace(**{**vars(CARD), "id": "other", "name": "Other"})
+    menu = ModelMenu()
+    menu.set_models([other, CARD], preferred=CARD)
+    assert menu.current() is CARD
+    checked = [a.text() for a in menu.actions() if a.isCheckable() and a.isChecked()]
+    assert checked == ["Fake segmenter 1.0.0"]
+    with qtbot.waitSignal(menu.model_chosen, timeout=1_000):
+        menu.choose(other)
+    assert menu.current() is other
+    page = card_html(CARD)
+    assert "Synthetic phantoms, seeds 0-39" in page and "dice_nodule" in page
+    assert "not for diagnosis" in page
+    dialog = menu.show_card(CARD)
+    qtbot.addWidget(dialog)
+    assert "Intended use" in dialog.browser.toPlainText()
