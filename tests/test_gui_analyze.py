@@ -166,3 +166,131 @@ def test_model_menu_preselects_and_card_shows_training_and_metrics(qtbot):
     dialog = menu.show_card(CARD)
     qtbot.addWidget(dialog)
     assert "Intended use" in dialog.browser.toPlainText()
+
+
+# ---- the feature in a window ---------------------------------------------------------------
+from PySide6.QtWidgets import QMainWindow, QSplitter  # noqa: E402
+
+from viewer.ui.analyze_feature import AnalyzeFeature  # noqa: E402
+from viewer.ui.slice_view import SliceView  # noqa: E402
+from viewer.ui.state import ViewerState  # noqa: E402
+
+
+class _Window(QMainWindow):
+    """Three planes of a ViewerState plus the Analyze feature (what main_window wires)."""
+
+    def __init__(self, engine, store, cards=(CARD,)) -> None:
+        super().__init__()
+        self.state = ViewerState(self)
+        split = QSplitter(self)
+        self.views = {p: SliceView(self.state, p, split) for p in ("axial", "coronal", "sagittal")}
+        self.setCentralWidget(split)
+        ctl = AnalysisController(engine_factory=engine, store=store)
+        self.analyze = AnalyzeFeature(
+            self, self.state, controller=ctl, store=store, models=lambda v: (list(cards), cards[0])
+        )
+        self.resize(900, 400)
+
+
+def _open(qtbot, phantom, tmp_path, engine=None, store=None):
+    store = store or ResultStore(tmp_path / "results")
+    win = _Window(engine or FakeEngine(phantom_result(phantom)), store)
+    qtbot.addWidget(win)
+    win.show()
+    vol = Volume(phantom.hu, spacing=phantom.spacing, modality="CT", series_uid="1.2.3.9")
+    win.state.set_volume(vol)
+    return win, vol
+
+
+def _box_rects(view) -> int:
+    return sum(len(o.rects) for o in view.overlays.values() if hasattr(o, "rects"))
+
+
+def test_analyze_adds_mask_heat_and_box_layers_over_the_nodules(qtbot, tmp_path, phantom):
+    win, vol = _open(qtbot, phantom, tmp_path)
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        assert win.analyze.analyze()
+        assert win.analyze.progress.isVisible() and win.analyze.cancel_button.isVisible()
+    assert not win.analyze.progress.isVisible()
+    names = win.state.layers.names()
+    assert names == ["Fake segmenter: mask", "Fake segmenter: heat map", "Fake segmenter: boxes"]
+    mask = win.state.layers.get("Fake segmenter: mask")
+    assert mask.colours[2] == (0xFF, 0x70, 0x43)  # the card's nodule colour
+    n = phantom.nodules[0]
+    centre = tuple(int(round(c)) for c in n.center_zyx)
+    assert mask.data[centre] == 2
+    # Jump to the first nodule: every plane draws a box there and the mask pixel is coloured.
+    finding = next(
+        f
+        for f in win.analyze.findings.findings()
+        if f.kind == "box" and np.linalg.norm(np.subtract(f.centre_zyx, n.center_zyx)) < 1
+    )
+    win.analyze.findings.activate(finding)
+    assert np.allclose(win.state.cursor, np.clip(finding.centre_zyx, 0, np.array(vol.shape) - 1))
+    for view in win.views.values():
+        assert _box_rects(view) >= 1, view.plane
+        overlay = view.overlays["Fake segmenter: mask"]
+        g = view.geometry_
+        _, row, col = g.from_voxel(centre)
+        rgba = overlay.image  # (rows, cols, 4) as drawn
+        assert tuple(rgba[int(round(row)), int(round(col)), :3]) == (0xFF, 0x70, 0x43)
+    assert "ran on the CPU" in win.analyze.last_message
+    assert "no GPU" in win.analyze.last_message
+
+
+def test_results_come_back_when_the_series_is_reopened(qtbot, tmp_path, phantom):
+    store = ResultStore(tmp_path / "results")
+    win, vol = _open(qtbot, phantom, tmp_path, store=store)
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    win.state.set_volume(None)
+    assert win.state.layers.names() == [] and not win.analyze.findings.findings()
+    # A new window (an app restart) with the same series shows the stored layers again.
+    win2, _ = _open(qtbot, phantom, tmp_path, store=ResultStore(tmp_path / "results"))
+    assert len(win2.state.layers) == 3
+    assert len(win2.analyze.findings.findings()) == 4
+    assert "not for diagnosis" in win2.analyze.findings.intended_use.text()
+
+
+def test_removed_layer_stays_removed_after_reopening(qtbot, tmp_path, phantom):
+    win, vol = _open(qtbot, phantom, tmp_path)
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    win.state.layers.remove("Fake segmenter: boxes")
+    qtbot.wait(20)
+    assert all(f.kind != "box" for f in win.analyze.findings.findings())
+    win2, _ = _open(qtbot, phantom, tmp_path, store=ResultStore(tmp_path / "results"))
+    assert "Fake segmenter: boxes" not in win2.state.layers.names()
+    assert "Fake segmenter: mask" in win2.state.layers.names()
+
+
+def test_engine_failure_shows_a_message_and_the_study_stays_usable(qtbot, tmp_path, phantom):
+    class EngineError(RuntimeError):
+        pass
+
+    engine = FakeEngine(None, error=EngineError("model.safetensors: SHA-256 mismatch"))
+    win, vol = _open(qtbot, phantom, tmp_path, engine=engine)
+    with qtbot.waitSignal(win.analyze.controller.analysis_failed, timeout=10_000):
+        win.analyze.analyze()
+    assert "SHA-256 mismatch" in win.analyze.message_box.text()
+    assert win.state.volume is vol and win.state.layers.names() == []
+    win.state.step_slice("axial", 3)  # still scrolls
+    assert win.views["axial"].index() == vol.shape[0] // 2 + 3
+
+
+def test_cancel_from_the_status_bar_leaves_no_layers(qtbot, tmp_path, phantom):
+    engine = FakeEngine(phantom_result(phantom), steps=1000, step_s=0.01)
+    win, _ = _open(qtbot, phantom, tmp_path, engine=engine)
+    win.analyze.analyze()
+    qtbot.waitSignal(win.analyze.controller.analysis_progressed, timeout=5_000).wait()
+    with qtbot.waitSignal(win.analyze.controller.analysis_cancelled, timeout=5_000):
+        win.analyze.cancel_button.click()
+    assert win.state.layers.names() == [] and win.analyze.last_message == "Analysis cancelled."
+
+
+def test_closing_during_a_run_cancels_it(qtbot, tmp_path, phantom):
+    engine = FakeEngine(phantom_result(phantom), steps=10_000, step_s=0.01)
+    win, _ = _open(qtbot, phantom, tmp_path, engine=engine)
+    win.analyze.analyze()
+    assert win.analyze.shutdown(5_000)
+    assert not win.analyze.controller.is_running()
