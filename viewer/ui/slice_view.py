@@ -123,8 +123,9 @@ class SliceView(QWidget):
         return QRectF(0.0, 0.0, g.width_mm, g.height_mm) if g else QRectF(0, 0, 1, 1)
 
     def fit(self) -> None:
-        """Fit the whole slice in the view."""
+        """Fit the whole slice in the view (and keep it fitted on resize until zoomed)."""
         self.view_box.setRange(self.image_rect(), padding=0.02)
+        self._fitted = True
 
     def zoom_factor(self) -> float:
         """Screen pixels per image pixel along the columns."""
@@ -133,6 +134,7 @@ class SliceView(QWidget):
         return float(g.col_spacing / px) if g and px > 0 else 1.0
 
     def zoom_by(self, factor: float, centre: QPointF | None = None) -> None:
+        self._fitted = False
         self.view_box.scaleBy((1.0 / factor, 1.0 / factor), center=centre)
 
     # ---- drawing -------------------------------------------------------------------------
@@ -152,7 +154,6 @@ class SliceView(QWidget):
         self._draw_image(force=True)
         self.image.setRect(self.image_rect())
         self.fit()
-        self._fitted = True
         self._cursor_moved()
         self._place_labels()
 
@@ -337,6 +338,7 @@ class SliceView(QWidget):
         if button == Qt.MouseButton.LeftButton:
             mode = self.left_mode
         if mode in (None, "pan"):
+            self._fitted = False
             return False
         ev.accept()
         self.activated.emit(self.plane)
