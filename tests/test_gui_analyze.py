@@ -294,3 +294,23 @@ def test_closing_during_a_run_cancels_it(qtbot, tmp_path, phantom):
     win.analyze.analyze()
     assert win.analyze.shutdown(5_000)
     assert not win.analyze.controller.is_running()
+
+
+def test_main_window_has_analyze_and_closing_cancels_a_run(qtbot, phantom):
+    from viewer.ui.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    feature = win.analyze
+    assert feature.action.shortcut().toString() == "Ctrl+Shift+A"
+    assert feature.action in win.actions() and not feature.action.isEnabled()
+    engine = FakeEngine(phantom_result(phantom), steps=10_000, step_s=0.01)
+    feature.controller._engine_factory = engine
+    feature.menu.set_models([CARD], preferred=CARD)
+    win.state.set_volume(Volume(phantom.hu, spacing=phantom.spacing, modality="CT"))
+    feature.menu.set_models([CARD], preferred=CARD)
+    assert feature.action.isEnabled()
+    feature.action.trigger()
+    assert feature.controller.is_running()
+    win.close()
+    assert not feature.controller.is_running() and engine.calls

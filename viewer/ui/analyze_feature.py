@@ -1,7 +1,7 @@
 """Analyze in the main window: the action, model menu, progress bar, result layers and findings.
 
 ``AnalyzeFeature(window, state)`` installs everything into a QMainWindow that shows a
-``ViewerState``: an **Analyze** toolbar action (Ctrl+R) with a model menu, a progress bar
+``ViewerState``: an **Analyze** toolbar action (Ctrl+Shift+A; Ctrl+R is Reset) with a model menu, a progress bar
 with the engine's sentence and a Cancel button in the status bar, a Findings dock, and a
 result layer per mask / heat map / boxes in ``state.layers``. Results are stored with the
 series and come back when it is reopened. Call ``shutdown()`` from the window's closeEvent.
@@ -110,12 +110,14 @@ class AnalyzeFeature(QObject):
         self._shown_volume: Volume | None = None
         self._key = ""
         self._cpu_noted = False
+        self._restored: Volume | None = None
         self.last_message = ""
 
         self.menu = ModelMenu(window)
         self.action = QAction("Analyze", window)
-        self.action.setShortcut(QKeySequence("Ctrl+R"))
-        self.action.setToolTip("Run the selected AI model on this series (Ctrl+R)")
+        # Ctrl+R is already "Reset window and zoom" in the main window.
+        self.action.setShortcut(QKeySequence("Ctrl+Shift+A"))
+        self.action.setToolTip("Run the selected AI model on this series (Ctrl+Shift+A)")
         self.action.triggered.connect(self.analyze)
         window.addAction(self.action)  # the shortcut works without a toolbar too
         self.button = QToolButton(window)
@@ -126,6 +128,9 @@ class AnalyzeFeature(QObject):
             toolbar = window.addToolBar("Analyze")
             toolbar.setObjectName("analyzeToolbar")
         toolbar.addWidget(self.button)
+        ai_menu = window.menuBar().addMenu("&AI")
+        ai_menu.addAction(self.action)
+        ai_menu.addMenu(self.menu)
 
         bar = window.statusBar()
         self.progress = QProgressBar(window)
@@ -153,7 +158,11 @@ class AnalyzeFeature(QObject):
         c.analysis_cancelled.connect(self._on_cancelled)
         c.analysis_refused.connect(self._say)
         state.volume_changed.connect(self._on_volume_changed)
+        loaded = getattr(window, "series_loaded", None)  # MainWindow's "all slices are in"
+        if loaded is not None:
+            loaded.connect(self._on_series_loaded)
         state.layers.subscribe(self._on_layer_event)
+        self.action.setEnabled(False)
         self._on_volume_changed()
 
     # ---- series --------------------------------------------------------------------------
@@ -175,6 +184,23 @@ class AnalyzeFeature(QObject):
             log.warning("listing models failed: %s", exc)
             cards, best = [], None
         self.menu.set_models(cards, preferred=best)
+        self._restored = None
+        if not self._loading():
+            self._restore(volume)
+
+    def _loading(self) -> bool:
+        """True while the window's loader is still filling the open volume's slices."""
+        load = getattr(self.window, "_load", None)
+        return load is not None and load in getattr(self.window, "tasks", [])
+
+    @Slot(object)
+    def _on_series_loaded(self, volume: Volume) -> None:
+        if volume is self.state.volume and self._restored is not volume:
+            self._restore(volume)
+
+    def _restore(self, volume: Volume) -> None:
+        """Show the stored results of ``volume``'s series (the newest run of each model)."""
+        self._restored = volume
         self._key = volume_key(volume)
         try:
             records = self.store.latest_per_model(self._key)
@@ -192,6 +218,9 @@ class AnalyzeFeature(QObject):
         volume = self.state.volume
         if volume is None:
             self._say("Open a series first, then Analyze.")
+            return False
+        if self._loading():
+            self._say("The series is still loading; Analyze when all its slices are in.")
             return False
         card = card or self.menu.current()
         if card is None:
