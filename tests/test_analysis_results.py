@@ -142,3 +142,14 @@ def test_interrupted_write_leaves_no_run(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert store.load_all("s") == []
     assert not list((tmp_path / "s").glob("*.tmp"))
+
+
+def test_mask_value_missing_from_the_label_table_still_becomes_a_finding():
+    lm = np.zeros((20, 50, 50), np.uint8)
+    lm[2:4, 10:12, 10:12] = 1
+    lm[10:12, 30:33, 30:33] = 5
+    rec = record_from_result(_Result(label_map=_LabelMap(lm, {1: "nodule"})))
+    found = {f.label: f for f in summarise(rec, (1.0, 1.0, 1.0)).findings}
+    assert set(found) == {"nodule", "label 5"}
+    assert found["label 5"].volume_ml == pytest.approx(18 / 1000)
+    assert found["label 5"].slice_range == (10, 11)
