@@ -87,3 +87,45 @@ def decode_centernet(
     boxes = np.concatenate([lo, hi], axis=1)
     keep = nms(boxes, scores, nms_iou)[:max_boxes]
     return [(tuple(float(v) for v in boxes[k]), float(scores[k])) for k in keep]
+
+
+def run(image: np.ndarray, spacing, direction, ctx, result) -> None:
+    """Detection task for the engine: boxes (and the centre heat map) in the input's voxel grid."""
+    import time
+
+    import torch
+
+    from inference import postprocess, preprocess
+    from inference.results import BoxResult, HeatMapResult
+    from inference.tasks.segment import model_view
+
+    card = ctx.card
+    t = time.perf_counter()
+    arr, channels_last, out_shape = model_view(image, card)
+    ctx.report(0.02, "resampling")
+    x, frame = preprocess.prepare(arr, spacing, direction, card, channels_last)
+    ctx.timings["preprocess"] = time.perf_counter() - t
+    ctx.check_cancel()
+
+    t = time.perf_counter()
+    roi = tuple(card.patch_size[::-1]) if card.patch_size else None
+    out = ctx.infer(x, roi)
+    ctx.timings["inference"] = time.perf_counter() - t
+    ctx.check_cancel()
+
+    t = time.perf_counter()
+    ctx.report(0.87, "finding boxes")
+    th = card.thresholds
+    found = decode_centernet(
+        out.numpy(),
+        score_threshold=float(th.get("score", 0.5)),
+        nms_iou=float(th.get("nms_iou", 0.1)),
+        max_boxes=int(th.get("max_boxes", 20)),
+    )
+    name = card.labels[0].name if card.labels else "finding"
+    result.boxes = [
+        BoxResult(postprocess.box_to_input(corners, frame), name, score) for corners, score in found
+    ]
+    heat = postprocess.heat_to_input(torch.sigmoid(out[0]), frame)
+    result.heat_map = HeatMapResult(heat.reshape(out_shape), f"{name} centre likelihood")
+    ctx.timings["postprocess"] = time.perf_counter() - t
