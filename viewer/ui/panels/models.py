@@ -1,0 +1,278 @@
+"""Models panel: every installed model package with its card, hash status and problems.
+
+``collect_models()`` asks ``inference`` (registry + weights) what is installed, off the main
+thread; ``ModelsPanel`` lists the result (shipped, user folder, broken packages with their
+reason), shows the selected card and offers Rescan and "Use for Analyze".
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
+
+#: Columns of the model list.
+COLUMNS = ("Model", "Version", "Task", "Modalities", "Source", "Status")
+OK_STATUS = "weights verified"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One package folder as the panel shows it; ``card`` is None when its card is unreadable."""
+
+    folder: Path
+    source: str  # "shipped", "user" or "other"
+    card: Any
+    problem: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.card is not None and not self.problem
+
+    @property
+    def status(self) -> str:
+        return self.problem or OK_STATUS
+
+    @property
+    def title(self) -> str:
+        return card_title(self.card) if self.card is not None else self.folder.name
+
+
+def _source(folder: Path, shipped: Path, user: Path) -> str:
+    parent = folder.resolve().parent
+    if parent == shipped.resolve():
+        return "shipped"
+    if parent == user.resolve():
+        return "user"
+    return "other"
+
+
+def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
+    """Every package the registry finds, its weights checked against the card's SHA-256.
+
+    Packages the registry refuses come back with ``card=None`` and the registry's reason, so
+    one broken folder is shown, not fatal. Runs on a worker: hashing big weights takes time.
+    """
+    from inference import registry
+    from inference.paths import shipped_models_dir, user_models_dir
+    from inference.weights import WeightsError, verify_files
+
+    shipped, user = shipped_models_dir(), user_models_dir()
+    cards = registry.list_models(extra_dirs)
+    refused = list(registry.problems)
+    entries: list[ModelEntry] = []
+    for card in cards:
+        try:
+            verify_files(card)
+            problem = ""
+        except (WeightsError, OSError) as exc:
+            problem = str(exc)
+        entries.append(
+            ModelEntry(Path(card.path), _source(card.path, shipped, user), card, problem)
+        )
+    for folder, reason in refused:
+        entries.append(ModelEntry(Path(folder), _source(Path(folder), shipped, user), None, reason))
+    return entries
+
+
+def entry_html(entry: ModelEntry) -> str:
+    """The detail view: the shared card page plus where the package is and its hash status."""
+    e = html.escape
+    colour = "#81c784" if entry.usable else "#e57373"
+    head = (
+        f'<p><b>Status:</b> <span style="color:{colour}">{e(entry.status)}</span><br>'
+        f"<b>Source:</b> {e(entry.source)} — <code>{e(str(entry.folder))}</code></p>"
+    )
+    if entry.card is None:
+        return f"<h3>{e(entry.folder.name)}</h3>{head}<p>This package cannot be used.</p>"
+    return card_html(entry.card) + head
+
+
+class _Relay(QObject):
+    done = Signal(object)  # list[ModelEntry], or an error sentence
+
+
+class ModelsPanel(QWidget):
+    """The list of installed models; emits ``analyze_model_chosen(card)`` for Use for Analyze."""
+
+    models_listed = Signal(list)  # list[ModelEntry]
+    listing_failed = Signal(str)
+    analyze_model_chosen = Signal(object)  # ModelCard
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        extra_dirs: Iterable[str | Path] = (),
+        scan_now: bool = True,
+    ) -> None:
+        super().__init__(parent)
+        self.extra_dirs = [Path(p) for p in extra_dirs]
+        self.entries: list[ModelEntry] = []
+        self._thread: threading.Thread | None = None
+        self._again = False
+        self._relay = _Relay(self)
+        # Queued: the worker thread emits, the panel updates on the main thread.
+        self._relay.done.connect(self._scan_done, Qt.ConnectionType.QueuedConnection)
+
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(list(COLUMNS))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.currentItemChanged.connect(lambda *_: self._show_selected())
+        self.tree.itemDoubleClicked.connect(lambda *_: self.show_card())
+        self.details = QTextBrowser(self)
+        self.details.setOpenLinks(False)
+        self.summary = QLabel("Looking for models…", self)
+        self.rescan_button = QPushButton("Rescan", self)
+        self.rescan_button.setToolTip("Look again in the shipped and user model folders")
+        self.rescan_button.clicked.connect(self.rescan)
+        self.use_button = QPushButton("Use for Analyze", self)
+        self.use_button.setToolTip("Preselect this model for the Analyze action")
+        self.use_button.clicked.connect(self.use_selected)
+        self.use_button.setEnabled(False)
+
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(self.tree)
+        split.addWidget(self.details)
+        split.setSizes([180, 320])
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.summary, 1)
+        buttons.addWidget(self.rescan_button)
+        buttons.addWidget(self.use_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(split, 1)
+        layout.addLayout(buttons)
+        if scan_now:
+            self.rescan()
+
+    # ---- listing -------------------------------------------------------------------------
+    def rescan(self) -> None:
+        """List the installed models again (on a worker); a rescan during one queues another."""
+        if self._thread is not None and self._thread.is_alive():
+            self._again = True
+            return
+        self.summary.setText("Looking for models…")
+        extra = list(self.extra_dirs)
+        relay = self._relay
+
+        def work() -> None:
+            try:
+                result: object = collect_models(extra)
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a message in the panel
+                result = f"{type(exc).__name__}: {exc}"
+            try:
+                relay.done.emit(result)
+            except RuntimeError:  # the panel was closed meanwhile: nobody to tell
+                pass
+
+        # A daemon Python thread, not a QThread: a window destroyed mid-scan must not abort.
+        self._thread = threading.Thread(target=work, name="radlens-models-scan", daemon=True)
+        self._thread.start()
+
+    def _scan_done(self, result: object) -> None:
+        if isinstance(result, str):
+            self.summary.setText(f"Listing models failed: {result}")
+            self.listing_failed.emit(result)
+        else:
+            self.set_entries(list(result))  # type: ignore[call-overload]
+        if self._again:
+            self._again = False
+            self.rescan()
+
+    def wait_idle(self, ms: int = 10_000) -> bool:
+        """Wait for a running rescan (bounded); for closing the window."""
+        if self._thread is not None:
+            self._thread.join(ms / 1000)
+            return not self._thread.is_alive()
+        return True
+
+    def set_entries(self, entries: list[ModelEntry]) -> None:
+        current = self.selected()
+        keep = current.folder if current is not None else None
+        self.entries = list(entries)
+        self.tree.clear()
+        bad = QBrush(QColor("#e57373"))
+        for entry in self.entries:
+            card = entry.card
+            row = [
+                entry.title,
+                str(getattr(card, "version", "")),
+                f"{card.task} {card.spatial_dims}D" if card is not None else "",
+                ", ".join(card.modalities) if card is not None else "",
+                entry.source,
+                entry.status.splitlines()[0] if entry.status else "",
+            ]
+            item = QTreeWidgetItem(row)
+            item.setToolTip(5, entry.status)
+            item.setToolTip(0, str(entry.folder))
+            if not entry.usable:
+                for col in range(len(COLUMNS)):
+                    item.setForeground(col, bad)
+            self.tree.addTopLevelItem(item)
+            if entry.folder == keep:
+                self.tree.setCurrentItem(item)
+        for col in range(len(COLUMNS) - 1):
+            self.tree.resizeColumnToContents(col)
+        if self.tree.currentItem() is None and self.tree.topLevelItemCount():
+            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+        broken = sum(not e.usable for e in self.entries)
+        text = f"{len(self.entries) - broken} model(s)"
+        self.summary.setText(text + (f", {broken} with problems" if broken else ""))
+        self._show_selected()
+        self.models_listed.emit(self.entries)
+
+    # ---- selection -----------------------------------------------------------------------
+    def selected(self) -> ModelEntry | None:
+        item = self.tree.currentItem()
+        if item is None:
+            return None
+        row = self.tree.indexOfTopLevelItem(item)
+        return self.entries[row] if 0 <= row < len(self.entries) else None
+
+    def select(self, model_id: str) -> bool:
+        """Select the package with this card id; False when it is not listed."""
+        for row, entry in enumerate(self.entries):
+            if entry.card is not None and entry.card.id == model_id:
+                self.tree.setCurrentItem(self.tree.topLevelItem(row))
+                return True
+        return False
+
+    def _show_selected(self) -> None:
+        entry = self.selected()
+        self.details.setHtml(entry_html(entry) if entry is not None else "")
+        self.use_button.setEnabled(entry is not None and entry.usable)
+
+    def use_selected(self) -> None:
+        entry = self.selected()
+        if entry is not None and entry.usable:
+            self.summary.setText(f"Analyze will use {entry.title}")
+            self.analyze_model_chosen.emit(entry.card)
+
+    def show_card(self) -> ModelCardDialog | None:
+        entry = self.selected()
+        if entry is None or entry.card is None:
+            return None
+        dialog = ModelCardDialog(entry.card, self)
+        dialog.setModal(False)
+        dialog.show()
+        return dialog
