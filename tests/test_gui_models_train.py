@@ -178,8 +178,8 @@ def tiny_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train-ds")
     for i in range(4):
         ct = chest_ct(shape=(16, 32, 32), seed=i, n_nodules=1, nodule_radius_mm=(14.0, 18.0))
-        write_case(root, f"case{i}", ct.hu, ct.labels, ct.spacing, {1: "lung", 2: "nodule"},
-                   patient_id=f"pat{i}")  # fmt: skip
+        labels = {1: "lung", 2: "nodule"}
+        write_case(root, f"case{i}", ct.hu, ct.labels, ct.spacing, labels, patient_id=f"pat{i}")
     return root
 
 
@@ -193,6 +193,7 @@ def offline_child(tmp_path, monkeypatch) -> Path:
         textwrap.dedent(
             f"""
             import socket
+            open({str(log.with_name("guard-loaded"))!r}, "w").close()
             _real = socket.socket.connect
             def _refuse(self, address):
                 if self.family in (socket.AF_INET, socket.AF_INET6):
@@ -211,17 +212,23 @@ def offline_child(tmp_path, monkeypatch) -> Path:
 
 
 def _request(dataset: Path, out: Path, epochs: int, steps: int) -> TrainRequest:
-    return TrainRequest(dataset, "segmentation", out, epochs, None, True, False, steps, 2,
-                        (32, 32, 16), 1)  # fmt: skip
+    return TrainRequest(
+        dataset, "segmentation", out, epochs, steps_per_epoch=steps, patch=(32, 32, 16), threads=1
+    )
 
 
 def test_train_dialog_runs_a_real_training_and_the_panel_lists_the_published_model(
     qtbot, tiny_dataset, tmp_path, offline_child
 ):
-    panel = listed_panel(qtbot)
-    dialog = TrainDialog()
-    qtbot.addWidget(dialog)
-    dialog.model_published.connect(lambda _p: panel.rescan())
+    from viewer.ui.main_window import MainWindow
+
+    window = MainWindow()
+    qtbot.addWidget(window)
+    panel = window.training.panel
+    qtbot.waitUntil(lambda: not panel.scanning, timeout=20_000)
+    window.training.train_action.trigger()  # Tools > Train model…
+    dialog = window.training.dialog
+    assert dialog is not None and dialog.isVisible()
     dialog.set_request(_request(tiny_dataset, tmp_path / "gui-seg", epochs=2, steps=1))
     ticks, lines = [], []
     timer = QTimer()
@@ -243,9 +250,11 @@ def test_train_dialog_runs_a_real_training_and_the_panel_lists_the_published_mod
     assert sum(ticks) >= 5
     assert outcome.published == user_models_dir() / "gui-seg"
     entry = by_id(panel)["gui-seg"]
-    assert entry.usable and entry.source == "user"
+    assert entry.usable and entry.source == "user" and panel.selected() is entry
     assert 0.0 <= entry.card.metrics["val_dice"] <= 1.0
+    assert offline_child.with_name("guard-loaded").exists()  # the child ran under the guard
     assert not offline_child.exists(), offline_child.read_text()
+    window.close()
 
 
 def test_stop_ends_the_trainer_within_bounds_and_keeps_the_best_epoch(

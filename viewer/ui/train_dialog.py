@@ -180,7 +180,7 @@ class TrainDialog(QDialog):
         self.status.setWordWrap(True)
         self.plot = pg.PlotWidget(self)
         self.plot.setMinimumHeight(200)
-        self.plot.addLegend(offset=(-10, 10))
+        self.legend = self.plot.addLegend(offset=(-10, 10))
         self.plot.setLabel("bottom", "epoch")
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.loss_curve = self.plot.plot([], [], name="loss", pen=pg.mkPen("#ff7043", width=2))
@@ -205,6 +205,18 @@ class TrainDialog(QDialog):
         layout.addLayout(right, 1)
         self.resize(1100, 620)
 
+        self._form_widgets: list[QWidget] = [
+            self.dataset_edit,
+            browse_ds,
+            self.task_combo,
+            self.base_combo,
+            self.epochs_spin,
+            self.out_edit,
+            browse_out,
+            self.publish_check,
+            self.resume_check,
+            advanced,
+        ]
         self.runner.line_received.connect(self._append)
         self.runner.epoch_finished.connect(self._epoch)
         self.runner.run_finished.connect(self._finished)
@@ -328,7 +340,7 @@ class TrainDialog(QDialog):
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
-        for w in (self.dataset_edit, self.task_combo, self.base_combo, self.out_edit):
+        for w in self._form_widgets:
             w.setEnabled(not running)
 
     def _say(self, text: str, error: bool = False) -> None:
@@ -345,7 +357,12 @@ class TrainDialog(QDialog):
         xs = [h.epoch for h in self.history]
         self.loss_curve.setData(xs, [h.loss for h in self.history])
         self.metric_curve.setData(xs, [h.value for h in self.history])
-        self.metric_curve.opts["name"] = p.metric
+        label = self.legend.getLabel(self.metric_curve)
+        if label is not None and label.text != p.metric:
+            label.setText(p.metric)
+        # Whole epochs on the axis, about ten ticks at most.
+        step = max(1, -(-p.epoch // 10))
+        self.plot.getAxis("bottom").setTickSpacing(step, step)
         self._say(
             f"Epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f}, {p.metric} {p.value:.4f} "
             f"(best {p.best:.4f} at epoch {p.best_epoch})"

@@ -9,6 +9,7 @@ from the window's closeEvent.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt
@@ -72,12 +73,19 @@ class TrainingFeature(QObject):
         """Show the Train dialog (created once, so a running job survives closing it)."""
         if self.dialog is None:
             self.dialog = TrainDialog(self.window)
-            self.dialog.model_published.connect(lambda _path: self.panel.rescan())
+            self.dialog.model_published.connect(self._published)
             self.panel.models_listed.connect(self.dialog.set_base_models)
             self.dialog.set_base_models(self.panel.entries)
         self.dialog.show()
         self.dialog.raise_()
         return self.dialog
+
+    def _published(self, path: Any) -> None:
+        # The trainer publishes into user_models_dir()/<card id>.
+        self.panel.rescan(select=Path(path).name)
+        status = getattr(self.window, "statusBar", None)
+        if status is not None:
+            status().showMessage(f"New model installed: {Path(path).name}", 8000)
 
     def use_for_analyze(self, card: Any) -> None:
         self.pinned = card

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -31,7 +32,8 @@ from PySide6.QtWidgets import (
 from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
 
 #: Columns of the model list.
-COLUMNS = ("Model", "Version", "Task", "Modalities", "Source", "Status")
+COLUMNS = ("Model", "Version", "Kind", "Source", "Status")
+_SHORT_TASK = {"segmentation": "seg", "detection": "det", "classification": "cls"}
 OK_STATUS = "weights verified"
 
 
@@ -129,6 +131,8 @@ class ModelsPanel(QWidget):
         self.entries: list[ModelEntry] = []
         self._thread: threading.Thread | None = None
         self._again = False
+        self._select_next: str | None = None
+        self._pending = False
         self._relay = _Relay(self)
         # Queued: the worker thread emits, the panel updates on the main thread.
         self._relay.done.connect(self._scan_done, Qt.ConnectionType.QueuedConnection)
@@ -137,6 +141,16 @@ class ModelsPanel(QWidget):
         self.tree.setHeaderLabels(list(COLUMNS))
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
+        # The dock is narrow: the name elides, the short columns stay readable.
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(len(COLUMNS) - 1, 90)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.tree.currentItemChanged.connect(lambda *_: self._show_selected())
         self.tree.itemDoubleClicked.connect(lambda *_: self.show_card())
         self.details = QTextBrowser(self)
@@ -166,12 +180,18 @@ class ModelsPanel(QWidget):
             self.rescan()
 
     # ---- listing -------------------------------------------------------------------------
-    def rescan(self) -> None:
-        """List the installed models again (on a worker); a rescan during one queues another."""
+    def rescan(self, select: str | None = None) -> None:
+        """List the installed models again (on a worker); a rescan during one queues another.
+
+        ``select``: a model id to select once it is listed (a package just published).
+        """
+        if select:
+            self._select_next = select
         if self._thread is not None and self._thread.is_alive():
             self._again = True
             return
         self.summary.setText("Looking for models…")
+        self._pending = True
         extra = list(self.extra_dirs)
         relay = self._relay
 
@@ -189,12 +209,20 @@ class ModelsPanel(QWidget):
         self._thread = threading.Thread(target=work, name="radlens-models-scan", daemon=True)
         self._thread.start()
 
+    @property
+    def scanning(self) -> bool:
+        """True from ``rescan()`` until its result is shown."""
+        return self._pending or self._again
+
     def _scan_done(self, result: object) -> None:
+        self._pending = False
         if isinstance(result, str):
             self.summary.setText(f"Listing models failed: {result}")
             self.listing_failed.emit(result)
         else:
             self.set_entries(list(result))  # type: ignore[call-overload]
+            if self._select_next and self.select(self._select_next):
+                self._select_next = None
         if self._again:
             self._again = False
             self.rescan()
@@ -214,25 +242,26 @@ class ModelsPanel(QWidget):
         bad = QBrush(QColor("#e57373"))
         for entry in self.entries:
             card = entry.card
+            kind = ""
+            if card is not None:
+                mods = "/".join(card.modalities)
+                kind = f"{mods} {_SHORT_TASK.get(card.task, card.task)} {card.spatial_dims}D"
             row = [
                 entry.title,
                 str(getattr(card, "version", "")),
-                f"{card.task} {card.spatial_dims}D" if card is not None else "",
-                ", ".join(card.modalities) if card is not None else "",
+                kind,
                 entry.source,
-                entry.status.splitlines()[0] if entry.status else "",
+                "✓ verified" if entry.usable else "✗ " + entry.status.splitlines()[0],
             ]
             item = QTreeWidgetItem(row)
-            item.setToolTip(5, entry.status)
-            item.setToolTip(0, str(entry.folder))
+            item.setToolTip(0, f"{entry.title}\n{entry.folder}")
+            item.setToolTip(len(COLUMNS) - 1, entry.status)
             if not entry.usable:
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, bad)
             self.tree.addTopLevelItem(item)
             if entry.folder == keep:
                 self.tree.setCurrentItem(item)
-        for col in range(len(COLUMNS) - 1):
-            self.tree.resizeColumnToContents(col)
         if self.tree.currentItem() is None and self.tree.topLevelItemCount():
             self.tree.setCurrentItem(self.tree.topLevelItem(0))
         broken = sum(not e.usable for e in self.entries)
