@@ -85,10 +85,12 @@ def test_images_tr_labels_tr_layout_is_a_dataset(tmp_path):
     nib.save(
         nib.Nifti1Image(np.transpose(lab, (2, 1, 0)), aff), str(tmp_path / "labelsTr/a.nii.gz")
     )
-    (tmp_path / "dataset.json").write_text('{"labels": {"background": 0, "lung": 1}}')
+    (tmp_path / "dataset.json").write_text(
+        '{"labels": {"background": 0, "lung": 1}, "channel_names": {"0": "CT"}}'
+    )
     ds = load_dataset(tmp_path)
     assert [c.case_id for c in ds.cases] == ["a"] and ds.labels == {1: "lung"}
-    assert ds.layout == "imagesTr-labelsTr"
+    assert ds.layout == "imagesTr-labelsTr" and ds.cases[0].modality == "CT"
 
 
 def test_missing_label_in_images_tr_layout_is_a_clear_error(tmp_path):
@@ -129,3 +131,41 @@ def test_split_keeps_each_patient_on_one_side_and_is_deterministic():
 def test_split_of_two_patients_keeps_one_for_validation():
     train, val = split_by_patient(_cases(2), 0.1, seed=0)
     assert len({c.patient_id for c in val}) == 1 and len({c.patient_id for c in train}) == 1
+
+
+def test_a_real_labels_export_is_a_training_case_with_its_geometry(tmp_path):
+    """The labels exporter's own output (oblique grid, pseudonymous patient) reads back exactly."""
+    from inference.phantoms import chest_ct
+    from viewer.labels.deid import Deidentifier
+    from viewer.labels.document import Document
+    from viewer.labels.export import export_case
+    from viewer.labels.model import Box
+    from viewer.study.volume import Volume
+
+    ct = chest_ct(shape=(8, 24, 24), seed=1, n_nodules=1, nodule_radius_mm=(20.0, 22.0))
+    a = np.radians(15)
+    direction = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    vol = Volume(
+        ct.hu,
+        spacing=ct.spacing,
+        origin=(-10.0, 5.0, -40.0),
+        direction=direction,
+        modality="CT",
+        series_uid="1.2.3.4.5",
+        meta={"patient_id": "PAT-1"},
+    )
+    doc = Document(vol.shape, vol.series_uid)
+    doc.labelmap.array[:] = ct.labels
+    doc.add(Box(2, corners=(1, 2, 3, 4, 9, 10)))
+    doc.add(Box(2, corners=(4, 5, 8, 9), z=3))
+    res = export_case(
+        vol, doc, tmp_path, ["nifti", "json"], with_image=True, deidentifier=Deidentifier(b"salt")
+    )
+    (case,) = load_dataset(tmp_path).cases
+    assert case.case_id == res.case_id and case.patient_id.startswith("RL-")
+    assert case.patient_id != "PAT-1" and case.modality == "CT"
+    image, geo = case.load_image()
+    assert np.array_equal(image, ct.hu) and np.array_equal(case.load_label()[0], ct.labels)
+    assert np.allclose(geo.origin, vol.origin) and np.allclose(geo.spacing, vol.spacing)
+    assert np.allclose(np.reshape(geo.direction, (3, 3)), direction, atol=1e-6)
+    assert sorted(case.boxes) == [(1, 2, 3, 4, 9, 10), (3, 4, 5, 3, 8, 9)]

@@ -177,3 +177,15 @@ def test_detection_and_classification_runs_give_finite_metrics(dataset, tmp_path
     )
     assert 0.0 <= cls.history[0]["val_accuracy"] <= 1.0
     assert json.loads((cls.package / "model.json").read_text())["classes"] == ["normal", "finding"]
+
+
+def test_cancel_callback_stops_before_the_next_step(dataset, tmp_path):
+    calls = []
+
+    def cancel() -> bool:
+        calls.append(1)
+        return len(calls) > 2  # two steps of epoch 1 run, then the worker asks to stop
+
+    result = train(_opts(dataset, tmp_path / "seg-cancel", epochs=3, cancel=cancel))
+    assert result.stopped == "cancelled" and result.epochs_done == 1
+    assert (result.package / "model.json").is_file()

@@ -241,8 +241,11 @@ def load_dataset(root: str | Path, check_geometry: bool = True) -> Dataset:
     labels: dict[int, str] = {}
     if (root / "imagesTr").is_dir():
         layout = "imagesTr-labelsTr"
+        modality = "OT"
         if (root / "dataset.json").is_file():
-            labels = _label_table(_msd_labels(root / "dataset.json"), str(root / "dataset.json"))
+            info = _read_json(root / "dataset.json", "dataset.json")
+            labels = _label_table(_msd_labels(info), str(root / "dataset.json"))
+            modality = _msd_modality(info)
         for image in sorted((root / "imagesTr").iterdir()):
             if not image.name.endswith(NIFTI_SUFFIXES) or image.name.startswith("."):
                 continue
@@ -251,9 +254,7 @@ def load_dataset(root: str | Path, check_geometry: bool = True) -> Dataset:
             label = _nifti_in(root / "labelsTr", base)
             if label is None:
                 raise DatasetError(f"case {base}: {image.name} has no labelsTr/{base}.nii.gz")
-            cases.append(
-                TrainingCase(case_id=base, patient_id=base, image_path=image, label_path=label)
-            )
+            cases.append(TrainingCase(base, base, image, label, modality=modality))
     else:
         layout = "radlens-export"
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -281,8 +282,17 @@ def load_dataset(root: str | Path, check_geometry: bool = True) -> Dataset:
     return Dataset(root=root, cases=tuple(cases), labels=labels, layout=layout)
 
 
-def _msd_labels(path: Path) -> Any:
-    data = _read_json(path, path.parent.name)
+def _msd_modality(data: Any) -> str:
+    """The first channel's modality: MSD "modality" or nnU-Net v2 "channel_names"."""
+    table = data.get("modality") or data.get("channel_names") if isinstance(data, dict) else None
+    first = table.get("0") if isinstance(table, dict) else None
+    if not isinstance(first, str):
+        return "OT"
+    # nnU-Net v2 may write normalisation names ("noNorm", "zscore"): keep DICOM modalities only.
+    return first.upper() if first.upper() in ("CT", "MR", "PT", "CR", "DX", "US", "NM") else "OT"
+
+
+def _msd_labels(data: Any) -> Any:
     # MSD: {"labels": {"0": "background", "1": "lung"}}; nnU-Net v2: {"labels": {"lung": 1}}.
     table = data.get("labels", {}) if isinstance(data, dict) else {}
     if table and all(isinstance(v, int) for v in table.values()):

@@ -57,6 +57,8 @@ class TrainOptions:
     progress: Callable[[str], None] = print
     #: called after every optimiser step with (epoch, step); tests use it to interrupt
     on_step: Callable[[int, int], None] | None = field(default=None, repr=False)
+    #: a GUI worker's cancel flag, checked before every step like the STOP file
+    cancel: Callable[[], bool] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -65,7 +67,7 @@ class TrainResult:
     best_metric: float
     best_epoch: int
     epochs_done: int
-    stopped: str | None  # None, "stop file" or "interrupted"
+    stopped: str | None  # None, "stop file", "cancelled" or "interrupted"
     history: list[dict[str, float]]
 
 
@@ -224,6 +226,9 @@ def train(opts: TrainOptions) -> TrainResult:
             for step in range(n_steps):
                 if (out / STOP_FILE).exists():
                     stopped = "stop file"
+                    break
+                if opts.cancel is not None and opts.cancel():
+                    stopped = "cancelled"
                     break
                 batch = steps.batch(train_items, rng, aug, opts.batch_size)
                 opt.zero_grad(set_to_none=True)
