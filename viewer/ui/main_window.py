@@ -244,7 +244,7 @@ class MainWindow(QMainWindow):
 
         task.partial.connect(lambda obj: on_partial(obj) if wanted() else None)
         task.succeeded.connect(lambda res: on_success(res) if wanted() else None)
-        task.failed.connect(self._task_failed)
+        task.failed.connect(lambda msg: self._task_failed(msg) if wanted() else None)
         task.was_cancelled.connect(lambda: self.statusBar().showMessage("Cancelled", 4000))
         task.progressed.connect(self._progressed)
         task.finished.connect(lambda: self._task_finished(task))
