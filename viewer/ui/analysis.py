@@ -151,13 +151,14 @@ class _AnalysisJob(QRunnable):
 
 #: Nice value for the analysis thread: when the UI thread and the model want the same core,
 #: the UI thread gets it (scrolling stays smooth; the model takes a little longer).
-WORKER_NICE = 10
+#: ``RADLENS_ANALYSIS_NICE`` overrides it (0 = same priority as the UI).
+WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "10"))
 
 
 def _yield_to_the_ui_thread() -> None:
     """Lower this thread's CPU priority. On Linux ``nice`` is per thread, and torch's
     intra-op threads started from here inherit it; elsewhere this does nothing."""
-    if not hasattr(os, "setpriority"):
+    if not hasattr(os, "setpriority") or WORKER_NICE <= 0:
         return
     try:
         tid = threading.get_native_id()
