@@ -341,3 +341,16 @@ def test_tool_bar_has_every_tool_with_a_distinct_shortcut(ctx):
     shortcuts = [t.shortcut for t in tools.values()]
     assert len(set(shortcuts)) == len(shortcuts) == 11
     assert {"box", "polygon", "brush", "eraser", "threshold_brush", "ruler"} <= set(tools)
+
+
+def test_plane_with_display_chosen_axes_takes_and_embeds_consistently(ctx):
+    p = Plane("axial", SHAPE, SPACING_ZYX, (0, 2, 1))  # rows along x, cols along y
+    data = np.arange(np.prod(SHAPE)).reshape(SHAPE)
+    assert p.size == (16, 12) and p.take(data, 3)[5, 7] == data[3, 7, 5]
+    ctx.brush_radius_mm = 0.1
+    tool = BrushTool(ctx)
+    tool.press(ev(p, 3, 5, 7))
+    tool.release(ev(p, 3, 5, 7))
+    assert [tuple(v) for v in np.argwhere(ctx.sink.mask)] == [(3, 7, 5)]
+    region, mask = p.embed(np.eye(16, 12, dtype=bool), 2)
+    assert mask.shape == (1, 12, 16) and ctx.sink.mask[region].shape == mask.shape

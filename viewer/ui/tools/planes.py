@@ -1,12 +1,15 @@
 """Plane geometry for tools: (row, col) on a slice of one plane <-> volume voxel (z, y, x).
 
 A plane shows a 2D cut of the (z, y, x) array. Rows and columns are indices into that cut
-*as stored* (the view may flip it for display; the view's own mapping undoes that before a
-tool sees the event):
+*as stored*, unflipped (the view may flip it for display; the view's own mapping undoes that
+before a tool sees the event). By default (axes of an axially acquired series):
 
 - axial:    slice = z, row = y, col = x
 - coronal:  slice = y, row = z, col = x
 - sagittal: slice = x, row = z, col = y
+
+``Plane.of_geometry`` takes the axes the display chose instead (a sagittal acquisition
+shows its axial plane across other array axes).
 
 Qt-free and torch-free so the tools can be tested without a window.
 """
@@ -33,10 +36,14 @@ class Plane:
     name: str
     shape: tuple[int, int, int]
     spacing_zyx: tuple[float, float, float]
+    #: (slice, row, col) array axes; None: the default for ``name``
+    axes_: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in PLANE_AXES:
+        if self.axes_ is None and self.name not in PLANE_AXES:
             raise ValueError(f"unknown plane {self.name!r}; expected one of {sorted(PLANE_AXES)}")
+        if self.axes_ is not None and sorted(self.axes_) != [0, 1, 2]:
+            raise ValueError(f"plane axes must be a permutation of (0, 1, 2), got {self.axes_}")
 
     @classmethod
     def of(cls, name: str, volume) -> Plane:  # volume: viewer.study.volume.Volume
@@ -44,9 +51,18 @@ class Plane:
         sx, sy, sz = volume.spacing
         return cls(name, tuple(int(n) for n in volume.shape), (sz, sy, sx))
 
+    @classmethod
+    def of_geometry(cls, geometry, volume) -> Plane:  # viewer.ui.planes.PlaneGeometry, Volume
+        """The tool plane for a displayed plane: same axes, no flips."""
+        base = cls.of(geometry.plane, volume) if geometry.plane in PLANE_AXES else None
+        shape = base.shape if base else tuple(int(n) for n in volume.shape)
+        sx, sy, sz = volume.spacing
+        axes = (int(geometry.normal_axis), int(geometry.row_axis), int(geometry.col_axis))
+        return cls(geometry.plane, shape, (sz, sy, sx), axes)  # type: ignore[arg-type]
+
     @property
     def axes(self) -> tuple[int, int, int]:
-        return PLANE_AXES[self.name]
+        return self.axes_ if self.axes_ is not None else PLANE_AXES[self.name]
 
     @property
     def slice_axis(self) -> int:
@@ -110,7 +126,17 @@ class Plane:
 
     def take(self, array: np.ndarray, slice_index: int) -> np.ndarray:
         """The (rows, cols) view of slice ``slice_index`` (a view: writes go to ``array``)."""
-        return array[self.slice_index_expr(slice_index)]
+        cut = array[self.slice_index_expr(slice_index)]
+        _, r, c = self.axes
+        return cut.T if r > c else cut
+
+    def embed(self, mask2d: np.ndarray, slice_index: int) -> tuple[tuple[slice, ...], np.ndarray]:
+        """(region, mask) placing a (rows, cols) mask on one slice, in (z, y, x) axis order."""
+        s, r, c = self.axes
+        region: list[slice] = [slice(None)] * 3
+        region[s] = slice(int(slice_index), int(slice_index) + 1)
+        mask3 = np.moveaxis(np.asarray(mask2d)[np.newaxis], (0, 1, 2), (s, r, c))
+        return tuple(region), mask3
 
     def distance_mm(self, a_rc: tuple[float, float], b_rc: tuple[float, float]) -> float:
         pr, pc = self.pixel_mm

@@ -274,11 +274,7 @@ class PolygonTool(Tool):
             inside = polygon_mask(plane, pts)
             if not inside.any():
                 return
-            region = plane.slice_index_expr(slice_index)
-            region3 = tuple(
-                slice(i, i + 1) if isinstance(i, int) else i for i in region
-            )  # keep a length-1 slice axis so the mask is 3D
-            mask3 = np.expand_dims(inside, plane.slice_axis)
+            region3, mask3 = plane.embed(inside, slice_index)
             sink = self.ctx.sink
             sink.begin_stroke()
             sink.paint(region3, mask3, self.ctx.label)  # type: ignore[arg-type]
