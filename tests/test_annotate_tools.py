@@ -45,7 +45,7 @@ class RecordingSink:
         return self._add("box", tuple(lo), tuple(hi), label, dims)
 
     def add_polygon(self, points_zyx, label, plane, slice_index):
-        return self._add("polygon", np.asarray(points_zyx), label, plane, slice_index)
+        return self._add("polygon", np.asarray(points_zyx), label, plane.name, slice_index)
 
     def add_point(self, zyx, label):
         return self._add("point", tuple(zyx), label)
@@ -54,7 +54,7 @@ class RecordingSink:
         return self._add("ruler", tuple(a), tuple(b), label)
 
     def add_roi(self, shape, lo, hi, plane, label):
-        return self._add("roi", shape, tuple(lo), tuple(hi), plane, label)
+        return self._add("roi", shape, tuple(lo), tuple(hi), plane.name, label)
 
     def begin_stroke(self):
         self._dabs, self._before = 0, self.mask.copy()
@@ -72,7 +72,7 @@ class RecordingSink:
         self.mask[:] = self._before
         self._before = None
 
-    def interpolate(self, label, plane):
+    def interpolate(self, label):
         return 0
 
     def boxes(self):

@@ -120,7 +120,7 @@ class RoiTool(_DragTool):
         if abs(end.row - start.row) < 1 or abs(end.col - start.col) < 1:
             return
         lo, hi = _voxel_box(start.plane, start.rc, end.rc, start.slice_index, start.slice_index)
-        roi_id = self.ctx.sink.add_roi(self.shape, lo, hi, start.plane.name, self.ctx.label)
+        roi_id = self.ctx.sink.add_roi(self.shape, lo, hi, start.plane, self.ctx.label)
         self.ctx.changed = [roi_id]
 
     def preview(self) -> list[Preview]:
@@ -281,7 +281,7 @@ class PolygonTool(Tool):
             sink.end_stroke()
             return
         poly_id = self.ctx.sink.add_polygon(
-            plane.points_to_volume(pts, slice_index), self.ctx.label, plane.name, slice_index
+            plane.points_to_volume(pts, slice_index), self.ctx.label, plane, slice_index
         )
         self.ctx.changed = [poly_id]
 
