@@ -1,0 +1,225 @@
+"""Annotation tools in the viewer: real mouse events on the views' viewports -> label Document."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QHBoxLayout, QWidget
+
+from inference.phantoms import chest_ct
+from viewer.labels.findings import propose
+from viewer.labels.model import Box, Point, Polygon, RoiEllipse, Ruler
+from viewer.study.volume import Volume
+from viewer.ui.planes import PLANES
+from viewer.ui.slice_view import SliceView
+from viewer.ui.state import ViewerState
+from viewer.ui.tools.controller import MASK_LAYER, AnnotationController
+
+pytestmark = pytest.mark.gui
+LEFT = Qt.MouseButton.LeftButton
+NOMOD = Qt.KeyboardModifier.NoModifier
+
+
+def phantom_volume(uid: str = "1.2.826.0.1.3680043.99.1") -> Volume:
+    ct = chest_ct(shape=(12, 40, 48), seed=3, n_nodules=1, vessels=False, noise_hu=5.0)
+    return Volume(ct.hu, spacing=ct.spacing, modality="CT", series_uid=uid, description="phantom")
+
+
+class Harness:
+    def __init__(self, qtbot, volume: Volume) -> None:
+        self.state = ViewerState()
+        self.host = QWidget()
+        layout = QHBoxLayout(self.host)
+        self.views = {p: SliceView(self.state, p) for p in PLANES}
+        for view in self.views.values():
+            layout.addWidget(view)
+        self.ctrl = AnnotationController(self.state)
+        for view in self.views.values():
+            self.ctrl.attach_view(view)
+        qtbot.addWidget(self.host)
+        self.host.resize(960, 360)
+        self.host.show()
+        qtbot.waitExposed(self.host)
+        self.state.set_volume(volume)
+        self.volume = volume
+
+    @property
+    def doc(self):
+        return self.ctrl.document
+
+    def at(self, plane: str, zyx) -> QPoint:
+        return self.ctrl.voxel_to_viewport(self.views[plane], np.asarray(zyx, dtype=float))
+
+    def goto(self, zyx) -> None:
+        self.state.set_cursor(np.asarray(zyx, dtype=float))
+
+    def press(self, plane: str, zyx) -> None:
+        QTest.mousePress(self.views[plane].graphics.viewport(), LEFT, NOMOD, self.at(plane, zyx))
+
+    def move(self, plane: str, zyx) -> None:
+        QTest.mouseMove(self.views[plane].graphics.viewport(), self.at(plane, zyx))
+
+    def release(self, plane: str, zyx) -> None:
+        QTest.mouseRelease(self.views[plane].graphics.viewport(), LEFT, NOMOD, self.at(plane, zyx))
+
+    def drag(self, plane: str, a, b, steps: int = 3) -> None:
+        self.press(plane, a)
+        for t in np.linspace(0, 1, steps + 1)[1:]:
+            self.move(
+                plane, np.asarray(a, float) + t * (np.asarray(b, float) - np.asarray(a, float))
+            )
+        self.release(plane, b)
+
+    def key(self, plane: str, key: Qt.Key) -> None:
+        QTest.keyClick(self.views[plane], key)
+
+    def close(self) -> None:
+        self.ctrl.close()
+
+
+@pytest.fixture
+def ui(qtbot):
+    h = Harness(qtbot, phantom_volume())
+    yield h
+    h.close()
+
+
+def test_box_drawn_on_axial_lands_on_those_voxels(ui):
+    ui.goto((5, 20, 24))
+    ui.ctrl.set_tool("box")
+    ui.drag("axial", (5, 10, 12), (5, 18, 30))
+    (box,) = ui.doc.annotations.values()
+    assert isinstance(box, Box) and box.z == 5 and box.corners == (10, 12, 18, 30)
+
+
+def test_box_on_coronal_maps_rows_to_z_with_the_display_flip(ui):
+    ui.goto((6, 22, 24))
+    ui.ctrl.set_tool("box")
+    ui.drag("coronal", (2, 22, 10), (8, 22, 20))
+    (box,) = ui.doc.annotations.values()
+    assert box.is_3d and box.bounds_zyx() == ((2, 22, 10), (8, 22, 20))
+
+
+def test_brush_on_sagittal_paints_live_and_undo_redo_restore(ui):
+    ui.goto((6, 20, 30))
+    ui.ctrl.set_tool("brush")
+    ui.ctrl.ctx.brush_radius_mm = 6.0
+    ui.press("sagittal", (6, 14, 30))
+    ui.move("sagittal", (6, 26, 30))
+    overlay = ui.views["sagittal"].overlays[MASK_LAYER]
+    assert overlay.image is not None and overlay.image[..., 3].any()  # live, before release
+    ui.release("sagittal", (6, 26, 30))
+    mask = ui.doc.labelmap.array
+    assert mask[6, 14:27, 30].all() and mask[:, :, 29].sum() == 0
+    painted = mask.copy()
+    ui.ctrl.undo()
+    assert ui.doc.labelmap.array.sum() == 0
+    ui.ctrl.redo()
+    np.testing.assert_array_equal(ui.doc.labelmap.array, painted)
+
+
+def click(ui, plane: str, zyx) -> None:
+    ui.press(plane, zyx)
+    ui.release(plane, zyx)
+
+
+def test_polygon_point_ruler_and_roi_with_statistics(ui):
+    ui.goto((4, 20, 24))
+    ui.ctrl.set_tool("polygon")
+    for zyx in [(4, 8, 8), (4, 8, 20), (4, 16, 20)]:
+        click(ui, "axial", zyx)
+    ui.move("axial", (4, 16, 10))
+    assert ui.ctrl.drawing(ui.views["axial"]).preview_items  # outline in progress is drawn
+    click(ui, "axial", (4, 8, 8))  # back on the first vertex closes it
+    ui.ctrl.set_tool("point")
+    click(ui, "axial", (4, 30, 40))
+    ui.ctrl.set_tool("ruler")
+    ui.drag("axial", (4, 30, 5), (4, 30, 25))
+    ui.ctrl.set_tool("roi_ellipse")
+    ui.drag("axial", (4, 20, 20), (4, 28, 34))
+    by_kind = {type(a): a for a in ui.doc.annotations.values()}
+    assert set(by_kind) == {Polygon, Point, Ruler, RoiEllipse}
+    assert by_kind[Polygon].z == 4 and by_kind[Polygon].vertices[1] == pytest.approx(
+        (8, 20), abs=0.5
+    )
+    assert by_kind[Point].zyx == (4, 30, 40)
+    assert by_kind[Ruler].length_mm(ui.volume.spacing) == pytest.approx(
+        20 * ui.volume.spacing[0], rel=0.01
+    )
+    assert by_kind[RoiEllipse].bounds == (20, 20, 28, 34)
+    texts = [
+        i.toPlainText()
+        for i in ui.ctrl.drawing(ui.views["axial"]).items
+        if hasattr(i, "toPlainText")
+    ]
+    assert any("HU" in t and "mm²" in t and "mL" in t for t in texts)
+    assert any(t.endswith(" mm") for t in texts)
+
+
+def test_threshold_brush_only_paints_voxels_in_the_hu_range(ui):
+    ui.goto((6, 20, 24))
+    ui.ctrl.set_tool("threshold_brush")
+    ui.ctrl.ctx.threshold = (-200.0, 200.0)  # soft tissue, not lung
+    ui.ctrl.ctx.brush_radius_mm = 25.0
+    ui.drag("axial", (6, 20, 8), (6, 20, 40))
+    m = ui.doc.labelmap.array[6] > 0
+    hu = ui.volume.array[6]
+    assert m.any() and (hu[m] >= -200).all() and (hu[m] <= 200).all()
+    assert ((hu >= -200) & (hu <= 200) & ~m).any()  # outside the brush stays unpainted
+
+
+def test_sphere_brush_eraser_and_interpolation(ui):
+    ui.goto((6, 20, 24))
+    ctx = ui.ctrl.ctx
+    ui.ctrl.set_tool("brush")
+    ctx.brush_3d, ctx.brush_radius_mm = True, 30.0  # slices are 25 mm apart
+    click(ui, "coronal", (6, 20, 24))
+    zs = np.nonzero(ui.doc.labelmap.array.any(axis=(1, 2)))[0]
+    assert len(zs) >= 3 and ui.doc.labelmap.array[6, 20, 24] == ctx.label
+    ui.ctrl.set_tool("eraser")
+    click(ui, "coronal", (6, 20, 24))
+    assert ui.doc.labelmap.array.sum() == 0
+    ctx.brush_3d, ctx.brush_radius_mm = False, 15.0
+    ui.ctrl.set_tool("brush")
+    for z in (2, 8):
+        ui.goto((z, 20, 24))
+        click(ui, "axial", (z, 20, 24))
+    ui.ctrl.interpolate()
+    assert all(ui.doc.labelmap.array[z, 20, 24] for z in range(2, 9))
+    ui.ctrl.undo()
+    assert not ui.doc.labelmap.array[5].any()
+
+
+def test_model_box_moved_resized_accepted_and_rejected(ui):
+    (box,) = propose(ui.doc, "nodule-det", "0.1", boxes=[((4, 10, 10), (7, 16, 18), 2, 0.87)])
+    ui.goto((5, 13, 14))
+    ui.ctrl.set_tool("select")
+    ui.drag("axial", (5, 13, 14), (5, 17, 20))  # move by (+4, +6)
+    moved = ui.doc.get(box.id)
+    assert moved.status == "edited" and moved.bounds_zyx() == ((4, 14, 16), (7, 20, 24))
+    ui.drag("axial", (5, 20.5, 24.5), (5, 24.5, 30.5))  # bottom-right corner handle
+    assert ui.doc.get(box.id).bounds_zyx() == ((4, 14, 16), (7, 24, 30))
+    ui.key("axial", Qt.Key.Key_A)
+    assert ui.doc.get(box.id).status == "accepted"
+    ui.key("axial", Qt.Key.Key_X)
+    assert ui.doc.get(box.id).status == "rejected"
+    ui.ctrl.undo()
+    assert ui.doc.get(box.id).status == "accepted"
+
+
+def test_reopening_the_series_restores_and_draws_the_saved_annotations(qtbot):
+    vol = phantom_volume("1.2.826.0.1.3680043.99.2")
+    first = Harness(qtbot, vol)
+    first.goto((5, 20, 24))
+    first.ctrl.set_tool("box")
+    first.drag("axial", (5, 10, 12), (5, 18, 30))
+    first.close()
+    second = Harness(qtbot, phantom_volume("1.2.826.0.1.3680043.99.2"))
+    second.goto((5, 20, 24))
+    (box,) = second.doc.annotations.values()
+    assert box.corners == (10, 12, 18, 30)
+    rects = [i for i in second.ctrl.drawing(second.views["axial"]).items if hasattr(i, "rect")]
+    assert rects
+    second.close()
