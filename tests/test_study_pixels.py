@@ -1,0 +1,139 @@
+"""Pixel formats: multi-frame, 2D projections, MONOCHROME1, colour, compressed transfer syntaxes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.pixels import get_encoder
+from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from tests import dicom_factory as f
+from viewer.study.errors import UnsupportedFormat
+from viewer.study.scan import scan_folder
+from viewer.study.series import load_series
+
+
+def _load(path):
+    result = scan_folder(path)
+    images = [s for s in result.series if s.kind == "dicom"]
+    assert len(images) == 1, result.to_json()
+    return load_series(images[0])
+
+
+def test_enhanced_multiframe_ct_frames_sorted_by_per_frame_position(tmp_path):
+    values = f.ct_values((5, 6, 7), seed=4)
+    f.write_enhanced(tmp_path / "mf.dcm", values, frame_order=[3, 0, 4, 1, 2])
+    vol = _load(tmp_path)
+    assert vol.array.dtype == np.int16
+    assert np.array_equal(vol.array, values)
+    assert vol.spacing == pytest.approx((0.9, 0.9, 3.0))
+    assert vol.meta["frame_index"] == [1, 3, 4, 0, 2]
+    assert np.allclose(vol.index_to_patient([2, 0, 0]), (-10, -10, 6.0))
+
+
+def test_enhanced_mr_without_rescale_keeps_values(tmp_path):
+    values = np.arange(3 * 4 * 5, dtype=np.int16).reshape(3, 4, 5) * 7
+    f.write_enhanced(tmp_path / "mr.dcm", values, modality="MR", intercept=0.0)
+    vol = _load(tmp_path)
+    assert vol.modality == "MR" and np.array_equal(vol.array, values)
+
+
+def test_projection_radiograph_is_one_slice_with_imager_pixel_spacing(tmp_path):
+    img = np.arange(20 * 30, dtype=np.uint16).reshape(20, 30)
+    f.write_2d(tmp_path / "dx.dcm", img, modality="DX", imager_spacing=(0.15, 0.2))
+    vol = _load(tmp_path)
+    assert vol.is_2d and vol.shape == (1, 20, 30)
+    assert vol.spacing[:2] == pytest.approx((0.15, 0.2))
+    assert np.array_equal(vol.array[0], img)
+
+
+def test_monochrome1_is_inverted_so_higher_is_brighter(tmp_path):
+    img = np.array([[0, 100], [4000, 4095]], dtype=np.uint16)
+    f.write_2d(tmp_path / "cr.dcm", img, modality="CR", photometric="MONOCHROME1", bits_stored=12)
+    vol = _load(tmp_path)
+    assert np.array_equal(vol.array[0], 4095 - img.astype(np.int32))
+
+
+def test_unused_high_bits_are_masked(tmp_path):
+    img = np.array([[0x1005, 0x0FFF]], dtype=np.uint16)  # an overlay bit above BitsStored 12
+    f.write_2d(tmp_path / "cr.dcm", img, bits_stored=12)
+    assert _load(tmp_path).array[0].tolist() == [[5, 4095]]
+
+
+def test_rgb_image_loads_as_channel_last(tmp_path):
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    rgb[..., 0] = 200
+    rgb[1, 2] = (1, 2, 3)
+    f.write_2d(tmp_path / "rgb.dcm", rgb, modality="OT", photometric="RGB")
+    vol = _load(tmp_path)
+    assert vol.is_rgb and vol.array.shape == (1, 4, 5, 3)
+    assert np.array_equal(vol.array[0], rgb)
+
+
+def test_palette_colour_is_converted_through_its_lut(tmp_path):
+    lut = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)
+    idx = np.array([[0, 1], [2, 3]], np.uint8)
+    f.write_palette(tmp_path / "pal.dcm", idx, lut)
+    vol = _load(tmp_path)
+    assert vol.is_rgb and np.array_equal(vol.array[0], lut[idx])
+
+
+@pytest.mark.parametrize(
+    "syntax", [RLELossless, JPEG2000Lossless, JPEGLSLossless], ids=lambda u: u.name
+)
+def test_compressed_series_decodes_to_the_same_values(tmp_path, syntax):
+    if not get_encoder(syntax).is_available:
+        pytest.skip(f"no pydicom encoder for {syntax.name} in this installation")
+    truth = f.write_ct_series(tmp_path, shape=(3, 32, 32), transfer_syntax=syntax)
+    assert str(f.read_back(truth.paths[0]).file_meta.TransferSyntaxUID) == syntax
+    vol = _load(tmp_path)
+    assert np.array_equal(vol.array, truth.values)
+
+
+def test_compressed_multiframe_decodes_each_frame(tmp_path):
+    values = f.ct_values((4, 8, 8), seed=2)
+    f.write_enhanced(
+        tmp_path / "mf.dcm", values, frame_order=[2, 0, 3, 1], transfer_syntax=RLELossless
+    )
+    assert np.array_equal(_load(tmp_path).array, values)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_jp2klossless.dcm",
+        "SC_rgb_rle.dcm",
+    ],
+)
+def test_pydicom_sample_files_load_like_pydicom_decodes_them(name):
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not shipped with this pydicom installation (no download)")
+    ds = pydicom.dcmread(path)
+    vol = _load(path)
+    expected = (
+        pydicom.pixels.apply_rescale(ds.pixel_array, ds) if "RescaleSlope" in ds else ds.pixel_array
+    )
+    got = vol.array[0]
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected)
+
+
+def test_unsupported_transfer_syntax_is_a_typed_error_naming_the_file(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(2, 4, 4))
+    ds = f.read_back(truth.paths[0])
+    # A syntax no installed decoder handles (MPEG-2 video) on otherwise valid data.
+    ds.file_meta.TransferSyntaxUID = MPEG2MPML
+    ds.PixelData = pydicom.encaps.encapsulate([b"\x00" * 16])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(truth.paths[0], enforce_file_format=True)
+    result = scan_folder(tmp_path)
+    info = [s for s in result.series if s.kind == "dicom"][0]
+    with pytest.raises(UnsupportedFormat) as err:
+        load_series(info)
+    assert truth.paths[0].name in str(err.value) and "MPEG2" in str(err.value)

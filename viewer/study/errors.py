@@ -1,0 +1,37 @@
+"""Typed errors for study loading: each names the file and says what a user can do about it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class StudyError(Exception):
+    """A file or series that cannot be shown; ``str()`` is "<file>: <reason>"."""
+
+    def __init__(self, path: Path | str | None, reason: str) -> None:
+        self.path: Path | None = Path(path) if path is not None else None
+        self.reason: str = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}" if self.path is not None else self.reason
+
+
+class UnreadableFile(StudyError):
+    """The file cannot be parsed (not DICOM, truncated, permission denied...)."""
+
+
+class NotAnImage(StudyError):
+    """A valid object without pixels to show (structured report, RTSTRUCT, PDF...)."""
+
+
+class SeriesAssemblyError(StudyError):
+    """The files of a series do not form one volume (two sizes, duplicate positions...)."""
+
+
+class UnsupportedFormat(StudyError):
+    """The pixels are stored in a way this installation cannot decode."""
+
+
+class LoadCancelled(StudyError):
+    """The user cancelled a scan or a load; nothing is wrong with the data."""

@@ -1,0 +1,124 @@
+"""NIfTI, NRRD and MetaImage in and out through SimpleITK, in LPS like every Volume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from viewer.study.errors import StudyError, UnreadableFile, UnsupportedFormat
+from viewer.study.volume import Volume
+
+#: Endings SimpleITK reads and writes for us.
+SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(s):
+            return s
+    return ""
+
+
+def read_image(path: Path | str) -> Volume:
+    """A NIfTI (.nii/.nii.gz), NRRD or MHA/MHD file as a Volume in LPS (ITK's own space)."""
+    import SimpleITK as sitk
+
+    from viewer.study.scan import file_sha256
+
+    path = Path(path)
+    if not _suffix(path):
+        raise UnsupportedFormat(path, "not a NIfTI, NRRD or MetaImage file (by its name)")
+    if not path.is_file():
+        raise UnreadableFile(path, "no such file")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise UnreadableFile(path, f"cannot be read as an image ({last})") from None
+    dim = image.GetDimension()
+    if dim not in (2, 3):
+        raise UnsupportedFormat(path, f"{dim}D images are not supported; only 2D and 3D")
+    arr = sitk.GetArrayFromImage(image)
+    channels = image.GetNumberOfComponentsPerPixel()
+    if channels not in (1, 3, 4):
+        raise UnsupportedFormat(path, f"{channels} values per voxel; only greyscale or RGB")
+    spacing = list(image.GetSpacing())
+    origin = list(image.GetOrigin())
+    direction = np.asarray(image.GetDirection(), float).reshape(dim, dim)
+    if dim == 2:
+        arr = arr[np.newaxis]
+        spacing.append(1.0)
+        origin.append(0.0)
+        d3 = np.eye(3)
+        d3[:2, :2] = direction
+        direction = d3
+    return Volume(
+        arr,
+        spacing=tuple(spacing),  # type: ignore[arg-type]
+        origin=tuple(origin),  # type: ignore[arg-type]
+        direction=direction,
+        modality="OT",
+        series_uid=file_sha256(path),
+        description=path.name,
+        meta={"source_files": [path], "format": _suffix(path).lstrip(".")},
+    )
+
+
+def _to_sitk(volume: Volume):  # -> sitk.Image
+    import SimpleITK as sitk
+
+    arr = volume.array
+    image = sitk.GetImageFromArray(arr, isVector=volume.is_rgb)
+    image.SetSpacing(tuple(float(s) for s in volume.spacing))
+    image.SetOrigin(tuple(float(o) for o in volume.origin))
+    d = np.asarray(volume.direction, float)
+    if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
+        raise UnsupportedFormat(
+            None,
+            "this volume is sheared (gantry tilt): NIfTI/NRRD/MHA need an orthogonal grid",
+        )
+    image.SetDirection(tuple(d.ravel()))
+    return image
+
+
+def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> None:
+    """Write ``volume`` atomically (temporary file, then ``os.replace``).
+
+    Refuses to replace an existing file unless ``overwrite=True``. ``.mhd`` writes its
+    ``.raw`` companion beside it, both moved into place together.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = _suffix(path)
+    if not suffix:
+        raise UnsupportedFormat(path, f"choose a name ending in one of {', '.join(SUFFIXES)}")
+    if path.exists() and not overwrite:
+        raise StudyError(path, "already exists; choose another name or allow overwriting")
+    if not path.parent.is_dir():
+        raise StudyError(path, "the folder does not exist")
+    try:
+        image = _to_sitk(volume)
+    except UnsupportedFormat as exc:
+        raise UnsupportedFormat(path, exc.reason) from None
+    tmpdir = Path(tempfile.mkdtemp(prefix=".radlens-write-", dir=path.parent))
+    try:
+        target = tmpdir / path.name
+        try:
+            sitk.WriteImage(
+                image, str(target), useCompression=suffix in (".nii.gz", ".nrrd", ".mha")
+            )
+        except RuntimeError as exc:
+            raise StudyError(
+                path, f"could not be written ({str(exc).strip().splitlines()[-1]})"
+            ) from None
+        # Companions first (e.g. .raw for .mhd) so the header never points at a missing file.
+        for written in sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name):
+            os.replace(written, path.parent / written.name)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,0 +1,269 @@
+"""One DICOM file's header reduced to what scanning and assembling a series need (no pixels)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from viewer.study.errors import NotAnImage, UnreadableFile
+
+#: SOP classes that hold no pixels to show: listed by the scan, never loaded.
+NON_IMAGE_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.104.1": "encapsulated PDF",
+    "1.2.840.10008.5.1.4.1.1.104.2": "encapsulated CDA",
+    "1.2.840.10008.5.1.4.1.1.481.3": "RT structure set",
+    "1.2.840.10008.5.1.4.1.1.481.5": "RT plan",
+    "1.2.840.10008.5.1.4.1.1.481.4": "RT beams treatment record",
+    "1.2.840.10008.5.1.4.1.1.11.1": "presentation state",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data",
+    "1.2.840.10008.5.1.4.1.1.66.1": "spatial registration",
+    "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
+    "1.2.840.10008.1.3.10": "media directory (DICOMDIR)",
+}
+#: Uncompressed little-endian syntaxes whose pixels can be read straight from the file.
+RAW_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
+
+
+def non_image_kind(sop_class_uid: str) -> str | None:
+    """A short name for a SOP class without pixels (SR, PDF, RTSTRUCT...), else None."""
+    if sop_class_uid in NON_IMAGE_SOP_CLASSES:
+        return NON_IMAGE_SOP_CLASSES[sop_class_uid]
+    if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
+        return "structured report"
+    return None
+
+
+def _floats(value: Any, n: int | None = None) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    try:
+        seq = (
+            list(value)
+            if isinstance(value, (list, tuple)) or hasattr(value, "__iter__")
+            else [value]
+        )
+        out = tuple(float(v) for v in seq)
+    except (TypeError, ValueError):
+        return None
+    if n is not None and len(out) != n:
+        return None
+    return out
+
+
+def _first_item(ds: Dataset, seq_name: str, *inner: str) -> Dataset | None:
+    """ds.<seq_name>[0].<inner[0]>[0]... or None when any link is missing."""
+    cur: Any = ds
+    for name in (seq_name, *inner):
+        seq = getattr(cur, name, None)
+        if not seq:
+            return None
+        cur = seq[0]
+    return cur
+
+
+@dataclass(frozen=True)
+class FileHeader:
+    """Header facts of one DICOM file; positions are per frame (one entry for single-frame)."""
+
+    path: Path
+    study_uid: str
+    series_uid: str
+    sop_class_uid: str
+    sop_instance_uid: str
+    modality: str
+    instance_number: int | None
+    rows: int
+    cols: int
+    frames: int
+    samples_per_pixel: int
+    photometric: str
+    bits_allocated: int
+    bits_stored: int
+    pixel_representation: int
+    transfer_syntax: str
+    #: Byte offset of the PixelData value for uncompressed little-endian files, else None.
+    pixel_offset: int | None
+    #: (x, y) column/row spacing in mm, or None when the file gives none.
+    pixel_spacing: tuple[float, float] | None
+    #: Row and column direction cosines (6 values), or None.
+    orientation: tuple[float, ...] | None
+    #: ImagePositionPatient per frame; None entries where a frame has none.
+    positions: tuple[tuple[float, float, float] | None, ...]
+    slope: float = 1.0
+    intercept: float = 0.0
+    windows: tuple[tuple[float, float, str], ...] = ()
+    #: The header dataset itself, kept only when asked (first file of a series for metadata).
+    dataset: Dataset | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def has_pixels(self) -> bool:
+        return self.rows > 0 and self.cols > 0
+
+    @property
+    def size_text(self) -> str:
+        return f"{self.cols}×{self.rows}"
+
+    def expected_pixel_bytes(self) -> int:
+        return (
+            self.rows * self.cols * self.samples_per_pixel * self.frames * self.bits_allocated // 8
+        )
+
+
+def _windows(ds: Dataset) -> tuple[tuple[float, float, str], ...]:
+    src = ds
+    if "WindowCenter" not in ds:
+        voi = _first_item(ds, "SharedFunctionalGroupsSequence", "FrameVOILUTSequence") or (
+            _first_item(ds, "PerFrameFunctionalGroupsSequence", "FrameVOILUTSequence")
+        )
+        if voi is None:
+            return ()
+        src = voi
+    centers = _floats(src.get("WindowCenter"))
+    widths = _floats(src.get("WindowWidth"))
+    if not centers or not widths:
+        return ()
+    names = src.get("WindowCenterWidthExplanation", "")
+    names = list(names) if isinstance(names, (list, tuple)) or hasattr(names, "append") else [names]
+    out = []
+    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
+        if w > 0:
+            out.append((c, w, str(names[i]) if i < len(names) else ""))
+    return tuple(out)
+
+
+def header_from_dataset(
+    ds: Dataset, path: Path, pixel_offset: int | None = None, keep: bool = False
+) -> FileHeader:
+    """Reduce a (header-only) dataset to a FileHeader; raises NotAnImage for pixel-less objects."""
+    sop_class = str(ds.get("SOPClassUID", ""))
+    kind = non_image_kind(sop_class)
+    if kind is not None or "Rows" not in ds or "Columns" not in ds:
+        raise NotAnImage(path, f"{kind or 'DICOM object without pixels'}: nothing to display")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+
+    spacing = _floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2)
+    orientation = _floats(ds.get("ImageOrientationPatient"), 6)
+    slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+    intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+    positions: list[tuple[float, float, float] | None]
+    if per_frame:
+        # Enhanced multi-frame: geometry lives in the functional groups (shared, then frame 1).
+        for group in (shared[0] if shared else None, per_frame[0]):
+            if group is None:
+                continue
+            pm = _first_item(group, "PixelMeasuresSequence")
+            if pm is not None and spacing is None:
+                spacing = _floats(pm.get("PixelSpacing"), 2)
+            po = _first_item(group, "PlaneOrientationSequence")
+            if po is not None and orientation is None:
+                orientation = _floats(po.get("ImageOrientationPatient"), 6)
+            pv = _first_item(group, "PixelValueTransformationSequence")
+            if pv is not None and "RescaleSlope" in pv:
+                slope = float(pv.get("RescaleSlope", 1.0) or 1.0)
+                intercept = float(pv.get("RescaleIntercept", 0.0) or 0.0)
+        positions = []
+        for item in per_frame:
+            pp = _first_item(item, "PlanePositionSequence")
+            pos = _floats(pp.get("ImagePositionPatient"), 3) if pp is not None else None
+            positions.append(pos)  # type: ignore[arg-type]
+    else:
+        pos = _floats(ds.get("ImagePositionPatient"), 3)
+        positions = [pos] * frames if frames == 1 else [None] * frames  # type: ignore[list-item]
+    if spacing is not None:
+        # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
+        spacing = (spacing[1], spacing[0])
+    ts = (
+        str(ds.file_meta.get("TransferSyntaxUID", ImplicitVRLittleEndian))
+        if ds.get("file_meta") is not None
+        else str(ImplicitVRLittleEndian)
+    )
+    inst = ds.get("InstanceNumber")
+    try:
+        instance_number = int(inst) if inst not in (None, "") else None
+    except (TypeError, ValueError):
+        instance_number = None
+    return FileHeader(
+        path=path,
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        sop_class_uid=sop_class,
+        sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+        modality=str(ds.get("Modality", "OT") or "OT"),
+        instance_number=instance_number,
+        rows=int(ds.Rows),
+        cols=int(ds.Columns),
+        frames=frames,
+        samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
+        bits_allocated=int(ds.get("BitsAllocated", 16) or 16),
+        bits_stored=int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16),
+        pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
+        transfer_syntax=ts,
+        pixel_offset=pixel_offset if ts in RAW_SYNTAXES else None,
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        orientation=orientation,
+        positions=tuple(positions),
+        slope=slope,
+        intercept=intercept,
+        windows=_windows(ds),
+        dataset=ds if keep else None,
+    )
+
+
+def read_header(path: Path, keep: bool = False) -> FileHeader:
+    """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            # pydicom rewinds to the start of the PixelData element when it stops there.
+            tag_start = fp.tell()
+            fp.seek(0, os.SEEK_END)
+            size = fp.tell()
+    except InvalidDicomError:
+        raise UnreadableFile(path, "not a DICOM file (no DICM marker)") from None
+    except PermissionError:
+        raise UnreadableFile(path, "permission denied; check the file's read rights") from None
+    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
+    if "SOPClassUID" not in ds and "Rows" not in ds and "PatientID" not in ds:
+        raise UnreadableFile(path, "not a DICOM file (no image or patient attributes)")
+    sop_name = pydicom.uid.UID(str(ds.get("SOPClassUID", ""))).name
+    if "Rows" not in ds and "Image" in sop_name:
+        # An image object whose header stops short: a broken copy, not a report.
+        raise UnreadableFile(
+            path, f"truncated or damaged {sop_name}: the image attributes are missing"
+        )
+    explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
+    offset = tag_start + (12 if explicit else 8)
+    header = header_from_dataset(ds, path, offset, keep=keep)
+    if header.pixel_offset is not None:
+        need = header.expected_pixel_bytes()
+        if size < header.pixel_offset + need:
+            raise UnreadableFile(
+                path,
+                f"truncated: its pixels need {need} bytes but the file ends "
+                f"{header.pixel_offset + need - size} bytes short",
+            )
+    return header
+
+
+def slice_normal(orientation: tuple[float, ...] | None) -> np.ndarray:
+    """Unit normal of the slice plane (row x column cosines); +z when orientation is unknown."""
+    if orientation is None:
+        return np.array([0.0, 0.0, 1.0])
+    row = np.asarray(orientation[:3], float)
+    col = np.asarray(orientation[3:], float)
+    n = np.cross(row, col)
+    norm = np.linalg.norm(n)
+    return n / norm if norm > 0 else np.array([0.0, 0.0, 1.0])

@@ -1,0 +1,351 @@
+"""Walk a folder (or one file) and index its series from headers only: never reads pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, StudyError
+from viewer.study.headers import FileHeader, non_image_kind, read_header
+from viewer.study.layout import plan_series, split_parts
+
+#: File name endings read through SimpleITK as one image each.
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: Data files that belong to a header file beside them (not reported as junk).
+COMPANION_SUFFIXES = (".raw", ".zraw", ".img")
+
+Progress = Callable[[float, str], None]
+Cancel = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": str(self.path), "reason": self.reason}
+
+
+@dataclass
+class SeriesInfo:
+    #: SeriesInstanceUID; a part split from a mixed series gets "#<n>" appended (n >= 2).
+    series_uid: str
+    study_uid: str
+    patient_name: str
+    patient_id: str
+    study_date: str
+    study_description: str
+    modality: str
+    description: str
+    series_number: int | None
+    n_images: int
+    rows: int
+    cols: int
+    files: list[Path]
+    kind: str = "dicom"  # "dicom" | "image" | "non-image"
+    problems: list[str] = field(default_factory=list)
+    #: (z, y, x) when the series can be assembled, else None.
+    shape: tuple[int, int, int] | None = None
+    #: (x, y, z) in mm when known.
+    spacing: tuple[float, float, float] | None = None
+    #: False when the series cannot be opened as a volume (problems say why).
+    loadable: bool = True
+    #: Headers already read by the scan, so opening the series does not read them again.
+    headers: list[FileHeader] = field(default_factory=list, repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "series_uid": self.series_uid,
+            "study_uid": self.study_uid,
+            "patient_name": self.patient_name,
+            "patient_id": self.patient_id,
+            "study_date": self.study_date,
+            "study_description": self.study_description,
+            "modality": self.modality,
+            "description": self.description,
+            "series_number": self.series_number,
+            "n_images": self.n_images,
+            "rows": self.rows,
+            "cols": self.cols,
+            "shape": list(self.shape) if self.shape else None,
+            "spacing_mm": [round(s, 6) for s in self.spacing] if self.spacing else None,
+            "kind": self.kind,
+            "loadable": self.loadable,
+            "problems": list(self.problems),
+            "files": [str(p) for p in self.files],
+        }
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    series: list[SeriesInfo]
+    skipped: list[SkippedFile]
+    cancelled: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "root": str(self.root),
+            "cancelled": self.cancelled,
+            "series": [s.to_json() for s in self.series],
+            "skipped": [s.to_json() for s in self.skipped],
+        }
+
+
+def is_image_file(path: Path) -> bool:
+    return path.name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def file_sha256(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes: the label-store key of a non-DICOM image."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fp:
+        for chunk in iter(lambda: fp.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _walk(root: Path, cancel: Cancel | None) -> tuple[list[Path], bool]:
+    if root.is_file():
+        return [root], False
+    files: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if cancel is not None and cancel():
+            return files, True
+        dirnames.sort()
+        files.extend(Path(dirpath) / f for f in sorted(filenames))
+    return files, False
+
+
+def _dicomdir_files(path: Path, skipped: list[SkippedFile]) -> list[Path]:
+    """Files a DICOMDIR references (missing ones reported), in the DICOMDIR's order."""
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, ValueError, EOFError, pydicom.errors.InvalidDicomError) as exc:
+        skipped.append(SkippedFile(path, f"unreadable DICOMDIR ({exc})"))
+        return []
+    out = []
+    for rec in ds.get("DirectoryRecordSequence", []):
+        ref = rec.get("ReferencedFileID")
+        if not ref:
+            continue
+        parts = [ref] if isinstance(ref, str) else list(ref)
+        target = path.parent.joinpath(*parts)
+        if not target.exists():
+            # Media written on Windows may differ in case from the DICOMDIR entry.
+            lower = path.parent.joinpath(*[p.lower() for p in parts])
+            target = lower if lower.exists() else target
+        if target.exists():
+            out.append(target)
+        else:
+            skipped.append(SkippedFile(target, "listed in the DICOMDIR but missing from the disk"))
+    return out
+
+
+def _image_series(path: Path) -> SeriesInfo:
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise StudyError(
+            path, f"unreadable image file ({str(exc).strip().splitlines()[-1]})"
+        ) from None
+    size = reader.GetSize()
+    spacing = reader.GetSpacing()
+    nx, ny = size[0], size[1] if len(size) > 1 else 1
+    nz = size[2] if len(size) > 2 else 1
+    name = path.name
+    return SeriesInfo(
+        series_uid=file_sha256(path),
+        study_uid="",
+        patient_name="",
+        patient_id="",
+        study_date="",
+        study_description="",
+        modality="OT",
+        description=name,
+        series_number=None,
+        n_images=nz,
+        rows=ny,
+        cols=nx,
+        files=[path],
+        kind="image",
+        shape=(nz, ny, nx),
+        spacing=(
+            spacing[0],
+            spacing[1] if len(spacing) > 1 else 1.0,
+            spacing[2] if len(spacing) > 2 else 1.0,
+        ),
+    )
+
+
+def _text(ds: Any, keyword: str) -> str:
+    value = ds.get(keyword, "") if ds is not None else ""
+    return str(value) if value is not None else ""
+
+
+def _series_from_dataset(ds: Any, kind: str, header: FileHeader | None) -> SeriesInfo:
+    number = ds.get("SeriesNumber")
+    try:
+        series_number = int(number) if number not in (None, "") else None
+    except (TypeError, ValueError):
+        series_number = None
+    return SeriesInfo(
+        series_uid=_text(ds, "SeriesInstanceUID"),
+        study_uid=_text(ds, "StudyInstanceUID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_id=_text(ds, "PatientID"),
+        study_date=_text(ds, "StudyDate"),
+        study_description=_text(ds, "StudyDescription"),
+        modality=_text(ds, "Modality") or "OT",
+        description=_text(ds, "SeriesDescription"),
+        series_number=series_number,
+        n_images=0,
+        rows=header.rows if header else 0,
+        cols=header.cols if header else 0,
+        files=[],
+        kind=kind,
+    )
+
+
+def _finish(info: SeriesInfo) -> list[SeriesInfo]:
+    """Fill counts, geometry and problems of a series; a mixed series comes back in parts."""
+    if info.kind == "non-image":
+        info.n_images = len(info.files)
+        info.loadable = False
+        return [info]
+    try:
+        plan_series(info.headers)
+    except SeriesAssemblyError as exc:
+        why = exc.reason.split("; open the parts separately")[0]
+        parts = split_parts(info.headers)
+    else:
+        parts = []
+    if len(parts) <= 1:
+        _plan(info)
+        return [info]
+    # Each stack of one size and orientation is shown on its own; the problem says why.
+    out = []
+    for k, headers in enumerate(parts):
+        part = replace(
+            info,
+            series_uid=info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}",
+            files=[h.path for h in headers],
+            headers=list(headers),
+            rows=headers[0].rows,
+            cols=headers[0].cols,
+            problems=[f"part {k + 1} of {len(parts)}: {why}"],
+        )
+        _plan(part)
+        out.append(part)
+    return out
+
+
+def _plan(info: SeriesInfo) -> None:
+    info.n_images = sum(h.frames for h in info.headers)
+    try:
+        layout = plan_series(info.headers)
+    except SeriesAssemblyError as exc:
+        info.problems.append(exc.reason)
+        info.loadable = False
+        return
+    info.problems.extend(layout.warnings)
+    info.shape = layout.shape[:3]  # type: ignore[assignment]
+    info.spacing = layout.spacing
+
+
+def scan_folder(
+    path: Path | str,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> ScanResult:
+    """Index every series under ``path`` (recursively; a single file works too).
+
+    Unreadable and non-DICOM files are listed in ``skipped`` with the reason; objects without
+    pixels (SR, RTSTRUCT, PDF) become ``kind="non-image"`` series. ``cancel`` is checked before
+    each file; a cancelled scan returns what it found so far with ``cancelled=True``.
+    """
+    root = Path(path)
+    if not root.exists():
+        raise StudyError(root, "no such file or folder")
+    files, cancelled = _walk(root, cancel)
+    skipped: list[SkippedFile] = []
+    series: dict[tuple[str, str, str], SeriesInfo] = {}
+    images: list[SeriesInfo] = []
+    seen: set[Path] = set()
+    # A DICOMDIR puts its referenced files first; the walk still finds everything else.
+    ordered: list[Path] = []
+    for f in files:
+        if f.name.upper() == "DICOMDIR":
+            ordered.extend(_dicomdir_files(f, skipped))
+            seen.add(f)
+    ordered.extend(files)
+    header_names = {f.with_suffix("").name for f in files if f.suffix.lower() in (".mhd", ".nhdr")}
+    total = max(len(ordered), 1)
+    for i, f in enumerate(ordered):
+        if cancel is not None and cancel():
+            cancelled = True
+            break
+        if progress is not None:
+            progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
+        if f in seen:
+            continue
+        seen.add(f)
+        try:
+            if is_image_file(f):
+                images.append(_image_series(f))
+                continue
+            if f.suffix.lower() in COMPANION_SUFFIXES and f.with_suffix("").name in header_names:
+                continue
+            header = read_header(f, keep=True)
+        except NotAnImage as exc:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            key = (_text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), "non-image")
+            if key not in series:
+                info = _series_from_dataset(ds, "non-image", None)
+                info.description = info.description or (
+                    non_image_kind(_text(ds, "SOPClassUID")) or "object without pixels"
+                )
+                info.problems.append(exc.reason)
+                series[key] = info
+            series[key].files.append(f)
+            continue
+        except StudyError as exc:
+            skipped.append(SkippedFile(f, exc.reason))
+            continue
+        key = (header.study_uid, header.series_uid, "dicom")
+        if key not in series:
+            series[key] = _series_from_dataset(header.dataset, "dicom", header)
+        info = series[key]
+        info.files.append(f)
+        info.headers.append(replace(header, dataset=None))
+    if progress is not None and not cancelled:
+        progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
+    finished = [part for info in series.values() for part in _finish(info)]
+    result = sorted(
+        finished,
+        key=lambda s: (
+            s.study_date,
+            s.study_uid,
+            s.kind != "dicom",
+            s.series_number or 0,
+            s.series_uid,
+        ),
+    )
+    return ScanResult(root=root, series=result + images, skipped=skipped, cancelled=cancelled)
+
+
+def check_not_cancelled(cancel: Cancel | None, what: Path | None = None) -> None:
+    """Raise LoadCancelled when the user asked to stop."""
+    if cancel is not None and cancel():
+        raise LoadCancelled(what, "cancelled by the user")

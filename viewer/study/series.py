@@ -1,0 +1,263 @@
+"""One series -> Volume, progressively: geometry first, the middle slice next, then the rest.
+
+Uncompressed little-endian pixels are read straight from the file (``np.fromfile`` at the
+PixelData offset found by the header pass) on a thread pool; everything else (JPEG, JPEG
+2000, JPEG-LS, RLE, big-endian, palette colour) goes through pydicom's pixel handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, UnsupportedFormat
+from viewer.study.headers import FileHeader, read_header
+from viewer.study.layout import SeriesLayout, plan_series
+from viewer.study.scan import Cancel, Progress, SeriesInfo
+from viewer.study.volume import Volume
+
+#: Reading threads: file reads and numpy conversions release the GIL.
+READ_THREADS = max(2, min(8, 2 * (os.cpu_count() or 2)))
+
+
+def _read_headers(files: list[Path]) -> list[FileHeader]:
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        return list(pool.map(read_header, files))
+
+
+def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str, Any]:
+    def text(keyword: str) -> str:
+        value = ds.get(keyword, "")
+        return str(value) if value is not None else ""
+
+    number = ds.get("SeriesNumber")
+    return {
+        "patient_name": text("PatientName"),
+        "patient_id": text("PatientID"),
+        "patient_birth_date": text("PatientBirthDate"),
+        "patient_sex": text("PatientSex"),
+        "study_uid": text("StudyInstanceUID"),
+        "study_date": text("StudyDate"),
+        "study_description": text("StudyDescription"),
+        "series_number": int(number) if number not in (None, "") else None,
+        "institution": text("InstitutionName"),
+        "frame_of_reference_uid": text("FrameOfReferenceUID"),
+        "body_part": text("BodyPartExamined"),
+        "manufacturer": text("Manufacturer"),
+        "sop_class_uid": text("SOPClassUID"),
+        "source_files": [headers[h].path for h, _ in layout.order],
+        "sop_instance_uids": [headers[h].sop_instance_uid for h, _ in layout.order],
+        "frame_index": [f for _, f in layout.order],
+        "photometric": headers[0].photometric,
+        "transfer_syntax": headers[0].transfer_syntax,
+    }
+
+
+def _raw_dtype(h: FileHeader) -> np.dtype | None:
+    if (
+        h.bits_allocated not in (8, 16, 32)
+        or h.samples_per_pixel != 1
+        or not h.photometric.startswith("MONOCHROME")
+    ):
+        return None
+    kind = "i" if h.pixel_representation == 1 else "u"
+    return np.dtype(f"<{kind}{h.bits_allocated // 8}")
+
+
+class SeriesReader:
+    """Progressive loader: ``volume`` has its final geometry at once; slices fill in as read."""
+
+    def __init__(self, info: SeriesInfo) -> None:
+        self.info = info
+        if info.kind == "non-image":
+            first = info.files[0] if info.files else None
+            raise NotAnImage(first, f"{info.description or 'this object'} has no images to show")
+        self._lock = threading.Lock()
+        self._decoded: dict[int, np.ndarray] = {}
+        if info.kind == "image":
+            from viewer.study.formats import read_image
+
+            self.headers: list[FileHeader] = []
+            self.volume: Volume = read_image(info.files[0])
+            self._done = np.ones(self.volume.shape[0], bool)
+            return
+        self.headers = list(info.headers) or _read_headers(list(info.files))
+        self.layout = plan_series(self.headers)
+        first = read_header(self.headers[0].path, keep=True)
+        layout = self.layout
+        windows = [tuple(w) for w in self.headers[0].windows]
+        self._invert = self.headers[0].photometric == "MONOCHROME1"
+        if self._invert:
+            # MONOCHROME1 is stored white-on-black; mirror values (and windows) so that
+            # higher always means brighter, like every other greyscale image.
+            lo, hi = self._mirror_range()
+            windows = [(lo + hi - c, w, e) for c, w, e in windows]
+        self.volume = Volume(
+            np.zeros(layout.shape, layout.dtype),
+            spacing=layout.spacing,
+            origin=layout.origin,
+            direction=layout.direction,
+            modality=first.modality,
+            series_uid=first.series_uid,
+            description=str(first.dataset.get("SeriesDescription", "")) if first.dataset else "",
+            windows=windows,  # type: ignore[arg-type]
+            warnings=list(layout.warnings),
+            meta=_meta(first.dataset, self.headers, layout),
+        )
+        self._done = np.zeros(len(layout.order), bool)
+
+    def _mirror_range(self) -> tuple[float, float]:
+        h = self.headers[0]
+        bits = min(h.bits_stored, h.bits_allocated)
+        lo, hi = (
+            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            if h.pixel_representation
+            else (0, 2**bits - 1)
+        )
+        a, b = lo * h.slope + h.intercept, hi * h.slope + h.intercept
+        return min(a, b), max(a, b)
+
+    # ---- reading --------------------------------------------------------------------------
+    def slice_order(self) -> list[int]:
+        """z indices in reading order: the middle slice first, then outwards both ways."""
+        n = self.volume.shape[0]
+        mid = n // 2
+        order = [mid]
+        for k in range(1, n):
+            for z in (mid + k, mid - k):
+                if 0 <= z < n:
+                    order.append(z)
+        return order[:n]
+
+    def is_read(self, z: int) -> bool:
+        return bool(self._done[z])
+
+    def _frame_raw(self, h: FileHeader, frame: int, hi: int) -> np.ndarray:
+        dtype = _raw_dtype(h)
+        if h.pixel_offset is not None and dtype is not None:
+            n = h.rows * h.cols
+            offset = h.pixel_offset + frame * n * dtype.itemsize
+            raw = np.fromfile(h.path, dtype=dtype, count=n, offset=offset)
+            if raw.size != n:
+                raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
+            raw = raw.reshape(h.rows, h.cols)
+            unused = h.bits_allocated - h.bits_stored
+            if unused > 0:
+                # High bits beyond BitsStored may hold overlays: mask (or sign-extend) them.
+                if h.pixel_representation:
+                    raw = (raw << unused) >> unused
+                else:
+                    raw = raw & np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
+            return raw
+        if h.frames == 1:
+            return self._decode(h, hi)
+        with self._lock:
+            cached = self._decoded.get(hi)
+        if cached is None:
+            cached = self._decode(h, hi)
+            with self._lock:
+                self._decoded[hi] = cached
+        return cached[frame]
+
+    def _decode(self, h: FileHeader, hi: int) -> np.ndarray:
+        try:
+            ds = pydicom.dcmread(h.path)
+            arr = ds.pixel_array
+            if h.photometric == "PALETTE COLOR":
+                arr = pydicom.pixels.apply_color_lut(arr, ds)
+                if arr.dtype != np.uint8:
+                    arr = (arr >> 8).astype(np.uint8)  # 16-bit LUT entries -> 8-bit RGB
+        except (NotImplementedError, RuntimeError) as exc:
+            raise UnsupportedFormat(
+                h.path,
+                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} ({exc})",
+            ) from None
+        except (OSError, ValueError, EOFError, AttributeError, KeyError) as exc:
+            raise UnsupportedFormat(h.path, f"damaged pixel data ({exc})") from None
+        return arr
+
+    def read_slice(self, z: int) -> None:
+        """Read slice ``z`` from its file into ``volume.array`` (rescaled, inverted, RGB)."""
+        if self._done[z]:
+            return
+        hi, frame = self.layout.order[z]
+        h = self.headers[hi]
+        raw = self._frame_raw(h, frame, hi)
+        expected = (h.rows, h.cols, 3) if self.layout.rgb else (h.rows, h.cols)
+        if raw.shape != expected:
+            raise UnsupportedFormat(h.path, f"pixels have shape {raw.shape}, expected {expected}")
+        out = self.volume.array[z]
+        if self.layout.rgb:
+            out[...] = raw
+        elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
+            out[...] = raw
+        elif out.dtype.kind in "iu" and h.slope == 1.0:
+            # Integer HU: one pass, computed in a wider type then stored (range checked by the layout).
+            np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
+        else:
+            # Scaled in float64 first so an integer slope cannot overflow before the intercept.
+            scaled = raw * np.float64(h.slope) + h.intercept
+            out[...] = np.rint(scaled) if out.dtype.kind in "iu" else scaled
+        if self._invert and not self.layout.rgb:
+            lo, hi_ = self._mirror_range()
+            np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
+        self._done[z] = True
+
+    def read_all(
+        self,
+        progress: Progress | None = None,
+        cancel: Cancel | None = None,
+        on_slice: Callable[[int], None] | None = None,
+    ) -> Volume:
+        """Read every slice not yet read (middle first); raises LoadCancelled when cancelled.
+
+        ``on_slice(z)`` and ``progress`` are called on the calling thread as slices land.
+        """
+        todo = [z for z in self.slice_order() if not self._done[z]]
+        n = len(self._done)
+        stop = threading.Event()
+
+        def work(z: int) -> int:
+            if stop.is_set():
+                return -1
+            self.read_slice(z)
+            return z
+
+        pool = ThreadPoolExecutor(READ_THREADS)
+        try:
+            for count, z in enumerate(pool.map(work, todo), start=1):
+                if cancel is not None and cancel():
+                    stop.set()
+                    raise LoadCancelled(
+                        self.volume.meta.get("source_files", [None])[0],
+                        "loading cancelled by the user",
+                    )
+                if z < 0:
+                    continue
+                if on_slice is not None:
+                    on_slice(z)
+                if progress is not None:
+                    done = n - len(todo) + count
+                    progress(done / n, f"Loaded slice {done} of {n}")
+        finally:
+            stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._decoded.clear()
+        return self.volume
+
+
+def load_series(
+    info: SeriesInfo, progress: Progress | None = None, cancel: Cancel | None = None
+) -> Volume:
+    """The whole series as a Volume (see SeriesReader for the progressive form)."""
+    return SeriesReader(info).read_all(progress=progress, cancel=cancel)
+
+
+__all__ = ["SeriesReader", "load_series", "SeriesAssemblyError"]
