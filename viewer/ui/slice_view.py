@@ -60,6 +60,7 @@ class SliceView(QWidget):
         self.plane = plane
         self.left_mode = "crosshair"
         self.show_crosshair = True
+        self.text_visible = True
         self._shown_index: int | None = None
         self._fitted = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -123,8 +124,9 @@ class SliceView(QWidget):
         return QRectF(0.0, 0.0, g.width_mm, g.height_mm) if g else QRectF(0, 0, 1, 1)
 
     def fit(self) -> None:
-        """Fit the whole slice in the view."""
+        """Fit the whole slice in the view (and keep it fitted on resize until zoomed)."""
         self.view_box.setRange(self.image_rect(), padding=0.02)
+        self._fitted = True
 
     def zoom_factor(self) -> float:
         """Screen pixels per image pixel along the columns."""
@@ -133,6 +135,7 @@ class SliceView(QWidget):
         return float(g.col_spacing / px) if g and px > 0 else 1.0
 
     def zoom_by(self, factor: float, centre: QPointF | None = None) -> None:
+        self._fitted = False
         self.view_box.scaleBy((1.0 / factor, 1.0 / factor), center=centre)
 
     # ---- drawing -------------------------------------------------------------------------
@@ -152,7 +155,6 @@ class SliceView(QWidget):
         self._draw_image(force=True)
         self.image.setRect(self.image_rect())
         self.fit()
-        self._fitted = True
         self._cursor_moved()
         self._place_labels()
 
@@ -204,9 +206,11 @@ class SliceView(QWidget):
         self._cursor_moved()
 
     def set_text_visible(self, visible: bool) -> None:
+        self.text_visible = visible
         for label in (*self.corner.values(), *self.letters.values()):
             label.setVisible(visible)
         self.scale_bar.setVisible(visible)
+        self._place_labels()
 
     def _update_text(self) -> None:
         g, vol = self.geometry_, self.state.volume
@@ -256,6 +260,10 @@ class SliceView(QWidget):
         c = self.corner
         for label in (*c.values(), *self.letters.values()):
             label.adjustSize()
+        # Small MPR cells: the top corners would collide with each other, keep the essentials.
+        roomy = w >= 380
+        for key in ("tl", "tr"):
+            c[key].setVisible(self.text_visible and roomy)
         c["tl"].move(m, m)
         c["tr"].move(w - c["tr"].width() - m, m)
         c["bl"].move(m, h - c["bl"].height() - m)
@@ -337,6 +345,7 @@ class SliceView(QWidget):
         if button == Qt.MouseButton.LeftButton:
             mode = self.left_mode
         if mode in (None, "pan"):
+            self._fitted = False
             return False
         ev.accept()
         self.activated.emit(self.plane)
