@@ -6,16 +6,13 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QHBoxLayout, QWidget
 
 from inference.phantoms import chest_ct
 from viewer.labels.findings import propose
 from viewer.labels.model import Box, Point, Polygon, RoiEllipse, Ruler
 from viewer.study.volume import Volume
-from viewer.ui.planes import PLANES
-from viewer.ui.slice_view import SliceView
-from viewer.ui.state import ViewerState
-from viewer.ui.tools.controller import MASK_LAYER, AnnotationController
+from viewer.ui.main_window import MainWindow
+from viewer.ui.tools.controller import MASK_LAYER
 
 pytestmark = pytest.mark.gui
 LEFT = Qt.MouseButton.LeftButton
@@ -28,20 +25,19 @@ def phantom_volume(uid: str = "1.2.826.0.1.3680043.99.1") -> Volume:
 
 
 class Harness:
+    """The main window with a phantom Volume loaded straight into it, all three planes shown."""
+
     def __init__(self, qtbot, volume: Volume) -> None:
-        self.state = ViewerState()
-        self.host = QWidget()
-        layout = QHBoxLayout(self.host)
-        self.views = {p: SliceView(self.state, p) for p in PLANES}
-        for view in self.views.values():
-            layout.addWidget(view)
-        self.ctrl = AnnotationController(self.state)
-        for view in self.views.values():
-            self.ctrl.attach_view(view)
-        qtbot.addWidget(self.host)
-        self.host.resize(960, 360)
-        self.host.show()
-        qtbot.waitExposed(self.host)
+        self.window = MainWindow()
+        qtbot.addWidget(self.window)
+        self.window.resize(1300, 800)
+        self.window.show()
+        qtbot.waitExposed(self.window)
+        self.window.area.set_layout("2x2")
+        self.state = self.window.state
+        self.views = self.window.area.views
+        self.ctrl = self.window.annotations.controller
+        self.panel = self.window.annotations.panel
         self.state.set_volume(volume)
         self.volume = volume
 
@@ -76,7 +72,7 @@ class Harness:
         QTest.keyClick(self.views[plane], key)
 
     def close(self) -> None:
-        self.ctrl.close()
+        self.window.close()  # closes the label store (final snapshot)
 
 
 @pytest.fixture
@@ -223,3 +219,93 @@ def test_reopening_the_series_restores_and_draws_the_saved_annotations(qtbot):
     rects = [i for i in second.ctrl.drawing(second.views["axial"]).items if hasattr(i, "rect")]
     assert rects
     second.close()
+
+
+def test_shortcut_picks_the_tool_and_ctrl_z_undoes_through_the_window(ui, qtbot):
+    ui.goto((5, 20, 24))
+    ui.views["axial"].setFocus()
+    QTest.keyClick(ui.views["axial"], Qt.Key.Key_B)
+    assert ui.ctrl.tool_name == "box"
+    assert ui.window.annotation_bar.slots["box"].isChecked()
+    ui.drag("axial", (5, 10, 12), (5, 18, 30))
+    assert len(ui.doc.annotations) == 1
+    QTest.keyClick(ui.views["axial"], Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert ui.doc.annotations == {}
+    QTest.keyClick(
+        ui.views["axial"],
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
+    assert len(ui.doc.annotations) == 1
+
+
+def test_panel_lists_model_findings_and_accepts_or_rejects_them(ui):
+    a, b = propose(
+        ui.doc,
+        "nodule-det",
+        "0.1",
+        boxes=[((4, 10, 10), (7, 16, 18), 2, 0.9), ((2, 20, 20), (3, 24, 26), 2, 0.4)],
+    )
+    tree = ui.panel.tree
+    assert tree.topLevelItemCount() == 2
+    assert {tree.topLevelItem(i).text(3) for i in range(2)} == {"proposed"}
+    ui.panel.select_annotation(a.id)
+    ui.panel.accept_selected()
+    ui.panel.select_annotation(b.id)
+    ui.panel.reject_selected()
+    assert (ui.doc.get(a.id).status, ui.doc.get(b.id).status) == ("accepted", "rejected")
+    ui.panel.jump_to(b.id)
+    assert ui.state.slice_index("axial") in (2, 3)
+    ui.panel.select_annotation(a.id)
+    ui.panel.delete_selected()
+    assert a.id not in ui.doc.annotations and tree.topLevelItemCount() == 1
+
+
+def test_label_set_editor_renames_recolours_and_adds_classes(ui):
+    assert ui.panel.rename_class(2, "mass")
+    assert ui.panel.recolor_class(2, "#00ff00")
+    assert ui.panel.add_class("effusion", "#123456")
+    labels = ui.doc.label_set
+    assert labels.get(2).name == "mass" and labels.by_name("effusion").color == "#123456"
+    layer = ui.state.layers.get(MASK_LAYER)
+    assert layer.colours[2] == (0, 255, 0)
+    combo = ui.window.annotation_bar.label_combo
+    assert any("effusion" in combo.itemText(i) for i in range(combo.count()))
+    assert not ui.panel.rename_class(1, "mass")  # names must stay unique: refused, unchanged
+    assert ui.doc.label_set.get(1).name != "mass"
+    ui.ctrl.undo()
+    assert "effusion" not in [c.name for c in ui.doc.label_set]
+
+
+def test_export_dialog_writes_nifti_and_json_that_read_back(ui, qtbot, tmp_path):
+    import json
+
+    import nibabel as nib
+
+    ui.goto((6, 20, 24))
+    ui.ctrl.set_tool("brush")
+    ui.ctrl.ctx.brush_radius_mm = 15.0
+    click(ui, "axial", (6, 20, 24))
+    ui.ctrl.set_tool("box")
+    ui.drag("axial", (6, 10, 12), (6, 18, 30))
+    dialog = ui.window.annotations.show_export_dialog()
+    assert dialog.deid_box.isChecked()  # de-identification is on by default
+    dialog.folder_edit.setText(str(tmp_path))
+    for fmt, box in dialog.format_boxes.items():
+        box.setChecked(fmt in ("nifti", "json"))
+    with qtbot.waitSignal(dialog.export_finished, timeout=20000) as done:
+        assert dialog.start_export()
+    folder = done.args[0].folder
+    mask = np.asarray(nib.load(folder / "mask.nii.gz").dataobj)
+    np.testing.assert_array_equal(np.transpose(mask, (2, 1, 0)), ui.doc.labelmap.array)
+    records = json.loads((folder / "annotations.json").read_text())["annotations"]
+    assert len(records) == 1 and records[0]["kind"] == "Box"
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=5000)
+
+    again = ui.window.annotations.show_export_dialog()
+    again.folder_edit.setText(str(tmp_path))
+    asked = []
+    again.confirm_overwrite = lambda path: asked.append(path) or False
+    before = (folder / "mask.nii.gz").stat().st_mtime_ns
+    assert not again.start_export()  # the user said no: nothing is written
+    assert asked == [folder] and (folder / "mask.nii.gz").stat().st_mtime_ns == before

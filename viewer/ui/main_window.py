@@ -99,6 +99,11 @@ class MainWindow(QMainWindow):
         self.error_box: QMessageBox | None = None
         self.action_map = ui_actions.build(self)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.annotation_bar)
+        # -- annotation (branch annotate): tools, panel, Edit menu, File > Export labels --
+        from viewer.ui.tools.install import install_annotations
+
+        self.annotations = install_annotations(self)
+        # -- end annotation --
         self.setAcceptDrops(True)
 
         for view in self.area.views.values():

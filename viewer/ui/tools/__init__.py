@@ -15,23 +15,31 @@ from viewer.ui.tools.edit import BoxEditTool
 from viewer.ui.tools.planes import Plane
 from viewer.ui.tools.shapes import BoxTool, PointTool, PolygonTool, RoiTool, RulerTool
 
+#: (name, title, shortcut, class, keyword arguments) of every tool, in tool-bar order.
+#: Shortcuts avoid the window's own single keys (Q W Z P modes, A C S planes, O X F I).
+TOOL_TABLE: tuple[tuple[str, str, str, type[Tool], dict], ...] = (
+    ("select", "Select / edit boxes", "V", BoxEditTool, {}),
+    ("box", "Bounding box", "B", BoxTool, {}),
+    ("polygon", "Polygon / freehand", "G", PolygonTool, {}),
+    ("polygon_fill", "Outline into mask", "Shift+G", PolygonTool, {"to_mask": True}),
+    ("brush", "Brush", "R", BrushTool, {"mode": "paint"}),
+    ("eraser", "Eraser", "E", BrushTool, {"mode": "erase"}),
+    ("threshold_brush", "Threshold brush", "Shift+R", BrushTool, {"mode": "threshold"}),
+    ("point", "Point", "T", PointTool, {}),
+    ("ruler", "Ruler", "M", RulerTool, {}),
+    ("roi_ellipse", "Ellipse ROI", "N", RoiTool, {"shape": "ellipse"}),
+    ("roi_rect", "Rectangle ROI", "Shift+N", RoiTool, {"shape": "rect"}),
+)
+
 
 def make_tools(ctx: ToolContext) -> dict[str, Tool]:
     """Every tool of the annotation tool bar, in tool-bar order, keyed by name."""
-    tools: list[Tool] = [
-        BoxEditTool(ctx),
-        BoxTool(ctx),
-        PolygonTool(ctx),
-        PolygonTool(ctx, to_mask=True),
-        BrushTool(ctx, "paint"),
-        BrushTool(ctx, "erase"),
-        BrushTool(ctx, "threshold"),
-        PointTool(ctx),
-        RulerTool(ctx),
-        RoiTool(ctx, "ellipse"),
-        RoiTool(ctx, "rect"),
-    ]
-    return {t.name: t for t in tools}
+    tools: dict[str, Tool] = {}
+    for name, title, shortcut, cls, kwargs in TOOL_TABLE:
+        tool = cls(ctx, **kwargs)
+        tool.name, tool.title, tool.shortcut = name, title, shortcut
+        tools[name] = tool
+    return tools
 
 
 __all__ = [
@@ -47,6 +55,7 @@ __all__ = [
     "Preview",
     "RoiTool",
     "RulerTool",
+    "TOOL_TABLE",
     "Tool",
     "ToolContext",
     "make_tools",

@@ -154,6 +154,10 @@ class Tool:
     def cancel(self) -> None:
         """Drop whatever is in progress without editing anything."""
 
+    def wants_key(self, key: str) -> bool:
+        """Whether ``key`` means something to this tool now (it then wins over menu shortcuts)."""
+        return self.busy and key in ("Escape", "Return", "Enter", "Backspace")
+
     @property
     def busy(self) -> bool:
         return False

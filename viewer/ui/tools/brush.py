@@ -57,7 +57,6 @@ class BrushTool(Tool):
         self.mode = mode
         self.name = {"paint": "brush", "erase": "eraser", "threshold": "threshold_brush"}[mode]
         self.title = {"paint": "Brush", "erase": "Eraser", "threshold": "Threshold brush"}[mode]
-        self.shortcut = {"paint": "D", "erase": "E", "threshold": "T"}[mode]
         self.last: PlaneEvent | None = None
         self.cursor: PlaneEvent | None = None
 
@@ -100,6 +99,9 @@ class BrushTool(Tool):
         if self.last is not None:
             self.last = None
             self.ctx.sink.cancel_stroke()
+
+    def wants_key(self, key: str) -> bool:
+        return key in ("[", "]") or super().wants_key(key)
 
     def key(self, key: str) -> bool:
         if key in ("[", "]"):

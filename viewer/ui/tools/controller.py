@@ -228,6 +228,19 @@ class AnnotationController(QObject):
         if self.tool is None or self.ctx is None:
             return False
         etype = event.type()
+        if etype == QEvent.Type.ShortcutOverride and obj in self._drawings:
+            # Keys the tool needs now (A/X on a selected box, Escape mid-outline) must reach
+            # it as key presses instead of triggering the window's single-key shortcuts.
+            name = _KEYS.get(Qt.Key(event.key()))  # type: ignore[attr-defined]
+            mods = event.modifiers()  # type: ignore[attr-defined]
+            if (
+                name
+                and not mods & Qt.KeyboardModifier.ControlModifier
+                and self.tool.wants_key(name)
+            ):
+                event.accept()
+                return True
+            return False
         if etype == QEvent.Type.KeyPress:
             view = obj if obj in self._drawings else None
             return view is not None and self._key(view, event)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ class BoxEditTool(Tool):
     on release, so undo restores the box where it was before the drag.
     """
 
-    name, title, shortcut = "select", "Select / edit", "V"
+    name, title = "select", "Select / edit boxes"
     pans = True
 
     def __init__(self, ctx) -> None:
@@ -125,6 +125,11 @@ class BoxEditTool(Tool):
                 self.ctx.sink.move_box(box.id, lo, hi)
                 self.ctx.changed = [box.id]
         return True
+
+    def wants_key(self, key: str) -> bool:
+        if self.ctx.selected is not None and key in ("A", "X", "Delete", "Backspace"):
+            return True
+        return super().wants_key(key)
 
     def key(self, key: str) -> bool:
         target = self.ctx.selected

@@ -70,7 +70,7 @@ class BoxTool(_DragTool):
     in-plane side, centred on the slice, so a nodule gets a cube-like box in one drag.
     """
 
-    name, title, shortcut = "box", "Bounding box", "B"
+    name, title = "box", "Bounding box"
 
     def finish(self, start: PlaneEvent, end: PlaneEvent) -> None:
         plane = start.plane
@@ -114,7 +114,6 @@ class RoiTool(_DragTool):
         self.shape = shape
         self.name = f"roi_{shape}"
         self.title = "Ellipse ROI" if shape == "ellipse" else "Rectangle ROI"
-        self.shortcut = "O" if shape == "ellipse" else "Shift+O"
 
     def finish(self, start: PlaneEvent, end: PlaneEvent) -> None:
         if abs(end.row - start.row) < 1 or abs(end.col - start.col) < 1:
@@ -141,7 +140,7 @@ class RoiTool(_DragTool):
 class RulerTool(_DragTool):
     """A distance in millimetres between two points on a slice."""
 
-    name, title, shortcut = "ruler", "Ruler", "M"
+    name, title = "ruler", "Ruler"
 
     def finish(self, start: PlaneEvent, end: PlaneEvent) -> None:
         if start.plane.distance_mm(start.rc, end.rc) <= 0:
@@ -168,7 +167,7 @@ class RulerTool(_DragTool):
 class PointTool(Tool):
     """A single landmark per click."""
 
-    name, title, shortcut = "point", "Point", "K"
+    name, title = "point", "Point"
 
     def press(self, ev: PlaneEvent) -> bool:
         if not ev.plane.contains(ev.row, ev.col):
@@ -185,7 +184,7 @@ class PolygonTool(Tool):
     as a polygon annotation.
     """
 
-    name, title, shortcut = "polygon", "Polygon / freehand", "P"
+    name, title = "polygon", "Polygon / freehand"
     #: a drag longer than this many pixels is a freehand outline
     freehand_px = 3.0
 
@@ -193,7 +192,7 @@ class PolygonTool(Tool):
         super().__init__(ctx)
         self.to_mask = to_mask
         if to_mask:
-            self.name, self.title, self.shortcut = "polygon_fill", "Fill outline into mask", "F"
+            self.name, self.title = "polygon_fill", "Outline into mask"
         self.vertices: list[tuple[float, float]] = []
         self.plane: Plane | None = None
         self.slice_index = 0
