@@ -309,3 +309,25 @@ def test_export_dialog_writes_nifti_and_json_that_read_back(ui, qtbot, tmp_path)
     before = (folder / "mask.nii.gz").stat().st_mtime_ns
     assert not again.start_export()  # the user said no: nothing is written
     assert asked == [folder] and (folder / "mask.nii.gz").stat().st_mtime_ns == before
+
+
+def test_scrolling_while_dragging_a_box_makes_it_span_those_slices(ui):
+    ui.goto((3, 20, 24))
+    ui.ctrl.set_tool("box")
+    ui.press("axial", (3, 10, 12))
+    ui.state.step_slice("axial", 3)  # the wheel does this mid-drag
+    ui.move("axial", (6, 18, 30))
+    ui.release("axial", (6, 18, 30))
+    (box,) = ui.doc.annotations.values()
+    assert box.is_3d and box.bounds_zyx() == ((3, 10, 12), (6, 18, 30))
+
+
+def test_escape_drops_an_unfinished_outline_instead_of_a_window_shortcut(ui):
+    ui.goto((4, 20, 24))
+    ui.ctrl.set_tool("polygon")
+    for zyx in [(4, 8, 8), (4, 8, 20)]:
+        click(ui, "axial", zyx)
+    assert ui.ctrl.tool.busy
+    QTest.keyClick(ui.views["axial"], Qt.Key.Key_Escape)
+    assert not ui.ctrl.tool.busy and ui.doc.annotations == {}
+    assert not ui.ctrl.drawing(ui.views["axial"]).preview_items

@@ -12,6 +12,21 @@ from PySide6.QtWidgets import QComboBox, QLabel, QToolBar, QWidget
 
 from viewer.ui.tools import TOOL_TABLE
 
+#: short button texts; the full title and shortcut are in the tooltip
+SHORT = {
+    "select": "Select",
+    "box": "Box",
+    "polygon": "Polygon",
+    "polygon_fill": "Fill",
+    "brush": "Brush",
+    "eraser": "Eraser",
+    "threshold_brush": "Thresh.",
+    "point": "Point",
+    "ruler": "Ruler",
+    "roi_ellipse": "Ellipse",
+    "roi_rect": "Rect",
+}
+
 
 def colour_icon(colour: str, size: int = 12) -> QIcon:
     pix = QPixmap(size, size)
@@ -31,12 +46,13 @@ class AnnotationToolBar(QToolBar):
         self.group.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         self.slots: dict[str, QAction] = {}
         for name, title, shortcut, _, _ in TOOL_TABLE:
-            action = QAction(title, self)
+            action = QAction(SHORT.get(name, title), self)
             action.setObjectName(f"tool_{name}")
             action.setCheckable(True)
             action.setShortcut(QKeySequence(shortcut))
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
             action.setToolTip(f"{title} ({shortcut})")
+            action.setStatusTip(title)
             action.setData(shortcut)
             action.toggled.connect(lambda on, n=name: self._toggled(n, on))
             self.group.addAction(action)

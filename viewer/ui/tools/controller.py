@@ -260,6 +260,8 @@ class AnnotationController(QObject):
             return False
         if etype == QEvent.Type.MouseButtonRelease and self._pressed_view is view:
             return self._dispatch(view, "release", event)  # type: ignore[arg-type]
+        if etype == QEvent.Type.Leave and self._pressed_view is None:
+            self._drawings[view].clear_preview()  # no brush circle left behind
         return False
 
     def _dispatch(self, view, what: str, event: QMouseEvent) -> bool:

@@ -212,7 +212,10 @@ class ViewDrawing:
                     self._stats[a] = format_stats(roi_stats(volume, a), unit)
                 except LabelError as exc:
                     self._stats[a] = str(exc)
-            self._text(self._stats[a], rect.topRight(), colour, anchor=(0, 0))
+            # Beside the ROI, on the side with more room, so the numbers are not cut off.
+            left = rect.center().x() > self.view.geometry_.width_mm / 2
+            at = rect.topLeft() if left else rect.topRight()
+            self._text(self._stats[a], at, colour, anchor=(1, 0) if left else (0, 0))
 
     # ---- previews -------------------------------------------------------------------------
     def show_preview(self, previews: Iterable[Preview], plane: Plane) -> None:

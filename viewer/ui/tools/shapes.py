@@ -282,7 +282,7 @@ class PolygonTool(Tool):
         poly_id = self.ctx.sink.add_polygon(
             plane.points_to_volume(pts, slice_index), self.ctx.label, plane, slice_index
         )
-        self.ctx.changed = [poly_id]
+        self.ctx.changed = [poly_id] if poly_id else []  # "": filled into the mask
 
     def preview(self) -> list[Preview]:
         if not self.vertices or self.plane is None:
