@@ -132,3 +132,16 @@ def test_model_box_move_accept_reject_is_recorded_for_export(doc, ctx):
     doc.undo()
     doc.undo()
     assert doc.get(box.id).status == "proposed"
+
+
+def test_escape_mid_stroke_restores_every_touched_voxel_and_records_nothing(doc, ctx):
+    doc.labelmap.array[:, 8:12, 8:12] = 1
+    before = doc.labelmap.array.copy()
+    ctx.brush_3d = True
+    tool = BrushTool(ctx, "erase")
+    tool.press(PlaneEvent(plane("sagittal"), 10, 2, 9))
+    tool.move(PlaneEvent(plane("sagittal"), 10, 4, 11))
+    assert not np.array_equal(doc.labelmap.array, before)
+    tool.key("Escape")
+    np.testing.assert_array_equal(doc.labelmap.array, before)
+    assert not doc.can_undo

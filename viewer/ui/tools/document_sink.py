@@ -42,6 +42,8 @@ class DocumentSink:
         self.document = document
         self.on_painted = on_painted
         self._saved: dict[int, np.ndarray] | None = None  # z -> slice before the stroke
+        self._touched: dict[int, np.ndarray] = {}  # z -> which pixels ``_saved`` holds
+        self._bbox: dict[int, tuple[int, int, int, int]] = {}  # z -> y0, y1, x0, x1 touched
         self._description = "paint"
 
     # ---- vector annotations ----------------------------------------------------------------
@@ -98,7 +100,8 @@ class DocumentSink:
     def begin_stroke(self, description: str = "paint") -> None:
         if self._saved is not None:
             self.end_stroke()
-        self._saved, self._description = {}, description
+        self._saved, self._touched, self._bbox = {}, {}, {}
+        self._description = description
 
     def paint(self, region: tuple[slice, slice, slice], mask: np.ndarray, value: int) -> None:
         auto = self._saved is None
@@ -106,11 +109,27 @@ class DocumentSink:
             self.begin_stroke()
         assert self._saved is not None
         arr = self.document.labelmap.array
-        z_range = range(*region[0].indices(arr.shape[0]))
-        for z in z_range:
+        sub = arr[region]  # basic slicing: a view, writes go through
+        m = np.broadcast_to(np.asarray(mask, dtype=bool), sub.shape)
+        z0 = region[0].indices(arr.shape[0])[0]
+        y0, y1, _ = region[1].indices(arr.shape[1])
+        x0, x1, _ = region[2].indices(arr.shape[2])
+        for i in range(sub.shape[0]):
+            z = z0 + i
             if z not in self._saved:
-                self._saved[z] = arr[z].copy()
-        arr[region][np.asarray(mask, dtype=bool)] = value  # basic slicing: writes through
+                # Untouched pages of np.empty/np.zeros cost nothing: only painted pixels are
+                # copied, so a stroke across many slices stays cheap.
+                self._saved[z] = np.empty(arr.shape[1:], np.uint8)
+                self._touched[z] = np.zeros(arr.shape[1:], bool)
+                self._bbox[z] = (y0, y1, x0, x1)
+            else:
+                a, b, c, d = self._bbox[z]
+                self._bbox[z] = (min(a, y0), max(b, y1), min(c, x0), max(d, x1))
+            touched = self._touched[z][y0:y1, x0:x1]
+            first = m[i] & ~touched
+            self._saved[z][y0:y1, x0:x1][first] = sub[i][first]
+            touched |= m[i]
+        sub[m] = value
         if self.on_painted:
             self.on_painted(region)
         if auto:
@@ -123,20 +142,24 @@ class DocumentSink:
         arr = self.document.labelmap.array
         diffs = []
         for z in sorted(saved):
-            before, after = saved[z], arr[z]
+            by0, by1, bx0, bx1 = self._bbox[z]
+            after = arr[z, by0:by1, bx0:bx1]
+            # Pixels never painted keep their current value as their "before".
+            before = np.where(self._touched[z][by0:by1, bx0:bx1], saved[z][by0:by1, bx0:bx1], after)
             changed = before != after
             if not changed.any():
                 continue
             ys, xs = np.nonzero(changed)
-            y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+            r0, r1, c0, c1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
             diffs.append(
                 SliceDiff(
                     z,
-                    (y0, x0, y1, x1),
-                    np.ascontiguousarray(before[y0:y1, x0:x1]).tobytes(),
-                    np.ascontiguousarray(after[y0:y1, x0:x1]).tobytes(),
+                    (by0 + r0, bx0 + c0, by0 + r1, bx0 + c1),
+                    np.ascontiguousarray(before[r0:r1, c0:c1]).tobytes(),
+                    np.ascontiguousarray(after[r0:r1, c0:c1]).tobytes(),
                 )
             )
+        self._touched, self._bbox = {}, {}
         if diffs:
             # Applying writes the "after" bytes the map already holds: idempotent, and it
             # records the stroke for undo and tells the store to journal it.
@@ -148,7 +171,9 @@ class DocumentSink:
             return
         arr = self.document.labelmap.array
         for z, before in saved.items():
-            arr[z] = before
+            touched = self._touched[z]
+            arr[z][touched] = before[touched]
+        self._touched, self._bbox = {}, {}
         if self.on_painted:
             zs = sorted(saved)
             self.on_painted((slice(zs[0], zs[-1] + 1), slice(None), slice(None)))
