@@ -114,6 +114,11 @@ class MainWindow(QMainWindow):
         self._tags_timer.timeout.connect(self._show_tags)
         self.state.cursor_moved.connect(self._tags_timer.start)
         self._restore()
+        # ---- Analyze (owned by viewer/ui/analyze_feature.py) ----
+        from viewer.ui.analyze_feature import AnalyzeFeature
+
+        self.analyze = AnalyzeFeature(self, self.state, toolbar=self.main_toolbar)
+        # ---- end Analyze ----
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -328,6 +333,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.cancel_work()
+        self.analyze.shutdown(5000)  # Analyze: cancel a running model, wait (bounded)
         self.area.set_cine(False)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.set("view/layout", self.area.layout_name)

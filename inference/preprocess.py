@@ -1,0 +1,251 @@
+"""Preprocessing composed from a model card: reorient, resample, intensity; small functions.
+
+The input image is indexed (z, y, x) or (y, x); ``spacing`` and the ``direction`` columns are
+in (x, y, z) order (see viewer/study/volume.py). A ``Frame`` records how the input grid maps
+onto the model's grid so that postprocessing can map every result back exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Input grid -> model grid: permute/flip axes (reorientation), then scale (resampling).
+
+    Model axis ``k`` is input axis ``perm[k]``, reversed when ``flip[k]``; ``oriented_shape``
+    is the input shape after that, ``model_shape`` the shape the network sees. Resampling
+    uses the align_corners=False convention: model index m covers input (m + 0.5) * s - 0.5.
+    """
+
+    input_shape: tuple[int, ...]
+    perm: tuple[int, ...]
+    flip: tuple[bool, ...]
+    oriented_shape: tuple[int, ...]
+    model_shape: tuple[int, ...]
+    model_spacing: tuple[float, ...]  # per model axis, (z, y, x) order
+
+    @property
+    def scale(self) -> tuple[float, ...]:
+        """Input (oriented) voxels per model voxel along each model axis."""
+        return tuple(o / m for o, m in zip(self.oriented_shape, self.model_shape, strict=True))
+
+    @property
+    def reoriented(self) -> bool:
+        return self.perm != tuple(range(len(self.perm))) or any(self.flip)
+
+
+def axis_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    """Spacing per array axis ((z, y, x) or (y, x)) from an (x, y[, z]) spacing."""
+    sp = [float(s) for s in spacing]
+    return tuple(sp[:ndim][::-1])
+
+
+def orientation_to_model(direction: Any, ndim: int) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """Permutation and flips that bring a 3D array to the LPS-aligned frame models are trained in
+    (array axes z -> S, y -> P, x -> L). 2D images and oblique, ambiguous frames keep their axes."""
+    if ndim != 3:
+        return tuple(range(ndim)), (False,) * ndim
+    d = np.asarray(direction, dtype=float).reshape(3, 3)
+    perm = [0, 0, 0]
+    flip = [False, False, False]
+    used = set()
+    for a in range(3):  # array axis a is direction column 2 - a
+        col = d[:, 2 - a]
+        lps = int(np.argmax(np.abs(col)))
+        if lps in used:
+            return (0, 1, 2), (False, False, False)
+        used.add(lps)
+        perm[2 - lps] = a
+        flip[2 - lps] = bool(col[lps] < 0)
+    return tuple(perm), tuple(flip)
+
+
+def reorient(array: np.ndarray, perm: tuple[int, ...], flip: tuple[bool, ...]) -> np.ndarray:
+    """Input axes -> model axes (a view, no copy)."""
+    out = np.transpose(array, perm)
+    for k, f in enumerate(flip):
+        if f:
+            out = np.flip(out, axis=k)
+    return out
+
+
+def make_frame(
+    shape: tuple[int, ...],
+    spacing: Any,
+    direction: Any,
+    target_spacing: tuple[float, ...] | None,
+    resize: tuple[int, ...] | None = None,
+    reorient_axes: bool = True,
+) -> Frame:
+    """The mapping for an input of ``shape``; ``target_spacing``/``resize`` are (x, y[, z])."""
+    ndim = len(shape)
+    perm, flip = (
+        orientation_to_model(direction, ndim)
+        if reorient_axes
+        else (tuple(range(ndim)), (False,) * ndim)
+    )
+    sp_in = axis_spacing(spacing, ndim)
+    oriented = tuple(shape[p] for p in perm)
+    sp = tuple(sp_in[p] for p in perm)
+    if resize is not None:
+        model = tuple(int(v) for v in resize[::-1])
+    elif target_spacing is not None:
+        tsp = tuple(float(t) for t in target_spacing)[::-1]
+        model = tuple(
+            max(1, int(round(n * s / t))) for n, s, t in zip(oriented, sp, tsp, strict=True)
+        )
+    else:
+        model = oriented
+    model_sp = tuple(n * s / m for n, s, m in zip(oriented, sp, model, strict=True))
+    return Frame(tuple(shape), perm, flip, oriented, model, model_sp)
+
+
+def resample(array: np.ndarray, shape: tuple[int, ...], mode: str = "linear"):
+    """A (C, *spatial) or (*spatial) array resampled to ``shape`` as a float32 torch tensor.
+
+    Linear for images and probabilities, "nearest" for label maps (align_corners=False)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.as_tensor(np.ascontiguousarray(array))
+    spatial = len(shape)
+    squeeze = t.ndim == spatial
+    t = t.float()
+    t = t[None, None] if squeeze else t[None]
+    if tuple(t.shape[2:]) != tuple(shape):
+        if mode == "nearest":
+            t = F.interpolate(t, size=shape, mode="nearest-exact")
+        else:
+            t = F.interpolate(
+                t, size=shape, mode="trilinear" if spatial == 3 else "bilinear", align_corners=False
+            )
+    return t[0, 0] if squeeze else t[0]
+
+
+def resample_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour resampling of an integer label map (never blends label values)."""
+    return (
+        resample(labels.astype(np.float32), shape, mode="nearest")
+        .round()
+        .numpy()
+        .astype(labels.dtype)
+    )
+
+
+def upsample_chunks(
+    probs, shape: tuple[int, ...], chunk: int = 16
+) -> Iterator[tuple[int, int, Any]]:
+    """Linear upsampling of a (C, *model) tensor to (C, *shape), yielded in slabs of the first axis.
+
+    Equivalent to one trilinear interpolate (align_corners=False), but the full-resolution
+    multi-channel array never exists at once: (z0, z1, slab (C, z1 - z0, *shape[1:])) per step."""
+    import torch
+    import torch.nn.functional as F
+
+    if len(shape) == 2:
+        yield (
+            0,
+            shape[0],
+            resample(probs, shape) if tuple(probs.shape[1:]) != shape else probs.float(),
+        )
+        return
+    zm = probs.shape[1]
+    nz = shape[0]
+    scale = zm / nz
+    for z0 in range(0, nz, chunk):
+        z1 = min(nz, z0 + chunk)
+        src = (torch.arange(z0, z1, dtype=torch.float64) + 0.5) * scale - 0.5
+        src = src.clamp(0, zm - 1)
+        i0 = src.floor().long()
+        i1 = (i0 + 1).clamp(max=zm - 1)
+        w = (src - i0).float()
+        lo, hi = int(i0.min()), int(i1.max()) + 1
+        plane = probs[:, lo:hi].float()
+        if tuple(plane.shape[2:]) != tuple(shape[1:]):
+            plane = F.interpolate(
+                plane, size=tuple(shape[1:]), mode="bilinear", align_corners=False
+            )
+        a = plane[:, i0 - lo]
+        b = plane[:, i1 - lo]
+        yield z0, z1, a + (b - a) * w[None, :, None, None]
+
+
+# ---- intensity ------------------------------------------------------------------------------
+def clip_scale(
+    x, a_min: float, a_max: float, b_min: float = 0.0, b_max: float = 1.0, clip: bool = True
+):
+    """Window [a_min, a_max] (e.g. HU) onto [b_min, b_max]."""
+    y = (x - a_min) / (a_max - a_min) * (b_max - b_min) + b_min
+    return y.clamp(min(b_min, b_max), max(b_min, b_max)) if clip else y
+
+
+def zscore(x):
+    std = float(x.std())
+    return (x - x.mean()) / (std if std > 1e-8 else 1.0)
+
+
+def minmax(x):
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else x - lo
+
+
+def intensity(x, steps: list[dict[str, Any]]):
+    """Apply the card's intensity steps in order (``resize`` is handled by the Frame)."""
+    for s in steps:
+        op = s["op"]
+        if op == "clip_scale":
+            x = clip_scale(
+                x,
+                s["a_min"],
+                s["a_max"],
+                s.get("b_min", 0.0),
+                s.get("b_max", 1.0),
+                s.get("clip", True),
+            )
+        elif op == "zscore":
+            x = zscore(x)
+        elif op == "minmax":
+            x = minmax(x)
+    return x
+
+
+def resize_of(steps: list[dict[str, Any]]) -> tuple[int, ...] | None:
+    for s in steps:
+        if s["op"] == "resize":
+            return tuple(int(v) for v in s["size"])
+    return None
+
+
+def prepare(image: np.ndarray, spacing: Any, direction: Any, card, channels_last: bool = False):
+    """Image -> (model input tensor (C, *model_shape) float32, Frame), following the card."""
+    import torch
+
+    steps = card.preprocessing.get("steps", [])
+    spatial_shape = image.shape[:-1] if channels_last else image.shape
+    frame = make_frame(
+        tuple(spatial_shape),
+        spacing,
+        direction,
+        card.target_spacing,
+        resize_of(steps),
+        reorient_axes=card.preprocessing.get("reorient", True),
+    )
+    arr = np.moveaxis(image, -1, 0) if channels_last else image[None]
+    # One float32 copy of the (reoriented) input, then straight to the model grid.
+    oriented = [reorient(a, frame.perm, frame.flip).astype(np.float32) for a in arr]
+    arr = oriented[0][None] if len(oriented) == 1 else np.stack(oriented)
+    x = resample(arr, frame.model_shape)
+    del arr
+    x = intensity(x, steps)
+    if x.shape[0] != card.input_channels:
+        if x.shape[0] == 1:
+            x = x.expand(card.input_channels, *x.shape[1:])
+        else:
+            x = x.mean(dim=0, keepdim=True).expand(card.input_channels, *x.shape[1:])
+    return torch.as_tensor(x).contiguous(), frame

@@ -1,0 +1,111 @@
+"""Classification: class probabilities plus a Grad-CAM heat map in the input's voxel grid."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+
+from inference import postprocess, preprocess
+from inference.engine import RunContext, Step, fallback_steps, forward, run_with_fallback
+from inference.results import AnalysisResult, ClassificationResult, HeatMapResult
+
+
+def probabilities(logits, output: str) -> np.ndarray:
+    """(K,) logits -> probabilities: softmax, or independent sigmoids for multi-label models."""
+    import torch
+
+    logits = logits.float().reshape(-1)
+    if output == "sigmoid":
+        return torch.sigmoid(logits).numpy()
+    return torch.softmax(logits, dim=0).numpy()
+
+
+def gradcam(net: Any, x, layer: str, class_idx: int, device: str):
+    """Grad-CAM of ``class_idx`` on ``layer`` (model grid, values in [0, 1]).
+
+    Runs on a deep copy with autograd enabled, so the cached inference network never carries
+    hooks or gradients; the copy (and its hooks) is dropped afterwards."""
+    import torch
+    from monai.visualize import GradCAM
+
+    names = dict(net.named_modules())
+    if layer not in names:
+        raise KeyError(layer)
+    twin = copy.deepcopy(net).to(device).eval()
+    try:
+        for p in twin.parameters():
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            cam = GradCAM(nn_module=twin, target_layers=layer)
+            heat = cam(x[None].to(device).requires_grad_(True), class_idx=class_idx)
+        heat = heat.detach().float().cpu()[0, 0]
+    finally:
+        del twin
+    lo, hi = float(heat.min()), float(heat.max())
+    return (heat - lo) / (hi - lo) if hi > lo else torch.zeros_like(heat)
+
+
+def run(
+    image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
+) -> None:
+    from inference.tasks.segment import model_view
+
+    card = ctx.card
+    t = time.perf_counter()
+    arr, channels_last, out_shape = model_view(image, card)
+    ctx.report(0.05, "resampling")
+    x, frame = preprocess.prepare(arr, spacing, direction, card, channels_last)
+    ctx.timings["preprocess"] = time.perf_counter() - t
+    ctx.check_cancel()
+
+    t = time.perf_counter()
+    ctx.report(0.3, "classifying")
+
+    def attempt(step: Step):
+        import torch
+
+        ctx.precision = "float16 (autocast)" if step.device.startswith("cuda") else "float32"
+        net = ctx.net_on(step.device)
+        with torch.no_grad(), ctx.autocast(step.device):
+            return forward(net, x[None].to(step.device)).float().cpu()
+
+    steps = [s for s in fallback_steps(ctx.device, 1) if s.sw_device == s.device]
+    logits = run_with_fallback(attempt, steps, ctx.warnings)
+    output = card.network.get("output", "softmax")
+    probs = probabilities(logits[0], output)
+    classes = list(card.classes) or [str(i) for i in range(len(probs))]
+    if len(classes) != len(probs):
+        ctx.warnings.append(
+            f"the card names {len(classes)} classes but the model gave {len(probs)} outputs"
+        )
+        classes = [classes[i] if i < len(classes) else str(i) for i in range(len(probs))]
+    result.classification = ClassificationResult(
+        {c: float(p) for c, p in zip(classes, probs, strict=True)}
+    )
+    ctx.timings["inference"] = time.perf_counter() - t
+    ctx.check_cancel()
+
+    if card.gradcam_layer:
+        t = time.perf_counter()
+        ctx.report(0.6, "computing the Grad-CAM heat map")
+        # Explain the most likely non-first class for binary models (e.g. "nodule"), else the top.
+        target = int(np.argmax(probs)) if len(probs) != 2 else 1
+        try:
+            cam = run_with_fallback(
+                lambda step: gradcam(
+                    ctx.net_on(step.device), x, card.gradcam_layer, target, step.device
+                ),
+                [s for s in fallback_steps(ctx.device, 1) if s.sw_device == s.device],
+                ctx.warnings,
+            )
+        except KeyError:
+            ctx.warnings.append(
+                f"Grad-CAM layer {card.gradcam_layer!r} is not in the network; no heat map"
+            )
+        else:
+            heat = postprocess.heat_to_input(cam, frame)
+            result.heat_map = HeatMapResult(heat.reshape(out_shape), f"Grad-CAM: {classes[target]}")
+        ctx.timings["gradcam"] = time.perf_counter() - t

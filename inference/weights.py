@@ -1,0 +1,117 @@
+"""Verified weights loading: SHA-256 first, then safetensors / weights-only torch / TorchScript."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from inference.card import ModelCard
+
+
+class WeightsError(RuntimeError):
+    """A weights file that is missing, tampered with or unreadable; the message names it."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(card: ModelCard) -> None:
+    """Check every file listed in the card against its SHA-256 before anything is loaded."""
+    for name, expected in card.files.items():
+        path = card.path / name
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file is missing from model package {card.id!r}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise WeightsError(
+                f"{path}: SHA-256 mismatch (card says {expected[:12]}..., file is {actual[:12]}...);"
+                " the model was refused because its weights were changed"
+            )
+
+
+def _state_dict(card: ModelCard, path: Path) -> dict[str, Any]:
+    fmt = card.network["format"]
+    try:
+        if fmt == "safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        import torch
+
+        # weights_only refuses to unpickle anything but tensors and plain containers.
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means the same to the user
+        raise WeightsError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def load_network(card: ModelCard):
+    """Verify hashes and build the card's network on the CPU in eval mode (a torch Module)."""
+    verify_files(card)
+    path = card.path / card.network["weights"]
+    if card.network["format"] == "torchscript":
+        import torch
+
+        try:
+            net = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:  # noqa: BLE001
+            raise WeightsError(f"{path}: cannot load TorchScript ({exc})") from exc
+        return net.eval()
+    from inference.networks import build_network
+
+    try:
+        net = build_network(card.network["architecture"], card.network.get("kwargs", {}))
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(
+            f"{card.path}: cannot build {card.network['architecture']}: {exc}"
+        ) from exc
+    state = _state_dict(card, path)
+    # Bundles save with a "module." prefix when trained with DataParallel.
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"{path}: weights do not fit the declared network: {str(exc)[:300]}"
+        ) from exc
+    return net.eval()
+
+
+def save_package(folder: str | Path, card: dict[str, Any], net: Any) -> ModelCard:
+    """Write a model package: ``net``'s state dict as safetensors + model.json with its SHA-256.
+
+    ``card`` is the model.json content without ``files`` (and optionally without
+    ``network.weights``/``format``); the written card is validated by loading it back."""
+    import json
+
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.loads(json.dumps(card))  # a deep copy that is also proof of plain JSON
+    network = data.setdefault("network", {})
+    network.setdefault("format", "safetensors")
+    weights = network.setdefault("weights", "model.safetensors")
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = folder / (weights + ".tmp")
+    save_file(state, str(tmp))
+    tmp.replace(folder / weights)
+    data["files"] = {weights: sha256_file(folder / weights)}
+    data.setdefault("schema_version", 1)
+    tmp_card = folder / "model.json.tmp"
+    tmp_card.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp_card.replace(folder / "model.json")
+    return ModelCard.load(folder)

@@ -1,0 +1,136 @@
+"""`radlens analyze` and `radlens models` end to end: DICOM in, findings.json + NIfTI out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inference import engine as engine_mod  # noqa: E402
+from inference.networks import build_network  # noqa: E402
+from inference.paths import user_models_dir  # noqa: E402
+from inference.phantoms import chest_ct  # noqa: E402
+from inference.weights import save_package  # noqa: E402
+from tests.dicom_factory import write_ct_series  # noqa: E402
+from tests.test_inference_engine import DET_KW, SEG_KW, seg_card  # noqa: E402
+from viewer.cli import main  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    engine_mod.clear_cache()
+    yield
+    engine_mod.clear_cache()
+
+
+@pytest.fixture
+def ct_folder(tmp_path):
+    ct = chest_ct((12, 32, 32), seed=1, n_nodules=1)
+    truth = write_ct_series(
+        tmp_path / "dicom", shape=ct.hu.shape, spacing=(4.0, 4.0, 5.0), values=ct.hu
+    )
+    return tmp_path / "dicom", truth
+
+
+@pytest.fixture
+def installed_segmenter():
+    torch.manual_seed(0)
+    return save_package(user_models_dir() / "seg", seg_card(), build_network("monai.UNet", SEG_KW))
+
+
+def test_analyze_writes_findings_mask_and_heatmap_with_series_geometry(
+    ct_folder, installed_segmenter, tmp_path, capsys
+):
+    from viewer.study.formats import read_image
+
+    folder, truth = ct_folder
+    out = tmp_path / "out"
+    rc = main(["analyze", str(folder), "--out", str(out), "--device", "cpu", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "window 1 of" in captured.err and "100.0%" in captured.err
+    data = json.loads((out / "findings.json").read_text())
+    assert data["model"] == {
+        "id": "tiny-seg",
+        "version": "0.1",
+        "name": "Tiny segmenter",
+        "task": "segmentation",
+        "trained_on": "",
+    }
+    assert data["device"] == "cpu" and data["intended_use"] == "test only"
+    assert set(data["volumes_ml"]) == {"lung", "nodule"}
+    mask = read_image(out / "mask.nii.gz")
+    assert mask.shape == (12, 32, 32)
+    assert np.allclose(mask.spacing, (4.0, 4.0, 5.0))
+    assert np.allclose(mask.origin, truth.positions[0])
+    heat = read_image(out / "heatmap.nii.gz")
+    assert heat.array.dtype == np.float32 and heat.array.max() <= 1.0
+    # The source folder is only read.
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in truth.paths)
+
+
+def test_analyze_reports_boxes_in_voxels_and_patient_mm(ct_folder, tmp_path, monkeypatch):
+    from viewer.study.scan import scan_folder
+    from viewer.study.series import load_series
+
+    torch.manual_seed(0)
+    card = seg_card(
+        id="tiny-det",
+        task="detection",
+        labels=[{"index": 1, "name": "nodule", "color": "#ff7043"}],
+        target_spacing=None,
+        patch_size=[32, 32, 12],
+        network={"architecture": "radlens.CenterNetUNet", "kwargs": DET_KW, "output": "centernet"},
+    )
+    save_package(user_models_dir() / "det", card, build_network("radlens.CenterNetUNet", DET_KW))
+
+    def fake(net, x):
+        out = torch.full((x.shape[0], 4, *x.shape[2:]), -10.0)
+        out[:, 0, 6, 10, 20] = 10.0
+        out[:, 1:, 6, 10, 20] = torch.tensor([2.0, 4.0, 4.0])
+        return out
+
+    monkeypatch.setattr("inference.tasks.segment.forward", fake)
+    folder, _ = ct_folder
+    out = tmp_path / "out"
+    rc = main(["analyze", str(folder), "--model", "tiny-det", "--out", str(out), "--quiet"])
+    assert rc == 0
+    data = json.loads((out / "findings.json").read_text())
+    [box] = data["boxes"]
+    assert box["center_voxel_zyx"] == [6.0, 10.0, 20.0]
+    assert box["corners_voxel_zyx"] == [5.0, 8.0, 18.0, 7.0, 12.0, 22.0]
+    vol = load_series(scan_folder(folder).series[0])
+    assert np.allclose(box["center_lps_mm"], vol.index_to_patient([6, 10, 20]), atol=0.01)
+
+
+def test_models_command_lists_packages_and_refused_ones(installed_segmenter, capsys):
+    broken = user_models_dir() / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text(json.dumps({"id": "broken", "task": "nope"}))
+    assert main(["models", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "tiny-seg" in [m["id"] for m in data["models"]]
+    assert any("broken" in p["path"] and "'task'" in p["problem"] for p in data["problems"])
+
+
+def test_analyze_errors_are_sentences_with_non_zero_exit(ct_folder, tmp_path, capsys):
+    folder, _ = ct_folder
+    rc = main(["analyze", str(folder), "--model", "no-such", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no model package 'no-such'" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc = main(["analyze", str(empty), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no image series found" in capsys.readouterr().err
+
+
+def test_analyze_never_overwrites_earlier_results(ct_folder, installed_segmenter, tmp_path, capsys):
+    folder, _ = ct_folder
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "findings.json").write_text("{}")
+    rc = main(["analyze", str(folder), "--out", str(out), "--quiet"])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "findings.json").read_text() == "{}"

@@ -1,0 +1,302 @@
+"""Engine end to end on tiny random networks saved as real packages (CPU, no sockets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inference import engine as engine_mod  # noqa: E402
+from inference.engine import Cancelled, Engine, EngineError, choose_device  # noqa: E402
+from inference.networks import build_network  # noqa: E402
+from inference.weights import save_package  # noqa: E402
+
+torch.set_num_threads(1)
+
+SEG_KW = {
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "channels": [4, 8],
+    "strides": [2],
+}
+
+
+def seg_card(**over):
+    card = {
+        "id": "tiny-seg",
+        "name": "Tiny segmenter",
+        "version": "0.1",
+        "task": "segmentation",
+        "spatial_dims": 3,
+        "modalities": ["CT"],
+        "body_part": "CHEST",
+        "target_spacing": [4.0, 4.0, 4.0],
+        "patch_size": [16, 16, 8],
+        "preprocessing": {"steps": [{"op": "clip_scale", "a_min": -1000, "a_max": 400}]},
+        "labels": [
+            {"index": 1, "name": "lung", "color": "#4fc3f7"},
+            {"index": 2, "name": "nodule", "color": "#ff7043"},
+        ],
+        "inference": {
+            "sw_batch_size": 1,
+            "overlap": 0.25,
+            "mode": "gaussian",
+            "heatmap_label": "nodule",
+        },
+        "network": {"architecture": "monai.UNet", "kwargs": SEG_KW, "output": "softmax"},
+        "intended_use": "test only",
+    }
+    card.update(over)
+    return card
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    engine_mod.clear_cache()
+    yield
+    engine_mod.clear_cache()
+
+
+@pytest.fixture
+def seg_package(tmp_path):
+    torch.manual_seed(0)
+    return save_package(tmp_path / "seg", seg_card(), build_network("monai.UNet", SEG_KW))
+
+
+def ct_volume(shape=(20, 40, 36)):
+    rng = np.random.default_rng(0)
+    return rng.integers(-1000, 400, size=shape).astype(np.int16)
+
+
+def test_segmentation_results_are_in_the_input_grid(seg_package):
+    img = ct_volume()
+    messages = []
+    res = Engine("cpu").run(
+        img, (1.5, 1.5, 2.5), np.eye(3), "CT", seg_package, lambda f, m: messages.append((f, m))
+    )
+    assert res.label_map.array.shape == img.shape and res.label_map.array.dtype == np.uint8
+    assert set(np.unique(res.label_map.array)) <= {0, 1, 2}
+    assert res.heat_map.array.shape == img.shape and res.heat_map.array.dtype == np.float32
+    assert 0.0 <= res.heat_map.array.min() and res.heat_map.array.max() <= 1.0
+    assert res.device == "cpu" and res.precision == "float32"
+    voxel_ml = 1.5 * 1.5 * 2.5 / 1000
+    assert res.label_map.volumes_ml["lung"] == pytest.approx(
+        (res.label_map.array == 1).sum() * voxel_ml
+    )
+    assert any(m.startswith("window 1 of ") for _, m in messages)
+    fractions = [f for f, _ in messages]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert {"load", "preprocess", "inference", "postprocess", "total"} <= set(res.timings)
+
+
+def test_flipped_direction_gives_the_flipped_answer(seg_package):
+    """A volume stored feet-first (z direction -S) is reoriented for the model and mapped back."""
+    img = ct_volume((16, 32, 32))
+    eng = Engine("cpu")
+    a = eng.run(img, (2, 2, 3), np.eye(3), "CT", seg_package)
+    flipped = np.diag([1.0, 1.0, -1.0])
+    b = eng.run(img[::-1].copy(), (2, 2, 3), flipped, "CT", seg_package)
+    assert np.array_equal(a.label_map.array, b.label_map.array[::-1])
+
+
+def test_cancel_after_first_window_stops_within_one_step(seg_package):
+    windows = []
+
+    def progress(_f, msg):
+        if msg.startswith("window"):
+            windows.append(msg)
+
+    with pytest.raises(Cancelled):
+        Engine("cpu").run(
+            ct_volume(),
+            (1.5, 1.5, 2.5),
+            np.eye(3),
+            "CT",
+            seg_package,
+            progress,
+            lambda: bool(windows),
+        )
+    assert 1 <= len(windows) <= 2
+
+
+def test_tampered_weights_are_refused(seg_package):
+    weights = seg_package.path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(EngineError, match="model.safetensors.*SHA-256"):
+        Engine("cpu").run(ct_volume(), (1, 1, 1), np.eye(3), "CT", seg_package)
+
+
+def test_missing_weights_file_is_named(seg_package):
+    (seg_package.path / "model.safetensors").unlink()
+    with pytest.raises(EngineError, match="model.safetensors.*missing"):
+        Engine("cpu").run(ct_volume(), (1, 1, 1), np.eye(3), "CT", seg_package)
+
+
+def test_wrong_modality_and_dimensionality_are_user_errors(seg_package):
+    with pytest.raises(EngineError, match="for CT.*MR"):
+        Engine("cpu").run(ct_volume(), (1, 1, 1), np.eye(3), "MR", seg_package)
+    with pytest.raises(EngineError, match="needs a volume"):
+        Engine("cpu").run(np.zeros((32, 32), np.int16), (1, 1, 1), np.eye(3), "CT", seg_package)
+
+
+def test_simulated_out_of_memory_falls_back_to_batch_one(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    card = save_package(
+        tmp_path / "p",
+        seg_card(inference={"sw_batch_size": 4}),
+        build_network("monai.UNet", SEG_KW),
+    )
+    real = engine_mod.forward
+    calls = {"n": 0}
+
+    def flaky(net, x):
+        calls["n"] += 1
+        if x.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(net, x)
+
+    monkeypatch.setattr("inference.tasks.segment.forward", flaky)
+    res = Engine("cpu").run(ct_volume(), (1.5, 1.5, 2.5), np.eye(3), "CT", card)
+    assert res.label_map.array.shape == ct_volume().shape
+    assert res.warnings == [
+        "out of memory with sw_batch_size 4 on cpu; retried with sw_batch_size 1 on cpu"
+    ]
+
+
+def test_out_of_memory_everywhere_is_an_engine_error(seg_package, monkeypatch):
+    def always(net, x):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr("inference.tasks.segment.forward", always)
+    with pytest.raises(EngineError, match="out of memory even with"):
+        Engine("cpu").run(ct_volume(), (1.5, 1.5, 2.5), np.eye(3), "CT", seg_package)
+
+
+def test_cuda_ladder_walks_batch_then_cpu_stitching_then_cpu():
+    steps = engine_mod.fallback_steps("cuda", 4)
+    tried, warnings = [], []
+
+    def attempt(step):
+        tried.append(step)
+        if len(tried) < 4:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return "ok"
+
+    assert engine_mod.run_with_fallback(attempt, steps, warnings) == "ok"
+    assert [(s.sw_batch_size, s.sw_device, s.device) for s in tried] == [
+        (4, "cuda", "cuda"),
+        (1, "cuda", "cuda"),
+        (1, "cuda", "cpu"),
+        (1, "cpu", "cpu"),
+    ]
+    assert len(warnings) == 3 and "stitching on cpu" in warnings[2]
+
+
+def test_errors_that_are_not_out_of_memory_are_not_retried():
+    def attempt(step):
+        raise ValueError("shape mismatch")
+
+    with pytest.raises(ValueError):
+        engine_mod.run_with_fallback(attempt, engine_mod.fallback_steps("cuda", 2), [])
+
+
+def test_device_choice_on_a_cpu_machine_and_explicit_override():
+    if not torch.cuda.is_available():
+        assert choose_device("auto") in ("cpu", "mps")
+        with pytest.raises(EngineError, match="CUDA"):
+            choose_device("cuda")
+    assert choose_device("cpu") == "cpu"
+
+
+def test_network_is_cached_per_model_and_device(seg_package):
+    a = engine_mod.loaded_network(seg_package, "cpu")
+    b = engine_mod.loaded_network(seg_package, "cpu")
+    assert a is b
+
+
+DET_KW = {"spatial_dims": 3, "in_channels": 1, "channels": [4, 8], "strides": [2]}
+
+
+def test_detector_boxes_land_in_the_input_grid(tmp_path, monkeypatch):
+    """A detector whose heat map peaks at a known model voxel gives a box around the matching
+    input voxel, through resampling back to the input spacing."""
+    card = save_package(
+        tmp_path / "det",
+        seg_card(
+            id="tiny-det",
+            task="detection",
+            labels=[{"index": 1, "name": "nodule", "color": "#ff7043"}],
+            thresholds={"score": 0.5, "nms_iou": 0.1},
+            network={
+                "architecture": "radlens.CenterNetUNet",
+                "kwargs": DET_KW,
+                "output": "centernet",
+            },
+            patch_size=[20, 20, 10],  # one window = the whole model grid, no padding
+        ),
+        build_network("radlens.CenterNetUNet", DET_KW),
+    )
+    img = ct_volume((20, 40, 40))  # spacing 2 mm, model grid 4 mm: model voxel = 2 input voxels
+
+    def fake(net, x):
+        out = torch.zeros((x.shape[0], 4, *x.shape[2:]))
+        out[:, 0] = -10.0
+        out[:, 0, 5, 6, 7] = 10.0
+        out[:, 1:, 5, 6, 7] = torch.tensor([2.0, 3.0, 4.0])
+        return out
+
+    monkeypatch.setattr("inference.tasks.segment.forward", fake)
+    res = Engine("cpu").run(img, (2.0, 2.0, 2.0), np.eye(3), "CT", card)
+    assert len(res.boxes) == 1
+    box = res.boxes[0]
+    assert box.label == "nodule" and box.score > 0.99
+    # model centre (5, 6, 7) -> input (5.5 * 2 - 0.5, ...) = (10.5, 12.5, 14.5); extent doubles
+    assert np.allclose(box.center, (10.5, 12.5, 14.5))
+    assert np.allclose(np.subtract(box.corners[3:], box.corners[:3]), (4, 6, 8))
+    assert res.heat_map.array.shape == img.shape
+
+
+CLS_KW = {
+    "spatial_dims": 2,
+    "in_channels": 1,
+    "out_channels": 2,
+    "init_features": 4,
+    "growth_rate": 4,
+    "block_config": [2, 2],
+    "bn_size": 2,
+}
+
+
+def test_classifier_gives_probabilities_and_gradcam_in_the_input_grid(tmp_path):
+    torch.manual_seed(0)
+    card = save_package(
+        tmp_path / "cls",
+        {
+            "id": "tiny-cls",
+            "name": "Tiny classifier",
+            "version": "1",
+            "task": "classification",
+            "spatial_dims": 2,
+            "modalities": ["CR", "DX"],
+            "preprocessing": {"steps": [{"op": "minmax"}, {"op": "resize", "size": [32, 32]}]},
+            "network": {"architecture": "monai.DenseNet", "kwargs": CLS_KW, "output": "softmax"},
+            "classes": ["normal", "nodule"],
+            "gradcam_layer": "features.denseblock2",
+        },
+        build_network("monai.DenseNet", CLS_KW),
+    )
+    img = np.random.default_rng(1).random((1, 50, 44)).astype(np.float32)
+    net = engine_mod.loaded_network(card, "cpu").net
+    res = Engine("cpu").run(img, (0.5, 0.5, 1.0), np.eye(3), "DX", card)
+    probs = res.classification.probabilities
+    assert set(probs) == {"normal", "nodule"} and sum(probs.values()) == pytest.approx(
+        1.0, abs=1e-5
+    )
+    assert res.heat_map.array.shape == img.shape
+    assert 0.0 <= res.heat_map.array.min() and res.heat_map.array.max() <= 1.0
+    assert not net._forward_hooks and all(not m._forward_hooks for m in net.modules())
+    assert all(p.grad is None for p in net.parameters())

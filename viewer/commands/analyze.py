@@ -1,0 +1,250 @@
+"""`radlens analyze PATH --out DIR`: run a model on a series without the GUI, write findings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from viewer.study.errors import StudyError
+
+OUTPUTS = ("findings.json", "mask.nii.gz", "heatmap.nii.gz")
+
+
+class AnalyzeError(Exception):
+    """A problem the user can fix (which series, which model, where to write)."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help="run a model on a series and write findings")
+    p.add_argument("path", type=Path, help="a DICOM folder or an image file (NIfTI, NRRD, MHA)")
+    p.add_argument(
+        "--out", required=True, type=Path, help="folder for findings.json, mask, heatmap"
+    )
+    p.add_argument("--series", help="SeriesInstanceUID to analyse (when the folder holds several)")
+    p.add_argument("--model", help="model id (or id@version); default: the best match")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.add_argument("--modality", help="override the modality (NIfTI files carry none)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+class ProgressBar:
+    """A plain-text progress bar on stderr (one line, redrawn; no extra dependency)."""
+
+    def __init__(self, stream: Any = None, width: int = 30, enabled: bool = True) -> None:
+        self.stream = stream or sys.stderr
+        self.width, self.enabled, self.last = width, enabled, ""
+
+    def __call__(self, fraction: float, sentence: str) -> None:
+        if not self.enabled:
+            return
+        filled = int(round(self.width * fraction))
+        line = f"[{'#' * filled}{'.' * (self.width - filled)}] {fraction * 100:5.1f}% {sentence}"
+        if line != self.last:
+            self.stream.write("\r" + line.ljust(len(self.last)))
+            self.stream.flush()
+            self.last = line
+
+    def close(self) -> None:
+        if self.enabled and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _pick_series(path: Path, uid: str | None, progress) -> Any:
+    from viewer.study.scan import scan_folder
+
+    result = scan_folder(path)
+    usable = [s for s in result.series if s.kind != "non-image" and s.loadable]
+    if uid:
+        for s in usable:
+            if s.series_uid == uid:
+                return s
+        have = ", ".join(s.series_uid for s in usable) or "none"
+        raise AnalyzeError(f"{path}: no loadable series {uid!r} (found: {have})")
+    if not usable:
+        why = "; ".join(f"{s.path.name}: {s.reason}" for s in result.skipped[:3])
+        raise AnalyzeError(f"{path}: no image series found" + (f" ({why})" if why else ""))
+    if len(usable) > 1:
+        listing = "\n".join(
+            f"  {s.series_uid}  {s.modality} {s.description or ''} ({s.n_images} images)"
+            for s in usable
+        )
+        raise AnalyzeError(
+            f"{path}: holds {len(usable)} series; choose one with --series:\n{listing}"
+        )
+    return usable[0]
+
+
+def _pick_model(args: argparse.Namespace, volume, modality: str):
+    from inference import registry
+
+    if args.model:
+        try:
+            return registry.find_model(args.model)
+        except KeyError as exc:
+            raise AnalyzeError(exc.args[0]) from None
+    dims = 2 if volume.is_2d else 3
+    card = registry.best_model(modality, dims, volume.meta.get("body_part") or None)
+    if card is None:
+        raise AnalyzeError(
+            f"no installed model accepts {modality} {dims}D images (see `radlens models`)"
+        )
+    return card
+
+
+def _box_json(box, volume) -> dict[str, Any]:
+    c = list(box.corners)
+    if len(c) == 4:  # a 2D box on a single-slice volume: z = 0
+        c = [0.0, c[0], c[1], 0.0, c[2], c[3]]
+    lo, hi = np.array(c[:3]), np.array(c[3:])
+    centre = (lo + hi) / 2.0
+    return {
+        "label": box.label,
+        "score": round(float(box.score), 4),
+        "corners_voxel_zyx": [round(float(v), 2) for v in c],
+        "center_voxel_zyx": [round(float(v), 2) for v in centre],
+        "center_lps_mm": [round(float(v), 2) for v in volume.index_to_patient(centre)],
+        "corners_lps_mm": [
+            [round(float(v), 2) for v in volume.index_to_patient(p)] for p in (lo, hi)
+        ],
+    }
+
+
+def findings_json(path: Path, volume, modality: str, card, result) -> dict[str, Any]:
+    """Everything the analysis found, with voxel and patient (LPS mm) coordinates."""
+    data: dict[str, Any] = {
+        "source": str(path),
+        "series_uid": volume.series_uid,
+        "modality": modality,
+        "model": {
+            "id": card.id,
+            "version": card.version,
+            "name": card.name,
+            "task": card.task,
+            "trained_on": card.training.get("data", ""),
+        },
+        "intended_use": card.intended_use,
+        "device": result.device,
+        "precision": result.precision,
+        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
+        "geometry": {
+            "shape_zyx": list(volume.shape),
+            "spacing_xyz_mm": list(volume.spacing),
+            "origin_lps_mm": list(volume.origin),
+            "direction": np.asarray(volume.direction).tolist(),
+        },
+        "boxes": [_box_json(b, volume) for b in result.boxes],
+        "warnings": list(volume.warnings) + list(result.warnings),
+        "files": {},
+    }
+    if result.classification is not None:
+        data["probabilities"] = {
+            k: round(v, 5) for k, v in result.classification.probabilities.items()
+        }
+    if result.label_map is not None:
+        data["volumes_ml"] = {k: round(v, 3) for k, v in result.label_map.volumes_ml.items()}
+        data["labels"] = [
+            {"index": e.index, "name": e.name, "color": e.color} for e in result.label_map.labels
+        ]
+    return data
+
+
+def _write_outputs(out: Path, volume, data: dict[str, Any], result, overwrite: bool) -> None:
+    from viewer.study.formats import write_image
+    from viewer.study.volume import Volume
+
+    def like(array: np.ndarray) -> Volume:
+        return Volume(
+            array.reshape(volume.shape),
+            spacing=volume.spacing,
+            origin=volume.origin,
+            direction=volume.direction,
+            modality=volume.modality,
+        )
+
+    if result.label_map is not None:
+        write_image(like(result.label_map.array), out / "mask.nii.gz", overwrite=overwrite)
+        data["files"]["mask"] = "mask.nii.gz"
+    if result.heat_map is not None:
+        write_image(
+            like(result.heat_map.array.astype(np.float32)), out / "heatmap.nii.gz", overwrite
+        )
+        data["files"]["heatmap"] = "heatmap.nii.gz"
+    tmp = out / ".findings.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out / "findings.json")
+
+
+def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
+    from inference.engine import Engine
+    from viewer.study.series import load_series
+
+    out: Path = args.out
+    clash = [n for n in OUTPUTS if (out / n).exists()]
+    if clash and not args.overwrite:
+        raise AnalyzeError(
+            f"{out}: already holds {', '.join(clash)}; use --overwrite or another --out"
+        )
+    info = _pick_series(args.path, args.series, bar)
+    bar(0.0, f"loading {info.description or info.series_uid}")
+    volume = load_series(info)
+    modality = (args.modality or volume.modality or "OT").upper()
+    card = _pick_model(args, volume, modality)
+    if modality == "OT" and not args.modality:
+        # A NIfTI/MHA file names no modality; trust the chosen model's and say so.
+        modality = card.modalities[0]
+        volume.warnings.append(f"the file names no modality; analysed as {modality}")
+    out.mkdir(parents=True, exist_ok=True)
+    engine = Engine(args.device, num_threads=args.threads)
+    t0 = time.perf_counter()
+    result = engine.run(
+        volume.array, volume.spacing, volume.direction, modality, card, progress=bar
+    )
+    bar.close()
+    data = findings_json(args.path, volume, modality, card, result)
+    data["timings_s"]["wall"] = round(time.perf_counter() - t0, 3)
+    _write_outputs(out, volume, data, result, args.overwrite)
+    return data
+
+
+def run(args: argparse.Namespace) -> int:
+    from inference.card import CardError
+    from inference.engine import Cancelled, EngineError
+
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        data = analyze(args, bar)
+    except (AnalyzeError, StudyError, EngineError, CardError, OSError) as exc:
+        bar.close()
+        print(f"radlens analyze: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, EngineError) else 3
+    except (Cancelled, KeyboardInterrupt):
+        bar.close()
+        print("radlens analyze: cancelled", file=sys.stderr)
+        return 130
+    model = data["model"]
+    print(f"{model['id']}@{model['version']} on {data['device']}: {_summary(data)}")
+    print(f"wrote {', '.join(['findings.json', *data['files'].values()])} to {args.out}")
+    print(f"intended use: {data['intended_use']}")
+    return 0
+
+
+def _summary(data: dict[str, Any]) -> str:
+    parts = []
+    if "volumes_ml" in data:
+        parts.append(", ".join(f"{k} {v:.1f} mL" for k, v in data["volumes_ml"].items()))
+    if data["boxes"]:
+        parts.append(f"{len(data['boxes'])} box(es), best score {data['boxes'][0]['score']:.2f}")
+    if "probabilities" in data:
+        top = max(data["probabilities"], key=data["probabilities"].get)
+        parts.append(f"{top} {data['probabilities'][top]:.2f}")
+    return "; ".join(p for p in parts if p) or "nothing found"
