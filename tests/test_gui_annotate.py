@@ -331,3 +331,34 @@ def test_escape_drops_an_unfinished_outline_instead_of_a_window_shortcut(ui):
     QTest.keyClick(ui.views["axial"], Qt.Key.Key_Escape)
     assert not ui.ctrl.tool.busy and ui.doc.annotations == {}
     assert not ui.ctrl.drawing(ui.views["axial"]).preview_items
+
+
+def test_finished_analysis_becomes_proposed_annotations_once(ui):
+    from viewer.labels.result_findings import summarise
+    from viewer.labels.results import BoxRecord, LabelInfo, ResultRecord
+    from viewer.ui.analysis import AnalysisOutcome
+
+    label_map = np.zeros(ui.volume.shape, np.uint8)
+    label_map[5, 10:14, 10:14] = 1
+    rec = ResultRecord(
+        model_id="nodule-seg",
+        model_name="Nodule finder",
+        model_version="0.2",
+        task="segmentation",
+        shape=ui.volume.shape,
+        label_map=label_map,
+        labels=[LabelInfo(1, "nodule", "#ff7043")],
+        boxes=[BoxRecord((4, 10, 10, 6, 14, 14), "nodule", 0.8)],
+    )
+    outcome = AnalysisOutcome(rec, summarise(rec, ui.volume.spacing), "key", None, ui.volume)
+    ui.window.analyze.controller.analysis_finished.emit(outcome)
+    kinds = sorted(a.kind for a in ui.doc.annotations.values())
+    assert kinds == ["Box", "ModelMask"]
+    assert {a.status for a in ui.doc.annotations.values()} == {"proposed"}
+    mask_id = next(a.id for a in ui.doc.annotations.values() if a.kind == "ModelMask")
+    ui.panel.select_annotation(mask_id)
+    ui.panel.accept_selected()  # the model's voxels become the user's, paintable mask
+    nodule = ui.doc.label_set.by_name("nodule").index
+    assert (ui.doc.labelmap.array[5, 10:14, 10:14] == nodule).all()
+    ui.window.analyze.controller.analysis_finished.emit(outcome)  # the same model again
+    assert sum(a.kind == "Box" for a in ui.doc.annotations.values()) == 1

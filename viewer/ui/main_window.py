@@ -119,6 +119,8 @@ class MainWindow(QMainWindow):
 
         self.analyze = AnalyzeFeature(self, self.state, toolbar=self.main_toolbar)
         # ---- end Analyze ----
+        # -- annotation (branch annotate): model results become proposed annotations --
+        self.annotations.connect_analyze(self.analyze)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)

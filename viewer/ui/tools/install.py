@@ -10,6 +10,8 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
+from viewer.labels.findings import propose_result
+from viewer.labels.model import LabelError, model_source
 from viewer.ui.panels.annotations import AnnotationsPanel
 from viewer.ui.tools.controller import AnnotationController
 
@@ -82,6 +84,34 @@ class Annotations:
         window.installEventFilter(self._watcher)
         self.export_dialog = None
         self._refresh_labels()
+
+    def connect_analyze(self, analyze) -> None:
+        """Model results of ``analyze`` (viewer.ui.analyze_feature.AnalyzeFeature) become
+        proposed annotations the user can move, accept or reject."""
+        analyze.controller.analysis_finished.connect(self.propose_outcome)
+
+    def propose_outcome(self, outcome) -> int:
+        """Add a finished analysis (AnalysisOutcome) to the Document; returns how many."""
+        doc = self.controller.document
+        if doc is None or outcome.volume is not self.window.state.volume:
+            return 0  # the user moved on; the result store keeps the run
+        rec = outcome.record
+        source = model_source(rec.model_id, rec.model_version)
+        try:
+            # A re-run replaces the proposals nobody has looked at yet; reviewed ones stay.
+            for a in [a for a in doc.annotations.values() if a.source == source]:
+                if a.status == "proposed":
+                    doc.remove(a.id)
+            added = propose_result(doc, rec)
+        except LabelError as exc:
+            self.controller.message_posted.emit(f"Model findings were not added: {exc}")
+            return 0
+        if added:
+            self.controller.message_posted.emit(
+                f"{len(added)} {rec.model_name} finding(s) added to Annotations as proposals "
+                "(Select tool: A accepts, X rejects)."
+            )
+        return len(added)
 
     def set_tool(self, name: str | None) -> None:
         self.controller.set_tool(name)
