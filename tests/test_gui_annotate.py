@@ -355,6 +355,7 @@ def test_finished_analysis_becomes_proposed_annotations_once(ui):
     kinds = sorted(a.kind for a in ui.doc.annotations.values())
     assert kinds == ["Box", "ModelMask"]
     assert {a.status for a in ui.doc.annotations.values()} == {"proposed"}
+    assert not ui.state.layers.get("Nodule finder: boxes").visible  # the editable boxes show
     mask_id = next(a.id for a in ui.doc.annotations.values() if a.kind == "ModelMask")
     ui.panel.select_annotation(mask_id)
     ui.panel.accept_selected()  # the model's voxels become the user's, paintable mask
@@ -362,3 +363,15 @@ def test_finished_analysis_becomes_proposed_annotations_once(ui):
     assert (ui.doc.labelmap.array[5, 10:14, 10:14] == nodule).all()
     ui.window.analyze.controller.analysis_finished.emit(outcome)  # the same model again
     assert sum(a.kind == "Box" for a in ui.doc.annotations.values()) == 1
+
+
+def test_every_window_shortcut_is_bound_once(ui):
+    from PySide6.QtGui import QAction, QKeySequence
+
+    seen: dict[str, str] = {}
+    for action in ui.window.findChildren(QAction):
+        for seq in action.shortcuts():
+            key = seq.toString(QKeySequence.SequenceFormat.PortableText)
+            assert key not in seen, f"{key} is bound to {seen[key]!r} and {action.text()!r}"
+            seen[key] = action.text()
+    assert {"B", "R", "E", "Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+E"} <= set(seen)

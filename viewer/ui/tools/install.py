@@ -106,6 +106,11 @@ class Annotations:
         except LabelError as exc:
             self.controller.message_posted.emit(f"Model findings were not added: {exc}")
             return 0
+        # The raw boxes layer would sit under the editable boxes and stay behind when one
+        # is moved; it stays in the Layers panel for whoever wants the model's originals.
+        raw = f"{rec.model_name}: boxes"
+        if any(a.kind == "Box" for a in added) and raw in self.window.state.layers.names():
+            self.window.state.layers.update(raw, visible=False)
         if added:
             self.controller.message_posted.emit(
                 f"{len(added)} {rec.model_name} finding(s) added to Annotations as proposals "
