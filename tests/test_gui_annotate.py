@@ -254,6 +254,10 @@ def test_panel_lists_model_findings_and_accepts_or_rejects_them(ui):
     ui.panel.select_annotation(b.id)
     ui.panel.reject_selected()
     assert (ui.doc.get(a.id).status, ui.doc.get(b.id).status) == ("accepted", "rejected")
+    ui.ctrl.set_label(3)
+    ui.panel.select_annotation(b.id)
+    ui.panel.relabel_selected()
+    assert ui.doc.get(b.id).label == 3
     ui.panel.jump_to(b.id)
     assert ui.state.slice_index("axial") in (2, 3)
     ui.panel.select_annotation(a.id)

@@ -3,6 +3,8 @@ accept / reject / delete for model findings. Every change goes through the Docum
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -119,7 +121,10 @@ class AnnotationsPanel(QWidget):
         self.interpolate_button = QPushButton("Fill between slices")
         self.interpolate_button.setToolTip("Interpolate the current label between drawn slices")
         self.interpolate_button.clicked.connect(controller.interpolate)
-        for b in (self.accept_button, self.reject_button, self.delete_button):
+        self.relabel_button = QPushButton("Set label")
+        self.relabel_button.setToolTip("Give the selected annotation the current label class")
+        self.relabel_button.clicked.connect(self.relabel_selected)
+        for b in (self.accept_button, self.reject_button, self.relabel_button, self.delete_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
         layout.addWidget(self.interpolate_button)
@@ -310,6 +315,16 @@ class AnnotationsPanel(QWidget):
 
     def reject_selected(self) -> None:
         self._status("rejected")
+
+    def relabel_selected(self) -> None:
+        """The selected annotation takes the current label class (one undoable edit)."""
+        annotation_id = self.selected_id()
+        if annotation_id is None or self.doc is None or self.ctrl.ctx is None:
+            self.ctrl.message_posted.emit("Select an annotation first.")
+            return
+        a = self.doc.get(annotation_id)
+        if a.label != self.ctrl.ctx.label:
+            self.doc.update(replace(a, label=self.ctrl.ctx.label))
 
     def delete_selected(self) -> None:
         annotation_id = self.selected_id()
