@@ -65,6 +65,8 @@ class AnnotationsPanel(QWidget):
         self.class_table.setObjectName("label_classes")
         self.class_table.setHorizontalHeaderLabels(["#", "Name", "Colour"])
         self.class_table.verticalHeader().setVisible(False)
+        self.class_table.setMaximumHeight(150)  # a few classes; the annotation list needs room
+        self.class_table.horizontalHeader().setStretchLastSection(True)
         self.class_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.class_table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
         self.class_table.itemSelectionChanged.connect(self._class_selected)
@@ -108,6 +110,7 @@ class AnnotationsPanel(QWidget):
         self.tree.setObjectName("annotation_list")
         self.tree.setHeaderLabels(["Kind", "Label", "Source", "Status", "Score", "Where"])
         self.tree.setRootIsDecorated(False)
+        self.tree.setMinimumHeight(150)
         self.tree.itemSelectionChanged.connect(self._tree_selected)
         self.tree.itemDoubleClicked.connect(self._tree_activated)
         layout.addWidget(self.tree, 1)
