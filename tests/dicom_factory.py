@@ -128,6 +128,7 @@ def write_ct_series(
     window: tuple[float, float] | None = (40.0, 400.0),
     description: str = "Factory CT",
     bits_stored: int = 12,
+    signed: bool = False,
 ) -> SeriesTruth:
     """A CT series, one file per slice, with file names and InstanceNumbers in shuffled order.
 
@@ -168,7 +169,7 @@ def write_ct_series(
         if rows_cols is not None:
             r, c = rows_cols[z]
             stored = np.resize(stored, (r, c))
-        set_pixels(ds, stored.astype(np.uint16), photometric)
+        set_pixels(ds, stored.astype(np.int16 if signed else np.uint16), photometric)
         ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
         name = (
             f"IM{int(perm[z]) * 37 % 1000:04d}_{z}.dcm"

@@ -194,3 +194,22 @@ def test_export_json_describes_case_for_the_training_station(phantom, tmp_path):
     assert info["labels"]["2"]["voxels"] == int((ct.labels == 2).sum())
     assert info["deid"]["enabled"] is True
     assert set(json.loads((res.folder / "label_table.json").read_text())) == {"1", "2", "3"}
+
+
+def test_imports_into_a_document_are_single_undo_steps(phantom, tmp_path):
+    from viewer.labels.imports import import_annotations_into, import_mask_into
+
+    ct, vol = phantom
+    res = export_case(
+        vol, _doc(ct, vol), tmp_path, ["nifti", "json"], deidentifier=Deidentifier(SALT)
+    )
+    doc = Document(vol.shape, vol.series_uid)
+    import_mask_into(doc, res.folder / "mask.nii.gz", vol)
+    import_annotations_into(doc, res.folder / "annotations.json")
+    assert np.array_equal(doc.labelmap.array, ct.labels) and len(doc.annotations) == 5
+    doc.undo()
+    assert not doc.annotations and np.array_equal(doc.labelmap.array, ct.labels)
+    doc.undo()
+    assert not doc.labelmap.array.any()
+    with pytest.raises(LabelImportError, match="already in this series"):
+        import_annotations_into(_doc(ct, vol), res.folder / "annotations.json")

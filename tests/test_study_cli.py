@@ -89,3 +89,24 @@ def test_tags_of_junk_is_a_typed_error(tmp_path):
     (tmp_path / "a.txt").write_text("hello")
     with pytest.raises(UnreadableFile, match="a.txt"):
         dicom_tags(tmp_path / "a.txt")
+
+
+def test_study_package_imports_neither_qt_nor_torch():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "import viewer.study.scan, viewer.study.series, viewer.study.formats\n"
+        "import viewer.study.demo, viewer.study.tags, viewer.commands.scan, viewer.commands.demo\n"
+        "bad = [m for m in ('torch', 'PySide6', 'pyqtgraph', 'monai') if m in sys.modules]\n"
+        "print(', '.join(bad)); sys.exit(1 if bad else 0)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root, env=env
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -52,8 +52,12 @@ def test_projection_radiograph_is_one_slice_with_imager_pixel_spacing(tmp_path):
 def test_monochrome1_is_inverted_so_higher_is_brighter(tmp_path):
     img = np.array([[0, 100], [4000, 4095]], dtype=np.uint16)
     f.write_2d(tmp_path / "cr.dcm", img, modality="CR", photometric="MONOCHROME1", bits_stored=12)
+    ds = f.read_back(tmp_path / "cr.dcm")
+    ds.WindowCenter, ds.WindowWidth = 1000, 500
+    ds.save_as(tmp_path / "cr.dcm", enforce_file_format=True)
     vol = _load(tmp_path)
     assert np.array_equal(vol.array[0], 4095 - img.astype(np.int32))
+    assert vol.windows == [(3095.0, 500.0, "")]  # the window is mirrored with the values
 
 
 def test_unused_high_bits_are_masked(tmp_path):
@@ -108,6 +112,7 @@ def test_compressed_multiframe_decodes_each_frame(tmp_path):
         "MR_small_jpeg_ls_lossless.dcm",
         "MR_small_jp2klossless.dcm",
         "SC_rgb_rle.dcm",
+        "rtdose.dcm",
     ],
 )
 def test_pydicom_sample_files_load_like_pydicom_decodes_them(name):
@@ -119,21 +124,46 @@ def test_pydicom_sample_files_load_like_pydicom_decodes_them(name):
     expected = (
         pydicom.pixels.apply_rescale(ds.pixel_array, ds) if "RescaleSlope" in ds else ds.pixel_array
     )
-    got = vol.array[0]
+    got = vol.array[0] if expected.ndim == vol.array.ndim - 1 else vol.array
     assert got.shape == expected.shape
     assert np.allclose(got, expected)
 
 
-def test_unsupported_transfer_syntax_is_a_typed_error_naming_the_file(tmp_path):
-    truth = f.write_ct_series(tmp_path, shape=(2, 4, 4))
-    ds = f.read_back(truth.paths[0])
+def _break_syntax(path):
     # A syntax no installed decoder handles (MPEG-2 video) on otherwise valid data.
+    ds = f.read_back(path)
     ds.file_meta.TransferSyntaxUID = MPEG2MPML
     ds.PixelData = pydicom.encaps.encapsulate([b"\x00" * 16])
     ds["PixelData"].VR = "OB"
-    ds.save_as(truth.paths[0], enforce_file_format=True)
-    result = scan_folder(tmp_path)
-    info = [s for s in result.series if s.kind == "dicom"][0]
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_unsupported_transfer_syntax_is_a_typed_error_naming_the_file(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(2, 4, 4))
+    for path in truth.paths:
+        _break_syntax(path)
+    (info,) = scan_folder(tmp_path).series
     with pytest.raises(UnsupportedFormat) as err:
         load_series(info)
-    assert truth.paths[0].name in str(err.value) and "MPEG2" in str(err.value)
+    assert str(err.value).startswith(str(tmp_path)) and "MPEG2" in str(err.value)
+
+
+def test_one_undecodable_slice_is_left_blank_and_named(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(3, 4, 4))
+    _break_syntax(truth.paths[1])
+    (info,) = scan_folder(tmp_path).series
+    vol = load_series(info)
+    assert np.array_equal(vol.array[[0, 2]], truth.values[[0, 2]])
+    (warning,) = vol.warnings
+    assert warning.startswith("slice 2 is blank") and truth.paths[1].name in warning
+
+
+def test_rt_dose_frames_are_placed_by_grid_frame_offsets():
+    path = get_testdata_file("rtdose.dcm", download=False)
+    if path is None:
+        pytest.skip("rtdose.dcm is not shipped with this pydicom installation (no download)")
+    vol = _load(path)
+    ds = pydicom.dcmread(path)
+    assert vol.shape == (15, 10, 10) and vol.spacing[2] == pytest.approx(5.0)
+    last = np.asarray(ds.ImagePositionPatient, float) + [0, 0, 70.0]
+    assert np.allclose(vol.index_to_patient([14, 0, 0]), last)

@@ -77,6 +77,8 @@ def test_series_mixing_sizes_is_split_into_loadable_parts_with_the_problem(tmp_p
     assert main.problems == ["part 1 of 2: this series has slices of two slice sizes: 8×8 and 4×4"]
     assert main.loadable and extra.loadable
     assert np.array_equal(load_series(main).array, truth.values[[0, 2]])
+    # Each part has its own label-store key.
+    assert load_series(extra).series_uid == truth.series_uid + "#2"
 
 
 def test_localizer_in_an_axial_series_is_split_off(tmp_path):

@@ -100,3 +100,21 @@ def test_radlens_time_to_first_slice(benchmark, big_series):
 
     reader, z = benchmark.pedantic(run, rounds=5, iterations=1)
     assert np.array_equal(reader.volume.array[z], truth.values[z])
+
+
+def test_radlens_time_to_first_slice_reading_headers_again(benchmark, big_series):
+    # Worst case for the UI: a SeriesInfo without the scan's headers (all 300 parsed first).
+    _, truth, info = big_series
+
+    def run():
+        info.headers, saved = [], info.headers
+        try:
+            reader = SeriesReader(info)
+        finally:
+            info.headers = saved
+        z = reader.slice_order()[0]
+        reader.read_slice(z)
+        return reader, z
+
+    reader, z = benchmark.pedantic(run, rounds=3, iterations=1)
+    assert np.array_equal(reader.volume.array[z], truth.values[z])

@@ -45,6 +45,11 @@ def read_sources(volume: Volume) -> list[Any]:
             f"DICOM-SEG needs one source file per slice: {len(files)} files for {volume.shape[0]} slices "
             "(multi-frame sources are not supported yet)"
         )
+    frames = volume.meta.get("frame_index") or []
+    if any(frames) or len(set(map(str, files))) != len(files):
+        raise SegExportError(
+            "DICOM-SEG export of a multi-frame source series is not supported yet; export NIfTI instead"
+        )
     out = []
     for f in files:
         try:

@@ -242,6 +242,11 @@ def _write_all(
         for c in doc.label_set
     }
     _write_json(folder, "label_table.json", doc.label_set.to_table(), files)
+    orphans = [v for v in doc.labelmap.labels_present() if v not in doc.label_set]
+    info["warnings"] = [
+        f"label value {v} is painted but has no class in the label table (omitted from DICOM-SEG)"
+        for v in orphans
+    ]
 
     if "nifti" in formats:
         write_nifti(mask, volume, folder / "mask.nii.gz")

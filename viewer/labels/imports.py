@@ -113,3 +113,33 @@ def _load_json(path: Path) -> Any:
         raise LabelImportError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabelImportError(f"{path}: not readable JSON ({exc})") from exc
+
+
+def import_mask_into(doc: Any, path: Path | str, volume: Volume) -> Any:
+    """Replace the document's label map by a mask file, as one undoable edit (a MaskEdit)."""
+    new = import_mask(path, volume).array
+    if new.shape != doc.shape:
+        raise LabelImportError(
+            f"{path}: label map {new.shape} does not match the document {doc.shape}"
+        )
+    edit = doc.labelmap.set_array(new)
+    if not edit.empty:
+        doc.apply(edit)  # already applied by set_array; applying records it (idempotent)
+    return edit
+
+
+def import_annotations_into(doc: Any, path: Path | str) -> list[Annotation]:
+    """Add the annotations of an ``annotations.json`` (ids already present are refused), one undo step."""
+    from viewer.labels.document import AnnotationEdit, CompoundEdit
+
+    anns, _ = import_annotations(path)
+    clash = [a.id for a in anns if a.id in doc.annotations]
+    if clash:
+        raise LabelImportError(f"{path}: annotations {clash[:3]} are already in this series")
+    if anns:
+        doc.apply(
+            CompoundEdit(
+                tuple(AnnotationEdit(None, a, "import") for a in anns), "import annotations"
+            )
+        )
+    return anns

@@ -112,11 +112,17 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _walk(root: Path, cancel: Cancel | None) -> tuple[list[Path], bool]:
+def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tuple[list[Path], bool]:
     if root.is_file():
         return [root], False
     files: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(err: OSError) -> None:
+        skipped.append(
+            SkippedFile(Path(err.filename or root), f"cannot list this folder ({err.strerror})")
+        )
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         if cancel is not None and cancel():
             return files, True
         dirnames.sort()
@@ -278,8 +284,8 @@ def scan_folder(
     root = Path(path)
     if not root.exists():
         raise StudyError(root, "no such file or folder")
-    files, cancelled = _walk(root, cancel)
     skipped: list[SkippedFile] = []
+    files, cancelled = _walk(root, cancel, skipped)
     series: dict[tuple[str, str, str], SeriesInfo] = {}
     images: list[SeriesInfo] = []
     seen: set[Path] = set()
@@ -309,7 +315,11 @@ def scan_folder(
                 continue
             header = read_header(f, keep=True)
         except NotAnImage as exc:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            try:
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+            except (OSError, ValueError, EOFError) as again:
+                skipped.append(SkippedFile(f, f"unreadable ({again})"))
+                continue
             key = (_text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), "non-image")
             if key not in series:
                 info = _series_from_dataset(ds, "non-image", None)

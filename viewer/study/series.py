@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, UnsupportedFormat
+from viewer.study.errors import (
+    LoadCancelled,
+    NotAnImage,
+    SeriesAssemblyError,
+    StudyError,
+    UnsupportedFormat,
+)
 from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.scan import Cancel, Progress, SeriesInfo
@@ -58,6 +64,12 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
         "photometric": headers[0].photometric,
         "transfer_syntax": headers[0].transfer_syntax,
     }
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A decoder's (often multi-line) message as one short line for a status bar."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _raw_dtype(h: FileHeader) -> np.dtype | None:
@@ -105,7 +117,8 @@ class SeriesReader:
             origin=layout.origin,
             direction=layout.direction,
             modality=first.modality,
-            series_uid=first.series_uid,
+            # A part split from a mixed series keeps its own "#n" key for the label store.
+            series_uid=info.series_uid or first.series_uid,
             description=str(first.dataset.get("SeriesDescription", "")) if first.dataset else "",
             windows=windows,  # type: ignore[arg-type]
             warnings=list(layout.warnings),
@@ -177,10 +190,11 @@ class SeriesReader:
         except (NotImplementedError, RuntimeError) as exc:
             raise UnsupportedFormat(
                 h.path,
-                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} ({exc})",
+                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} "
+                f"({_one_line(exc)})",
             ) from None
         except (OSError, ValueError, EOFError, AttributeError, KeyError) as exc:
-            raise UnsupportedFormat(h.path, f"damaged pixel data ({exc})") from None
+            raise UnsupportedFormat(h.path, f"damaged pixel data ({_one_line(exc)})") from None
         return arr
 
     def read_slice(self, z: int) -> None:
@@ -198,13 +212,16 @@ class SeriesReader:
             out[...] = raw
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
-        elif out.dtype.kind in "iu" and h.slope == 1.0:
-            # Integer HU: one pass, computed in a wider type then stored (range checked by the layout).
+        elif out.dtype.kind in "iu" and h.slope == 1.0 and not self.layout.saturate:
+            # Integer HU in one pass, computed wider then stored (the layout checked the range).
             np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
         else:
             # Scaled in float64 first so an integer slope cannot overflow before the intercept.
             scaled = raw * np.float64(h.slope) + h.intercept
-            out[...] = np.rint(scaled) if out.dtype.kind in "iu" else scaled
+            if out.dtype.kind in "iu":
+                info = np.iinfo(out.dtype)
+                scaled = np.clip(np.rint(scaled), info.min, info.max)
+            out[...] = scaled
         if self._invert and not self.layout.rgb:
             lo, hi_ = self._mirror_range()
             np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
@@ -218,21 +235,29 @@ class SeriesReader:
     ) -> Volume:
         """Read every slice not yet read (middle first); raises LoadCancelled when cancelled.
 
+        A slice whose file cannot be decoded stays blank and is named in ``volume.warnings``;
+        when no slice at all can be read, the first error is raised.
+
         ``on_slice(z)`` and ``progress`` are called on the calling thread as slices land.
         """
         todo = [z for z in self.slice_order() if not self._done[z]]
         n = len(self._done)
         stop = threading.Event()
 
-        def work(z: int) -> int:
+        failures: list[tuple[int, StudyError]] = []
+
+        def work(z: int) -> tuple[int, StudyError | None]:
             if stop.is_set():
-                return -1
-            self.read_slice(z)
-            return z
+                return -1, None
+            try:
+                self.read_slice(z)
+            except StudyError as exc:
+                return z, exc
+            return z, None
 
         pool = ThreadPoolExecutor(READ_THREADS)
         try:
-            for count, z in enumerate(pool.map(work, todo), start=1):
+            for count, (z, error) in enumerate(pool.map(work, todo), start=1):
                 if cancel is not None and cancel():
                     stop.set()
                     raise LoadCancelled(
@@ -241,7 +266,9 @@ class SeriesReader:
                     )
                 if z < 0:
                     continue
-                if on_slice is not None:
+                if error is not None:
+                    failures.append((z, error))
+                elif on_slice is not None:
                     on_slice(z)
                 if progress is not None:
                     done = n - len(todo) + count
@@ -249,6 +276,12 @@ class SeriesReader:
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+        if failures:
+            if not self._done.any():
+                raise failures[0][1]
+            # One broken file among many: show the rest, say which slices are blank and why.
+            for z, error in sorted(failures, key=lambda item: item[0]):
+                self.volume.warnings.append(f"slice {z + 1} is blank: {error}")
         self._decoded.clear()
         return self.volume
 
