@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
+from PySide6.QtGui import QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
 
 from tests.dicom_factory import write_ct_series
@@ -65,6 +65,25 @@ def _wheel(view, steps: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
         False,
     )
     QApplication.sendEvent(vp, event)
+
+
+def _drag(qtbot, view, button: Qt.MouseButton, step: QPoint, steps: int = 5) -> None:
+    vp = view.graphics.viewport()
+    start = QPoint(vp.width() // 2, vp.height() // 2)
+    qtbot.mousePress(vp, button, pos=start)
+    for k in range(1, steps + 1):
+        # QTest.mouseMove cannot carry buttons; send the move with the button held.
+        pos = QPointF(start + step * k)
+        move = QMouseEvent(
+            QMouseEvent.Type.MouseMove,
+            pos,
+            QPointF(vp.mapToGlobal(pos.toPoint())),
+            Qt.MouseButton.NoButton,
+            button,
+            Qt.KeyboardModifier.NoModifier,
+        )
+        QApplication.sendEvent(vp, move)
+    qtbot.mouseRelease(vp, button, pos=start + step * steps)
 
 
 def test_open_folder_lists_series_and_shows_the_middle_slice(qtbot, window, series_dir):
@@ -136,28 +155,39 @@ def test_window_preset_and_right_drag_change_the_levels(qtbot, window, series_di
     assert (window.state.center, window.state.width) == CT_PRESETS["Lung"]
     assert tuple(view.image.levels) == pytest.approx((-1350.0, 150.0))
 
-    vp = view.graphics.viewport()
-    start = QPoint(vp.width() // 2, vp.height() // 2)
-    qtbot.mousePress(vp, Qt.MouseButton.RightButton, pos=start)
-    for k in range(1, 6):
-        # QTest.mouseMove cannot carry buttons; send the move with the right button held.
-        from PySide6.QtGui import QMouseEvent
-
-        pos = QPointF(start + QPoint(12 * k, -8 * k))
-        QApplication.sendEvent(
-            vp,
-            QMouseEvent(
-                QMouseEvent.Type.MouseMove,
-                pos,
-                QPointF(vp.mapToGlobal(pos.toPoint())),
-                Qt.MouseButton.NoButton,
-                Qt.MouseButton.RightButton,
-                Qt.KeyboardModifier.NoModifier,
-            ),
-        )
-    qtbot.mouseRelease(vp, Qt.MouseButton.RightButton, pos=start + QPoint(60, -40))
+    _drag(qtbot, view, Qt.MouseButton.RightButton, QPoint(12, -8))
     assert window.state.width > CT_PRESETS["Lung"][1]  # dragged right: wider
     assert window.state.center > CT_PRESETS["Lung"][0]  # dragged up: higher level
+
+
+def test_middle_drag_pans_and_fit_restores(qtbot, window, series_dir):
+    _open_and_wait(qtbot, window, series_dir)
+    view = window.area.views["axial"]
+    before = view.view_box.viewRange()[0][0]
+    _drag(qtbot, view, Qt.MouseButton.MiddleButton, QPoint(15, 0))
+    after = view.view_box.viewRange()[0][0]
+    assert after < before  # dragged right: the image moves right, the range left
+    window.action_map["fit"].trigger()
+    assert view.view_box.viewRange()[0][0] == pytest.approx(before, abs=0.5)
+
+
+def test_dropping_a_folder_opens_it(qtbot, window, series_dir):
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(series_dir))])
+    drop = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.series_loaded, timeout=15000):
+        window.dropEvent(drop)
+    assert window.state.volume.shape == SHAPE
+    assert window.area.active_view.hasFocus() or not window.isActiveWindow()
 
 
 def test_plane_switch_and_mpr_layout_use_true_mm_aspect(qtbot, window, series_dir):
@@ -187,6 +217,9 @@ def test_crosshair_click_links_the_other_planes(qtbot, window, series_dir):
     assert window.state.slice_index("sagittal") == 7
     sag = window.area.views["sagittal"]
     assert np.array_equal(sag.image.image, _values()[::-1, :, 7])
+    assert axial.v_line.isVisible() and axial.v_line.value() == pytest.approx(x)
+    window.action_map["layout_single"].trigger()
+    assert not axial.v_line.isVisible()  # no crosshair over a single image
 
 
 def test_hover_shows_hu_voxel_and_patient_mm(qtbot, window, series_dir):
@@ -218,14 +251,19 @@ def test_bad_folder_names_the_skipped_files(qtbot, window, tmp_path):
 
 
 def test_a_series_that_fails_to_load_reports_why(qtbot, window, tmp_path):
-    write_ct_series(tmp_path / "s", shape=(3, 8, 8), rows_cols=[(8, 8), (8, 8), (6, 6)])
+    truth = write_ct_series(tmp_path / "s", shape=(3, 8, 8))
+    write_ct_series(tmp_path / "t", shape=(2, 8, 8))  # two series: nothing opens by itself
     with qtbot.waitSignal(window.scan_finished, timeout=15000):
         window.open_path(tmp_path)
-    info = window.browser.series[0]
+    info = next(s for s in window.browser.series if s.n_images == 3)
+    for path in truth.paths:  # the files vanish between scan and open (a USB stick pulled)
+        path.unlink()
     with qtbot.waitSignal(window.load_failed, timeout=15000) as blocker:
         window.open_series(info)
-    assert blocker.args[0] and blocker.args[0] == window.last_error
-    assert window.isVisible()
+    message = blocker.args[0]
+    assert message == window.last_error
+    assert any(p.name in message for p in truth.paths)
+    assert window.isVisible() and window.state.volume is None
 
 
 def test_rgb_and_single_images(qtbot, window):
@@ -244,6 +282,7 @@ def test_rgb_and_single_images(qtbot, window):
     qtbot.keyClick(view, Qt.Key.Key_Up)
     assert view.index() == 0
     assert not view.v_line.isVisible()
+    assert view.letters["top"].text() == ""  # no orientation known for a projection image
 
 
 def test_shortcuts_dialog_lists_the_bound_keys(qtbot, window):
@@ -261,3 +300,34 @@ def test_recent_folders_persist_across_windows(qtbot, window, tmp_path):
 
     again = Settings().recent_folders()
     assert again[:2] == [str((tmp_path / "one").resolve()), str((tmp_path / "two").resolve())]
+
+
+def test_demo_opens_the_synthetic_chest_ct(qtbot, window):
+    with qtbot.waitSignal(window.series_loaded, timeout=60000) as blocker:
+        window.open_demo()
+    vol = blocker.args[0]
+    assert vol.modality == "CT" and vol.shape[0] > 1
+    assert "demo" in vol.description.lower()
+    # The file's own windows come first, then the CT presets.
+    names = [a.text() for a in window.presets_menu.actions()]
+    assert names[0].startswith("File:") and any(n.startswith("Stroke") for n in names)
+
+
+def test_cine_advances_and_cancel_leaves_the_window_usable(qtbot, window, series_dir):
+    _open_and_wait(qtbot, window, series_dir)
+    start = window.state.slice_index("axial")
+    window.area.set_cine(True, fps=50)
+    qtbot.waitUntil(lambda: window.state.slice_index("axial") != start, timeout=3000)
+    window.action_map["cine"].setChecked(False)
+    window.area.set_cine(False)
+    window.open_path(series_dir)
+    window.cancel_work()
+    qtbot.waitUntil(lambda: not window.tasks, timeout=10000)
+    assert not window.cancel_button.isVisible()
+    assert window.state.volume is not None  # what was loaded stays
+
+
+def test_a_single_dicom_file_opens_too(qtbot, window, tmp_path):
+    truth = write_ct_series(tmp_path / "s", shape=(3, 8, 8))
+    vol = _open_and_wait(qtbot, window, truth.paths[0])
+    assert vol.shape == (1, 8, 8)

@@ -187,6 +187,7 @@ def refresh_presets(w: MainWindow) -> None:
     menu: QMenu = w.presets_menu
     for act in menu.actions():
         w.removeAction(act)
+        act.deleteLater()
     menu.clear()
     w.preset_combo.clear()
     rgb = w.state.is_rgb
