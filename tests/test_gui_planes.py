@@ -86,3 +86,25 @@ def test_layer_rejects_bad_data():
         Layer("m", "labels", np.zeros((2, 2, 2), np.int32))
     with pytest.raises(ValueError, match="below"):
         BoxItem((3, 3, 3), (2, 4, 4))
+
+
+def test_engine_results_become_layers_with_card_colours():
+    from types import SimpleNamespace as NS
+
+    from viewer.ui.layers import box_from_corners, layers_from_analysis
+
+    result = NS(
+        label_map=NS(array=np.zeros((2, 3, 4), np.uint8), labels=[NS(index=2, color="#00ff80")]),
+        heat_map=NS(array=np.zeros((2, 3, 4), np.float32)),
+        boxes=[NS(corners=(0, 1, 1, 1, 2, 3), label="nodule", score=0.8)],
+    )
+    layers = layers_from_analysis(result, "Lung model")
+    assert [(layer.kind, layer.name) for layer in layers] == [
+        ("labels", "Lung model labels"),
+        ("heatmap", "Lung model heat map"),
+        ("boxes", "Lung model boxes"),
+    ]
+    assert tuple(layers[0].label_lut()[2, :3]) == (0, 255, 128)
+    box = layers[2].data[0]
+    assert box.lo_zyx == (0, 1, 1) and box.hi_zyx == (1, 2, 3) and box.score == 0.8
+    assert box_from_corners((5, 6, 1, 2)).lo_zyx == (0, 1, 2)  # 2D corners, min/max sorted

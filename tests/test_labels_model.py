@@ -259,3 +259,22 @@ def test_engine_record_labels_map_to_document_classes_by_name():
     assert set(np.unique(doc.layers["model:det@0.3"].array)) == {0, 2, mass}
     doc.undo()
     assert doc.label_set == LabelSet() and not doc.annotations and not doc.layers
+
+
+def test_engine_analysis_result_shape_is_proposed_with_its_label_table():
+    from types import SimpleNamespace as NS
+
+    from viewer.labels.findings import propose_result
+
+    doc = Document((2, 10, 10))
+    arr = np.zeros((2, 10, 10), np.uint8)
+    arr[1, 4:6, 4:6] = 3  # the model's index 3 is "nodule"
+    result = NS(
+        model_id="seg",
+        model_version="1.0.0",
+        label_map=NS(array=arr, labels=[NS(index=3, name="nodule", color="#ff7043")]),
+        boxes=[NS(corners=(1, 4, 4, 1, 5, 5), label="nodule", score=0.95)],
+    )
+    box, mask = propose_result(doc, result)
+    assert box.label == mask.label == doc.label_set.by_name("nodule").index == 2
+    assert (doc.layers[mask.layer].array == 2).sum() == 4

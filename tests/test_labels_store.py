@@ -64,10 +64,7 @@ def test_journal_replayed_over_snapshot_and_torn_last_line_ignored():
     assert (store.folder / "snapshot.json").exists()
     assert len((store.folder / "journal.jsonl").read_bytes().splitlines()) == 2
     # Simulate a crash: no close(); the process died mid-line.
-    store._stop = True
-    store._wake.set()
-    store._thread.join()
-    store._journal.close()
+    store._abandon()
     with open(store.folder / "journal.jsonl", "ab") as f:
         f.write(b'{"seq": 99, "edit": {"type": "annot')
     with LabelStore.open(vol) as again:
@@ -95,3 +92,15 @@ def test_store_of_another_shape_is_refused_not_overwritten():
 def test_series_without_uid_is_a_clear_error():
     with pytest.raises(StoreError, match="no SeriesInstanceUID"):
         LabelStore.open(_volume(uid=""))
+
+
+def test_second_writer_is_refused_but_a_reader_sees_the_journalled_state():
+    vol = _volume()
+    with LabelStore.open(vol) as store:
+        p = store.document.add(Point(1, zyx=(1, 1, 1)))
+        with pytest.raises(StoreError, match="open in another RadLens window"):
+            LabelStore.open(vol)
+        store.flush()
+        assert LabelStore.read(vol).annotations == {p.id: p}
+    with LabelStore.open(vol) as again:  # the lock went with close()
+        assert p.id in again.document.annotations

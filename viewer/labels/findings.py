@@ -136,10 +136,15 @@ def propose_result(
     version = version or getattr(result, "model_version", None) or getattr(card, "version", None)
     if not model_id or not version:
         raise LabelError("a model finding needs the model's id and version for its provenance")
-    lm = getattr(result, "label_map", None)
-    if lm is not None and not isinstance(lm, np.ndarray):
-        lm = getattr(lm, "array", lm)
-    infos = getattr(result, "labels", None) or getattr(card, "labels", None) or []
+    lm_obj = getattr(result, "label_map", None)
+    lm = lm_obj if lm_obj is None or isinstance(lm_obj, np.ndarray) else lm_obj.array
+    # The label table: on the record, on the engine's LabelMapResult, or on the card.
+    infos = (
+        getattr(result, "labels", None)
+        or getattr(lm_obj, "labels", None)
+        or getattr(card, "labels", None)
+        or []
+    )
     names = {int(i.index): str(i.name) for i in infos if hasattr(i, "index")}
     colors = {int(i.index): str(i.color) for i in infos if hasattr(i, "color")}
     return propose(

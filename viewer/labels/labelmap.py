@@ -105,18 +105,36 @@ class LabelMap:
     def revert(self, edit: MaskEdit) -> None:
         self.apply(edit.inverse())
 
-    def _write(self, z: int, new2d: np.ndarray, description: str) -> SliceDiff | None:
-        """Replace slice z by ``new2d`` where they differ; the diff covers the changed bbox."""
-        old = self.array[z]
-        changed = old != new2d
+    def _write(
+        self, z: int, new: np.ndarray, description: str, oy: int = 0, ox: int = 0
+    ) -> SliceDiff | None:
+        """Write ``new`` at (oy, ox) of slice z where it differs; the diff covers the changed
+        bbox only, and only the given region is compared (brush dabs stay cheap on 512²)."""
+        old = self.array[z, oy : oy + new.shape[0], ox : ox + new.shape[1]]
+        changed = old != new
         if not changed.any():
             return None
         ys, xs = np.nonzero(changed)
         y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
         before = old[y0:y1, x0:x1].tobytes()
-        after = np.ascontiguousarray(new2d[y0:y1, x0:x1], dtype=np.uint8).tobytes()
-        self.array[z, y0:y1, x0:x1] = new2d[y0:y1, x0:x1]
-        return SliceDiff(z, (y0, x0, y1, x1), before, after)
+        after = np.ascontiguousarray(new[y0:y1, x0:x1], dtype=np.uint8).tobytes()
+        old[y0:y1, x0:x1] = new[y0:y1, x0:x1]
+        return SliceDiff(z, (y0 + oy, x0 + ox, y1 + oy, x1 + ox), before, after)
+
+    def _masked_set(
+        self, z: int, m: np.ndarray, value: int, only: int | None, what: str
+    ) -> SliceDiff | None:
+        """Set ``value`` where ``m`` (and the voxel equals ``only`` when given), within m's bbox."""
+        ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
+        if not len(ys):
+            return None
+        y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+        new = self.array[z, y0:y1, x0:x1].copy()
+        mm = m[y0:y1, x0:x1]
+        if only is not None:
+            mm = mm & (new == only)
+        new[mm] = value
+        return self._write(z, new, what, y0, x0)
 
     def _check_z(self, z: int) -> int:
         if not 0 <= z < self.shape[0]:
@@ -148,22 +166,14 @@ class LabelMap:
                 raise LabelError("a threshold-limited brush needs the image slice")
             lo, hi = hu_range
             m = m & (hu_slice >= lo) & (hu_slice <= hi)
-        new = self.array[z].copy()
-        if not overwrite:
-            m = m & (new == 0)
-        new[m] = label
-        d = self._write(z, new, "paint")
+        d = self._masked_set(z, m, label, None if overwrite else 0, "paint")
         return MaskEdit((d,) if d else (), "paint" if hu_range is None else "threshold paint")
 
     def erase(self, z: int, mask2d: np.ndarray, label: int | None = None) -> MaskEdit:
         """Clear ``mask2d`` (only voxels of ``label`` when given) to background."""
         z = self._check_z(z)
         m = self._check_mask(mask2d)
-        new = self.array[z].copy()
-        if label is not None:
-            m = m & (new == label)
-        new[m] = 0
-        d = self._write(z, new, "erase")
+        d = self._masked_set(z, m, 0, label, "erase")
         return MaskEdit((d,) if d else (), "erase")
 
     def fill_polygon(
@@ -192,9 +202,9 @@ class LabelMap:
         ball = ball <= radius_mm**2
         diffs = []
         for i, z in enumerate(range(lo[0], hi[0])):
-            new = self.array[z].copy()
-            new[lo[1] : hi[1], lo[2] : hi[2]][ball[i]] = 0 if erase else label
-            d = self._write(z, new, "sphere")
+            new = self.array[z, lo[1] : hi[1], lo[2] : hi[2]].copy()
+            new[ball[i]] = 0 if erase else label
+            d = self._write(z, new, "sphere", int(lo[1]), int(lo[2]))
             if d:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "erase sphere" if erase else "paint sphere")
@@ -217,6 +227,14 @@ class LabelMap:
             if d:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "interpolate")
+
+    def set_array(self, new: np.ndarray) -> MaskEdit:
+        """Make the whole map equal ``new`` (an imported mask), slice by slice."""
+        new = np.asarray(new, dtype=np.uint8)
+        if new.shape != self.shape:
+            raise LabelError(f"a label map of shape {new.shape} does not fit {self.shape}")
+        diffs = [d for z in range(self.shape[0]) if (d := self._write(z, new[z], "import"))]
+        return MaskEdit(tuple(diffs), "import mask")
 
     def replace_label(self, mask3d: np.ndarray, label: int, clear_label: bool = True) -> MaskEdit:
         """Make ``label`` exactly ``mask3d`` (used to accept a model's mask)."""

@@ -77,6 +77,7 @@ class LabelStore:
         self._stop = False
         self._error: BaseException | None = None
         self._journal = open(self.folder / "journal.jsonl", "ab")  # noqa: SIM115 - lives with the store
+        self._lock_file: Any = None
         document.listeners.append(self._on_edit)
         self._thread = threading.Thread(
             target=self._run, name=f"label-store-{folder.name}", daemon=True
@@ -89,6 +90,17 @@ class LabelStore:
         """Open (or create) the store of ``volume``'s series and restore its last journalled state."""
         folder = store_dir(volume.series_uid)
         folder.mkdir(parents=True, exist_ok=True)
+        lock = _lock(folder)
+        try:
+            return cls._open_locked(volume, folder, lock, interval, compact_every)
+        except BaseException:
+            lock.close()
+            raise
+
+    @classmethod
+    def _open_locked(
+        cls, volume: Volume, folder: Path, lock: Any, interval: float, compact_every: int
+    ) -> LabelStore:
         info_path = folder / "info.json"
         if info_path.exists():
             info = _read_json(info_path)
@@ -110,10 +122,28 @@ class LabelStore:
             )
         doc, seq, replayed = _restore(folder, volume)
         store = cls(folder, doc, seq, interval, compact_every)
+        store._lock_file = lock
         store.recovered_edits = replayed
         if replayed:
             store.compact()  # fold the replayed journal into a fresh snapshot
         return store
+
+    @staticmethod
+    def read(volume: Volume) -> Document:
+        """The last journalled state, read-only (no lock, nothing written): for exports while
+        the series may be open elsewhere."""
+        folder = store_dir(volume.series_uid)
+        if not (folder / "info.json").exists():
+            raise StoreError(f"no labels are stored for series {volume.series_uid}")
+        info = _read_json(folder / "info.json")
+        if tuple(info.get("shape", ())) != tuple(volume.shape):
+            raise StoreError(
+                f"labels in {folder} were drawn on a {tuple(info.get('shape', ()))} series, not {volume.shape}"
+            )
+        try:
+            return _restore(folder, volume)[0]
+        except StoreError:  # a writer compacted between our reads of snapshot.json and its .npz
+            return _restore(folder, volume)[0]
 
     # ---- writing ------------------------------------------------------------------------------
     def _on_edit(self, edit: Edit) -> None:
@@ -158,8 +188,17 @@ class LabelStore:
         self._wake.set()
         self._thread.join(timeout=30)
         self._journal.close()
+        self._lock_file.close()
         if self._on_edit in self.document.listeners:
             self.document.listeners.remove(self._on_edit)
+
+    def _abandon(self) -> None:
+        """Stop without a final snapshot, as a crash would (tests and benchmarks)."""
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self._journal.close()
+        self._lock_file.close()
 
     def __enter__(self) -> LabelStore:
         return self
@@ -176,7 +215,7 @@ class LabelStore:
             try:
                 self._write(items)
                 self._error = None
-            except OSError as exc:  # disk full, permissions: report on the next flush()
+            except Exception as exc:  # disk full, permissions...: the thread must live on
                 log.error("label store %s: %s", self.folder, exc)
                 self._error = exc
                 with self._lock:
@@ -217,6 +256,29 @@ class LabelStore:
         self._journal.write(b"".join(lines))
         self._journal.flush()
         os.fsync(self._journal.fileno())
+
+
+def _lock(folder: Path) -> Any:
+    """An exclusive lock on the store: one writer per series (a second window, or a crashed
+    process's leftovers, must not interleave journals). The OS frees it when a process dies."""
+    f = open(folder / "lock", "a+b")  # noqa: SIM115 - held for the store's lifetime
+    try:
+        import fcntl
+    except ImportError:  # Windows: msvcrt locks a byte range instead
+        import msvcrt
+
+        try:
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            f.close()
+            raise StoreError(f"the labels in {folder} are open in another RadLens window") from None
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise StoreError(f"the labels in {folder} are open in another RadLens window") from None
+    return f
 
 
 def _read_json(path: Path) -> dict[str, Any]:

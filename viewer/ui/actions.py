@@ -187,6 +187,7 @@ def refresh_presets(w: MainWindow) -> None:
     menu: QMenu = w.presets_menu
     for act in menu.actions():
         w.removeAction(act)
+        act.deleteLater()
     menu.clear()
     w.preset_combo.clear()
     rgb = w.state.is_rgb
@@ -218,7 +219,7 @@ def shortcut_table(w: MainWindow) -> list[tuple[str, str]]:
         if seq:
             rows.append((seq, act.text().replace("&", "").replace("…", "")))
     for act in w.annotation_bar.slots.values():
-        rows.append((str(act.data()), f"{act.text()} tool (not available yet)"))
+        rows.append((str(act.data()), f"{act.text()} tool"))
     return rows
 
 

@@ -36,9 +36,22 @@ def open_window(path: str | Path | None = None, demo: bool = False) -> MainWindo
     return window
 
 
+def _install_excepthook(window: MainWindow) -> None:
+    """An unexpected error in a slot is printed and shown; the window keeps running."""
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        previous(kind, exc, tb)
+        if isinstance(exc, Exception):
+            window.show_error(f"Unexpected error: {exc or kind.__name__}")
+
+    sys.excepthook = hook
+
+
 def run_viewer(path: str | Path | None = None, demo: bool = False) -> int:
     app = create_app()
     window = open_window(path, demo)
+    _install_excepthook(window)
     code = app.exec()
     del window
     return int(code)

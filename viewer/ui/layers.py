@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,57 @@ class BoxItem:
             raise ValueError(f"box corners must be (z, y, x), got {self.lo_zyx}, {self.hi_zyx}")
         if any(h < lo for lo, h in zip(self.lo_zyx, self.hi_zyx, strict=True)):
             raise ValueError(f"box hi corner {self.hi_zyx} is below lo corner {self.lo_zyx}")
+
+
+def box_from_corners(
+    corners: tuple[float, ...] | list[float],
+    label: str = "",
+    score: float | None = None,
+    colour: tuple[int, int, int] = (255, 210, 0),
+) -> BoxItem:
+    """A BoxItem from inclusive voxel corners (z0, y0, x0, z1, y1, x1) or 2D (y0, x0, y1, x1).
+
+    That is the corner convention of ``inference.results.BoxResult`` and ``viewer.labels`` boxes.
+    """
+    c = [float(v) for v in corners]
+    if len(c) == 4:
+        c = [0.0, c[0], c[1], 0.0, c[2], c[3]]
+    if len(c) != 6:
+        raise ValueError(f"box corners need 4 (2D) or 6 (3D) numbers, got {len(c)}")
+    lo = tuple(min(a, b) for a, b in zip(c[:3], c[3:], strict=True))
+    hi = tuple(max(a, b) for a, b in zip(c[:3], c[3:], strict=True))
+    return BoxItem(lo, hi, label, score, colour)  # type: ignore[arg-type]
+
+
+def hex_colour(text: str) -> tuple[int, int, int]:
+    """'#rrggbb' -> (r, g, b); the label-table colour format of model cards."""
+    t = text.lstrip("#")
+    if len(t) != 6:
+        raise ValueError(f"colour {text!r} is not #rrggbb")
+    return int(t[0:2], 16), int(t[2:4], 16), int(t[4:6], 16)
+
+
+def layers_from_analysis(result: Any, prefix: str = "AI") -> list[Layer]:
+    """Layers for an engine AnalysisResult (label map, heat map, boxes), duck-typed.
+
+    Kept free of ``inference`` imports so the viewer never pulls the engine in by accident.
+    """
+    out: list[Layer] = []
+    label_map = getattr(result, "label_map", None)
+    if label_map is not None:
+        colours = {
+            int(e.index): hex_colour(str(getattr(e, "color", "#ff0000")))
+            for e in getattr(label_map, "labels", [])
+        }
+        out.append(Layer(f"{prefix} labels", "labels", label_map.array, colours=colours))
+    heat = getattr(result, "heat_map", None)
+    if heat is not None:
+        out.append(Layer(f"{prefix} heat map", "heatmap", heat.array, opacity=0.45))
+    boxes = getattr(result, "boxes", None) or []
+    if boxes:
+        items = [box_from_corners(b.corners, b.label, b.score) for b in boxes]
+        out.append(Layer(f"{prefix} boxes", "boxes", items, opacity=1.0))
+    return out
 
 
 @dataclass(eq=False)

@@ -1,7 +1,7 @@
 """Task functions the viewer runs on worker threads: scan a folder, load a series or a file.
 
-Qt-free on purpose: they only call ``viewer.study`` and report through a TaskContext, so
-no widget is ever touched off the main thread.
+They only call ``viewer.study`` and report through a TaskContext, so no widget is ever
+touched off the main thread.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from viewer.study.volume import Volume
+from viewer.ui.workers import Cancelled
 
 #: File suffixes opened directly as one image volume (not scanned as a DICOM folder).
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -69,30 +70,31 @@ def series_task(info: Any) -> Callable[[Any], Any]:
     """
 
     def run(ctx: Any) -> Volume:
-        if getattr(info, "kind", "dicom") == "image":
-            return image_file_task(Path(info.files[0]))(ctx)
-        if getattr(info, "kind", "dicom") == "non-image":
-            raise ValueError(
-                f"series {info.description or info.series_uid!r} holds no images "
-                f"(modality {info.modality}); nothing to display"
-            )
+        from viewer.study.errors import LoadCancelled
         from viewer.study.series import SeriesReader
 
+        if not getattr(info, "loadable", True):
+            problems = "; ".join(getattr(info, "problems", []) or []) or "it cannot be assembled"
+            raise ValueError(f"Series {info.description or info.series_uid!r}: {problems}")
+        ctx.progress(0.0, f"Reading headers of {info.n_images} images")
         reader = SeriesReader(info)
         volume = reader.volume
-        middle = volume.shape[0] // 2
-        reader.read_slice(middle)
-        ctx.partial(FirstSlice(volume, middle))
+        first = reader.slice_order()[0]
+        reader.read_slice(first)
+        ctx.partial(FirstSlice(volume, first))
         ctx.check()
         done = [1]
 
-        def on_slice(*_: Any) -> None:
+        def on_slice(_z: int) -> None:
             done[0] += 1
             # Coalesce: a repaint per slice is wasted work; the main thread redraws on each.
             if done[0] % 8 == 0:
                 ctx.partial(SlicesArrived(done[0]))
 
-        reader.read_all(progress=ctx.progress, cancel=ctx.cancelled, on_slice=on_slice)
+        try:
+            reader.read_all(progress=ctx.progress, cancel=ctx.cancelled, on_slice=on_slice)
+        except LoadCancelled:
+            raise Cancelled() from None
         ctx.check()
         return volume
 

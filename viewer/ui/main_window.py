@@ -99,6 +99,11 @@ class MainWindow(QMainWindow):
         self.error_box: QMessageBox | None = None
         self.action_map = ui_actions.build(self)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.annotation_bar)
+        # -- annotation (branch annotate): tools, panel, Edit menu, File > Export labels --
+        from viewer.ui.tools.install import install_annotations
+
+        self.annotations = install_annotations(self)
+        # -- end annotation --
         self.setAcceptDrops(True)
 
         for view in self.area.views.values():
@@ -108,12 +113,15 @@ class MainWindow(QMainWindow):
         self._tags_timer.setInterval(120)  # reading a header per wheel step would stutter
         self._tags_timer.timeout.connect(self._show_tags)
         self.state.cursor_moved.connect(self._tags_timer.start)
+        self.docks["tags"].visibilityChanged.connect(lambda _v: self._tags_timer.start())
         self._restore()
         # ---- Analyze (owned by viewer/ui/analyze_feature.py) ----
         from viewer.ui.analyze_feature import AnalyzeFeature
 
         self.analyze = AnalyzeFeature(self, self.state, toolbar=self.main_toolbar)
         # ---- end Analyze ----
+        # -- annotation (branch annotate): model results become proposed annotations --
+        self.annotations.connect_analyze(self.analyze)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -128,7 +136,11 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
-        self.tabifyDockWidget(self.docks["layers"], self.docks["tags"])
+        else:
+            self.tabifyDockWidget(self.docks["layers"], self.docks["tags"])
+            self.resizeDocks(
+                [self.docks["series"], self.docks["tags"]], [430, 360], Qt.Orientation.Horizontal
+            )
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
         self.area.set_text_visible(bool(self.settings.get("view/show_text", True)))
 
@@ -138,16 +150,17 @@ class MainWindow(QMainWindow):
         path = Path(path).expanduser()
         if is_image_file(path):
             self._start_load(image_file_task(path), f"Reading {path.name}", None)
-        elif path.is_dir():
-            self.settings.add_recent(path)
-            ui_actions.refresh_recent(self)
+        elif path.is_dir() or path.is_file():
+            if path.is_dir():
+                self.settings.add_recent(path)
+                ui_actions.refresh_recent(self)
             self.cancel_work()
             self.browser.set_series([])
             self._scan = self._run(
                 scan_task(path), f"Scanning {path}", self._scan_done, lambda _: None
             )
         else:
-            self.show_error(f"Cannot open {path}: no such folder or image file.")
+            self.show_error(f"Cannot open {path}: no such folder or file.")
 
     def open_demo(self) -> None:
         try:
@@ -201,6 +214,8 @@ class MainWindow(QMainWindow):
         if isinstance(obj, FirstSlice):
             self.state.set_volume(obj.volume, first_slice=obj.index)
             self.area.set_active_plane(self.area.active_plane)
+            # Keys scroll at once, without a click into the image first.
+            self.area.active_view.setFocus()
         elif isinstance(obj, SlicesArrived):
             self.state.data_updated.emit()
 
@@ -224,23 +239,25 @@ class MainWindow(QMainWindow):
         on_partial: Callable[[Any], None],
     ) -> Task:
         task = Task(fn, self)
-        w = task.worker
 
         def wanted() -> bool:
             # Drop late signals of a superseded or cancelled task (no longer wanted).
-            return task in (self._scan, self._load) and not task.worker.context.cancelled()
+            return task in (self._scan, self._load) and not task.cancelled()
 
-        w.partial.connect(lambda obj: on_partial(obj) if wanted() else None)
-        w.succeeded.connect(lambda res: on_success(res) if wanted() else None)
-        w.failed.connect(self.show_error)
-        w.failed.connect(self.load_failed)
-        w.was_cancelled.connect(lambda: self.statusBar().showMessage("Cancelled", 4000))
-        w.progressed.connect(self._progressed)
+        task.partial.connect(lambda obj: on_partial(obj) if wanted() else None)
+        task.succeeded.connect(lambda res: on_success(res) if wanted() else None)
+        task.failed.connect(lambda msg: self._task_failed(msg) if wanted() else None)
+        task.was_cancelled.connect(lambda: self.statusBar().showMessage("Cancelled", 4000))
+        task.progressed.connect(self._progressed)
         task.finished.connect(lambda: self._task_finished(task))
         self.tasks.append(task)
         self._set_busy(True, label)
         task.start()
         return task
+
+    def _task_failed(self, message: str) -> None:
+        self.show_error(message)
+        self.load_failed.emit(message)
 
     def _progressed(self, fraction: float, sentence: str) -> None:
         self.progress.setValue(int(np.clip(fraction, 0, 1) * 1000))
@@ -274,6 +291,8 @@ class MainWindow(QMainWindow):
         """Say what went wrong without blocking (a modal box would freeze scripted use)."""
         self.last_error = message
         self.statusBar().showMessage(message, 15000)
+        if self.error_box is not None:
+            self.error_box.close()  # one message at a time, the latest
         box = QMessageBox(QMessageBox.Icon.Warning, "RadLens", message, parent=self)
         if details:
             from viewer.ui.panels.problems import problem_rows

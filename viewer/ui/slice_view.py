@@ -21,6 +21,8 @@ from viewer.ui.state import ViewerState
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
 LEFT_MODES = ("crosshair", "window", "zoom", "pan")
+#: Modalities whose single images are cross-sections with a real patient orientation.
+SECTIONAL_MODALITIES = ("CT", "MR", "PT", "NM")
 _GREY = np.arange(256, dtype=np.uint8)
 
 
@@ -60,7 +62,9 @@ class SliceView(QWidget):
         self.plane = plane
         self.left_mode = "crosshair"
         self.show_crosshair = True
+        self.text_visible = True
         self._shown_index: int | None = None
+        self._hover_scene: QPointF | None = None
         self._fitted = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(120, 120)
@@ -149,8 +153,12 @@ class SliceView(QWidget):
             for label in (*self.corner.values(), *self.letters.values()):
                 label.setText("")
             return
+        vol = self.state.volume
+        # A projection image (CR/DX/MG...) carries no patient orientation in its geometry: the
+        # identity direction it gets would print wrong letters, so show none.
+        known = not vol.is_2d or vol.modality in SECTIONAL_MODALITIES  # type: ignore[union-attr]
         for key, text in g.edge_letters().items():
-            self.letters[key].setText(text)
+            self.letters[key].setText(text if known else "")
         self._draw_image(force=True)
         self.image.setRect(self.image_rect())
         self.fit()
@@ -190,7 +198,11 @@ class SliceView(QWidget):
         g = self.geometry_
         if g is None:
             return
+        shown = self._shown_index
         self._draw_image()
+        if shown != self._shown_index and self._hover_scene is not None and self.underMouse():
+            # The slice changed under a still mouse (wheel, keys, cine): refresh the value.
+            self._mouse_moved(self._hover_scene)
         _, row, col = g.from_voxel(self.state.cursor)
         x, y = g.pixel_to_scene(row, col)
         self.v_line.setPos(x)
@@ -205,9 +217,11 @@ class SliceView(QWidget):
         self._cursor_moved()
 
     def set_text_visible(self, visible: bool) -> None:
+        self.text_visible = visible
         for label in (*self.corner.values(), *self.letters.values()):
             label.setVisible(visible)
         self.scale_bar.setVisible(visible)
+        self._place_labels()
 
     def _update_text(self) -> None:
         g, vol = self.geometry_, self.state.volume
@@ -227,7 +241,11 @@ class SliceView(QWidget):
             )
         )
         self.corner["tr"].setText(
-            "\n".join(s for s in (vol.description, vol.modality, self.plane.capitalize()) if s)
+            "\n".join(
+                s
+                for s in (vol.description, vol.modality, "" if vol.is_2d else self.plane.title())
+                if s
+            )
         )
         zyx = self.state.cursor.copy()
         zyx[g.normal_axis] = index
@@ -257,6 +275,10 @@ class SliceView(QWidget):
         c = self.corner
         for label in (*c.values(), *self.letters.values()):
             label.adjustSize()
+        # Small MPR cells: the top corners would collide with each other, keep the essentials.
+        roomy = w >= 380
+        for key in ("tl", "tr"):
+            c[key].setVisible(self.text_visible and roomy)
         c["tl"].move(m, m)
         c["tr"].move(w - c["tr"].width() - m, m)
         c["bl"].move(m, h - c["bl"].height() - m)
@@ -316,6 +338,7 @@ class SliceView(QWidget):
     def _mouse_moved(self, scene_pos: QPointF) -> None:
         if self.geometry_ is None:
             return
+        self._hover_scene = scene_pos
         self.hovered.emit(self.scene_to_voxel(self.view_box.mapSceneToView(scene_pos)))
 
     def handle_wheel(self, ev) -> None:

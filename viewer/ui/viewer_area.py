@@ -31,6 +31,7 @@ class ViewerArea(QWidget):
         self.grid.setSpacing(2)
         self.layout_name = "single"
         self.active_plane = "axial"
+        self.crosshair_wanted = True
         for view in self.views.values():
             view.activated.connect(self.set_active_plane)
         self.cine = QTimer(self)
@@ -76,6 +77,7 @@ class ViewerArea(QWidget):
             self.grid.setRowStretch(r, 1 if (name == "2x2" or r == 0) else 0)
         for c in range(3):
             self.grid.setColumnStretch(c, 1 if c < {"single": 1, "1x3": 3, "2x2": 2}[name] else 0)
+        self._apply_crosshair()
         self._update_info()
         self.layout_changed.emit(name)
 
@@ -144,8 +146,14 @@ class ViewerArea(QWidget):
             view.set_text_visible(visible)
 
     def set_crosshair_visible(self, visible: bool) -> None:
+        """Show the linked crosshair in the MPR layouts (a single view reads better without)."""
+        self.crosshair_wanted = visible
+        self._apply_crosshair()
+
+    def _apply_crosshair(self) -> None:
+        show = self.crosshair_wanted and self.layout_name != "single"
         for view in self.views.values():
-            view.set_crosshair_visible(visible)
+            view.set_crosshair_visible(show)
 
     def fit_all(self) -> None:
         for view in self.views.values():

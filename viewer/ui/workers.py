@@ -77,8 +77,18 @@ class Worker(QObject):
 
 
 class Task(QObject):
-    """Owns one worker thread; keep a reference until ``finished``."""
+    """Owns one worker thread and re-emits its signals on the main thread.
 
+    Connect to the Task's signals, never to the worker's: a plain Python callable connected
+    to a worker signal would run on the worker thread (PySide has no receiver to queue to).
+    Keep a reference until ``finished``.
+    """
+
+    progressed = Signal(float, str)
+    partial = Signal(object)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    was_cancelled = Signal()
     finished = Signal()
 
     def __init__(self, fn: Callable[[TaskContext], Any], parent: QObject | None = None) -> None:
@@ -87,14 +97,46 @@ class Task(QObject):
         self.worker = Worker(fn)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.run)
+        self.worker.progressed.connect(self._progressed)
+        self.worker.partial.connect(self._partial)
+        self.worker.succeeded.connect(self._succeeded)
+        self.worker.failed.connect(self._failed)
+        self.worker.was_cancelled.connect(self._was_cancelled)
         self.worker.finished.connect(self.thread.quit)
-        self.thread.finished.connect(self.finished)
+        self.thread.finished.connect(self._finished)
+
+    @Slot(float, str)
+    def _progressed(self, fraction: float, sentence: str) -> None:
+        self.progressed.emit(fraction, sentence)
+
+    @Slot(object)
+    def _partial(self, obj: Any) -> None:
+        self.partial.emit(obj)
+
+    @Slot(object)
+    def _succeeded(self, obj: Any) -> None:
+        self.succeeded.emit(obj)
+
+    @Slot(str)
+    def _failed(self, message: str) -> None:
+        self.failed.emit(message)
+
+    @Slot()
+    def _was_cancelled(self) -> None:
+        self.was_cancelled.emit()
+
+    @Slot()
+    def _finished(self) -> None:
+        self.finished.emit()
 
     def start(self) -> None:
         self.thread.start()
 
     def cancel(self) -> None:
         self.worker.context.cancel()
+
+    def cancelled(self) -> bool:
+        return self.worker.context.cancelled()
 
     def wait(self, ms: int = 5000) -> bool:
         return self.thread.wait(ms)

@@ -67,6 +67,7 @@ class SeriesBrowser(QWidget):
             problems = list(getattr(info, "problems", []) or [])
             if getattr(info, "kind", "dicom") == "non-image" or problems:
                 item.setToolTip(3, "\n".join(problems) or "not an image series")
+                item.setText(3, "⚠ " + item.text(3))
             if getattr(info, "kind", "dicom") == "non-image":
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, QBrush(QColor(128, 128, 128)))

@@ -66,7 +66,8 @@ class TagsPanel(QWidget):
             rows = [("", type(exc).__name__, f"{Path(path).name}: {exc}")]
         self.tree.addTopLevelItems([QTreeWidgetItem(list(r)) for r in rows])
         self.tree.resizeColumnToContents(0)
-        self.tree.resizeColumnToContents(1)
+        # Keep the value column in sight: names are long, values are what people look for.
+        self.tree.setColumnWidth(1, min(self.tree.sizeHintForColumn(1), 150))
         self._apply_filter(self.filter.text())
 
     def _apply_filter(self, text: str) -> None:
