@@ -153,3 +153,10 @@ def test_mask_value_missing_from_the_label_table_still_becomes_a_finding():
     assert set(found) == {"nodule", "label 5"}
     assert found["label 5"].volume_ml == pytest.approx(18 / 1000)
     assert found["label 5"].slice_range == (10, 11)
+
+
+def test_heat_map_quantised_in_slabs_equals_whole_array_rounding():
+    from viewer.labels.results import quantise_heat
+
+    heat = np.random.default_rng(0).random((19, 30, 31)).astype(np.float32)
+    assert np.array_equal(quantise_heat(heat, slab=4), np.rint(heat * 255).astype(np.uint8))

@@ -314,3 +314,21 @@ def test_main_window_has_analyze_and_closing_cancels_a_run(qtbot, phantom):
     assert feature.controller.is_running()
     win.close()
     assert not feature.controller.is_running() and engine.calls
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="needs per-thread nice")
+def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, volume):
+    import os
+
+    seen = []
+
+    class NiceProbe(FakeEngine):
+        def run(self, *args, **kwargs):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return super().run(*args, **kwargs)
+
+    ctl = AnalysisController(engine_factory=NiceProbe(phantom_result(phantom)))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    ui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen and seen[0] > ui_nice

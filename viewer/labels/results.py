@@ -151,7 +151,10 @@ def record_from_result(
     if label_map is not None:
         label_map = label_map.astype(np.uint8, copy=False).reshape(shape3)
     if heat_map is not None:
-        heat_map = np.clip(heat_map.astype(np.float32, copy=False), 0.0, 1.0).reshape(shape3)
+        heat_map = heat_map.astype(np.float32, copy=False).reshape(shape3)
+        # The engine already answers in [0, 1]; copy (300 MB for a big CT) only if it did not.
+        if heat_map.size and (float(heat_map.min()) < 0.0 or float(heat_map.max()) > 1.0):
+            heat_map = np.clip(heat_map, 0.0, 1.0)
     boxes = [
         BoxRecord(tuple(float(v) for v in b.corners), str(b.label), float(b.score))
         for b in (getattr(result, "boxes", None) or [])
@@ -233,6 +236,22 @@ def _meta_of(rec: ResultRecord) -> dict[str, Any]:
     }
 
 
+def quantise_heat(heat: np.ndarray, slab: int = 8) -> np.ndarray:
+    """[0, 1] floats -> uint8 (x 255, rounded), a few slices at a time.
+
+    Whole-array arithmetic would allocate two float temporaries of the volume's size; on a
+    300×512×512 CT those big allocations stall the UI thread (they take the process's
+    memory-map lock), so the work goes through one small reused buffer instead."""
+    out = np.empty(heat.shape, dtype=np.uint8)
+    buf = np.empty((min(slab, heat.shape[0]), *heat.shape[1:]), dtype=np.float32)
+    for z0 in range(0, heat.shape[0], slab):
+        part = buf[: min(slab, heat.shape[0] - z0)]
+        np.multiply(heat[z0 : z0 + slab], 255.0, out=part)
+        np.rint(part, out=part)
+        out[z0 : z0 + slab] = part
+    return out
+
+
 class ResultStore:
     """Analysis records per series under ``root`` (default ``user_data_dir()/results``).
 
@@ -259,7 +278,7 @@ class ResultStore:
         if rec.label_map is not None:
             arrays["label_map"] = rec.label_map
         if rec.heat_map is not None:
-            arrays["heat_map_u8"] = np.rint(rec.heat_map * 255.0).astype(np.uint8)
+            arrays["heat_map_u8"] = quantise_heat(rec.heat_map)
         if arrays:
             _atomic_write(
                 folder / f"{rec.run_id}.npz", lambda fh: np.savez_compressed(fh, **arrays)
@@ -296,7 +315,9 @@ class ResultStore:
                     if "label_map" in npz:
                         label_map = npz["label_map"]
                     if "heat_map_u8" in npz:
-                        heat_map = npz["heat_map_u8"].astype(np.float32) / 255.0
+                        heat_map = np.multiply(
+                            npz["heat_map_u8"], np.float32(1 / 255), dtype=np.float32
+                        )
             return ResultRecord(
                 model_id=meta["model_id"],
                 model_name=meta["model_name"],

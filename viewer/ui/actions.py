@@ -219,7 +219,7 @@ def shortcut_table(w: MainWindow) -> list[tuple[str, str]]:
         if seq:
             rows.append((seq, act.text().replace("&", "").replace("…", "")))
     for act in w.annotation_bar.slots.values():
-        rows.append((str(act.data()), f"{act.text()} tool (not available yet)"))
+        rows.append((str(act.data()), f"{act.text()} tool"))
     return rows
 
 

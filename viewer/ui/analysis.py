@@ -116,6 +116,7 @@ class _AnalysisJob(QRunnable):
 
     def run(self) -> None:  # on a pool thread
         name = str(getattr(self.card, "name", "") or getattr(self.card, "id", "the model"))
+        _yield_to_the_ui_thread()
         try:
             self._progress(0.0, f"loading {name}")
             engine = self.engine_factory(self.device)
@@ -146,6 +147,25 @@ class _AnalysisJob(QRunnable):
                 self.signals.failed.emit(_failure_sentence(name, exc))
         finally:
             self.done.set()
+
+
+#: Nice value for the analysis thread: when the UI thread and the model want the same core,
+#: the UI thread gets it (scrolling stays smooth; the model takes a little longer).
+#: ``RADLENS_ANALYSIS_NICE`` overrides it (0 = same priority as the UI).
+WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "10"))
+
+
+def _yield_to_the_ui_thread() -> None:
+    """Lower this thread's CPU priority. On Linux ``nice`` is per thread, and torch's
+    intra-op threads started from here inherit it; elsewhere this does nothing."""
+    if not hasattr(os, "setpriority") or WORKER_NICE <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < WORKER_NICE:
+            os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+    except OSError:
+        pass  # not permitted here: run at normal priority
 
 
 def _limit_torch_threads() -> None:
@@ -189,6 +209,10 @@ class AnalysisController(QObject):
         self._store = store
         self.device = device
         self._job: _AnalysisJob | None = None
+        # A pool of our own: its one thread is reniced for analysis (see WORKER_NICE), and
+        # the application's global pool (used for loading) keeps its normal priority.
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
         # Signal carriers of ended jobs: kept here, on the main thread, so the pool never
         # drops the last reference (and destroys a main-thread QObject) on its own thread.
         self._retired: list[_JobSignals] = []
@@ -217,7 +241,7 @@ class AnalysisController(QObject):
         job.signals.failed.connect(self._on_failed)
         job.signals.cancelled.connect(self._on_cancelled)
         self._job = job
-        QThreadPool.globalInstance().start(job)
+        self._pool.start(job)
         self.analysis_started.emit(self._model_name)
         return True
 

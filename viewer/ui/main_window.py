@@ -99,6 +99,11 @@ class MainWindow(QMainWindow):
         self.error_box: QMessageBox | None = None
         self.action_map = ui_actions.build(self)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.annotation_bar)
+        # -- annotation (branch annotate): tools, panel, Edit menu, File > Export labels --
+        from viewer.ui.tools.install import install_annotations
+
+        self.annotations = install_annotations(self)
+        # -- end annotation --
         self.setAcceptDrops(True)
 
         for view in self.area.views.values():
@@ -115,6 +120,8 @@ class MainWindow(QMainWindow):
 
         self.analyze = AnalyzeFeature(self, self.state, toolbar=self.main_toolbar)
         # ---- end Analyze ----
+        # -- annotation (branch annotate): model results become proposed annotations --
+        self.annotations.connect_analyze(self.analyze)
         # ---- Models dock + Tools > Train model… (owned by viewer/ui/training_feature.py) ----
         from viewer.ui.training_feature import TrainingFeature
 
