@@ -158,6 +158,30 @@ def test_form_becomes_the_train_command_line_with_from_and_publish(tmp_path):
     assert args[:4] == ["-m", "viewer", "train", str(tmp_path / "ds")]
     assert args[args.index("--from") + 1] == "base-id" and "--publish" in args
     assert args[args.index("--task") + 1] == "detection" and "--resume" not in args
+    named = build_args(
+        TrainRequest(
+            tmp_path, "segmentation", tmp_path / "o", name="Lungs", version="2.0", model_id="lungs"
+        )
+    )
+    assert named[named.index("--name") + 1] == "Lungs" and "2.0" in named and "--from" not in named
+    assert named[named.index("--id") + 1] == "lungs"
+
+
+def test_base_model_choices_follow_the_task_and_pass_the_package_folder(qtbot, tmp_path):
+    from inference.card import ModelCard
+
+    seg = ModelCard.load(write_package(tmp_path / "models", "seg-base"))
+    (tmp_path / "ds").mkdir()
+    dialog = TrainDialog()
+    qtbot.addWidget(dialog)
+    dialog.set_request(TrainRequest(tmp_path / "ds", "segmentation", tmp_path / "o"))
+    dialog.set_base_models([seg])
+    assert dialog.base_combo.findText("seg-base@0.3.0") > 0
+    dialog.base_combo.setCurrentIndex(dialog.base_combo.findText("seg-base@0.3.0"))
+    assert dialog.request().from_model == str(seg.path)
+    dialog.task_combo.setCurrentText("classification")  # a segmenter cannot be its base
+    assert dialog.base_combo.findText("seg-base@0.3.0") < 0
+    assert dialog.request().from_model is None
 
 
 def test_form_error_names_the_field_and_starts_nothing(qtbot, tmp_path):

@@ -8,7 +8,6 @@ the user model folder and ``model_published`` tells the Models panel to rescan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,50 +32,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.ui.train_runner import EpochProgress, RunOutcome, TrainRunner
+from viewer.ui.train_runner import (
+    EpochProgress,
+    RunOutcome,
+    TrainFormError,
+    TrainRequest,
+    TrainRunner,
+    build_args,
+)
+
+__all__ = ["TrainDialog", "TrainFormError", "TrainRequest", "build_args"]
 
 TASKS = ("segmentation", "detection", "classification")
 NEW_MODEL = "(new model)"
-
-
-class TrainFormError(ValueError):
-    """A form value the trainer cannot take; the message names the field."""
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """What the form asks for; ``build_args`` turns it into the trainer's command line."""
-
-    dataset: Path
-    task: str
-    out: Path
-    epochs: int = 10
-    from_model: str | None = None
-    publish: bool = True
-    resume: bool = False
-    steps_per_epoch: int | None = None
-    batch_size: int = 2
-    patch: tuple[int, ...] | None = None
-    threads: int | None = None
-
-
-def build_args(req: TrainRequest) -> list[str]:
-    """``-m viewer train ...`` arguments for ``sys.executable`` (flags of viewer/commands/train)."""
-    args = ["-m", "viewer", "train", str(req.dataset), "--task", req.task, "--out", str(req.out)]
-    args += ["--epochs", str(req.epochs), "--batch-size", str(req.batch_size)]
-    if req.from_model:
-        args += ["--from", req.from_model]
-    if req.steps_per_epoch:
-        args += ["--steps-per-epoch", str(req.steps_per_epoch)]
-    if req.patch:
-        args += ["--patch", *map(str, req.patch)]
-    if req.threads:
-        args += ["--threads", str(req.threads)]
-    if req.resume:
-        args.append("--resume")
-    if req.publish:
-        args.append("--publish")
-    return args
 
 
 def _folder_row(edit: QLineEdit, browse: QPushButton) -> QWidget:
@@ -109,6 +77,8 @@ class TrainDialog(QDialog):
         self.task_combo = QComboBox(self)
         self.task_combo.addItems(TASKS)
         self.task_combo.currentTextChanged.connect(lambda _t: self._suggest_out())
+        self.task_combo.currentTextChanged.connect(lambda _t: self._refresh_base())
+        self._base_entries: list[Any] = []
         self.base_combo = QComboBox(self)
         self.base_combo.setEditable(True)  # a package folder can be typed too
         self.base_combo.addItem(NEW_MODEL)
@@ -118,7 +88,7 @@ class TrainDialog(QDialog):
         self.epochs_spin.setValue(10)
         self.out_edit = QLineEdit(self)
         self.out_edit.setPlaceholderText("new folder for the model package")
-        self.out_edit.setToolTip("The folder name becomes the model id")
+        self.out_edit.setToolTip("The folder name becomes the model id unless one is given")
         browse_out = QPushButton("Browse…", self)
         browse_out.clicked.connect(lambda: self._browse(self.out_edit, "Output folder"))
         self.publish_check = QCheckBox("Publish to my models when done", self)
@@ -133,6 +103,14 @@ class TrainDialog(QDialog):
         self.batch_spin.setValue(2)
         self.patch_edit = QLineEdit(self)
         self.patch_edit.setPlaceholderText("x y [z], new models only")
+        self.id_edit = QLineEdit(self)
+        self.id_edit.setPlaceholderText("default: output folder name (fine-tune: BASE-finetuned)")
+        self.name_edit = QLineEdit(self)
+        self.name_edit.setPlaceholderText("shown in the viewer (default from the dataset)")
+        self.version_edit = QLineEdit("0.1.0", self)
+        self.version_edit.setToolTip(
+            "Publishing refuses a second package with the same id and version"
+        )
         self.threads_spin = QSpinBox(self)
         self.threads_spin.setRange(0, 256)
         self.threads_spin.setSpecialValueText("automatic")
@@ -147,6 +125,9 @@ class TrainDialog(QDialog):
         form.addRow("", self.resume_check)
         advanced = QGroupBox("Advanced", self)
         adv = QFormLayout(advanced)
+        adv.addRow("Model id", self.id_edit)
+        adv.addRow("Model name", self.name_edit)
+        adv.addRow("Version", self.version_edit)
         adv.addRow("Steps per epoch", self.steps_spin)
         adv.addRow("Batch size", self.batch_spin)
         adv.addRow("Patch size", self.patch_edit)
@@ -242,22 +223,28 @@ class TrainDialog(QDialog):
 
     def set_base_models(self, entries: list[Any]) -> None:
         """Offer the usable installed models (ModelEntry or ModelCard) as --from choices."""
+        self._base_entries = list(entries)
+        self._refresh_base()
+
+    def _refresh_base(self) -> None:
+        """Only models of the chosen task can be fine-tuned for it; a typed folder is kept."""
         current = self.base_combo.currentText()
+        task = self.task_combo.currentText()
         self.base_combo.clear()
         self.base_combo.addItem(NEW_MODEL)
-        for entry in entries:
+        for entry in self._base_entries:
             card = getattr(entry, "card", entry)
-            if card is None or not getattr(entry, "usable", True):
+            if card is None or not getattr(entry, "usable", True) or card.task != task:
                 continue
-            self.base_combo.addItem(f"{card.id}@{card.version}", card.id)
+            # The folder, not the id: an id may exist both shipped and in the user folder.
+            self.base_combo.addItem(f"{card.id}@{card.version}", str(card.path))
+            tip = f"{card.name}\n{card.path}"
             self.base_combo.setItemData(
-                self.base_combo.count() - 1,
-                f"{card.task}: {card.name}",
-                Qt.ItemDataRole.ToolTipRole,
+                self.base_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole
             )
         index = self.base_combo.findText(current)
         self.base_combo.setCurrentIndex(max(0, index))
-        if index < 0 and current and current != NEW_MODEL:
+        if index < 0 and current and current != NEW_MODEL and "@" not in current:
             self.base_combo.setEditText(current)
 
     def set_request(self, req: TrainRequest) -> None:
@@ -274,6 +261,9 @@ class TrainDialog(QDialog):
         self.batch_spin.setValue(req.batch_size)
         self.patch_edit.setText(" ".join(map(str, req.patch)) if req.patch else "")
         self.threads_spin.setValue(req.threads or 0)
+        self.id_edit.setText(req.model_id or "")
+        self.name_edit.setText(req.name or "")
+        self.version_edit.setText(req.version)
 
     def request(self) -> TrainRequest:
         """The form as a request; TrainFormError names the field that is wrong."""
@@ -295,8 +285,9 @@ class TrainDialog(QDialog):
             if len(patch) not in (2, 3) or min(patch) < 1:
                 raise TrainFormError("Patch size: 2 or 3 positive numbers (x y [z]).")
         base = self.base_combo.currentText().strip()
-        data = self.base_combo.currentData()
-        from_model = None if base in ("", NEW_MODEL) else str(data if data else base)
+        index = self.base_combo.findText(base)  # typed text may differ from the current item
+        data = self.base_combo.itemData(index) if index >= 0 else None
+        from_model = None if base in ("", NEW_MODEL) else str(data or base)
         return TrainRequest(
             dataset=dataset,
             task=self.task_combo.currentText(),
@@ -309,6 +300,9 @@ class TrainDialog(QDialog):
             batch_size=self.batch_spin.value(),
             patch=patch,
             threads=self.threads_spin.value() or None,
+            name=self.name_edit.text().strip() or None,
+            model_id=self.id_edit.text().strip() or None,
+            version=self.version_edit.text().strip() or "0.1.0",
         )
 
     # ---- running -------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Run `radlens train` as a child process and turn its output lines into progress signals.
 
+``TrainRequest`` + ``build_args`` say what to run; ``TrainRunner`` runs it.
+
 Training runs in its own Python process (``sys.executable -m viewer train ...``), so torch
 never loads into the window and a crash in training cannot take the viewer down. Stop asks
 politely first (the trainer checks ``OUT/STOP`` between optimiser steps and keeps the best
@@ -29,6 +31,55 @@ _PACKAGE = re.compile(r"^model package: (?P<path>.+) \(best epoch (?P<epoch>\d+)
 _PUBLISHED = re.compile(r"^published to (?P<path>.+)$")
 _STOPPED = re.compile(r"^stopped \((?P<why>[^)]*)\) after epoch (?P<epoch>\d+)")
 _ERROR = re.compile(r"^radlens train: error: (?P<message>.+)$")
+
+
+class TrainFormError(ValueError):
+    """A form value the trainer cannot take; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the form asks for; ``build_args`` turns it into the trainer's command line."""
+
+    dataset: Path
+    task: str
+    out: Path
+    epochs: int = 10
+    from_model: str | None = None
+    publish: bool = True
+    resume: bool = False
+    steps_per_epoch: int | None = None
+    batch_size: int = 2
+    patch: tuple[int, ...] | None = None
+    threads: int | None = None
+    name: str | None = None
+    version: str = "0.1.0"
+    model_id: str | None = None
+
+
+def build_args(req: TrainRequest) -> list[str]:
+    """``-m viewer train ...`` arguments for ``sys.executable`` (flags of viewer/commands/train)."""
+    args = ["-m", "viewer", "train", str(req.dataset), "--task", req.task, "--out", str(req.out)]
+    args += ["--epochs", str(req.epochs), "--batch-size", str(req.batch_size)]
+    if req.from_model:
+        args += ["--from", req.from_model]
+    if req.steps_per_epoch:
+        args += ["--steps-per-epoch", str(req.steps_per_epoch)]
+    if req.patch:
+        args += ["--patch", *map(str, req.patch)]
+    if req.threads:
+        args += ["--threads", str(req.threads)]
+    if req.model_id:
+        args += ["--id", req.model_id]
+    if req.name:
+        args += ["--name", req.name]
+    if req.version:
+        args += ["--version", req.version]
+    if req.resume:
+        args.append("--resume")
+    if req.publish:
+        args.append("--publish")
+    return args
 
 
 @dataclass(frozen=True)

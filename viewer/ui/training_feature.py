@@ -41,14 +41,13 @@ class TrainingFeature(QObject):
         self.dock.setWidget(self.panel)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         docks = getattr(window, "docks", None)
-        if isinstance(docks, dict):
-            others = [
-                d
-                for d in docks.values()
-                if window.dockWidgetArea(d) == window.dockWidgetArea(self.dock)
-            ]
+        # Created after the window restored its layout: restore this dock's own place.
+        if not window.restoreDockWidget(self.dock) and isinstance(docks, dict):
+            area = window.dockWidgetArea(self.dock)
+            others = [d for d in docks.values() if window.dockWidgetArea(d) == area]
             if others:
                 window.tabifyDockWidget(others[-1], self.dock)
+        if isinstance(docks, dict):
             docks["models"] = self.dock
 
         self.train_action = QAction("&Train model…", window)
