@@ -116,6 +116,16 @@ def test_rescan_picks_up_a_package_added_after_the_panel_was_built(qtbot):
     assert by_id(panel)["late-seg"].usable
 
 
+def test_rescan_notices_weights_changed_after_the_first_listing(qtbot):
+    folder = write_package(user_models_dir(), "changing-seg")
+    panel = listed_panel(qtbot)
+    assert by_id(panel)["changing-seg"].usable
+    (folder / "model.safetensors").write_bytes(b"same package, other weights")
+    with qtbot.waitSignal(panel.models_listed, timeout=20_000):
+        panel.rescan()
+    assert "SHA-256 mismatch" in by_id(panel)["changing-seg"].status
+
+
 def test_use_for_analyze_preselects_the_model_and_keeps_it_for_a_suitable_series(qtbot):
     import numpy as np
 

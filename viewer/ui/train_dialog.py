@@ -267,13 +267,14 @@ class TrainDialog(QDialog):
 
     def request(self) -> TrainRequest:
         """The form as a request; TrainFormError names the field that is wrong."""
-        dataset = Path(self.dataset_edit.text().strip()).expanduser()
+        # Absolute: the stop file must land where the child writes, whatever the cwd.
+        dataset = Path(self.dataset_edit.text().strip()).expanduser().absolute()
         if not self.dataset_edit.text().strip() or not dataset.is_dir():
             raise TrainFormError(f"Dataset: {dataset} is not a folder.")
         out_text = self.out_edit.text().strip()
         if not out_text:
             raise TrainFormError("Output: choose a folder for the model package.")
-        out = Path(out_text).expanduser()
+        out = Path(out_text).expanduser().absolute()
         if out.resolve() == dataset.resolve() or dataset.resolve() in out.resolve().parents:
             raise TrainFormError("Output: must not be inside the dataset (sources stay untouched).")
         patch = None

@@ -68,6 +68,22 @@ def _source(folder: Path, shipped: Path, user: Path) -> str:
     return "other"
 
 
+#: (package folder, files' names, sizes, mtimes and expected hashes) -> problem ("" = verified);
+#: a rescan re-hashes only packages whose weights changed on disk.
+_verified: dict[tuple, str] = {}
+
+
+def _files_key(card: Any) -> tuple | None:
+    try:
+        stats = []
+        for name, sha in sorted(card.files.items()):
+            st = (Path(card.path) / name).stat()
+            stats.append((name, st.st_size, st.st_mtime_ns, sha))
+    except OSError:
+        return None  # a missing file: let verify_files say which
+    return (str(card.path), tuple(stats))
+
+
 def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
     """Every package the registry finds, its weights checked against the card's SHA-256.
 
@@ -83,11 +99,17 @@ def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
     refused = list(registry.problems)
     entries: list[ModelEntry] = []
     for card in cards:
-        try:
-            verify_files(card)
-            problem = ""
-        except (WeightsError, OSError) as exc:
-            problem = str(exc)
+        key = _files_key(card)
+        if key is not None and key in _verified:
+            problem = _verified[key]
+        else:
+            try:
+                verify_files(card)
+                problem = ""
+            except (WeightsError, OSError) as exc:
+                problem = str(exc)
+            if key is not None:
+                _verified[key] = problem
         entries.append(
             ModelEntry(Path(card.path), _source(card.path, shipped, user), card, problem)
         )
