@@ -174,7 +174,9 @@ def test_form_becomes_the_train_command_line_with_from_and_publish(tmp_path):
         )
     )
     assert named[named.index("--name") + 1] == "Lungs" and "2.0" in named and "--from" not in named
-    assert named[named.index("--id") + 1] == "lungs"
+    assert named[named.index("--id") + 1] == "lungs" and "--device" not in named
+    on_gpu = build_args(TrainRequest(tmp_path, "segmentation", tmp_path / "o", device="cuda"))
+    assert on_gpu[on_gpu.index("--device") + 1] == "cuda"
 
 
 def test_base_model_choices_follow_the_task_and_pass_the_package_folder(qtbot, tmp_path):

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.ui.train_runner import (
+    DEVICES,
     EpochProgress,
     RunOutcome,
     TrainFormError,
@@ -111,6 +112,9 @@ class TrainDialog(QDialog):
         self.version_edit.setToolTip(
             "Publishing refuses a second package with the same id and version"
         )
+        self.device_combo = QComboBox(self)
+        self.device_combo.addItems(DEVICES)
+        self.device_combo.setToolTip("auto: the CUDA GPU when there is one, else the CPU")
         self.threads_spin = QSpinBox(self)
         self.threads_spin.setRange(0, 256)
         self.threads_spin.setSpecialValueText("automatic")
@@ -131,6 +135,7 @@ class TrainDialog(QDialog):
         adv.addRow("Steps per epoch", self.steps_spin)
         adv.addRow("Batch size", self.batch_spin)
         adv.addRow("Patch size", self.patch_edit)
+        adv.addRow("Device", self.device_combo)
         adv.addRow("CPU threads", self.threads_spin)
 
         self.start_button = QPushButton("Start", self)
@@ -262,6 +267,7 @@ class TrainDialog(QDialog):
         self.patch_edit.setText(" ".join(map(str, req.patch)) if req.patch else "")
         self.threads_spin.setValue(req.threads or 0)
         self.id_edit.setText(req.model_id or "")
+        self.device_combo.setCurrentText(req.device)
         self.name_edit.setText(req.name or "")
         self.version_edit.setText(req.version)
 
@@ -303,6 +309,7 @@ class TrainDialog(QDialog):
             threads=self.threads_spin.value() or None,
             name=self.name_edit.text().strip() or None,
             model_id=self.id_edit.text().strip() or None,
+            device=self.device_combo.currentText(),
             version=self.version_edit.text().strip() or "0.1.0",
         )
 

@@ -21,6 +21,8 @@ from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signa
 #: the trainer's stop file, as inference.training.train.STOP_FILE (not imported: that pulls numpy
 #: and the training package into the window for one constant)
 STOP_FILE = "STOP"
+#: the trainer's --device choices
+DEVICES = ("auto", "cpu", "cuda")
 _NUM = r"[-+0-9.eEnaif]+"
 _EPOCH = re.compile(
     rf"^epoch (?P<epoch>\d+)/(?P<epochs>\d+)\s+loss (?P<loss>{_NUM})\s+"
@@ -55,6 +57,7 @@ class TrainRequest:
     name: str | None = None
     version: str = "0.1.0"
     model_id: str | None = None
+    device: str = "auto"
 
 
 def build_args(req: TrainRequest) -> list[str]:
@@ -69,6 +72,8 @@ def build_args(req: TrainRequest) -> list[str]:
         args += ["--patch", *map(str, req.patch)]
     if req.threads:
         args += ["--threads", str(req.threads)]
+    if req.device != "auto":
+        args += ["--device", req.device]
     if req.model_id:
         args += ["--id", req.model_id]
     if req.name:
