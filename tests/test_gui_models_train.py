@@ -101,6 +101,9 @@ def test_broken_and_tampered_packages_are_listed_with_their_problem(qtbot):
     bad = [e for e in panel.entries if e.folder.name == "bad-task"]
     assert len(bad) == 1 and bad[0].card is None and "task" in bad[0].status
     assert "SHA-256 mismatch" in by_id(panel)["tampered-seg"].status
+    rows = {panel.tree.topLevelItem(i).text(0): i for i in range(panel.tree.topLevelItemCount())}
+    bad_row = panel.tree.topLevelItem(rows["bad-task"])
+    assert bad_row.text(4) == "✗ bad card" and "task" in bad_row.toolTip(4)
     panel.select("tampered-seg")
     assert not panel.use_button.isEnabled()
     assert "SHA-256 mismatch" in panel.details.toPlainText()
@@ -138,6 +141,7 @@ def test_use_for_analyze_preselects_the_model_and_keeps_it_for_a_suitable_series
     panel = window.training.panel
     qtbot.waitUntil(lambda: "pinned-seg" in by_id(panel), timeout=20_000)
     assert window.docks["models"].widget() is panel
+    assert window.docks["models"] in window.tabifiedDockWidgets(window.docks["tags"])
     panel.select("pinned-seg")
     panel.use_button.click()
     assert window.analyze.menu.current().id == "pinned-seg"

@@ -39,14 +39,16 @@ class TrainingFeature(QObject):
         self.dock = QDockWidget("Models", window)
         self.dock.setObjectName("dock_models")
         self.dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         docks = getattr(window, "docks", None)
-        # Created after the window restored its layout: restore this dock's own place.
-        if not window.restoreDockWidget(self.dock) and isinstance(docks, dict):
-            area = window.dockWidgetArea(self.dock)
-            others = [d for d in docks.values() if window.dockWidgetArea(d) == area]
-            if others:
-                window.tabifyDockWidget(others[-1], self.dock)
+        # Created after the window restored its layout: restore this dock's saved place,
+        # else put it as a tab beside the Layers / DICOM tags panels.
+        if not window.restoreDockWidget(self.dock):
+            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+            beside = docks.get("tags") if isinstance(docks, dict) else None
+            if beside is not None and window.dockWidgetArea(beside) == window.dockWidgetArea(
+                self.dock
+            ):
+                window.tabifyDockWidget(beside, self.dock)
         if isinstance(docks, dict):
             docks["models"] = self.dock
 

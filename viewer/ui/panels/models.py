@@ -55,6 +55,19 @@ class ModelEntry:
         return self.problem or OK_STATUS
 
     @property
+    def short_status(self) -> str:
+        """A few words for the list; the full sentence is in the tooltip and the details."""
+        if self.usable:
+            return "✓ verified"
+        if self.card is None:
+            return "✗ bad card"
+        if "SHA-256 mismatch" in self.problem:
+            return "✗ weights changed"
+        if "missing" in self.problem:
+            return "✗ weights missing"
+        return "✗ refused"
+
+    @property
     def title(self) -> str:
         return card_title(self.card) if self.card is not None else self.folder.name
 
@@ -273,7 +286,7 @@ class ModelsPanel(QWidget):
                 str(getattr(card, "version", "")),
                 kind,
                 entry.source,
-                "✓ verified" if entry.usable else "✗ " + entry.status.splitlines()[0],
+                entry.short_status,
             ]
             item = QTreeWidgetItem(row)
             item.setToolTip(0, f"{entry.title}\n{entry.folder}")
