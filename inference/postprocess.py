@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import product
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,8 @@ def labels_to_input(
     boundaries are smooth and exact. ``softmax``: channel k is label index k (0 = background).
     ``sigmoid``: channel k is ``indices[k]``, above ``threshold``; later channels win overlaps.
     """
+    if output != "sigmoid" and len(frame.oriented_shape) == 3:
+        return from_model_axes(_argmax_upsampled(probs, frame.oriented_shape), frame)
     out = np.zeros(frame.oriented_shape, dtype=np.uint8)
     lut = np.asarray(indices, dtype=np.uint8)
     for z0, z1, slab in upsample_chunks(probs, frame.oriented_shape):
@@ -37,16 +40,120 @@ def labels_to_input(
             for k in range(slab.shape[0]):
                 res[above[k]] = lut[k]
         else:
-            res = slab.argmax(dim=0).numpy().astype(np.uint8)
+            res = argmax_uint8(slab)
         out[z0:z1] = res
     return from_model_axes(out, frame)
 
 
-def heat_to_input(channel, frame: Frame) -> np.ndarray:
-    """One probability channel (*model_shape) -> float32 in [0, 1] in the input grid."""
-    out = np.empty(frame.oriented_shape, dtype=np.float32)
-    for z0, z1, slab in upsample_chunks(channel[None], frame.oriented_shape):
-        out[z0:z1] = slab[0].clamp(0.0, 1.0).numpy()
+def argmax_uint8(slab) -> np.ndarray:
+    """Channel argmax (first maximum wins, like torch.argmax) as uint8; a running maximum
+    with masked fills is ~4x faster on the CPU than argmax over the leading axis."""
+    import torch
+
+    best = slab[0]
+    idx = torch.zeros(slab.shape[1:], dtype=torch.uint8)
+    for k in range(1, slab.shape[0]):
+        better = slab[k] > best
+        idx.masked_fill_(better, k)
+        best = torch.maximum(best, slab[k])
+    return idx.numpy()
+
+
+def _uniform_cubes(labels: np.ndarray) -> np.ndarray:
+    """True where the 2x2x2 block of coarse voxels starting there (clamped at the far edges)
+    carries one label: every output voxel interpolated from that block gets that label."""
+    padded = np.pad(labels, [(0, 1)] * 3, mode="edge")
+    nz, ny, nx = labels.shape
+    same = np.ones(labels.shape, dtype=bool)
+    for dz, dy, dx in product((0, 1), repeat=3):
+        if dz or dy or dx:
+            same &= padded[dz : dz + nz, dy : dy + ny, dx : dx + nx] == labels
+    return same
+
+
+def _trilinear_points(p: np.ndarray, z, y, x) -> np.ndarray:
+    """Trilinear values of a coarse array ``p`` at points given as (i0, i1, w) per axis."""
+    (z0, z1, wz), (y0, y1, wy), (x0, x1, wx) = z, y, x
+
+    def row(zi, yi):
+        a = p[zi, yi, x0]
+        return a + (p[zi, yi, x1] - a) * wx
+
+    def plane(zi):
+        a = row(zi, y0)
+        return a + (row(zi, y1) - a) * wy
+
+    a = plane(z0)
+    return a + (plane(z1) - a) * wz
+
+
+def _argmax_upsampled(probs, shape: tuple[int, int, int], chunk: int = 8) -> np.ndarray:
+    """argmax of trilinearly upsampled probabilities, without upsampling all of them.
+
+    If every coarse voxel around an output voxel has the same argmax k, the interpolated
+    probabilities (a convex combination) have argmax k too, exactly. So only voxels near a
+    label boundary are interpolated; the rest are a uint8 lookup. Slabs that are mostly
+    boundary (noisy maps) take the dense path."""
+    from inference.preprocess import axis_weights
+
+    p = np.ascontiguousarray(probs.float().numpy())
+    coarse = argmax_uint8(probs)
+    uniform = _uniform_cubes(coarse)
+    zw = axis_weights(shape[0], p.shape[1])
+    yw = axis_weights(shape[1], p.shape[2])
+    xw = axis_weights(shape[2], p.shape[3])
+    out = np.empty(shape, dtype=np.uint8)
+    for z0 in range(0, shape[0], chunk):
+        z1 = min(shape[0], z0 + chunk)
+        zi = zw[0][z0:z1]
+        lab = coarse[zi][:, yw[0]][:, :, xw[0]]
+        edge = ~uniform[zi][:, yw[0]][:, :, xw[0]]
+        n = int(edge.sum())
+        if n > 0.3 * edge.size:
+            lab = _dense_slab(probs, shape, z0, z1)
+        elif n:
+            zz, yy, xx = np.nonzero(edge)
+            zz = zz + z0
+            pts = [tuple(a[i] for a in axis) for axis, i in ((zw, zz), (yw, yy), (xw, xx))]
+            best = _trilinear_points(p[0], *pts)
+            idx = np.zeros(n, dtype=np.uint8)
+            for k in range(1, p.shape[0]):
+                v = _trilinear_points(p[k], *pts)
+                better = v > best
+                idx[better] = k
+                best = np.maximum(best, v)
+            lab[edge] = idx
+        out[z0:z1] = lab
+    return out
+
+
+def _dense_slab(probs, shape: tuple[int, int, int], z0: int, z1: int) -> np.ndarray:
+    _, _, slab = next(upsample_chunks(probs, shape, chunk=z1 - z0, start=z0))
+    return argmax_uint8(slab)
+
+
+def heat_to_input(channel, frame: Frame, floor: float = 1e-4) -> np.ndarray:
+    """One probability channel (*model_shape) -> float32 in [0, 1] in the input grid.
+
+    Slabs whose coarse source slices stay below ``floor`` everywhere are written as zeros
+    without interpolating (error < ``floor``): a nodule heat map is empty almost everywhere."""
+    from inference.preprocess import axis_weights
+
+    shape = frame.oriented_shape
+    out = np.zeros(shape, dtype=np.float32)
+    c = channel.float().clamp(0.0, 1.0)
+    if len(shape) == 2:
+        _, _, slab = next(upsample_chunks(c[None], shape))
+        return from_model_axes(slab[0].numpy(), frame)
+    i0, i1, _ = axis_weights(shape[0], c.shape[0])
+    slice_max = c.amax(dim=(1, 2)).numpy()
+    chunk = 8
+    for z0 in range(0, shape[0], chunk):
+        z1 = min(shape[0], z0 + chunk)
+        if slice_max[i0[z0] : i1[z1 - 1] + 1].max() < floor:
+            continue
+        _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0))
+        out[z0:z1] = slab[0].numpy()
     return from_model_axes(out, frame)
 
 
@@ -96,9 +203,13 @@ def clean_components(label_map: np.ndarray, thresholds: dict[str, Any]) -> np.nd
 def label_volumes(label_map: np.ndarray, spacing: Any, names: dict[int, str]) -> dict[str, float]:
     """Label name -> volume in mL (3D) or area in mm^2 (2D images)."""
     sp = [float(s) for s in spacing]
-    counts = np.bincount(label_map.ravel(), minlength=256)
     if label_map.ndim == 3:
         unit = sp[0] * sp[1] * sp[2] / 1000.0
     else:
         unit = sp[0] * sp[1]
-    return {name: float(counts[idx] * unit) for idx, name in names.items() if idx > 0}
+    # count_nonzero per label: bincount would first widen the whole map to int64.
+    return {
+        name: float(np.count_nonzero(label_map == idx) * unit)
+        for idx, name in names.items()
+        if idx > 0
+    }

@@ -128,6 +128,41 @@ def resample(array: np.ndarray, shape: tuple[int, ...], mode: str = "linear"):
     return t[0, 0] if squeeze else t[0]
 
 
+def axis_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Linear interpolation along one axis (align_corners=False, as torch.interpolate):
+    output i blends inputs i0[i] and i1[i] with weight w[i] on i1."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    i0 = np.floor(src).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
+
+
+def resample_volume(array: np.ndarray, shape: tuple[int, int, int], chunk: int = 8):
+    """(C, Z, Y, X) numpy array of any dtype -> float32 tensor (C, *shape), trilinear.
+
+    Same values as one ``F.interpolate(mode="trilinear", align_corners=False)``, but slab by
+    slab along z: only the input slices the output needs are converted to float, so a
+    300 x 512 x 512 int16 volume never exists as a full float32 copy."""
+    import torch
+    import torch.nn.functional as F
+
+    c = array.shape[0]
+    out = torch.empty((c, *shape), dtype=torch.float32)
+    i0, i1, w = axis_weights(shape[0], array.shape[1])
+    for z0 in range(0, shape[0], chunk):
+        z1 = min(shape[0], z0 + chunk)
+        a = torch.from_numpy(np.ascontiguousarray(array[:, i0[z0:z1]], dtype=np.float32))
+        b = torch.from_numpy(np.ascontiguousarray(array[:, i1[z0:z1]], dtype=np.float32))
+        ww = torch.from_numpy(w[z0:z1])[None, :, None, None]
+        plane = a + (b - a) * ww
+        if tuple(plane.shape[2:]) != tuple(shape[1:]):
+            plane = F.interpolate(
+                plane, size=tuple(shape[1:]), mode="bilinear", align_corners=False
+            )
+        out[:, z0:z1] = plane
+    return out
+
+
 def resample_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Nearest-neighbour resampling of an integer label map (never blends label values)."""
     return (
@@ -139,7 +174,7 @@ def resample_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def upsample_chunks(
-    probs, shape: tuple[int, ...], chunk: int = 16
+    probs, shape: tuple[int, ...], chunk: int = 8, start: int = 0
 ) -> Iterator[tuple[int, int, Any]]:
     """Linear upsampling of a (C, *model) tensor to (C, *shape), yielded in slabs of the first axis.
 
@@ -158,22 +193,22 @@ def upsample_chunks(
     zm = probs.shape[1]
     nz = shape[0]
     scale = zm / nz
-    for z0 in range(0, nz, chunk):
+    for z0 in range(start, nz, chunk):
         z1 = min(nz, z0 + chunk)
         src = (torch.arange(z0, z1, dtype=torch.float64) + 0.5) * scale - 0.5
         src = src.clamp(0, zm - 1)
         i0 = src.floor().long()
         i1 = (i0 + 1).clamp(max=zm - 1)
-        w = (src - i0).float()
-        lo, hi = int(i0.min()), int(i1.max()) + 1
-        plane = probs[:, lo:hi].float()
+        w = (src - i0).float()[None, :, None, None]
+        # Separable: blend along z on the coarse grid first, so only one in-plane
+        # interpolation per output slice happens at full resolution.
+        a = probs[:, i0].float()
+        plane = a + (probs[:, i1].float() - a) * w
         if tuple(plane.shape[2:]) != tuple(shape[1:]):
             plane = F.interpolate(
                 plane, size=tuple(shape[1:]), mode="bilinear", align_corners=False
             )
-        a = plane[:, i0 - lo]
-        b = plane[:, i1 - lo]
-        yield z0, z1, a + (b - a) * w[None, :, None, None]
+        yield z0, z1, plane
 
 
 # ---- intensity ------------------------------------------------------------------------------
@@ -237,11 +272,15 @@ def prepare(image: np.ndarray, spacing: Any, direction: Any, card, channels_last
         reorient_axes=card.preprocessing.get("reorient", True),
     )
     arr = np.moveaxis(image, -1, 0) if channels_last else image[None]
-    # One float32 copy of the (reoriented) input, then straight to the model grid.
-    oriented = [reorient(a, frame.perm, frame.flip).astype(np.float32) for a in arr]
-    arr = oriented[0][None] if len(oriented) == 1 else np.stack(oriented)
-    x = resample(arr, frame.model_shape)
-    del arr
+    oriented = (
+        np.stack([reorient(a, frame.perm, frame.flip) for a in arr]) if len(arr) > 1 else None
+    )
+    if oriented is None:
+        oriented = reorient(arr[0], frame.perm, frame.flip)[None]  # a view: no copy yet
+    if len(frame.model_shape) == 3:
+        x = resample_volume(oriented, frame.model_shape)
+    else:
+        x = resample(oriented.astype(np.float32), frame.model_shape)
     x = intensity(x, steps)
     if x.shape[0] != card.input_channels:
         if x.shape[0] == 1:

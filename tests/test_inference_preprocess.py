@@ -73,3 +73,53 @@ def test_small_components_removed_and_largest_kept():
     lab[0, 16:19, 16:19] = 2
     postprocess.clean_components(lab, {"min_component_voxels": 2, "largest_component": [1]})
     assert (lab == 1).sum() == 49 and (lab == 2).sum() == 9
+
+
+def test_fast_argmax_matches_torch_argmax_including_ties():
+    slab = torch.randint(0, 4, (3, 5, 6, 7)).float()  # many ties
+    assert np.array_equal(postprocess.argmax_uint8(slab), slab.argmax(dim=0).numpy())
+
+
+@pytest.mark.parametrize("shape", [(5, 9, 7), (23, 40, 33)])
+def test_slab_resampling_equals_one_trilinear_interpolate(shape):
+    vol = np.random.default_rng(2).integers(-1000, 1000, (2, 12, 20, 15)).astype(np.int16)
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(vol.astype(np.float32))[None],
+        size=shape,
+        mode="trilinear",
+        align_corners=False,
+    )[0]
+    assert torch.allclose(preprocess.resample_volume(vol, shape, chunk=3), ref, atol=1e-3)
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_boundary_only_argmax_equals_dense_argmax(smooth):
+    rng = np.random.default_rng(3)
+    if smooth:  # blobs: most output voxels are far from a boundary (the sparse path)
+        z, y, x = np.meshgrid(np.arange(10), np.arange(16), np.arange(14), indexing="ij")
+        logits = np.stack(
+            [np.zeros((10, 16, 14)), 8 - np.hypot(z - 4, y - 7) - 0.3 * x, (x - 9.0) * 2]
+        )
+    else:  # noise: every slab takes the dense path
+        logits = rng.normal(size=(3, 10, 16, 14))
+    probs = torch.from_numpy(logits.astype(np.float32)).softmax(0)
+    shape = (27, 50, 41)
+    ref = torch.nn.functional.interpolate(
+        probs[None], size=shape, mode="trilinear", align_corners=False
+    )[0]
+    ref = ref.argmax(0).numpy()
+    got = postprocess._argmax_upsampled(probs, shape)
+    assert got.shape == shape and len(np.unique(ref)) == 3
+    assert (got != ref).mean() < 1e-4  # float rounding at exact ties only
+
+
+def test_heat_map_upsampling_skips_empty_slabs_but_keeps_the_peak():
+    heat = torch.zeros(10, 8, 8)
+    heat[6, 3:5, 3:5] = 0.9
+    frame = preprocess.make_frame((40, 16, 16), (1, 1, 1), np.eye(3), (2, 2, 4))
+    got = postprocess.heat_to_input(heat, frame)
+    ref = torch.nn.functional.interpolate(
+        heat[None, None], size=(40, 16, 16), mode="trilinear", align_corners=False
+    )[0, 0]
+    assert np.allclose(got, ref.numpy(), atol=1e-4)
+    assert got[:16].max() == 0.0 and got.max() > 0.5

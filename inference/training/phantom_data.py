@@ -1,0 +1,178 @@
+"""Training and evaluation data for the shipped demo models, generated from the phantoms.
+
+Every sample is generated directly at the model card's target spacing and preprocessed with
+the card's intensity steps, so what a network sees in training is what the engine feeds it
+after resampling. Only numpy here: torch tensors are made by the training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from inference.phantoms import ChestCT, Nodule, chest_ct, chest_radiograph
+
+#: Field of view of the chest CT phantom (x, y, z) mm, as chest_ct() builds it by default.
+CT_FOV_MM = (350.0, 350.0, 300.0)
+
+
+def shape_for_spacing(
+    spacing_xyz: Sequence[float], fov_mm: Sequence[float] = CT_FOV_MM
+) -> tuple[int, int, int]:
+    """(z, y, x) voxel counts that cover ``fov_mm`` at ``spacing_xyz``."""
+    sx, sy, sz = (float(s) for s in spacing_xyz)
+    fx, fy, fz = (float(f) for f in fov_mm)
+    return (round(fz / sz), round(fy / sy), round(fx / sx))
+
+
+def ct_phantom(
+    seed: int,
+    spacing_xyz: Sequence[float],
+    *,
+    vary: bool,
+    n_nodules: int | tuple[int, int] = (1, 4),
+) -> ChestCT:
+    """A chest CT phantom at ``spacing_xyz`` covering the usual field of view.
+
+    With ``vary`` the scanner look (noise, contrast, lung and nodule density) is drawn from
+    the seed, so a network does not learn one exact grey level; held-out evaluation uses
+    the defaults, which is what the demo study is made with.
+    """
+    shape = shape_for_spacing(spacing_xyz)
+    spacing = tuple(float(s) for s in spacing_xyz)
+    if not vary:
+        return chest_ct(shape, spacing=spacing, seed=seed, n_nodules=n_nodules)  # type: ignore[arg-type]
+    rng = np.random.default_rng([seed, 7])
+    return chest_ct(
+        shape,
+        spacing=spacing,  # type: ignore[arg-type]
+        seed=seed,
+        n_nodules=n_nodules,
+        noise_hu=float(rng.uniform(5.0, 30.0)),
+        contrast=float(rng.uniform(0.9, 1.1)),
+        lung_hu=float(rng.uniform(-900.0, -800.0)),
+        nodule_hu=float(rng.uniform(-20.0, 80.0)),
+    )
+
+
+def clip_scale(
+    hu: np.ndarray, a_min: float, a_max: float, b_min: float = 0.0, b_max: float = 1.0
+) -> np.ndarray:
+    """The card's ``clip_scale`` step: clip to [a_min, a_max], map linearly to [b_min, b_max]."""
+    x = (np.clip(hu.astype(np.float32), a_min, a_max) - a_min) / (a_max - a_min)
+    return (x * (b_max - b_min) + b_min).astype(np.float32)
+
+
+def crop(array: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
+    """A crop of ``size`` at ``start``; parts outside the array are filled with its minimum."""
+    out = np.full(tuple(size), array.min(), dtype=array.dtype)
+    src, dst = [], []
+    for s, n, dim in zip(start, size, array.shape, strict=True):
+        a, b = max(s, 0), min(s + n, dim)
+        src.append(slice(a, b))
+        dst.append(slice(a - s, b - s))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+def patch_starts(
+    shape: Sequence[int],
+    patch: Sequence[int],
+    rng: np.random.Generator,
+    n: int,
+    centres: Sequence[Sequence[float]] = (),
+    focus_fraction: float = 0.5,
+) -> list[tuple[int, ...]]:
+    """``n`` patch corners: about ``focus_fraction`` of them near one of ``centres`` (jittered
+    by a quarter patch, so objects are not always in the middle), the rest uniform."""
+    starts = []
+    for _ in range(n):
+        if len(centres) and rng.random() < focus_fraction:
+            c = np.asarray(centres[rng.integers(len(centres))], dtype=float)
+            jitter = rng.uniform(-0.25, 0.25, len(patch)) * np.asarray(patch)
+            s = np.round(c + jitter - np.asarray(patch) / 2.0).astype(int)
+        else:
+            s = np.array(
+                [rng.integers(0, max(d - p, 0) + 1) for d, p in zip(shape, patch, strict=True)]
+            )
+        hi = np.maximum(np.asarray(shape) - np.asarray(patch), 0)
+        starts.append(tuple(int(v) for v in np.clip(s, 0, hi)))
+    return starts
+
+
+# ---- detection targets (CenterNet) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CenterNetTargets:
+    heat: np.ndarray  # float32 (z, y, x) in [0, 1]; exactly 1 at each nodule's centre voxel
+    size: np.ndarray  # float32 (3, z, y, x): box size in voxels along z, y, x
+    size_mask: np.ndarray  # float32 (z, y, x): 1 where the size is supervised
+
+
+def centernet_targets(
+    shape: Sequence[int], nodules: Sequence[Nodule], spacing_xyz: Sequence[float]
+) -> CenterNetTargets:
+    """Gaussian centre heat-map and box-size maps for ``nodules`` on a (z, y, x) grid.
+
+    The Gaussian's width follows the nodule's radius (at least ~1 voxel), so a large nodule
+    is not penalised for a peak one voxel off; sizes are supervised inside the nodule.
+    """
+    zyx_spacing = np.asarray(spacing_xyz, dtype=float)[::-1]
+    heat = np.zeros(tuple(shape), dtype=np.float32)
+    size = np.zeros((3, *shape), dtype=np.float32)
+    mask = np.zeros(tuple(shape), dtype=np.float32)
+    for n in nodules:
+        c = np.asarray(n.center_zyx, dtype=float)
+        r_vox = n.radius_mm / zyx_spacing
+        sigma = np.maximum(r_vox / 2.0, 0.8)
+        lo = np.maximum(np.floor(c - 3 * sigma).astype(int), 0)
+        hi = np.minimum(np.ceil(c + 3 * sigma).astype(int) + 1, np.asarray(shape))
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        local = np.ogrid[sl]  # voxel indices of the box around this nodule
+        d2 = sum(((g - ci) / si) ** 2 for g, ci, si in zip(local, c, sigma, strict=True))
+        heat[sl] = np.maximum(heat[sl], np.exp(-0.5 * d2).astype(np.float32))
+        peak = tuple(int(np.clip(round(v), 0, m - 1)) for v, m in zip(c, shape, strict=True))
+        heat[peak] = 1.0
+        inside = (
+            sum(((g - ci) / max(ri, 1.0)) ** 2 for g, ci, ri in zip(local, c, r_vox, strict=True))
+            <= 1.0
+        )
+        for axis in range(3):
+            size[axis][sl][inside] = 2.0 * r_vox[axis]
+        mask[sl][inside] = 1.0
+        mask[peak] = 1.0
+        for axis in range(3):
+            size[axis][peak] = 2.0 * r_vox[axis]
+    return CenterNetTargets(heat=heat, size=size, size_mask=mask)
+
+
+def nodule_boxes(nodules: Sequence[Nodule], spacing_xyz: Sequence[float]) -> np.ndarray:
+    """(N, 6) true boxes (z0, y0, x0, z1, y1, x1) in voxels."""
+    rows = [np.concatenate(n.box_zyx(tuple(spacing_xyz))) for n in nodules]  # type: ignore[arg-type]
+    return np.asarray(rows, dtype=float).reshape(-1, 6)
+
+
+# ---- radiographs --------------------------------------------------------------------------
+
+
+def radiograph_set(
+    seeds: Sequence[int], size: int = 128
+) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float, float] | None]]:
+    """Images (N, size, size) float32 in [0, 1], labels (N,) 0 normal / 1 nodule, and the
+    nodule boxes; nodule presence alternates with the seed so the classes are balanced."""
+    images, labels, boxes = [], [], []
+    for s in seeds:
+        xr = chest_radiograph(size, seed=int(s), nodule=bool(s % 2))
+        images.append(minmax(xr.image))
+        labels.append(int(xr.has_nodule))
+        boxes.append(xr.box_yx)
+    return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64), boxes
+
+
+def minmax(image: np.ndarray) -> np.ndarray:
+    """The card's ``minmax`` step: linear map of the image's range onto [0, 1]."""
+    x = image.astype(np.float32)
+    return (x - x.min()) / (float(np.ptp(x)) + 1e-6)

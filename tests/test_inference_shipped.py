@@ -1,0 +1,54 @@
+"""The shipped demo models, through the engine, on phantoms they never saw (CPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from inference import registry  # noqa: E402
+from inference.engine import Engine  # noqa: E402
+from inference.phantoms import LUNG, chest_ct  # noqa: E402
+
+
+def _shipped(model_id: str):
+    try:
+        return registry.find_model(model_id)
+    except KeyError:
+        pytest.skip(f"{model_id} is not shipped in resources/models yet")
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def test_shipped_ct_segmenter_finds_the_lungs_of_a_small_phantom():
+    torch.set_num_threads(2)
+    card = _shipped("radlens-ct-chest-seg")
+    ct = chest_ct((40, 96, 96), seed=4321, n_nodules=2)
+    hu, labels = ct.hu[12:28], ct.labels[12:28]  # a 16-slice slab keeps the test quick
+    res = Engine("cpu").run(hu, ct.spacing, np.eye(3), "CT", card)
+    assert res.label_map.array.shape == hu.shape
+    lung_truth = labels > 0  # nodules sit inside the lungs
+    lung_found = res.label_map.array > 0
+    assert _dice(lung_found, lung_truth) > 0.8
+    voxel_ml = float(np.prod(ct.spacing)) / 1000.0
+    assert res.label_map.volumes_ml["lung"] == pytest.approx(
+        (res.label_map.array == LUNG).sum() * voxel_ml
+    )
+
+
+def test_shipped_ct_detector_box_covers_a_phantom_nodule():
+    torch.set_num_threads(2)
+    card = _shipped("radlens-ct-chest-det")
+    ct = chest_ct((40, 96, 96), seed=4322, n_nodules=1, nodule_radius_mm=(8.0, 10.0))
+    res = Engine("cpu").run(ct.hu, ct.spacing, np.eye(3), "CT", card)
+    centre = np.asarray(ct.nodules[0].center_zyx)
+    covering = [
+        b
+        for b in res.boxes
+        if np.all(np.asarray(b.corners[:3]) - 1 <= centre)
+        and np.all(centre <= np.asarray(b.corners[3:]) + 1)
+    ]
+    assert covering, f"no box covers the nodule at {centre}: {res.boxes}"
