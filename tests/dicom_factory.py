@@ -78,8 +78,10 @@ def set_pixels(ds: Dataset, arr: np.ndarray, photometric: str = "MONOCHROME2") -
 def save(ds: Dataset, path: Path, transfer_syntax: str = ExplicitVRLittleEndian) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.file_meta.TransferSyntaxUID = transfer_syntax
-    if transfer_syntax not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if transfer_syntax == ImplicitVRLittleEndian:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    elif transfer_syntax != ExplicitVRLittleEndian:
         ds.compress(transfer_syntax)
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -126,6 +128,7 @@ def write_ct_series(
     window: tuple[float, float] | None = (40.0, 400.0),
     description: str = "Factory CT",
     bits_stored: int = 12,
+    signed: bool = False,
 ) -> SeriesTruth:
     """A CT series, one file per slice, with file names and InstanceNumbers in shuffled order.
 
@@ -166,7 +169,7 @@ def write_ct_series(
         if rows_cols is not None:
             r, c = rows_cols[z]
             stored = np.resize(stored, (r, c))
-        set_pixels(ds, stored.astype(np.uint16), photometric)
+        set_pixels(ds, stored.astype(np.int16 if signed else np.uint16), photometric)
         ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
         name = (
             f"IM{int(perm[z]) * 37 % 1000:04d}_{z}.dcm"
@@ -229,6 +232,8 @@ def write_enhanced(
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     stored = np.round((values[order].astype(float) - intercept) / slope).astype(np.uint16)
     set_pixels(ds, stored)
+    if modality == "CT":
+        ds.BitsStored, ds.HighBit = 12, 11
     return save(ds, path, transfer_syntax)
 
 

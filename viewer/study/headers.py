@@ -178,7 +178,15 @@ def header_from_dataset(
             positions.append(pos)  # type: ignore[arg-type]
     else:
         pos = _floats(ds.get("ImagePositionPatient"), 3)
-        positions = [pos] * frames if frames == 1 else [None] * frames  # type: ignore[list-item]
+        offsets = _floats(ds.get("GridFrameOffsetVector"))
+        if frames == 1:
+            positions = [pos]  # type: ignore[list-item]
+        elif pos is not None and offsets is not None and len(offsets) == frames:
+            # RT dose and similar: frame k lies at IPP + offset[k] along the slice normal.
+            n = slice_normal(orientation)
+            positions = [tuple(float(v) for v in np.asarray(pos) + o * n) for o in offsets]  # type: ignore[misc]
+        else:
+            positions = [None] * frames
     if spacing is not None:
         # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
         spacing = (spacing[1], spacing[0])
@@ -238,9 +246,18 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
     if "SOPClassUID" not in ds and "Rows" not in ds and "PatientID" not in ds:
         raise UnreadableFile(path, "not a DICOM file (no image or patient attributes)")
+    sop_name = pydicom.uid.UID(str(ds.get("SOPClassUID", ""))).name
+    if "Rows" not in ds and "Image" in sop_name:
+        # An image object whose header stops short: a broken copy, not a report.
+        raise UnreadableFile(
+            path, f"truncated or damaged {sop_name}: the image attributes are missing"
+        )
     explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
     offset = tag_start + (12 if explicit else 8)
-    header = header_from_dataset(ds, path, offset, keep=keep)
+    try:
+        header = header_from_dataset(ds, path, offset, keep=keep)
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise UnreadableFile(path, f"invalid header value ({exc})") from None
     if header.pixel_offset is not None:
         need = header.expected_pixel_bytes()
         if size < header.pixel_offset + need:

@@ -36,6 +36,8 @@ class SeriesLayout:
     direction: np.ndarray
     rgb: bool
     dtype: np.dtype
+    #: Rescaled values may exceed the dtype (CT padding): clip instead of wrapping around.
+    saturate: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -54,15 +56,27 @@ def _rescaled_range(h: FileHeader) -> tuple[float, float]:
     return min(a, b), max(a, b)
 
 
-def output_dtype(headers: list[FileHeader]) -> np.dtype:
-    """int16 when every rescaled value is an exact int16, float32 otherwise."""
+def output_dtype(headers: list[FileHeader]) -> tuple[np.dtype, bool]:
+    """(dtype, saturate): int16 when every rescaled value is an exact int16.
+
+    Integer rescales whose declared range is wider use uint16 or int32, except CT: Hounsfield
+    units always fit int16 and only padding values (e.g. -32768 - 1024) fall outside, so CT
+    stays int16 and such values saturate (``saturate=True``). Fractional rescales give float32.
+    """
     exact = all(float(h.slope).is_integer() and float(h.intercept).is_integer() for h in headers)
-    if exact:
-        lo = min(_rescaled_range(h)[0] for h in headers)
-        hi = max(_rescaled_range(h)[1] for h in headers)
-        if lo >= -32768 and hi <= 32767:
-            return np.dtype(np.int16)
-    return np.dtype(np.float32)
+    if not exact:
+        return np.dtype(np.float32), False
+    lo = min(_rescaled_range(h)[0] for h in headers)
+    hi = max(_rescaled_range(h)[1] for h in headers)
+    if lo >= -32768 and hi <= 32767:
+        return np.dtype(np.int16), False
+    if all(h.modality == "CT" for h in headers):
+        return np.dtype(np.int16), True
+    if lo >= 0 and hi <= 65535:
+        return np.dtype(np.uint16), False
+    if lo >= -(2**31) and hi < 2**31:
+        return np.dtype(np.int32), False
+    return np.dtype(np.float32), False
 
 
 def _sizes_text(counts: Counter) -> str:
@@ -111,7 +125,7 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
     normal = slice_normal(tuple(row) + tuple(col))
 
     frames = [(hi, fi, pos) for hi, h in enumerate(headers) for fi, pos in enumerate(h.positions)]
-    dtype = np.dtype(np.uint8) if rgb else output_dtype(headers)
+    dtype, saturate = (np.dtype(np.uint8), False) if rgb else output_dtype(headers)
 
     def layout(order, spacing_z, origin, zdir) -> SeriesLayout:
         direction = np.column_stack([row, col, zdir])
@@ -124,6 +138,7 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
             direction=direction,
             rgb=rgb,
             dtype=dtype,
+            saturate=saturate,
             warnings=warnings,
         )
 
@@ -207,3 +222,16 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
 def source_paths(headers: list[FileHeader], layout: SeriesLayout) -> list[Path]:
     """The file of each z index."""
     return [headers[h].path for h, _ in layout.order]
+
+
+def split_parts(headers: list[FileHeader]) -> list[list[FileHeader]]:
+    """Headers grouped by slice size and orientation, largest group first.
+
+    A series that mixes them (a localizer among axial slices, a reformat stored in the same
+    series) is one group per stack; a clean series is a single group.
+    """
+    groups: dict[tuple, list[FileHeader]] = {}
+    for h in headers:
+        orient = tuple(np.round(h.orientation, 3)) if h.orientation is not None else None
+        groups.setdefault((h.rows, h.cols, orient), []).append(h)
+    return sorted(groups.values(), key=len, reverse=True)

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, UnsupportedFormat
+from viewer.study.errors import (
+    LoadCancelled,
+    NotAnImage,
+    SeriesAssemblyError,
+    StudyError,
+    UnsupportedFormat,
+)
 from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.scan import Cancel, Progress, SeriesInfo
@@ -60,8 +66,18 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
     }
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A decoder's (often multi-line) message as one short line for a status bar."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _raw_dtype(h: FileHeader) -> np.dtype | None:
-    if h.bits_allocated not in (8, 16, 32) or h.samples_per_pixel != 1:
+    if (
+        h.bits_allocated not in (8, 16, 32)
+        or h.samples_per_pixel != 1
+        or not h.photometric.startswith("MONOCHROME")
+    ):
         return None
     kind = "i" if h.pixel_representation == 1 else "u"
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
@@ -76,7 +92,10 @@ class SeriesReader:
             first = info.files[0] if info.files else None
             raise NotAnImage(first, f"{info.description or 'this object'} has no images to show")
         self._lock = threading.Lock()
+        #: Whole decoded multi-frame files (header index -> frames), kept during read_all.
         self._decoded: dict[int, np.ndarray] = {}
+        self._file_locks: dict[int, threading.Lock] = {}
+        self._bulk = False
         if info.kind == "image":
             from viewer.study.formats import read_image
 
@@ -101,7 +120,8 @@ class SeriesReader:
             origin=layout.origin,
             direction=layout.direction,
             modality=first.modality,
-            series_uid=first.series_uid,
+            # A part split from a mixed series keeps its own "#n" key for the label store.
+            series_uid=info.series_uid or first.series_uid,
             description=str(first.dataset.get("SeriesDescription", "")) if first.dataset else "",
             windows=windows,  # type: ignore[arg-type]
             warnings=list(layout.warnings),
@@ -153,19 +173,27 @@ class SeriesReader:
                     raw = raw & np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
             return raw
         if h.frames == 1:
-            return self._decode(h, hi)
+            return self._decode(h)
         with self._lock:
             cached = self._decoded.get(hi)
-        if cached is None:
-            cached = self._decode(h, hi)
+            file_lock = self._file_locks.setdefault(hi, threading.Lock())
+        if cached is None and not self._bulk:
+            # A single slice asked for (the first one on screen): decode only that frame.
+            return self._decode(h, frame)
+        with file_lock:  # one thread decodes a multi-frame file; the others wait for it
             with self._lock:
-                self._decoded[hi] = cached
+                cached = self._decoded.get(hi)
+            if cached is None:
+                cached = self._decode(h)
+                with self._lock:
+                    self._decoded[hi] = cached
         return cached[frame]
 
-    def _decode(self, h: FileHeader, hi: int) -> np.ndarray:
+    def _decode(self, h: FileHeader, frame: int | None = None) -> np.ndarray:
+        """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
         try:
             ds = pydicom.dcmread(h.path)
-            arr = ds.pixel_array
+            arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
             if h.photometric == "PALETTE COLOR":
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
                 if arr.dtype != np.uint8:
@@ -173,10 +201,11 @@ class SeriesReader:
         except (NotImplementedError, RuntimeError) as exc:
             raise UnsupportedFormat(
                 h.path,
-                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} ({exc})",
+                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} "
+                f"({_one_line(exc)})",
             ) from None
-        except (OSError, ValueError, EOFError, AttributeError, KeyError) as exc:
-            raise UnsupportedFormat(h.path, f"damaged pixel data ({exc})") from None
+        except (OSError, ValueError, EOFError, AttributeError, KeyError, IndexError) as exc:
+            raise UnsupportedFormat(h.path, f"damaged pixel data ({_one_line(exc)})") from None
         return arr
 
     def read_slice(self, z: int) -> None:
@@ -194,14 +223,16 @@ class SeriesReader:
             out[...] = raw
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
-        elif out.dtype == np.int16 and h.slope == 1.0:
-            np.add(raw, np.int16(h.intercept), out=out, casting="unsafe")
+        elif out.dtype.kind in "iu" and h.slope == 1.0 and not self.layout.saturate:
+            # Integer HU in one pass, computed wider then stored (the layout checked the range).
+            np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
         else:
-            np.multiply(raw, h.slope, out=out, casting="unsafe")
-            if out.dtype.kind == "f":
-                out += h.intercept
-            else:
-                out += np.int16(h.intercept)
+            # Scaled in float64 first so an integer slope cannot overflow before the intercept.
+            scaled = raw * np.float64(h.slope) + h.intercept
+            if out.dtype.kind in "iu":
+                info = np.iinfo(out.dtype)
+                scaled = np.clip(np.rint(scaled), info.min, info.max)
+            out[...] = scaled
         if self._invert and not self.layout.rgb:
             lo, hi_ = self._mirror_range()
             np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
@@ -215,21 +246,30 @@ class SeriesReader:
     ) -> Volume:
         """Read every slice not yet read (middle first); raises LoadCancelled when cancelled.
 
+        A slice whose file cannot be decoded stays blank and is named in ``volume.warnings``;
+        when no slice at all can be read, the first error is raised.
+
         ``on_slice(z)`` and ``progress`` are called on the calling thread as slices land.
         """
         todo = [z for z in self.slice_order() if not self._done[z]]
         n = len(self._done)
         stop = threading.Event()
 
-        def work(z: int) -> int:
+        failures: list[tuple[int, StudyError]] = []
+
+        def work(z: int) -> tuple[int, StudyError | None]:
             if stop.is_set():
-                return -1
-            self.read_slice(z)
-            return z
+                return -1, None
+            try:
+                self.read_slice(z)
+            except StudyError as exc:
+                return z, exc
+            return z, None
 
         pool = ThreadPoolExecutor(READ_THREADS)
+        self._bulk = True
         try:
-            for count, z in enumerate(pool.map(work, todo), start=1):
+            for count, (z, error) in enumerate(pool.map(work, todo), start=1):
                 if cancel is not None and cancel():
                     stop.set()
                     raise LoadCancelled(
@@ -238,7 +278,9 @@ class SeriesReader:
                     )
                 if z < 0:
                     continue
-                if on_slice is not None:
+                if error is not None:
+                    failures.append((z, error))
+                elif on_slice is not None:
                     on_slice(z)
                 if progress is not None:
                     done = n - len(todo) + count
@@ -246,7 +288,14 @@ class SeriesReader:
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
-        self._decoded.clear()
+            self._bulk = False
+            self._decoded.clear()
+        if failures:
+            if not self._done.any():
+                raise failures[0][1]
+            # One broken file among many: show the rest, say which slices are blank and why.
+            for z, error in sorted(failures, key=lambda item: item[0]):
+                self.volume.warnings.append(f"slice {z + 1} is blank: {error}")
         return self.volume
 
 

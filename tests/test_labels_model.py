@@ -1,0 +1,280 @@
+"""Label model: annotations, label map edits, undo/redo, findings, ROI statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viewer.labels.document import Document, edit_from_dict, edit_to_dict
+from viewer.labels.findings import model_vs_final, propose
+from viewer.labels.labelmap import disk_mask
+from viewer.labels.model import (
+    Box,
+    LabelError,
+    LabelSet,
+    Point,
+    Polygon,
+    RoiEllipse,
+    RoiRect,
+    Ruler,
+    annotation_from_dict,
+)
+from viewer.labels.stats import mask_stats, roi_stats
+from viewer.study.volume import Volume
+
+SHAPE = (8, 32, 32)
+
+ANNOTATIONS = [
+    Box(2, corners=(3, 4, 10, 12), z=2),
+    Box(2, corners=(1, 3, 4, 5, 10, 12)),
+    Polygon(3, z=4, vertices=((2, 2), (2, 20), (15, 10))),
+    Point(1, zyx=(1, 2, 3)),
+    Ruler(1, start=(0, 0, 0), end=(0, 3, 4)),
+    RoiRect(1, z=1, bounds=(2, 2, 6, 9)),
+    RoiEllipse(1, z=1, bounds=(2, 2, 10, 10)),
+]
+
+
+def _snapshot(doc: Document):
+    return (doc.labelmap.array.copy(), dict(doc.annotations), doc.label_set)
+
+
+def _same(a, b) -> bool:
+    return np.array_equal(a[0], b[0]) and a[1] == b[1] and a[2] == b[2]
+
+
+@pytest.mark.parametrize(
+    "ann", ANNOTATIONS, ids=lambda a: a.kind + ("3d" if getattr(a, "is_3d", False) else "")
+)
+def test_each_annotation_kind_adds_edits_removes_with_undo_redo(ann):
+    doc = Document(SHAPE)
+    s0 = _snapshot(doc)
+    doc.add(ann)
+    s1 = _snapshot(doc)
+    doc.update(ann.__class__(**{**ann.__dict__, "note": "checked"}))
+    s2 = _snapshot(doc)
+    doc.remove(ann.id)
+    assert ann.id not in doc.annotations
+    doc.undo()
+    assert _same(_snapshot(doc), s2)
+    doc.undo()
+    assert _same(_snapshot(doc), s1)
+    doc.undo()
+    assert _same(_snapshot(doc), s0)
+    doc.redo()
+    doc.redo()
+    assert doc.get(ann.id).note == "checked"
+
+
+@pytest.mark.parametrize("ann", ANNOTATIONS, ids=lambda a: a.kind)
+def test_annotation_json_round_trip_is_identical(ann):
+    assert annotation_from_dict(ann.to_dict()) == ann
+
+
+def test_box_corners_are_normalised_and_bad_geometry_is_refused():
+    assert Box(1, corners=(10, 12, 3, 4), z=0).corners == (3, 4, 10, 12)
+    with pytest.raises(LabelError, match="needs 6 numbers"):
+        Box(1, corners=(1, 2, 3, 4))
+    with pytest.raises(LabelError, match="at least 3 vertices"):
+        Polygon(1, vertices=((0, 0), (1, 1)))
+    with pytest.raises(LabelError, match="source"):
+        Point(1, source="someone")
+
+
+def test_ruler_length_uses_spacing_in_mm():
+    r = Ruler(1, start=(0, 0, 0), end=(2, 3, 4))
+    assert r.length_mm((0.5, 2.0, 3.0)) == pytest.approx(np.sqrt(6**2 + 6**2 + 2**2))
+
+
+def test_label_set_edits_are_undoable():
+    doc = Document(SHAPE)
+    doc.set_label_set(
+        doc.label_set.add("vessel", "#00ff00").rename(1, "left lung").recolor(2, "#123456")
+    )
+    assert doc.label_set.by_name("vessel").index == 4
+    assert doc.label_set.get(2).color == "#123456"
+    doc.set_label_set(doc.label_set.remove(3))
+    assert 3 not in doc.label_set
+    doc.undo()
+    doc.undo()
+    assert doc.label_set == LabelSet()
+    with pytest.raises(LabelError, match="repeat"):
+        LabelSet().add("lung")
+
+
+def test_brush_and_eraser_undo_redo_restore_exact_voxels():
+    doc = Document(SHAPE)
+    brush = disk_mask(SHAPE[1:], (10, 10), 4)
+    doc.paint(3, brush, 2)
+    painted = doc.labelmap.array.copy()
+    assert painted[3].sum() == 2 * brush.sum()
+    doc.erase(3, disk_mask(SHAPE[1:], (10, 10), 2))
+    assert doc.labelmap.array[3, 10, 10] == 0
+    doc.undo()
+    assert np.array_equal(doc.labelmap.array, painted)
+    doc.undo()
+    assert not doc.labelmap.array.any()
+    doc.redo()
+    assert np.array_equal(doc.labelmap.array, painted)
+
+
+def test_eraser_limited_to_one_label_keeps_the_others():
+    doc = Document(SHAPE)
+    doc.paint(0, disk_mask(SHAPE[1:], (10, 10), 5), 1)
+    doc.paint(0, disk_mask(SHAPE[1:], (10, 10), 2), 2)
+    doc.erase(0, np.ones(SHAPE[1:], bool), label=1)
+    assert set(np.unique(doc.labelmap.array)) == {0, 2}
+
+
+def test_mask_edit_stores_only_the_changed_bbox():
+    doc = Document((4, 256, 256))
+    edit = doc.paint(1, disk_mask((256, 256), (100, 100), 3), 1)
+    (diff,) = edit.diffs
+    assert diff.bbox == (97, 97, 104, 104)
+    assert len(diff.after) == 49
+
+
+def test_threshold_brush_paints_only_within_hu_range():
+    doc = Document(SHAPE)
+    hu = np.where(np.arange(SHAPE[2])[None, :] < 16, -800, 40).repeat(SHAPE[1], 0)
+    doc.paint(2, np.ones(SHAPE[1:], bool), 1, hu_slice=hu, hu_range=(-1000, -400))
+    assert doc.labelmap.array[2, :, :16].all() and not doc.labelmap.array[2, :, 16:].any()
+    doc.undo()
+    assert not doc.labelmap.array.any()
+
+
+def test_sphere_brush_is_round_in_mm_on_anisotropic_voxels():
+    doc = Document((16, 32, 32))
+    doc.paint_sphere((8, 16, 16), 6.0, 2, spacing_xyz=(1.0, 1.0, 3.0))
+    m = doc.labelmap.array == 2
+    zs = np.nonzero(m.any(axis=(1, 2)))[0]
+    assert list(zs) == [6, 7, 8, 9, 10]  # +-2 slices of 3 mm
+    assert m[8, 16, 10] and m[8, 16, 22] and not m[8, 16, 9]
+    doc.undo()
+    assert not doc.labelmap.array.any()
+
+
+def test_interpolation_between_slices_grows_shape_smoothly():
+    doc = Document((9, 40, 40))
+    doc.paint(0, disk_mask((40, 40), (20, 20), 4), 3)
+    doc.paint(8, disk_mask((40, 40), (20, 20), 12), 3)
+    doc.interpolate_between_slices(3, 8, 0)
+    areas = [(doc.labelmap.array[z] == 3).sum() for z in range(9)]
+    assert all(a < b for a, b in zip(areas, areas[1:], strict=False))
+    mid = disk_mask((40, 40), (20, 20), 8)
+    assert abs(int((doc.labelmap.array[4] == 3).sum()) - int(mid.sum())) < 0.1 * mid.sum()
+    doc.undo()
+    assert not doc.labelmap.array[1:8].any()
+    with pytest.raises(LabelError, match="both slice"):
+        doc.interpolate_between_slices(2, 0, 8)
+
+
+def test_polygon_fill_covers_the_interior():
+    doc = Document(SHAPE)
+    doc.fill_polygon(5, [(4, 4), (4, 20), (20, 20), (20, 4)], 1)
+    m = doc.labelmap.array[5] == 1
+    assert m[10, 10] and m[4:20, 4:20].all() and not m[21, 10]
+    doc.undo()
+    assert not doc.labelmap.array.any()
+
+
+def test_listeners_receive_each_applied_edit_and_round_trip_as_json():
+    doc = Document(SHAPE)
+    seen = []
+    doc.listeners.append(seen.append)
+    doc.paint(0, disk_mask(SHAPE[1:], (5, 5), 2), 1)
+    doc.add(Point(1, zyx=(0, 1, 1)))
+    doc.undo()
+    assert len(seen) == 3
+    replay = Document(SHAPE)
+    for e in seen:
+        replay.apply(edit_from_dict(edit_to_dict(e)))
+    assert _same(_snapshot(replay), _snapshot(doc))
+
+
+def test_model_findings_keep_provenance_and_compare_with_final():
+    doc = Document((4, 20, 20))
+    lm = np.zeros((4, 20, 20), np.uint8)
+    lm[1:3, 5:10, 5:10] = 2
+    boxes = [((1, 2, 2), (2, 6, 6), 2, 0.9), ((0, 10, 10), (1, 12, 12), 2, 0.4)]
+    found = propose(doc, "radlens-ct", "1.2.0", boxes=boxes, label_map=lm)
+    assert {a.source for a in found} == {"model:radlens-ct@1.2.0"}
+    b1, b2, mask = found
+    doc.update(Box(2, id=b1.id, source=b1.source, status="proposed", corners=(1, 2, 2, 2, 6, 8)))
+    doc.reject(b2.id)
+    doc.accept(mask.id)
+    assert (doc.labelmap.array == 2).sum() == 50
+    rows = {r["id"]: r for r in model_vs_final(doc)}
+    assert rows[b1.id]["action"] == "edited"
+    assert rows[b1.id]["iou"] == pytest.approx(50 / 70)
+    assert rows[b2.id]["action"] == "rejected"
+    assert rows[mask.id]["action"] == "accepted" and rows[mask.id]["dice"] == 1.0
+    doc.erase(1, np.ones((20, 20), bool))
+    assert model_vs_final(doc)[2]["action"] == "edited"
+    assert model_vs_final(doc)[2]["dice"] == pytest.approx(2 * 25 / 75)
+    doc.undo()
+    doc.undo()  # un-accept: the model voxels leave the user's map again
+    assert not doc.labelmap.array.any()
+
+
+def test_roi_stats_use_spacing():
+    arr = np.zeros((2, 20, 20), np.int16)
+    arr[1, 5:10, 5:10] = 100
+    arr[1, 5, 5] = 200
+    vol = Volume(arr, spacing=(0.5, 0.5, 2.0), modality="CT")
+    s = roi_stats(vol, RoiRect(1, z=1, bounds=(5, 5, 9, 9)))
+    assert s.voxels == 25 and s.max == 200 and s.min == 100
+    assert s.mean == pytest.approx(104.0)
+    assert s.area_mm2 == pytest.approx(25 * 0.25)
+    assert s.volume_ml == pytest.approx(25 * 0.5 / 1000)
+    e = roi_stats(vol, RoiEllipse(1, z=1, bounds=(5, 5, 9, 9)))
+    assert 9 < e.voxels < 25
+    m = mask_stats(vol, arr > 0)
+    assert m.volume_ml == pytest.approx(25 * 0.5 * 0.5 * 2 / 1000)
+
+
+def test_engine_record_labels_map_to_document_classes_by_name():
+    from types import SimpleNamespace as NS
+
+    from viewer.labels.findings import propose_result
+
+    doc = Document((2, 10, 10))
+    lm = np.zeros((2, 10, 10), np.uint8)
+    lm[0, :2] = 1  # model index 1 = nodule (document index 2)
+    lm[1, :2] = 2  # model index 2 = "mass" (new class)
+    record = NS(
+        model_id="det",
+        model_version="0.3",
+        label_map=lm,
+        labels=[
+            NS(index=1, name="nodule", color="#ff0000"),
+            NS(index=2, name="mass", color="#00ff00"),
+        ],
+        boxes=[NS(corners=(0, 1, 1, 1, 3, 3), label="nodule", score=0.8)],
+    )
+    found = propose_result(doc, record)
+    mass = doc.label_set.by_name("mass").index
+    assert found[0].label == 2 and found[0].score == 0.8
+    assert {a.label for a in found[1:]} == {2, mass}
+    assert set(np.unique(doc.layers["model:det@0.3"].array)) == {0, 2, mass}
+    doc.undo()
+    assert doc.label_set == LabelSet() and not doc.annotations and not doc.layers
+
+
+def test_engine_analysis_result_shape_is_proposed_with_its_label_table():
+    from types import SimpleNamespace as NS
+
+    from viewer.labels.findings import propose_result
+
+    doc = Document((2, 10, 10))
+    arr = np.zeros((2, 10, 10), np.uint8)
+    arr[1, 4:6, 4:6] = 3  # the model's index 3 is "nodule"
+    result = NS(
+        model_id="seg",
+        model_version="1.0.0",
+        label_map=NS(array=arr, labels=[NS(index=3, name="nodule", color="#ff7043")]),
+        boxes=[NS(corners=(1, 4, 4, 1, 5, 5), label="nodule", score=0.95)],
+    )
+    box, mask = propose_result(doc, result)
+    assert box.label == mask.label == doc.label_set.by_name("nodule").index == 2
+    assert (doc.layers[mask.layer].array == 2).sum() == 4

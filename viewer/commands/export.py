@@ -1,0 +1,120 @@
+"""`radlens export PATH --series UID --format ... --out DIR`: write a series' stored labels."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from viewer.labels.model import LabelError
+
+FORMAT_CHOICES = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
+
+
+def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name,
+        help="export the labels stored for a series (NIfTI, NRRD, DICOM-SEG, JSON, CSV, COCO)",
+        description=(
+            "Export the autosaved labels of one series to DIR/<case_id>/. De-identification "
+            "(DICOM PS3.15 basic profile) is on unless --no-deid; existing exports are kept "
+            "unless --overwrite."
+        ),
+    )
+    p.add_argument(
+        "path", type=Path, help="the DICOM folder or image file the series was loaded from"
+    )
+    p.add_argument("--series", help="SeriesInstanceUID (needed when PATH holds several series)")
+    p.add_argument(
+        "--format",
+        dest="formats",
+        action="append",
+        metavar="{" + ",".join(FORMAT_CHOICES) + "}",
+        help="repeat or comma-separate; default: nifti, json and csv",
+        type=lambda s: s.strip().lower(),
+    )
+    p.add_argument(
+        "--out", type=Path, required=True, help="export folder (a case folder is made inside)"
+    )
+    p.add_argument(
+        "--no-deid", action="store_true", help="keep patient identity (for internal use only)"
+    )
+    p.add_argument(
+        "--with-image", action="store_true", help="also write the image (image.nii.gz / image.nrrd)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing export of this case"
+    )
+    return p
+
+
+class ExportCommandError(LabelError):
+    """A problem with the command's input the user can fix; printed without a traceback."""
+
+
+def pick_series(path: Path, uid: str | None) -> Any:
+    """The SeriesInfo of ``uid`` in ``path`` (or its only loadable series)."""
+    from viewer.study.scan import scan_folder
+
+    result = scan_folder(path)
+    usable = [s for s in result.series if s.kind != "non-image" and s.loadable]
+    if uid:
+        for s in usable:
+            if s.series_uid == uid:
+                return s
+        have = ", ".join(s.series_uid for s in usable) or "none"
+        raise ExportCommandError(f"{path}: no loadable series {uid!r} (found: {have})")
+    if not usable:
+        raise ExportCommandError(f"{path}: no image series found")
+    if len(usable) > 1:
+        listing = "\n".join(f"  {s.series_uid}  {s.modality} {s.description or ''}" for s in usable)
+        raise ExportCommandError(
+            f"{path}: holds {len(usable)} series; choose one with --series:\n{listing}"
+        )
+    return usable[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    from viewer.labels.export import export_case
+    from viewer.labels.store import LabelStore, store_dir
+    from viewer.study.errors import StudyError
+    from viewer.study.series import load_series
+
+    formats: list[str] = []
+    for f in args.formats or ["nifti", "json", "csv"]:
+        formats.extend(x for x in f.split(",") if x)
+    bad = [f for f in formats if f not in FORMAT_CHOICES]
+    if bad:
+        print(
+            f"radlens export: unknown format {bad}; choose from {', '.join(FORMAT_CHOICES)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        info = pick_series(args.path, args.series)
+        volume = load_series(info)
+        if not (store_dir(volume.series_uid) / "info.json").exists():
+            raise ExportCommandError(
+                f"no labels are stored for series {volume.series_uid} (open it in RadLens and draw first)"
+            )
+        # Read-only: the series may be open in the viewer, whose store must stay the one writer.
+        document = LabelStore.read(volume)
+        result = export_case(
+            volume,
+            document,
+            args.out,
+            formats,
+            deid=not args.no_deid,
+            with_image=args.with_image,
+            overwrite=args.overwrite,
+        )
+    except (LabelError, StudyError, OSError, ValueError) as exc:
+        print(f"radlens export: {exc}", file=sys.stderr)
+        return 1
+    print(f"exported case {result.case_id} to {result.folder}")
+    for name in result.files:
+        print(f"  {name}")
+    if args.no_deid:
+        print("warning: --no-deid: these files identify the patient", file=sys.stderr)
+    return 0

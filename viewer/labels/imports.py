@@ -1,0 +1,145 @@
+"""Re-import of exported labels: NIfTI/NRRD masks onto a series grid, JSON annotations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from viewer.labels.labelmap import LabelMap
+from viewer.labels.model import Annotation, LabelError, LabelSet, annotation_from_dict
+from viewer.study.volume import LPS_TO_RAS, Volume
+
+
+class LabelImportError(LabelError):
+    """A label file that cannot be imported; the message names the file and the problem."""
+
+
+def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(array (z, y, x), LPS affine of (x, y, z) indices) of a NIfTI or NRRD/MHA file."""
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            data = np.asanyarray(img.dataobj)
+        except (OSError, ValueError, EOFError) as exc:
+            raise LabelImportError(f"{path}: cannot read as NIfTI ({exc})") from exc
+        if data.ndim == 2:
+            data = data[:, :, None]
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise LabelImportError(f"{path}: a label map must be 3D, got shape {data.shape}")
+        aff = np.asarray(img.affine, dtype=float).copy()
+        aff[:3, :] = LPS_TO_RAS @ aff[:3, :]
+        return np.transpose(data, (2, 1, 0)), aff
+    import SimpleITK as sitk
+
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise LabelImportError(f"{path}: cannot read the label map ({exc})") from exc
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise LabelImportError(f"{path}: a label map must be a 3D scalar image")
+    aff = np.eye(4)
+    aff[:3, :3] = np.asarray(img.GetDirection()).reshape(3, 3) @ np.diag(img.GetSpacing())
+    aff[:3, 3] = img.GetOrigin()
+    return sitk.GetArrayFromImage(img), aff
+
+
+def import_mask(path: Path | str, volume: Volume, tol_mm: float = 1e-3) -> LabelMap:
+    """A label map file (NIfTI, NRRD, MHA) read onto ``volume``'s grid; any difference in
+    size, spacing, origin or orientation is an error that says which."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelImportError(f"{path}: no such file")
+    arr, aff = _read_mask(path)
+    if tuple(arr.shape) != volume.shape:
+        raise LabelImportError(
+            f"{path}: label map is {'x'.join(map(str, arr.shape))} (z, y, x) but the series is "
+            f"{'x'.join(map(str, volume.shape))}"
+        )
+    ref = volume.affine_lps
+    if not np.allclose(aff[:3, :3], ref[:3, :3], atol=tol_mm):
+        spacing = np.linalg.norm(aff[:3, :3], axis=0)
+        if not np.allclose(spacing, volume.spacing, atol=tol_mm):
+            raise LabelImportError(
+                f"{path}: voxel spacing {tuple(spacing.round(4))} mm differs from the series {volume.spacing}"
+            )
+        raise LabelImportError(
+            f"{path}: orientation differs from the series (direction cosines do not match)"
+        )
+    if not np.allclose(aff[:3, 3], ref[:3, 3], atol=max(tol_mm, 1e-3 * min(volume.spacing))):
+        raise LabelImportError(
+            f"{path}: origin {tuple(np.round(aff[:3, 3], 3))} mm differs from the series {volume.origin}"
+        )
+    if np.any(arr < 0) or np.any(arr > 255) or np.any(arr != np.round(arr)):
+        raise LabelImportError(f"{path}: values must be whole numbers 0..255 to be a label map")
+    return LabelMap(array=np.ascontiguousarray(arr).astype(np.uint8))
+
+
+def read_label_table(path: Path | str) -> LabelSet:
+    path = Path(path)
+    return LabelSet.from_table(_load_json(path))
+
+
+def import_annotations(path: Path | str) -> tuple[list[Annotation], LabelSet | None]:
+    """Annotations from an exported ``annotations.json`` (or a bare list), plus its label
+    table when the file carries one. Export-only fields (points in mm, stats) are ignored."""
+    path = Path(path)
+    data = _load_json(path)
+    items = data.get("annotations") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise LabelImportError(f"{path}: expected a list of annotations")
+    out = []
+    for i, rec in enumerate(items):
+        try:
+            out.append(annotation_from_dict(rec))
+        except LabelError as exc:
+            raise LabelImportError(f"{path}: annotation #{i + 1}: {exc}") from exc
+    table = data.get("label_table") if isinstance(data, dict) else None
+    return out, (LabelSet.from_table(table) if table else None)
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise LabelImportError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LabelImportError(f"{path}: not readable JSON ({exc})") from exc
+
+
+def import_mask_into(doc: Any, path: Path | str, volume: Volume) -> Any:
+    """Replace the document's label map by a mask file, as one undoable edit (a MaskEdit)."""
+    new = import_mask(path, volume).array
+    if new.shape != doc.shape:
+        raise LabelImportError(
+            f"{path}: label map {new.shape} does not match the document {doc.shape}"
+        )
+    edit = doc.labelmap.set_array(new)
+    if not edit.empty:
+        doc.apply(edit)  # already applied by set_array; applying records it (idempotent)
+    return edit
+
+
+def import_annotations_into(doc: Any, path: Path | str) -> list[Annotation]:
+    """Add the annotations of an ``annotations.json`` (ids already present are refused), one undo step."""
+    from viewer.labels.document import AnnotationEdit, CompoundEdit
+
+    anns, _ = import_annotations(path)
+    clash = [a.id for a in anns if a.id in doc.annotations]
+    if clash:
+        raise LabelImportError(f"{path}: annotations {clash[:3]} are already in this series")
+    if anns:
+        doc.apply(
+            CompoundEdit(
+                tuple(AnnotationEdit(None, a, "import") for a in anns), "import annotations"
+            )
+        )
+    return anns
