@@ -335,3 +335,78 @@ def test_runs_on_one_model_from_two_threads_are_serialised(seg_package, monkeypa
         t.join()
     assert len(results) == 2 and peak[0] == 1
     assert np.array_equal(results[0].label_map.array, results[1].label_map.array)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_torchscript_package_runs_when_declared(tmp_path):
+    import hashlib
+    import json
+
+    torch.manual_seed(0)
+    net = build_network("monai.UNet", SEG_KW).eval()
+    folder = tmp_path / "ts"
+    folder.mkdir()
+    torch.jit.trace(net, torch.zeros(1, 1, 8, 16, 16)).save(str(folder / "model.ts"))
+    card = seg_card(
+        id="tiny-ts", network={"format": "torchscript", "weights": "model.ts", "output": "softmax"}
+    )
+    card["files"] = {"model.ts": hashlib.sha256((folder / "model.ts").read_bytes()).hexdigest()}
+    (folder / "model.json").write_text(json.dumps(card))
+    from inference.card import ModelCard
+
+    res = Engine("cpu").run(ct_volume(), (1.5, 1.5, 2.5), np.eye(3), "CT", ModelCard.load(folder))
+    assert res.label_map.array.shape == ct_volume().shape
+
+
+class _Payload:
+    """Stands for arbitrary code hidden in a pickle; weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_pickled_objects_in_a_state_dict_file_are_never_unpickled(tmp_path, capsys):
+    import hashlib
+    import json
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    torch.save({"weight": _Payload()}, folder / "model.pt")
+    card = seg_card(
+        id="evil",
+        network={
+            "format": "torch_state_dict",
+            "architecture": "monai.UNet",
+            "kwargs": SEG_KW,
+            "weights": "model.pt",
+        },
+    )
+    card["files"] = {"model.pt": hashlib.sha256((folder / "model.pt").read_bytes()).hexdigest()}
+    (folder / "model.json").write_text(json.dumps(card))
+    from inference.card import ModelCard
+
+    with pytest.raises(EngineError, match="model.pt: cannot read weights"):
+        Engine("cpu").run(ct_volume(), (1, 1, 1), np.eye(3), "CT", ModelCard.load(folder))
+    assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_two_d_segmenter_on_a_single_slice_volume_keeps_its_shape(tmp_path):
+    kw = {**SEG_KW, "spatial_dims": 2}
+    torch.manual_seed(0)
+    card = save_package(
+        tmp_path / "seg2d",
+        seg_card(
+            id="tiny-seg2d",
+            spatial_dims=2,
+            modalities=["DX"],
+            target_spacing=[1.0, 1.0],
+            patch_size=[32, 32],
+            network={"architecture": "monai.UNet", "kwargs": kw, "output": "softmax"},
+        ),
+        build_network("monai.UNet", kw),
+    )
+    img = np.random.default_rng(0).random((1, 40, 50)).astype(np.float32)
+    res = Engine("cpu").run(img, (0.5, 0.5, 1.0), np.eye(3), "DX", card)
+    assert res.label_map.array.shape == (1, 40, 50) and res.heat_map.array.shape == (1, 40, 50)
+    area_mm2 = (res.label_map.array == 1).sum() * 0.25
+    assert res.label_map.volumes_ml["lung"] == pytest.approx(area_mm2)
