@@ -15,7 +15,7 @@ from inference.paths import user_models_dir  # noqa: E402
 from inference.phantoms import chest_ct  # noqa: E402
 from inference.weights import save_package  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
-from tests.test_inference_engine import DET_KW, SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import DET_KW, SEG_KW, seg_card  # noqa: E402
 from viewer.cli import main  # noqa: E402
 
 
@@ -48,7 +48,20 @@ def test_analyze_writes_findings_mask_and_heatmap_with_series_geometry(
 
     folder, truth = ct_folder
     out = tmp_path / "out"
-    rc = main(["analyze", str(folder), "--out", str(out), "--device", "cpu", "--threads", "1"])
+    rc = main(
+        [
+            "analyze",
+            str(folder),
+            "--model",
+            "tiny-seg",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "window 1 of" in captured.err and "100.0%" in captured.err
