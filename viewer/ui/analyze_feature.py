@@ -150,6 +150,10 @@ class AnalyzeFeature(QObject):
         self.dock.setObjectName("findingsDock")
         self.dock.setWidget(self.findings)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        docks = getattr(window, "docks", {})
+        if "layers" in docks:
+            # A tab beside Layers gets the panel's full height; a new dock would be squeezed.
+            window.tabifyDockWidget(docks["layers"], self.dock)
 
         c = self.controller
         c.analysis_progressed.connect(self._on_progress)
@@ -307,6 +311,7 @@ class AnalyzeFeature(QObject):
         for _, layer in layers:
             self.state.layers.add(layer)
         self.findings.add_run(rec, summary)
+        self.dock.raise_()
 
     def _drop_run(self, run_id: str) -> None:
         rec, layers = self._runs.pop(run_id)
