@@ -332,3 +332,29 @@ def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, vol
         ctl.start(volume, CARD)
     ui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen and seen[0] > ui_nice
+
+
+def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_path, phantom):
+    from PySide6.QtWidgets import QCheckBox
+
+    win, vol = _open(qtbot, phantom, tmp_path)
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    rows = win.analyze.display.rows
+    assert set(rows) == {"Fake segmenter: mask", "Fake segmenter: heat map"}
+    outline = rows["Fake segmenter: mask"]
+    assert isinstance(outline, QCheckBox)
+    view = win.views["axial"]
+    overlay = view.overlays["Fake segmenter: mask"]
+    filled = int((overlay.image[..., 3] > 0).sum())
+    outline.setChecked(True)
+    assert win.state.layers.get("Fake segmenter: mask").outline
+    assert 0 < int((overlay.image[..., 3] > 0).sum()) < filled
+    heat = rows["Fake segmenter: heat map"]
+    heat.threshold.setValue(95)  # above the phantom's 0.9: nothing left to draw
+    assert win.state.layers.get("Fake segmenter: heat map").threshold == pytest.approx(0.95)
+    win.state.layers.update("Fake segmenter: heat map", visible=True)
+    assert int((view.overlays["Fake segmenter: heat map"].image[..., 3] > 0).sum()) == 0
+    win.state.layers.remove("Fake segmenter: heat map")
+    qtbot.wait(20)
+    assert set(win.analyze.display.rows) == {"Fake segmenter: mask"}
