@@ -358,3 +358,57 @@ def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_
     win.state.layers.remove("Fake segmenter: heat map")
     qtbot.wait(20)
     assert set(win.analyze.display.rows) == {"Fake segmenter: mask"}
+
+
+def test_radiograph_heat_map_and_2d_box_are_drawn_on_the_image(qtbot, tmp_path):
+    from inference.phantoms import chest_radiograph
+    from tests.analysis_fakes import _Box, _Cls, _Heat, _Result
+
+    xr = chest_radiograph(96, seed=5, nodule=True)
+    y0, x0, y1, x1 = xr.box_yx
+    heat = np.zeros((96, 96), np.float32)  # a 2D model answers in (y, x)
+    heat[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1] = 1.0
+    answer = _Result(
+        task="classification",
+        heat_map=_Heat(heat),
+        boxes=[_Box(xr.box_yx, "nodule", 0.9)],
+        classification=_Cls({"normal": 0.1, "nodule": 0.9}),
+    )
+    card = SimpleNamespace(**{**vars(CARD), "id": "cxr", "name": "CXR", "spatial_dims": 2})
+    engine = FakeEngine(answer)
+    store = ResultStore(tmp_path / "r")
+    win = _Window(engine, store, cards=(card,))
+    qtbot.addWidget(win)
+    win.show()
+    win.state.set_volume(Volume(xr.image, modality="DX", series_uid="9.9"))
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    assert engine.calls[0][0] == (96, 96)
+    view = win.views["axial"]
+    heat_img = view.overlays["CXR: heat map"].image
+    cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
+    assert heat_img[cy, cx, 3] == 255 and heat_img[2, 2, 3] == 0
+    (rect,) = view.overlays["CXR: boxes"].rects
+    assert rect.contains(cx + 0.5, cy + 0.5)  # scene mm = pixels here (1 mm spacing)
+    kinds = [f.kind for f in win.analyze.findings.findings()]
+    assert kinds == ["classification", "box"]
+
+
+def test_opening_a_series_and_listing_models_does_not_load_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from viewer.ui.main_window import MainWindow\n"
+        "from viewer.study.volume import Volume\n"
+        "w = MainWindow()\n"
+        "w.state.set_volume(Volume(np.zeros((4, 8, 8), np.int16), modality='CT'))\n"
+        "print(len(w.analyze.menu.actions()), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert out[-1] == "False"
