@@ -300,3 +300,38 @@ def test_classifier_gives_probabilities_and_gradcam_in_the_input_grid(tmp_path):
     assert 0.0 <= res.heat_map.array.min() and res.heat_map.array.max() <= 1.0
     assert not net._forward_hooks and all(not m._forward_hooks for m in net.modules())
     assert all(p.grad is None for p in net.parameters())
+
+
+def test_runs_on_one_model_from_two_threads_are_serialised(seg_package, monkeypatch):
+    import threading
+
+    real = engine_mod.forward
+    active, peak = [0], [0]
+    guard = threading.Lock()
+
+    def counting(net, x):
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            return real(net, x)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    monkeypatch.setattr("inference.tasks.segment.forward", counting)
+    eng = Engine("cpu")
+    img = ct_volume((16, 32, 32))
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(eng.run(img, (2, 2, 3), np.eye(3), "CT", seg_package))
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and peak[0] == 1
+    assert np.array_equal(results[0].label_map.array, results[1].label_map.array)

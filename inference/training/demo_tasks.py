@@ -34,10 +34,17 @@ class DemoConfig:
     test_seeds: list[int]
     val_seeds: list[int] = field(default_factory=list)
     hu_window: tuple[float, float] = (-1000.0, 400.0)
+    #: Training crop (x, y, z) when smaller than the inference patch (cheaper steps; the
+    #: networks are fully convolutional).
+    train_patch_xyz: tuple[int, ...] | None = None
 
     @property
     def patch_zyx(self) -> tuple[int, ...]:
         return tuple(self.patch_xyz[::-1])
+
+    @property
+    def train_patch_zyx(self) -> tuple[int, ...]:
+        return tuple((self.train_patch_xyz or self.patch_xyz)[::-1])
 
 
 def seed_everything(seed: int) -> None:
@@ -74,9 +81,9 @@ def train_segmentation(cfg: DemoConfig, log: Log) -> tuple[Any, dict[str, Any]]:
         xs, ys = [], []
         for _ in range(cfg.batch):
             img, lab, centres = data[rng.integers(len(data))]
-            (start,) = pdata.patch_starts(img.shape, cfg.patch_zyx, rng, 1, centres, 0.4)
-            xs.append(pdata.crop(img, start, cfg.patch_zyx))
-            ys.append(pdata.crop(lab, start, cfg.patch_zyx))
+            (start,) = pdata.patch_starts(img.shape, cfg.train_patch_zyx, rng, 1, centres, 0.4)
+            xs.append(pdata.crop(img, start, cfg.train_patch_zyx))
+            ys.append(pdata.crop(lab, start, cfg.train_patch_zyx))
         x = torch.from_numpy(np.stack(xs))[:, None]
         y = torch.from_numpy(np.stack(ys).astype(np.int64))[:, None]
         loss = loss_fn(net(x), y)
@@ -165,7 +172,7 @@ def train_detection(cfg: DemoConfig, log: Log) -> tuple[Any, dict[str, Any]]:
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1))
     net.train()
-    p = cfg.patch_zyx
+    p = cfg.train_patch_zyx
     for step in range(cfg.steps):
         xs, hs, ss, ms = [], [], [], []
         for _ in range(cfg.batch):

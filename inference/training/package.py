@@ -1,0 +1,126 @@
+"""Writing a model package (model.json + safetensors) and reading a parent one to fine-tune.
+
+Everything is written atomically (temporary file, then ``os.replace``) so an interrupted
+training run always leaves a readable package; weights are safetensors, never pickle.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from inference import paths
+
+WEIGHTS = "model.safetensors"
+
+
+class PackageError(ValueError):
+    """A model package that cannot be read or written; the message names the folder."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
+    """Save a flat name -> tensor dict as safetensors, atomically."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_tensors(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises several kinds
+        raise PackageError(f"{path}: cannot read safetensors ({exc})") from exc
+
+
+def slug(text: str) -> str:
+    """A card id from free text: lower case, [a-z0-9._-] only."""
+    s = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
+    return s or "model"
+
+
+def resolve_model(ref: str | Path) -> Path:
+    """A package folder from a path or a model id (user models first, then shipped ones)."""
+    p = Path(ref)
+    if (p / "model.json").is_file():
+        return p
+    for root in (paths.user_models_dir(), paths.shipped_models_dir()):
+        candidate = root / str(ref)
+        if (candidate / "model.json").is_file():
+            return candidate
+        for folder in sorted(root.glob("*/model.json")) if root.is_dir() else []:
+            try:
+                if json.loads(folder.read_text(encoding="utf-8")).get("id") == str(ref):
+                    return folder.parent
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue  # a broken neighbour package must not hide the one asked for
+    raise PackageError(f"{ref}: no model package with this folder or id (user or shipped models)")
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    """The validated card of a package, as plain JSON data (validation by inference.card)."""
+    from inference.card import ModelCard
+
+    return ModelCard.load(folder).to_json()
+
+
+def load_parent(ref: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """(card, state dict, folder) of the package to fine-tune; hashes are verified first."""
+    from inference.card import ModelCard
+    from inference.weights import load_network
+
+    folder = resolve_model(ref)
+    card = ModelCard.load(folder)
+    if card.network.get("format") == "torchscript":
+        raise PackageError(
+            f"{folder}: a TorchScript package cannot be fine-tuned (no architecture)"
+        )
+    net = load_network(card)
+    data = card.to_json()
+    # to_json() spells absent optional fields as [] / None; the validator wants them left out.
+    for key in ("classes", "gradcam_layer"):
+        if not data.get(key):
+            data.pop(key, None)
+    return data, dict(net.state_dict()), folder
+
+
+def write_package(folder: Path, card: dict[str, Any], state_dict: dict[str, Any]) -> Path:
+    """Write weights + model.json into ``folder`` (the card's files list is filled in here)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_tensors(folder / WEIGHTS, state_dict)
+    card = dict(card)
+    card["network"] = {**card["network"], "format": "safetensors", "weights": WEIGHTS}
+    card["files"] = {WEIGHTS: sha256_file(folder / WEIGHTS)}
+    card.setdefault("training", {})["date"] = _dt.date.today().isoformat()
+    validate_card(card, folder)
+    atomic_write_text(folder / "model.json", json.dumps(card, indent=2, sort_keys=False) + "\n")
+    return folder
+
+
+def validate_card(card: dict[str, Any], folder: Path) -> None:
+    """Check a card with the engine's own validator so the registry will accept it."""
+    from inference.card import ModelCard
+
+    ModelCard.from_dict(card, folder)

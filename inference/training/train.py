@@ -1,0 +1,289 @@
+"""The training loop: dataset -> split by patient -> train/validate per epoch -> model package.
+
+Checkpoints every epoch (safetensors + JSON state, never pickle), resumes, and stops cleanly
+on Ctrl-C or a ``STOP`` file in the output folder, keeping the best epoch as the package.
+Every epoch re-seeds torch, numpy and the MONAI transforms from (seed, epoch), so a resumed
+run follows the same trajectory as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.training import package as pkg
+from inference.training.dataset import Dataset, DatasetError, load_dataset, split_by_patient
+from inference.training.model_spec import new_card, training_metric
+from inference.training.steps import TaskSteps
+
+STATE = "state.json"
+CHECKPOINT_DIR = "checkpoint"
+STOP_FILE = "STOP"
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot start or continue; the message says what to change."""
+
+
+@dataclass
+class TrainOptions:
+    dataset: Path
+    task: str
+    out: Path
+    from_model: str | None = None
+    epochs: int = 10
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    val_fraction: float = 0.2
+    #: optimiser steps per epoch; None = one per training case
+    steps_per_epoch: int | None = None
+    batch_size: int = 2
+    lr: float = 1e-3
+    #: new models only: (x, y, z) patch; fine-tuning keeps the parent's
+    patch_size: tuple[int, ...] | None = None
+    model_id: str | None = None
+    version: str = "0.1.0"
+    name: str | None = None
+    threads: int | None = None
+    progress: Callable[[str], None] = print
+    #: called after every optimiser step with (epoch, step); tests use it to interrupt
+    on_step: Callable[[int, int], None] | None = field(default=None, repr=False)
+    #: a GUI worker's cancel flag, checked before every step like the STOP file
+    cancel: Callable[[], bool] | None = field(default=None, repr=False)
+
+
+@dataclass
+class TrainResult:
+    package: Path
+    best_metric: float
+    best_epoch: int
+    epochs_done: int
+    stopped: str | None  # None, "stop file", "cancelled" or "interrupted"
+    history: list[dict[str, float]]
+
+
+def choose_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for but no CUDA GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise TrainingError(f"unknown device {name!r} (auto, cpu, cuda)")
+    return name
+
+
+def _seed_all(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _fingerprint(ds: Dataset) -> list[str]:
+    return sorted(f"{c.patient_id}/{c.case_id}" for c in ds.cases)
+
+
+def _optimizer_tensors(opt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Adam's state as flat tensors (safetensors) + its hyper-parameters (JSON)."""
+    import torch
+
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{pid}.{k}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _restore_optimizer(opt: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _describe_data(ds: Dataset, train_ids: list[str], val_ids: list[str], seed: float) -> str:
+    return (
+        f"{ds.describe()}; split by patient (seed {seed}): "
+        f"{len(train_ids)} training, {len(val_ids)} validation cases"
+    )
+
+
+def train(opts: TrainOptions) -> TrainResult:
+    """Run (or resume) a training run and leave a complete model package in ``opts.out``."""
+    import torch
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    if opts.epochs < 1:
+        raise TrainingError(f"--epochs must be at least 1, got {opts.epochs}")
+    device = choose_device(opts.device)
+    if device == "cuda":
+        # cuBLAS needs this for deterministic matmuls; harmless once CUDA is initialised.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    out = Path(opts.out)
+    state_path = out / CHECKPOINT_DIR / STATE
+    if state_path.is_file() and not opts.resume:
+        raise TrainingError(
+            f"{out} already holds a training run; pass --resume to continue it or pick a new --out"
+        )
+    if opts.resume and not state_path.is_file():
+        raise TrainingError(f"{out}: nothing to resume (no {CHECKPOINT_DIR}/{STATE})")
+    (out / STOP_FILE).unlink(missing_ok=True)  # a stale stop request must not end this run
+
+    ds = load_dataset(opts.dataset)
+    train_cases, val_cases = split_by_patient(ds.cases, opts.val_fraction, opts.seed)
+    if not train_cases:
+        raise DatasetError(f"{opts.dataset}: no training cases left after the validation split")
+    parent_state = None
+    if opts.from_model:
+        card, parent_state, parent_dir = pkg.load_parent(opts.from_model)
+        if card["task"] != opts.task:
+            raise TrainingError(
+                f"{parent_dir}: is a {card['task']} model, cannot fine-tune it for {opts.task}"
+            )
+        card["training"] = {"parent": f"{card['id']}@{card['version']}"}
+        card["id"] = opts.model_id or pkg.slug(f"{card['id']}-finetuned")
+        card["name"] = opts.name or f"{card['name']} (fine-tuned)"
+        card["version"] = opts.version
+        card["metrics"] = {}
+    else:
+        card = new_card(opts, ds, train_cases)
+    steps = TaskSteps(card, opts.task, device)
+    train_items = [steps.prepare(c) for c in train_cases]
+    val_items = [steps.prepare(c) for c in val_cases]
+    _seed_all(opts.seed)  # the initial weights are part of what the seed reproduces
+    net = steps.build_network()
+    if parent_state is not None:
+        net.load_state_dict(parent_state)
+    net.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=opts.lr)
+    metric_name, higher_is_better = training_metric(opts.task, bool(val_items))
+
+    state: dict[str, Any] = {
+        "task": opts.task,
+        "seed": opts.seed,
+        "dataset": _fingerprint(ds),
+        "train_cases": [c.case_id for c in train_cases],
+        "val_cases": [c.case_id for c in val_cases],
+        "epoch": 0,
+        "best_metric": None,
+        "best_epoch": 0,
+        "history": [],
+        "card": card,
+    }
+    ckpt = out / CHECKPOINT_DIR
+    if opts.resume:
+        saved = json.loads(state_path.read_text(encoding="utf-8"))
+        for key in ("task", "seed", "dataset"):
+            if saved[key] != state[key]:
+                raise TrainingError(
+                    f"{out}: cannot resume, the run was started with a different {key}"
+                )
+        state = saved
+        card = state["card"]
+        net.load_state_dict(pkg.load_tensors(ckpt / "last.safetensors"))
+        _restore_optimizer(opt, pkg.load_tensors(ckpt / "optimizer.safetensors"), state["optim"])
+        opts.progress(f"resuming {out} after epoch {state['epoch']}")
+    ckpt.mkdir(parents=True, exist_ok=True)
+
+    card["training"] = {
+        **card.get("training", {}),
+        "data": _describe_data(ds, state["train_cases"], state["val_cases"], opts.seed),
+        "script": f"radlens train {opts.dataset} --task {opts.task} --seed {opts.seed}",
+        "parent": card.get("training", {}).get("parent"),
+        "seed": opts.seed,
+        "validation_cases": state["val_cases"],
+    }
+    opts.progress(
+        f"{opts.task}: {len(train_items)} training / {len(val_items)} validation cases on {device}"
+    )
+    stopped: str | None = None
+    n_steps = opts.steps_per_epoch or max(1, len(train_items))
+    try:
+        for epoch in range(state["epoch"] + 1, opts.epochs + 1):
+            t0 = time.perf_counter()
+            _seed_all(opts.seed * 100_003 + epoch)
+            rng = np.random.default_rng([opts.seed, epoch])
+            aug = steps.augmentation(opts.batch_size)
+            aug.set_random_state(seed=(opts.seed * 7919 + epoch) % 2**32)
+            net.train()
+            losses = []
+            for step in range(n_steps):
+                if (out / STOP_FILE).exists():
+                    stopped = "stop file"
+                    break
+                if opts.cancel is not None and opts.cancel():
+                    stopped = "cancelled"
+                    break
+                batch = steps.batch(train_items, rng, aug, opts.batch_size)
+                opt.zero_grad(set_to_none=True)
+                loss = steps.loss(net, batch)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach().cpu()))
+                if opts.on_step:
+                    opts.on_step(epoch, step)
+            if stopped:
+                break
+            metrics = steps.validate(net, val_items) if val_items else {}
+            value = metrics.get(metric_name, float(np.mean(losses)))
+            best = state["best_metric"]
+            improved = best is None or (value > best if higher_is_better else value < best)
+            record = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics}
+            state["history"].append(record)
+            state["epoch"] = epoch
+            if improved:
+                state["best_metric"], state["best_epoch"] = value, epoch
+                card["metrics"] = {
+                    **{k: _round(v) for k, v in metrics.items()},
+                    "epoch": epoch,
+                    "n_cases": len(val_items),
+                    "split": "validation patients (hash split, see training.validation_cases)",
+                }
+                pkg.write_package(out, card, net.state_dict())
+            pkg.save_tensors(ckpt / "last.safetensors", net.state_dict())
+            tensors, state["optim"] = _optimizer_tensors(opt)
+            pkg.save_tensors(ckpt / "optimizer.safetensors", tensors)
+            state["card"] = card
+            pkg.atomic_write_text(state_path, json.dumps(state, indent=1))
+            opts.progress(
+                f"epoch {epoch}/{opts.epochs}  loss {record['loss']:.4f}  "
+                f"{metric_name} {value:.4f}  (best {state['best_metric']:.4f} "
+                f"@ {state['best_epoch']})  {time.perf_counter() - t0:.1f} s"
+            )
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+    if stopped:
+        opts.progress(f"stopped ({stopped}) after epoch {state['epoch']}; keeping the best epoch")
+        (out / STOP_FILE).unlink(missing_ok=True)
+    if not (out / "model.json").is_file():
+        # Stopped before the first validation: the package holds the weights as they are.
+        card["metrics"] = {}
+        pkg.write_package(out, card, net.state_dict())
+    return TrainResult(
+        package=out,
+        best_metric=float(state["best_metric"]) if state["best_metric"] is not None else math.nan,
+        best_epoch=int(state["best_epoch"]),
+        epochs_done=int(state["epoch"]),
+        stopped=stopped,
+        history=list(state["history"]),
+    )
+
+
+def _round(v: float) -> float:
+    return float(round(v, 6)) if isinstance(v, (int, float)) and math.isfinite(v) else v
