@@ -412,3 +412,26 @@ def test_opening_a_series_and_listing_models_does_not_load_torch(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     ).stdout.split()
     assert out[-1] == "False"
+
+
+def test_out_of_memory_is_said_plainly(qtbot, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(None, error=MemoryError()))
+    with qtbot.waitSignal(ctl.analysis_failed, timeout=10_000) as failed:
+        ctl.start(volume, CARD)
+    assert failed.args[0] == (
+        "Analysis with Fake segmenter failed: not enough memory to run it on this machine"
+    )
+
+
+def test_result_for_a_series_left_during_the_run_waits_for_its_return(qtbot, tmp_path, phantom):
+    engine = FakeEngine(phantom_result(phantom), steps=30, step_s=0.01)
+    win, first = _open(qtbot, phantom, tmp_path, engine=engine)
+    other = Volume(
+        phantom.hu[:, ::-1].copy(), spacing=phantom.spacing, modality="CT", series_uid="1.2.3.10"
+    )
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+        win.state.set_volume(other)
+    assert win.state.layers.names() == [] and not win.analyze.findings.findings()
+    win.state.set_volume(first)
+    assert len(win.state.layers) == 3
