@@ -22,7 +22,7 @@ from viewer.ui.layers import Layer, LayerList
 from viewer.ui.overlays import heat_lut
 
 
-def colour_bar(colour_map: str, threshold: float, width: int = 160, height: int = 10) -> QPixmap:
+def colour_bar(colour_map: str, threshold: float, width: int = 90, height: int = 10) -> QPixmap:
     """The heat map's colour scale, 0 at the left, 1 at the right; below threshold is grey."""
     lut = heat_lut(colour_map)
     xs = np.linspace(0.0, 1.0, width)
@@ -41,6 +41,7 @@ class _HeatControls(QWidget):
         self.threshold.setRange(0, 100)
         self.threshold.setValue(round(layer.threshold * 100))
         self.threshold.setToolTip("Heat-map threshold: values below it are not drawn")
+        self.threshold.setMinimumWidth(60)
         self.value = QLabel(f"{layer.threshold:.2f}", self)
         self.bar = QLabel(self)
         self.bar.setPixmap(colour_bar(layer.colour_map, layer.threshold))
@@ -85,6 +86,10 @@ class ResultDisplayControls(QWidget):
                 widget = _HeatControls(self.layers, layer, self)
             else:
                 continue
-            self.form.addRow(QLabel(layer.name, self), widget)
+            # "<model>: heat map" -> "Heat map": the model's name is in the findings above,
+            # and a long label would widen the dock and squeeze the image views.
+            label = QLabel(layer.name.rpartition(": ")[2].capitalize(), self)
+            label.setToolTip(layer.name)
+            self.form.addRow(label, widget)
             self.rows[layer.name] = widget
         self.setVisible(bool(self.rows))
