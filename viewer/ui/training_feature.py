@@ -2,7 +2,7 @@
 
 ``TrainingFeature(window)`` adds a **Models** dock (``ModelsPanel``), a **Tools** menu with
 "Train model…" and a toggle for the dock, and connects: a published model -> rescan; the
-listed models -> the Train dialog's base-model choices; "Use for Analyze" -> the Analyze
+listed models -> the Train dialog's base-model choices and Analyze's model menu; "Use for Analyze" -> the Analyze
 model menu (kept across series as long as the model suits the series). Call ``shutdown()``
 from the window's closeEvent.
 """
@@ -65,6 +65,7 @@ class TrainingFeature(QObject):
         self.tools_menu = tools
 
         self.panel.analyze_model_chosen.connect(self.use_for_analyze)
+        self.panel.models_listed.connect(self._refresh_analyze_menu)
         state = getattr(window, "state", None)
         if state is not None:
             # Connected after Analyze's own handler, which picks the best model per series.
@@ -100,6 +101,14 @@ class TrainingFeature(QObject):
     def _analyze_menu(self) -> Any:
         analyze = getattr(self.window, "analyze", None)
         return getattr(analyze, "menu", None)
+
+    def _refresh_analyze_menu(self, entries: list[Any]) -> None:
+        """A model published or removed while a series is open shows in Analyze's menu now."""
+        menu = self._analyze_menu()
+        volume = getattr(getattr(self.window, "state", None), "volume", None)
+        if menu is None or volume is None:
+            return  # Analyze lists the models itself when the next series opens
+        menu.set_models([e.card for e in entries if e.usable])  # keeps the current choice
 
     def _reapply_pin(self) -> None:
         volume = getattr(getattr(self.window, "state", None), "volume", None)
