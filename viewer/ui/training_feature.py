@@ -2,9 +2,9 @@
 
 ``TrainingFeature(window)`` adds a **Models** dock (``ModelsPanel``), a **Tools** menu with
 "Train model…" and a toggle for the dock, and connects: a published model -> rescan; the
-listed models -> the Train dialog's base-model choices and Analyze's model menu; "Use for Analyze" -> the Analyze
-model menu (kept across series as long as the model suits the series). Call ``shutdown()``
-from the window's closeEvent.
+listed models -> the Train dialog's base-model choices and Analyze's model menu; "Use for
+Analyze" -> the Analyze model menu (kept across series while the model suits the series).
+Call ``shutdown()`` from the window's closeEvent.
 """
 
 from __future__ import annotations
