@@ -14,7 +14,7 @@ from PySide6.QtCore import QTimer
 from inference.paths import user_models_dir
 from viewer.ui.panels.models import OK_STATUS, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog, TrainRequest, build_args
-from viewer.ui.train_runner import TrainRunner, parse_epoch_line
+from viewer.ui.train_runner import TrainRunner, child_command, parse_epoch_line
 
 pytestmark = pytest.mark.gui
 
@@ -187,6 +187,12 @@ def test_form_becomes_the_train_command_line_with_from_and_publish(tmp_path):
     assert named[named.index("--id") + 1] == "lungs" and "--device" not in named
     on_gpu = build_args(TrainRequest(tmp_path, "segmentation", tmp_path / "o", device="cuda"))
     assert on_gpu[on_gpu.index("--device") + 1] == "cuda"
+
+
+def test_a_frozen_app_runs_itself_as_the_trainer():
+    args = ["-m", "viewer", "train", "ds", "--task", "segmentation"]
+    assert child_command(args, frozen=True)[1] == ["train", "ds", "--task", "segmentation"]
+    assert child_command(args, frozen=False)[1] == args
 
 
 def test_base_model_choices_follow_the_task_and_pass_the_package_folder(qtbot, tmp_path):

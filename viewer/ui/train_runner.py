@@ -137,6 +137,18 @@ class RunOutcome:
         return self.exit_code == 0 and not self.crashed and self.package is not None
 
 
+def child_command(args: list[str], frozen: bool | None = None) -> tuple[str, list[str]]:
+    """(program, arguments) for a ``-m viewer ...`` command line.
+
+    In a frozen app (PyInstaller) ``sys.executable`` is RadLens itself, whose entry point is
+    the same command line, so the ``-m viewer`` prefix is dropped.
+    """
+    frozen = bool(getattr(sys, "frozen", False)) if frozen is None else frozen
+    if frozen and args[:2] == ["-m", "viewer"]:
+        return sys.executable, args[2:]
+    return sys.executable, list(args)
+
+
 def child_environment(extra: dict[str, str] | None = None) -> QProcessEnvironment:
     """This process's environment (RADLENS_DATA_DIR included) with the source tree importable.
 
@@ -207,7 +219,7 @@ class TrainRunner(QObject):
         proc.finished.connect(self._finished)
         proc.errorOccurred.connect(self._error)
         self.process = proc
-        proc.start(sys.executable, args)
+        proc.start(*child_command(args))
         self.started_running.emit()
 
     def stop(self) -> None:
