@@ -90,6 +90,21 @@ def test_models_panel_lists_shipped_and_user_packages_with_their_metrics(qtbot):
         assert "Measured" in panel.details.toPlainText()
 
 
+def test_a_package_with_an_evaluation_shows_its_plots_and_report_link(qtbot):
+    from PySide6.QtGui import QColor, QImage
+
+    folder = write_package(user_models_dir(), "evaluated-seg")
+    plot = QImage(40, 30, QImage.Format.Format_RGB32)
+    plot.fill(QColor("#4fc3f7"))
+    assert plot.save(str(folder / "dice.png"))
+    (folder / "report.html").write_text("<html><body>report</body></html>")
+    panel = listed_panel(qtbot)
+    panel.select("evaluated-seg")
+    page = panel.details.toHtml()
+    assert (folder / "dice.png").as_uri() in page and (folder / "report.html").as_uri() in page
+    assert "Open the evaluation report" in panel.details.toPlainText()
+
+
 def test_broken_and_tampered_packages_are_listed_with_their_problem(qtbot):
     root = user_models_dir()
     write_package(root, "good-seg")

@@ -35,6 +35,9 @@ from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
 COLUMNS = ("Model", "Version", "Kind", "Source", "Status")
 _SHORT_TASK = {"segmentation": "seg", "detection": "det", "classification": "cls"}
 OK_STATUS = "weights verified"
+#: evaluation plots shown under a card, and their width in the panel
+MAX_PLOTS = 4
+PLOT_WIDTH = 300
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,20 @@ def entry_html(entry: ModelEntry) -> str:
     )
     if entry.card is None:
         return f"<h3>{e(entry.folder.name)}</h3>{head}<p>This package cannot be used.</p>"
-    return card_html(entry.card) + head
+    return card_html(entry.card) + head + _evaluation_html(entry.folder)
+
+
+def _evaluation_html(folder: Path) -> str:
+    """The package's evaluation plots (``radlens eval`` writes them) and a link to its report."""
+    parts = []
+    report = folder / "report.html"
+    if report.is_file():
+        parts.append(
+            f'<p><a style="color:#4fc3f7" href="{report.as_uri()}">Open the evaluation report</a></p>'
+        )
+    for png in sorted(folder.glob("*.png"))[:MAX_PLOTS]:
+        parts.append(f'<p><img src="{png.as_uri()}" width="{PLOT_WIDTH}"></p>')
+    return "".join(parts)
 
 
 class _Relay(QObject):
@@ -189,7 +205,8 @@ class ModelsPanel(QWidget):
         self.tree.currentItemChanged.connect(lambda *_: self._show_selected())
         self.tree.itemDoubleClicked.connect(lambda *_: self.show_card())
         self.details = QTextBrowser(self)
-        self.details.setOpenLinks(False)
+        # file:// links (the evaluation report) open in the desktop's browser, never in here.
+        self.details.setOpenExternalLinks(True)
         self.summary = QLabel("Looking for models…", self)
         self.rescan_button = QPushButton("Rescan", self)
         self.rescan_button.setToolTip("Look again in the shipped and user model folders")
