@@ -359,3 +359,12 @@ def test_stop_terminates_a_trainer_that_ignores_the_stop_file(qtbot, tmp_path):
     assert (tmp_path / "out" / "STOP").is_file()  # asked politely first
     outcome = finished.args[0]
     assert outcome.stopped == "terminated" and not outcome.ok and not runner.running
+
+
+def test_a_trainer_that_cannot_start_is_reported_not_hung(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.executable", str(tmp_path / "no-such-python"))
+    runner = TrainRunner()
+    with qtbot.waitSignal(runner.run_finished, timeout=10_000) as finished:
+        runner.start(["-m", "viewer", "train"], tmp_path / "out")
+    outcome = finished.args[0]
+    assert not outcome.ok and "could not start" in outcome.error and not runner.running

@@ -293,7 +293,7 @@ class TrainRunner(QObject):
 
     def _error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
-            self.line_received.emit(f"could not start {sys.executable}: the trainer did not run")
+            self._handle(f"could not start {sys.executable}: the trainer did not run")
             self._finished(-1, QProcess.ExitStatus.CrashExit)
 
     def _finished(self, exit_code: int, status: QProcess.ExitStatus) -> None:
