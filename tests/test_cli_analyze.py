@@ -48,7 +48,20 @@ def test_analyze_writes_findings_mask_and_heatmap_with_series_geometry(
 
     folder, truth = ct_folder
     out = tmp_path / "out"
-    rc = main(["analyze", str(folder), "--out", str(out), "--device", "cpu", "--threads", "1"])
+    rc = main(
+        [
+            "analyze",
+            str(folder),
+            "--model",
+            "tiny-seg",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "window 1 of" in captured.err and "100.0%" in captured.err

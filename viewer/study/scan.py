@@ -359,9 +359,12 @@ def scan_folder(
                     series[key] = info
                 series[key].files.append(f)
             elif what == "header":
-                key = (value.study_uid, value.series_uid, "dicom")
+                # A file without SeriesInstanceUID is a series of its own, keyed by its bytes.
+                uid = value.series_uid or file_sha256(f)
+                key = (value.study_uid, uid, "dicom")
                 if key not in series:
                     series[key] = _series_from_dataset(value.dataset, "dicom", value)
+                    series[key].series_uid = uid
                 series[key].files.append(f)
                 series[key].headers.append(replace(value, dataset=None))
     finally:
