@@ -435,3 +435,16 @@ def test_result_for_a_series_left_during_the_run_waits_for_its_return(qtbot, tmp
     assert win.state.layers.names() == [] and not win.analyze.findings.findings()
     win.state.set_volume(first)
     assert len(win.state.layers) == 3
+
+
+def test_progress_steps_within_a_stage_are_throttled(qtbot, phantom, volume):
+    # 400 windows in ~0.4 s: without throttling, 400 queued repaints of the progress bar.
+    engine = FakeEngine(phantom_result(phantom), steps=400, step_s=0.001)
+    ctl = AnalysisController(engine_factory=engine)
+    seen: list[str] = []
+    ctl.analysis_progressed.connect(lambda _f, s: seen.append(s))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    windows = [s for s in seen if s.startswith("window ")]
+    assert windows[0] == "window 1 of 400" and len(windows) < 100
+    assert seen[-1] == "listing findings"

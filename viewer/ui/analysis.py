@@ -96,12 +96,15 @@ class _AnalysisJob(QRunnable):
 
     def _progress(self, fraction: float, sentence: str) -> None:
         now = time.monotonic()
+        # A new stage ("resampling" -> "window 1 of 48") always shows; steps within a
+        # stage ("window 7 of 480", "window 8 of 480") at most every PROGRESS_INTERVAL_S.
+        stage = sentence.split(" ", 1)[0]
         if (
-            sentence != self._last_sentence
+            stage != self._last_sentence
             or fraction >= 1.0
             or now - self._last_emit >= PROGRESS_INTERVAL_S
         ):
-            self._last_emit, self._last_sentence = now, sentence
+            self._last_emit, self._last_sentence = now, stage
             self.signals.progressed.emit(float(fraction), str(sentence))
 
     def _check(self) -> None:
