@@ -58,7 +58,7 @@ def configs(quick: bool) -> dict[str, DemoConfig]:
             list(range(0, 24)), list(range(1000, 1010)),
         ),
         "detection": DemoConfig(
-            (2.0, 2.0, 3.0), (96, 96, 32), _det_kwargs(), 800, 2, 2e-3,
+            (1.6, 1.6, 2.5), (96, 96, 48), _det_kwargs(), 1200, 2, 2e-3,
             list(range(0, 40)), list(range(1000, 1010)), list(range(5000, 5005)),
             train_patch_xyz=(64, 64, 32),
         ),
@@ -161,7 +161,10 @@ def card_for(task: str, cfg: DemoConfig, metrics: dict[str, Any], seconds: float
             "labels": [{"index": 1, "name": "nodule", "color": "#ff7043"}],
             "thresholds": {"score": metrics.get("score_threshold", 0.5), "nms_iou": 0.1},
             "network": _network("radlens.CenterNetUNet", cfg.kwargs, "centernet"),
-            "training": {**common["training"], "data": ct_data},
+            "training": {
+                **common["training"],
+                "data": ct_data.replace("2-6 nodules of radius 3-9", "3-8 nodules of radius 2.5-9"),
+            },
         }
     return {
         "id": "radlens-cxr-nodule-cls",
