@@ -15,7 +15,7 @@ from inference.phantoms import LUNG, NODULE, chest_ct
 from inference.training import demo, demo_eval, phantom_data
 from inference.training import metrics as M
 
-SHIPPED = ("radlens-ct-chest-seg",)
+SHIPPED = ("radlens-ct-chest-seg", "radlens-cxr-nodule-cls")
 PRODUCED = ("radlens-ct-chest-seg", "radlens-ct-nodule-det", "radlens-cxr-nodule-cls")
 
 

@@ -205,4 +205,4 @@ def train_classification(cfg: DemoConfig, log: Log) -> Any:
         if step % 50 == 0 or step == cfg.steps - 1:
             log(f"classification step {step + 1}/{cfg.steps} loss {loss.item():.4f}")
 
-    return net
+    return net.eval()
