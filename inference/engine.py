@@ -173,10 +173,13 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     precision: str = "float32"
     windows_run: int = 0
+    last_fraction: float = 0.0
 
     def report(self, fraction: float, sentence: str) -> None:
+        # Never moves backwards, even when an out-of-memory retry starts the windows again.
+        self.last_fraction = max(self.last_fraction, min(max(float(fraction), 0.0), 1.0))
         if self.progress is not None:
-            self.progress(float(min(max(fraction, 0.0), 1.0)), sentence)
+            self.progress(self.last_fraction, sentence)
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
@@ -186,6 +189,14 @@ class RunContext:
         if device == self.device:
             return self.entry.net
         return loaded_network(self.card, device).net
+
+    def lock_for(self, device: str):
+        """The lock of the copy on ``device`` (the run already holds its own device's lock)."""
+        import contextlib
+
+        if device == self.device:
+            return contextlib.nullcontext()
+        return loaded_network(self.card, device).lock
 
     def autocast(self, device: str):
         import contextlib
@@ -220,6 +231,13 @@ class Engine:
         self.device_preference = device
         self.num_threads = num_threads
 
+    def load(self, card: ModelCard) -> str:
+        """Verify and load ``card``'s network now (e.g. on a worker when a series opens), so the
+        first ``run`` does not pay for it; returns the device it landed on."""
+        device = choose_device(self.device_preference)
+        loaded_network(card, device)
+        return device
+
     def run(
         self,
         image: np.ndarray,
@@ -243,8 +261,17 @@ class Engine:
             torch.set_num_threads(int(self.num_threads))
         if progress is not None:
             progress(0.0, "loading model")
-        entry = loaded_network(card, device)
-        ctx = RunContext(card, device, entry, progress, cancel)
+        early_warnings: list[str] = []
+        try:
+            entry = loaded_network(card, device)
+        except Exception as exc:
+            if device == "cpu" or not is_out_of_memory(exc):
+                raise
+            _free_memory()
+            early_warnings.append(f"the model does not fit in {device} memory; running on the CPU")
+            device = "cpu"
+            entry = loaded_network(card, device)
+        ctx = RunContext(card, device, entry, progress, cancel, warnings=early_warnings)
         ctx.timings["load"] = time.perf_counter() - t0
         if card.source == "monai_bundle":
             ctx.warnings.append("MONAI bundle: its weights have no published SHA-256 to verify")

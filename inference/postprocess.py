@@ -175,29 +175,71 @@ def box_to_input(corners: tuple[float, ...], frame: Frame) -> tuple[float, ...]:
     return tuple(float(v) for v in lo) + tuple(float(v) for v in hi)
 
 
-def clean_components(label_map: np.ndarray, thresholds: dict[str, Any]) -> np.ndarray:
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel (axis projections: no full-size index arrays)."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def clean_components(
+    label_map: np.ndarray, thresholds: dict[str, Any], indices: list[int] | None = None
+) -> np.ndarray:
     """Drop components smaller than ``min_component_voxels``; keep only the largest component of
-    each label listed in ``largest_component`` (e.g. the body, one organ). In place."""
+    each label listed in ``largest_component`` (e.g. the body, one organ). In place.
+
+    ``indices`` are the label values to clean (default: every value present). Work happens
+    inside each label's bounding box, so a small label in a big volume costs little."""
     min_size = int(thresholds.get("min_component_voxels", 0) or 0)
     largest = set(thresholds.get("largest_component", []) or [])
     if not min_size and not largest:
         return label_map
-    for idx in np.unique(label_map):
+    if indices is None:
+        indices = [int(i) for i in np.flatnonzero(np.bincount(label_map.ravel()))]
+    for idx in indices:
         if idx == 0 or (idx not in largest and not min_size):
             continue
         mask = label_map == idx
-        comps, n = ndimage.label(mask)
-        if n == 0:
+        box = _bounding_box(mask)
+        if box is None:
             continue
-        sizes = np.bincount(comps.ravel())
-        sizes[0] = 0
+        sub = mask[box]
+        del mask
+        comps, n = ndimage.label(sub)
+        sizes = _component_sizes(comps, n)
         drop = sizes < min_size
         if idx in largest:
             drop |= np.arange(len(sizes)) != int(np.argmax(sizes))
         drop[0] = False
-        if drop.any():
-            label_map[drop[comps] & mask] = 0
+        dropped = np.flatnonzero(drop)
+        if len(dropped) > 64:  # many components: one pass over the box
+            label_map[box][drop[comps] & sub] = 0
+        elif len(dropped):  # a few specks: touch only their own small boxes
+            objects = ndimage.find_objects(comps)
+            target = label_map[box]
+            for k in dropped:
+                sl = objects[k - 1]
+                target[sl][comps[sl] == k] = 0
     return label_map
+
+
+def _component_sizes(comps: np.ndarray, n: int) -> np.ndarray:
+    """Voxels per component (index 0 = background, set to 0). torch.bincount counts int32
+    labels directly; numpy's would first widen the whole array to int64."""
+    try:
+        import torch
+
+        sizes = torch.bincount(torch.from_numpy(comps.ravel()), minlength=n + 1).numpy()
+    except (ImportError, RuntimeError):
+        sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    sizes = sizes.astype(np.int64)
+    sizes[0] = 0
+    return sizes
 
 
 def label_volumes(label_map: np.ndarray, spacing: Any, names: dict[int, str]) -> dict[str, float]:

@@ -15,7 +15,7 @@ from inference.paths import user_models_dir  # noqa: E402
 from inference.phantoms import chest_ct  # noqa: E402
 from inference.weights import save_package  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
-from tests.test_inference_engine import DET_KW, SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import DET_KW, SEG_KW, seg_card  # noqa: E402
 from viewer.cli import main  # noqa: E402
 
 
@@ -48,7 +48,20 @@ def test_analyze_writes_findings_mask_and_heatmap_with_series_geometry(
 
     folder, truth = ct_folder
     out = tmp_path / "out"
-    rc = main(["analyze", str(folder), "--out", str(out), "--device", "cpu", "--threads", "1"])
+    rc = main(
+        [
+            "analyze",
+            str(folder),
+            "--model",
+            "tiny-seg",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "window 1 of" in captured.err and "100.0%" in captured.err
@@ -134,3 +147,30 @@ def test_analyze_never_overwrites_earlier_results(ct_folder, installed_segmenter
     rc = main(["analyze", str(folder), "--out", str(out), "--quiet"])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "findings.json").read_text() == "{}"
+
+
+def test_folder_with_two_series_needs_series_and_then_analyses_that_one(
+    ct_folder, installed_segmenter, tmp_path, capsys
+):
+    folder, truth = ct_folder
+    other = write_ct_series(folder / "other", shape=(4, 16, 16), spacing=(2.0, 2.0, 3.0))
+    rc = main(["analyze", str(folder), "--out", str(tmp_path / "a"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--series" in err and truth.series_uid in err and other.series_uid in err
+    out = tmp_path / "b"
+    rc = main(
+        [
+            "analyze",
+            str(folder),
+            "--series",
+            other.series_uid,
+            "--model",
+            "tiny-seg",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    data = json.loads((out / "findings.json").read_text())
+    assert data["series_uid"] == other.series_uid and data["geometry"]["shape_zyx"] == [4, 16, 16]

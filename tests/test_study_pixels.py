@@ -12,7 +12,7 @@ from pydicom.uid import MPEG2MPML, JPEG2000Lossless, JPEGLSLossless, RLELossless
 from tests import dicom_factory as f
 from viewer.study.errors import UnsupportedFormat
 from viewer.study.scan import scan_folder
-from viewer.study.series import load_series
+from viewer.study.series import SeriesReader, load_series
 
 
 def _load(path):
@@ -102,6 +102,11 @@ def test_compressed_multiframe_decodes_each_frame(tmp_path):
         tmp_path / "mf.dcm", values, frame_order=[2, 0, 3, 1], transfer_syntax=RLELossless
     )
     assert np.array_equal(_load(tmp_path).array, values)
+    # The first slice on screen decodes just its own frame.
+    (info,) = scan_folder(tmp_path).series
+    reader = SeriesReader(info)
+    reader.read_slice(1)
+    assert np.array_equal(reader.volume.array[1], values[1]) and not reader.is_read(0)
 
 
 @pytest.mark.parametrize(

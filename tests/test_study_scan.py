@@ -104,6 +104,18 @@ def test_reader_refuses_a_series_of_two_sizes_naming_them(tmp_path):
         SeriesReader(mixed)
 
 
+def test_files_without_series_uid_are_each_their_own_series(tmp_path):
+    for k in range(2):
+        path = f.write_2d(tmp_path / f"sc{k}.dcm", np.full((4, 4), k, np.uint16))
+        ds = f.read_back(path)
+        del ds.SeriesInstanceUID
+        ds.save_as(path, enforce_file_format=True)
+    result = scan_folder(tmp_path)
+    assert len(result.series) == 2
+    assert all(s.series_uid.startswith("sha256:") for s in result.series)
+    assert {int(load_series(s).array.max()) for s in result.series} == {0, 1}
+
+
 def test_single_file_can_be_scanned(tmp_path):
     truth = f.write_ct_series(tmp_path, shape=(2, 4, 4))
     result = scan_folder(truth.paths[0])

@@ -59,7 +59,7 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _pick_series(path: Path, uid: str | None, progress) -> Any:
+def _pick_series(path: Path, uid: str | None) -> Any:
     from viewer.study.scan import scan_folder
 
     result = scan_folder(path)
@@ -95,8 +95,9 @@ def _pick_model(args: argparse.Namespace, volume, modality: str):
     dims = 2 if volume.is_2d else 3
     card = registry.best_model(modality, dims, volume.meta.get("body_part") or None)
     if card is None:
+        hint = " (this file names no modality: add e.g. --modality CT)" if modality == "OT" else ""
         raise AnalyzeError(
-            f"no installed model accepts {modality} {dims}D images (see `radlens models`)"
+            f"no installed model accepts {modality} {dims}D images{hint}; see `radlens models`"
         )
     return card
 
@@ -194,7 +195,7 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         raise AnalyzeError(
             f"{out}: already holds {', '.join(clash)}; use --overwrite or another --out"
         )
-    info = _pick_series(args.path, args.series, bar)
+    info = _pick_series(args.path, args.series)
     bar(0.0, f"loading {info.description or info.series_uid}")
     volume = load_series(info)
     modality = (args.modality or volume.modality or "OT").upper()

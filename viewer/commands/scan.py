@@ -37,10 +37,15 @@ def _table(result) -> str:  # result: ScanResult
 
 
 def run(args: argparse.Namespace) -> int:
+    import warnings
+
     from viewer.study.scan import scan_folder
 
     try:
-        result = scan_folder(args.path)
+        with warnings.catch_warnings():
+            # pydicom warns about every odd value it tolerates; the listing says what matters.
+            warnings.simplefilter("ignore", UserWarning)
+            result = scan_folder(args.path)
     except StudyError as exc:
         print(f"radlens scan: {exc}", file=sys.stderr)
         return 2

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pydicom
 
-from viewer.study.errors import LoadCancelled, NotAnImage, SeriesAssemblyError, StudyError
+from viewer.study.errors import NotAnImage, SeriesAssemblyError, StudyError
 from viewer.study.headers import FileHeader, non_image_kind, read_header
 from viewer.study.layout import plan_series, split_parts
 
@@ -19,6 +21,9 @@ from viewer.study.layout import plan_series, split_parts
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 #: Data files that belong to a header file beside them (not reported as junk).
 COMPANION_SUFFIXES = (".raw", ".zraw", ".img")
+
+#: Header-reading threads: parsing holds the GIL, but opening files on slow media does not.
+SCAN_THREADS = 4
 
 Progress = Callable[[float, str], None]
 Cancel = Callable[[], bool]
@@ -270,6 +275,25 @@ def _plan(info: SeriesInfo) -> None:
     info.spacing = layout.spacing
 
 
+def _scan_order(files: list[Path], skipped: list[SkippedFile]) -> list[Path]:
+    """Files to read, each once: a DICOMDIR's references first, then the rest of the walk.
+
+    The DICOMDIR itself and the data files beside .mhd/.nhdr headers are not read.
+    """
+    ordered: list[Path] = []
+    for f in files:
+        if f.name.upper() == "DICOMDIR":
+            ordered.extend(_dicomdir_files(f, skipped))
+    header_names = {f.with_suffix("").name for f in files if f.suffix.lower() in (".mhd", ".nhdr")}
+    for f in files:
+        if f.name.upper() == "DICOMDIR":
+            continue
+        if f.suffix.lower() in COMPANION_SUFFIXES and f.with_suffix("").name in header_names:
+            continue
+        ordered.append(f)
+    return list(dict.fromkeys(ordered))
+
+
 def scan_folder(
     path: Path | str,
     progress: Progress | None = None,
@@ -288,57 +312,64 @@ def scan_folder(
     files, cancelled = _walk(root, cancel, skipped)
     series: dict[tuple[str, str, str], SeriesInfo] = {}
     images: list[SeriesInfo] = []
-    seen: set[Path] = set()
-    # A DICOMDIR puts its referenced files first; the walk still finds everything else.
-    ordered: list[Path] = []
-    for f in files:
-        if f.name.upper() == "DICOMDIR":
-            ordered.extend(_dicomdir_files(f, skipped))
-            seen.add(f)
-    ordered.extend(files)
-    header_names = {f.with_suffix("").name for f in files if f.suffix.lower() in (".mhd", ".nhdr")}
+    ordered = _scan_order(files, skipped)
     total = max(len(ordered), 1)
-    for i, f in enumerate(ordered):
-        if cancel is not None and cancel():
-            cancelled = True
-            break
-        if progress is not None:
-            progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
-        if f in seen:
-            continue
-        seen.add(f)
+    stop = threading.Event()
+
+    def read_one(f: Path) -> tuple[str, Any]:
+        if stop.is_set():
+            return "stopped", None
         try:
             if is_image_file(f):
-                images.append(_image_series(f))
-                continue
-            if f.suffix.lower() in COMPANION_SUFFIXES and f.with_suffix("").name in header_names:
-                continue
-            header = read_header(f, keep=True)
+                return "image", _image_series(f)
+            return "header", read_header(f, keep=True)
         except NotAnImage as exc:
             try:
-                ds = pydicom.dcmread(f, stop_before_pixels=True)
+                return "non-image", (pydicom.dcmread(f, stop_before_pixels=True), exc.reason)
             except (OSError, ValueError, EOFError) as again:
-                skipped.append(SkippedFile(f, f"unreadable ({again})"))
-                continue
-            key = (_text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), "non-image")
-            if key not in series:
-                info = _series_from_dataset(ds, "non-image", None)
-                info.description = info.description or (
-                    non_image_kind(_text(ds, "SOPClassUID")) or "object without pixels"
-                )
-                info.problems.append(exc.reason)
-                series[key] = info
-            series[key].files.append(f)
-            continue
+                return "skip", f"unreadable ({again})"
         except StudyError as exc:
-            skipped.append(SkippedFile(f, exc.reason))
-            continue
-        key = (header.study_uid, header.series_uid, "dicom")
-        if key not in series:
-            series[key] = _series_from_dataset(header.dataset, "dicom", header)
-        info = series[key]
-        info.files.append(f)
-        info.headers.append(replace(header, dataset=None))
+            return "skip", exc.reason
+
+    # Threads overlap the waiting on slow disks and network shares; results are consumed
+    # in order here, so grouping, progress and cancel stay on the calling thread.
+    pool = ThreadPoolExecutor(SCAN_THREADS)
+    try:
+        for i, (f, (what, value)) in enumerate(
+            zip(ordered, pool.map(read_one, ordered), strict=True)
+        ):
+            if cancel is not None and cancel():
+                cancelled = True
+                break
+            if progress is not None:
+                progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
+            if what == "image":
+                images.append(value)
+            elif what == "skip":
+                skipped.append(SkippedFile(f, value))
+            elif what == "non-image":
+                ds, reason = value
+                key = (_text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), "non-image")
+                if key not in series:
+                    info = _series_from_dataset(ds, "non-image", None)
+                    info.description = info.description or (
+                        non_image_kind(_text(ds, "SOPClassUID")) or "object without pixels"
+                    )
+                    info.problems.append(reason)
+                    series[key] = info
+                series[key].files.append(f)
+            elif what == "header":
+                # A file without SeriesInstanceUID is a series of its own, keyed by its bytes.
+                uid = value.series_uid or file_sha256(f)
+                key = (value.study_uid, uid, "dicom")
+                if key not in series:
+                    series[key] = _series_from_dataset(value.dataset, "dicom", value)
+                    series[key].series_uid = uid
+                series[key].files.append(f)
+                series[key].headers.append(replace(value, dataset=None))
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
     finished = [part for info in series.values() for part in _finish(info)]
@@ -353,9 +384,3 @@ def scan_folder(
         ),
     )
     return ScanResult(root=root, series=result + images, skipped=skipped, cancelled=cancelled)
-
-
-def check_not_cancelled(cancel: Cancel | None, what: Path | None = None) -> None:
-    """Raise LoadCancelled when the user asked to stop."""
-    if cancel is not None and cancel():
-        raise LoadCancelled(what, "cancelled by the user")

@@ -92,7 +92,10 @@ class SeriesReader:
             first = info.files[0] if info.files else None
             raise NotAnImage(first, f"{info.description or 'this object'} has no images to show")
         self._lock = threading.Lock()
+        #: Whole decoded multi-frame files (header index -> frames), kept during read_all.
         self._decoded: dict[int, np.ndarray] = {}
+        self._file_locks: dict[int, threading.Lock] = {}
+        self._bulk = False
         if info.kind == "image":
             from viewer.study.formats import read_image
 
@@ -170,19 +173,27 @@ class SeriesReader:
                     raw = raw & np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
             return raw
         if h.frames == 1:
-            return self._decode(h, hi)
+            return self._decode(h)
         with self._lock:
             cached = self._decoded.get(hi)
-        if cached is None:
-            cached = self._decode(h, hi)
+            file_lock = self._file_locks.setdefault(hi, threading.Lock())
+        if cached is None and not self._bulk:
+            # A single slice asked for (the first one on screen): decode only that frame.
+            return self._decode(h, frame)
+        with file_lock:  # one thread decodes a multi-frame file; the others wait for it
             with self._lock:
-                self._decoded[hi] = cached
+                cached = self._decoded.get(hi)
+            if cached is None:
+                cached = self._decode(h)
+                with self._lock:
+                    self._decoded[hi] = cached
         return cached[frame]
 
-    def _decode(self, h: FileHeader, hi: int) -> np.ndarray:
+    def _decode(self, h: FileHeader, frame: int | None = None) -> np.ndarray:
+        """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
         try:
             ds = pydicom.dcmread(h.path)
-            arr = ds.pixel_array
+            arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
             if h.photometric == "PALETTE COLOR":
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
                 if arr.dtype != np.uint8:
@@ -193,7 +204,7 @@ class SeriesReader:
                 f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} "
                 f"({_one_line(exc)})",
             ) from None
-        except (OSError, ValueError, EOFError, AttributeError, KeyError) as exc:
+        except (OSError, ValueError, EOFError, AttributeError, KeyError, IndexError) as exc:
             raise UnsupportedFormat(h.path, f"damaged pixel data ({_one_line(exc)})") from None
         return arr
 
@@ -256,6 +267,7 @@ class SeriesReader:
             return z, None
 
         pool = ThreadPoolExecutor(READ_THREADS)
+        self._bulk = True
         try:
             for count, (z, error) in enumerate(pool.map(work, todo), start=1):
                 if cancel is not None and cancel():
@@ -276,13 +288,14 @@ class SeriesReader:
         finally:
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            self._bulk = False
+            self._decoded.clear()
         if failures:
             if not self._done.any():
                 raise failures[0][1]
             # One broken file among many: show the rest, say which slices are blank and why.
             for z, error in sorted(failures, key=lambda item: item[0]):
                 self.volume.warnings.append(f"slice {z + 1} is blank: {error}")
-        self._decoded.clear()
         return self.volume
 
 

@@ -1,0 +1,1 @@
+"""Dock panels of the main window: series browser, layers, DICOM tags, problems."""

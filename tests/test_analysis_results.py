@@ -1,0 +1,162 @@
+"""Analysis records, their findings and their per-series store (Qt-free, torch-free)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from inference.phantoms import LUNG, NODULE, chest_ct
+from tests.analysis_fakes import _Box, _Cls, _Heat, _LabelMap, _Result, phantom_result
+from viewer.labels.result_findings import summarise
+from viewer.labels.results import (
+    BoxRecord,
+    ResultStore,
+    ResultStoreError,
+    record_from_result,
+    series_key,
+)
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return chest_ct((32, 64, 64), seed=3, n_nodules=2)
+
+
+def test_each_nodule_component_is_a_finding_and_lung_is_a_structure(phantom):
+    rec = record_from_result(phantom_result(phantom))
+    summary = summarise(rec, phantom.spacing)
+    regions = [f for f in summary.findings if f.kind == "region"]
+    assert len(regions) == len(phantom.nodules) == 2
+    assert {f.label for f in regions} == {"nodule"}
+    # Each component's centre lies on a true nodule centre (within a voxel or two).
+    for n in phantom.nodules:
+        d = [np.linalg.norm(np.subtract(f.centre_zyx, n.center_zyx)) for f in regions]
+        assert min(d) < 2.0
+    voxel_ml = np.prod(phantom.spacing) / 1000.0
+    assert sum(f.volume_ml for f in regions) == pytest.approx(
+        (phantom.labels == NODULE).sum() * voxel_ml
+    )
+    assert [s.label for s in summary.structures] == ["lung"]
+    assert summary.structures[0].volume_ml == pytest.approx(
+        (phantom.labels == LUNG).sum() * voxel_ml
+    )
+
+
+def test_box_findings_carry_size_in_mm_and_slice_range(phantom):
+    rec = record_from_result(phantom_result(phantom))
+    boxes = [f for f in summarise(rec, phantom.spacing).findings if f.kind == "box"]
+    assert len(boxes) == 2
+    n = phantom.nodules[0]
+    f = min(boxes, key=lambda b: np.linalg.norm(np.subtract(b.centre_zyx, n.center_zyx)))
+    assert f.extent_mm[0] == pytest.approx(2 * n.radius_mm)
+    assert f.extent_mm[2] == pytest.approx(2 * n.radius_mm)
+    assert f.slice_range[0] <= round(n.center_zyx[0]) <= f.slice_range[1]
+    assert "mm" in f.describe() and "slices" in f.describe()
+
+
+def test_classification_is_one_finding_at_heat_map_peak():
+    heat = np.zeros((1, 40, 50), np.float32)
+    heat[0, 12, 30] = 1.0
+    res = _Result(
+        task="classification",
+        heat_map=_Heat(heat),
+        classification=_Cls({"normal": 0.2, "nodule": 0.8}),
+    )
+    summary = summarise(record_from_result(res), (1.0, 1.0, 1.0))
+    assert len(summary.findings) == 1
+    f = summary.findings[0]
+    assert f.kind == "classification" and f.label == "nodule" and f.score == pytest.approx(0.8)
+    assert f.centre_zyx == (0.0, 12.0, 30.0)
+    assert f.describe().startswith("nodule (nodule 0.80, normal 0.20)")
+
+
+def test_2d_mask_component_reports_area_not_volume():
+    lm = np.zeros((1, 100, 100), np.uint8)
+    lm[0, 5:10, 5:15] = 1
+    rec = record_from_result(_Result(label_map=_LabelMap(lm, {1: "opacity"})))
+    (f,) = summarise(rec, (0.5, 0.5, 1.0)).findings
+    assert f.volume_ml is None and f.area_mm2 == pytest.approx(50 * 0.25)
+    assert f.extent_mm == (5.0, 2.5, 0.0)
+
+
+def test_results_survive_a_new_store_instance(tmp_path, phantom):
+    rec = record_from_result(phantom_result(phantom))
+    ResultStore(tmp_path).save("1.2.840.99.1", rec)
+    (back,) = ResultStore(tmp_path).load_all("1.2.840.99.1")
+    assert np.array_equal(back.label_map, phantom.labels)
+    assert np.abs(back.heat_map - rec.heat_map).max() <= 0.5 / 255 + 1e-6
+    assert back.boxes == rec.boxes and back.labels == rec.labels
+    assert back.intended_use == rec.intended_use and back.model_id == "fake-seg"
+
+
+def test_store_defaults_to_user_data_dir(_isolated_user_data, phantom):
+    store = ResultStore()
+    store.save("uid with spaces/and slashes", record_from_result(phantom_result(phantom)))
+    key = series_key("uid with spaces/and slashes")
+    assert "/" not in key and (_isolated_user_data / "results" / key).is_dir()
+
+
+def test_latest_run_per_model_is_what_a_reopened_series_shows(tmp_path, phantom):
+    store = ResultStore(tmp_path)
+    old = record_from_result(phantom_result(phantom))
+    new = record_from_result(phantom_result(phantom))
+    new.created = old.created + 10
+    store.save("s", old)
+    store.save("s", new)
+    assert [r.run_id for r in store.latest_per_model("s")] == [new.run_id]
+    assert len(store.load_all("s")) == 2
+
+
+def test_removed_layers_stay_removed_and_an_empty_run_is_deleted(tmp_path):
+    store = ResultStore(tmp_path)
+    rec = record_from_result(_Result(boxes=[_Box((1, 2, 3, 4, 5, 6), "nodule", 0.7)]))
+    rec.heat_map = np.zeros((8, 8, 8), np.float32)
+    store.save("s", rec)
+    store.remove_layer("s", rec, "heatmap")
+    (back,) = store.load_all("s")
+    assert back.layers() == ["boxes"]
+    store.remove_layer("s", back, "boxes")
+    assert store.load_all("s") == []
+
+
+def test_unreadable_stored_result_names_the_file(tmp_path):
+    folder = tmp_path / series_key("s")
+    folder.mkdir()
+    (folder / "broken.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ResultStoreError, match="broken.json"):
+        ResultStore(tmp_path).load_all("s")
+
+
+def test_interrupted_write_leaves_no_run(tmp_path, monkeypatch):
+    rec = record_from_result(_Result(boxes=[BoxRecord((0, 0, 1, 1), "x", 0.5)]))
+    store = ResultStore(tmp_path)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dumps", boom)
+    with pytest.raises(OSError):
+        store.save("s", rec)
+    monkeypatch.undo()
+    assert store.load_all("s") == []
+    assert not list((tmp_path / "s").glob("*.tmp"))
+
+
+def test_mask_value_missing_from_the_label_table_still_becomes_a_finding():
+    lm = np.zeros((20, 50, 50), np.uint8)
+    lm[2:4, 10:12, 10:12] = 1
+    lm[10:12, 30:33, 30:33] = 5
+    rec = record_from_result(_Result(label_map=_LabelMap(lm, {1: "nodule"})))
+    found = {f.label: f for f in summarise(rec, (1.0, 1.0, 1.0)).findings}
+    assert set(found) == {"nodule", "label 5"}
+    assert found["label 5"].volume_ml == pytest.approx(18 / 1000)
+    assert found["label 5"].slice_range == (10, 11)
+
+
+def test_heat_map_quantised_in_slabs_equals_whole_array_rounding():
+    from viewer.labels.results import quantise_heat
+
+    heat = np.random.default_rng(0).random((19, 30, 31)).astype(np.float32)
+    assert np.array_equal(quantise_heat(heat, slab=4), np.rint(heat * 255).astype(np.uint8))

@@ -1,0 +1,362 @@
+"""AI results kept with their series: a plain record of one analysis run and its on-disk store.
+
+The viewer never holds inference classes after a run: ``record_from_result`` copies an
+engine ``AnalysisResult`` (read by attribute, so this module imports neither torch nor
+``inference.results``) into a ``ResultRecord``. ``ResultStore`` keeps records per series
+(keyed by ``Volume.series_uid``) under ``user_data_dir()/results/`` with atomic writes, so
+results survive closing the series and restarting the app. Qt-free and torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Layer kinds a record can carry; also the names used in ``removed_layers``.
+LAYER_KINDS = ("mask", "heatmap", "boxes")
+#: Colours for labels whose card gives none (index -> hex), cycled.
+_FALLBACK_COLOURS = ("#4fc3f7", "#ff7043", "#aed581", "#ba68c8", "#ffd54f", "#4db6ac")
+
+
+class ResultStoreError(RuntimeError):
+    """A stored result could not be read or written; the message names the file."""
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    index: int
+    name: str
+    color: str  # "#rrggbb"
+
+
+@dataclass(frozen=True)
+class BoxRecord:
+    #: (z0, y0, x0, z1, y1, x1) for volumes or (y0, x0, y1, x1) for 2D images, voxel indices.
+    corners: tuple[float, ...]
+    label: str
+    score: float
+
+    def corners_zyx(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(lo, hi) as 3D (z, y, x) corners; a 2D box lies on slice 0."""
+        c = tuple(float(v) for v in self.corners)
+        if len(c) == 4:
+            return (0.0, c[0], c[1]), (0.0, c[2], c[3])
+        return (c[0], c[1], c[2]), (c[3], c[4], c[5])
+
+
+@dataclass
+class ResultRecord:
+    """One analysis run on one series, in the series' own voxel index space."""
+
+    model_id: str
+    model_name: str
+    model_version: str
+    task: str
+    shape: tuple[int, int, int]  # (z, y, x) of the analysed volume
+    device: str = "cpu"
+    precision: str = "float32"
+    timings: dict[str, float] = field(default_factory=dict)
+    intended_use: str = ""
+    warnings: list[str] = field(default_factory=list)
+    label_map: np.ndarray | None = None  # uint8 (z, y, x)
+    labels: list[LabelInfo] = field(default_factory=list)
+    heat_map: np.ndarray | None = None  # float32 in [0, 1], (z, y, x)
+    boxes: list[BoxRecord] = field(default_factory=list)
+    probabilities: dict[str, float] | None = None
+    run_id: str = field(
+        default_factory=lambda: time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
+    )
+    created: float = field(default_factory=time.time)
+    removed_layers: list[str] = field(default_factory=list)
+
+    @property
+    def total_seconds(self) -> float:
+        t = self.timings
+        return float(t.get("total", sum(v for k, v in t.items() if k != "total")))
+
+    def layers(self) -> list[str]:
+        """Layer kinds this record can show, minus those the user removed."""
+        present = []
+        if self.label_map is not None:
+            present.append("mask")
+        if self.heat_map is not None:
+            present.append("heatmap")
+        if self.boxes:
+            present.append("boxes")
+        return [k for k in present if k not in self.removed_layers]
+
+    def label_name(self, index: int) -> str:
+        for info in self.labels:
+            if info.index == index:
+                return info.name
+        return f"label {index}"
+
+
+def _labels_from(source: Any) -> list[LabelInfo]:
+    """Label tables arrive as card label objects, dicts, or {index: name}; normalise them."""
+    if source is None:
+        return []
+    items: list[tuple[int, str, str | None]] = []
+    if isinstance(source, dict):
+        for k, v in source.items():
+            if isinstance(v, dict):
+                items.append((int(k), str(v.get("name", k)), v.get("color")))
+            else:
+                items.append((int(k), str(v), None))
+    else:
+        for entry in source:
+            if isinstance(entry, dict):
+                items.append((int(entry["index"]), str(entry["name"]), entry.get("color")))
+            else:
+                items.append((int(entry.index), str(entry.name), getattr(entry, "color", None)))
+    out = []
+    for i, (index, name, color) in enumerate(sorted(items)):
+        if index == 0:
+            continue
+        out.append(
+            LabelInfo(index, name, str(color or _FALLBACK_COLOURS[i % len(_FALLBACK_COLOURS)]))
+        )
+    return out
+
+
+def _array_of(part: Any) -> np.ndarray | None:
+    if part is None:
+        return None
+    return np.asarray(getattr(part, "array", part))
+
+
+def record_from_result(
+    result: Any, card: Any = None, shape: tuple[int, ...] | None = None
+) -> ResultRecord:
+    """Copy an engine ``AnalysisResult`` (and optionally its ``ModelCard``) into a record."""
+    label_map = _array_of(getattr(result, "label_map", None))
+    heat_map = _array_of(getattr(result, "heat_map", None))
+    labels = _labels_from(getattr(getattr(result, "label_map", None), "labels", None))
+    if not labels and card is not None:
+        labels = _labels_from(getattr(card, "labels", None))
+    if shape is None:
+        ref = label_map if label_map is not None else heat_map
+        shape = tuple(ref.shape) if ref is not None else (1, 1, 1)
+    shape3 = tuple(int(s) for s in shape[:3]) if len(shape) >= 3 else (1, *map(int, shape))
+    if label_map is not None:
+        label_map = label_map.astype(np.uint8, copy=False).reshape(shape3)
+    if heat_map is not None:
+        heat_map = heat_map.astype(np.float32, copy=False).reshape(shape3)
+        # The engine already answers in [0, 1]; copy (300 MB for a big CT) only if it did not.
+        if heat_map.size and (float(heat_map.min()) < 0.0 or float(heat_map.max()) > 1.0):
+            heat_map = np.clip(heat_map, 0.0, 1.0)
+    boxes = [
+        BoxRecord(tuple(float(v) for v in b.corners), str(b.label), float(b.score))
+        for b in (getattr(result, "boxes", None) or [])
+    ]
+    cls = getattr(result, "classification", None)
+    probs = None
+    if cls is not None:
+        raw = getattr(cls, "probabilities", cls)
+        probs = {str(k): float(v) for k, v in dict(raw).items()}
+    model_id = str(getattr(result, "model_id", "") or getattr(card, "id", "model"))
+    return ResultRecord(
+        model_id=model_id,
+        model_name=str(getattr(card, "name", "") or model_id),
+        model_version=str(getattr(result, "model_version", "") or getattr(card, "version", "")),
+        task=str(getattr(result, "task", "") or getattr(card, "task", "")),
+        shape=shape3,  # type: ignore[arg-type]
+        device=str(getattr(result, "device", "cpu")),
+        precision=str(getattr(result, "precision", "float32")),
+        timings={str(k): float(v) for k, v in dict(getattr(result, "timings", {}) or {}).items()},
+        intended_use=str(
+            getattr(result, "intended_use", "") or getattr(card, "intended_use", "") or ""
+        ),
+        warnings=[str(w) for w in (getattr(result, "warnings", None) or [])],
+        label_map=label_map,
+        labels=labels,
+        heat_map=heat_map,
+        boxes=boxes,
+        probabilities=probs,
+    )
+
+
+# ---- persistence -----------------------------------------------------------------------
+
+
+def series_key(series_uid: str) -> str:
+    """A folder name for a series: the UID itself when it is filename-safe, else its hash."""
+    if series_uid and re.fullmatch(r"[A-Za-z0-9._-]{1,96}", series_uid):
+        return series_uid
+    return "h-" + hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:32]
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then ``os.replace`` it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _meta_of(rec: ResultRecord) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "run_id": rec.run_id,
+        "created": rec.created,
+        "model_id": rec.model_id,
+        "model_name": rec.model_name,
+        "model_version": rec.model_version,
+        "task": rec.task,
+        "shape": list(rec.shape),
+        "device": rec.device,
+        "precision": rec.precision,
+        "timings": rec.timings,
+        "intended_use": rec.intended_use,
+        "warnings": rec.warnings,
+        "labels": [{"index": i.index, "name": i.name, "color": i.color} for i in rec.labels],
+        "boxes": [
+            {"corners": list(b.corners), "label": b.label, "score": b.score} for b in rec.boxes
+        ],
+        "probabilities": rec.probabilities,
+        "has_label_map": rec.label_map is not None,
+        "has_heat_map": rec.heat_map is not None,
+        "removed_layers": rec.removed_layers,
+    }
+
+
+def quantise_heat(heat: np.ndarray, slab: int = 8) -> np.ndarray:
+    """[0, 1] floats -> uint8 (x 255, rounded), a few slices at a time.
+
+    Whole-array arithmetic would allocate two float temporaries of the volume's size; on a
+    300×512×512 CT those big allocations stall the UI thread (they take the process's
+    memory-map lock), so the work goes through one small reused buffer instead."""
+    out = np.empty(heat.shape, dtype=np.uint8)
+    buf = np.empty((min(slab, heat.shape[0]), *heat.shape[1:]), dtype=np.float32)
+    for z0 in range(0, heat.shape[0], slab):
+        part = buf[: min(slab, heat.shape[0] - z0)]
+        np.multiply(heat[z0 : z0 + slab], 255.0, out=part)
+        np.rint(part, out=part)
+        out[z0 : z0 + slab] = part
+    return out
+
+
+class ResultStore:
+    """Analysis records per series under ``root`` (default ``user_data_dir()/results``).
+
+    Each run is ``<series>/<run_id>.npz`` (arrays; the heat map quantised to uint8, which is
+    finer than any colour map shows) plus ``<run_id>.json`` (everything else), the JSON
+    written last so a run without it is an interrupted write and is ignored.
+    """
+
+    def __init__(self, root: Path | None = None) -> None:
+        if root is None:
+            from inference.paths import user_data_dir  # numpy-only module, no torch
+
+            root = user_data_dir() / "results"
+        self.root = Path(root)
+
+    def _folder(self, series_uid: str) -> Path:
+        return self.root / series_key(series_uid)
+
+    def save(self, series_uid: str, rec: ResultRecord) -> Path:
+        """Persist ``rec`` for the series; returns the JSON path."""
+        folder = self._folder(series_uid)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        if rec.label_map is not None:
+            arrays["label_map"] = rec.label_map
+        if rec.heat_map is not None:
+            arrays["heat_map_u8"] = quantise_heat(rec.heat_map)
+        if arrays:
+            _atomic_write(
+                folder / f"{rec.run_id}.npz", lambda fh: np.savez_compressed(fh, **arrays)
+            )
+        return self._write_meta(folder, rec)
+
+    def _write_meta(self, folder: Path, rec: ResultRecord) -> Path:
+        path = folder / f"{rec.run_id}.json"
+        data = json.dumps(_meta_of(rec), indent=1).encode("utf-8")
+        _atomic_write(path, lambda fh: fh.write(data))
+        return path
+
+    def load_all(self, series_uid: str) -> list[ResultRecord]:
+        """Every stored run of the series, oldest first. Unreadable runs raise ResultStoreError."""
+        folder = self._folder(series_uid)
+        if not folder.is_dir():
+            return []
+        records = [self._load(p) for p in folder.glob("*.json")]
+        return sorted(records, key=lambda r: r.created)
+
+    def latest_per_model(self, series_uid: str) -> list[ResultRecord]:
+        """The newest run of each model, oldest first: what a reopened series shows."""
+        latest: dict[str, ResultRecord] = {}
+        for rec in self.load_all(series_uid):
+            latest[rec.model_id] = rec
+        return sorted(latest.values(), key=lambda r: r.created)
+
+    def _load(self, path: Path) -> ResultRecord:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            label_map = heat_map = None
+            if meta.get("has_label_map") or meta.get("has_heat_map"):
+                with np.load(path.with_suffix(".npz"), allow_pickle=False) as npz:
+                    if "label_map" in npz:
+                        label_map = npz["label_map"]
+                    if "heat_map_u8" in npz:
+                        heat_map = np.multiply(
+                            npz["heat_map_u8"], np.float32(1 / 255), dtype=np.float32
+                        )
+            return ResultRecord(
+                model_id=meta["model_id"],
+                model_name=meta["model_name"],
+                model_version=meta["model_version"],
+                task=meta["task"],
+                shape=tuple(meta["shape"]),  # type: ignore[arg-type]
+                device=meta["device"],
+                precision=meta["precision"],
+                timings=meta["timings"],
+                intended_use=meta["intended_use"],
+                warnings=list(meta["warnings"]),
+                label_map=label_map,
+                labels=[LabelInfo(**d) for d in meta["labels"]],
+                heat_map=heat_map,
+                boxes=[
+                    BoxRecord(tuple(b["corners"]), b["label"], b["score"]) for b in meta["boxes"]
+                ],
+                probabilities=meta["probabilities"],
+                run_id=meta["run_id"],
+                created=meta["created"],
+                removed_layers=list(meta.get("removed_layers", [])),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ResultStoreError(f"{path}: stored analysis result is unreadable ({exc})") from exc
+
+    def remove_layer(self, series_uid: str, rec: ResultRecord, kind: str) -> None:
+        """Remember that the user removed one layer of a run; a run with none left is deleted."""
+        if kind not in LAYER_KINDS:
+            raise ValueError(f"unknown layer kind {kind!r} (expected one of {LAYER_KINDS})")
+        if kind not in rec.removed_layers:
+            rec.removed_layers.append(kind)
+        folder = self._folder(series_uid)
+        if not rec.layers() and rec.probabilities is None:
+            self.delete(series_uid, rec.run_id)
+        elif (folder / f"{rec.run_id}.json").exists():
+            self._write_meta(folder, rec)
+
+    def delete(self, series_uid: str, run_id: str) -> None:
+        folder = self._folder(series_uid)
+        # JSON first: without it the run no longer exists even if the npz removal fails.
+        (folder / f"{run_id}.json").unlink(missing_ok=True)
+        (folder / f"{run_id}.npz").unlink(missing_ok=True)

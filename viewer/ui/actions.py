@@ -1,0 +1,230 @@
+"""Menus, tool bar and shortcuts of the main window, built from one table of QActions.
+
+The Help > Shortcuts dialog lists the same actions, so what it shows is what is bound.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QSpinBox, QToolBar
+
+from viewer.ui.help import ShortcutsDialog
+from viewer.ui.planes import PLANES
+from viewer.ui.theme import icon
+
+if TYPE_CHECKING:
+    from viewer.ui.main_window import MainWindow
+
+MODE_KEYS = {"crosshair": "Q", "window": "W", "zoom": "Z", "pan": "P"}
+PLANE_KEYS = {"axial": "A", "coronal": "C", "sagittal": "S"}
+LAYOUT_KEYS = {"single": "Ctrl+1", "1x3": "Ctrl+2", "2x2": "Ctrl+3"}
+
+
+def _action(
+    w: MainWindow, text: str, slot, shortcut: str = "", icon_name: str = "", toggle: bool = False
+) -> QAction:
+    """A window-wide action; ``toggle`` actions are checkable and pass their state to ``slot``."""
+    action = QAction(text, w)
+    if shortcut:
+        action.setShortcut(QKeySequence(shortcut))
+        # Window-wide so keys work whichever panel has focus.
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    if icon_name:
+        action.setIcon(icon(icon_name))
+    if toggle:
+        action.setCheckable(True)
+        action.toggled.connect(slot)
+    else:
+        action.triggered.connect(lambda *_: slot())
+    w.addAction(action)
+    return action
+
+
+def build(w: MainWindow) -> dict[str, QAction]:
+    a: dict[str, QAction] = {}
+    area, state = w.area, w.state
+
+    # ---- File ----------------------------------------------------------------------------
+    def open_folder() -> None:
+        folder = QFileDialog.getExistingDirectory(w, "Open a DICOM folder")
+        if folder:
+            w.open_path(folder)
+
+    def open_file() -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            w, "Open an image file", "", "Images (*.nii *.nii.gz *.nrrd *.nhdr *.mha *.mhd)"
+        )
+        if path:
+            w.open_path(path)
+
+    a["open"] = _action(w, "&Open folder…", open_folder, "Ctrl+O", "open")
+    a["open_file"] = _action(w, "Open &image file…", open_file, "Ctrl+Shift+O")
+    a["demo"] = _action(w, "Open &demo study", w.open_demo, "Ctrl+D")
+    a["quit"] = _action(w, "&Quit", w.close, "Ctrl+Q")
+    menu = w.menuBar().addMenu("&File")
+    menu.addActions([a["open"], a["open_file"], a["demo"]])
+    w.recent_menu = menu.addMenu("Open &recent")
+    menu.addSeparator()
+    menu.addAction(a["quit"])
+    refresh_recent(w)
+
+    # ---- View ----------------------------------------------------------------------------
+    view = w.menuBar().addMenu("&View")
+    layouts = QActionGroup(w)
+    for name, key in LAYOUT_KEYS.items():
+        act = _action(w, f"Layout {name}", partial(area.set_layout, name), key, f"layout_{name}")
+        act.setCheckable(True)
+        layouts.addAction(act)
+        view.addAction(act)
+        a[f"layout_{name}"] = act
+    area.layout_changed.connect(lambda n: a[f"layout_{n}"].setChecked(True))
+    view.addSeparator()
+    planes = QActionGroup(w)
+    for plane in PLANES:
+        act = _action(
+            w, plane.capitalize(), partial(area.set_active_plane, plane), PLANE_KEYS[plane]
+        )
+        act.setCheckable(True)
+        planes.addAction(act)
+        view.addAction(act)
+        a[f"plane_{plane}"] = act
+    a["plane_axial"].setChecked(True)
+    area.active_plane_changed.connect(lambda p: a[f"plane_{p}"].setChecked(True))
+    view.addSeparator()
+    a["text"] = _action(w, "Show image &text", area.set_text_visible, "O", toggle=True)
+    a["text"].setChecked(bool(w.settings.get("view/show_text", True)))
+    a["text"].toggled.connect(lambda v: w.settings.set("view/show_text", v))
+    a["crosshair"] = _action(w, "Show cross&hair", area.set_crosshair_visible, "X", toggle=True)
+    a["crosshair"].setChecked(True)
+    a["fit"] = _action(w, "&Fit to window", area.fit_all, "F", "fit")
+
+    def reset() -> None:
+        state.reset_window()
+        state.set_invert(False)
+        a["invert"].setChecked(False)
+        area.fit_all()
+
+    a["invert"] = _action(w, "&Invert", state.set_invert, "I", "invert", toggle=True)
+    a["reset"] = _action(w, "&Reset window and zoom", reset, "Ctrl+R", "reset")
+    a["cine"] = _action(w, "&Cine play/stop", area.set_cine, "Space", "play", toggle=True)
+    view.addActions([a["text"], a["crosshair"], a["fit"], a["invert"], a["reset"], a["cine"]])
+    docks_menu = view.addMenu("&Panels")
+    for dock in w.docks.values():
+        docks_menu.addAction(dock.toggleViewAction())
+
+    # ---- Window presets (rebuilt per series) ---------------------------------------------
+    w.presets_menu = w.menuBar().addMenu("&Window")
+
+    # ---- Left-button modes ---------------------------------------------------------------
+    modes = QActionGroup(w)
+    for mode, key in MODE_KEYS.items():
+        act = _action(w, f"{mode.capitalize()} mode", partial(area.set_left_mode, mode), key, mode)
+        act.setCheckable(True)
+        act.setToolTip(f"Left button: {mode} ({key})")
+        modes.addAction(act)
+        a[f"mode_{mode}"] = act
+    a["mode_crosshair"].setChecked(True)
+
+    # ---- Help ----------------------------------------------------------------------------
+    help_menu = w.menuBar().addMenu("&Help")
+    a["shortcuts"] = _action(w, "&Shortcuts…", lambda: show_shortcuts(w), "F1")
+    a["problems"] = _action(w, "&Problems with the last folder…", w.show_problems)
+    a["problems"].setEnabled(False)
+    help_menu.addActions([a["shortcuts"], a["problems"]])
+
+    # ---- Tool bar ------------------------------------------------------------------------
+    bar = QToolBar("Main", w)
+    bar.setObjectName("main_toolbar")
+    bar.addAction(a["open"])
+    bar.addSeparator()
+    for name in LAYOUT_KEYS:
+        bar.addAction(a[f"layout_{name}"])
+    w.plane_combo = QComboBox(bar)
+    w.plane_combo.addItems([p.capitalize() for p in PLANES])
+    w.plane_combo.setToolTip("Plane shown in the single layout (A / C / S)")
+    w.plane_combo.activated.connect(lambda i: area.set_active_plane(PLANES[i]))
+    area.active_plane_changed.connect(lambda p: w.plane_combo.setCurrentIndex(PLANES.index(p)))
+    bar.addWidget(w.plane_combo)
+    bar.addSeparator()
+    for mode in MODE_KEYS:
+        bar.addAction(a[f"mode_{mode}"])
+    bar.addSeparator()
+    w.preset_combo = QComboBox(bar)
+    w.preset_combo.setMinimumContentsLength(14)
+    w.preset_combo.setToolTip("Window/level preset")
+    w.preset_combo.activated.connect(lambda i: _apply_preset(w, w.preset_combo.itemText(i)))
+    bar.addWidget(w.preset_combo)
+    bar.addActions([a["invert"], a["fit"], a["reset"]])
+    bar.addSeparator()
+    bar.addAction(a["cine"])
+    w.fps_spin = QSpinBox(bar)
+    w.fps_spin.setRange(1, 60)
+    w.fps_spin.setValue(10)
+    w.fps_spin.setSuffix(" fps")
+    w.fps_spin.setToolTip("Cine speed")
+    w.fps_spin.valueChanged.connect(lambda v: area.set_cine(area.cine.isActive(), v))
+    bar.addWidget(w.fps_spin)
+    bar.addWidget(QLabel("  "))
+    w.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+    w.main_toolbar = bar
+    refresh_presets(w)
+    return a
+
+
+def _apply_preset(w: MainWindow, name: str) -> None:
+    preset = w.state.window_presets().get(name)
+    if preset is not None:
+        w.state.set_window(*preset)
+
+
+def refresh_presets(w: MainWindow) -> None:
+    """Rebuild the Window menu and combo for the open series (file windows + CT presets)."""
+    presets = w.state.window_presets()
+    menu: QMenu = w.presets_menu
+    for act in menu.actions():
+        w.removeAction(act)
+        act.deleteLater()
+    menu.clear()
+    w.preset_combo.clear()
+    rgb = w.state.is_rgb
+    for i, name in enumerate(presets):
+        key = str(i + 1) if i < 9 else ""
+        c, width = presets[name]
+        act = _action(w, f"{name}  (W {width:g} / L {c:g})", partial(_apply_preset, w, name), key)
+        act.setEnabled(not rgb)
+        menu.addAction(act)
+        w.preset_combo.addItem(name)
+    menu.setEnabled(bool(presets) and not rgb)
+    w.preset_combo.setEnabled(bool(presets) and not rgb)
+
+
+def refresh_recent(w: MainWindow) -> None:
+    menu: QMenu = w.recent_menu
+    menu.clear()
+    recent = w.settings.recent_folders()
+    for path in recent:
+        menu.addAction(path, partial(w.open_path, path))
+    menu.setEnabled(bool(recent))
+
+
+def shortcut_table(w: MainWindow) -> list[tuple[str, str]]:
+    """(shortcut, description) for every action of the window that has a shortcut."""
+    rows = []
+    for act in w.actions():
+        seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+        if seq:
+            rows.append((seq, act.text().replace("&", "").replace("…", "")))
+    for act in w.annotation_bar.slots.values():
+        rows.append((str(act.data()), f"{act.text()} tool"))
+    return rows
+
+
+def show_shortcuts(w: MainWindow) -> ShortcutsDialog:
+    dialog = ShortcutsDialog(shortcut_table(w), w)
+    dialog.show()
+    w.shortcuts_dialog = dialog
+    return dialog

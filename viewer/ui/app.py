@@ -1,0 +1,57 @@
+"""Start the viewer: QApplication, dark theme, main window on screen, then open what was asked.
+
+Nothing here imports torch or the inference engine: the window must be up first.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from viewer.ui.main_window import MainWindow
+from viewer.ui.theme import apply_dark_theme
+
+
+def create_app(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(argv if argv is not None else sys.argv[:1])
+        apply_dark_theme(app)
+    app.setOrganizationName("RadLens")
+    app.setApplicationName("RadLens")
+    return app  # type: ignore[return-value]
+
+
+def open_window(path: str | Path | None = None, demo: bool = False) -> MainWindow:
+    """Show a main window now; open ``path`` or the demo once the event loop runs."""
+    window = MainWindow()
+    window.show()
+    if demo:
+        QTimer.singleShot(0, window.open_demo)
+    elif path:
+        QTimer.singleShot(0, lambda: window.open_path(path))
+    return window
+
+
+def _install_excepthook(window: MainWindow) -> None:
+    """An unexpected error in a slot is printed and shown; the window keeps running."""
+    previous = sys.excepthook
+
+    def hook(kind, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        previous(kind, exc, tb)
+        if isinstance(exc, Exception):
+            window.show_error(f"Unexpected error: {exc or kind.__name__}")
+
+    sys.excepthook = hook
+
+
+def run_viewer(path: str | Path | None = None, demo: bool = False) -> int:
+    app = create_app()
+    window = open_window(path, demo)
+    _install_excepthook(window)
+    code = app.exec()
+    del window
+    return int(code)

@@ -1,0 +1,188 @@
+"""File > Export labels…: choose a folder and formats; the export runs on a worker thread.
+
+De-identification is on by default. An existing case folder is never replaced without a
+yes from the user (``confirm_overwrite``); the writing itself is ``viewer.labels.export``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.labels.deid import Deidentifier
+from viewer.labels.document import Document
+from viewer.labels.export import FORMATS, ExportResult, export_case
+from viewer.study.volume import Volume
+from viewer.ui.workers import Task, TaskContext
+
+FORMAT_TITLES = {
+    "nifti": "NIfTI mask (.nii.gz)",
+    "nrrd": "NRRD mask (.nrrd)",
+    "dicom-seg": "DICOM-SEG (seg.dcm)",
+    "json": "Annotations JSON",
+    "csv": "Annotations CSV",
+    "coco": "COCO boxes (coco.json)",
+}
+DEFAULT_FORMATS = ("nifti", "json", "csv")
+
+
+class ExportDialog(QDialog):
+    #: the export finished: the ExportResult
+    export_finished = Signal(object)
+    #: the export failed: a sentence naming the folder or the problem
+    export_failed = Signal(str)
+
+    def __init__(
+        self,
+        volume: Volume,
+        document: Document,
+        folder: str | Path = "",
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export labels")
+        self.volume, self.document = volume, document
+        self.task: Task | None = None
+        self.result: ExportResult | None = None
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.folder_edit = QLineEdit(str(folder))
+        self.folder_edit.setObjectName("export_folder")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.folder_edit, 1)
+        row.addWidget(browse)
+        form.addRow("Folder", row)
+        layout.addLayout(form)
+        self.format_boxes: dict[str, QCheckBox] = {}
+        for fmt in FORMATS:
+            box = QCheckBox(FORMAT_TITLES.get(fmt, fmt))
+            box.setChecked(fmt in DEFAULT_FORMATS)
+            self.format_boxes[fmt] = box
+            layout.addWidget(box)
+        self.deid_box = QCheckBox("De-identify (pseudonymous IDs, shifted dates, new UIDs)")
+        self.deid_box.setChecked(True)
+        self.image_box = QCheckBox("Include the image volume")
+        layout.addWidget(self.deid_box)
+        layout.addWidget(self.image_box)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.hide()
+        layout.addWidget(self.status)
+        layout.addWidget(self.progress)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        self.buttons.accepted.connect(self.start_export)
+        self.buttons.rejected.connect(self._cancel)
+        layout.addWidget(self.buttons)
+
+    # ---- choices --------------------------------------------------------------------------
+    def formats(self) -> list[str]:
+        return [f for f, box in self.format_boxes.items() if box.isChecked()]
+
+    def target(self) -> Path:
+        """The case folder the export will create: <folder>/<case id>."""
+        return Path(self.folder_edit.text()).expanduser() / Deidentifier().case_id(
+            self.volume.series_uid or str(id(self.volume))
+        )
+
+    def _browse(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export labels to", self.folder_edit.text())
+        if folder:
+            self.folder_edit.setText(folder)
+
+    def confirm_overwrite(self, path: Path) -> bool:
+        """Ask before replacing an earlier export (tests replace this method)."""
+        answer = QMessageBox.question(
+            self,
+            "Replace export?",
+            f"{path} already exists. Replace it with this export?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    # ---- running --------------------------------------------------------------------------
+    def start_export(self) -> bool:
+        """Validate the choices and start the export on a worker; False if nothing started."""
+        if self.task is not None:
+            return False
+        folder_text = self.folder_edit.text().strip()
+        if not folder_text:
+            self.status.setText("Choose a folder to export to.")
+            return False
+        formats = self.formats()
+        if not formats:
+            self.status.setText("Choose at least one format.")
+            return False
+        overwrite = False
+        target = self.target()
+        if target.exists():
+            if not self.confirm_overwrite(target):
+                self.status.setText(f"{target} exists; nothing was written.")
+                return False
+            overwrite = True
+        volume, document = self.volume, self.document
+        deid, with_image = self.deid_box.isChecked(), self.image_box.isChecked()
+        out_dir = Path(folder_text).expanduser()
+
+        def work(ctx: TaskContext) -> ExportResult:
+            ctx.progress(0.0, "Exporting labels")
+            # The Document is only read here; edits stay on the main thread meanwhile
+            # because the dialog is modal.
+            return export_case(volume, document, out_dir, formats, deid, with_image, overwrite)
+
+        self.task = Task(work, self)
+        self.task.succeeded.connect(self._done)
+        self.task.failed.connect(self._failed)
+        self.task.finished.connect(self._task_finished)
+        self.progress.show()
+        self.status.setText(f"Exporting to {target}…")
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
+        self.task.start()
+        return True
+
+    def _task_finished(self) -> None:
+        # Dropped only now: the Task must outlive its thread (see viewer.ui.workers.Task).
+        self.task = None
+
+    def _done(self, result: ExportResult) -> None:
+        self.result = result
+        self.progress.hide()
+        self.status.setText(f"Wrote {len(result.files)} files to {result.folder}")
+        self.export_finished.emit(result)
+        self.accept()
+
+    def _failed(self, message: str) -> None:
+        self.progress.hide()
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
+        self.status.setText(message)
+        self.export_failed.emit(message)
+
+    def _cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.task.wait(10000)
+            self.task = None
+        self.reject()

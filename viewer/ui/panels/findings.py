@@ -1,0 +1,113 @@
+"""The findings panel: what the AI found, grouped by run, with the model's intended use on top.
+
+Clicking (or activating) a finding emits ``finding_activated(Finding)``; the window jumps
+every plane to its centre. Anatomy labels (e.g. lung) are listed as structure volumes.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+from viewer.labels.result_findings import Finding, ResultSummary
+from viewer.labels.results import ResultRecord
+
+_FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def run_title(rec: ResultRecord) -> str:
+    """'Chest CT segmenter 1.0.0 — cpu, 12.3 s' for a run's heading."""
+    return f"{rec.model_name} {rec.model_version} — {rec.device}, {rec.total_seconds:.1f} s"
+
+
+class FindingsPanel(QWidget):
+    finding_activated = Signal(object)  # Finding
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.intended_use = QLabel(self)
+        self.intended_use.setWordWrap(True)
+        self.intended_use.setObjectName("intendedUse")
+        # Amber, so it reads as a caveat and not as part of the findings.
+        self.intended_use.setStyleSheet(
+            "QLabel#intendedUse { color: #ffb74d; padding: 4px; border: 1px solid #8d6e2f; }"
+        )
+        self.intended_use.hide()
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderHidden(True)
+        self.tree.setRootIsDecorated(True)
+        self.tree.itemClicked.connect(self._on_item)
+        self.tree.itemActivated.connect(self._on_item)
+        self.empty = QLabel("No AI results for this series. Click Analyze (Ctrl+R).", self)
+        self.empty.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.intended_use)
+        layout.addWidget(self.empty)
+        layout.addWidget(self.tree, 1)
+        self._runs: list[tuple[ResultRecord, ResultSummary]] = []
+        self._refresh()
+
+    # ---- contents -----------------------------------------------------------------------
+    def set_runs(self, runs: list[tuple[ResultRecord, ResultSummary]]) -> None:
+        self._runs = list(runs)
+        self._refresh()
+
+    def add_run(self, rec: ResultRecord, summary: ResultSummary) -> None:
+        # A newer run of the same model replaces the older one, as the layers do.
+        self._runs = [(r, s) for r, s in self._runs if r.model_id != rec.model_id]
+        self._runs.append((rec, summary))
+        self._refresh()
+
+    def remove_run(self, run_id: str) -> None:
+        self._runs = [(r, s) for r, s in self._runs if r.run_id != run_id]
+        self._refresh()
+
+    def clear(self) -> None:
+        self.set_runs([])
+
+    def runs(self) -> list[tuple[ResultRecord, ResultSummary]]:
+        return list(self._runs)
+
+    def findings(self) -> list[Finding]:
+        return [f for _, s in self._runs for f in s.findings]
+
+    def _refresh(self) -> None:
+        self.tree.clear()
+        uses: list[str] = []
+        for rec, summary in self._runs:
+            if rec.intended_use and rec.intended_use not in uses:
+                uses.append(rec.intended_use)
+            top = QTreeWidgetItem([run_title(rec)])
+            top.setToolTip(0, "\n".join([rec.intended_use, *rec.warnings]).strip())
+            self.tree.addTopLevelItem(top)
+            for s in summary.structures:
+                item = QTreeWidgetItem([f"{s.label}: {s.volume_ml:,.0f} mL (structure)"])
+                item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+                top.addChild(item)
+            for f in summary.findings:
+                item = QTreeWidgetItem([f.describe()])
+                item.setData(0, _FINDING_ROLE, f)
+                item.setToolTip(0, "Click to show it on every plane")
+                top.addChild(item)
+            if not summary.findings:
+                top.addChild(QTreeWidgetItem(["no findings"]))
+            top.setExpanded(True)
+        self.intended_use.setText("\n".join(f"Intended use: {u}" for u in uses))
+        self.intended_use.setVisible(bool(uses))
+        self.empty.setVisible(not self._runs)
+        self.tree.setVisible(bool(self._runs))
+
+    def _on_item(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        finding = item.data(0, _FINDING_ROLE)
+        if isinstance(finding, Finding):
+            self.finding_activated.emit(finding)
+
+    def activate(self, finding: Finding) -> None:
+        """Select a finding's row and emit as a click would (tests and keyboard navigation)."""
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for j in range(top.childCount()):
+                if top.child(j).data(0, _FINDING_ROLE) == finding:
+                    self.tree.setCurrentItem(top.child(j))
+        self.finding_activated.emit(finding)

@@ -1,0 +1,52 @@
+"""Problems dialog: the files a scan skipped, each with the reason, so nothing fails silently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def problem_rows(skipped: list[Any]) -> list[tuple[str, str]]:
+    """(file, reason) for each skipped file, whatever record shape the scanner used."""
+    rows = []
+    for s in skipped:
+        if isinstance(s, tuple | list) and len(s) >= 2:
+            rows.append((str(s[0]), str(s[1])))
+        else:
+            path = getattr(s, "path", getattr(s, "file", s))
+            rows.append((str(path), str(getattr(s, "reason", getattr(s, "message", "")))))
+    return rows
+
+
+class ProblemsDialog(QDialog):
+    def __init__(self, skipped: list[Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Problems")
+        self.resize(760, 360)
+        rows = problem_rows(skipped)
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel(f"{len(rows)} file(s) were skipped while reading the folder:"))
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(["File", "Reason"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        for path, reason in rows:
+            item = QTreeWidgetItem([path, reason])
+            item.setToolTip(0, path)
+            item.setToolTip(1, reason)
+            self.tree.addTopLevelItem(item)
+        layout.addWidget(self.tree)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        buttons.accepted.connect(self.accept)
+        layout.addWidget(buttons)

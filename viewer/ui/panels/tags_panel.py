@@ -1,0 +1,78 @@
+"""DICOM tags panel: the header of the image under the cursor, filterable by text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+
+
+def tag_rows(tags: Any) -> list[tuple[str, str, str]]:
+    """(tag, name, value) rows from what ``viewer.study.tags.dicom_tags`` returns."""
+    rows: list[tuple[str, str, str]] = []
+    if isinstance(tags, dict):
+        tags = list(tags.items())
+    for entry in tags:
+        if isinstance(entry, tuple | list):
+            if len(entry) == 2:
+                rows.append(("", str(entry[0]), str(entry[1])))
+            else:
+                rows.append((str(entry[0]), str(entry[1]), str(entry[-1])))
+        else:
+            rows.append(
+                (
+                    str(getattr(entry, "tag", "")),
+                    str(getattr(entry, "name", getattr(entry, "keyword", ""))),
+                    str(getattr(entry, "value", "")),
+                )
+            )
+    return rows
+
+
+class TagsPanel(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.filter = QLineEdit(self)
+        self.filter.setPlaceholderText("Filter tags…")
+        self.filter.setClearButtonEnabled(True)
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(["Tag", "Name", "Value"])
+        self.tree.setRootIsDecorated(False)
+        self.tree.setUniformRowHeights(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.tree)
+        self.filter.textChanged.connect(self._apply_filter)
+        self.path: Path | None = None
+
+    def show_file(self, path: Path | None) -> None:
+        """Show the header of ``path`` (a DICOM file), or a one-line reason it has none."""
+        if path == self.path:
+            return
+        self.path = path
+        self.tree.clear()
+        if path is None:
+            self.tree.addTopLevelItem(QTreeWidgetItem(["", "", "No DICOM file for this image"]))
+            return
+        try:
+            from viewer.study.tags import dicom_tags
+
+            rows = tag_rows(dicom_tags(path))
+        except (ImportError, OSError, ValueError) as exc:
+            rows = [("", "error", f"{Path(path).name}: {exc}")]
+        except Exception as exc:  # noqa: BLE001 - a broken header must not take the viewer down
+            rows = [("", type(exc).__name__, f"{Path(path).name}: {exc}")]
+        self.tree.addTopLevelItems([QTreeWidgetItem(list(r)) for r in rows])
+        self.tree.resizeColumnToContents(0)
+        # Keep the value column in sight: names are long, values are what people look for.
+        self.tree.setColumnWidth(1, min(self.tree.sizeHintForColumn(1), 150))
+        self._apply_filter(self.filter.text())
+
+    def _apply_filter(self, text: str) -> None:
+        needle = text.lower().strip()
+        for i in range(self.tree.topLevelItemCount()):
+            item = self.tree.topLevelItem(i)
+            hay = " ".join(item.text(c) for c in range(3)).lower()
+            item.setHidden(bool(needle) and needle not in hay)
