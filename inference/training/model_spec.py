@@ -19,7 +19,8 @@ def training_metric(task: str, has_validation: bool) -> tuple[str, bool]:
     return {
         "segmentation": ("val_dice", True),
         "detection": ("val_froc", True),
-        "classification": ("val_accuracy", True),
+        # AUC ranks every threshold; accuracy ties for epochs that all predict one class.
+        "classification": ("val_auc", True),
     }[task]
 
 
