@@ -187,6 +187,14 @@ class RunContext:
             return self.entry.net
         return loaded_network(self.card, device).net
 
+    def lock_for(self, device: str):
+        """The lock of the copy on ``device`` (the run already holds its own device's lock)."""
+        import contextlib
+
+        if device == self.device:
+            return contextlib.nullcontext()
+        return loaded_network(self.card, device).lock
+
     def autocast(self, device: str):
         import contextlib
 
@@ -243,8 +251,17 @@ class Engine:
             torch.set_num_threads(int(self.num_threads))
         if progress is not None:
             progress(0.0, "loading model")
-        entry = loaded_network(card, device)
-        ctx = RunContext(card, device, entry, progress, cancel)
+        early_warnings: list[str] = []
+        try:
+            entry = loaded_network(card, device)
+        except Exception as exc:
+            if device == "cpu" or not is_out_of_memory(exc):
+                raise
+            _free_memory()
+            early_warnings.append(f"the model does not fit in {device} memory; running on the CPU")
+            device = "cpu"
+            entry = loaded_network(card, device)
+        ctx = RunContext(card, device, entry, progress, cancel, warnings=early_warnings)
         ctx.timings["load"] = time.perf_counter() - t0
         if card.source == "monai_bundle":
             ctx.warnings.append("MONAI bundle: its weights have no published SHA-256 to verify")

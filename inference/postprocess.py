@@ -175,20 +175,42 @@ def box_to_input(corners: tuple[float, ...], frame: Frame) -> tuple[float, ...]:
     return tuple(float(v) for v in lo) + tuple(float(v) for v in hi)
 
 
-def clean_components(label_map: np.ndarray, thresholds: dict[str, Any]) -> np.ndarray:
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel (axis projections: no full-size index arrays)."""
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        if hit.size == 0:
+            return None
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+def clean_components(
+    label_map: np.ndarray, thresholds: dict[str, Any], indices: list[int] | None = None
+) -> np.ndarray:
     """Drop components smaller than ``min_component_voxels``; keep only the largest component of
-    each label listed in ``largest_component`` (e.g. the body, one organ). In place."""
+    each label listed in ``largest_component`` (e.g. the body, one organ). In place.
+
+    ``indices`` are the label values to clean (default: every value present). Work happens
+    inside each label's bounding box, so a small label in a big volume costs little."""
     min_size = int(thresholds.get("min_component_voxels", 0) or 0)
     largest = set(thresholds.get("largest_component", []) or [])
     if not min_size and not largest:
         return label_map
-    for idx in np.unique(label_map):
+    if indices is None:
+        indices = [int(i) for i in np.flatnonzero(np.bincount(label_map.ravel()))]
+    for idx in indices:
         if idx == 0 or (idx not in largest and not min_size):
             continue
         mask = label_map == idx
-        comps, n = ndimage.label(mask)
-        if n == 0:
+        box = _bounding_box(mask)
+        if box is None:
             continue
+        sub = mask[box]
+        del mask
+        comps, n = ndimage.label(sub)
         sizes = np.bincount(comps.ravel())
         sizes[0] = 0
         drop = sizes < min_size
@@ -196,7 +218,7 @@ def clean_components(label_map: np.ndarray, thresholds: dict[str, Any]) -> np.nd
             drop |= np.arange(len(sizes)) != int(np.argmax(sizes))
         drop[0] = False
         if drop.any():
-            label_map[drop[comps] & mask] = 0
+            label_map[box][drop[comps] & sub] = 0
     return label_map
 
 

@@ -67,16 +67,21 @@ def _matches(card: ModelCard, modality: str, spatial_dims: int, body_part: str |
 def best_model(
     modality: str, spatial_dims: int, body_part: str | None, task: str | None = None
 ) -> ModelCard | None:
-    """The most specific installed model for this modality, dimensionality and body part."""
+    """The most specific installed model for this modality, dimensionality and body part.
+
+    Ties go to the user's own models (trained at the station) over the shipped demo models,
+    then segmentation over detection over classification, then by id."""
     order = {"segmentation": 0, "detection": 1, "classification": 2}
+    shipped = shipped_models_dir().resolve()
     scored = []
     for card in list_models():
         if task is not None and card.task != task:
             continue
         score = _matches(card, modality, spatial_dims, body_part)
         if score:
-            scored.append((-score, order.get(card.task, 9), card.id, card))
-    return min(scored, key=lambda t: t[:3])[3] if scored else None
+            is_shipped = card.path.resolve().is_relative_to(shipped)
+            scored.append((-score, is_shipped, order.get(card.task, 9), card.id, card))
+    return min(scored, key=lambda t: t[:4])[4] if scored else None
 
 
 def find_model(model_id: str, extra_dirs: Iterable[str | Path] = ()) -> ModelCard:

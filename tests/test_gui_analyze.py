@@ -332,3 +332,119 @@ def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, vol
         ctl.start(volume, CARD)
     ui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen and seen[0] > ui_nice
+
+
+def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_path, phantom):
+    from PySide6.QtWidgets import QCheckBox
+
+    win, vol = _open(qtbot, phantom, tmp_path)
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    rows = win.analyze.display.rows
+    assert set(rows) == {"Fake segmenter: mask", "Fake segmenter: heat map"}
+    outline = rows["Fake segmenter: mask"]
+    assert isinstance(outline, QCheckBox)
+    view = win.views["axial"]
+    overlay = view.overlays["Fake segmenter: mask"]
+    filled = int((overlay.image[..., 3] > 0).sum())
+    outline.setChecked(True)
+    assert win.state.layers.get("Fake segmenter: mask").outline
+    assert 0 < int((overlay.image[..., 3] > 0).sum()) < filled
+    heat = rows["Fake segmenter: heat map"]
+    heat.threshold.setValue(95)  # above the phantom's 0.9: nothing left to draw
+    assert win.state.layers.get("Fake segmenter: heat map").threshold == pytest.approx(0.95)
+    win.state.layers.update("Fake segmenter: heat map", visible=True)
+    assert int((view.overlays["Fake segmenter: heat map"].image[..., 3] > 0).sum()) == 0
+    win.state.layers.remove("Fake segmenter: heat map")
+    qtbot.wait(20)
+    assert set(win.analyze.display.rows) == {"Fake segmenter: mask"}
+
+
+def test_radiograph_heat_map_and_2d_box_are_drawn_on_the_image(qtbot, tmp_path):
+    from inference.phantoms import chest_radiograph
+    from tests.analysis_fakes import _Box, _Cls, _Heat, _Result
+
+    xr = chest_radiograph(96, seed=5, nodule=True)
+    y0, x0, y1, x1 = xr.box_yx
+    heat = np.zeros((96, 96), np.float32)  # a 2D model answers in (y, x)
+    heat[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1] = 1.0
+    answer = _Result(
+        task="classification",
+        heat_map=_Heat(heat),
+        boxes=[_Box(xr.box_yx, "nodule", 0.9)],
+        classification=_Cls({"normal": 0.1, "nodule": 0.9}),
+    )
+    card = SimpleNamespace(**{**vars(CARD), "id": "cxr", "name": "CXR", "spatial_dims": 2})
+    engine = FakeEngine(answer)
+    store = ResultStore(tmp_path / "r")
+    win = _Window(engine, store, cards=(card,))
+    qtbot.addWidget(win)
+    win.show()
+    win.state.set_volume(Volume(xr.image, modality="DX", series_uid="9.9"))
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    assert engine.calls[0][0] == (96, 96)
+    view = win.views["axial"]
+    heat_img = view.overlays["CXR: heat map"].image
+    cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
+    assert heat_img[cy, cx, 3] == 255 and heat_img[2, 2, 3] == 0
+    (rect,) = view.overlays["CXR: boxes"].rects
+    assert rect.contains(cx + 0.5, cy + 0.5)  # scene mm = pixels here (1 mm spacing)
+    kinds = [f.kind for f in win.analyze.findings.findings()]
+    assert kinds == ["classification", "box"]
+
+
+def test_opening_a_series_and_listing_models_does_not_load_torch(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from viewer.ui.main_window import MainWindow\n"
+        "from viewer.study.volume import Volume\n"
+        "w = MainWindow()\n"
+        "w.state.set_volume(Volume(np.zeros((4, 8, 8), np.int16), modality='CT'))\n"
+        "print(len(w.analyze.menu.actions()), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert out[-1] == "False"
+
+
+def test_out_of_memory_is_said_plainly(qtbot, volume):
+    ctl = AnalysisController(engine_factory=FakeEngine(None, error=MemoryError()))
+    with qtbot.waitSignal(ctl.analysis_failed, timeout=10_000) as failed:
+        ctl.start(volume, CARD)
+    assert failed.args[0] == (
+        "Analysis with Fake segmenter failed: not enough memory to run it on this machine"
+    )
+
+
+def test_result_for_a_series_left_during_the_run_waits_for_its_return(qtbot, tmp_path, phantom):
+    engine = FakeEngine(phantom_result(phantom), steps=30, step_s=0.01)
+    win, first = _open(qtbot, phantom, tmp_path, engine=engine)
+    other = Volume(
+        phantom.hu[:, ::-1].copy(), spacing=phantom.spacing, modality="CT", series_uid="1.2.3.10"
+    )
+    with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+        win.state.set_volume(other)
+    assert win.state.layers.names() == [] and not win.analyze.findings.findings()
+    win.state.set_volume(first)
+    assert len(win.state.layers) == 3
+
+
+def test_progress_steps_within_a_stage_are_throttled(qtbot, phantom, volume):
+    # 400 windows in ~0.4 s: without throttling, 400 queued repaints of the progress bar.
+    engine = FakeEngine(phantom_result(phantom), steps=400, step_s=0.001)
+    ctl = AnalysisController(engine_factory=engine)
+    seen: list[str] = []
+    ctl.analysis_progressed.connect(lambda _f, s: seen.append(s))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    windows = [s for s in seen if s.startswith("window ")]
+    assert windows[0] == "window 1 of 400" and len(windows) < 100
+    assert seen[-1] == "listing findings"

@@ -61,8 +61,6 @@ def sliding_window(
     ctx: RunContext, x, roi: tuple[int, ...] | None, step: Step, lo: float, hi: float
 ):
     """Network output for ``x`` (C, *spatial) on the CPU, float32, (C_out, *spatial)."""
-    from monai.inferers import sliding_window_inference
-
     inf = ctx.card.inference
     spatial = tuple(x.shape[1:])
     roi = tuple(roi) if roi is not None else whole_image_roi(spatial)
@@ -71,7 +69,15 @@ def sliding_window(
     net = ctx.net_on(step.sw_device)
     predictor = _WindowPredictor(ctx, net, total, step, lo, hi)
     inputs = x[None].to(step.device)
-    out = sliding_window_inference(
+    with ctx.lock_for(step.sw_device):
+        out = _sliding(inputs, roi, step, predictor, overlap, inf)
+    return out[0].float().cpu()
+
+
+def _sliding(inputs, roi, step: Step, predictor, overlap: float, inf: dict):
+    from monai.inferers import sliding_window_inference
+
+    return sliding_window_inference(
         inputs,
         roi_size=roi,
         sw_batch_size=step.sw_batch_size,
@@ -81,7 +87,6 @@ def sliding_window(
         sw_device=step.sw_device,
         device=step.device,
     )
-    return out[0].float().cpu()
 
 
 def activate(logits, output: str):
@@ -133,7 +138,7 @@ def run(
         indices = list(range(probs.shape[0]))
     threshold = float(card.thresholds.get("score", 0.5))
     labels = postprocess.labels_to_input(probs, frame, output, indices, threshold)
-    postprocess.clean_components(labels, card.thresholds)
+    postprocess.clean_components(labels, card.thresholds, [e.index for e in card.labels])
     sp = preprocess.axis_spacing(spacing, labels.ndim)[::-1]
     names = {e.index: e.name for e in card.labels}
     result.label_map = LabelMapResult(

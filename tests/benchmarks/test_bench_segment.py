@@ -79,15 +79,20 @@ def _reset_peak() -> None:
         pass
 
 
-def _peak_mib() -> float:
+def _status_mib(field: str) -> float | None:
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return None
+
+
+def _peak_mib() -> float:
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _plain_monai(net, hu, card, native: bool):
@@ -122,6 +127,8 @@ def test_bench_segment_cpu(benchmark, tmp_path, size):
     eng = Engine("cpu", num_threads=2)
     eng.run(hu[:48, :96, :96], spacing, np.eye(3), "CT", card)  # load + warm up
     results = {}
+
+    results["rss_before_mib"] = _status_mib("VmRSS")  # the input and libraries, before any run
 
     def radlens():
         _reset_peak()

@@ -59,7 +59,7 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _pick_series(path: Path, uid: str | None, progress) -> Any:
+def _pick_series(path: Path, uid: str | None) -> Any:
     from viewer.study.scan import scan_folder
 
     result = scan_folder(path)
@@ -194,7 +194,7 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         raise AnalyzeError(
             f"{out}: already holds {', '.join(clash)}; use --overwrite or another --out"
         )
-    info = _pick_series(args.path, args.series, bar)
+    info = _pick_series(args.path, args.series)
     bar(0.0, f"loading {info.description or info.series_uid}")
     volume = load_series(info)
     modality = (args.modality or volume.modality or "OT").upper()

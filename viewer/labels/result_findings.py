@@ -139,6 +139,35 @@ def _label_counts(lm: np.ndarray, known: list[int]) -> dict[int, int]:
     return {int(i): int(full[i]) for i in np.flatnonzero(full[1:]) + 1}
 
 
+def _components(
+    mask: np.ndarray,
+) -> list[tuple[int, tuple[float, float, float], tuple[slice, slice, slice]]]:
+    """(voxels, centre (z, y, x), bounding slices) of each face-connected component, largest
+    first, at most MAX_COMPONENTS_PER_LABEL.
+
+    Works inside the mask's bounding box and measures each component inside its own box:
+    whole-volume ``center_of_mass``/``bincount`` on a 300×512×512 label image took ~7 s."""
+    axes = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != k))) for k in range(3)]
+    if any(len(a) == 0 for a in axes):
+        return []
+    crop = tuple(slice(int(a[0]), int(a[-1]) + 1) for a in axes)
+    offset = np.array([c.start for c in crop], dtype=float)
+    comp, _ = ndimage.label(mask[crop])  # face connectivity, as the engine's cleaning
+    out = []
+    for cid, sl in enumerate(ndimage.find_objects(comp), start=1):
+        if sl is None:
+            continue
+        coords = np.nonzero(comp[sl] == cid)
+        size = len(coords[0])
+        centre = offset + [c.start for c in sl] + [float(np.mean(c)) for c in coords]
+        full = tuple(
+            slice(c.start + o.start, c.stop + o.start) for c, o in zip(sl, crop, strict=True)
+        )
+        out.append((size, tuple(float(v) for v in centre), full))
+    out.sort(key=lambda t: -t[0])
+    return out[:MAX_COMPONENTS_PER_LABEL]  # type: ignore[return-value]
+
+
 def region_findings(
     rec: ResultRecord, spacing_xyz: tuple[float, float, float]
 ) -> tuple[list[Finding], list[StructureVolume]]:
@@ -156,16 +185,7 @@ def region_findings(
         if is_anatomy(name, n, lm.size):
             structures.append(StructureVolume(name, n, n * voxel_ml))
             continue
-        # Face connectivity, as in the engine's min-component post-processing.
-        comp, ncomp = ndimage.label(lm == index)
-        sizes = np.bincount(comp.ravel())[1:]
-        order = np.argsort(-sizes, kind="stable")[:MAX_COMPONENTS_PER_LABEL]
-        boxes = ndimage.find_objects(comp)
-        ids = [int(i) + 1 for i in order]
-        centres = ndimage.center_of_mass(np.ones_like(comp, dtype=np.uint8), comp, ids)
-        for cid, centre in zip(ids, centres, strict=True):
-            sl = boxes[cid - 1]
-            size = int(sizes[cid - 1])
+        for size, centre, sl in _components(lm == index):
             extent = (
                 (sl[2].stop - sl[2].start) * sx,
                 (sl[1].stop - sl[1].start) * sy,

@@ -96,12 +96,15 @@ class _AnalysisJob(QRunnable):
 
     def _progress(self, fraction: float, sentence: str) -> None:
         now = time.monotonic()
+        # A new stage ("resampling" -> "window 1 of 48") always shows; steps within a
+        # stage ("window 7 of 480", "window 8 of 480") at most every PROGRESS_INTERVAL_S.
+        stage = sentence.split(" ", 1)[0]
         if (
-            sentence != self._last_sentence
+            stage != self._last_sentence
             or fraction >= 1.0
             or now - self._last_emit >= PROGRESS_INTERVAL_S
         ):
-            self._last_emit, self._last_sentence = now, sentence
+            self._last_emit, self._last_sentence = now, stage
             self.signals.progressed.emit(float(fraction), str(sentence))
 
     def _check(self) -> None:
@@ -151,13 +154,14 @@ class _AnalysisJob(QRunnable):
 
 #: Nice value for the analysis thread: when the UI thread and the model want the same core,
 #: the UI thread gets it (scrolling stays smooth; the model takes a little longer).
-WORKER_NICE = 10
+#: ``RADLENS_ANALYSIS_NICE`` overrides it (0 = same priority as the UI).
+WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "10"))
 
 
 def _yield_to_the_ui_thread() -> None:
     """Lower this thread's CPU priority. On Linux ``nice`` is per thread, and torch's
     intra-op threads started from here inherit it; elsewhere this does nothing."""
-    if not hasattr(os, "setpriority"):
+    if not hasattr(os, "setpriority") or WORKER_NICE <= 0:
         return
     try:
         tid = threading.get_native_id()

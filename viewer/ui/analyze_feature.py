@@ -34,6 +34,7 @@ from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
 from viewer.ui.layers import BoxItem, Layer
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.model_info import ModelMenu
+from viewer.ui.panels.result_display import ResultDisplayControls
 from viewer.ui.state import ViewerState
 
 log = logging.getLogger(__name__)
@@ -146,10 +147,17 @@ class AnalyzeFeature(QObject):
 
         self.findings = FindingsPanel(window)
         self.findings.finding_activated.connect(self.jump_to)
+        self.display = ResultDisplayControls(state.layers, self.findings)
+        self.findings.layout().addWidget(self.display)
+        self.display.hide()
         self.dock = QDockWidget("Findings", window)
         self.dock.setObjectName("findingsDock")
         self.dock.setWidget(self.findings)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        docks = getattr(window, "docks", {})
+        if "layers" in docks:
+            # A tab beside Layers gets the panel's full height; a new dock would be squeezed.
+            window.tabifyDockWidget(docks["layers"], self.dock)
 
         c = self.controller
         c.analysis_progressed.connect(self._on_progress)
@@ -174,6 +182,7 @@ class AnalyzeFeature(QObject):
         self._shown_volume = volume
         self._runs.clear()
         self.findings.clear()
+        self.display.set_layers([])
         self.action.setEnabled(volume is not None)
         if volume is None:
             self.menu.set_models([])
@@ -307,6 +316,8 @@ class AnalyzeFeature(QObject):
         for _, layer in layers:
             self.state.layers.add(layer)
         self.findings.add_run(rec, summary)
+        self._refresh_display()
+        self.dock.raise_()
 
     def _drop_run(self, run_id: str) -> None:
         rec, layers = self._runs.pop(run_id)
@@ -314,6 +325,18 @@ class AnalyzeFeature(QObject):
             if layer.name in self.state.layers.names():
                 self.state.layers.remove(layer.name)
         self.findings.remove_run(run_id)
+        self._refresh_display()
+
+    def _refresh_display(self) -> None:
+        present = set(self.state.layers.names())
+        self.display.set_layers(
+            [
+                layer
+                for _, layers in self._runs.values()
+                for _, layer in layers
+                if layer.name in present
+            ]
+        )
 
     def records(self) -> list[ResultRecord]:
         return [rec for rec, _ in self._runs.values()]
@@ -341,6 +364,7 @@ class AnalyzeFeature(QObject):
             self.findings.remove_run(rec.run_id)
         else:
             self.findings.add_run(rec, summarise(rec, volume.spacing))
+        self._refresh_display()
 
     @Slot(object)
     def jump_to(self, finding: Finding) -> None:
