@@ -123,3 +123,18 @@ def test_heat_map_upsampling_skips_empty_slabs_but_keeps_the_peak():
     )[0, 0]
     assert np.allclose(got, ref.numpy(), atol=1e-4)
     assert got[:16].max() == 0.0 and got.max() > 0.5
+
+
+def test_many_specks_are_removed_in_one_pass_and_big_parts_kept():
+    lab = np.zeros((8, 40, 40), np.uint8)
+    lab[2:6, 10:30, 10:30] = 1
+    lab[0, ::4, ::4] = 1  # 100 isolated single voxels
+    postprocess.clean_components(lab, {"min_component_voxels": 2}, [1])
+    assert lab[0].sum() == 0 and (lab == 1).sum() == 4 * 20 * 20
+
+
+def test_unknown_or_oblique_direction_keeps_the_array_axes():
+    assert preprocess.orientation_to_model(None, 3) == ((0, 1, 2), (False, False, False))
+    c = np.cos(np.pi / 4)
+    oblique = np.array([[c, c, 0], [-c, c, 0], [0, 0, 1.0]])  # x and y both 45 degrees off
+    assert preprocess.orientation_to_model(oblique, 3)[0] == (0, 1, 2)
