@@ -112,3 +112,11 @@ def test_detection_threshold_is_the_lowest_within_the_false_positive_budget():
     assert demo_eval.pick_threshold([vol1], 1.0) == pytest.approx(0.8)  # lowest within budget
     assert demo_eval.at_threshold([vol1, vol2], 0.85) == (0.5, 0.0)
     assert demo_eval.at_threshold([vol1, vol2], 0.3) == (1.0, 0.5)
+
+
+def test_demo_training_is_reproducible_bit_for_bit(tmp_path):
+    for run in ("a", "b"):
+        demo.run(["segmentation"], tmp_path / run, quick=True, log=lambda _msg: None, threads=1)
+    a, b = (ModelCard.load(tmp_path / r / "radlens-ct-chest-seg") for r in ("a", "b"))
+    assert a.files == b.files  # same SHA-256 of the weights
+    assert a.metrics["dice_lung"] == b.metrics["dice_lung"]
