@@ -101,7 +101,9 @@ def main() -> None:
         for block_mib in (1024, 64, 4, 1):  # grab memory until the allocator refuses even 1 MiB
             try:
                 while True:
-                    blocker.append(torch.empty(block_mib * 2**18, dtype=torch.float32, device="cuda"))
+                    blocker.append(
+                        torch.empty(block_mib * 2**18, dtype=torch.float32, device="cuda")
+                    )
             except torch.OutOfMemoryError:
                 continue
         left = torch.cuda.mem_get_info()[0]
