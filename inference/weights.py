@@ -62,10 +62,15 @@ def load_network(card: ModelCard):
     verify_files(card)
     path = card.path / card.network["weights"]
     if card.network["format"] == "torchscript":
+        import warnings
+
         import torch
 
         try:
-            net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                # Deprecated in favour of torch.export, but still how TorchScript files load.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                net = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001
             raise WeightsError(f"{path}: cannot load TorchScript ({exc})") from exc
         return net.eval()

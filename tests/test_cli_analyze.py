@@ -15,7 +15,7 @@ from inference.paths import user_models_dir  # noqa: E402
 from inference.phantoms import chest_ct  # noqa: E402
 from inference.weights import save_package  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
-from tests.test_inference_engine import DET_KW, SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import DET_KW, SEG_KW, seg_card  # noqa: E402
 from viewer.cli import main  # noqa: E402
 
 

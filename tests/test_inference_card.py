@@ -13,7 +13,7 @@ from inference.card import CardError, ModelCard  # noqa: E402
 from inference.engine import Engine  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.weights import save_package  # noqa: E402
-from tests.test_inference_engine import SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import SEG_KW, seg_card  # noqa: E402
 
 
 @pytest.fixture

@@ -11,45 +11,9 @@ from inference import engine as engine_mod  # noqa: E402
 from inference.engine import Cancelled, Engine, EngineError, choose_device  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.weights import save_package  # noqa: E402
+from tests.inference_factory import SEG_KW, ct_volume, seg_card  # noqa: E402
 
 torch.set_num_threads(1)
-
-SEG_KW = {
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 3,
-    "channels": [4, 8],
-    "strides": [2],
-}
-
-
-def seg_card(**over):
-    card = {
-        "id": "tiny-seg",
-        "name": "Tiny segmenter",
-        "version": "0.1",
-        "task": "segmentation",
-        "spatial_dims": 3,
-        "modalities": ["CT"],
-        "body_part": "CHEST",
-        "target_spacing": [4.0, 4.0, 4.0],
-        "patch_size": [16, 16, 8],
-        "preprocessing": {"steps": [{"op": "clip_scale", "a_min": -1000, "a_max": 400}]},
-        "labels": [
-            {"index": 1, "name": "lung", "color": "#4fc3f7"},
-            {"index": 2, "name": "nodule", "color": "#ff7043"},
-        ],
-        "inference": {
-            "sw_batch_size": 1,
-            "overlap": 0.25,
-            "mode": "gaussian",
-            "heatmap_label": "nodule",
-        },
-        "network": {"architecture": "monai.UNet", "kwargs": SEG_KW, "output": "softmax"},
-        "intended_use": "test only",
-    }
-    card.update(over)
-    return card
 
 
 @pytest.fixture(autouse=True)
@@ -63,11 +27,6 @@ def _fresh_cache():
 def seg_package(tmp_path):
     torch.manual_seed(0)
     return save_package(tmp_path / "seg", seg_card(), build_network("monai.UNet", SEG_KW))
-
-
-def ct_volume(shape=(20, 40, 36)):
-    rng = np.random.default_rng(0)
-    return rng.integers(-1000, 400, size=shape).astype(np.int16)
 
 
 def test_segmentation_results_are_in_the_input_grid(seg_package):
@@ -216,90 +175,6 @@ def test_network_is_cached_per_model_and_device(seg_package):
     a = engine_mod.loaded_network(seg_package, "cpu")
     b = engine_mod.loaded_network(seg_package, "cpu")
     assert a is b
-
-
-DET_KW = {"spatial_dims": 3, "in_channels": 1, "channels": [4, 8], "strides": [2]}
-
-
-def test_detector_boxes_land_in_the_input_grid(tmp_path, monkeypatch):
-    """A detector whose heat map peaks at a known model voxel gives a box around the matching
-    input voxel, through resampling back to the input spacing."""
-    card = save_package(
-        tmp_path / "det",
-        seg_card(
-            id="tiny-det",
-            task="detection",
-            labels=[{"index": 1, "name": "nodule", "color": "#ff7043"}],
-            thresholds={"score": 0.5, "nms_iou": 0.1},
-            network={
-                "architecture": "radlens.CenterNetUNet",
-                "kwargs": DET_KW,
-                "output": "centernet",
-            },
-            patch_size=[20, 20, 10],  # one window = the whole model grid, no padding
-        ),
-        build_network("radlens.CenterNetUNet", DET_KW),
-    )
-    img = ct_volume((20, 40, 40))  # spacing 2 mm, model grid 4 mm: model voxel = 2 input voxels
-
-    def fake(net, x):
-        out = torch.zeros((x.shape[0], 4, *x.shape[2:]))
-        out[:, 0] = -10.0
-        out[:, 0, 5, 6, 7] = 10.0
-        out[:, 1:, 5, 6, 7] = torch.tensor([2.0, 3.0, 4.0])
-        return out
-
-    monkeypatch.setattr("inference.tasks.segment.forward", fake)
-    res = Engine("cpu").run(img, (2.0, 2.0, 2.0), np.eye(3), "CT", card)
-    assert len(res.boxes) == 1
-    box = res.boxes[0]
-    assert box.label == "nodule" and box.score > 0.99
-    # model centre (5, 6, 7) -> input (5.5 * 2 - 0.5, ...) = (10.5, 12.5, 14.5); extent doubles
-    assert np.allclose(box.center, (10.5, 12.5, 14.5))
-    assert np.allclose(np.subtract(box.corners[3:], box.corners[:3]), (4, 6, 8))
-    assert res.heat_map.array.shape == img.shape
-
-
-CLS_KW = {
-    "spatial_dims": 2,
-    "in_channels": 1,
-    "out_channels": 2,
-    "init_features": 4,
-    "growth_rate": 4,
-    "block_config": [2, 2],
-    "bn_size": 2,
-}
-
-
-def test_classifier_gives_probabilities_and_gradcam_in_the_input_grid(tmp_path):
-    torch.manual_seed(0)
-    card = save_package(
-        tmp_path / "cls",
-        {
-            "id": "tiny-cls",
-            "name": "Tiny classifier",
-            "version": "1",
-            "task": "classification",
-            "spatial_dims": 2,
-            "modalities": ["CR", "DX"],
-            "preprocessing": {"steps": [{"op": "minmax"}, {"op": "resize", "size": [32, 32]}]},
-            "network": {"architecture": "monai.DenseNet", "kwargs": CLS_KW, "output": "softmax"},
-            "classes": ["normal", "nodule"],
-            "gradcam_layer": "features.denseblock2",
-        },
-        build_network("monai.DenseNet", CLS_KW),
-    )
-    img = np.random.default_rng(1).random((1, 50, 44)).astype(np.float32)
-    net = engine_mod.loaded_network(card, "cpu").net
-    res = Engine("cpu").run(img, (0.5, 0.5, 1.0), np.eye(3), "DX", card)
-    probs = res.classification.probabilities
-    assert set(probs) == {"normal", "nodule"} and sum(probs.values()) == pytest.approx(
-        1.0, abs=1e-5
-    )
-    assert res.heat_map.array.shape == img.shape
-    assert 0.0 <= res.heat_map.array.min() and res.heat_map.array.max() <= 1.0
-    assert not net._forward_hooks and all(not m._forward_hooks for m in net.modules())
-    assert all(p.grad is None for p in net.parameters())
 
 
 def test_runs_on_one_model_from_two_threads_are_serialised(seg_package, monkeypatch):

@@ -41,7 +41,7 @@ def test_shipped_ct_segmenter_finds_the_lungs_of_a_small_phantom():
 
 def test_shipped_ct_detector_box_covers_a_phantom_nodule():
     torch.set_num_threads(2)
-    card = _shipped("radlens-ct-chest-det")
+    card = _shipped("radlens-ct-nodule-det")
     ct = chest_ct((40, 96, 96), seed=4322, n_nodules=1, nodule_radius_mm=(8.0, 10.0))
     res = Engine("cpu").run(ct.hu, ct.spacing, np.eye(3), "CT", card)
     centre = np.asarray(ct.nodules[0].center_zyx)
@@ -52,3 +52,20 @@ def test_shipped_ct_detector_box_covers_a_phantom_nodule():
         and np.all(centre <= np.asarray(b.corners[3:]) + 1)
     ]
     assert covering, f"no box covers the nodule at {centre}: {res.boxes}"
+
+
+def test_shipped_radiograph_classifier_ranks_nodules_higher_with_a_gradcam_map():
+    from inference.phantoms import chest_radiograph
+
+    torch.set_num_threads(2)
+    card = _shipped("radlens-cxr-nodule-cls")
+    eng = Engine("cpu")
+    scores = {True: [], False: []}
+    for seed in (9001, 9002, 9003):
+        for nodule in (True, False):
+            xr = chest_radiograph(128, seed=seed, nodule=nodule)
+            res = eng.run(xr.image, (*xr.spacing, 1.0), np.eye(3), "DX", card)
+            scores[nodule].append(res.classification.probabilities["nodule"])
+            assert res.heat_map.array.shape == xr.image.shape
+            assert 0.0 <= res.heat_map.array.min() and res.heat_map.array.max() <= 1.0
+    assert np.mean(scores[True]) > np.mean(scores[False])

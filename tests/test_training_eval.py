@@ -136,6 +136,7 @@ def test_publish_installs_atomically_and_the_registry_finds_it(seg_model, tmp_pa
     assert dest == user_models_dir() / "tiny-seg"
     assert "tiny-seg" in [c.id for c in list_models()]
     assert not (dest / "checkpoint").exists()  # training state is not part of the package
+    assert (dest / "README.md").is_file()
     assert publish(seg_model) == dest  # same version and weights again: nothing to do
     assert not [p for p in user_models_dir().iterdir() if p.name.startswith(".")]
     other = tmp_path / "v2"

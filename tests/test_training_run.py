@@ -72,7 +72,7 @@ def test_training_writes_a_complete_model_package(straight_run):
     assert card.training["validation_cases"]
     # No pickle anywhere: only JSON and safetensors are written.
     suffixes = {p.suffix for p in straight_run.package.rglob("*") if p.is_file()}
-    assert suffixes <= {".json", ".safetensors"}
+    assert suffixes <= {".json", ".safetensors", ".md"}
     assert straight_run.epochs_done == 2 and straight_run.stopped is None
 
 

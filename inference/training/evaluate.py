@@ -90,6 +90,10 @@ def evaluate(
     if card.task == "segmentation":
         keys = [k for k in rows[0] if k not in ("case_id", "patient_id")]
         res.summary = {f"mean_{k}": _nanmean([r[k] for r in rows]) for k in keys}
+        # HD95 is undefined when one mask is empty: say over how many cases the mean runs.
+        for k in keys:
+            if k.startswith("hd95"):
+                res.summary[f"n_defined_{k}"] = sum(not math.isnan(r[k]) for r in rows)
         res.summary["n_cases"] = len(rows)
     elif card.task == "detection":
         _summarise_detection(res, raw, threshold)

@@ -124,3 +124,31 @@ def validate_card(card: dict[str, Any], folder: Path) -> None:
     from inference.card import ModelCard
 
     ModelCard.from_dict(card, folder)
+
+
+def write_readme(folder: Path, card: dict[str, Any], history: list[dict[str, float]]) -> Path:
+    """A short human-readable README.md: what the model is, its data and its training curve."""
+    t = card.get("training", {})
+    lines = [
+        f"# {card['name']} ({card['id']} {card['version']})",
+        "",
+        card.get("intended_use", ""),
+        "",
+        f"- task: {card['task']}, {card['spatial_dims']}D, modalities {', '.join(card['modalities'])}",
+        f"- network: {card['network']['architecture']} {json.dumps(card['network']['kwargs'])}",
+        f"- fine-tuned from: {t.get('parent') or 'nothing (trained from scratch)'}",
+        f"- data: {t.get('data', 'not recorded')}",
+        f"- reproduce: `{t.get('script', '')}`",
+        "",
+    ]
+    if history:
+        keys = list(history[0])
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        for row in history:
+            cells = [
+                f"{row[k]:.4f}" if isinstance(row.get(k), float) else str(row.get(k, ""))
+                for k in keys
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    atomic_write_text(folder / "README.md", "\n".join(lines) + "\n")
+    return folder / "README.md"

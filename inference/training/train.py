@@ -275,6 +275,9 @@ def train(opts: TrainOptions) -> TrainResult:
         # Stopped before the first validation: the package holds the weights as they are.
         card["metrics"] = {}
         pkg.write_package(out, card, net.state_dict())
+    pkg.write_readme(
+        out, json.loads((out / "model.json").read_text(encoding="utf-8")), state["history"]
+    )
     return TrainResult(
         package=out,
         best_metric=float(state["best_metric"]) if state["best_metric"] is not None else math.nan,

@@ -122,6 +122,11 @@ class MainWindow(QMainWindow):
         # ---- end Analyze ----
         # -- annotation (branch annotate): model results become proposed annotations --
         self.annotations.connect_analyze(self.analyze)
+        # ---- Models dock + Tools > Train model… (owned by viewer/ui/training_feature.py) ----
+        from viewer.ui.training_feature import TrainingFeature
+
+        self.training = TrainingFeature(self)
+        # ---- end Models/training ----
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -346,6 +351,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.cancel_work()
         self.analyze.shutdown(5000)  # Analyze: cancel a running model, wait (bounded)
+        self.training.shutdown(10000)  # Training: stop a running trainer, wait (bounded)
         self.area.set_cine(False)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.set("view/layout", self.area.layout_name)

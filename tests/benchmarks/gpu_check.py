@@ -1,0 +1,130 @@
+"""GPU check for the engine (run by hand on a CUDA machine; CI has no GPU).
+
+    python tests/benchmarks/gpu_check.py [--big]
+
+For each shipped CT model: runs the engine on the demo-sized phantom (and, with --big, a
+300x512x512 phantom) on the CPU (fp32) and on CUDA (autocast), prints wall times, the
+device/precision the engine reports, and the agreement between the CPU fp32 and GPU AMP
+results (Dice per label for masks; box matching for the detector). Also forces a real
+out-of-memory on the GPU (an absurd sliding-window batch) to show the fallback ladder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = a.sum() + b.sum()
+    return 1.0 if s == 0 else float(2.0 * np.logical_and(a, b).sum() / s)
+
+
+def run(engine, vol, card):
+    t = time.perf_counter()
+    res = engine.run(vol.hu, vol.spacing, np.eye(3), "CT", card)
+    return res, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--big", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    from inference.engine import Engine
+    from inference.phantoms import chest_ct
+    from inference.registry import list_models
+
+    print(
+        "torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0)
+    )
+    cases = {"demo 96x256x256": chest_ct((96, 256, 256), seed=2026, n_nodules=4)}
+    if args.big:
+        cases["300x512x512"] = chest_ct((300, 512, 512), seed=7, n_nodules=5, vessels=False)
+    cards = [c for c in list_models() if "CT" in c.modalities]
+    report = []
+    cpu = Engine(device="cpu", num_threads=2)
+    gpu = Engine(device="cuda")
+    for card in cards:
+        for name, vol in cases.items():
+            run(cpu, vol, card)  # warm-up: imports, thread pools, model load
+            rc, tc = run(cpu, vol, card)
+            run(gpu, vol, card)  # warm-up: CUDA context, cuDNN autotune, model upload
+            torch.cuda.synchronize()
+            rg, tg = run(gpu, vol, card)
+            row = {
+                "model": card.id,
+                "case": name,
+                "cpu_s": round(tc, 3),
+                "gpu_s": round(tg, 3),
+                "speedup": round(tc / tg, 1),
+                "gpu_precision": rg.precision,
+                "gpu_device": rg.device,
+            }
+            if rc.label_map is not None:
+                for entry in card.labels:
+                    row[f"dice_cpu_vs_gpu_{entry.name}"] = round(
+                        dice(rc.label_map.array == entry.index, rg.label_map.array == entry.index),
+                        4,
+                    )
+            if rc.boxes or rg.boxes:
+                row["boxes_cpu"] = len(rc.boxes)
+                row["boxes_gpu"] = len(rg.boxes)
+                row["max_corner_diff_vox"] = (
+                    float(
+                        np.max(
+                            np.abs(
+                                np.array(sorted(b.corners for b in rc.boxes))
+                                - np.array(sorted(b.corners for b in rg.boxes))
+                            )
+                        )
+                    )
+                    if len(rc.boxes) == len(rg.boxes) and rc.boxes
+                    else None
+                )
+            print(json.dumps(row))
+            report.append(row)
+
+    # A real CUDA out-of-memory: fill the GPU, leaving too little for one batch of windows,
+    # then watch the engine walk its fallback ladder (smaller batch, CPU stitching, CPU).
+    seg = next((c for c in cards if c.task == "segmentation"), None)
+    if seg is not None:
+        vol = cases["demo 96x256x256"]
+        torch.cuda.empty_cache()
+        free, total = torch.cuda.mem_get_info()
+        blocker = []
+        for block_mib in (1024, 64, 4, 1):  # grab memory until the allocator refuses even 1 MiB
+            try:
+                while True:
+                    blocker.append(torch.empty(block_mib * 2**18, dtype=torch.float32, device="cuda"))
+            except torch.OutOfMemoryError:
+                continue
+        left = torch.cuda.mem_get_info()[0]
+        print(f"GPU filled: {left / 2**20:.0f} MiB left of {total / 2**30:.1f} GiB")
+        try:
+            res, t = run(gpu, vol, seg)
+            print(
+                json.dumps(
+                    {
+                        "oom_test_seconds": round(t, 2),
+                        "warnings": res.warnings,
+                        "device": res.device,
+                    }
+                )
+            )
+            if rc_cpu := report[0].get("dice_cpu_vs_gpu_lung"):
+                print("reference lung dice cpu vs gpu (no OOM):", rc_cpu)
+        except Exception as exc:  # report, do not hide: this is a manual check script
+            print("oom test raised:", type(exc).__name__, exc)
+        finally:
+            del blocker
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

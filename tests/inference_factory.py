@@ -1,0 +1,60 @@
+"""Tiny model packages for inference tests: random networks saved as real packages."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SEG_KW = {
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "channels": [4, 8],
+    "strides": [2],
+}
+
+
+def seg_card(**over):
+    card = {
+        "id": "tiny-seg",
+        "name": "Tiny segmenter",
+        "version": "0.1",
+        "task": "segmentation",
+        "spatial_dims": 3,
+        "modalities": ["CT"],
+        "body_part": "CHEST",
+        "target_spacing": [4.0, 4.0, 4.0],
+        "patch_size": [16, 16, 8],
+        "preprocessing": {"steps": [{"op": "clip_scale", "a_min": -1000, "a_max": 400}]},
+        "labels": [
+            {"index": 1, "name": "lung", "color": "#4fc3f7"},
+            {"index": 2, "name": "nodule", "color": "#ff7043"},
+        ],
+        "inference": {
+            "sw_batch_size": 1,
+            "overlap": 0.25,
+            "mode": "gaussian",
+            "heatmap_label": "nodule",
+        },
+        "network": {"architecture": "monai.UNet", "kwargs": SEG_KW, "output": "softmax"},
+        "intended_use": "test only",
+    }
+    card.update(over)
+    return card
+
+
+DET_KW = {"spatial_dims": 3, "in_channels": 1, "channels": [4, 8], "strides": [2]}
+
+CLS_KW = {
+    "spatial_dims": 2,
+    "in_channels": 1,
+    "out_channels": 2,
+    "init_features": 4,
+    "growth_rate": 4,
+    "block_config": [2, 2],
+    "bn_size": 2,
+}
+
+
+def ct_volume(shape=(20, 40, 36)):
+    rng = np.random.default_rng(0)
+    return rng.integers(-1000, 400, size=shape).astype(np.int16)

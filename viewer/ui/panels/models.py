@@ -1,0 +1,359 @@
+"""Models panel: every installed model package with its card, hash status and problems.
+
+``collect_models()`` asks ``inference`` (registry + weights) what is installed, off the main
+thread; ``ModelsPanel`` lists the result (shipped, user folder, broken packages with their
+reason), shows the selected card and offers Rescan and "Use for Analyze".
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTextBrowser,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
+
+#: Columns of the model list.
+COLUMNS = ("Model", "Version", "Kind", "Source", "Status")
+_SHORT_TASK = {"segmentation": "seg", "detection": "det", "classification": "cls"}
+OK_STATUS = "weights verified"
+#: evaluation plots shown under a card, and their width in the panel
+MAX_PLOTS = 4
+PLOT_WIDTH = 300
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One package folder as the panel shows it; ``card`` is None when its card is unreadable."""
+
+    folder: Path
+    source: str  # "shipped", "user" or "other"
+    card: Any
+    problem: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.card is not None and not self.problem
+
+    @property
+    def status(self) -> str:
+        return self.problem or OK_STATUS
+
+    @property
+    def short_status(self) -> str:
+        """A few words for the list; the full sentence is in the tooltip and the details."""
+        if self.usable:
+            return "✓ verified"
+        if self.card is None:
+            return "✗ bad card"
+        if "SHA-256 mismatch" in self.problem:
+            return "✗ weights changed"
+        if "missing" in self.problem:
+            return "✗ weights missing"
+        return "✗ refused"
+
+    @property
+    def title(self) -> str:
+        return card_title(self.card) if self.card is not None else self.folder.name
+
+
+def _source(folder: Path, shipped: Path, user: Path) -> str:
+    parent = folder.resolve().parent
+    if parent == shipped.resolve():
+        return "shipped"
+    if parent == user.resolve():
+        return "user"
+    return "other"
+
+
+#: (package folder, files' names, sizes, mtimes and expected hashes) -> problem ("" = verified);
+#: a rescan re-hashes only packages whose weights changed on disk.
+_verified: dict[tuple, str] = {}
+
+
+def _files_key(card: Any) -> tuple | None:
+    try:
+        stats = []
+        for name, sha in sorted(card.files.items()):
+            st = (Path(card.path) / name).stat()
+            stats.append((name, st.st_size, st.st_mtime_ns, sha))
+    except OSError:
+        return None  # a missing file: let verify_files say which
+    return (str(card.path), tuple(stats))
+
+
+def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
+    """Every package the registry finds, its weights checked against the card's SHA-256.
+
+    Packages the registry refuses come back with ``card=None`` and the registry's reason, so
+    one broken folder is shown, not fatal. Runs on a worker: hashing big weights takes time.
+    """
+    from inference import registry
+    from inference.paths import shipped_models_dir, user_models_dir
+    from inference.weights import WeightsError, verify_files
+
+    shipped, user = shipped_models_dir(), user_models_dir()
+    cards = registry.list_models(extra_dirs)
+    refused = list(registry.problems)
+    entries: list[ModelEntry] = []
+    for card in cards:
+        key = _files_key(card)
+        if key is not None and key in _verified:
+            problem = _verified[key]
+        else:
+            try:
+                verify_files(card)
+                problem = ""
+            except (WeightsError, OSError) as exc:
+                problem = str(exc)
+            if key is not None:
+                _verified[key] = problem
+        entries.append(
+            ModelEntry(Path(card.path), _source(card.path, shipped, user), card, problem)
+        )
+    for folder, reason in refused:
+        entries.append(ModelEntry(Path(folder), _source(Path(folder), shipped, user), None, reason))
+    return entries
+
+
+def entry_html(entry: ModelEntry) -> str:
+    """The detail view: the shared card page plus where the package is and its hash status."""
+    e = html.escape
+    colour = "#81c784" if entry.usable else "#e57373"
+    head = (
+        f'<p><b>Status:</b> <span style="color:{colour}">{e(entry.status)}</span><br>'
+        f"<b>Source:</b> {e(entry.source)} — <code>{e(str(entry.folder))}</code></p>"
+    )
+    if entry.card is None:
+        return f"<h3>{e(entry.folder.name)}</h3>{head}<p>This package cannot be used.</p>"
+    return card_html(entry.card) + head + _evaluation_html(entry.folder)
+
+
+def _evaluation_html(folder: Path) -> str:
+    """The package's evaluation plots (``radlens eval`` writes them) and a link to its report."""
+    parts = []
+    report = folder / "report.html"
+    if report.is_file():
+        parts.append(
+            f'<p><a style="color:#4fc3f7" href="{report.as_uri()}">Open the evaluation report</a></p>'
+        )
+    for png in sorted(folder.glob("*.png"))[:MAX_PLOTS]:
+        parts.append(f'<p><img src="{png.as_uri()}" width="{PLOT_WIDTH}"></p>')
+    return "".join(parts)
+
+
+class _Relay(QObject):
+    done = Signal(object)  # list[ModelEntry], or an error sentence
+
+
+class ModelsPanel(QWidget):
+    """The list of installed models; emits ``analyze_model_chosen(card)`` for Use for Analyze."""
+
+    models_listed = Signal(list)  # list[ModelEntry]
+    listing_failed = Signal(str)
+    analyze_model_chosen = Signal(object)  # ModelCard
+
+    def __init__(
+        self,
+        parent: QWidget | None = None,
+        extra_dirs: Iterable[str | Path] = (),
+        scan_now: bool = True,
+    ) -> None:
+        super().__init__(parent)
+        self.extra_dirs = [Path(p) for p in extra_dirs]
+        self.entries: list[ModelEntry] = []
+        self._thread: threading.Thread | None = None
+        self._again = False
+        self._select_next: str | None = None
+        self._pending = False
+        self._relay = _Relay(self)
+        # Queued: the worker thread emits, the panel updates on the main thread.
+        self._relay.done.connect(self._scan_done, Qt.ConnectionType.QueuedConnection)
+
+        self.tree = QTreeWidget(self)
+        self.tree.setHeaderLabels(list(COLUMNS))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        # The dock is narrow: the name elides, the short columns stay readable.
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(len(COLUMNS) - 1, 90)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.currentItemChanged.connect(lambda *_: self._show_selected())
+        self.tree.itemDoubleClicked.connect(lambda *_: self.show_card())
+        self.details = QTextBrowser(self)
+        # file:// links (the evaluation report) open in the desktop's browser, never in here.
+        self.details.setOpenExternalLinks(True)
+        self.summary = QLabel("Looking for models…", self)
+        self.rescan_button = QPushButton("Rescan", self)
+        self.rescan_button.setToolTip("Look again in the shipped and user model folders")
+        self.rescan_button.clicked.connect(self.rescan)
+        self.use_button = QPushButton("Use for Analyze", self)
+        self.use_button.setToolTip("Preselect this model for the Analyze action")
+        self.use_button.clicked.connect(self.use_selected)
+        self.use_button.setEnabled(False)
+
+        split = QSplitter(Qt.Orientation.Vertical, self)
+        split.addWidget(self.tree)
+        split.addWidget(self.details)
+        split.setSizes([180, 320])
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.summary, 1)
+        buttons.addWidget(self.rescan_button)
+        buttons.addWidget(self.use_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(split, 1)
+        layout.addLayout(buttons)
+        if scan_now:
+            self.rescan()
+
+    # ---- listing -------------------------------------------------------------------------
+    def rescan(self, select: str | None = None) -> None:
+        """List the installed models again (on a worker); a rescan during one queues another.
+
+        ``select``: a model id to select once it is listed (a package just published).
+        """
+        if select:
+            self._select_next = select
+        if self._thread is not None and self._thread.is_alive():
+            self._again = True
+            return
+        self.summary.setText("Looking for models…")
+        self._pending = True
+        extra = list(self.extra_dirs)
+        relay = self._relay
+
+        def work() -> None:
+            try:
+                result: object = collect_models(extra)
+            except Exception as exc:  # noqa: BLE001 - any failure becomes a message in the panel
+                result = f"{type(exc).__name__}: {exc}"
+            try:
+                relay.done.emit(result)
+            except RuntimeError:  # the panel was closed meanwhile: nobody to tell
+                pass
+
+        # A daemon Python thread, not a QThread: a window destroyed mid-scan must not abort.
+        self._thread = threading.Thread(target=work, name="radlens-models-scan", daemon=True)
+        self._thread.start()
+
+    @property
+    def scanning(self) -> bool:
+        """True from ``rescan()`` until its result is shown."""
+        return self._pending or self._again
+
+    def _scan_done(self, result: object) -> None:
+        self._pending = False
+        if isinstance(result, str):
+            self.summary.setText(f"Listing models failed: {result}")
+            self.listing_failed.emit(result)
+        else:
+            self.set_entries(list(result))  # type: ignore[call-overload]
+            if self._select_next and self.select(self._select_next):
+                self._select_next = None
+        if self._again:
+            self._again = False
+            self.rescan()
+
+    def wait_idle(self, ms: int = 10_000) -> bool:
+        """Wait for a running rescan (bounded); for closing the window."""
+        if self._thread is not None:
+            self._thread.join(ms / 1000)
+            return not self._thread.is_alive()
+        return True
+
+    def set_entries(self, entries: list[ModelEntry]) -> None:
+        current = self.selected()
+        keep = current.folder if current is not None else None
+        self.entries = list(entries)
+        self.tree.clear()
+        bad = QBrush(QColor("#e57373"))
+        for entry in self.entries:
+            card = entry.card
+            kind = ""
+            if card is not None:
+                mods = "/".join(card.modalities)
+                kind = f"{mods} {_SHORT_TASK.get(card.task, card.task)} {card.spatial_dims}D"
+            row = [
+                entry.title,
+                str(getattr(card, "version", "")),
+                kind,
+                entry.source,
+                entry.short_status,
+            ]
+            item = QTreeWidgetItem(row)
+            item.setToolTip(0, f"{entry.title}\n{entry.folder}")
+            item.setToolTip(len(COLUMNS) - 1, entry.status)
+            if not entry.usable:
+                for col in range(len(COLUMNS)):
+                    item.setForeground(col, bad)
+            self.tree.addTopLevelItem(item)
+            if entry.folder == keep:
+                self.tree.setCurrentItem(item)
+        if self.tree.currentItem() is None and self.tree.topLevelItemCount():
+            self.tree.setCurrentItem(self.tree.topLevelItem(0))
+        broken = sum(not e.usable for e in self.entries)
+        text = f"{len(self.entries) - broken} model(s)"
+        self.summary.setText(text + (f", {broken} with problems" if broken else ""))
+        self._show_selected()
+        self.models_listed.emit(self.entries)
+
+    # ---- selection -----------------------------------------------------------------------
+    def selected(self) -> ModelEntry | None:
+        item = self.tree.currentItem()
+        if item is None:
+            return None
+        row = self.tree.indexOfTopLevelItem(item)
+        return self.entries[row] if 0 <= row < len(self.entries) else None
+
+    def select(self, model_id: str) -> bool:
+        """Select the package with this card id; False when it is not listed."""
+        for row, entry in enumerate(self.entries):
+            if entry.card is not None and entry.card.id == model_id:
+                self.tree.setCurrentItem(self.tree.topLevelItem(row))
+                return True
+        return False
+
+    def _show_selected(self) -> None:
+        entry = self.selected()
+        self.details.setHtml(entry_html(entry) if entry is not None else "")
+        self.use_button.setEnabled(entry is not None and entry.usable)
+
+    def use_selected(self) -> None:
+        entry = self.selected()
+        if entry is not None and entry.usable:
+            self.summary.setText(f"Analyze will use {entry.title}")
+            self.analyze_model_chosen.emit(entry.card)
+
+    def show_card(self) -> ModelCardDialog | None:
+        entry = self.selected()
+        if entry is None or entry.card is None:
+            return None
+        dialog = ModelCardDialog(entry.card, self)
+        dialog.setModal(False)
+        dialog.show()
+        return dialog
