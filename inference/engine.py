@@ -173,10 +173,13 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     precision: str = "float32"
     windows_run: int = 0
+    last_fraction: float = 0.0
 
     def report(self, fraction: float, sentence: str) -> None:
+        # Never moves backwards, even when an out-of-memory retry starts the windows again.
+        self.last_fraction = max(self.last_fraction, min(max(float(fraction), 0.0), 1.0))
         if self.progress is not None:
-            self.progress(float(min(max(fraction, 0.0), 1.0)), sentence)
+            self.progress(self.last_fraction, sentence)
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():

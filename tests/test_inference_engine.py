@@ -110,20 +110,27 @@ def test_simulated_out_of_memory_falls_back_to_batch_one(tmp_path, monkeypatch):
         build_network("monai.UNet", SEG_KW),
     )
     real = engine_mod.forward
-    calls = {"n": 0}
+    batched_calls = [0]
 
     def flaky(net, x):
-        calls["n"] += 1
         if x.shape[0] > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            batched_calls[0] += 1
+            # The first batch of 4 windows fits, the second does not: a retry mid-run.
+            if batched_calls[0] > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(net, x)
 
+    fractions = []
+    img = ct_volume((40, 80, 80))  # 12 windows: three batches of 4
     monkeypatch.setattr("inference.tasks.segment.forward", flaky)
-    res = Engine("cpu").run(ct_volume(), (1.5, 1.5, 2.5), np.eye(3), "CT", card)
-    assert res.label_map.array.shape == ct_volume().shape
+    res = Engine("cpu").run(
+        img, (1.5, 1.5, 2.5), np.eye(3), "CT", card, lambda f, _m: fractions.append(f)
+    )
+    assert res.label_map.array.shape == img.shape and batched_calls[0] == 2
     assert res.warnings == [
         "out of memory with sw_batch_size 4 on cpu; retried with sw_batch_size 1 on cpu"
     ]
+    assert fractions == sorted(fractions)
 
 
 def test_out_of_memory_everywhere_is_an_engine_error(seg_package, monkeypatch):

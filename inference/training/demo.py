@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
+import functools
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from inference.training import demo_eval
 from inference.training.demo_tasks import (
     DemoConfig,
     train_classification,
@@ -41,10 +41,12 @@ def configs(quick: bool) -> dict[str, DemoConfig]:
         small3d = {"channels": [4, 8], "strides": [2], "num_res_units": 0}
         return {
             "segmentation": DemoConfig(
-                (10.0, 10.0, 20.0), (16, 16, 8), {**_seg_kwargs(), **small3d}, 2, 1, 1e-3, [0], [1000]
+                (10.0, 10.0, 20.0), (16, 16, 8), {**_seg_kwargs(), **small3d}, 2, 1, 1e-3, [0], [1000],
+                eval_shape=(16, 32, 32),
             ),
             "detection": DemoConfig(
-                (10.0, 10.0, 20.0), (16, 16, 8), {**_det_kwargs(), **small3d}, 2, 1, 1e-3, [0], [1000], [5000]
+                (10.0, 10.0, 20.0), (16, 16, 8), {**_det_kwargs(), **small3d}, 2, 1, 1e-3, [0], [1000], [5000],
+                eval_shape=(16, 32, 32),
             ),
             "classification": DemoConfig(
                 None, (32, 32), {**_cls_kwargs(), "block_config": [1, 1]}, 2, 4, 1e-3, [0, 1], [10000, 10001]
@@ -52,7 +54,7 @@ def configs(quick: bool) -> dict[str, DemoConfig]:
         }  # fmt: skip
     return {
         "segmentation": DemoConfig(
-            (2.5, 2.5, 5.0), (64, 64, 32), _seg_kwargs(), 600, 2, 3e-3,
+            (2.5, 2.5, 5.0), (64, 64, 32), _seg_kwargs(), 800, 2, 3e-3,
             list(range(0, 24)), list(range(1000, 1010)),
         ),
         "detection": DemoConfig(
@@ -61,8 +63,8 @@ def configs(quick: bool) -> dict[str, DemoConfig]:
             train_patch_xyz=(64, 64, 32),
         ),
         "classification": DemoConfig(
-            None, (128, 128), _cls_kwargs(), 500, 32, 3e-3,
-            list(range(0, 1200)), list(range(10000, 10200)),
+            None, (128, 128), _cls_kwargs(), 600, 32, 3e-3,
+            list(range(0, 600)), list(range(10000, 10200)),
         ),
     }  # fmt: skip
 
@@ -141,6 +143,8 @@ def card_for(task: str, cfg: DemoConfig, metrics: dict[str, Any], seconds: float
                 {"index": 2, "name": "nodule", "color": "#ff7043"},
             ],
             "thresholds": {"min_component_voxels": 2, "largest_component": []},
+            # The nodule probability is the heat map the viewer overlays.
+            "inference": {**common["inference"], "heatmap_label": "nodule"},
             "network": _network("monai.UNet", cfg.kwargs, "softmax"),
             "training": {**common["training"], "data": ct_data},
         }
@@ -179,8 +183,8 @@ def card_for(task: str, cfg: DemoConfig, metrics: dict[str, Any], seconds: float
             **common["training"],
             "data": "Synthetic PA chest radiographs (DRRs of chest CT phantoms) from "
             f"inference/phantoms.py chest_radiograph({cfg.patch_xyz[0]}), seeds "
-            f"{cfg.train_seeds[0]}-{cfg.train_seeds[-1]}, nodule (radius 9-16 mm) in every "
-            "odd seed; random left-right flips.",
+            f"{cfg.train_seeds[0]}-{cfg.train_seeds[-1]}, each seed once without and once "
+            "with a nodule (radius 9-16 mm), both in the same batch; random left-right flips.",
         },
     }
 
@@ -196,21 +200,18 @@ def _network(architecture: str, kwargs: dict, output: str) -> dict[str, Any]:
 
 
 def write_package(out_dir: Path, card: dict[str, Any], net) -> Path:
-    """Write model.safetensors, model.json (with its SHA-256), metrics.json and README.md
-    into ``out_dir/<id>``; each file goes through a temporary file and ``os.replace``."""
-    from safetensors.torch import save
+    """Write model.safetensors + model.json (hashed and validated by the engine's card
+    validator), metrics.json and README.md into ``out_dir/<id>``, each atomically."""
+    from inference.training.package import atomic_write_text
+    from inference.training.package import write_package as write_weights_and_card
 
-    pkg = Path(out_dir) / card["id"]
-    pkg.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    blob = save(state)
-    card = {**card, "files": {"model.safetensors": hashlib.sha256(blob).hexdigest()}}
     card = {k: card[k] for k in sorted(card, key=_key_rank)}  # the order of the format's README
-    _atomic_write(pkg / "model.safetensors", blob)
-    _atomic_write(pkg / "model.json", (json.dumps(card, indent=2) + "\n").encode())
+    pkg = write_weights_and_card(Path(out_dir) / card["id"], card, net.state_dict())
+    written = json.loads((pkg / "model.json").read_text(encoding="utf-8"))
     metrics = {"id": card["id"], "version": card["version"], **card["metrics"]}
-    _atomic_write(pkg / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    _atomic_write(pkg / "README.md", readme(card, len(blob)).encode())
+    atomic_write_text(pkg / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    size = (pkg / written["network"]["weights"]).stat().st_size
+    atomic_write_text(pkg / "README.md", readme(written, size))
     return pkg
 
 
@@ -224,18 +225,6 @@ CARD_KEY_ORDER = (
 
 def _key_rank(key: str) -> int:
     return CARD_KEY_ORDER.index(key) if key in CARD_KEY_ORDER else len(CARD_KEY_ORDER)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shipped file is world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def readme(card: dict[str, Any], weight_bytes: int) -> str:
@@ -265,15 +254,40 @@ def readme(card: dict[str, Any], weight_bytes: int) -> str:
     return "\n".join(lines)
 
 
+IDS = {
+    "segmentation": "radlens-ct-chest-seg",
+    "detection": "radlens-ct-nodule-det",
+    "classification": "radlens-cxr-nodule-cls",
+}
+
+
+def measure(task: str, pkg: Path, cfg: DemoConfig) -> dict[str, Any]:
+    """Held-out metrics of the package in ``pkg``, run through the inference engine."""
+    from inference.card import ModelCard
+
+    card = ModelCard.load(pkg)
+    if task == "segmentation":
+        return demo_eval.evaluate_segmenter(card, cfg.test_seeds, cfg.eval_shape)
+    if task == "detection":
+        return demo_eval.evaluate_detector(card, cfg.val_seeds, cfg.test_seeds, cfg.eval_shape)
+    return demo_eval.evaluate_classifier(card, cfg.test_seeds, cfg.patch_xyz[0])
+
+
 def run(
     tasks: list[str],
     out: Path,
     quick: bool,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = functools.partial(print, flush=True),
     threads: int = 2,
+    eval_only: bool = False,
 ) -> dict:
-    """Train ``tasks``, write their packages under ``out``; returns {task: metrics}."""
+    """Train ``tasks`` (or, with ``eval_only``, take the packages already in ``out``), measure
+    them on held-out phantoms through the engine and write the packages with their metrics
+    under ``out``; returns {task: metrics}."""
     import torch
+
+    from inference.card import ModelCard
+    from inference.weights import load_network
 
     # Few threads: the machine is shared, and on a busy CPU one thread wastes far less time
     # in OpenMP spin-waits than two.
@@ -286,12 +300,26 @@ def run(
     }
     results = {}
     for task in tasks:
-        t0 = time.perf_counter()
-        net, metrics = trainers[task](cfgs[task], log)
-        seconds = time.perf_counter() - t0
-        pkg = write_package(out, card_for(task, cfgs[task], metrics, seconds), net)
-        log(f"{task}: wrote {pkg} in {seconds:.0f} s")
-        results[task] = {**metrics, "seconds": round(seconds, 1)}
+        cfg = cfgs[task]
+        if eval_only:
+            pkg = Path(out) / IDS[task]
+            card = json.loads((pkg / "model.json").read_text(encoding="utf-8"))
+            card.pop("files", None)
+            net = load_network(ModelCard.load(pkg))
+        else:
+            t0 = time.perf_counter()
+            net = trainers[task](cfg, log)
+            card = card_for(task, cfg, {}, time.perf_counter() - t0)
+            pkg = write_package(out, card, net)
+        t1 = time.perf_counter()
+        metrics = measure(task, pkg, cfg)
+        metrics["eval_seconds"] = round(time.perf_counter() - t1, 1)
+        card["metrics"] = metrics
+        if task == "detection":
+            card["thresholds"] = {**card["thresholds"], "score": metrics["score_threshold"]}
+        write_package(out, card, net)
+        log(f"{task}: {pkg} trained in {card['training']['seconds']:.0f} s; held-out {metrics}")
+        results[task] = {**metrics, "train_seconds": card["training"]["seconds"]}
     return results
 
 
@@ -301,12 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="default: resources/models")
     parser.add_argument("--quick", action="store_true", help="two steps on tiny data (tests)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="re-measure the packages already in --out (no training) and update their metrics",
+    )
     args = parser.parse_args(argv)
     from inference.paths import shipped_models_dir
 
     out = args.out or shipped_models_dir()
     tasks = list(TASKS) if args.task == "all" else [args.task]
-    run(tasks, out, args.quick, threads=args.threads)
+    run(tasks, out, args.quick, threads=args.threads, eval_only=args.eval_only)
     return 0
 
 

@@ -1,118 +1,149 @@
-"""Held-out evaluation of the demo models: full-volume inference, box decoding and metrics.
+"""Held-out evaluation of the demo model packages through the real inference engine.
 
-The sliding-window settings match the card's ``inference`` block, so the reported numbers
-are what the engine will reproduce on the same phantoms.
+Each package is run by ``inference.engine.Engine`` exactly as the viewer runs it: on held-out
+phantoms at their own (demo study) resolution, so resampling to the card's spacing,
+intensity steps, sliding window and postprocessing are all part of the measured numbers.
+Metrics come from ``inference.training.metrics``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from inference.card import ModelCard
+from inference.phantoms import LUNG, NODULE, chest_ct, chest_radiograph
+from inference.training import metrics as M
+from inference.training import phantom_data as pdata
 
-def sliding_window(net, volume: np.ndarray, patch_zyx: Sequence[int], overlap: float = 0.25):
-    """Network output (C, z, y, x) as float32 numpy for a preprocessed (z, y, x) volume."""
-    import torch
-    from monai.inferers import sliding_window_inference
-
-    net.eval()
-    with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None, None]
-        out = sliding_window_inference(
-            x, tuple(int(p) for p in patch_zyx), 4, net, overlap=overlap, mode="gaussian"
-        )
-    return out[0].numpy().astype(np.float32)
+Log = Callable[[str], None]
+#: Hit rule of the detection figures (inference.training.metrics.match_boxes).
+HIT_RULE = "centre"
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks; 1.0 when both are empty."""
-    p, t = np.asarray(pred, bool), np.asarray(truth, bool)
-    denom = p.sum() + t.sum()
-    return 1.0 if denom == 0 else float(2.0 * (p & t).sum() / denom)
+def _engine():
+    from inference.engine import Engine
+
+    return Engine(device="cpu")
 
 
-def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties count one half)."""
-    s, y = np.asarray(scores, float), np.asarray(labels, int)
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
+def _ct_case(seed: int, shape: Sequence[int]):
+    """A held-out phantom with the demo study's look (default scanner settings)."""
+    return chest_ct(tuple(shape), seed=seed)  # type: ignore[arg-type]
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix of boxes (N, 2d) and (M, 2d) given as (lo..., hi...)."""
-    a, b = np.atleast_2d(a).astype(float), np.atleast_2d(b).astype(float)
-    d = a.shape[1] // 2
-    lo = np.maximum(a[:, None, :d], b[None, :, :d])
-    hi = np.minimum(a[:, None, d:], b[None, :, d:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-    va = np.prod(a[:, d:] - a[:, :d], axis=1)
-    vb = np.prod(b[:, d:] - b[:, :d], axis=1)
-    return inter / (va[:, None] + vb[None, :] - inter + 1e-9)
+def evaluate_segmenter(card: ModelCard, seeds: Sequence[int], shape: Sequence[int]) -> dict:
+    """Mean and worst Dice of lung and nodule over held-out phantoms of ``shape`` (z, y, x)."""
+    engine = _engine()
+    lung, nodule, hd95 = [], [], []
+    for s in seeds:
+        ct = _ct_case(s, shape)
+        res = engine.run(ct.hu, ct.spacing, np.eye(3), "CT", card)
+        pred = res.label_map.array  # type: ignore[union-attr]
+        lung.append(M.dice(pred == LUNG, ct.labels == LUNG))
+        nodule.append(M.dice(pred == NODULE, ct.labels == NODULE))
+        hd95.append(M.hausdorff95(pred == LUNG, ct.labels == LUNG, ct.spacing))
+    return {
+        "dice_lung": round(float(np.mean(lung)), 4),
+        "dice_lung_min": round(float(np.min(lung)), 4),
+        "hd95_lung_mm": round(float(np.nanmean(hd95)), 2),
+        "dice_nodule": round(float(np.mean(nodule)), 4),
+        "dice_nodule_min": round(float(np.min(nodule)), 4),
+        "n_cases": len(seeds),
+        "eval_shape_zyx": list(shape),
+        "split": seed_range("held-out chest CT phantoms, seeds", seeds),
+    }
 
 
-def decode_centernet(
-    output: np.ndarray, score_threshold: float, nms_iou: float = 0.1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (N, 6) zyx corners and scores (N,) from a CenterNet output (4, z, y, x):
-    sigmoid heat-map peaks (3x3x3 max-pool NMS), sizes read at the peak, then IoU NMS."""
-    import torch
-    import torch.nn.functional as F
-
-    heat = torch.sigmoid(torch.from_numpy(output[0]))[None, None]
-    peaks = (heat == F.max_pool3d(heat, 3, stride=1, padding=1)) & (heat >= score_threshold)
-    idx = torch.nonzero(peaks[0, 0]).numpy()
-    scores = heat[0, 0].numpy()[tuple(idx.T)] if len(idx) else np.zeros(0, np.float32)
-    sizes = np.clip(output[1:, idx[:, 0], idx[:, 1], idx[:, 2]].T, 1.0, None) if len(idx) else None
-    if sizes is None:
-        return np.zeros((0, 6)), np.zeros(0)
-    boxes = np.concatenate([idx - sizes / 2.0, idx + sizes / 2.0], axis=1)
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    for i in order:
-        if not keep or box_iou(boxes[i], boxes[keep]).max() <= nms_iou:
-            keep.append(int(i))
-    return boxes[keep], scores[keep]
+def detection_matches(
+    card: ModelCard, seeds: Sequence[int], shape: Sequence[int]
+) -> list[M.BoxMatch]:
+    """Engine boxes (every score >= 0.05) matched to the true nodule boxes, per phantom."""
+    low = dataclasses.replace(card, thresholds={**card.thresholds, "score": 0.05, "max_boxes": 50})
+    engine = _engine()
+    out = []
+    for s in seeds:
+        ct = _ct_case(s, shape)
+        res = engine.run(ct.hu, ct.spacing, np.eye(3), "CT", low)
+        boxes = [b.corners for b in res.boxes]
+        truth = pdata.nodule_boxes(ct.nodules, ct.spacing)
+        out.append(M.match_boxes(boxes, [b.score for b in res.boxes], truth, rule=HIT_RULE))
+    return out
 
 
-def match_detections(
-    boxes: np.ndarray, scores: np.ndarray, truth: np.ndarray, min_iou: float = 0.1
-) -> tuple[np.ndarray, int]:
-    """Per detection: True if it hits a not-yet-matched true box (its centre inside the box,
-    or IoU > ``min_iou``), highest score first; also returns the number of true boxes."""
-    hits = np.zeros(len(boxes), dtype=bool)
-    used = np.zeros(len(truth), dtype=bool)
-    d = truth.shape[1] // 2 if len(truth) else 3
-    for i in np.argsort(-np.asarray(scores)):
-        if not len(truth):
-            break
-        centre = (boxes[i, :d] + boxes[i, d:]) / 2.0
-        inside = np.all((centre >= truth[:, :d]) & (centre <= truth[:, d:]), axis=1)
-        ok = (inside | (box_iou(boxes[i], truth)[0] > min_iou)) & ~used
-        if ok.any():
-            j = int(np.flatnonzero(ok)[0])
-            used[j] = hits[i] = True
-    return hits, len(truth)
+def pick_threshold(matches: Sequence[M.BoxMatch], max_fp_per_case: float) -> float:
+    """The highest score threshold reaching the best sensitivity within the FP budget."""
+    f = M.froc(matches, fp_rates=(max_fp_per_case,))
+    ok = f.fp_per_case <= max_fp_per_case
+    best = f.sensitivity[ok].max()
+    i = int(np.flatnonzero(ok & (f.sensitivity == best))[0])
+    return float(f.thresholds[i]) if np.isfinite(f.thresholds[i]) else 1.0
 
 
-def sensitivity_at_fp(
-    per_volume: Sequence[tuple[np.ndarray, np.ndarray, int]], max_fp_per_volume: float
-) -> tuple[float, float]:
-    """Best sensitivity with at most ``max_fp_per_volume`` false positives per volume, and
-    the score threshold that gives it, from per-volume (scores, hits, n_true) results."""
-    scores = np.concatenate([s for s, _, _ in per_volume]) if per_volume else np.zeros(0)
-    hits = np.concatenate([h for _, h, _ in per_volume]) if per_volume else np.zeros(0, bool)
-    n_true = sum(n for _, _, n in per_volume)
-    n_vol = max(len(per_volume), 1)
-    best, best_t = 0.0, 1.0
-    for t in np.unique(scores)[::-1]:
-        sel = scores >= t
-        if (sel & ~hits).sum() / n_vol > max_fp_per_volume:
-            break
-        sens = (sel & hits).sum() / max(n_true, 1)
-        if sens > best:
-            best, best_t = float(sens), float(t)
-    return best, best_t
+def at_threshold(matches: Sequence[M.BoxMatch], threshold: float) -> tuple[float, float]:
+    """(sensitivity, false positives per case) keeping boxes scoring >= ``threshold``."""
+    scores, tps, n_true = M.pool_matches(matches)
+    keep = scores >= threshold
+    return float((tps & keep).sum() / max(n_true, 1)), float((~tps & keep).sum() / len(matches))
+
+
+def evaluate_detector(
+    card: ModelCard, val_seeds: Sequence[int], test_seeds: Sequence[int], shape: Sequence[int]
+) -> dict:
+    """FROC on held-out phantoms; the card's score threshold is chosen on validation phantoms
+    (at most 0.5 false positives per volume there), never on the test set."""
+    threshold = float(
+        np.clip(pick_threshold(detection_matches(card, val_seeds, shape), 0.5), 0.1, 0.9)
+    )
+    test = detection_matches(card, test_seeds, shape)
+    f = M.froc(test, fp_rates=(0.25, 0.5, 1.0, 2.0))
+    sens, fp = at_threshold(test, threshold)
+    return {
+        "sensitivity_at_1fp_per_volume": round(f.at[1.0], 4),
+        "froc": {str(k): round(v, 4) for k, v in f.at.items()},
+        "score_threshold": round(threshold, 4),
+        "sensitivity_at_threshold": round(sens, 4),
+        "fp_per_volume_at_threshold": round(fp, 4),
+        "n_nodules": int(sum(m.n_true for m in test)),
+        "n_cases": len(test_seeds),
+        "eval_shape_zyx": list(shape),
+        "hit_rule": "predicted box centre inside the true box (one hit per nodule)",
+        "split": seed_range("held-out chest CT phantoms, seeds", test_seeds)
+        + "; threshold chosen on "
+        + seed_range("validation seeds", val_seeds),
+    }
+
+
+def evaluate_classifier(card: ModelCard, seeds: Sequence[int], size: int) -> dict:
+    """ROC AUC and accuracy at the card's threshold on held-out radiographs (nodule in every
+    odd seed), each run through the engine (with its Grad-CAM)."""
+    engine = _engine()
+    threshold = float(card.thresholds.get("score", 0.5))
+    probs, labels = [], []
+    for s in seeds:
+        xr = chest_radiograph(size, seed=int(s), nodule=bool(s % 2))
+        res = engine.run(xr.image, xr.spacing, np.eye(2), "DX", card)
+        probs.append(res.classification.probabilities["nodule"])  # type: ignore[union-attr]
+        labels.append(int(xr.has_nodule))
+    rep: dict[str, Any] = {}
+    y, p = np.asarray(labels), np.asarray(probs)
+    pred = p >= threshold
+    rep["auc"] = round(M.roc_auc(y, p), 4)
+    rep["accuracy_at_threshold"] = round(float((pred == y.astype(bool)).mean()), 4)
+    rep["sensitivity_at_threshold"] = round(float(pred[y == 1].mean()), 4) if y.any() else None
+    rep["specificity_at_threshold"] = (
+        round(float((~pred[y == 0]).mean()), 4) if (y == 0).any() else None
+    )
+    rep.update(n_cases=len(seeds), n_nodule=int(y.sum()))
+    rep["split"] = seed_range("held-out radiograph phantoms, seeds", seeds)
+    return rep
+
+
+def seed_range(what: str, seeds: Sequence[int]) -> str:
+    seeds = list(seeds)
+    if not seeds:
+        return f"{what}: none"
+    return f"{what} {min(seeds)}-{max(seeds)}" if len(seeds) > 1 else f"{what} {seeds[0]}"

@@ -51,8 +51,10 @@ def ct_phantom(
         seed=seed,
         n_nodules=n_nodules,
         noise_hu=float(rng.uniform(5.0, 30.0)),
-        contrast=float(rng.uniform(0.9, 1.1)),
-        lung_hu=float(rng.uniform(-900.0, -800.0)),
+        # Contrast scales HU around water: lung at -880 x 1.05 stays ~80 HU above air, so
+        # lung never becomes indistinguishable from the air around the patient.
+        contrast=float(rng.uniform(0.95, 1.05)),
+        lung_hu=float(rng.uniform(-880.0, -820.0)),
         nodule_hu=float(rng.uniform(-20.0, 80.0)),
     )
 
