@@ -11,11 +11,11 @@ import pytest
 from inference.card import ModelCard
 from inference.networks import ARCHITECTURES
 from inference.paths import shipped_models_dir
-from inference.phantoms import LUNG, Nodule, chest_ct
+from inference.phantoms import LUNG, NODULE, chest_ct
 from inference.training import demo, demo_eval, phantom_data
 from inference.training import metrics as M
 
-SHIPPED = ("radlens-ct-chest-seg",)
+SHIPPED = ("radlens-ct-chest-seg", "radlens-cxr-nodule-cls")
 PRODUCED = ("radlens-ct-chest-seg", "radlens-ct-nodule-det", "radlens-cxr-nodule-cls")
 
 
@@ -83,14 +83,15 @@ def test_quick_demo_training_writes_valid_packages(tmp_path):
     assert det.thresholds["score"] == det.metrics["score_threshold"]
 
 
-def test_centernet_targets_peak_at_the_nodule_centre_with_its_extent():
-    nodule = Nodule(center_zyx=(5.0, 10.0, 12.0), radius_mm=4.0)
-    t = phantom_data.centernet_targets((12, 24, 24), [nodule], (2.0, 2.0, 4.0))
-    assert np.unravel_index(t.heat.argmax(), t.heat.shape) == (5, 10, 12)
-    assert t.heat[5, 10, 12] == 1.0 and (t.heat == 1.0).sum() == 1
-    lo, hi = nodule.box_zyx((2.0, 2.0, 4.0))
-    assert np.allclose(t.size[:, 5, 10, 12], hi - lo)  # the extent the engine decodes
-    assert t.size_mask[5, 10, 12] == 1.0 and t.size_mask[0, 0, 0] == 0.0
+def test_training_phantom_is_resampled_like_the_engine_input():
+    ct = phantom_data.ct_phantom(7, (5.0, 5.0, 10.0), vary=True, n_nodules=2)
+    fov = np.asarray(ct.hu.shape[::-1]) * np.asarray(ct.spacing)
+    assert np.allclose(fov, phantom_data.CT_FOV_MM, atol=1e-6)
+    assert np.allclose(ct.spacing, (5.0, 5.0, 10.0), rtol=0.05)
+    # partial volume at the skin: values between air and fat exist only after resampling
+    assert ((ct.hu > -990) & (ct.hu < -200) & (ct.labels == 0)).any()
+    for n in ct.nodules:  # centres mapped into the model grid land on the nodule
+        assert ct.labels[tuple(int(round(v)) for v in n.center_zyx)] == NODULE
 
 
 def test_paired_radiographs_differ_only_by_the_nodule():

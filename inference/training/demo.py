@@ -54,11 +54,11 @@ def configs(quick: bool) -> dict[str, DemoConfig]:
         }  # fmt: skip
     return {
         "segmentation": DemoConfig(
-            (2.5, 2.5, 5.0), (64, 64, 32), _seg_kwargs(), 800, 2, 3e-3,
+            (2.5, 2.5, 5.0), (64, 64, 32), _seg_kwargs(), 1400, 2, 3e-3,
             list(range(0, 24)), list(range(1000, 1010)),
         ),
         "detection": DemoConfig(
-            (2.0, 2.0, 3.0), (96, 96, 32), _det_kwargs(), 800, 2, 2e-3,
+            (1.6, 1.6, 2.5), (96, 96, 48), _det_kwargs(), 1200, 2, 2e-3,
             list(range(0, 40)), list(range(1000, 1010)), list(range(5000, 5005)),
             train_patch_xyz=(64, 64, 32),
         ),
@@ -161,7 +161,10 @@ def card_for(task: str, cfg: DemoConfig, metrics: dict[str, Any], seconds: float
             "labels": [{"index": 1, "name": "nodule", "color": "#ff7043"}],
             "thresholds": {"score": metrics.get("score_threshold", 0.5), "nms_iou": 0.1},
             "network": _network("radlens.CenterNetUNet", cfg.kwargs, "centernet"),
-            "training": {**common["training"], "data": ct_data},
+            "training": {
+                **common["training"],
+                "data": ct_data.replace("2-6 nodules of radius 3-9", "3-8 nodules of radius 2.5-9"),
+            },
         }
     return {
         "id": "radlens-cxr-nodule-cls",
@@ -178,7 +181,9 @@ def card_for(task: str, cfg: DemoConfig, metrics: dict[str, Any], seconds: float
         "thresholds": {"score": 0.5},
         "network": _network("monai.DenseNet", cfg.kwargs, "softmax"),
         "classes": ["normal", "nodule"],
-        "gradcam_layer": f"features.denseblock{len(cfg.kwargs['block_config'])}",
+        # The last transition (8 x 8 for 128 px): its raw Grad-CAM peaks near the nodule in
+        # 18 of 20 held-out radiographs, the last dense block's in 10 of 20.
+        "gradcam_layer": f"features.transition{len(cfg.kwargs['block_config']) - 1}",
         "training": {
             **common["training"],
             "data": "Synthetic PA chest radiographs (DRRs of chest CT phantoms) from "
@@ -302,10 +307,12 @@ def run(
     for task in tasks:
         cfg = cfgs[task]
         if eval_only:
+            # The card is rebuilt from the current configuration (only the training time is
+            # kept), so this is for packages trained by this version of the script.
             pkg = Path(out) / IDS[task]
-            card = json.loads((pkg / "model.json").read_text(encoding="utf-8"))
-            card.pop("files", None)
-            net = load_network(ModelCard.load(pkg))
+            old = ModelCard.load(pkg)
+            net = load_network(old)
+            card = card_for(task, cfg, {}, float(old.training.get("seconds", 0.0)))
         else:
             t0 = time.perf_counter()
             net = trainers[task](cfg, log)
@@ -332,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eval-only",
         action="store_true",
-        help="re-measure the packages already in --out (no training) and update their metrics",
+        help="re-measure the packages already in --out (trained by this script version, no "
+        "training) and rewrite their cards and metrics",
     )
     args = parser.parse_args(argv)
     from inference.paths import shipped_models_dir

@@ -16,6 +16,7 @@ import numpy as np
 
 from inference.networks import build_network
 from inference.training import phantom_data as pdata
+from inference.training.task_data import centernet_targets
 
 Log = Callable[[str], None]
 
@@ -133,11 +134,15 @@ def train_detection(cfg: DemoConfig, log: Log) -> Any:
     rng = np.random.default_rng(1)
     net = build_network("radlens.CenterNetUNet", cfg.kwargs)
     init_heat_bias(net)
+    # Volumes are kept as HU int16 and targets are made per crop: full-size target maps of
+    # 40 phantoms would take gigabytes.
     data = []
     for s in cfg.train_seeds:
-        ct = pdata.ct_phantom(s, cfg.spacing_xyz, vary=True, n_nodules=(2, 6))
-        t = pdata.centernet_targets(ct.hu.shape, ct.nodules, cfg.spacing_xyz)
-        data.append((_ct_input(ct, cfg), t, [n.center_zyx for n in ct.nodules]))
+        # More and, on average, smaller nodules than the test phantoms: small ones are hardest.
+        ct = pdata.ct_phantom(
+            s, cfg.spacing_xyz, vary=True, n_nodules=(3, 8), nodule_radius_mm=(2.5, 9.0)
+        )
+        data.append((ct.hu, pdata.nodule_boxes(ct.nodules, ct.spacing)))
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(cfg.steps, 1))
     net.train()
@@ -145,12 +150,17 @@ def train_detection(cfg: DemoConfig, log: Log) -> Any:
     for step in range(cfg.steps):
         xs, hs, ss, ms = [], [], [], []
         for _ in range(cfg.batch):
-            img, t, centres = data[rng.integers(len(data))]
-            (start,) = pdata.patch_starts(img.shape, p, rng, 1, centres, 0.6)
-            xs.append(pdata.crop(img, start, p))
-            hs.append(pdata.crop(t.heat, start, p))
-            ss.append(np.stack([pdata.crop(c, start, p) for c in t.size]))
-            ms.append(pdata.crop(t.size_mask, start, p))
+            hu, boxes = data[rng.integers(len(data))]
+            centres = (boxes[:, :3] + boxes[:, 3:]) / 2.0
+            (start,) = pdata.patch_starts(hu.shape, p, rng, 1, centres, 0.6)
+            xs.append(pdata.clip_scale(pdata.crop(hu, start, p), *cfg.hu_window))
+            # Boxes in crop voxels; only nodules centred in the crop get a peak.
+            local = boxes - np.tile(start, 2)
+            inside = np.all((centres - start >= -0.5) & (centres - start < np.asarray(p) - 0.5), 1)
+            heat, size, mask = centernet_targets(p, local[inside])
+            hs.append(heat)
+            ss.append(size)
+            ms.append(mask)
         tensors = [torch.from_numpy(np.stack(a)) for a in (xs, hs, ss, ms)]
         loss = centernet_loss(net(tensors[0][:, None]), *tensors[1:])
         opt.zero_grad()
@@ -195,4 +205,4 @@ def train_classification(cfg: DemoConfig, log: Log) -> Any:
         if step % 50 == 0 or step == cfg.steps - 1:
             log(f"classification step {step + 1}/{cfg.steps} loss {loss.item():.4f}")
 
-    return net
+    return net.eval()

@@ -8,7 +8,6 @@ after resampling. Only numpy here: torch tensors are made by the training loop.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,35 +26,62 @@ def shape_for_spacing(
     return (round(fz / sz), round(fy / sy), round(fx / sx))
 
 
+#: Native (z, y, x) grids training phantoms are drawn at before resampling: the demo study's
+#: (96, 256, 256) and coarser/finer neighbours, so the model sees several partial-volume looks.
+NATIVE_SHAPES = ((64, 192, 192), (96, 256, 256), (120, 320, 320))
+
+
 def ct_phantom(
     seed: int,
     spacing_xyz: Sequence[float],
     *,
     vary: bool,
     n_nodules: int | tuple[int, int] = (1, 4),
+    nodule_radius_mm: tuple[float, float] = (3.0, 9.0),
 ) -> ChestCT:
-    """A chest CT phantom at ``spacing_xyz`` covering the usual field of view.
+    """A chest CT phantom on the model grid for ``spacing_xyz``, made the way the engine makes
+    its input: generated at a native scanner resolution, then resampled with the engine's own
+    linear resampling (labels: nearest). Generating directly at the coarse spacing would give
+    hard edges, but resampling blends air and fat at the skin into lung-like values, and a
+    model that never saw that calls the body outline lung.
 
     With ``vary`` the scanner look (noise, contrast, lung and nodule density) is drawn from
-    the seed, so a network does not learn one exact grey level; held-out evaluation uses
-    the defaults, which is what the demo study is made with.
+    the seed as well, so a network does not learn one exact grey level. The returned
+    ``spacing`` is the model grid's (the engine's ``round(n * s / t)`` rule makes it differ
+    slightly from ``spacing_xyz``), and nodule centres are in model voxels.
     """
-    shape = shape_for_spacing(spacing_xyz)
-    spacing = tuple(float(s) for s in spacing_xyz)
-    if not vary:
-        return chest_ct(shape, spacing=spacing, seed=seed, n_nodules=n_nodules)  # type: ignore[arg-type]
+    from inference.preprocess import resample_labels, resample_volume
+
     rng = np.random.default_rng([seed, 7])
-    return chest_ct(
-        shape,
+    native = NATIVE_SHAPES[int(rng.integers(len(NATIVE_SHAPES)))]
+    look = {}
+    if vary:
+        look = {
+            "noise_hu": float(rng.uniform(5.0, 30.0)),
+            # Contrast scales HU around water: lung at -880 x 1.05 stays ~80 HU above air.
+            "contrast": float(rng.uniform(0.95, 1.05)),
+            "lung_hu": float(rng.uniform(-880.0, -820.0)),
+            "nodule_hu": float(rng.uniform(-20.0, 80.0)),
+        }
+    ct = chest_ct(native, seed=seed, n_nodules=n_nodules, nodule_radius_mm=nodule_radius_mm, **look)
+    fov = np.asarray(native[::-1]) * np.asarray(ct.spacing)  # (x, y, z) mm
+    model = tuple(
+        max(1, round(f / t)) for f, t in zip(fov[::-1], tuple(spacing_xyz)[::-1], strict=True)
+    )
+    hu = resample_volume(ct.hu[None], model)[0].numpy()
+    labels = resample_labels(ct.labels, model)
+    scale = np.asarray(model) / np.asarray(native)
+    nodules = [
+        Nodule(tuple(float(v) for v in (np.asarray(n.center_zyx) + 0.5) * scale - 0.5), n.radius_mm)
+        for n in ct.nodules
+    ]
+    spacing = tuple(float(v) for v in fov / np.asarray(model[::-1]))
+    return ChestCT(
+        hu=np.clip(np.rint(hu), -1024, 3071).astype(np.int16),
+        labels=labels,
         spacing=spacing,  # type: ignore[arg-type]
+        nodules=nodules,
         seed=seed,
-        n_nodules=n_nodules,
-        noise_hu=float(rng.uniform(5.0, 30.0)),
-        # Contrast scales HU around water: lung at -880 x 1.05 stays ~80 HU above air, so
-        # lung never becomes indistinguishable from the air around the patient.
-        contrast=float(rng.uniform(0.95, 1.05)),
-        lung_hu=float(rng.uniform(-880.0, -820.0)),
-        nodule_hu=float(rng.uniform(-20.0, 80.0)),
     )
 
 
@@ -104,51 +130,7 @@ def patch_starts(
     return starts
 
 
-# ---- detection targets (CenterNet) ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CenterNetTargets:
-    heat: np.ndarray  # float32 (z, y, x) in [0, 1]; exactly 1 at each nodule's centre voxel
-    size: np.ndarray  # float32 (3, z, y, x): box size in voxels along z, y, x
-    size_mask: np.ndarray  # float32 (z, y, x): 1 where the size is supervised
-
-
-def centernet_targets(
-    shape: Sequence[int], nodules: Sequence[Nodule], spacing_xyz: Sequence[float]
-) -> CenterNetTargets:
-    """Gaussian centre heat-map and box-size maps for ``nodules`` on a (z, y, x) grid.
-
-    The Gaussian's width follows the nodule's radius (at least ~1 voxel), so a large nodule
-    is not penalised for a peak one voxel off; sizes are supervised inside the nodule.
-    """
-    zyx_spacing = np.asarray(spacing_xyz, dtype=float)[::-1]
-    heat = np.zeros(tuple(shape), dtype=np.float32)
-    size = np.zeros((3, *shape), dtype=np.float32)
-    mask = np.zeros(tuple(shape), dtype=np.float32)
-    for n in nodules:
-        c = np.asarray(n.center_zyx, dtype=float)
-        r_vox = n.radius_mm / zyx_spacing
-        sigma = np.maximum(r_vox / 2.0, 0.8)
-        lo = np.maximum(np.floor(c - 3 * sigma).astype(int), 0)
-        hi = np.minimum(np.ceil(c + 3 * sigma).astype(int) + 1, np.asarray(shape))
-        sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-        local = np.ogrid[sl]  # voxel indices of the box around this nodule
-        d2 = sum(((g - ci) / si) ** 2 for g, ci, si in zip(local, c, sigma, strict=True))
-        heat[sl] = np.maximum(heat[sl], np.exp(-0.5 * d2).astype(np.float32))
-        peak = tuple(int(np.clip(round(v), 0, m - 1)) for v, m in zip(c, shape, strict=True))
-        heat[peak] = 1.0
-        inside = (
-            sum(((g - ci) / max(ri, 1.0)) ** 2 for g, ci, ri in zip(local, c, r_vox, strict=True))
-            <= 1.0
-        )
-        for axis in range(3):
-            size[axis][sl][inside] = 2.0 * r_vox[axis]
-        mask[sl][inside] = 1.0
-        mask[peak] = 1.0
-        for axis in range(3):
-            size[axis][peak] = 2.0 * r_vox[axis]
-    return CenterNetTargets(heat=heat, size=size, size_mask=mask)
+# ---- detection ----------------------------------------------------------------------------
 
 
 def nodule_boxes(nodules: Sequence[Nodule], spacing_xyz: Sequence[float]) -> np.ndarray:
