@@ -231,6 +231,13 @@ class Engine:
         self.device_preference = device
         self.num_threads = num_threads
 
+    def load(self, card: ModelCard) -> str:
+        """Verify and load ``card``'s network now (e.g. on a worker when a series opens), so the
+        first ``run`` does not pay for it; returns the device it landed on."""
+        device = choose_device(self.device_preference)
+        loaded_network(card, device)
+        return device
+
     def run(
         self,
         image: np.ndarray,

@@ -211,15 +211,35 @@ def clean_components(
         sub = mask[box]
         del mask
         comps, n = ndimage.label(sub)
-        sizes = np.bincount(comps.ravel())
-        sizes[0] = 0
+        sizes = _component_sizes(comps, n)
         drop = sizes < min_size
         if idx in largest:
             drop |= np.arange(len(sizes)) != int(np.argmax(sizes))
         drop[0] = False
-        if drop.any():
+        dropped = np.flatnonzero(drop)
+        if len(dropped) > 64:  # many components: one pass over the box
             label_map[box][drop[comps] & sub] = 0
+        elif len(dropped):  # a few specks: touch only their own small boxes
+            objects = ndimage.find_objects(comps)
+            target = label_map[box]
+            for k in dropped:
+                sl = objects[k - 1]
+                target[sl][comps[sl] == k] = 0
     return label_map
+
+
+def _component_sizes(comps: np.ndarray, n: int) -> np.ndarray:
+    """Voxels per component (index 0 = background, set to 0). torch.bincount counts int32
+    labels directly; numpy's would first widen the whole array to int64."""
+    try:
+        import torch
+
+        sizes = torch.bincount(torch.from_numpy(comps.ravel()), minlength=n + 1).numpy()
+    except (ImportError, RuntimeError):
+        sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    sizes = sizes.astype(np.int64)
+    sizes[0] = 0
+    return sizes
 
 
 def label_volumes(label_map: np.ndarray, spacing: Any, names: dict[int, str]) -> dict[str, float]:

@@ -147,3 +147,30 @@ def test_analyze_never_overwrites_earlier_results(ct_folder, installed_segmenter
     rc = main(["analyze", str(folder), "--out", str(out), "--quiet"])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "findings.json").read_text() == "{}"
+
+
+def test_folder_with_two_series_needs_series_and_then_analyses_that_one(
+    ct_folder, installed_segmenter, tmp_path, capsys
+):
+    folder, truth = ct_folder
+    other = write_ct_series(folder / "other", shape=(4, 16, 16), spacing=(2.0, 2.0, 3.0))
+    rc = main(["analyze", str(folder), "--out", str(tmp_path / "a"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--series" in err and truth.series_uid in err and other.series_uid in err
+    out = tmp_path / "b"
+    rc = main(
+        [
+            "analyze",
+            str(folder),
+            "--series",
+            other.series_uid,
+            "--model",
+            "tiny-seg",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert rc == 0
+    data = json.loads((out / "findings.json").read_text())
+    assert data["series_uid"] == other.series_uid and data["geometry"]["shape_zyx"] == [4, 16, 16]

@@ -179,9 +179,11 @@ def test_device_choice_on_a_cpu_machine_and_explicit_override():
 
 
 def test_network_is_cached_per_model_and_device(seg_package):
+    assert Engine("cpu").load(seg_package) == "cpu"  # a warm-up load fills the cache
     a = engine_mod.loaded_network(seg_package, "cpu")
     b = engine_mod.loaded_network(seg_package, "cpu")
     assert a is b
+    assert len(engine_mod._CACHE) == 1
 
 
 def test_runs_on_one_model_from_two_threads_are_serialised(seg_package, monkeypatch):

@@ -123,3 +123,11 @@ def test_heat_map_upsampling_skips_empty_slabs_but_keeps_the_peak():
     )[0, 0]
     assert np.allclose(got, ref.numpy(), atol=1e-4)
     assert got[:16].max() == 0.0 and got.max() > 0.5
+
+
+def test_many_specks_are_removed_in_one_pass_and_big_parts_kept():
+    lab = np.zeros((8, 40, 40), np.uint8)
+    lab[2:6, 10:30, 10:30] = 1
+    lab[0, ::4, ::4] = 1  # 100 isolated single voxels
+    postprocess.clean_components(lab, {"min_component_voxels": 2}, [1])
+    assert lab[0].sum() == 0 and (lab == 1).sum() == 4 * 20 * 20

@@ -68,4 +68,8 @@ def test_shipped_radiograph_classifier_ranks_nodules_higher_with_a_gradcam_map()
             scores[nodule].append(res.classification.probabilities["nodule"])
             assert res.heat_map.array.shape == xr.image.shape
             assert 0.0 <= res.heat_map.array.min() and res.heat_map.array.max() <= 1.0
+            if nodule:  # Grad-CAM weight sits on the nodule, above the image average
+                y0, x0, y1, x1 = (int(round(v)) for v in xr.box_yx)
+                heat = res.heat_map.array
+                assert heat[y0 : y1 + 1, x0 : x1 + 1].mean() > heat.mean()
     assert np.mean(scores[True]) > np.mean(scores[False])

@@ -166,3 +166,25 @@ def test_two_d_segmenter_on_a_single_slice_volume_keeps_its_shape(tmp_path):
     assert res.label_map.array.shape == (1, 40, 50) and res.heat_map.array.shape == (1, 40, 50)
     area_mm2 = (res.label_map.array == 1).sum() * 0.25
     assert res.label_map.volumes_ml["lung"] == pytest.approx(area_mm2)
+
+
+def test_gradcam_is_high_where_the_evidence_for_the_class_is():
+    """A toy classifier whose 'nodule' logit is the summed brightness of its feature map:
+    Grad-CAM for 'nodule' must peak on the bright blob (not be inverted), in [0, 1]."""
+    from inference.tasks.classify import gradcam
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Conv2d(1, 1, 1, bias=False)
+            torch.nn.init.ones_(self.features.weight)
+
+        def forward(self, x):
+            s = torch.relu(self.features(x)).mean(dim=(2, 3))
+            return torch.cat([-s, s], dim=1)
+
+    img = torch.zeros(1, 16, 16)
+    img[0, 10:13, 3:6] = 1.0
+    cam = gradcam(Toy(), img, "features", 1, "cpu").numpy()
+    assert cam.shape == (16, 16) and cam.min() == 0.0 and cam.max() == 1.0
+    assert cam[10:13, 3:6].mean() == 1.0 and cam[:8].max() == 0.0

@@ -23,6 +23,10 @@ def probabilities(logits, output: str) -> np.ndarray:
     return torch.softmax(logits, dim=0).numpy()
 
 
+def _unchanged(x):
+    return x
+
+
 def gradcam(net: Any, x, layer: str, class_idx: int, device: str):
     """Grad-CAM of ``class_idx`` on ``layer`` (model grid, values in [0, 1]).
 
@@ -39,7 +43,9 @@ def gradcam(net: Any, x, layer: str, class_idx: int, device: str):
         for p in twin.parameters():
             p.requires_grad_(True)
         with torch.enable_grad():
-            cam = GradCAM(nn_module=twin, target_layers=layer)
+            # MONAI's default postprocessing maps (min, max) to (1, 0), flipping the map;
+            # keep the raw (upsampled) map and normalise it below so high = important.
+            cam = GradCAM(nn_module=twin, target_layers=layer, postprocessing=_unchanged)
             heat = cam(x[None].to(device).requires_grad_(True), class_idx=class_idx)
         heat = heat.detach().float().cpu()[0, 0]
     finally:

@@ -95,8 +95,9 @@ def _pick_model(args: argparse.Namespace, volume, modality: str):
     dims = 2 if volume.is_2d else 3
     card = registry.best_model(modality, dims, volume.meta.get("body_part") or None)
     if card is None:
+        hint = " (this file names no modality: add e.g. --modality CT)" if modality == "OT" else ""
         raise AnalyzeError(
-            f"no installed model accepts {modality} {dims}D images (see `radlens models`)"
+            f"no installed model accepts {modality} {dims}D images{hint}; see `radlens models`"
         )
     return card
 
