@@ -48,8 +48,9 @@ def axis_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
 
 def orientation_to_model(direction: Any, ndim: int) -> tuple[tuple[int, ...], tuple[bool, ...]]:
     """Permutation and flips that bring a 3D array to the LPS-aligned frame models are trained in
-    (array axes z -> S, y -> P, x -> L). 2D images and oblique, ambiguous frames keep their axes."""
-    if ndim != 3:
+    (array axes z -> S, y -> P, x -> L). 2D images, ``direction=None`` and oblique, ambiguous
+    frames keep their axes."""
+    if ndim != 3 or direction is None:
         return tuple(range(ndim)), (False,) * ndim
     d = np.asarray(direction, dtype=float).reshape(3, 3)
     perm = [0, 0, 0]

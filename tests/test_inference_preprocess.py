@@ -131,3 +131,10 @@ def test_many_specks_are_removed_in_one_pass_and_big_parts_kept():
     lab[0, ::4, ::4] = 1  # 100 isolated single voxels
     postprocess.clean_components(lab, {"min_component_voxels": 2}, [1])
     assert lab[0].sum() == 0 and (lab == 1).sum() == 4 * 20 * 20
+
+
+def test_unknown_or_oblique_direction_keeps_the_array_axes():
+    assert preprocess.orientation_to_model(None, 3) == ((0, 1, 2), (False, False, False))
+    c = np.cos(np.pi / 4)
+    oblique = np.array([[c, c, 0], [-c, c, 0], [0, 0, 1.0]])  # x and y both 45 degrees off
+    assert preprocess.orientation_to_model(oblique, 3)[0] == (0, 1, 2)

@@ -111,3 +111,11 @@ def test_confusion_matrix_and_classification_report_by_hand():
     assert r["f1"] == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
     with pytest.raises(ValueError, match="class indices"):
         m.confusion_matrix([0, 2], [0, 1], 2)
+
+
+def test_predictions_on_a_case_without_truth_are_all_false_positives():
+    for rule in ("iou", "centre"):
+        match = m.match_boxes([[0, 0, 2, 2], [5, 5, 6, 6]], [0.9, 0.2], [], rule=rule)
+        assert match.is_tp.tolist() == [False, False] and match.n_true == 0
+    f = m.froc([match, m.match_boxes([[0, 0, 2, 2]], [0.5], [[0, 0, 2, 2]])], fp_rates=(1.0,))
+    assert f.at[1.0] == 1.0  # 2 FPs over 2 cases = 1 per case, and the one true box was found

@@ -25,7 +25,16 @@ def ct_dataset(tmp_path_factory) -> Path:
     for i in range(3):
         ct = chest_ct(shape=(16, 32, 32), seed=10 + i, n_nodules=1, nodule_radius_mm=(14.0, 18.0))
         boxes = [tuple(np.concatenate(n.box_zyx(ct.spacing))) for n in ct.nodules]
-        write_case(root, f"ct{i}", ct.hu, ct.labels, ct.spacing, LABELS, boxes=boxes)
+        write_case(
+            root,
+            f"ct{i}",
+            ct.hu,
+            ct.labels,
+            ct.spacing,
+            LABELS,
+            boxes=boxes,
+            box_labels=[2] * len(boxes),
+        )
     return root
 
 

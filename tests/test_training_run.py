@@ -32,6 +32,7 @@ def dataset(tmp_path_factory) -> Path:
             LABELS,
             patient_id=f"pat{min(i, 3)}",
             boxes=boxes,
+            box_labels=[2] * len(boxes),
         )
     return root
 
@@ -189,3 +190,22 @@ def test_cancel_callback_stops_before_the_next_step(dataset, tmp_path):
     result = train(_opts(dataset, tmp_path / "seg-cancel", epochs=3, cancel=cancel))
     assert result.stopped == "cancelled" and result.epochs_done == 1
     assert (result.package / "model.json").is_file()
+
+
+def test_detection_needs_boxes_of_a_single_class(tmp_path):
+    from inference.training.dataset import DatasetError
+
+    ct = chest_ct(shape=(8, 16, 16), seed=0, n_nodules=0)
+    for i, labels in enumerate(([1], [2])):
+        write_case(
+            tmp_path / "ds",
+            f"c{i}",
+            ct.hu,
+            ct.labels,
+            ct.spacing,
+            LABELS,
+            boxes=[(1, 1, 1, 3, 3, 3)],
+            box_labels=labels,
+        )
+    with pytest.raises(DatasetError, match=r"boxes of several labels \(lung, nodule\)"):
+        train(_opts(tmp_path / "ds", tmp_path / "out", task="detection"))

@@ -117,8 +117,9 @@ def _true_boxes(case: TrainingCase, label: np.ndarray | None, names: dict[str, i
     out: dict[str, list[np.ndarray]] = {}
     if case.boxes:
         for box, lab in zip(case.boxes, case.box_labels, strict=True):
-            name = next((n for n, i in names.items() if i == lab), str(lab))
-            out.setdefault(name, []).append(np.asarray(box, float))
+            name = next((n for n, i in names.items() if i == lab), None)
+            if name is not None:  # boxes of classes the model does not detect are not scored
+                out.setdefault(name, []).append(np.asarray(box, float))
     elif label is not None:
         for name, index in names.items():
             out[name] = boxes_from_mask(label == index)

@@ -39,7 +39,7 @@ def write_shifted_dataset(
         boxes = [tuple(np.concatenate(n.box_zyx(ct.spacing))) for n in ct.nodules]
         write_case(
             root, f"shift{seed:04d}", ct.hu, ct.labels, ct.spacing, LABELS,
-            patient_id=f"P{seed:04d}", boxes=boxes,
+            patient_id=f"P{seed:04d}", boxes=boxes, box_labels=[2] * len(boxes),
         )  # fmt: skip
     return root
 

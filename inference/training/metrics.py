@@ -188,7 +188,7 @@ def match_boxes(
             tc = (tb[:, :d] + tb[:, d:]) / 2.0
             quality = -np.linalg.norm(c[:, None] - tc[None], axis=-1)
         else:
-            hit = quality = np.zeros((len(pb), n_true))
+            hit, quality = np.zeros((len(pb), n_true), bool), np.zeros((len(pb), n_true))
     else:
         raise ValueError(f"unknown matching rule {rule!r} (iou, centre)")
     found = np.zeros(n_true, dtype=bool)

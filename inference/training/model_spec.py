@@ -19,7 +19,8 @@ def training_metric(task: str, has_validation: bool) -> tuple[str, bool]:
     return {
         "segmentation": ("val_dice", True),
         "detection": ("val_froc", True),
-        "classification": ("val_accuracy", True),
+        # AUC ranks every threshold; accuracy ties for epochs that all predict one class.
+        "classification": ("val_auc", True),
     }[task]
 
 
@@ -100,8 +101,22 @@ def new_card(opts: Any, ds: Dataset, train_cases: Sequence[TrainingCase]) -> dic
             "output": "centernet",
         }
         card["thresholds"] = {"score": 0.3, "nms_iou": 0.1}
-        if not labels:
-            card["labels"] = [{"index": 1, "name": "finding", "color": COLOURS[1]}]
+        # One centre heat-map channel: a single class, the one the boxes carry. The engine
+        # names every box after labels[0], so that must be it.
+        box_labels = sorted({lab for c in ds.cases for lab in c.box_labels})
+        if not box_labels:
+            raise DatasetError(
+                f"{ds.root}: detection training needs boxes (annotations.json); none were found"
+            )
+        if len(box_labels) > 1:
+            names = ", ".join(ds.labels.get(i, str(i)) for i in box_labels)
+            raise DatasetError(
+                f"{ds.root}: boxes of several labels ({names}); the detector learns one class"
+            )
+        index = box_labels[0]
+        card["labels"] = [
+            {"index": index, "name": ds.labels.get(index, "finding"), "color": COLOURS[1]}
+        ]
     elif task == "classification":
         if dims != 2:
             raise DatasetError(f"{ds.root}: classification training needs 2D images")

@@ -122,9 +122,9 @@ def prepare_case(case: TrainingCase, card: dict[str, Any], task: str) -> dict[st
         lab = preprocess.resample_labels(np.ascontiguousarray(lab), model_shape)
         item["label"] = lab[None].astype(np.float32)
     elif task == "detection":
-        boxes = list(case.boxes)
-        if not boxes and label is not None:
-            boxes = boxes_from_mask(label)
+        # Only boxes of the card's class are targets; a case without any is a negative.
+        wanted = {e["index"] for e in card.get("labels", [])}
+        boxes = [b for b, lab in zip(case.boxes, case.box_labels, strict=True) if lab in wanted]
         model_boxes = boxes_to_model(boxes, frame)
         heat, size, mask = centernet_targets(model_shape, model_boxes)
         item.update(heat=heat[None], size=size, size_mask=mask[None], boxes=model_boxes)

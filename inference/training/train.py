@@ -243,7 +243,14 @@ def train(opts: TrainOptions) -> TrainResult:
             metrics = steps.validate(net, val_items) if val_items else {}
             value = metrics.get(metric_name, float(np.mean(losses)))
             best = state["best_metric"]
-            improved = best is None or (value > best if higher_is_better else value < best)
+            if math.isnan(value):  # e.g. AUC with one class in validation: never "better"
+                improved = best is None
+            else:
+                improved = (
+                    best is None
+                    or math.isnan(best)
+                    or (value > best if higher_is_better else value < best)
+                )
             record = {"epoch": epoch, "loss": float(np.mean(losses)), **metrics}
             state["history"].append(record)
             state["epoch"] = epoch
