@@ -75,11 +75,10 @@ def detection_matches(
 
 
 def pick_threshold(matches: Sequence[M.BoxMatch], max_fp_per_case: float) -> float:
-    """The highest score threshold reaching the best sensitivity within the FP budget."""
+    """The lowest score threshold whose false positives per case stay within the budget: the
+    most sensitive operating point the budget allows (the FROC curve only rises)."""
     f = M.froc(matches, fp_rates=(max_fp_per_case,))
-    ok = f.fp_per_case <= max_fp_per_case
-    best = f.sensitivity[ok].max()
-    i = int(np.flatnonzero(ok & (f.sensitivity == best))[0])
+    i = int(np.flatnonzero(f.fp_per_case <= max_fp_per_case)[-1])
     return float(f.thresholds[i]) if np.isfinite(f.thresholds[i]) else 1.0
 
 
