@@ -38,7 +38,7 @@ class FindingsPanel(QWidget):
         self.tree.setRootIsDecorated(True)
         self.tree.itemClicked.connect(self._on_item)
         self.tree.itemActivated.connect(self._on_item)
-        self.empty = QLabel("No AI results for this series. Click Analyze (Ctrl+R).", self)
+        self.empty = QLabel("No AI results for this series. Click Analyze (Ctrl+Shift+A).", self)
         self.empty.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
