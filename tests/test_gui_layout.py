@@ -99,3 +99,16 @@ def test_intended_use_banner_shows_while_a_result_layer_is_visible(qtbot):
     layer = next(layer for layer in win.state.layers if layer.name.startswith("Seg:"))
     win.state.layers.update(layer.name, visible=True)
     qtbot.waitUntil(win.banner.isVisible, timeout=2000)
+
+
+def test_long_layer_names_are_shortened_not_widening_the_column(qtbot):
+    from viewer.ui.layers import Layer
+
+    win = _window(qtbot)
+    name = "Chest CT lung and nodule segmenter (synthetic demo): heat map"
+    win.state.layers.add(Layer(name, "heatmap", np.zeros((4, 16, 16), np.float32)))
+    qtbot.wait(20)
+    assert win.layers_panel.minimumSizeHint().width() < RIGHT_WIDTH - 100
+    row = win.layers_panel.rows[name]
+    assert "…" in row.visible.text() and row.visible.text().endswith("heat map")
+    assert name in row.visible.toolTip()
