@@ -56,3 +56,21 @@ def test_proposal_prepared_for_old_label_classes_is_refused():
     doc.set_label_set(doc.label_set.add("bone", "#ffffff"))  # the user edits classes meanwhile
     with pytest.raises(LabelError, match="label classes changed"):
         apply_proposal(doc, prepared)
+
+
+def test_model_layer_comes_back_from_journal_and_snapshot_read_only():
+    from viewer.labels.store import LabelStore
+    from viewer.study.volume import Volume
+
+    vol = Volume(np.zeros((9, 6, 7), np.int16), series_uid="1.2.3.77", modality="CT")
+    store = LabelStore.open(vol)
+    propose(store.document, "seg", "1", label_map=_label_map(), label_names={1: "lung"})
+    store.flush()
+    store._abandon()  # as a crash would: only the journal has the layer
+    recovered = LabelStore.open(vol)
+    layer = recovered.document.layers["model:seg@1"].array
+    assert int(np.count_nonzero(layer)) == int(np.count_nonzero(_label_map()))
+    assert not layer.flags.writeable
+    recovered.close()  # snapshot written from the shared (uncopied) read-only layer
+    again = LabelStore.read(vol).layers["model:seg@1"].array
+    assert np.array_equal(again, layer) and not again.flags.writeable
