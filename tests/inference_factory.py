@@ -58,3 +58,14 @@ CLS_KW = {
 def ct_volume(shape=(20, 40, 36)):
     rng = np.random.default_rng(0)
     return rng.integers(-1000, 400, size=shape).astype(np.int16)
+
+
+def save_seg_package(folder, **over):
+    """A tiny random-weights segmenter saved as a real package (seeded: same weights each time)."""
+    import torch
+
+    from inference.networks import build_network
+    from inference.weights import save_package
+
+    torch.manual_seed(0)
+    return save_package(folder, seg_card(**over), build_network("monai.UNet", SEG_KW))
