@@ -175,9 +175,9 @@ def test_registry_lists_good_packages_and_reports_bad_ones(tmp_path):
     bad = tmp_path / "models" / "bad"
     bad.mkdir()
     (bad / "model.json").write_text("{not json")
-    ids = [c.id for c in registry.list_models([tmp_path / "models"])]
-    assert "tiny-seg" in ids
-    assert any(p == bad and "cannot read" in why for p, why in registry.problems)
+    scan = registry.scan_models([tmp_path / "models"])
+    assert "tiny-seg" in [c.id for c in scan.cards]
+    assert any(p == bad and "cannot read" in why for p, why in scan.problems)
 
 
 def test_user_models_are_found_and_matched_by_modality_and_body_part():
