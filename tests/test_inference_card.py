@@ -193,3 +193,35 @@ def test_user_models_are_found_and_matched_by_modality_and_body_part():
     assert registry.best_model("MR", 3, "BRAIN", task="segmentation") is None
     with pytest.raises(KeyError, match="installed"):
         registry.find_model("no-such-model")
+
+
+@pytest.mark.parametrize(
+    "model_id", ["radlens-ct-chest-seg", "radlens-ct-nodule-det", "radlens-cxr-nodule-cls"]
+)
+def test_shipped_cards_round_trip_through_to_json(model_id):
+    from inference.paths import shipped_models_dir
+
+    card = ModelCard.load(shipped_models_dir() / model_id)
+    written = json.loads(json.dumps(card.to_json()))  # exactly what a model.json would hold
+    assert ModelCard.from_dict(written, card.path) == card
+
+
+def _card_data(**over) -> dict:
+    """A complete card dictionary (as model.json holds it) without writing any weights."""
+    data = {**seg_card(**over), "files": {"model.safetensors": "0" * 64}}
+    data["network"] = {**data["network"], "format": "safetensors", "weights": "model.safetensors"}
+    return data
+
+
+def test_a_non_classifier_card_may_spell_absent_classes_and_gradcam_layer(tmp_path):
+    data = _card_data()
+    card = ModelCard.from_dict({**data, "classes": [], "gradcam_layer": None}, tmp_path)
+    assert card.classes == () and card.gradcam_layer is None
+    assert card.to_json()["classes"] == [] and card.to_json()["gradcam_layer"] is None
+    assert ModelCard.from_dict(card.to_json(), tmp_path) == card
+
+
+def test_a_classifier_card_still_needs_its_classes(tmp_path):
+    data = _card_data(task="classification")
+    with pytest.raises(CardError, match="'classes' must be a non-empty list"):
+        ModelCard.from_dict({**data, "classes": []}, tmp_path)
