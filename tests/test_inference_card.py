@@ -12,13 +12,12 @@ from inference import registry  # noqa: E402
 from inference.card import CardError, ModelCard  # noqa: E402
 from inference.engine import Engine  # noqa: E402
 from inference.networks import build_network  # noqa: E402
-from inference.weights import save_package  # noqa: E402
-from tests.inference_factory import SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import save_seg_package, seg_card  # noqa: E402
 
 
 @pytest.fixture
 def package(tmp_path):
-    return save_package(tmp_path / "pkg", seg_card(), build_network("monai.UNet", SEG_KW))
+    return save_seg_package(tmp_path / "pkg")
 
 
 def _rewrite(card: ModelCard, **changes) -> None:
@@ -171,7 +170,7 @@ def test_bundle_target_outside_the_allow_list_is_refused(tmp_path):
 
 
 def test_registry_lists_good_packages_and_reports_bad_ones(tmp_path):
-    save_package(tmp_path / "models" / "good", seg_card(), build_network("monai.UNet", SEG_KW))
+    save_seg_package(tmp_path / "models" / "good")
     bad = tmp_path / "models" / "bad"
     bad.mkdir()
     (bad / "model.json").write_text("{not json")
@@ -183,9 +182,7 @@ def test_registry_lists_good_packages_and_reports_bad_ones(tmp_path):
 def test_user_models_are_found_and_matched_by_modality_and_body_part():
     from inference.paths import user_models_dir
 
-    save_package(
-        user_models_dir() / "seg", seg_card(id="user-seg"), build_network("monai.UNet", SEG_KW)
-    )
+    save_seg_package(user_models_dir() / "seg", id="user-seg")
     assert registry.find_model("user-seg").id == "user-seg"
     assert registry.find_model("user-seg@0.1").version == "0.1"
     best = registry.best_model("CT", 3, "CHEST", task="segmentation")
