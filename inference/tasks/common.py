@@ -38,3 +38,13 @@ def prepare_input(
 def patch_roi(card) -> tuple[int, ...] | None:
     """The card's patch size in array (z, y, x) order, or None for one whole-image window."""
     return tuple(card.patch_size[::-1]) if card.patch_size else None
+
+
+def infer_patches(ctx: RunContext, x: Any) -> Any:
+    """The network's output for ``x`` window by window over the card's patches (OOM ladder
+    included); records the "inference" timing and honours a cancel before postprocessing."""
+    t = time.perf_counter()
+    out = ctx.infer(x, patch_roi(ctx.card))
+    ctx.timings["inference"] = time.perf_counter() - t
+    ctx.check_cancel()
+    return out

@@ -97,15 +97,11 @@ def run(image: np.ndarray, spacing, direction, ctx, result) -> None:
 
     from inference import postprocess
     from inference.results import BoxResult, HeatMapResult
-    from inference.tasks.common import patch_roi, prepare_input
+    from inference.tasks.common import infer_patches, prepare_input
 
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
-
-    t = time.perf_counter()
-    out = ctx.infer(x, patch_roi(card))
-    ctx.timings["inference"] = time.perf_counter() - t
-    ctx.check_cancel()
+    out = infer_patches(ctx, x)
 
     t = time.perf_counter()
     ctx.report(0.87, "finding boxes")

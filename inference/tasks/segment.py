@@ -102,16 +102,12 @@ def heatmap_index(card) -> int | None:
 def run(
     image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
 ) -> None:
-    from inference.tasks.common import patch_roi, prepare_input
+    from inference.tasks.common import infer_patches, prepare_input
 
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
-
-    t = time.perf_counter()
-    logits = ctx.infer(x, patch_roi(card))
+    logits = infer_patches(ctx, x)
     del x
-    ctx.timings["inference"] = time.perf_counter() - t
-    ctx.check_cancel()
 
     t = time.perf_counter()
     ctx.report(0.87, "mapping results back to the image grid")
