@@ -186,8 +186,20 @@ def test_shipped_cxr_classifier_gives_probabilities_and_heat_map(qtbot, tmp_path
     outcome = _run(qtbot, win, cls)
     (finding,) = [f for f in outcome.summary.findings if f.kind == "classification"]
     assert {name for name, _ in finding.probabilities} == {"normal", "nodule"}
+    assert finding.label == "nodule"
     heat = win.state.layers.get(f"{cls.name}: heat map")
     assert heat.visible and heat.data.shape == vol.shape
-    # Grad-CAM weight inside the nodule's box is above the image average.
+    # What is drawn is the heat map itself, pixel for pixel, above the threshold.
+    drawn = win.views["axial"].overlays[heat.name].image[..., 3] > 0
+    assert np.array_equal(drawn, heat.data[0] >= heat.threshold)
+
+
+def test_shipped_cxr_gradcam_is_brightest_at_the_nodule(qtbot, tmp_path):
+    cls = _shipped("DX", 2, "classification")
+    xr = chest_radiograph(128, seed=3, nodule=True)
+    vol = Volume(xr.image, spacing=(*xr.spacing, 1.0), modality="DX", series_uid="2.25.7")
+    win = _window(qtbot, tmp_path, vol, [cls])
+    _run(qtbot, win, cls)
+    heat = win.state.layers.get(f"{cls.name}: heat map").data
     y0, x0, y1, x1 = (int(round(v)) for v in xr.box_yx)
-    assert heat.data[0, y0 : y1 + 1, x0 : x1 + 1].mean() > heat.data.mean()
+    assert heat[0, y0 : y1 + 1, x0 : x1 + 1].mean() > heat.mean()

@@ -260,7 +260,8 @@ class ResultStore:
     written last so a run without it is an interrupted write and is ignored.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, keep_runs: int = 3) -> None:
+        self.keep_runs = max(1, int(keep_runs))
         if root is None:
             from inference.paths import user_data_dir  # numpy-only module, no torch
 
@@ -283,7 +284,22 @@ class ResultStore:
             _atomic_write(
                 folder / f"{rec.run_id}.npz", lambda fh: np.savez_compressed(fh, **arrays)
             )
-        return self._write_meta(folder, rec)
+        path = self._write_meta(folder, rec)
+        self._prune(series_uid, rec.model_id)
+        return path
+
+    def _prune(self, series_uid: str, model_id: str) -> None:
+        """Keep the newest ``keep_runs`` runs of a model per series; older ones only cost disk."""
+        runs = []
+        for path in self._folder(series_uid).glob("*.json"):
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # an unreadable run is reported by load_all, never deleted here
+            if meta.get("model_id") == model_id:
+                runs.append((float(meta.get("created", 0.0)), str(meta.get("run_id", path.stem))))
+        for _, run_id in sorted(runs, reverse=True)[self.keep_runs :]:
+            self.delete(series_uid, run_id)
 
     def _write_meta(self, folder: Path, rec: ResultRecord) -> Path:
         path = folder / f"{rec.run_id}.json"
