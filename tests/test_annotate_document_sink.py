@@ -117,6 +117,18 @@ def test_interpolate_fills_the_gap_between_drawn_slices_in_one_step(doc, ctx):
     assert doc.labelmap.array[1:4].sum() == 0
 
 
+def test_interpolate_along_the_sagittal_axis_fills_between_drawn_columns(doc, ctx):
+    doc.labelmap.array[2:6, 3:8, 1] = 2
+    doc.labelmap.array[2:6, 3:8, 6] = 2
+    painted = []
+    ctx.sink.on_painted = painted.append
+    assert ctx.sink.interpolate(2, axis=2) == 4
+    assert (doc.labelmap.array[2:6, 3:8, 1:7] == 2).all()
+    assert painted == [(slice(None), slice(None), slice(1, 7))]
+    doc.undo()
+    assert doc.labelmap.array[:, :, 2:6].sum() == 0
+
+
 def test_model_box_move_accept_reject_is_recorded_for_export(doc, ctx):
     (box,) = propose(doc, "nodule-det", "1.0", boxes=[((1, 4, 4), (3, 8, 8), 2, 0.9)])
     tool = BoxEditTool(ctx)

@@ -188,6 +188,21 @@ def test_sphere_brush_eraser_and_interpolation(ui):
     assert not ui.doc.labelmap.array[5].any()
 
 
+def test_fill_between_slices_follows_the_active_view_plane(ui):
+    ui.goto((6, 20, 24))
+    ui.ctrl.set_tool("brush")
+    ui.ctrl.ctx.brush_radius_mm = 8.0
+    for y in (12, 28):
+        ui.goto((6, y, 24))
+        click(ui, "coronal", (6, y, 24))
+    ui.window.area.set_active_plane("coronal")
+    ui.window.annotations.actions["interpolate"].trigger()
+    assert all(ui.doc.labelmap.array[6, y, 24] for y in range(12, 29))
+    ui.ctrl.undo()  # one step, and only the coronal gap was filled
+    drawn = np.nonzero(ui.doc.labelmap.array.any(axis=(0, 2)))[0]
+    assert list(drawn) == [12, 28]
+
+
 def test_model_box_moved_resized_accepted_and_rejected(ui):
     (box,) = propose(ui.doc, "nodule-det", "0.1", boxes=[((4, 10, 10), (7, 16, 18), 2, 0.87)])
     ui.goto((5, 13, 14))

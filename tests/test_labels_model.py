@@ -169,6 +169,26 @@ def test_interpolation_between_slices_grows_shape_smoothly():
         doc.interpolate_between_slices(2, 0, 8)
 
 
+@pytest.mark.parametrize("axis", [1, 2])
+def test_interpolation_runs_along_the_given_axis_like_axial(axis):
+    axial = Document((9, 40, 40))
+    axial.paint(0, disk_mask((40, 40), (20, 20), 4), 3)
+    axial.paint(8, disk_mask((40, 40), (20, 20), 12), 3)
+    axial.interpolate_between_slices(3, 0, 8)
+    expected = np.moveaxis(axial.labelmap.array, 0, axis)  # the same problem, turned
+    doc = Document(expected.shape)
+    np.moveaxis(doc.labelmap.array, axis, 0)[[0, 8]] = axial.labelmap.array[[0, 8]]
+    edit = doc.interpolate_between_slices(3, 8, 0, axis=axis)
+    np.testing.assert_array_equal(doc.labelmap.array, expected)
+    doc.undo()
+    assert not np.moveaxis(doc.labelmap.array, axis, 0)[1:8].any()
+    doc.redo()
+    np.testing.assert_array_equal(doc.labelmap.array, expected)
+    assert not edit.empty
+    with pytest.raises(LabelError, match="outside"):
+        doc.interpolate_between_slices(3, 0, 40, axis=axis)
+
+
 def test_polygon_fill_covers_the_interior():
     doc = Document(SHAPE)
     doc.fill_polygon(5, [(4, 4), (4, 20), (20, 20), (20, 4)], 1)

@@ -209,21 +209,35 @@ class LabelMap:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "erase sphere" if erase else "paint sphere")
 
-    def interpolate_between_slices(self, label: int, z0: int, z1: int) -> MaskEdit:
-        """Fill slices strictly between z0 and z1 with a shape-based interpolation of
-        ``label`` (linear blend of signed distance maps, zero level set)."""
-        z0, z1 = sorted((self._check_z(z0), self._check_z(z1)))
-        a, b = self.array[z0] == label, self.array[z1] == label
+    def interpolate_between_slices(self, label: int, s0: int, s1: int, axis: int = 0) -> MaskEdit:
+        """Fill the slices strictly between s0 and s1 along array ``axis`` (0: axial z, 1: y,
+        2: x) with a shape-based interpolation of ``label`` (linear blend of signed distance
+        maps, zero level set)."""
+        if axis not in (0, 1, 2):
+            raise LabelError(f"interpolation axis must be 0, 1 or 2, got {axis}")
+        n = self.shape[axis]
+        for s in (s0, s1):
+            if not 0 <= s < n:
+                raise LabelError(f"slice {s} along axis {axis} is outside the series (0..{n - 1})")
+        s0, s1 = sorted((int(s0), int(s1)))
+        planes = np.moveaxis(self.array, axis, 0)  # a view: planes[i] is slice i along axis
+        a, b = planes[s0] == label, planes[s1] == label
         if not a.any() or not b.any():
-            raise LabelError(f"label {label} must be drawn on both slice {z0} and slice {z1}")
+            raise LabelError(f"label {label} must be drawn on both slice {s0} and slice {s1}")
+        if s1 - s0 < 2:
+            return MaskEdit((), "interpolate")
         da, db = signed_distance(a), signed_distance(b)
+        block = planes[s0 + 1 : s1].copy()
+        for i, s in enumerate(range(s0 + 1, s1)):
+            t = (s - s0) / (s1 - s0)
+            block[i][(1 - t) * da + t * db <= 0] = label
+        # Back in (z, y, x) order the block covers every z (for axis 1/2) but only the gap's
+        # rows or columns, so each z slice is written at an offset within that band.
+        block = np.moveaxis(block, 0, axis)
+        z0, oy, ox = (s0 + 1 if ax == axis else 0 for ax in range(3))
         diffs = []
-        for z in range(z0 + 1, z1):
-            t = (z - z0) / (z1 - z0)
-            inside = (1 - t) * da + t * db <= 0
-            new = self.array[z].copy()
-            new[inside] = label
-            d = self._write(z, new, "interpolate")
+        for i in range(block.shape[0]):
+            d = self._write(z0 + i, block[i], "interpolate", oy, ox)
             if d:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "interpolate")

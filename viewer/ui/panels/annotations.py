@@ -123,7 +123,7 @@ class AnnotationsPanel(QWidget):
         self.delete_button.clicked.connect(self.delete_selected)
         self.interpolate_button = QPushButton("Fill between slices")
         self.interpolate_button.setToolTip("Interpolate the current label between drawn slices")
-        self.interpolate_button.clicked.connect(controller.interpolate)
+        self.interpolate_button.clicked.connect(lambda *_: controller.interpolate())
         self.relabel_button = QPushButton("Set label")
         self.relabel_button.setToolTip("Give the selected annotation the current label class")
         self.relabel_button.clicked.connect(self.relabel_selected)

@@ -178,29 +178,35 @@ class DocumentSink:
             zs = sorted(saved)
             self.on_painted((slice(zs[0], zs[-1] + 1), slice(None), slice(None)))
 
-    def interpolate(self, label: int) -> int:
-        """Fill every gap between drawn slices (along z) of ``label``; one undo step.
+    def interpolate(self, label: int, axis: int = 0) -> int:
+        """Fill every gap between drawn slices of ``label`` along array ``axis`` (0: axial,
+        1: coronal, 2: sagittal for an axial acquisition); one undo step.
 
         Returns the number of slices filled in."""
         lm = self.document.labelmap
-        drawn = [int(z) for z in np.nonzero((lm.array == label).any(axis=(1, 2)))[0]]
+        others = tuple(a for a in range(3) if a != axis)
+        drawn = [int(s) for s in np.nonzero((lm.array == label).any(axis=others))[0]]
         if len(drawn) < 2:
             raise LabelError(f"label {label} must be drawn on at least two slices to interpolate")
         edits: list[MaskEdit] = []
-        for z0, z1 in zip(drawn, drawn[1:], strict=False):
-            if z1 - z0 > 1:
-                edit = lm.interpolate_between_slices(label, z0, z1)
+        for s0, s1 in zip(drawn, drawn[1:], strict=False):
+            if s1 - s0 > 1:
+                edit = lm.interpolate_between_slices(label, s0, s1, axis)
                 if not edit.empty:
-                    edits.append(edit)
+                    edits.append((edit, s1 - s0 - 1))
         if not edits:
             return 0
         # The label map already holds the result; applying it again is idempotent.
         self.document.apply(
-            edits[0] if len(edits) == 1 else CompoundEdit(tuple(edits), "interpolate")
+            edits[0][0]
+            if len(edits) == 1
+            else CompoundEdit(tuple(e for e, _ in edits), "interpolate")
         )
         if self.on_painted:
-            self.on_painted((slice(drawn[0], drawn[-1] + 1), slice(None), slice(None)))
-        return sum(len(e.diffs) for e in edits)
+            region: list[slice] = [slice(None)] * 3
+            region[axis] = slice(drawn[0], drawn[-1] + 1)
+            self.on_painted(tuple(region))  # type: ignore[arg-type]
+        return sum(n for _, n in edits)
 
     # ---- editing ----------------------------------------------------------------------------
     def boxes(self) -> list[BoxInfo]:

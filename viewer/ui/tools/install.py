@@ -45,6 +45,7 @@ class Annotations:
     def __init__(self, window) -> None:
         self.window = window
         self.controller = ctrl = AnnotationController(window.state, window)
+        ctrl.active_view = lambda: window.area.active_view  # Fill between slices follows it
         for view in window.area.views.values():
             ctrl.attach_view(view)
         self.bar = bar = window.annotation_bar
