@@ -352,24 +352,33 @@ def test_escape_drops_an_unfinished_outline_instead_of_a_window_shortcut(ui):
     assert not ui.ctrl.drawing(ui.views["axial"]).preview_items
 
 
-def test_finished_analysis_becomes_proposed_annotations_once(ui):
-    from viewer.labels.result_findings import summarise
+def nodule_record(volume: Volume):
+    """A segmenter's result with one box and a small mask, as the result store keeps it."""
     from viewer.labels.results import BoxRecord, LabelInfo, ResultRecord
-    from viewer.ui.analysis import AnalysisOutcome
 
-    label_map = np.zeros(ui.volume.shape, np.uint8)
+    label_map = np.zeros(volume.shape, np.uint8)
     label_map[5, 10:14, 10:14] = 1
-    rec = ResultRecord(
+    return ResultRecord(
         model_id="nodule-seg",
         model_name="Nodule finder",
         model_version="0.2",
         task="segmentation",
-        shape=ui.volume.shape,
+        shape=volume.shape,
         label_map=label_map,
         labels=[LabelInfo(1, "nodule", "#ff7043")],
         boxes=[BoxRecord((4, 10, 10, 6, 14, 14), "nodule", 0.8)],
     )
-    outcome = AnalysisOutcome(rec, summarise(rec, ui.volume.spacing), "key", None, ui.volume)
+
+
+def finished(ui, rec):
+    from viewer.labels.result_findings import summarise
+    from viewer.ui.analysis import AnalysisOutcome
+
+    return AnalysisOutcome(rec, summarise(rec, ui.volume.spacing), "key", None, ui.volume)
+
+
+def test_finished_analysis_becomes_proposed_annotations_once(ui):
+    outcome = finished(ui, nodule_record(ui.volume))
     ui.window.analyze.controller.analysis_finished.emit(outcome)
     kinds = sorted(a.kind for a in ui.doc.annotations.values())
     assert kinds == ["Box", "ModelMask"]
@@ -382,6 +391,22 @@ def test_finished_analysis_becomes_proposed_annotations_once(ui):
     assert (ui.doc.labelmap.array[5, 10:14, 10:14] == nodule).all()
     ui.window.analyze.controller.analysis_finished.emit(outcome)  # the same model again
     assert sum(a.kind == "Box" for a in ui.doc.annotations.values()) == 1
+
+
+def test_reopened_series_draws_stored_model_boxes_once(ui):
+    from viewer.ui.analysis import volume_key
+
+    rec = nodule_record(ui.volume)
+    ui.window.analyze.store.save(volume_key(ui.volume), rec)
+    ui.window.analyze.controller.analysis_finished.emit(finished(ui, rec))
+    raw = "Nodule finder: boxes"
+    ui.state.set_volume(None)
+    ui.state.set_volume(ui.volume)  # reopened: stored layers and saved proposals both return
+    assert raw in ui.state.layers.names()
+    assert [a.status for a in ui.doc.annotations.values() if a.kind == "Box"] == ["proposed"]
+    assert not ui.state.layers.get(raw).visible
+    ui.goto((5, 12, 12))
+    assert not ui.views["axial"].overlays[raw].rects  # only the editable box is drawn
 
 
 def test_every_window_shortcut_is_bound_once(ui):
