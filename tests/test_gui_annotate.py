@@ -9,7 +9,7 @@ from PySide6.QtTest import QTest
 
 from inference.phantoms import chest_ct
 from viewer.labels.findings import propose
-from viewer.labels.model import Box, Point, Polygon, RoiEllipse, Ruler
+from viewer.labels.model import Box, Point, Polygon, RoiEllipse, RoiRect, Ruler
 from viewer.study.volume import Volume
 from viewer.ui.main_window import MainWindow
 from viewer.ui.tools.controller import MASK_LAYER
@@ -152,6 +152,36 @@ def test_polygon_point_ruler_and_roi_with_statistics(ui):
     ]
     assert any("HU" in t and "mm²" in t and "mL" in t for t in texts)
     assert any(t.endswith(" mm") for t in texts)
+
+
+def test_sagittal_polygon_and_roi_stay_on_their_plane_and_cut_the_axial_view(ui):
+    from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsPathItem, QGraphicsRectItem
+
+    ui.goto((5, 20, 24))
+    ui.ctrl.set_tool("polygon")
+    for zyx in [(2, 8, 24), (2, 30, 24), (9, 20, 24)]:
+        click(ui, "sagittal", zyx)
+    ui.key("sagittal", Qt.Key.Key_Return)
+    ui.ctrl.set_tool("roi_rect")
+    ui.drag("sagittal", (3, 10, 24), (8, 30, 24))
+    by_kind = {type(a): a for a in ui.doc.annotations.values()}
+    poly, roi = by_kind[Polygon], by_kind[RoiRect]
+    assert (poly.axis, poly.z, roi.axis, roi.z) == (2, 24, 2, 24)
+    assert np.allclose(poly.vertices, ((2, 8), (2, 30), (9, 20)), atol=0.5)  # (z, y)
+    assert roi.bounds == (3, 10, 8, 30)
+    assert not ui.doc.labelmap.array.any()  # nothing was filled into the mask
+    sagittal = ui.ctrl.drawing(ui.views["sagittal"]).items
+    assert any(isinstance(i, QGraphicsPathItem) for i in sagittal)
+    assert any(isinstance(i, QGraphicsRectItem) for i in sagittal)
+    texts = [i.toPlainText() for i in sagittal if hasattr(i, "toPlainText")]
+    assert any("HU" in t and "mm²" in t for t in texts)
+    # Axial slice 5 cuts both: each shows as a line along y at x = 24.
+    cuts = [i for i in ui.ctrl.drawing(ui.views["axial"]).items if isinstance(i, QGraphicsLineItem)]
+    assert len(cuts) == 2
+    ui.goto((11, 20, 24))  # above both: no cut
+    assert not any(
+        isinstance(i, QGraphicsLineItem) for i in ui.ctrl.drawing(ui.views["axial"]).items
+    )
 
 
 def test_threshold_brush_only_paints_voxels_in_the_hu_range(ui):

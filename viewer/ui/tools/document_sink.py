@@ -23,9 +23,10 @@ from viewer.labels.model import (
     RoiEllipse,
     RoiRect,
     Ruler,
+    in_plane_axes,
 )
 from viewer.ui.tools.base import BoxInfo
-from viewer.ui.tools.planes import Plane, polygon_mask
+from viewer.ui.tools.planes import Plane
 
 #: called with the (z, y, x) region whose mask voxels just changed (live overlay refresh)
 PaintListener = Callable[[tuple[slice, slice, slice]], None]
@@ -59,18 +60,11 @@ class DocumentSink:
     def add_polygon(
         self, points_zyx: np.ndarray, label: int, plane: Plane, slice_index: int
     ) -> str:
-        pts = np.asarray(points_zyx, dtype=float)
-        if plane.slice_axis == 0:
-            verts = tuple((float(y), float(x)) for _, y, x in pts)
-            return self.document.add(Polygon(label, z=int(slice_index), vertices=verts)).id
-        # Polygon annotations live on axial slices; an outline drawn on another plane is
-        # filled into the mask instead, so the drawing is not lost.
-        rc = np.array([plane.from_volume(p)[:2] for p in pts])
-        region, mask = plane.embed(polygon_mask(plane, rc), slice_index)
-        self.begin_stroke("fill outline")
-        self.paint(region, mask, label)  # type: ignore[arg-type]
-        self.end_stroke()
-        return ""
+        axis = plane.slice_axis
+        u, v = in_plane_axes(axis)  # stored in array-axis order, whatever the view shows
+        verts = tuple((float(p[u]), float(p[v])) for p in np.asarray(points_zyx, dtype=float))
+        polygon = Polygon(label, z=int(slice_index), vertices=verts, axis=axis)
+        return self.document.add(polygon).id
 
     def add_point(self, zyx: np.ndarray, label: int) -> str:
         return self.document.add(Point(label, zyx=_t(zyx))).id  # type: ignore[arg-type]
@@ -82,14 +76,11 @@ class DocumentSink:
     def add_roi(
         self, shape: str, lo_zyx: np.ndarray, hi_zyx: np.ndarray, plane: Plane, label: int
     ) -> str:
-        if plane.slice_axis != 0:
-            raise LabelError(
-                f"ROI statistics are measured on axial slices; draw the ROI on the axial view, "
-                f"not the {plane.name} one"
-            )
         lo, hi = _t(lo_zyx), _t(hi_zyx)
+        axis = plane.slice_axis
+        u, v = in_plane_axes(axis)
         cls = RoiEllipse if shape == "ellipse" else RoiRect
-        roi = cls(label, z=int(lo[0]), bounds=(lo[1], lo[2], hi[1], hi[2]))
+        roi = cls(label, z=int(lo[axis]), bounds=(lo[u], lo[v], hi[u], hi[v]), axis=axis)
         return self.document.add(roi).id
 
     # ---- mask strokes -----------------------------------------------------------------------
