@@ -255,18 +255,12 @@ def _write_all(
         for v in orphans
     ]
 
-    if "nifti" in formats:
-        write_nifti(mask, volume, folder / "mask.nii.gz")
-        files.append("mask.nii.gz")
-        if with_image:
-            write_nifti(volume.array, volume, folder / "image.nii.gz")
-            files.append("image.nii.gz")
-    if "nrrd" in formats:
-        write_nrrd(mask, volume, folder / "mask.nrrd")
-        files.append("mask.nrrd")
-        if with_image:
-            write_nrrd(volume.array, volume, folder / "image.nrrd")
-            files.append("image.nrrd")
+    for fmt, write, suffix in (("nifti", write_nifti, ".nii.gz"), ("nrrd", write_nrrd, ".nrrd")):
+        if fmt not in formats:
+            continue
+        for stem, array in (("mask", mask), ("image", volume.array))[: 2 if with_image else 1]:
+            write(array, volume, folder / f"{stem}{suffix}")
+            files.append(f"{stem}{suffix}")
 
     records = [
         annotation_record(a, volume, doc)

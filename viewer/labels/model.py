@@ -95,13 +95,14 @@ class LabelSet:
         return LabelSet((*self.classes, LabelClass(index, name, color)))
 
     def rename(self, index: int, name: str) -> LabelSet:
-        return LabelSet(
-            tuple(replace(c, name=name) if c.index == index else c for c in self._has(index))
-        )
+        return self._changed(index, name=name)
 
     def recolor(self, index: int, color: str) -> LabelSet:
+        return self._changed(index, color=color)
+
+    def _changed(self, index: int, **changes: str) -> LabelSet:
         return LabelSet(
-            tuple(replace(c, color=color) if c.index == index else c for c in self._has(index))
+            tuple(replace(c, **changes) if c.index == index else c for c in self._has(index))
         )
 
     def remove(self, index: int) -> LabelSet:

@@ -68,19 +68,16 @@ def roi_mask3d(roi: Annotation, shape_zyx: tuple[int, int, int]) -> np.ndarray:
     return m
 
 
-def planar_overlap(
+def masks_on_one_plane(
     a: Annotation, b: Annotation, shape_zyx: tuple[int, int, int]
-) -> tuple[float, float]:
-    """(Dice, IoU) of two planar annotations; on different slices they share no voxel."""
-    if (a.axis, a.z) != (b.axis, b.z):  # type: ignore[attr-defined]
-        return 0.0, 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """2D masks of two planar annotations on ``a``'s slice; ``b`` on another slice shares
+    no voxel with it, so its mask there is empty."""
     plane = plane_shape(shape_zyx, a.axis)  # type: ignore[attr-defined]
-    ma, mb = roi_mask2d(a, plane), roi_mask2d(b, plane)
-    inter = float(np.count_nonzero(ma & mb))
-    sa, sb = float(np.count_nonzero(ma)), float(np.count_nonzero(mb))
-    if sa + sb == 0:
-        return 1.0, 1.0
-    return 2 * inter / (sa + sb), inter / (sa + sb - inter)
+    ma = roi_mask2d(a, plane)
+    if (a.axis, a.z) != (b.axis, b.z):  # type: ignore[attr-defined]
+        return ma, np.zeros_like(ma)
+    return ma, roi_mask2d(b, plane)
 
 
 def cut_segments(a: Annotation, axis: int, index: float) -> list[Segment]:

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from viewer.labels.document import CompoundEdit, Document
-from viewer.labels.labelmap import MaskEdit, SliceDiff
+from viewer.labels.labelmap import MaskEdit, slice_diff
 from viewer.labels.model import (
     Box,
     LabelError,
@@ -137,19 +137,9 @@ class DocumentSink:
             after = arr[z, by0:by1, bx0:bx1]
             # Pixels never painted keep their current value as their "before".
             before = np.where(self._touched[z][by0:by1, bx0:bx1], saved[z][by0:by1, bx0:bx1], after)
-            changed = before != after
-            if not changed.any():
-                continue
-            ys, xs = np.nonzero(changed)
-            r0, r1, c0, c1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-            diffs.append(
-                SliceDiff(
-                    z,
-                    (by0 + r0, bx0 + c0, by0 + r1, bx0 + c1),
-                    np.ascontiguousarray(before[r0:r1, c0:c1]).tobytes(),
-                    np.ascontiguousarray(after[r0:r1, c0:c1]).tobytes(),
-                )
-            )
+            d = slice_diff(z, before, after, by0, bx0)
+            if d is not None:
+                diffs.append(d)
         self._touched, self._bbox = {}, {}
         if diffs:
             # Applying writes the "after" bytes the map already holds: idempotent, and it
