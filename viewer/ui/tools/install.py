@@ -84,18 +84,15 @@ class Annotations:
         self._watcher = _CloseWatcher(ctrl, window)
         window.installEventFilter(self._watcher)
         self.export_dialog = None
-        self._analyze = None  # AnalyzeFeature, once connect_analyze is called
         self._refresh_labels()
 
     def connect_analyze(self, analyze) -> None:
         """Model results of ``analyze`` (viewer.ui.analyze_feature.AnalyzeFeature) become
         proposed annotations the user can move, accept or reject."""
         analyze.controller.analysis_finished.connect(self.propose_outcome)
-        self._analyze = analyze
-        # A reopened series brings back both the Document's proposals and Analyze's stored
-        # layers, in either order: whichever comes second hides the raw boxes.
-        self.window.state.layers.subscribe(self._layer_event)
-        self.controller.document_opened.connect(self.hide_raw_boxes_of_proposals)
+        from viewer.ui.tools.raw_boxes import RawBoxesHider  # Qt-free, cheap; only with Analyze
+
+        self.raw_boxes = RawBoxesHider(self.window.state, self.controller, analyze)
 
     def propose_outcome(self, outcome) -> int:
         """Add a finished analysis (AnalysisOutcome) to the Document; returns how many."""
@@ -124,28 +121,6 @@ class Annotations:
                 "(Select tool: A accepts, X rejects)."
             )
         return len(added)
-
-    def _layer_event(self, event: str, layer) -> None:
-        if event == "added" and layer.kind == "boxes":
-            self.hide_raw_boxes_of_proposals()
-
-    def hide_raw_boxes_of_proposals(self) -> list[str]:
-        """Hide each model's raw boxes layer whose boxes the Document already holds as
-        editable annotations (else they are drawn twice); returns the layers hidden."""
-        doc, analyze = self.controller.document, self._analyze
-        if doc is None or analyze is None:
-            return []
-        sources = {a.source for a in doc.annotations.values() if a.kind == "Box" and a.from_model}
-        layers = self.window.state.layers
-        hidden = []
-        for rec in analyze.records():
-            raw = f"{rec.model_name}: boxes"
-            if model_source(rec.model_id, rec.model_version) not in sources:
-                continue
-            if raw in layers.names() and layers.get(raw).visible:
-                layers.update(raw, visible=False)
-                hidden.append(raw)
-        return hidden
 
     def set_tool(self, name: str | None) -> None:
         self.controller.set_tool(name)
