@@ -170,6 +170,9 @@ def test_sagittal_polygon_and_roi_stay_on_their_plane_and_cut_the_axial_view(ui)
     assert np.allclose(poly.vertices, ((2, 8), (2, 30), (9, 20)), atol=0.5)  # (z, y)
     assert roi.bounds == (3, 10, 8, 30)
     assert not ui.doc.labelmap.array.any()  # nothing was filled into the mask
+    tree = ui.panel.tree
+    where = {tree.topLevelItem(i).text(5) for i in range(tree.topLevelItemCount())}
+    assert where == {"sagittal slice 24"}
     sagittal = ui.ctrl.drawing(ui.views["sagittal"]).items
     assert any(isinstance(i, QGraphicsPathItem) for i in sagittal)
     assert any(isinstance(i, QGraphicsRectItem) for i in sagittal)
