@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from viewer.labels.files import atomic_write_bytes, atomic_write_npz
 
 #: Layer kinds a record can carry; also the names used in ``removed_layers``.
 LAYER_KINDS = ("mask", "heatmap", "boxes")
@@ -196,20 +196,6 @@ def series_key(series_uid: str) -> str:
     return "h-" + hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:32]
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _meta_of(rec: ResultRecord) -> dict[str, Any]:
     return {
         "schema_version": 1,
@@ -281,9 +267,7 @@ class ResultStore:
         if rec.heat_map is not None:
             arrays["heat_map_u8"] = quantise_heat(rec.heat_map)
         if arrays:
-            _atomic_write(
-                folder / f"{rec.run_id}.npz", lambda fh: np.savez_compressed(fh, **arrays)
-            )
+            atomic_write_npz(folder / f"{rec.run_id}.npz", arrays)
         path = self._write_meta(folder, rec)
         self._prune(series_uid, rec.model_id)
         return path
@@ -304,7 +288,7 @@ class ResultStore:
     def _write_meta(self, folder: Path, rec: ResultRecord) -> Path:
         path = folder / f"{rec.run_id}.json"
         data = json.dumps(_meta_of(rec), indent=1).encode("utf-8")
-        _atomic_write(path, lambda fh: fh.write(data))
+        atomic_write_bytes(path, data)
         return path
 
     def load_all(self, series_uid: str) -> list[ResultRecord]:
