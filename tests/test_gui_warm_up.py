@@ -31,6 +31,7 @@ print('torch' in sys.modules, 'monai.inferers' in sys.modules, w.isVisible())
 """
 
 
+@pytest.mark.slow
 def test_engine_is_imported_in_the_background_after_the_window_is_shown(tmp_path):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
     env["RADLENS_DATA_DIR"] = str(tmp_path)
