@@ -112,3 +112,16 @@ def test_long_layer_names_are_shortened_not_widening_the_column(qtbot):
     row = win.layers_panel.rows[name]
     assert "…" in row.visible.text() and row.visible.text().endswith("heat map")
     assert name in row.visible.toolTip()
+
+
+def test_findings_rows_cut_to_the_dock_width_carry_their_whole_text(qtbot):
+    win = _window(qtbot)
+    win.state.set_volume(Volume(np.zeros((4, 16, 16), np.int16), modality="CT", series_uid="9.3"))
+    _finish(win, "Demonstration only.")
+    tree = win.analyze.findings.tree
+    top = tree.topLevelItem(0)
+    assert top.text(0) in top.toolTip(0) and "Demonstration only." in top.toolTip(0)
+    finding = next(
+        top.child(i) for i in range(top.childCount()) if "nodule" in top.child(i).text(0)
+    )
+    assert finding.toolTip(0).startswith(finding.text(0))
