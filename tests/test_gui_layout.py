@@ -125,3 +125,15 @@ def test_findings_rows_cut_to_the_dock_width_carry_their_whole_text(qtbot):
         top.child(i) for i in range(top.childCount()) if "nodule" in top.child(i).text(0)
     )
     assert finding.toolTip(0).startswith(finding.text(0))
+
+
+def test_reset_panel_layout_brings_moved_and_closed_panels_back(qtbot):
+    win = _window(qtbot)
+    win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, win.docks["findings"])
+    win.docks["annotations"].close()
+    listed = set(win.panels_menu.actions())
+    assert all(dock.toggleViewAction() in listed for dock in win.docks.values())
+    win.action_map["reset_layout"].trigger()
+    right = [win.docks[name] for name in RIGHT_TABS]
+    assert all(win.dockWidgetArea(d) == RIGHT and not d.isHidden() for d in right)
+    assert set(win.tabifiedDockWidgets(right[0])) == set(right[1:])

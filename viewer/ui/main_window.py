@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from viewer.study.volume import Volume
 from viewer.ui import actions as ui_actions
-from viewer.ui.dock_layout import resize_default_docks, restore_layout
+from viewer.ui.dock_layout import apply_default_layout, resize_default_docks, restore_layout
 from viewer.ui.loading import (
     FirstSlice,
     SlicesArrived,
@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
             lambda name: self.docks["annotations"].raise_() if name else None
         )
         self._restore()  # last: every dock exists, so a saved layout puts each one back
+        self._complete_panels_menu()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -158,6 +159,24 @@ class MainWindow(QMainWindow):
         self._default_layout = not restore_layout(self, state)
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
         self.area.set_text_visible(bool(self.settings.get("view/show_text", True)))
+
+    def _complete_panels_menu(self) -> None:
+        """View > Panels: a toggle for every dock, and a way back to the default layout."""
+        menu = self.panels_menu
+        listed = set(menu.actions())
+        for dock in self.docks.values():
+            if dock.toggleViewAction() not in listed:
+                menu.addAction(dock.toggleViewAction())
+        menu.addSeparator()
+        action = menu.addAction("&Reset panel layout")
+        action.triggered.connect(lambda *_: self.reset_layout())
+        self.action_map["reset_layout"] = action
+
+    def reset_layout(self) -> None:
+        """Put every panel back in its default place and size (View > Panels)."""
+        for dock in self.docks.values():
+            dock.show()
+        apply_default_layout(self)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
         super().showEvent(event)
