@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QImage, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -31,6 +32,41 @@ def colour_bar(colour_map: str, threshold: float, width: int = 90, height: int =
     rgb = np.ascontiguousarray(np.repeat(row[None], height, axis=0))
     image = QImage(rgb.data, width, height, 3 * width, QImage.Format.Format_RGB888)
     return QPixmap.fromImage(image.copy())
+
+
+def short_model_name(model_name: str) -> str:
+    """ "Chest CT nodule detector (synthetic demo)" -> "Chest CT nodule detector"."""
+    name = model_name.strip()
+    if name.endswith(")") and " (" in name:
+        name = name[: name.rindex(" (")]
+    return name or model_name
+
+
+def row_title(layer_name: str) -> str:
+    """ "<model>: heat map" -> "Heat map — <short model>"; the kind first so rows line up."""
+    model, sep, kind = layer_name.rpartition(": ")
+    if not sep:
+        return layer_name
+    return f"{kind.capitalize()} — {short_model_name(model)}"
+
+
+class ElidedLabel(QLabel):
+    """A one-line label cut with "…" to its width; the full text stays in ``full_text``."""
+
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(text, parent)
+        self.full_text = text
+        # Ignored: the label takes the width it is given instead of widening the dock.
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(40)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        elided = self.fontMetrics().elidedText(
+            self.full_text, Qt.TextElideMode.ElideRight, max(10, self.width())
+        )
+        if elided != self.text():
+            self.setText(elided)
 
 
 class _HeatControls(QWidget):
@@ -68,14 +104,23 @@ class ResultDisplayControls(QWidget):
     def __init__(self, layers: LayerList, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.layers = layers
-        self.form = QFormLayout(self)
-        self.form.setContentsMargins(0, 0, 0, 0)
+        # Title above its controls: two models' rows need the model name, which is too long
+        # to sit beside a slider in the narrow dock.
+        self.column = QVBoxLayout(self)
+        self.column.setContentsMargins(0, 0, 0, 0)
+        self.column.setSpacing(2)
         self.rows: dict[str, QWidget] = {}
+        self.titles: dict[str, ElidedLabel] = {}
 
     def set_layers(self, layers: list[Layer]) -> None:
-        while self.form.rowCount():
-            self.form.removeRow(0)
+        while self.column.count():
+            item = self.column.takeAt(0)
+            old = item.widget()
+            if old is not None:
+                old.hide()  # deleteLater waits for the event loop; do not draw it meanwhile
+                old.deleteLater()
         self.rows.clear()
+        self.titles.clear()
         for layer in layers:
             if layer.kind == "labels":
                 box = QCheckBox("Outline only", self)
@@ -86,10 +131,12 @@ class ResultDisplayControls(QWidget):
                 widget = _HeatControls(self.layers, layer, self)
             else:
                 continue
-            # "<model>: heat map" -> "Heat map": the model's name is in the findings above,
-            # and a long label would widen the dock and squeeze the image views.
-            label = QLabel(layer.name.rpartition(": ")[2].capitalize(), self)
+            # With two models shown, "Heat map" alone is ambiguous: name the model, elided so
+            # a long name cannot widen the dock and squeeze the image views.
+            label = ElidedLabel(row_title(layer.name), self)
             label.setToolTip(layer.name)
-            self.form.addRow(label, widget)
+            self.titles[layer.name] = label
+            self.column.addWidget(label)
+            self.column.addWidget(widget)
             self.rows[layer.name] = widget
         self.setVisible(bool(self.rows))
