@@ -173,6 +173,8 @@ def build(w: MainWindow) -> dict[str, QAction]:
     w.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
     w.main_toolbar = bar
     refresh_presets(w)
+    state.volume_changed.connect(lambda *_: refresh_planes(w, a))
+    refresh_planes(w, a)
     return a
 
 
@@ -201,6 +203,20 @@ def refresh_presets(w: MainWindow) -> None:
         w.preset_combo.addItem(name)
     menu.setEnabled(bool(presets) and not rgb)
     w.preset_combo.setEnabled(bool(presets) and not rgb)
+
+
+def refresh_planes(w: MainWindow, actions: dict[str, QAction]) -> None:
+    """Plane and MPR layout controls only for volumes: a 2D image (z = 1) has one plane."""
+    volume = w.state.volume
+    three_d = volume is None or not volume.is_2d
+    for key in ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal"):
+        actions[key].setEnabled(three_d)
+    w.plane_combo.setEnabled(three_d)
+    w.plane_combo.setToolTip(
+        "Plane shown in the single layout (A / C / S)"
+        if three_d
+        else "A 2D image has one plane: coronal, sagittal and MPR layouts need a volume"
+    )
 
 
 def refresh_recent(w: MainWindow) -> None:
