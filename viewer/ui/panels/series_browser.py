@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
-from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHeaderView,
+    QMenu,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-COLUMNS = ("Patient", "Study date", "Modality", "Description", "Images", "Size", "#")
+#: Full column names (header tooltips and the header's right-click menu).
+COLUMNS = ("Patient", "Date", "Modality", "Description", "Images", "Size", "Series number")
+#: Header texts: short, because the dock is about 260 px wide.
+HEADERS = ("Patient", "Date", "Mod.", "Description", "Imgs", "Size", "#")
+#: Shown until the user turns others on from the header's right-click menu.
+DEFAULT_SHOWN = frozenset({"Patient", "Date", "Modality", "Description", "Images"})
+DESCRIPTION = COLUMNS.index("Description")
 
 
 def _size_text(info: Any) -> str:
@@ -21,6 +34,28 @@ def _date_text(value: Any) -> str:
     return f"{s[:4]}-{s[4:6]}-{s[6:8]}" if len(s) == 8 and s.isdigit() else s
 
 
+def row_tooltip(info: Any) -> str:
+    """Every field of a series, one per line: hidden or cut columns are still readable."""
+    name = str(getattr(info, "patient_name", "") or "")
+    pid = str(getattr(info, "patient_id", "") or "")
+    fields = [
+        ("Patient", f"{name} ({pid})" if name and pid else name or pid),
+        ("Study date", _date_text(getattr(info, "study_date", ""))),
+        ("Study", str(getattr(info, "study_description", "") or "")),
+        ("Modality", str(getattr(info, "modality", "") or "")),
+        ("Series", str(getattr(info, "description", "") or "")),
+        ("Series number", str(getattr(info, "series_number", "") or "")),
+        ("Images", str(getattr(info, "n_images", "") or "")),
+        ("Size", _size_text(info)),
+    ]
+    lines = [f"{label}: {value}" for label, value in fields if value]
+    problems = list(getattr(info, "problems", []) or [])
+    if getattr(info, "kind", "dicom") == "non-image":
+        lines.append("Not an image series")
+    lines.extend(f"⚠ {p}" for p in problems)
+    return "\n".join(lines)
+
+
 class SeriesBrowser(QWidget):
     """A flat, sortable table of series; non-image series are greyed out with their reason."""
 
@@ -30,17 +65,71 @@ class SeriesBrowser(QWidget):
         super().__init__(parent)
         self.tree = QTreeWidget(self)
         self.tree.setObjectName("series_tree")
-        self.tree.setHeaderLabels(list(COLUMNS))
+        self.tree.setHeaderLabels(list(HEADERS))
+        for col, full in enumerate(COLUMNS):
+            self.tree.headerItem().setToolTip(
+                col, f"{full}\nRight-click the header to choose columns"
+            )
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
         self.tree.setSortingEnabled(True)
         self.tree.setUniformRowHeights(True)
-        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self._size_columns()
+        header = self.tree.header()
+        header.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._show_column_menu)
+        self.column_menu: QMenu | None = None
         self.tree.itemActivated.connect(self._activated)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tree)
         self.series: list[Any] = []
+
+    def _size_columns(self) -> None:
+        # Fixed widths from the font, not ResizeToContents: seven content-wide columns made
+        # the narrow dock scroll sideways. Description takes what is left.
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setMinimumSectionSize(24)
+        text, head = self.tree.fontMetrics(), header.fontMetrics()
+        pad = 8  # cell margins; a cut value is still whole in the row's tooltip
+        widths = {
+            "Patient": head.horizontalAdvance("Patient") + pad,
+            "Date": text.horizontalAdvance("0000-00-00") + pad,
+            "Modality": max(text.horizontalAdvance("MR"), head.horizontalAdvance("Mod.")) + pad,
+            "Images": max(text.horizontalAdvance("999"), head.horizontalAdvance("Imgs")) + pad,
+            "Size": text.horizontalAdvance("512×512") + pad,
+            "Series number": head.horizontalAdvance("99") + pad,
+        }
+        for col, name in enumerate(COLUMNS):
+            if name == "Description":
+                header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+            else:
+                header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
+                header.resizeSection(col, widths[name])
+            self.tree.setColumnHidden(col, name not in DEFAULT_SHOWN)
+
+    def set_column_shown(self, name: str, shown: bool) -> None:
+        """Show or hide a column by its full name; the last shown column cannot be hidden."""
+        col = COLUMNS.index(name)
+        if not shown and sum(not self.tree.isColumnHidden(c) for c in range(len(COLUMNS))) <= 1:
+            return
+        self.tree.setColumnHidden(col, not shown)
+
+    def shown_columns(self) -> list[str]:
+        return [n for c, n in enumerate(COLUMNS) if not self.tree.isColumnHidden(c)]
+
+    def _show_column_menu(self, pos: QPoint) -> None:
+        menu = QMenu(self)
+        for col, name in enumerate(COLUMNS):
+            act = menu.addAction(name)
+            act.setCheckable(True)
+            act.setChecked(not self.tree.isColumnHidden(col))
+            act.toggled.connect(lambda on, n=name: self.set_column_shown(n, on))
+        self.column_menu = menu
+        # popup, not exec: the event loop keeps running (and tests can drive the menu).
+        menu.popup(self.tree.header().mapToGlobal(pos))
 
     def set_series(self, series: list[Any]) -> None:
         self.tree.setSortingEnabled(False)
@@ -64,9 +153,11 @@ class SeriesBrowser(QWidget):
             if number is not None:
                 item.setData(6, Qt.ItemDataRole.DisplayRole, int(number))
             item.setData(0, Qt.ItemDataRole.UserRole, i)
+            tip = row_tooltip(info)
+            for col in range(len(COLUMNS)):
+                item.setToolTip(col, tip)
             problems = list(getattr(info, "problems", []) or [])
             if getattr(info, "kind", "dicom") == "non-image" or problems:
-                item.setToolTip(3, "\n".join(problems) or "not an image series")
                 item.setText(3, "⚠ " + item.text(3))
             if getattr(info, "kind", "dicom") == "non-image":
                 for col in range(len(COLUMNS)):
