@@ -137,3 +137,15 @@ def test_reset_panel_layout_brings_moved_and_closed_panels_back(qtbot):
     right = [win.docks[name] for name in RIGHT_TABS]
     assert all(win.dockWidgetArea(d) == RIGHT and not d.isHidden() for d in right)
     assert set(win.tabifiedDockWidgets(right[0])) == set(right[1:])
+
+
+def test_first_window_fits_its_screen_though_docks_stack_before_tabbing(qtbot):
+    from viewer.ui.dock_layout import WINDOW_SIZE
+
+    win = MainWindow()  # no saved geometry: conftest gives empty settings
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    room = win.screen().availableGeometry().size()
+    assert win.height() <= max(room.height(), win.minimumSizeHint().height())
+    assert win.size() == WINDOW_SIZE.boundedTo(room).expandedTo(win.minimumSizeHint())

@@ -8,7 +8,7 @@ after all docks have been created (a dock added later would not get its place ba
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, QSize, Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QTabWidget
 
 #: width of the series browser on the left
@@ -19,6 +19,8 @@ RIGHT_WIDTH = 350
 RIGHT_TABS = ("layers", "findings", "annotations", "models", "tags")
 #: the tab shown when the window first opens
 FIRST_TAB = "layers"
+#: the window's size when no geometry was saved (shrunk to fit a smaller screen)
+WINDOW_SIZE = QSize(1400, 900)
 
 
 def _docks(window: QMainWindow) -> dict[str, QDockWidget]:
@@ -67,6 +69,20 @@ def resize_default_docks(window: QMainWindow) -> None:
         widths.append(RIGHT_WIDTH)
     if widgets:
         window.resizeDocks(widgets, widths, Qt.Orientation.Horizontal)
+
+
+def fit_default_size(window: QMainWindow) -> None:
+    """Size a window that has no saved geometry: WINDOW_SIZE, never more than its screen.
+
+    The docks are first added one under another and only then tabbed; that stack (over
+    1000 px tall) grows the window, and a later resize before the layout settles is lost.
+    """
+    window.layout().activate()  # settle the tabbed layout so its smaller minimum applies
+    size = WINDOW_SIZE
+    screen = window.screen()
+    if screen is not None:
+        size = size.boundedTo(screen.availableGeometry().size())
+    window.resize(size.expandedTo(window.minimumSizeHint()))
 
 
 def restore_layout(window: QMainWindow, state: QByteArray | None) -> bool:

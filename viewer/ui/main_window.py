@@ -22,7 +22,12 @@ from PySide6.QtWidgets import (
 
 from viewer.study.volume import Volume
 from viewer.ui import actions as ui_actions
-from viewer.ui.dock_layout import apply_default_layout, resize_default_docks, restore_layout
+from viewer.ui.dock_layout import (
+    apply_default_layout,
+    fit_default_size,
+    resize_default_docks,
+    restore_layout,
+)
 from viewer.ui.loading import (
     FirstSlice,
     SlicesArrived,
@@ -157,6 +162,8 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._default_layout = not restore_layout(self, state)
+        if geometry is None:
+            fit_default_size(self)
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
         self.area.set_text_visible(bool(self.settings.get("view/show_text", True)))
 
