@@ -84,3 +84,22 @@ def test_row_tooltip_carries_every_field_including_hidden_ones(qtbot):
     for text in ("DEMO^CHEST (P001)", "2024-01-15", "Chest CT", "Scout", "512×512", "64", "⚠ odd"):
         assert text in tip
     assert "Series number: 1" in tip
+
+
+def test_column_choice_is_remembered_for_the_next_window(qtbot):
+    from viewer.ui.main_window import MainWindow
+
+    first = MainWindow()
+    qtbot.addWidget(first)
+    first.browser.set_column_shown("Size", True)
+    first.browser.set_column_shown("Patient", False)
+    second = MainWindow()
+    qtbot.addWidget(second)
+    assert second.browser.shown_columns() == ["Date", "Modality", "Description", "Images", "Size"]
+
+
+def test_unknown_saved_columns_keep_the_defaults(qtbot):
+    b = SeriesBrowser()
+    qtbot.addWidget(b)
+    b.set_shown_columns(["", "Colour"])
+    assert b.shown_columns() == ["Patient", "Date", "Modality", "Description", "Images"]

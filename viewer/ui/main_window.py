@@ -80,6 +80,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.browser = SeriesBrowser(self)
         self.browser.series_activated.connect(self.open_series)
+        self.browser.set_shown_columns(str(self.settings.get("series/columns", "")).split(","))
+        self.browser.columns_changed.connect(
+            lambda names: self.settings.set("series/columns", ",".join(names))
+        )
         self.layers_panel = LayersPanel(self.state.layers, self)
         self.tags_panel = TagsPanel(self)
         self.docks = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -60,6 +61,8 @@ class SeriesBrowser(QWidget):
     """A flat, sortable table of series; non-image series are greyed out with their reason."""
 
     series_activated = Signal(object)
+    #: the shown columns' full names, after the user turned one on or off
+    columns_changed = Signal(list)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -115,7 +118,18 @@ class SeriesBrowser(QWidget):
         col = COLUMNS.index(name)
         if not shown and sum(not self.tree.isColumnHidden(c) for c in range(len(COLUMNS))) <= 1:
             return
-        self.tree.setColumnHidden(col, not shown)
+        if self.tree.isColumnHidden(col) == shown:
+            self.tree.setColumnHidden(col, not shown)
+            self.columns_changed.emit(self.shown_columns())
+
+    def set_shown_columns(self, names: Iterable[str]) -> None:
+        """Show exactly these columns (a saved choice); unknown names are ignored and an
+        empty or unusable choice keeps the default columns."""
+        wanted = {n for n in names if n in COLUMNS}
+        if not wanted:
+            return
+        for col, name in enumerate(COLUMNS):
+            self.tree.setColumnHidden(col, name not in wanted)
 
     def shown_columns(self) -> list[str]:
         return [n for c, n in enumerate(COLUMNS) if not self.tree.isColumnHidden(c)]
