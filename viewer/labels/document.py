@@ -156,7 +156,7 @@ class Document:
             if edit.after is None:
                 self.layers.pop(edit.name, None)
             else:
-                self.layers[edit.name] = LabelMap(array=edit.after.copy())
+                self.layers[edit.name] = LabelMap(array=frozen_layer(edit.after))
         elif isinstance(edit, CompoundEdit):
             for e in edit.edits:
                 self._do(e)
@@ -277,7 +277,7 @@ class Document:
         )
         doc.labelmap = LabelMap(array=np.array(arrays["labelmap"]))
         for i, name in enumerate(meta.get("layers", [])):
-            doc.layers[name] = LabelMap(array=np.array(arrays[f"layer{i}"]))
+            doc.layers[name] = LabelMap(array=frozen_layer(arrays[f"layer{i}"]))
         for d in meta.get("annotations", []):
             a = annotation_from_dict(d)
             doc.annotations[a.id] = a
@@ -285,6 +285,18 @@ class Document:
             a = annotation_from_dict(d)
             doc.originals[a.id] = a
         return doc
+
+
+def frozen_layer(array: np.ndarray) -> np.ndarray:
+    """A model layer's array as the document keeps it: read-only, so it is the model's
+    original for good (model_vs_final compares against it) and can be shared with the edit
+    that installed it. An array that is already read-only is shared, not copied: copying a
+    300x512x512 map costs the UI thread 20-300 ms."""
+    if not array.flags.writeable and array.dtype == np.uint8 and array.flags.c_contiguous:
+        return array
+    out = np.array(array, dtype=np.uint8, order="C")
+    out.setflags(write=False)
+    return out
 
 
 def _geometry(a: Annotation) -> dict[str, Any]:

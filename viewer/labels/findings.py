@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,32 @@ def _resolve_labels(
     return mapping, ls
 
 
-def propose(
+@dataclass(frozen=True, eq=False)
+class Proposal:
+    """A model's findings planned for one document: ``plan_proposal`` (cheap), then
+    ``prepare_proposal`` (one pass over the voxels, safe on a worker thread), then
+    ``apply_proposal`` (cheap, on the document's thread)."""
+
+    source: str
+    #: the label set the mapping was made against, and the one applying it leaves behind
+    base_label_set: LabelSet
+    label_set: LabelSet
+    boxes: tuple[Box, ...]
+    label_map: np.ndarray | None = None  # in the model's label indices
+    lut: np.ndarray | None = None  # model index -> document index (None: identity)
+    mapped: np.ndarray | None = None  # in the document's indices, once prepared
+    present: tuple[int, ...] = ()  # non-zero document labels in ``mapped``
+
+    @property
+    def prepared(self) -> bool:
+        return self.label_map is None or self.mapped is not None
+
+    @property
+    def voxels(self) -> int:
+        return 0 if self.label_map is None else int(self.label_map.size)
+
+
+def plan_proposal(
     doc: Document,
     model_id: str,
     version: str,
@@ -71,16 +96,10 @@ def propose(
     label_map: np.ndarray | None = None,
     label_names: dict[int, str] | None = None,
     label_colors: dict[int, str] | None = None,
-) -> list[Annotation]:
-    """Add a model's boxes and/or label map as proposed annotations, one undoable step.
-
-    A label map becomes a model layer plus one ``ModelMask`` per label it contains. With
-    ``label_names`` (the card's table) model labels map to the document's classes by name,
-    and names the document lacks are added to its label set."""
+) -> Proposal:
+    """Parse boxes and match label names to the document's classes; touches no voxel."""
     source = model_source(model_id, version)
     names = dict(label_names or {})
-    edits: list[Edit] = []
-    added: list[Annotation] = []
     parsed = [_box_from(item, source) for item in boxes]
     for i, b in enumerate(parsed):  # string labels (engine records) name a class
         if isinstance(b, tuple):
@@ -100,38 +119,99 @@ def propose(
                 f"model {source}: label map {arr.shape} does not match the series {doc.shape}"
             )
     mapping: dict[int, int] = {}
+    new_set = doc.label_set
     if names:
         mapping, new_set = _resolve_labels(doc, names, label_colors or {})
-        if new_set != doc.label_set:
-            edits.append(LabelSetEdit(doc.label_set, new_set, "labels of a model"))
-    for b in parsed:
-        b = replace(b, label=mapping.get(b.label, b.label))
+    lut = None
+    if any(k != v for k, v in mapping.items() if 0 <= k < 256):
+        lut = np.arange(256, dtype=np.uint8)
+        for k, v in mapping.items():
+            if 0 <= k < 256:
+                lut[k] = v
+    mapped_boxes = tuple(replace(b, label=mapping.get(b.label, b.label)) for b in parsed)
+    return Proposal(source, doc.label_set, new_set, mapped_boxes, arr, lut)
+
+
+#: Voxels per step of ``prepare_proposal``: small enough that no single numpy call keeps
+#: the interpreter lock long from the UI thread, large enough that the loop costs nothing.
+_SLAB_VOXELS = 1 << 20
+
+
+def prepare_proposal(p: Proposal) -> Proposal:
+    """Map the label map to document indices and list the labels present (the one pass over
+    the voxels: about a second on 300x512x512). Pure numpy; call it on a worker thread."""
+    if p.prepared or p.label_map is None:
+        return p
+    src = p.label_map
+    out = np.empty(src.shape, np.uint8)
+    seen = np.zeros(256, bool)
+    step = max(1, _SLAB_VOXELS // max(1, int(np.prod(src.shape[1:]))))
+    for z in range(0, src.shape[0], step):
+        slab = src[z : z + step]
+        if slab.dtype != np.uint8:
+            slab = slab.astype(np.uint8)  # the engine's maps are uint8; others wrap as before
+        if p.lut is not None:
+            np.take(p.lut, slab, out=out[z : z + step])
+        else:
+            out[z : z + step] = slab
+        seen |= np.bincount(out[z : z + step].ravel(), minlength=256).astype(bool)
+    present = tuple(int(v) for v in np.flatnonzero(seen) if v)
+    out.setflags(write=False)  # the document shares it as the layer (see frozen_layer)
+    return replace(p, mapped=out, present=present)
+
+
+def apply_proposal(doc: Document, p: Proposal) -> list[Annotation]:
+    """Add a prepared proposal to ``doc`` as one undoable step (copies one array at most)."""
+    if not p.prepared:
+        raise LabelError(f"model {p.source}: the proposal was applied before it was prepared")
+    if doc.label_set != p.base_label_set:
+        raise LabelError(
+            f"model {p.source}: the label classes changed while its findings were prepared"
+        )
+    edits: list[Edit] = []
+    added: list[Annotation] = []
+    if p.label_set != doc.label_set:
+        edits.append(LabelSetEdit(doc.label_set, p.label_set, "labels of a model"))
+    for b in p.boxes:
         added.append(b)
         edits.append(AnnotationEdit(None, b, "model box"))
-    if arr is not None:
-        if mapping:
-            lut = np.arange(256, dtype=np.uint8)
-            for k, v in mapping.items():
-                if 0 <= k < 256:
-                    lut[k] = v
-            arr = lut[arr.astype(np.uint8)]
-        before = doc.layers[source].array.copy() if source in doc.layers else None
-        edits.append(LayerEdit(source, before, arr.astype(np.uint8)))
-        for label in (int(v) for v in np.unique(arr) if v):
-            m = ModelMask(label, source=source, status="proposed", layer=source)
+    if p.mapped is not None:
+        # The old layer's array is read-only and replaced, never written: shared, not copied.
+        before = doc.layers[p.source].array if p.source in doc.layers else None
+        edits.append(LayerEdit(p.source, before, p.mapped))
+        for label in p.present:
+            m = ModelMask(label, source=p.source, status="proposed", layer=p.source)
             added.append(m)
             edits.append(AnnotationEdit(None, m, "model mask"))
     if edits:
-        doc.apply(CompoundEdit(tuple(edits), f"findings of {source}"))
+        doc.apply(CompoundEdit(tuple(edits), f"findings of {p.source}"))
     return added
 
 
-def propose_result(
-    doc: Document, result: Any, model_id: str | None = None, version: str | None = None
+def propose(
+    doc: Document,
+    model_id: str,
+    version: str,
+    boxes: Iterable[Any] = (),
+    label_map: np.ndarray | None = None,
+    label_names: dict[int, str] | None = None,
+    label_colors: dict[int, str] | None = None,
 ) -> list[Annotation]:
-    """Add an engine AnalysisResult or a ``viewer.labels.results.ResultRecord`` (read by
-    attribute: ``boxes``, ``label_map``, ``labels``, ``model_id``/``model_version`` or
-    ``card.id``/``card.version``) as proposed annotations."""
+    """Add a model's boxes and/or label map as proposed annotations, one undoable step.
+
+    A label map becomes a model layer plus one ``ModelMask`` per label it contains. With
+    ``label_names`` (the card's table) model labels map to the document's classes by name,
+    and names the document lacks are added to its label set."""
+    plan = plan_proposal(doc, model_id, version, boxes, label_map, label_names, label_colors)
+    return apply_proposal(doc, prepare_proposal(plan))
+
+
+def plan_result(
+    doc: Document, result: Any, model_id: str | None = None, version: str | None = None
+) -> Proposal:
+    """``plan_proposal`` for an engine AnalysisResult or a ``viewer.labels.results.ResultRecord``
+    (read by attribute: ``boxes``, ``label_map``, ``labels``, ``model_id``/``model_version``
+    or ``card.id``/``card.version``)."""
     card = getattr(result, "card", None)
     model_id = model_id or getattr(result, "model_id", None) or getattr(card, "id", None)
     version = version or getattr(result, "model_version", None) or getattr(card, "version", None)
@@ -148,9 +228,17 @@ def propose_result(
     )
     names = {int(i.index): str(i.name) for i in infos if hasattr(i, "index")}
     colors = {int(i.index): str(i.color) for i in infos if hasattr(i, "color")}
-    return propose(
+    return plan_proposal(
         doc, str(model_id), str(version), getattr(result, "boxes", None) or (), lm, names, colors
     )
+
+
+def propose_result(
+    doc: Document, result: Any, model_id: str | None = None, version: str | None = None
+) -> list[Annotation]:
+    """Add an engine AnalysisResult or a ResultRecord as proposed annotations (see
+    ``plan_result``), planned, prepared and applied at once."""
+    return apply_proposal(doc, prepare_proposal(plan_result(doc, result, model_id, version)))
 
 
 def box_overlap(a: Box, b: Box) -> tuple[float, float]:

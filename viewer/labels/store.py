@@ -158,7 +158,8 @@ class LabelStore:
     def compact(self, wait: bool = True) -> None:
         """Queue a snapshot of the current state (arrays copied now, written by the thread)."""
         meta, arrays = self.document.to_state()
-        arrays = {k: v.copy() for k, v in arrays.items()}
+        # Read-only arrays (model layers) never change: written as they are, not copied.
+        arrays = {k: v if not v.flags.writeable else v.copy() for k, v in arrays.items()}
         with self._lock:
             self._snapshot_seq = self._seq
             self._queue.append(("snapshot", self._seq, (meta, arrays)))

@@ -115,6 +115,7 @@ def build(w: MainWindow) -> dict[str, QAction]:
     docks_menu = view.addMenu("&Panels")
     for dock in w.docks.values():
         docks_menu.addAction(dock.toggleViewAction())
+    w.panels_menu = docks_menu  # docks made later (Findings, Annotations, Models) join it
 
     # ---- Window presets (rebuilt per series) ---------------------------------------------
     w.presets_menu = w.menuBar().addMenu("&Window")

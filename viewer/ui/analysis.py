@@ -181,6 +181,52 @@ def _limit_torch_threads() -> None:
         torch.set_num_threads(wanted)
 
 
+#: What the first Analyze would otherwise import on its worker: torch (200-300 ms of
+#: extension start-up that holds the interpreter lock) and MONAI (over a thousand modules,
+#: the "loading model" pauses). Module names, imported in this order by ``warm_up_engine``.
+WARM_UP_MODULES = (
+    "torch",
+    "inference.engine",
+    "inference.tasks.segment",
+    "inference.tasks.detect",
+    "inference.tasks.classify",
+    "monai.networks.nets",
+    "monai.inferers",
+    "monai.visualize",
+)
+
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+
+
+def warm_up_engine() -> threading.Thread:
+    """Import torch and the engine's MONAI parts on a low-priority background thread, once
+    per process, so the clinician's first Analyze does not pay for them. Call it when the
+    window is up and idle (``viewer.ui.app`` does): the imports still hold the interpreter
+    lock for a few hundred milliseconds, which nobody notices while nothing is being done."""
+    global _warm_up_thread
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_thread = threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True)
+            _warm_up_thread.start()
+        return _warm_up_thread
+
+
+def _warm_up() -> None:
+    import importlib
+    import logging
+
+    _yield_to_the_ui_thread()
+    for name in WARM_UP_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # an install without MONAI still analyses what it can
+            logging.getLogger(__name__).info("warm-up: %s not imported (%s)", name, exc)
+            if name == "torch":
+                return
+    _limit_torch_threads()
+
+
 def _failure_sentence(model_name: str, exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, MemoryError):

@@ -351,6 +351,15 @@ class AnalyzeFeature(QObject):
     def records(self) -> list[ResultRecord]:
         return [rec for rec, _ in self._runs.values()]
 
+    def visible_records(self) -> list[ResultRecord]:
+        """The shown runs with at least one of their layers visible in the views."""
+        present = {layer.name: layer for layer in self.state.layers}
+        return [
+            rec
+            for rec, layers in self._runs.values()
+            if any(mine.name in present and present[mine.name].visible for _, mine in layers)
+        ]
+
     def _on_layer_event(self, event: str, layer: Layer) -> None:
         if event != "removed":
             return

@@ -1,6 +1,7 @@
 """Start the viewer: QApplication, dark theme, main window on screen, then open what was asked.
 
-Nothing here imports torch or the inference engine: the window must be up first.
+Nothing here imports torch or the inference engine before the window is up; once it is up
+and idle, ``warm_up_engine`` imports them in the background for the first Analyze.
 """
 
 from __future__ import annotations
@@ -25,15 +26,38 @@ def create_app(argv: list[str] | None = None) -> QApplication:
     return app  # type: ignore[return-value]
 
 
-def open_window(path: str | Path | None = None, demo: bool = False) -> MainWindow:
-    """Show a main window now; open ``path`` or the demo once the event loop runs."""
+#: How long after the window is shown the engine's imports start in the background, and
+#: how often to look again while a folder is still being scanned or a series loaded.
+WARM_UP_DELAY_MS = 1500
+WARM_UP_RETRY_MS = 1000
+
+
+def open_window(
+    path: str | Path | None = None, demo: bool = False, warm_up: bool = True
+) -> MainWindow:
+    """Show a main window now; open ``path`` or the demo once the event loop runs. With
+    ``warm_up``, torch and the engine are imported in the background once the window is
+    idle (never before it is on screen)."""
     window = MainWindow()
     window.show()
     if demo:
         QTimer.singleShot(0, window.open_demo)
     elif path:
         QTimer.singleShot(0, lambda: window.open_path(path))
+    if warm_up:
+        QTimer.singleShot(WARM_UP_DELAY_MS, window, lambda: _warm_up_when_idle(window))
     return window
+
+
+def _warm_up_when_idle(window: MainWindow) -> None:
+    """Start the engine warm-up once no scan or load is running (their first slices come
+    first); the thread itself runs at low priority."""
+    if window.tasks:
+        QTimer.singleShot(WARM_UP_RETRY_MS, window, lambda: _warm_up_when_idle(window))
+        return
+    from viewer.ui.analysis import warm_up_engine  # imports nothing heavy itself
+
+    warm_up_engine()
 
 
 def _install_excepthook(window: MainWindow) -> None:

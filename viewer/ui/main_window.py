@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -16,11 +16,13 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from viewer.study.volume import Volume
 from viewer.ui import actions as ui_actions
+from viewer.ui.dock_layout import apply_default_layout, resize_default_docks, restore_layout
 from viewer.ui.loading import (
     FirstSlice,
     SlicesArrived,
@@ -33,6 +35,7 @@ from viewer.ui.panels.layers_panel import LayersPanel
 from viewer.ui.panels.problems import ProblemsDialog
 from viewer.ui.panels.series_browser import SeriesBrowser
 from viewer.ui.panels.tags_panel import TagsPanel
+from viewer.ui.result_banner import IntendedUseBanner
 from viewer.ui.settings import Settings
 from viewer.ui.state import ViewerState
 from viewer.ui.theme import icon
@@ -63,7 +66,13 @@ class MainWindow(QMainWindow):
         self.settings = settings or Settings()
         self.state = ViewerState(self)
         self.area = ViewerArea(self.state, self)
-        self.setCentralWidget(self.area)
+        # The views sit under a slot for the AI intended-use banner (added with Analyze).
+        central = QWidget(self)
+        self.central_layout = QVBoxLayout(central)
+        self.central_layout.setContentsMargins(0, 0, 0, 0)
+        self.central_layout.setSpacing(0)
+        self.central_layout.addWidget(self.area, 1)
+        self.setCentralWidget(central)
         self.browser = SeriesBrowser(self)
         self.browser.series_activated.connect(self.open_series)
         self.layers_panel = LayersPanel(self.state.layers, self)
@@ -114,11 +123,11 @@ class MainWindow(QMainWindow):
         self._tags_timer.timeout.connect(self._show_tags)
         self.state.cursor_moved.connect(self._tags_timer.start)
         self.docks["tags"].visibilityChanged.connect(lambda _v: self._tags_timer.start())
-        self._restore()
         # ---- Analyze (owned by viewer/ui/analyze_feature.py) ----
         from viewer.ui.analyze_feature import AnalyzeFeature
 
         self.analyze = AnalyzeFeature(self, self.state, toolbar=self.main_toolbar)
+        self.docks["findings"] = self.analyze.dock
         # ---- end Analyze ----
         # -- annotation (branch annotate): model results become proposed annotations --
         self.annotations.connect_analyze(self.analyze)
@@ -127,6 +136,14 @@ class MainWindow(QMainWindow):
 
         self.training = TrainingFeature(self)
         # ---- end Models/training ----
+        self.banner = IntendedUseBanner(self.analyze, self)
+        self.central_layout.insertWidget(0, self.banner)
+        # Choosing an annotation tool shows its settings and list (Findings rises on Analyze).
+        self.annotations.controller.tool_changed.connect(
+            lambda name: self.docks["annotations"].raise_() if name else None
+        )
+        self._restore()  # last: every dock exists, so a saved layout puts each one back
+        self._complete_panels_menu()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -139,15 +156,34 @@ class MainWindow(QMainWindow):
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state)
-        else:
-            self.tabifyDockWidget(self.docks["layers"], self.docks["tags"])
-            self.resizeDocks(
-                [self.docks["series"], self.docks["tags"]], [430, 360], Qt.Orientation.Horizontal
-            )
+        self._default_layout = not restore_layout(self, state)
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
         self.area.set_text_visible(bool(self.settings.get("view/show_text", True)))
+
+    def _complete_panels_menu(self) -> None:
+        """View > Panels: a toggle for every dock, and a way back to the default layout."""
+        menu = self.panels_menu
+        listed = set(menu.actions())
+        for dock in self.docks.values():
+            if dock.toggleViewAction() not in listed:
+                menu.addAction(dock.toggleViewAction())
+        menu.addSeparator()
+        action = menu.addAction("&Reset panel layout")
+        action.triggered.connect(lambda *_: self.reset_layout())
+        self.action_map["reset_layout"] = action
+
+    def reset_layout(self) -> None:
+        """Put every panel back in its default place and size (View > Panels)."""
+        for dock in self.docks.values():
+            dock.show()
+        apply_default_layout(self)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
+        super().showEvent(event)
+        if self._default_layout:
+            # Dock widths only take once the window has its real size.
+            self._default_layout = False
+            QTimer.singleShot(0, self, lambda: resize_default_docks(self))
 
     # ---- opening -------------------------------------------------------------------------
     def open_path(self, path: str | Path) -> None:

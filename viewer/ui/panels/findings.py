@@ -38,7 +38,7 @@ class FindingsPanel(QWidget):
         self.tree.setRootIsDecorated(True)
         self.tree.itemClicked.connect(self._on_item)
         self.tree.itemActivated.connect(self._on_item)
-        self.empty = QLabel("No AI results for this series. Click Analyze (Ctrl+R).", self)
+        self.empty = QLabel("No AI results for this series. Click Analyze (Ctrl+Shift+A).", self)
         self.empty.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -79,7 +79,8 @@ class FindingsPanel(QWidget):
             if rec.intended_use and rec.intended_use not in uses:
                 uses.append(rec.intended_use)
             top = QTreeWidgetItem([run_title(rec)])
-            top.setToolTip(0, "\n".join([rec.intended_use, *rec.warnings]).strip())
+            # Rows are cut to the dock's width: the tooltip carries the whole text.
+            top.setToolTip(0, "\n".join([run_title(rec), rec.intended_use, *rec.warnings]).strip())
             self.tree.addTopLevelItem(top)
             for s in summary.structures:
                 item = QTreeWidgetItem([f"{s.label}: {s.volume_ml:,.0f} mL (structure)"])
@@ -88,7 +89,7 @@ class FindingsPanel(QWidget):
             for f in summary.findings:
                 item = QTreeWidgetItem([f.describe()])
                 item.setData(0, _FINDING_ROLE, f)
-                item.setToolTip(0, "Click to show it on every plane")
+                item.setToolTip(0, f"{f.describe()}\nClick to show it on every plane")
                 top.addChild(item)
             if not summary.findings:
                 top.addChild(QTreeWidgetItem(["no findings"]))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -21,10 +23,15 @@ class LayerRow(QWidget):
         super().__init__(parent)
         self.layers, self.name = layers, layer.name
         self.visible = QCheckBox(layer.name, self)
-        self.visible.setToolTip(f"{layer.kind} layer: show or hide")
+        self.visible.setToolTip(f"{layer.name}\n{layer.kind} layer: show or hide")
+        # A long model name is shortened in the middle (its ": heat map" end stays) instead
+        # of widening the whole right-hand dock column over the views.
+        self.visible.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.visible.setMinimumWidth(90)
         self.opacity = QSlider(Qt.Orientation.Horizontal, self)
         self.opacity.setRange(0, 100)
         self.opacity.setToolTip("Opacity")
+        self.opacity.setMinimumWidth(50)
         self.opacity.setMaximumWidth(110)
         self.remove = QPushButton("✕", self)
         self.remove.setToolTip("Remove this layer")
@@ -38,6 +45,15 @@ class LayerRow(QWidget):
         self.visible.toggled.connect(lambda v: self.layers.update(self.name, visible=v))
         self.opacity.valueChanged.connect(lambda v: self.layers.update(self.name, opacity=v / 100))
         self.remove.clicked.connect(lambda: self.layers.remove(self.name))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        room = max(20, self.visible.width() - 26)  # the check box's indicator and gap
+        elided = self.visible.fontMetrics().elidedText(
+            self.name, Qt.TextElideMode.ElideMiddle, room
+        )
+        if elided != self.visible.text():
+            self.visible.setText(elided)
 
     def sync(self, layer: Layer) -> None:
         for widget in (self.visible, self.opacity):

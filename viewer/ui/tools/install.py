@@ -10,10 +10,15 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
-from viewer.labels.findings import propose_result
-from viewer.labels.model import LabelError, model_source
+from viewer.labels.findings import apply_proposal, plan_result, prepare_proposal
+from viewer.labels.model import LabelError
 from viewer.ui.panels.annotations import AnnotationsPanel
 from viewer.ui.tools.controller import AnnotationController
+from viewer.ui.workers import Task
+
+#: Label maps up to this many voxels are turned into proposals at once on the UI thread
+#: (a few ms); bigger ones on a worker, so a 300x512x512 result never freezes the window.
+SYNC_PROPOSAL_VOXELS = 4_000_000
 
 
 def _action(window, text: str, slot, *shortcuts: str) -> QAction:
@@ -29,12 +34,14 @@ def _action(window, text: str, slot, *shortcuts: str) -> QAction:
 class _CloseWatcher(QObject):
     """Closes the label store (final snapshot) when the window closes."""
 
-    def __init__(self, controller: AnnotationController, parent: QObject) -> None:
+    def __init__(self, annotations: Annotations, parent: QObject) -> None:
         super().__init__(parent)
-        self.controller = controller
+        self.annotations = annotations
+        self.controller = annotations.controller
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
         if event.type() == QEvent.Type.Close:
+            self.annotations.wait_for_proposals()  # a QThread must not outlive the window
             self.controller.close()
         return False
 
@@ -81,7 +88,9 @@ class Annotations:
         for name, action in window.action_map.items():
             if name.startswith("mode_"):
                 action.triggered.connect(lambda *_: self.set_tool(None))
-        self._watcher = _CloseWatcher(ctrl, window)
+        self._pending: Task | None = None
+        self._tasks: list[Task] = []
+        self._watcher = _CloseWatcher(self, window)
         window.installEventFilter(self._watcher)
         self.export_dialog = None
         self._refresh_labels()
@@ -95,18 +104,68 @@ class Annotations:
         self.raw_boxes = RawBoxesHider(self.window.state, self.controller, analyze)
 
     def propose_outcome(self, outcome) -> int:
-        """Add a finished analysis (AnalysisOutcome) to the Document; returns how many."""
+        """Add a finished analysis (AnalysisOutcome) to the Document; returns how many were
+        added now. A big label map is mapped on a worker (about a second of numpy on
+        300x512x512) and applied when it is ready (``proposals_pending`` says so meanwhile)."""
         doc = self.controller.document
         if doc is None or outcome.volume is not self.window.state.volume:
             return 0  # the user moved on; the result store keeps the run
-        rec = outcome.record
-        source = model_source(rec.model_id, rec.model_version)
+        self._pending = None  # a newer result replaces one still being prepared
         try:
+            plan = plan_result(doc, outcome.record)
+        except LabelError as exc:
+            self.controller.message_posted.emit(f"Model findings were not added: {exc}")
+            return 0
+        if plan.voxels <= SYNC_PROPOSAL_VOXELS:
+            return self._apply_proposal(outcome, doc, prepare_proposal(plan))
+        task = Task(lambda _ctx: prepare_proposal(plan), self.window)
+        self._pending = task
+        task.succeeded.connect(
+            lambda prepared: (
+                self._apply_proposal(outcome, doc, prepared) if self._pending is task else None
+            )
+        )
+        task.failed.connect(
+            lambda msg: (
+                self.controller.message_posted.emit(f"Model findings were not added: {msg}")
+                if self._pending is task
+                else None
+            )
+        )
+        task.finished.connect(lambda: self._task_ended(task))
+        self._tasks.append(task)
+        task.start()
+        return 0
+
+    @property
+    def proposals_pending(self) -> bool:
+        """True while a finished analysis is being turned into proposals on a worker."""
+        return self._pending is not None
+
+    def _task_ended(self, task: Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+        if self._pending is task:
+            self._pending = None
+        task.deleteLater()
+
+    def wait_for_proposals(self, ms: int = 30_000) -> None:
+        """Let workers preparing proposals end (bounded): for closing the window."""
+        for task in list(self._tasks):
+            task.wait(ms)
+
+    def _apply_proposal(self, outcome, doc, prepared) -> int:
+        if doc is not self.controller.document or outcome.volume is not self.window.state.volume:
+            return 0  # the series changed while the proposal was prepared
+        rec = outcome.record
+        try:
+            if doc.label_set != prepared.base_label_set:  # classes edited meanwhile: redo
+                prepared = prepare_proposal(plan_result(doc, rec))
             # A re-run replaces the proposals nobody has looked at yet; reviewed ones stay.
-            for a in [a for a in doc.annotations.values() if a.source == source]:
+            for a in [a for a in doc.annotations.values() if a.source == prepared.source]:
                 if a.status == "proposed":
                     doc.remove(a.id)
-            added = propose_result(doc, rec)
+            added = apply_proposal(doc, prepared)
         except LabelError as exc:
             self.controller.message_posted.emit(f"Model findings were not added: {exc}")
             return 0

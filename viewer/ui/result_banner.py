@@ -1,0 +1,46 @@
+"""An amber banner over the views with the intended use of every AI result on screen."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QLabel, QWidget
+
+
+class IntendedUseBanner(QLabel):
+    """Shows "AI result — intended use: …" while any result layer of ``analyze``
+    (viewer.ui.analyze_feature.AnalyzeFeature) is visible, and hides itself otherwise."""
+
+    def __init__(self, analyze, parent: QWidget | None = None) -> None:  # analyze: AnalyzeFeature
+        super().__init__(parent)
+        self.analyze = analyze
+        self.setObjectName("intendedUseBanner")
+        self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        # Amber on dark, like the Findings header: a caveat, not part of the image.
+        self.setStyleSheet(
+            "QLabel#intendedUseBanner { color: #ffb74d; background: #2a2418;"
+            " border-bottom: 1px solid #8d6e2f; padding: 2px 8px; }"
+        )
+        self.hide()
+        # Layer events come in bursts (a run adds three layers): refresh once after them.
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(0)
+        self._timer.timeout.connect(self.refresh)
+        analyze.state.layers.subscribe(lambda _event, _layer: self._timer.start())
+
+    def uses(self) -> list[str]:
+        """The distinct intended-use sentences of the runs that have a layer on screen."""
+        out: list[str] = []
+        for rec in self.analyze.visible_records():
+            use = (rec.intended_use or "").strip() or f"{rec.model_name}: no intended use given."
+            if use not in out:
+                out.append(use)
+        return out
+
+    def refresh(self) -> None:
+        uses = self.uses()
+        self.setText("  |  ".join(f"AI result — intended use: {u}" for u in uses))
+        self.setToolTip("\n".join(uses))
+        self.setVisible(bool(uses))
