@@ -123,7 +123,7 @@ class ModelCard:
             patch_size=v.vector(data, "patch_size", dims, int),
             preprocessing=v.preprocessing(data, dims),
             labels=labels,
-            thresholds=v.thresholds(data),
+            thresholds=v.thresholds(data, labels, dims),
             inference=v.inference(data),
             network=network,
             files=files,
@@ -240,8 +240,14 @@ class _Validator:
             out.append(LabelEntry(idx, name, color))
         return tuple(out)
 
-    def thresholds(self, data: dict) -> dict:
+    def thresholds(self, data: dict, labels: tuple[LabelEntry, ...], dims: int) -> dict:
+        from inference.components import RuleError, parse_rules
+
         t = self.mapping(data, "thresholds")
+        try:
+            parse_rules(t.get("components"), {e.name: e.index for e in labels}, dims)
+        except RuleError as exc:
+            raise self.error(exc.field, exc.message) from exc
         for key in ("score", "nms_iou"):
             if key in t and not (isinstance(t[key], (int, float)) and 0 <= t[key] <= 1):
                 raise self.error(f"thresholds.{key}", f"must be a number in [0, 1], got {t[key]!r}")

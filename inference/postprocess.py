@@ -175,7 +175,7 @@ def box_to_input(corners: tuple[float, ...], frame: Frame) -> tuple[float, ...]:
     return tuple(float(v) for v in lo) + tuple(float(v) for v in hi)
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """The smallest box holding every True voxel (axis projections: no full-size index arrays)."""
     box = []
     for axis in range(mask.ndim):
@@ -205,7 +205,7 @@ def clean_components(
         if idx == 0 or (idx not in largest and not min_size):
             continue
         mask = label_map == idx
-        box = _bounding_box(mask)
+        box = bounding_box(mask)
         if box is None:
             continue
         sub = mask[box]

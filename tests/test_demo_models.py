@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from inference.card import ModelCard
 from inference.networks import ARCHITECTURES
@@ -68,6 +69,22 @@ def test_shipped_segmenter_finds_lung_where_the_phantom_has_lung():
     pred = res.label_map.array
     assert pred.shape == ct.hu[slab].shape
     assert M.dice(pred == LUNG, ct.labels[slab] == LUNG) > 0.8
+    assert ndimage.label(pred == LUNG)[1] <= 2  # the card keeps the two largest lung parts
+
+
+def test_shipped_segmenter_minimum_nodule_size_keeps_a_3mm_nodule():
+    from inference import components
+    from inference.tasks.segment import component_rules
+
+    card = ModelCard.load(shipped_models_dir() / "radlens-ct-chest-seg")
+    rules = component_rules(card)
+    assert any(r.index == NODULE and (r.min_size or r.min_voxels) for r in rules)
+    ct = chest_ct((96, 256, 256), seed=7, n_nodules=4, nodule_radius_mm=(3.0, 3.0), vessels=False)
+    truth = ct.labels.copy()
+    n_before = ndimage.label(truth == NODULE)[1]
+    dropped = components.apply_on_input_grid(truth, rules, ct.spacing[::-1])
+    assert n_before >= 3 and NODULE not in dropped
+    assert ndimage.label(truth == NODULE)[1] == n_before
 
 
 def test_quick_demo_training_writes_valid_packages(tmp_path):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from inference import postprocess, preprocess
+from inference import components, postprocess, preprocess
 from inference.engine import RunContext, Step, forward
 from inference.results import AnalysisResult, HeatMapResult, LabelMapResult
 
@@ -99,6 +99,12 @@ def heatmap_index(card) -> int | None:
     return None
 
 
+def component_rules(card) -> tuple[components.ComponentRule, ...]:
+    """The card's per-label component rules (validated when the card was loaded)."""
+    names = {e.name: e.index for e in card.labels}
+    return components.parse_rules(card.thresholds.get("components"), names, card.spatial_dims)
+
+
 def run(
     image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
 ) -> None:
@@ -119,9 +125,14 @@ def run(
     else:
         indices = list(range(probs.shape[0]))
     threshold = float(card.thresholds.get("score", 0.5))
+    rules = component_rules(card)
+    # Decided on the coarse model grid (cheap), removed from the probabilities before
+    # back-mapping, so the label map and the heat map both lose the specks.
+    components.apply_on_model_grid(probs, output, indices, threshold, rules, frame.model_spacing)
     labels = postprocess.labels_to_input(probs, frame, output, indices, threshold)
-    postprocess.clean_components(labels, card.thresholds, [e.index for e in card.labels])
     sp = preprocess.axis_spacing(spacing, labels.ndim)[::-1]
+    components.apply_on_input_grid(labels, rules, sp[::-1])
+    postprocess.clean_components(labels, card.thresholds, [e.index for e in card.labels])
     names = {e.index: e.name for e in card.labels}
     result.label_map = LabelMapResult(
         labels.reshape(out_shape), list(card.labels), postprocess.label_volumes(labels, sp, names)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from inference.card import ModelCard
 from inference.phantoms import LUNG, NODULE, chest_ct, chest_radiograph
@@ -36,9 +37,11 @@ def _ct_case(seed: int, shape: Sequence[int]):
 
 
 def evaluate_segmenter(card: ModelCard, seeds: Sequence[int], shape: Sequence[int]) -> dict:
-    """Mean and worst Dice of lung and nodule over held-out phantoms of ``shape`` (z, y, x)."""
+    """Mean and worst Dice of lung and nodule, lung HD95 and pieces, nodule sensitivity and
+    false-positive nodule components over held-out phantoms of ``shape`` (z, y, x)."""
     engine = _engine()
-    lung, nodule, hd95 = [], [], []
+    lung, nodule, hd95, lung_parts = [], [], [], []
+    found = n_true = false_pos = 0
     for s in seeds:
         ct = _ct_case(s, shape)
         res = engine.run(ct.hu, ct.spacing, np.eye(3), "CT", card)
@@ -46,16 +49,35 @@ def evaluate_segmenter(card: ModelCard, seeds: Sequence[int], shape: Sequence[in
         lung.append(M.dice(pred == LUNG, ct.labels == LUNG))
         nodule.append(M.dice(pred == NODULE, ct.labels == NODULE))
         hd95.append(M.hausdorff95(pred == LUNG, ct.labels == LUNG, ct.spacing))
+        lung_parts.append(ndimage.label(pred == LUNG)[1])
+        hits, fps = nodule_hits(pred == NODULE, ct.labels == NODULE)
+        found, n_true, false_pos = found + int(hits.sum()), n_true + hits.size, false_pos + fps
     return {
         "dice_lung": round(float(np.mean(lung)), 4),
         "dice_lung_min": round(float(np.min(lung)), 4),
         "hd95_lung_mm": round(float(np.nanmean(hd95)), 2),
+        "lung_components_mean": round(float(np.mean(lung_parts)), 2),
         "dice_nodule": round(float(np.mean(nodule)), 4),
         "dice_nodule_min": round(float(np.min(nodule)), 4),
+        "nodule_sensitivity": round(found / max(n_true, 1), 4),
+        "nodule_fp_per_volume": round(false_pos / max(len(seeds), 1), 2),
+        "n_nodules": n_true,
         "n_cases": len(seeds),
         "eval_shape_zyx": list(shape),
         "split": seed_range("held-out chest CT phantoms, seeds", seeds),
     }
+
+
+def nodule_hits(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int]:
+    """(found flag per true nodule, predicted nodule components touching no true nodule):
+    a true nodule is found when any predicted nodule voxel lies inside it."""
+    true_comps, n_true = ndimage.label(truth)
+    pred_comps, n_pred = ndimage.label(pred)
+    hits = np.zeros(n_true, dtype=bool)
+    if n_true:
+        hits = ndimage.maximum(pred, true_comps, np.arange(1, n_true + 1)).astype(bool)
+    touching = ndimage.maximum(truth, pred_comps, np.arange(1, n_pred + 1)) if n_pred else []
+    return np.atleast_1d(hits), int(n_pred - np.count_nonzero(touching))
 
 
 def detection_matches(

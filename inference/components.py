@@ -1,0 +1,198 @@
+"""Per-label connected-component rules of a segmenter's card: minimum size, keep the K largest.
+
+A card says, under ``thresholds.components``, for each label (by name or index)::
+
+    {"lung": {"keep_largest": 2, "min_ml": 5.0}, "nodule": {"min_ml": 0.05, "grid": "model"}}
+
+``min_ml`` (3D) / ``min_mm2`` (2D) / ``min_voxels`` drop smaller components; ``keep_largest``
+keeps only the K largest; ``grid`` is where the rule is decided: ``"model"`` (default: on the
+coarse model grid, before back-mapping, so a 512^3 input costs no full-resolution labelling)
+or ``"input"`` (on the final label map, exact at full resolution). ``min_voxels`` counts
+voxels of that grid. Face connectivity throughout, like ``postprocess.clean_components``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+GRIDS = ("model", "input")
+_KEYS = ("min_voxels", "min_ml", "min_mm2", "keep_largest", "grid")
+
+
+class RuleError(ValueError):
+    """A bad ``thresholds.components`` entry; ``field`` names it inside the card."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field} {message}")
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class ComponentRule:
+    """What to keep of one label's connected components."""
+
+    index: int
+    min_voxels: int = 0
+    min_size: float = 0.0  # mL (3D) or mm^2 (2D)
+    keep_largest: int = 0  # 0 = no limit
+    grid: str = "model"
+
+    def min_voxels_at(self, voxel_size: float) -> int:
+        """Smallest kept component in voxels of a grid whose voxel is ``voxel_size`` mL (mm^2)."""
+        by_size = int(np.ceil(self.min_size / voxel_size - 1e-9)) if self.min_size > 0 else 0
+        return max(self.min_voxels, by_size)
+
+
+def parse_rules(raw: Any, labels: dict[str, int], dims: int) -> tuple[ComponentRule, ...]:
+    """``thresholds.components`` -> rules; ``labels`` maps label names to indices.
+    Raises RuleError naming the bad field."""
+    if raw is None:
+        return ()
+    base = "thresholds.components"
+    if not isinstance(raw, dict):
+        raise RuleError(base, "must be an object: label name or index -> rule")
+    rules = []
+    for key, spec in raw.items():
+        fld = f"{base}.{key}"
+        index = labels.get(key)
+        if index is None and str(key).isdigit() and int(key) in labels.values():
+            index = int(key)
+        if index is None or index == 0:
+            raise RuleError(fld, f"is not a label of this model ({', '.join(labels) or 'none'})")
+        if not isinstance(spec, dict):
+            raise RuleError(fld, "must be an object with min_ml/min_voxels/keep_largest/grid")
+        unknown = sorted(set(spec) - set(_KEYS))
+        if unknown:
+            raise RuleError(
+                f"{fld}.{unknown[0]}", f"is unknown; expected one of {', '.join(_KEYS)}"
+            )
+        size_key = "min_ml" if dims == 3 else "min_mm2"
+        wrong = "min_mm2" if dims == 3 else "min_ml"
+        if wrong in spec:
+            raise RuleError(f"{fld}.{wrong}", f"does not apply to a {dims}D model; use {size_key}")
+        rules.append(
+            ComponentRule(
+                index=index,
+                min_voxels=_count(spec, "min_voxels", fld),
+                min_size=_number(spec, size_key, fld),
+                keep_largest=_count(spec, "keep_largest", fld),
+                grid=_grid(spec, fld),
+            )
+        )
+    return tuple(rules)
+
+
+def _count(spec: dict, key: str, fld: str) -> int:
+    v = spec.get(key, 0)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise RuleError(f"{fld}.{key}", f"must be a non-negative integer, got {v!r}")
+    return v
+
+
+def _number(spec: dict, key: str, fld: str) -> float:
+    v = spec.get(key, 0.0)
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < float("inf"):
+        raise RuleError(f"{fld}.{key}", f"must be a non-negative number, got {v!r}")
+    return float(v)
+
+
+def _grid(spec: dict, fld: str) -> str:
+    v = spec.get("grid", "model")
+    if v not in GRIDS:
+        raise RuleError(f"{fld}.grid", f"is {v!r}; expected one of {', '.join(GRIDS)}")
+    return v
+
+
+def voxel_size(spacing_zyx: Any) -> float:
+    """One voxel in mL (3D) or mm^2 (2D) from per-axis spacing in mm."""
+    sp = [float(s) for s in spacing_zyx]
+    return float(np.prod(sp)) / (1000.0 if len(sp) == 3 else 1.0)
+
+
+def dropped_mask(mask: np.ndarray, rule: ComponentRule, voxel: float) -> np.ndarray | None:
+    """The voxels of ``mask`` that ``rule`` removes (None when it removes nothing)."""
+    comps, n = ndimage.label(mask)
+    if n == 0:
+        return None
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+    drop = sizes < rule.min_voxels_at(voxel)
+    if rule.keep_largest and n > rule.keep_largest:
+        # Stable order: equal sizes keep the first-labelled (lowest index) components.
+        order = np.argsort(-sizes, kind="stable")
+        drop[order[rule.keep_largest :]] = True
+    if not drop.any():
+        return None
+    return np.concatenate([[False], drop])[comps]
+
+
+def coarse_labels(probs, output: str, indices: list[int], threshold: float) -> np.ndarray:
+    """The label decision on the model grid: softmax argmax (channel k = index k), or each
+    sigmoid channel above ``threshold`` with later channels winning overlaps."""
+    from inference.postprocess import argmax_uint8
+
+    if output != "sigmoid":
+        return argmax_uint8(probs)
+    out = np.zeros(tuple(probs.shape[1:]), dtype=np.uint8)
+    for k in range(probs.shape[0]):
+        out[(probs[k] >= threshold).numpy()] = indices[k]
+    return out
+
+
+def apply_on_model_grid(
+    probs,
+    output: str,
+    indices: list[int],
+    threshold: float,
+    rules: tuple[ComponentRule, ...],
+    spacing_zyx: Any,
+) -> dict[int, int]:
+    """Remove the components that the model-grid rules drop from ``probs`` (C, *model), in place,
+    before back-mapping: softmax moves the label's probability to background (so the argmax
+    there becomes background, never another label), sigmoid zeroes it. The heat map, taken
+    from the same probabilities, loses those specks too. Returns {label index: voxels dropped}.
+    """
+    import torch
+
+    rules = tuple(r for r in rules if r.grid == "model" and r.index in indices)
+    if not rules:
+        return {}
+    labels = coarse_labels(probs, output, indices, threshold)
+    voxel = voxel_size(spacing_zyx)
+    dropped = {}
+    for rule in rules:
+        drop = dropped_mask(labels == rule.index, rule, voxel)
+        if drop is None:
+            continue
+        k = indices.index(rule.index)
+        m = torch.from_numpy(drop)
+        if output != "sigmoid" and k != 0:
+            probs[0][m] += probs[k][m]
+        probs[k][m] = 0.0
+        dropped[rule.index] = int(drop.sum())
+    return dropped
+
+
+def apply_on_input_grid(
+    label_map: np.ndarray, rules: tuple[ComponentRule, ...], spacing_zyx: Any
+) -> dict[int, int]:
+    """Apply the input-grid rules to the final label map, in place (dropped voxels -> 0).
+    Returns {label index: voxels dropped}."""
+    from inference.postprocess import bounding_box
+
+    voxel = voxel_size(spacing_zyx)
+    dropped = {}
+    for rule in (r for r in rules if r.grid == "input"):
+        mask = label_map == rule.index
+        box = bounding_box(mask)
+        if box is None:
+            continue
+        # Only the label's bounding box is labelled: a few nodules in a 512^3 volume cost little.
+        drop = dropped_mask(mask[box], rule, voxel)
+        if drop is not None:
+            label_map[box][drop] = 0
+            dropped[rule.index] = int(drop.sum())
+    return dropped
