@@ -1,4 +1,4 @@
-"""Plane picker and MPR layout buttons follow the image: off for a 2D radiograph, on for volumes."""
+"""Plane picker, MPR layout and cine controls follow the image: off for a 2D radiograph, on for volumes."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ from viewer.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
 
-MPR = ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal")
+MPR = ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal", "cine")
 
 
 def _enabled(win: MainWindow) -> dict[str, bool]:
     out = {k: win.action_map[k].isEnabled() for k in MPR}
     out["plane_combo"] = win.plane_combo.isEnabled()
+    out["fps_spin"] = win.fps_spin.isEnabled()
     return out
 
 
-def test_plane_picker_and_mpr_layouts_disabled_for_2d_and_back_for_a_volume(qtbot):
+def test_plane_picker_mpr_layouts_and_cine_disabled_for_2d_and_back_for_a_volume(qtbot):
     win = MainWindow()
     qtbot.addWidget(win)
     assert all(_enabled(win).values())  # nothing open yet: nothing to refuse

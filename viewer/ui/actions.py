@@ -206,12 +206,14 @@ def refresh_presets(w: MainWindow) -> None:
 
 
 def refresh_planes(w: MainWindow, actions: dict[str, QAction]) -> None:
-    """Plane and MPR layout controls only for volumes: a 2D image (z = 1) has one plane."""
+    """Plane, MPR layout and cine controls only for volumes: a 2D image (z = 1) has one plane
+    and one slice."""
     volume = w.state.volume
     three_d = volume is None or not volume.is_2d
-    for key in ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal"):
+    for key in ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal", "cine"):
         actions[key].setEnabled(three_d)
     w.plane_combo.setEnabled(three_d)
+    w.fps_spin.setEnabled(three_d)
     w.plane_combo.setToolTip(
         "Plane shown in the single layout (A / C / S)"
         if three_d
