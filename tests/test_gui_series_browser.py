@@ -103,3 +103,11 @@ def test_unknown_saved_columns_keep_the_defaults(qtbot):
     qtbot.addWidget(b)
     b.set_shown_columns(["", "Colour"])
     assert b.shown_columns() == ["Patient", "Date", "Modality", "Description", "Images"]
+
+
+def test_rows_are_in_series_number_order_even_before_any_series(qtbot):
+    b = SeriesBrowser()
+    qtbot.addWidget(b)
+    assert b.tree.header().sortIndicatorSection() == COLUMNS.index("Series number")
+    b.set_series([_info("later", 5), _info("earlier", 2)])
+    assert b.tree.topLevelItem(0).text(3) == "earlier"

@@ -22,7 +22,7 @@ COLUMNS = ("Patient", "Date", "Modality", "Description", "Images", "Size", "Seri
 HEADERS = ("Patient", "Date", "Mod.", "Description", "Imgs", "Size", "#")
 #: Shown until the user turns others on from the header's right-click menu.
 DEFAULT_SHOWN = frozenset({"Patient", "Date", "Modality", "Description", "Images"})
-DESCRIPTION = COLUMNS.index("Description")
+SERIES_NUMBER = COLUMNS.index("Series number")
 
 
 def _size_text(info: Any) -> str:
@@ -76,6 +76,8 @@ class SeriesBrowser(QWidget):
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
         self.tree.setSortingEnabled(True)
+        # Series number order from the start: otherwise an empty list shows Patient sorted.
+        self.tree.sortByColumn(SERIES_NUMBER, Qt.SortOrder.AscendingOrder)
         self.tree.setUniformRowHeights(True)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self._size_columns()
@@ -178,7 +180,7 @@ class SeriesBrowser(QWidget):
                     item.setForeground(col, QBrush(QColor(128, 128, 128)))
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
-        self.tree.sortByColumn(6, Qt.SortOrder.AscendingOrder)
+        self.tree.sortByColumn(SERIES_NUMBER, Qt.SortOrder.AscendingOrder)
         if self.tree.topLevelItemCount():
             self.tree.setCurrentItem(self.tree.topLevelItem(0))
 
