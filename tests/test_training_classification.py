@@ -71,3 +71,45 @@ def test_classification_learns_a_rare_small_finding_from_scratch(tmp_path):
     held_out = evaluate(result.package, test_dir, device="cpu", threads=1, progress=lambda s: None)
     assert held_out.summary["auc"] > 0.85, held_out.summary
     assert held_out.summary["sensitivity"] > 0.5, held_out.summary
+
+
+def test_fine_tuning_the_shipped_classifier_starts_from_its_validation_score(tmp_path):
+    from inference.card import ModelCard
+    from inference.paths import shipped_models_dir
+    from inference.phantoms import chest_radiograph
+
+    parent = "radlens-cxr-nodule-cls"
+    if not (shipped_models_dir() / parent / "model.json").is_file():
+        pytest.skip(f"{parent} is not in resources/models")
+    data = tmp_path / "xr"
+    for seed in range(8):
+        xr = chest_radiograph(size=128, seed=seed, nodule=bool(seed % 2))
+        write_case(
+            data, f"xr{seed}", xr.image, None, (*xr.spacing, 1.0), {1: "nodule"},
+            modality="DX", class_index=int(xr.has_nodule),
+        )  # fmt: skip
+    lines: list[str] = []
+    result = train(
+        TrainOptions(
+            dataset=data,
+            task="classification",
+            out=tmp_path / "ft",
+            from_model=parent,
+            epochs=1,
+            steps_per_epoch=2,
+            batch_size=4,
+            val_fraction=0.5,
+            seed=0,
+            threads=1,
+            progress=lines.append,
+        )
+    )
+    parent_line = next(line for line in lines if line.startswith("parent model"))
+    parent_auc = float(parent_line.split("val_auc ")[1].split()[0])
+    card = ModelCard.load(result.package)
+    # The shipped card names a patch size; a classifier still sees the whole resized image.
+    assert card.patch_size == ModelCard.load(shipped_models_dir() / parent).patch_size
+    assert card.training["parent"].startswith(f"{parent}@")
+    assert parent_auc > 0.9  # the shipped model already knows these films
+    assert result.best_metric >= parent_auc  # and fine-tuning never hands back a worse one
+    assert card.metrics["epoch"] == result.best_epoch

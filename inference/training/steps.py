@@ -148,7 +148,9 @@ class TaskSteps:
 
         x = torch.as_tensor(image[None]).float().to(self.device)
         with torch.no_grad():
-            if self.patch_zyx is None:
+            # A classifier sees the whole (resized) image; the shipped one's card still names
+            # a patch_size, and sliding windows over its logits crashed fine-tuning.
+            if self.patch_zyx is None or self.task == "classification":
                 return net(x)[0].cpu().numpy()
             inf = self.card.get("inference", {})
             y = sliding_window_inference(
