@@ -52,13 +52,42 @@ class Step:
     sw_device: str
     device: str
 
+    @property
+    def where(self) -> str:
+        """Where this rung computes: "cuda", or "cuda, stitching on cpu"."""
+        if self.sw_device == self.device:
+            return self.sw_device
+        return f"{self.sw_device}, stitching on {self.device}"
+
     def describe(self) -> str:
-        where = (
-            self.sw_device
-            if self.sw_device == self.device
-            else f"{self.sw_device}, stitching on {self.device}"
-        )
-        return f"sw_batch_size {self.sw_batch_size} on {where}"
+        return f"sw_batch_size {self.sw_batch_size} on {self.where}"
+
+
+def precision_on(device: str) -> str:
+    """The arithmetic a network runs in on ``device`` (autocast to float16 on CUDA only)."""
+    return "float16 (autocast)" if device.startswith("cuda") else "float32"
+
+
+def describe_run(requested: str, ran: dict[str, tuple[Step, str]]) -> tuple[str, str]:
+    """(device, precision) that actually produced a result, from the rung each stage ran on.
+
+    ``ran`` maps a stage ("inference", "Grad-CAM", ...) to (rung, precision). A stage that
+    fell off ``requested`` says so, e.g. "cpu (after CUDA out of memory)"; stages that ran in
+    different places or precisions are named one by one."""
+    if not ran:
+        return requested, precision_on(requested)
+
+    def joined(values: dict[str, str]) -> str:
+        if len(set(values.values())) == 1:
+            return next(iter(values.values()))
+        return "; ".join(f"{stage}: {value}" for stage, value in values.items())
+
+    device = joined({stage: step.where for stage, (step, _) in ran.items()})
+    if any(s.sw_device != requested or s.device != requested for s, _ in ran.values()):
+        kind = requested.split(":")[0].upper() if requested != "cpu" else ""
+        device += f" (after {kind + ' ' if kind else ''}out of memory)"
+    precision = joined({stage: prec for stage, (_, prec) in ran.items()})
+    return device, precision
 
 
 def fallback_steps(device: str, sw_batch_size: int) -> list[Step]:
@@ -171,7 +200,10 @@ class RunContext:
     cancel: Callable[[], bool] | None
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    precision: str = "float32"
+    #: the device chosen before any out-of-memory fallback (``device`` may already be the CPU)
+    requested: str = ""
+    #: stage -> (rung it finally ran on, precision): what produced the result, not what was asked
+    ran: dict[str, tuple[Step, str]] = field(default_factory=dict)
     windows_run: int = 0
     last_fraction: float = 0.0
 
@@ -207,21 +239,31 @@ class RunContext:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def run_stage(
+        self, stage: str, attempt: Callable[[Step], T], steps: list[Step], autocast: bool = True
+    ) -> T:
+        """``attempt`` down the OOM ladder ``steps``; records the rung that succeeded."""
+
+        def recorded(step: Step) -> T:
+            out = attempt(step)
+            self.ran[stage] = (step, precision_on(step.sw_device) if autocast else "float32")
+            return out
+
+        return run_with_fallback(recorded, steps, self.warnings)
+
+    def whole_steps(self) -> list[Step]:
+        """The ladder for work that cannot be split into windows: this device, then the CPU."""
+        return [s for s in fallback_steps(self.device, 1) if s.sw_device == s.device]
+
     def infer(self, x: Any, roi: tuple[int, ...] | None, lo: float = 0.1, hi: float = 0.85) -> Any:
         """Network output for one (C, *spatial) input, by sliding window when ``roi`` is given;
         walks the OOM ladder; returns a float32 CPU tensor (C_out, *spatial)."""
         from inference.tasks.segment import sliding_window
 
-        inf = self.card.inference
-        steps = fallback_steps(self.device, int(inf.get("sw_batch_size", 1)))
-
-        def attempt(step: Step):
-            self.precision = (
-                "float16 (autocast)" if step.sw_device.startswith("cuda") else "float32"
-            )
-            return sliding_window(self, x, roi, step, lo, hi)
-
-        return run_with_fallback(attempt, steps, self.warnings)
+        steps = fallback_steps(self.device, int(self.card.inference.get("sw_batch_size", 1)))
+        return self.run_stage(
+            "inference", lambda step: sliding_window(self, x, roi, step, lo, hi), steps
+        )
 
 
 class Engine:
@@ -256,7 +298,7 @@ class Engine:
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._check_input(image, modality, card)
-        device = choose_device(self.device_preference)
+        device = requested = choose_device(self.device_preference)
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
         if progress is not None:
@@ -271,7 +313,9 @@ class Engine:
             early_warnings.append(f"the model does not fit in {device} memory; running on the CPU")
             device = "cpu"
             entry = loaded_network(card, device)
-        ctx = RunContext(card, device, entry, progress, cancel, warnings=early_warnings)
+        ctx = RunContext(
+            card, device, entry, progress, cancel, warnings=early_warnings, requested=requested
+        )
         ctx.timings["load"] = time.perf_counter() - t0
         if card.source == "monai_bundle":
             ctx.warnings.append("MONAI bundle: its weights have no published SHA-256 to verify")
@@ -287,7 +331,8 @@ class Engine:
             )
             task = _task_module(card.task)
             task.run(image, spacing, direction, ctx, result)
-        result.precision = ctx.precision
+        # What ran, not what was asked: an out-of-memory fallback may have moved to the CPU.
+        result.device, result.precision = describe_run(requested, ctx.ran)
         result.warnings = ctx.warnings
         result.timings = {**ctx.timings, "total": time.perf_counter() - t0}
         ctx.report(1.0, "done")

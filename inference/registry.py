@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.card import CardError, ModelCard
 from inference.paths import shipped_models_dir, user_models_dir
 
-#: Packages found but refused on the last ``list_models`` call: (folder, reason).
+
+@dataclass(frozen=True)
+class RegistryScan:
+    """One look at the installed packages: the usable cards and the refused folders, together,
+    so that two threads listing at once each keep their own answer."""
+
+    cards: list[ModelCard]
+    #: (folder, reason) for each package found but refused
+    problems: list[tuple[Path, str]] = field(default_factory=list)
+
+
+#: Deprecated: the refusals of the latest ``list_models``/``scan_models`` call from any thread
+#: (a fresh list each call). Racy by nature; use ``scan_models(...).problems``.
 problems: list[tuple[Path, str]] = []
+
+
+def _is_package(d: Path) -> bool:
+    return (d / "model.json").is_file() or (d / "configs" / "metadata.json").is_file()
 
 
 def _package_dirs(roots: Iterable[Path]) -> list[Path]:
@@ -18,37 +35,41 @@ def _package_dirs(roots: Iterable[Path]) -> list[Path]:
         if not root.is_dir():
             continue
         for d in sorted(root.iterdir()):
-            if d.is_dir() and (
-                (d / "model.json").is_file() or (d / "configs" / "metadata.json").is_file()
-            ):
+            # Hidden folders are work in progress (a publish's ".<id>.*.tmp", the
+            # ".<id>.replaced" it swaps out), never an installed package.
+            if not d.name.startswith(".") and d.is_dir() and _is_package(d):
                 out.append(d)
     return out
 
 
-def list_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelCard]:
+def scan_models(extra_dirs: Iterable[str | Path] = ()) -> RegistryScan:
     """Every valid package in resources/models, the user models folder and ``extra_dirs``.
 
-    A folder may be a package itself or hold packages. Bad packages are recorded in
-    ``registry.problems`` and skipped. When ids clash the later root wins (user over shipped).
+    A folder may be a package itself or hold packages. Bad packages are skipped and reported
+    in the scan's ``problems``. When ids clash the later root wins (user over shipped).
     """
+    global problems
     roots = [shipped_models_dir(), user_models_dir()]
     direct: list[Path] = []
     for e in extra_dirs:
         p = Path(e)
-        if (p / "model.json").is_file() or (p / "configs" / "metadata.json").is_file():
-            direct.append(p)
-        else:
-            roots.append(p)
-    problems.clear()
+        (direct if _is_package(p) else roots).append(p)
+    refused: list[tuple[Path, str]] = []
     found: dict[str, ModelCard] = {}
     for d in _package_dirs(roots) + direct:
         try:
             card = ModelCard.load(d)
         except CardError as exc:
-            problems.append((d, str(exc)))
+            refused.append((d, str(exc)))
             continue
         found[card.id] = card
-    return sorted(found.values(), key=lambda c: (c.task, c.id))
+    problems = refused  # rebound, never cleared in place: a reader's copy stays whole
+    return RegistryScan(sorted(found.values(), key=lambda c: (c.task, c.id)), list(refused))
+
+
+def list_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelCard]:
+    """The usable cards of ``scan_models(extra_dirs)`` (its problems are dropped)."""
+    return scan_models(extra_dirs).cards
 
 
 def _matches(card: ModelCard, modality: str, spatial_dims: int, body_part: str | None) -> int:

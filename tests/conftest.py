@@ -48,3 +48,13 @@ def _isolated_user_data(tmp_path_factory, monkeypatch):
     data = tmp_path_factory.mktemp("radlens-data")
     monkeypatch.setenv("RADLENS_DATA_DIR", str(data))
     yield data
+
+
+@pytest.fixture
+def fresh_engine_cache():
+    """An empty model cache before and after: packages built in tmp folders never leak."""
+    from inference import engine
+
+    engine.clear_cache()
+    yield
+    engine.clear_cache()

@@ -58,3 +58,31 @@ CLS_KW = {
 def ct_volume(shape=(20, 40, 36)):
     rng = np.random.default_rng(0)
     return rng.integers(-1000, 400, size=shape).astype(np.int16)
+
+
+def save_tiny_package(folder, card: dict, architecture: str, kwargs: dict):
+    """``card`` with a seeded random ``architecture(**kwargs)`` saved as a real package."""
+    import torch
+
+    from inference.networks import build_network
+    from inference.weights import save_package
+
+    torch.manual_seed(0)
+    return save_package(folder, card, build_network(architecture, kwargs))
+
+
+def save_seg_package(folder, **over):
+    """The tiny 3D segmenter (lung, nodule) as a package; same weights every time."""
+    return save_tiny_package(folder, seg_card(**over), "monai.UNet", SEG_KW)
+
+
+def save_det_package(folder, **over):
+    """A tiny 3D CenterNet nodule detector as a package; same weights every time."""
+    card = seg_card(
+        id="tiny-det",
+        task="detection",
+        labels=[{"index": 1, "name": "nodule", "color": "#ff7043"}],
+        network={"architecture": "radlens.CenterNetUNet", "kwargs": DET_KW, "output": "centernet"},
+    )
+    card.update(over)
+    return save_tiny_package(folder, card, "radlens.CenterNetUNet", DET_KW)

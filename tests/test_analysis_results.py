@@ -160,3 +160,19 @@ def test_heat_map_quantised_in_slabs_equals_whole_array_rounding():
 
     heat = np.random.default_rng(0).random((19, 30, 31)).astype(np.float32)
     assert np.array_equal(quantise_heat(heat, slab=4), np.rint(heat * 255).astype(np.uint8))
+
+
+def test_only_the_newest_runs_of_a_model_are_kept(tmp_path):
+    store = ResultStore(tmp_path, keep_runs=2)
+    runs = []
+    for i in range(4):
+        rec = record_from_result(_Result(boxes=[_Box((0, 0, 0, 1, 1, 1), "n", 0.5)]))
+        rec.created = 1000.0 + i
+        store.save("s", rec)
+        runs.append(rec.run_id)
+    other = record_from_result(
+        _Result(model_id="other", boxes=[_Box((0, 0, 0, 1, 1, 1), "n", 0.5)])
+    )
+    other.created = 500.0
+    store.save("s", other)
+    assert {r.run_id for r in store.load_all("s")} == {runs[2], runs[3], other.run_id}

@@ -7,7 +7,8 @@ import pytest
 
 from viewer.labels.document import Document
 from viewer.labels.findings import model_vs_final, propose
-from viewer.labels.model import Box, LabelError, Point, Polygon, RoiEllipse, Ruler
+from viewer.labels.model import Box, Point, Polygon, RoiEllipse, Ruler
+from viewer.labels.planar import roi_mask3d
 from viewer.ui.tools import BoxEditTool, BrushTool, Plane, PlaneEvent, ToolContext, make_tools
 from viewer.ui.tools.document_sink import DocumentSink
 
@@ -95,17 +96,33 @@ def test_vector_tools_create_document_annotations(doc, ctx):
     assert doc.annotations == {}
 
 
-def test_outline_on_coronal_is_filled_into_the_mask(doc, ctx):
+def test_outline_on_coronal_becomes_a_coronal_polygon_not_paint(doc, ctx):
     p = plane("coronal")
     pts = p.points_to_volume(np.array([(0.5, 1.5), (0.5, 10.5), (4.5, 10.5), (4.5, 1.5)]), 7)
-    assert ctx.sink.add_polygon(pts, 3, p, 7) == ""
-    assert (doc.labelmap.array[1:5, 7, 2:11] == 3).all() and doc.labelmap.array.sum() == 3 * 36
-    assert doc.annotations == {}
+    poly = doc.get(ctx.sink.add_polygon(pts, 3, p, 7))
+    assert (poly.axis, poly.z) == (1, 7) and poly.vertices[1] == (0.5, 10.5)  # (z, x)
+    np.testing.assert_allclose(poly.points(), pts)
+    assert not doc.labelmap.array.any()
+    inside = roi_mask3d(poly, SHAPE)
+    assert inside[1:5, 7, 2:11].all() and inside.sum() == 36
 
 
-def test_roi_off_the_axial_plane_is_refused_with_a_reason(ctx):
-    with pytest.raises(LabelError, match="axial"):
-        ctx.sink.add_roi("rect", np.zeros(3), np.ones(3), plane("sagittal"), 1)
+def test_roi_on_sagittal_keeps_its_plane(doc, ctx):
+    drag(make_tools(ctx)["roi_rect"], plane("sagittal"), 10, (1, 3), (4, 9))  # rows z, cols y
+    (roi,) = doc.annotations.values()
+    assert (roi.axis, roi.z, roi.bounds) == (2, 10, (1, 3, 4, 9))
+    assert roi.points() == [(1, 3, 10), (4, 9, 10)]
+
+
+def test_polygon_is_stored_in_array_axis_order_whatever_the_view_rows_are(doc, ctx):
+    turned = Plane("coronal", SHAPE, SPACING_ZYX, (1, 2, 0))  # rows x, cols z
+    tool = make_tools(ctx)["polygon"]
+    for rc in [(2, 1), (12, 1), (12, 4)]:
+        tool.press(PlaneEvent(turned, 6, *rc))
+        tool.release(PlaneEvent(turned, 6, *rc))
+    tool.key("Return")
+    (poly,) = doc.annotations.values()
+    assert poly.axis == 1 and poly.vertices == ((1, 2), (1, 12), (4, 12))  # (z, x)
 
 
 def test_interpolate_fills_the_gap_between_drawn_slices_in_one_step(doc, ctx):
@@ -115,6 +132,18 @@ def test_interpolate_fills_the_gap_between_drawn_slices_in_one_step(doc, ctx):
     assert (doc.labelmap.array[1:4, 6:9, 6:9] == 2).all()
     doc.undo()
     assert doc.labelmap.array[1:4].sum() == 0
+
+
+def test_interpolate_along_the_sagittal_axis_fills_between_drawn_columns(doc, ctx):
+    doc.labelmap.array[2:6, 3:8, 1] = 2
+    doc.labelmap.array[2:6, 3:8, 6] = 2
+    painted = []
+    ctx.sink.on_painted = painted.append
+    assert ctx.sink.interpolate(2, axis=2) == 4
+    assert (doc.labelmap.array[2:6, 3:8, 1:7] == 2).all()
+    assert painted == [(slice(None), slice(None), slice(1, 7))]
+    doc.undo()
+    assert doc.labelmap.array[:, :, 2:6].sum() == 0
 
 
 def test_model_box_move_accept_reject_is_recorded_for_export(doc, ctx):

@@ -72,7 +72,7 @@ class RecordingSink:
         self.mask[:] = self._before
         self._before = None
 
-    def interpolate(self, label):
+    def interpolate(self, label, axis=0):
         return 0
 
     def boxes(self):

@@ -9,21 +9,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from inference import engine as engine_mod  # noqa: E402
-from inference.networks import build_network  # noqa: E402
 from inference.paths import user_models_dir  # noqa: E402
 from inference.phantoms import chest_ct  # noqa: E402
-from inference.weights import save_package  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
-from tests.inference_factory import DET_KW, SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import save_det_package, save_seg_package  # noqa: E402
 from viewer.cli import main  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    engine_mod.clear_cache()
-    yield
-    engine_mod.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_engine_cache")
 
 
 @pytest.fixture
@@ -37,8 +29,7 @@ def ct_folder(tmp_path):
 
 @pytest.fixture
 def installed_segmenter():
-    torch.manual_seed(0)
-    return save_package(user_models_dir() / "seg", seg_card(), build_network("monai.UNet", SEG_KW))
+    return save_seg_package(user_models_dir() / "seg")
 
 
 def test_analyze_writes_findings_mask_and_heatmap_with_series_geometry(
@@ -89,16 +80,7 @@ def test_analyze_reports_boxes_in_voxels_and_patient_mm(ct_folder, tmp_path, mon
     from viewer.study.scan import scan_folder
     from viewer.study.series import load_series
 
-    torch.manual_seed(0)
-    card = seg_card(
-        id="tiny-det",
-        task="detection",
-        labels=[{"index": 1, "name": "nodule", "color": "#ff7043"}],
-        target_spacing=None,
-        patch_size=[32, 32, 12],
-        network={"architecture": "radlens.CenterNetUNet", "kwargs": DET_KW, "output": "centernet"},
-    )
-    save_package(user_models_dir() / "det", card, build_network("radlens.CenterNetUNet", DET_KW))
+    save_det_package(user_models_dir() / "det", target_spacing=None, patch_size=[32, 32, 12])
 
     def fake(net, x):
         out = torch.full((x.shape[0], 4, *x.shape[2:]), -10.0)

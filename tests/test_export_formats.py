@@ -17,7 +17,7 @@ from viewer.labels.document import Document
 from viewer.labels.export import ExportError, export_case
 from viewer.labels.findings import propose
 from viewer.labels.imports import LabelImportError, import_annotations, import_mask
-from viewer.labels.model import Box, Point, RoiEllipse, Ruler
+from viewer.labels.model import Box, Point, RoiEllipse, RoiRect, Ruler
 from viewer.labels.stats import roi_stats
 from viewer.study.volume import Volume
 
@@ -147,6 +147,32 @@ def test_csv_has_voxel_and_mm_columns_and_roi_stats(phantom, tmp_path):
     assert float(rows["roi"]["mean"]) == pytest.approx(stats.mean)
     assert float(rows["roi"]["area_mm2"]) == pytest.approx(stats.area_mm2)
     assert rows["roi"]["area_mm2"] != "" and rows["ruler"]["length_mm"] != ""
+
+
+def test_coronal_roi_on_the_nodule_measures_nodule_hu_and_exports_its_voxels(phantom, tmp_path):
+    ct, vol = phantom
+    cz, cy, cx = (int(round(v)) for v in ct.nodules[0].center_zyx)
+    # A rectangle inside the nodule (2 x 3 voxels), on the coronal slice through its centre.
+    roi = RoiRect(2, id="cor", z=cy, bounds=(cz, cx - 1, cz + 1, cx + 1), axis=1)
+    stats = roi_stats(vol, roi)
+    inside = ct.hu[cz : cz + 2, cy, cx - 1 : cx + 2]
+    assert (ct.labels[cz : cz + 2, cy, cx - 1 : cx + 2] == NODULE).all()
+    assert stats.voxels == 6 and stats.mean == pytest.approx(float(inside.mean()))
+    assert stats.mean > ct.hu[ct.labels == 1].mean() + 300  # nodule tissue, not the lung
+    sx, _, sz = vol.spacing
+    assert stats.area_mm2 == pytest.approx(6 * sx * sz)  # in the coronal plane, not axial
+    doc = Document(vol.shape, vol.series_uid)
+    doc.add(roi)
+    res = export_case(vol, doc, tmp_path, ["json", "csv"], deidentifier=Deidentifier(SALT))
+    (rec,) = json.loads((res.folder / "annotations.json").read_text())["annotations"]
+    assert rec["points_voxel_zyx"] == [[cz, cy, cx - 1], [cz + 1, cy, cx + 1]]
+    lo_mm = vol.index_to_patient((cz, cy, cx - 1))
+    assert np.allclose(rec["points_patient_lps_mm"][0], lo_mm)
+    assert rec["stats"]["mean"] == pytest.approx(stats.mean)
+    (row,) = csv.DictReader(open(res.folder / "annotations.csv", encoding="utf-8"))
+    assert row["axis"] == "1" and float(row["y0"]) == cy and float(row["x1"]) == cx + 1
+    anns, _ = import_annotations(res.folder / "annotations.json")
+    assert anns == [roi]
 
 
 def test_coco_has_one_image_per_slice_with_2d_boxes(tmp_path):

@@ -9,11 +9,9 @@ torch = pytest.importorskip("torch")
 
 from PySide6.QtWidgets import QMainWindow, QSplitter  # noqa: E402
 
-from inference import engine as engine_mod  # noqa: E402
 from inference import registry  # noqa: E402
-from inference.networks import build_network  # noqa: E402
 from inference.phantoms import chest_ct, chest_radiograph  # noqa: E402
-from inference.weights import save_package  # noqa: E402
+from tests.inference_factory import save_seg_package  # noqa: E402
 from viewer.labels.results import ResultStore  # noqa: E402
 from viewer.study.volume import Volume  # noqa: E402
 from viewer.ui.analysis import AnalysisController  # noqa: E402
@@ -21,58 +19,17 @@ from viewer.ui.analyze_feature import AnalyzeFeature  # noqa: E402
 from viewer.ui.slice_view import SliceView  # noqa: E402
 from viewer.ui.state import ViewerState  # noqa: E402
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("fresh_engine_cache")]
 torch.set_num_threads(1)
 
-SEG_KW = {
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 3,
-    "channels": [4, 8],
-    "strides": [2],
-}
-
-
-def seg_spec(**over) -> dict:
-    spec = {
-        "id": "tiny-seg",
-        "name": "Tiny segmenter",
-        "version": "0.1",
-        "task": "segmentation",
-        "spatial_dims": 3,
-        "modalities": ["CT"],
-        "body_part": "CHEST",
-        "target_spacing": [8.0, 8.0, 8.0],
-        "patch_size": [16, 16, 8],
-        "preprocessing": {"steps": [{"op": "clip_scale", "a_min": -1000, "a_max": 400}]},
-        "labels": [
-            {"index": 1, "name": "lung", "color": "#4fc3f7"},
-            {"index": 2, "name": "nodule", "color": "#ff7043"},
-        ],
-        "inference": {
-            "sw_batch_size": 1,
-            "overlap": 0.25,
-            "mode": "gaussian",
-            "heatmap_label": "nodule",
-        },
-        "network": {"architecture": "monai.UNet", "kwargs": SEG_KW, "output": "softmax"},
-        "intended_use": "Test package: random weights, not for diagnosis.",
-    }
-    spec.update(over)
-    return spec
-
-
-@pytest.fixture(autouse=True)
-def _fresh_engine_cache():
-    engine_mod.clear_cache()
-    yield
-    engine_mod.clear_cache()
+#: A model grid coarse enough to keep these GUI runs quick.
+COARSE = [8.0, 8.0, 8.0]
+RANDOM_USE = "Test package: random weights, not for diagnosis."
 
 
 @pytest.fixture
 def tiny_seg(tmp_path):
-    torch.manual_seed(0)
-    return save_package(tmp_path / "seg", seg_spec(), build_network("monai.UNet", SEG_KW))
+    return save_seg_package(tmp_path / "seg", target_spacing=COARSE, intended_use=RANDOM_USE)
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +111,8 @@ def test_wrong_modality_is_a_message(qtbot, tmp_path, tiny_seg):
 
 def test_cancel_mid_run_gives_no_layers(qtbot, tmp_path, phantom):
     # Native spacing and 8-voxel patches: hundreds of windows, so the cancel lands mid-run.
-    torch.manual_seed(0)
-    card = save_package(
-        tmp_path / "slow",
-        seg_spec(id="slow-seg", target_spacing=None, patch_size=[8, 8, 8]),
-        build_network("monai.UNet", SEG_KW),
+    card = save_seg_package(
+        tmp_path / "slow", id="slow-seg", target_spacing=None, patch_size=[8, 8, 8]
     )
     win = _window(qtbot, tmp_path, _ct(phantom), [card])
     ctl = win.analyze.controller
@@ -232,8 +186,20 @@ def test_shipped_cxr_classifier_gives_probabilities_and_heat_map(qtbot, tmp_path
     outcome = _run(qtbot, win, cls)
     (finding,) = [f for f in outcome.summary.findings if f.kind == "classification"]
     assert {name for name, _ in finding.probabilities} == {"normal", "nodule"}
+    assert finding.label == "nodule"
     heat = win.state.layers.get(f"{cls.name}: heat map")
     assert heat.visible and heat.data.shape == vol.shape
-    # Grad-CAM weight inside the nodule's box is above the image average.
+    # What is drawn is the heat map itself, pixel for pixel, above the threshold.
+    drawn = win.views["axial"].overlays[heat.name].image[..., 3] > 0
+    assert np.array_equal(drawn, heat.data[0] >= heat.threshold)
+
+
+def test_shipped_cxr_gradcam_is_brightest_at_the_nodule(qtbot, tmp_path):
+    cls = _shipped("DX", 2, "classification")
+    xr = chest_radiograph(128, seed=3, nodule=True)
+    vol = Volume(xr.image, spacing=(*xr.spacing, 1.0), modality="DX", series_uid="2.25.7")
+    win = _window(qtbot, tmp_path, vol, [cls])
+    _run(qtbot, win, cls)
+    heat = win.state.layers.get(f"{cls.name}: heat map").data
     y0, x0, y1, x1 = (int(round(v)) for v in xr.box_yx)
-    assert heat.data[0, y0 : y1 + 1, x0 : x1 + 1].mean() > heat.data.mean()
+    assert heat[0, y0 : y1 + 1, x0 : x1 + 1].mean() > heat.mean()

@@ -9,7 +9,7 @@ from PySide6.QtTest import QTest
 
 from inference.phantoms import chest_ct
 from viewer.labels.findings import propose
-from viewer.labels.model import Box, Point, Polygon, RoiEllipse, Ruler
+from viewer.labels.model import Box, Point, Polygon, RoiEllipse, RoiRect, Ruler
 from viewer.study.volume import Volume
 from viewer.ui.main_window import MainWindow
 from viewer.ui.tools.controller import MASK_LAYER
@@ -154,6 +154,39 @@ def test_polygon_point_ruler_and_roi_with_statistics(ui):
     assert any(t.endswith(" mm") for t in texts)
 
 
+def test_sagittal_polygon_and_roi_stay_on_their_plane_and_cut_the_axial_view(ui):
+    from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsPathItem, QGraphicsRectItem
+
+    ui.goto((5, 20, 24))
+    ui.ctrl.set_tool("polygon")
+    for zyx in [(2, 8, 24), (2, 30, 24), (9, 20, 24)]:
+        click(ui, "sagittal", zyx)
+    ui.key("sagittal", Qt.Key.Key_Return)
+    ui.ctrl.set_tool("roi_rect")
+    ui.drag("sagittal", (3, 10, 24), (8, 30, 24))
+    by_kind = {type(a): a for a in ui.doc.annotations.values()}
+    poly, roi = by_kind[Polygon], by_kind[RoiRect]
+    assert (poly.axis, poly.z, roi.axis, roi.z) == (2, 24, 2, 24)
+    assert np.allclose(poly.vertices, ((2, 8), (2, 30), (9, 20)), atol=0.5)  # (z, y)
+    assert roi.bounds == (3, 10, 8, 30)
+    assert not ui.doc.labelmap.array.any()  # nothing was filled into the mask
+    tree = ui.panel.tree
+    where = {tree.topLevelItem(i).text(5) for i in range(tree.topLevelItemCount())}
+    assert where == {"sagittal slice 24"}
+    sagittal = ui.ctrl.drawing(ui.views["sagittal"]).items
+    assert any(isinstance(i, QGraphicsPathItem) for i in sagittal)
+    assert any(isinstance(i, QGraphicsRectItem) for i in sagittal)
+    texts = [i.toPlainText() for i in sagittal if hasattr(i, "toPlainText")]
+    assert any("HU" in t and "mm²" in t for t in texts)
+    # Axial slice 5 cuts both: each shows as a line along y at x = 24.
+    cuts = [i for i in ui.ctrl.drawing(ui.views["axial"]).items if isinstance(i, QGraphicsLineItem)]
+    assert len(cuts) == 2
+    ui.goto((11, 20, 24))  # above both: no cut
+    assert not any(
+        isinstance(i, QGraphicsLineItem) for i in ui.ctrl.drawing(ui.views["axial"]).items
+    )
+
+
 def test_threshold_brush_only_paints_voxels_in_the_hu_range(ui):
     ui.goto((6, 20, 24))
     ui.ctrl.set_tool("threshold_brush")
@@ -186,6 +219,21 @@ def test_sphere_brush_eraser_and_interpolation(ui):
     assert all(ui.doc.labelmap.array[z, 20, 24] for z in range(2, 9))
     ui.ctrl.undo()
     assert not ui.doc.labelmap.array[5].any()
+
+
+def test_fill_between_slices_follows_the_active_view_plane(ui):
+    ui.goto((6, 20, 24))
+    ui.ctrl.set_tool("brush")
+    ui.ctrl.ctx.brush_radius_mm = 8.0
+    for y in (12, 28):
+        ui.goto((6, y, 24))
+        click(ui, "coronal", (6, y, 24))
+    ui.window.area.set_active_plane("coronal")
+    ui.window.annotations.actions["interpolate"].trigger()
+    assert all(ui.doc.labelmap.array[6, y, 24] for y in range(12, 29))
+    ui.ctrl.undo()  # one step, and only the coronal gap was filled
+    drawn = np.nonzero(ui.doc.labelmap.array.any(axis=(0, 2)))[0]
+    assert list(drawn) == [12, 28]
 
 
 def test_model_box_moved_resized_accepted_and_rejected(ui):
@@ -337,24 +385,33 @@ def test_escape_drops_an_unfinished_outline_instead_of_a_window_shortcut(ui):
     assert not ui.ctrl.drawing(ui.views["axial"]).preview_items
 
 
-def test_finished_analysis_becomes_proposed_annotations_once(ui):
-    from viewer.labels.result_findings import summarise
+def nodule_record(volume: Volume):
+    """A segmenter's result with one box and a small mask, as the result store keeps it."""
     from viewer.labels.results import BoxRecord, LabelInfo, ResultRecord
-    from viewer.ui.analysis import AnalysisOutcome
 
-    label_map = np.zeros(ui.volume.shape, np.uint8)
+    label_map = np.zeros(volume.shape, np.uint8)
     label_map[5, 10:14, 10:14] = 1
-    rec = ResultRecord(
+    return ResultRecord(
         model_id="nodule-seg",
         model_name="Nodule finder",
         model_version="0.2",
         task="segmentation",
-        shape=ui.volume.shape,
+        shape=volume.shape,
         label_map=label_map,
         labels=[LabelInfo(1, "nodule", "#ff7043")],
         boxes=[BoxRecord((4, 10, 10, 6, 14, 14), "nodule", 0.8)],
     )
-    outcome = AnalysisOutcome(rec, summarise(rec, ui.volume.spacing), "key", None, ui.volume)
+
+
+def finished(ui, rec):
+    from viewer.labels.result_findings import summarise
+    from viewer.ui.analysis import AnalysisOutcome
+
+    return AnalysisOutcome(rec, summarise(rec, ui.volume.spacing), "key", None, ui.volume)
+
+
+def test_finished_analysis_becomes_proposed_annotations_once(ui):
+    outcome = finished(ui, nodule_record(ui.volume))
     ui.window.analyze.controller.analysis_finished.emit(outcome)
     kinds = sorted(a.kind for a in ui.doc.annotations.values())
     assert kinds == ["Box", "ModelMask"]
@@ -367,6 +424,22 @@ def test_finished_analysis_becomes_proposed_annotations_once(ui):
     assert (ui.doc.labelmap.array[5, 10:14, 10:14] == nodule).all()
     ui.window.analyze.controller.analysis_finished.emit(outcome)  # the same model again
     assert sum(a.kind == "Box" for a in ui.doc.annotations.values()) == 1
+
+
+def test_reopened_series_draws_stored_model_boxes_once(ui):
+    from viewer.ui.analysis import volume_key
+
+    rec = nodule_record(ui.volume)
+    ui.window.analyze.store.save(volume_key(ui.volume), rec)
+    ui.window.analyze.controller.analysis_finished.emit(finished(ui, rec))
+    raw = "Nodule finder: boxes"
+    ui.state.set_volume(None)
+    ui.state.set_volume(ui.volume)  # reopened: stored layers and saved proposals both return
+    assert raw in ui.state.layers.names()
+    assert [a.status for a in ui.doc.annotations.values() if a.kind == "Box"] == ["proposed"]
+    assert not ui.state.layers.get(raw).visible
+    ui.goto((5, 12, 12))
+    assert not ui.views["axial"].overlays[raw].rects  # only the editable box is drawn
 
 
 def test_every_window_shortcut_is_bound_once(ui):

@@ -12,19 +12,12 @@ import pytest
 from PySide6.QtCore import QTimer
 
 from inference.paths import user_models_dir
+from tests.inference_factory import SEG_KW
 from viewer.ui.panels.models import OK_STATUS, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog, TrainRequest, build_args
 from viewer.ui.train_runner import TrainRunner, child_command, parse_epoch_line
 
 pytestmark = pytest.mark.gui
-
-SEG_KW = {
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 3,
-    "channels": [4, 8],
-    "strides": [2],
-}
 
 
 def write_package(root: Path, model_id: str, **over) -> Path:

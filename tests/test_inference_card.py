@@ -12,13 +12,12 @@ from inference import registry  # noqa: E402
 from inference.card import CardError, ModelCard  # noqa: E402
 from inference.engine import Engine  # noqa: E402
 from inference.networks import build_network  # noqa: E402
-from inference.weights import save_package  # noqa: E402
-from tests.inference_factory import SEG_KW, seg_card  # noqa: E402
+from tests.inference_factory import save_seg_package, seg_card  # noqa: E402
 
 
 @pytest.fixture
 def package(tmp_path):
-    return save_package(tmp_path / "pkg", seg_card(), build_network("monai.UNet", SEG_KW))
+    return save_seg_package(tmp_path / "pkg")
 
 
 def _rewrite(card: ModelCard, **changes) -> None:
@@ -171,21 +170,19 @@ def test_bundle_target_outside_the_allow_list_is_refused(tmp_path):
 
 
 def test_registry_lists_good_packages_and_reports_bad_ones(tmp_path):
-    save_package(tmp_path / "models" / "good", seg_card(), build_network("monai.UNet", SEG_KW))
+    save_seg_package(tmp_path / "models" / "good")
     bad = tmp_path / "models" / "bad"
     bad.mkdir()
     (bad / "model.json").write_text("{not json")
-    ids = [c.id for c in registry.list_models([tmp_path / "models"])]
-    assert "tiny-seg" in ids
-    assert any(p == bad and "cannot read" in why for p, why in registry.problems)
+    scan = registry.scan_models([tmp_path / "models"])
+    assert "tiny-seg" in [c.id for c in scan.cards]
+    assert any(p == bad and "cannot read" in why for p, why in scan.problems)
 
 
 def test_user_models_are_found_and_matched_by_modality_and_body_part():
     from inference.paths import user_models_dir
 
-    save_package(
-        user_models_dir() / "seg", seg_card(id="user-seg"), build_network("monai.UNet", SEG_KW)
-    )
+    save_seg_package(user_models_dir() / "seg", id="user-seg")
     assert registry.find_model("user-seg").id == "user-seg"
     assert registry.find_model("user-seg@0.1").version == "0.1"
     best = registry.best_model("CT", 3, "CHEST", task="segmentation")
@@ -193,3 +190,35 @@ def test_user_models_are_found_and_matched_by_modality_and_body_part():
     assert registry.best_model("MR", 3, "BRAIN", task="segmentation") is None
     with pytest.raises(KeyError, match="installed"):
         registry.find_model("no-such-model")
+
+
+@pytest.mark.parametrize(
+    "model_id", ["radlens-ct-chest-seg", "radlens-ct-nodule-det", "radlens-cxr-nodule-cls"]
+)
+def test_shipped_cards_round_trip_through_to_json(model_id):
+    from inference.paths import shipped_models_dir
+
+    card = ModelCard.load(shipped_models_dir() / model_id)
+    written = json.loads(json.dumps(card.to_json()))  # exactly what a model.json would hold
+    assert ModelCard.from_dict(written, card.path) == card
+
+
+def _card_data(**over) -> dict:
+    """A complete card dictionary (as model.json holds it) without writing any weights."""
+    data = {**seg_card(**over), "files": {"model.safetensors": "0" * 64}}
+    data["network"] = {**data["network"], "format": "safetensors", "weights": "model.safetensors"}
+    return data
+
+
+def test_a_non_classifier_card_may_spell_absent_classes_and_gradcam_layer(tmp_path):
+    data = _card_data()
+    card = ModelCard.from_dict({**data, "classes": [], "gradcam_layer": None}, tmp_path)
+    assert card.classes == () and card.gradcam_layer is None
+    assert card.to_json()["classes"] == [] and card.to_json()["gradcam_layer"] is None
+    assert ModelCard.from_dict(card.to_json(), tmp_path) == card
+
+
+def test_a_classifier_card_still_needs_its_classes(tmp_path):
+    data = _card_data(task="classification")
+    with pytest.raises(CardError, match="'classes' must be a non-empty list"):
+        ModelCard.from_dict({**data, "classes": []}, tmp_path)

@@ -11,22 +11,15 @@ from inference import engine as engine_mod  # noqa: E402
 from inference.engine import Cancelled, Engine, EngineError, choose_device  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.weights import save_package  # noqa: E402
-from tests.inference_factory import SEG_KW, ct_volume, seg_card  # noqa: E402
+from tests.inference_factory import SEG_KW, ct_volume, save_seg_package, seg_card  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_engine_cache")
 torch.set_num_threads(1)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    engine_mod.clear_cache()
-    yield
-    engine_mod.clear_cache()
 
 
 @pytest.fixture
 def seg_package(tmp_path):
-    torch.manual_seed(0)
-    return save_package(tmp_path / "seg", seg_card(), build_network("monai.UNet", SEG_KW))
+    return save_seg_package(tmp_path / "seg")
 
 
 def test_segmentation_results_are_in_the_input_grid(seg_package):

@@ -11,36 +11,19 @@ from inference import engine as engine_mod  # noqa: E402
 from inference.engine import Engine, EngineError  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.weights import save_package  # noqa: E402
-from tests.inference_factory import CLS_KW, DET_KW, SEG_KW, ct_volume, seg_card  # noqa: E402
+from tests.inference_factory import CLS_KW, SEG_KW, ct_volume, save_det_package, seg_card  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("fresh_engine_cache")
 torch.set_num_threads(1)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    engine_mod.clear_cache()
-    yield
-    engine_mod.clear_cache()
 
 
 def test_detector_boxes_land_in_the_input_grid(tmp_path, monkeypatch):
     """A detector whose heat map peaks at a known model voxel gives a box around the matching
     input voxel, through resampling back to the input spacing."""
-    card = save_package(
+    card = save_det_package(
         tmp_path / "det",
-        seg_card(
-            id="tiny-det",
-            task="detection",
-            labels=[{"index": 1, "name": "nodule", "color": "#ff7043"}],
-            thresholds={"score": 0.5, "nms_iou": 0.1},
-            network={
-                "architecture": "radlens.CenterNetUNet",
-                "kwargs": DET_KW,
-                "output": "centernet",
-            },
-            patch_size=[20, 20, 10],  # one window = the whole model grid, no padding
-        ),
-        build_network("radlens.CenterNetUNet", DET_KW),
+        thresholds={"score": 0.5, "nms_iou": 0.1},
+        patch_size=[20, 20, 10],  # one window = the whole model grid, no padding
     )
     img = ct_volume((20, 40, 40))  # spacing 2 mm, model grid 4 mm: model voxel = 2 input voxels
 

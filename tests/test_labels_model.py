@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,7 @@ from viewer.labels.model import (
     Ruler,
     annotation_from_dict,
 )
+from viewer.labels.planar import cut_segments
 from viewer.labels.stats import mask_stats, roi_stats
 from viewer.study.volume import Volume
 
@@ -32,6 +35,8 @@ ANNOTATIONS = [
     Ruler(1, start=(0, 0, 0), end=(0, 3, 4)),
     RoiRect(1, z=1, bounds=(2, 2, 6, 9)),
     RoiEllipse(1, z=1, bounds=(2, 2, 10, 10)),
+    Polygon(3, z=9, vertices=((1, 2), (1, 20), (6, 10)), axis=1),  # coronal: (z, x)
+    RoiEllipse(1, z=7, bounds=(1, 3, 5, 12), axis=2),  # sagittal: (z, y)
 ]
 
 
@@ -69,6 +74,35 @@ def test_each_annotation_kind_adds_edits_removes_with_undo_redo(ann):
 @pytest.mark.parametrize("ann", ANNOTATIONS, ids=lambda a: a.kind)
 def test_annotation_json_round_trip_is_identical(ann):
     assert annotation_from_dict(ann.to_dict()) == ann
+
+
+def test_planar_annotations_saved_before_axes_existed_load_as_axial():
+    old = {"kind": "Polygon", "label": 3, "id": "p1", "z": 4, "vertices": [[2, 2], [2, 9], [7, 5]]}
+    poly = annotation_from_dict(old)
+    assert poly.axis == 0 and poly.points()[1] == (4.0, 2.0, 9.0)
+    roi = annotation_from_dict({"kind": "RoiRect", "label": 1, "z": 2, "bounds": [1, 2, 3, 4]})
+    assert roi.axis == 0 and roi.points() == [(2, 1, 2), (2, 3, 4)]
+
+
+def test_planar_points_map_in_plane_coordinates_to_the_right_voxel_axes():
+    coronal = Polygon(1, z=9, vertices=((1, 2), (3, 20), (6, 10)), axis=1)
+    assert coronal.points() == [(1, 9, 2), (3, 9, 20), (6, 9, 10)]
+    sagittal = RoiRect(1, z=7, bounds=(5, 12, 1, 3), axis=2)
+    assert sagittal.bounds == (1, 3, 5, 12) and sagittal.points() == [(1, 3, 7), (5, 12, 7)]
+    with pytest.raises(LabelError, match="axis"):
+        RoiRect(1, z=0, bounds=(0, 0, 1, 1), axis=3)
+
+
+def test_another_plane_cuts_a_planar_annotation_along_a_segment():
+    poly = Polygon(1, z=24, vertices=((2, 8), (2, 30), (9, 20)), axis=2)  # sagittal (z, y)
+    ((a, b),) = cut_segments(poly, 0, 5)  # axial slice z = 5
+    assert a == pytest.approx((5, 20 - 12 * 4 / 7, 24)) and b == pytest.approx((5, 30 - 30 / 7, 24))
+    assert cut_segments(poly, 0, 10) == [] and cut_segments(poly, 2, 24) == []
+    ellipse = RoiEllipse(1, z=3, bounds=(10, 10, 20, 30))  # axial, centre (15, 20)
+    ((a, b),) = cut_segments(ellipse, 1, 15)  # coronal y = 15 goes through the centre
+    assert a == pytest.approx((3, 15, 10)) and b == pytest.approx((3, 15, 30))
+    ((a, b),) = cut_segments(RoiRect(1, z=3, bounds=(10, 10, 20, 30)), 2, 12)  # sagittal x = 12
+    assert a == (3, 10, 12) and b == (3, 20, 12)
 
 
 def test_box_corners_are_normalised_and_bad_geometry_is_refused():
@@ -169,6 +203,26 @@ def test_interpolation_between_slices_grows_shape_smoothly():
         doc.interpolate_between_slices(2, 0, 8)
 
 
+@pytest.mark.parametrize("axis", [1, 2])
+def test_interpolation_runs_along_the_given_axis_like_axial(axis):
+    axial = Document((9, 40, 40))
+    axial.paint(0, disk_mask((40, 40), (20, 20), 4), 3)
+    axial.paint(8, disk_mask((40, 40), (20, 20), 12), 3)
+    axial.interpolate_between_slices(3, 0, 8)
+    expected = np.moveaxis(axial.labelmap.array, 0, axis)  # the same problem, turned
+    doc = Document(expected.shape)
+    np.moveaxis(doc.labelmap.array, axis, 0)[[0, 8]] = axial.labelmap.array[[0, 8]]
+    edit = doc.interpolate_between_slices(3, 8, 0, axis=axis)
+    np.testing.assert_array_equal(doc.labelmap.array, expected)
+    doc.undo()
+    assert not np.moveaxis(doc.labelmap.array, axis, 0)[1:8].any()
+    doc.redo()
+    np.testing.assert_array_equal(doc.labelmap.array, expected)
+    assert not edit.empty
+    with pytest.raises(LabelError, match="outside"):
+        doc.interpolate_between_slices(3, 0, 40, axis=axis)
+
+
 def test_polygon_fill_covers_the_interior():
     doc = Document(SHAPE)
     doc.fill_polygon(5, [(4, 4), (4, 20), (20, 20), (20, 4)], 1)
@@ -231,6 +285,18 @@ def test_roi_stats_use_spacing():
     assert 9 < e.voxels < 25
     m = mask_stats(vol, arr > 0)
     assert m.volume_ml == pytest.approx(25 * 0.5 * 0.5 * 2 / 1000)
+
+
+def test_model_polygon_compared_with_final_by_its_pixels_on_its_own_plane():
+    doc = Document(SHAPE)
+    model = Polygon(1, z=5, vertices=((0, 0), (0, 9.5), (3.5, 9.5), (3.5, 0)), axis=2,
+                    source="model:seg@1", status="proposed")  # fmt: skip
+    doc.add(model)
+    doc.update(replace(model, vertices=((0, 0), (0, 4.5), (3.5, 4.5), (3.5, 0))))
+    (row,) = model_vs_final(doc)
+    assert row["action"] == "edited" and row["iou"] == pytest.approx(0.5)
+    doc.update(replace(doc.get(model.id), z=6))
+    assert model_vs_final(doc)[0]["dice"] == 0.0  # moved to another slice
 
 
 def test_engine_record_labels_map_to_document_classes_by_name():

@@ -164,3 +164,15 @@ def test_scan_result_json_lists_series_and_skipped(tmp_path):
     assert s["series_uid"] == truth.series_uid and s["shape"] == [3, 4, 5]
     assert s["spacing_mm"] == pytest.approx([0.5, 0.6, 2.0])
     assert data["skipped"][0]["path"].endswith("junk.bin")
+
+
+def test_pick_series_names_the_folder_when_nothing_can_be_loaded(tmp_path):
+    from viewer.study.errors import SeriesNotFound
+    from viewer.study.scan import pick_series
+
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(SeriesNotFound) as err:
+        pick_series(tmp_path)
+    assert str(tmp_path) in str(err.value) and "no image series" in str(err.value)
+    with pytest.raises(SeriesNotFound, match="no loadable series '1.2.3'"):
+        pick_series(tmp_path, "1.2.3")

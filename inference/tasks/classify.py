@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from inference import postprocess, preprocess
-from inference.engine import RunContext, Step, fallback_steps, forward, run_with_fallback
+from inference import postprocess
+from inference.engine import RunContext, Step, forward
 from inference.results import AnalysisResult, ClassificationResult, HeatMapResult
 
 
@@ -57,15 +57,10 @@ def gradcam(net: Any, x, layer: str, class_idx: int, device: str):
 def run(
     image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
 ) -> None:
-    from inference.tasks.segment import model_view
+    from inference.tasks.common import prepare_input
 
     card = ctx.card
-    t = time.perf_counter()
-    arr, channels_last, out_shape = model_view(image, card)
-    ctx.report(0.05, "resampling")
-    x, frame = preprocess.prepare(arr, spacing, direction, card, channels_last)
-    ctx.timings["preprocess"] = time.perf_counter() - t
-    ctx.check_cancel()
+    x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.05)
 
     t = time.perf_counter()
     ctx.report(0.3, "classifying")
@@ -73,13 +68,11 @@ def run(
     def attempt(step: Step):
         import torch
 
-        ctx.precision = "float16 (autocast)" if step.device.startswith("cuda") else "float32"
         net = ctx.net_on(step.device)
         with torch.no_grad(), ctx.autocast(step.device):
             return forward(net, x[None].to(step.device)).float().cpu()
 
-    steps = [s for s in fallback_steps(ctx.device, 1) if s.sw_device == s.device]
-    logits = run_with_fallback(attempt, steps, ctx.warnings)
+    logits = ctx.run_stage("classification", attempt, ctx.whole_steps())
     output = card.network.get("output", "softmax")
     probs = probabilities(logits[0], output)
     classes = list(card.classes) or [str(i) for i in range(len(probs))]
@@ -100,12 +93,14 @@ def run(
         # Explain the most likely non-first class for binary models (e.g. "nodule"), else the top.
         target = int(np.argmax(probs)) if len(probs) != 2 else 1
         try:
-            cam = run_with_fallback(
+            # Gradients need full precision: Grad-CAM never runs under autocast.
+            cam = ctx.run_stage(
+                "Grad-CAM",
                 lambda step: gradcam(
                     ctx.net_on(step.device), x, card.gradcam_layer, target, step.device
                 ),
-                [s for s in fallback_steps(ctx.device, 1) if s.sw_device == s.device],
-                ctx.warnings,
+                ctx.whole_steps(),
+                autocast=False,
             )
         except KeyError:
             ctx.warnings.append(

@@ -95,23 +95,13 @@ def run(image: np.ndarray, spacing, direction, ctx, result) -> None:
 
     import torch
 
-    from inference import postprocess, preprocess
+    from inference import postprocess
     from inference.results import BoxResult, HeatMapResult
-    from inference.tasks.segment import model_view
+    from inference.tasks.common import infer_patches, prepare_input
 
     card = ctx.card
-    t = time.perf_counter()
-    arr, channels_last, out_shape = model_view(image, card)
-    ctx.report(0.02, "resampling")
-    x, frame = preprocess.prepare(arr, spacing, direction, card, channels_last)
-    ctx.timings["preprocess"] = time.perf_counter() - t
-    ctx.check_cancel()
-
-    t = time.perf_counter()
-    roi = tuple(card.patch_size[::-1]) if card.patch_size else None
-    out = ctx.infer(x, roi)
-    ctx.timings["inference"] = time.perf_counter() - t
-    ctx.check_cancel()
+    x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
+    out = infer_patches(ctx, x)
 
     t = time.perf_counter()
     ctx.report(0.87, "finding boxes")

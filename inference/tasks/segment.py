@@ -8,18 +8,8 @@ from typing import Any
 import numpy as np
 
 from inference import postprocess, preprocess
-from inference.engine import RunContext, Step, forward, spatial_shape
+from inference.engine import RunContext, Step, forward
 from inference.results import AnalysisResult, HeatMapResult, LabelMapResult
-
-
-def model_view(image: np.ndarray, card) -> tuple[np.ndarray, bool, tuple[int, ...]]:
-    """(array the model sees, channels_last, spatial shape results must have)."""
-    spatial = spatial_shape(image, card)
-    channels_last = len(spatial) < image.ndim
-    arr = image
-    if card.spatial_dims == 2 and len(spatial) == 3:  # a (1, y, x) single-slice volume
-        arr = arr[0]
-    return arr, channels_last, spatial
 
 
 def count_windows(shape: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
@@ -112,20 +102,12 @@ def heatmap_index(card) -> int | None:
 def run(
     image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
 ) -> None:
-    card = ctx.card
-    t = time.perf_counter()
-    arr, channels_last, out_shape = model_view(image, card)
-    ctx.report(0.02, "resampling")
-    x, frame = preprocess.prepare(arr, spacing, direction, card, channels_last)
-    ctx.timings["preprocess"] = time.perf_counter() - t
-    ctx.check_cancel()
+    from inference.tasks.common import infer_patches, prepare_input
 
-    t = time.perf_counter()
-    roi = tuple(card.patch_size[::-1]) if card.patch_size else None
-    logits = ctx.infer(x, roi)
+    card = ctx.card
+    x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
+    logits = infer_patches(ctx, x)
     del x
-    ctx.timings["inference"] = time.perf_counter() - t
-    ctx.check_cancel()
 
     t = time.perf_counter()
     ctx.report(0.87, "mapping results back to the image grid")

@@ -90,6 +90,35 @@ def main() -> None:
             print(json.dumps(row))
             report.append(row)
 
+    # 2D classifiers: probabilities and Grad-CAM on CPU fp32 vs CUDA autocast.
+    from inference.phantoms import chest_radiograph
+
+    for card in (c for c in list_models() if c.task == "classification"):
+        diffs, cams, agree = [], [], 0
+        for seed in range(20):
+            xr = chest_radiograph(128, seed=90_000 + seed)
+            args = (xr.image, (*xr.spacing, 1.0), np.eye(3), "DX", card)
+            rc, rg = cpu.run(*args), gpu.run(*args)
+            pc, pg = rc.classification.probabilities, rg.classification.probabilities
+            diffs.append(max(abs(pc[k] - pg[k]) for k in pc))
+            agree += max(pc, key=pc.get) == max(pg, key=pg.get)
+            if rc.heat_map is not None and rg.heat_map is not None:
+                cams.append(
+                    float(np.corrcoef(rc.heat_map.array.ravel(), rg.heat_map.array.ravel())[0, 1])
+                )
+        print(
+            json.dumps(
+                {
+                    "model": card.id,
+                    "cases": 20,
+                    "max_prob_diff": round(max(diffs), 5),
+                    "same_class": agree,
+                    "gradcam_corr_min": round(min(cams), 4) if cams else None,
+                    "gpu_precision": rg.precision,
+                }
+            )
+        )
+
     # A real CUDA out-of-memory: fill the GPU, leaving too little for one batch of windows,
     # then watch the engine walk its fallback ladder (smaller batch, CPU stitching, CPU).
     seg = next((c for c in cards if c.task == "segmentation"), None)

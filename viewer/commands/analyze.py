@@ -59,31 +59,6 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _pick_series(path: Path, uid: str | None) -> Any:
-    from viewer.study.scan import scan_folder
-
-    result = scan_folder(path)
-    usable = [s for s in result.series if s.kind != "non-image" and s.loadable]
-    if uid:
-        for s in usable:
-            if s.series_uid == uid:
-                return s
-        have = ", ".join(s.series_uid for s in usable) or "none"
-        raise AnalyzeError(f"{path}: no loadable series {uid!r} (found: {have})")
-    if not usable:
-        why = "; ".join(f"{s.path.name}: {s.reason}" for s in result.skipped[:3])
-        raise AnalyzeError(f"{path}: no image series found" + (f" ({why})" if why else ""))
-    if len(usable) > 1:
-        listing = "\n".join(
-            f"  {s.series_uid}  {s.modality} {s.description or ''} ({s.n_images} images)"
-            for s in usable
-        )
-        raise AnalyzeError(
-            f"{path}: holds {len(usable)} series; choose one with --series:\n{listing}"
-        )
-    return usable[0]
-
-
 def _pick_model(args: argparse.Namespace, volume, modality: str):
     from inference import registry
 
@@ -187,6 +162,7 @@ def _write_outputs(out: Path, volume, data: dict[str, Any], result, overwrite: b
 
 def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
     from inference.engine import Engine
+    from viewer.study.scan import pick_series
     from viewer.study.series import load_series
 
     out: Path = args.out
@@ -195,7 +171,7 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         raise AnalyzeError(
             f"{out}: already holds {', '.join(clash)}; use --overwrite or another --out"
         )
-    info = _pick_series(args.path, args.series)
+    info = pick_series(args.path, args.series)
     bar(0.0, f"loading {info.description or info.series_uid}")
     volume = load_series(info)
     modality = (args.modality or volume.modality or "OT").upper()

@@ -53,32 +53,11 @@ class ExportCommandError(LabelError):
     """A problem with the command's input the user can fix; printed without a traceback."""
 
 
-def pick_series(path: Path, uid: str | None) -> Any:
-    """The SeriesInfo of ``uid`` in ``path`` (or its only loadable series)."""
-    from viewer.study.scan import scan_folder
-
-    result = scan_folder(path)
-    usable = [s for s in result.series if s.kind != "non-image" and s.loadable]
-    if uid:
-        for s in usable:
-            if s.series_uid == uid:
-                return s
-        have = ", ".join(s.series_uid for s in usable) or "none"
-        raise ExportCommandError(f"{path}: no loadable series {uid!r} (found: {have})")
-    if not usable:
-        raise ExportCommandError(f"{path}: no image series found")
-    if len(usable) > 1:
-        listing = "\n".join(f"  {s.series_uid}  {s.modality} {s.description or ''}" for s in usable)
-        raise ExportCommandError(
-            f"{path}: holds {len(usable)} series; choose one with --series:\n{listing}"
-        )
-    return usable[0]
-
-
 def run(args: argparse.Namespace) -> int:
     from viewer.labels.export import export_case
     from viewer.labels.store import LabelStore, store_dir
     from viewer.study.errors import StudyError
+    from viewer.study.scan import pick_series
     from viewer.study.series import load_series
 
     formats: list[str] = []

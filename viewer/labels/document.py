@@ -243,8 +243,8 @@ class Document:
     ) -> MaskEdit:
         return self._mask(self.labelmap.fill_polygon(z, vertices_yx, label))
 
-    def interpolate_between_slices(self, label: int, z0: int, z1: int) -> MaskEdit:
-        return self._mask(self.labelmap.interpolate_between_slices(label, z0, z1))
+    def interpolate_between_slices(self, label: int, s0: int, s1: int, axis: int = 0) -> MaskEdit:
+        return self._mask(self.labelmap.interpolate_between_slices(label, s0, s1, axis))
 
     def _mask(self, edit: MaskEdit) -> MaskEdit:
         if not edit.empty:  # an edit that changed nothing is not worth an undo step

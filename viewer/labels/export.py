@@ -26,7 +26,8 @@ from viewer.labels.deid import Deidentifier
 from viewer.labels.document import Document
 from viewer.labels.files import fsync_dir
 from viewer.labels.findings import model_vs_final, summary
-from viewer.labels.model import Annotation, Box, LabelError, ModelMask, Polygon, RoiRect, Ruler
+from viewer.labels.model import Annotation, Box, LabelError, ModelMask, Ruler
+from viewer.labels.planar import is_planar
 from viewer.labels.stats import label_stats, roi_stats
 from viewer.study.volume import Volume
 
@@ -81,7 +82,7 @@ def annotation_record(a: Annotation, volume: Volume, doc: Document) -> dict[str,
     rec["points_patient_lps_mm"] = [list(map(float, volume.index_to_patient(p))) for p in pts]
     if isinstance(a, Ruler):
         rec["length_mm"] = a.length_mm(volume.spacing)
-    if isinstance(a, (RoiRect, Polygon)) and not volume.is_rgb:
+    if is_planar(a) and not volume.is_rgb:
         rec["stats"] = roi_stats(volume, a).to_dict()
     if isinstance(a, Box):
         lo, hi = a.bounds_zyx()
@@ -90,11 +91,17 @@ def annotation_record(a: Annotation, volume: Volume, doc: Document) -> dict[str,
     return rec
 
 
+COORDINATES = (
+    "points_voxel_zyx: voxel indices (z, y, x); points_patient_lps_mm: DICOM LPS (x, y, z); "
+    "Polygon/RoiRect/RoiEllipse lie on slice 'z' along array 'axis' (0: z, 1: y, 2: x) and "
+    "their vertices/bounds are in the other two array axes, in (z, y, x) order"
+)
+
 CSV_COLUMNS = [
     "id", "kind", "label", "label_name", "source", "status", "score",
     "z0", "y0", "x0", "z1", "y1", "x1",
     "x0_mm", "y0_mm", "z0_mm", "x1_mm", "y1_mm", "z1_mm",
-    "length_mm", "area_mm2", "mean", "sd", "min", "max", "volume_ml", "n_points",
+    "length_mm", "area_mm2", "mean", "sd", "min", "max", "volume_ml", "n_points", "axis",
 ]  # fmt: skip
 
 
@@ -248,18 +255,12 @@ def _write_all(
         for v in orphans
     ]
 
-    if "nifti" in formats:
-        write_nifti(mask, volume, folder / "mask.nii.gz")
-        files.append("mask.nii.gz")
-        if with_image:
-            write_nifti(volume.array, volume, folder / "image.nii.gz")
-            files.append("image.nii.gz")
-    if "nrrd" in formats:
-        write_nrrd(mask, volume, folder / "mask.nrrd")
-        files.append("mask.nrrd")
-        if with_image:
-            write_nrrd(volume.array, volume, folder / "image.nrrd")
-            files.append("image.nrrd")
+    for fmt, write, suffix in (("nifti", write_nifti, ".nii.gz"), ("nrrd", write_nrrd, ".nrrd")):
+        if fmt not in formats:
+            continue
+        for stem, array in (("mask", mask), ("image", volume.array))[: 2 if with_image else 1]:
+            write(array, volume, folder / f"{stem}{suffix}")
+            files.append(f"{stem}{suffix}")
 
     records = [
         annotation_record(a, volume, doc)
@@ -269,7 +270,7 @@ def _write_all(
     if "json" in formats:
         _write_json(folder, "annotations.json",
                     {"format": ANNOTATIONS_FORMAT_VERSION, "case_id": case_id, "series_uid": info["series_uid"],
-                     "coordinates": "points_voxel_zyx: voxel indices (z, y, x); points_patient_lps_mm: DICOM LPS (x, y, z)",
+                     "coordinates": COORDINATES,
                      "label_table": doc.label_set.to_table(), "annotations": records}, files)  # fmt: skip
     if "csv" in formats:
         with open(folder / "annotations.csv", "w", encoding="utf-8", newline="") as f:

@@ -17,6 +17,7 @@ from viewer.labels.document import (
     LayerEdit,
 )
 from viewer.labels.model import Annotation, Box, LabelError, LabelSet, ModelMask, model_source
+from viewer.labels.planar import is_planar, masks_on_one_plane
 
 
 def _box_from(item: Any, source: str, label_default: int = 1) -> Any:
@@ -206,6 +207,8 @@ def model_vs_final(doc: Document) -> list[dict[str, Any]]:
         else:
             if isinstance(orig, Box) and isinstance(final, Box):
                 dice, iou = box_overlap(orig, final)
+            elif is_planar(orig) and is_planar(final):
+                dice, iou = mask_overlap(*masks_on_one_plane(orig, final, doc.shape))
             else:
                 dice, iou = (
                     (1.0, 1.0)

@@ -69,6 +69,24 @@ class MaskEdit:
         return not self.diffs
 
 
+def slice_diff(
+    z: int, before: np.ndarray, after: np.ndarray, oy: int = 0, ox: int = 0
+) -> SliceDiff | None:
+    """The diff of slice z between two (rows, cols) regions placed at (oy, ox), cropped to
+    the pixels that changed; None when nothing did."""
+    changed = before != after
+    if not changed.any():
+        return None
+    ys, xs = np.nonzero(changed)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    return SliceDiff(
+        z,
+        (y0 + oy, x0 + ox, y1 + oy, x1 + ox),
+        np.ascontiguousarray(before[y0:y1, x0:x1], dtype=np.uint8).tobytes(),
+        np.ascontiguousarray(after[y0:y1, x0:x1], dtype=np.uint8).tobytes(),
+    )
+
+
 class LabelMap:
     """A uint8 label array (z, y, x); 0 is background, other values are LabelSet indices."""
 
@@ -111,15 +129,11 @@ class LabelMap:
         """Write ``new`` at (oy, ox) of slice z where it differs; the diff covers the changed
         bbox only, and only the given region is compared (brush dabs stay cheap on 512²)."""
         old = self.array[z, oy : oy + new.shape[0], ox : ox + new.shape[1]]
-        changed = old != new
-        if not changed.any():
-            return None
-        ys, xs = np.nonzero(changed)
-        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-        before = old[y0:y1, x0:x1].tobytes()
-        after = np.ascontiguousarray(new[y0:y1, x0:x1], dtype=np.uint8).tobytes()
-        old[y0:y1, x0:x1] = new[y0:y1, x0:x1]
-        return SliceDiff(z, (y0 + oy, x0 + ox, y1 + oy, x1 + ox), before, after)
+        d = slice_diff(z, old, new, oy, ox)
+        if d is not None:
+            y0, x0, y1, x1 = d.bbox
+            old[y0 - oy : y1 - oy, x0 - ox : x1 - ox] = new[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+        return d
 
     def _masked_set(
         self, z: int, m: np.ndarray, value: int, only: int | None, what: str
@@ -209,21 +223,35 @@ class LabelMap:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "erase sphere" if erase else "paint sphere")
 
-    def interpolate_between_slices(self, label: int, z0: int, z1: int) -> MaskEdit:
-        """Fill slices strictly between z0 and z1 with a shape-based interpolation of
-        ``label`` (linear blend of signed distance maps, zero level set)."""
-        z0, z1 = sorted((self._check_z(z0), self._check_z(z1)))
-        a, b = self.array[z0] == label, self.array[z1] == label
+    def interpolate_between_slices(self, label: int, s0: int, s1: int, axis: int = 0) -> MaskEdit:
+        """Fill the slices strictly between s0 and s1 along array ``axis`` (0: axial z, 1: y,
+        2: x) with a shape-based interpolation of ``label`` (linear blend of signed distance
+        maps, zero level set)."""
+        if axis not in (0, 1, 2):
+            raise LabelError(f"interpolation axis must be 0, 1 or 2, got {axis}")
+        n = self.shape[axis]
+        for s in (s0, s1):
+            if not 0 <= s < n:
+                raise LabelError(f"slice {s} along axis {axis} is outside the series (0..{n - 1})")
+        s0, s1 = sorted((int(s0), int(s1)))
+        planes = np.moveaxis(self.array, axis, 0)  # a view: planes[i] is slice i along axis
+        a, b = planes[s0] == label, planes[s1] == label
         if not a.any() or not b.any():
-            raise LabelError(f"label {label} must be drawn on both slice {z0} and slice {z1}")
+            raise LabelError(f"label {label} must be drawn on both slice {s0} and slice {s1}")
+        if s1 - s0 < 2:
+            return MaskEdit((), "interpolate")
         da, db = signed_distance(a), signed_distance(b)
+        block = planes[s0 + 1 : s1].copy()
+        for i, s in enumerate(range(s0 + 1, s1)):
+            t = (s - s0) / (s1 - s0)
+            block[i][(1 - t) * da + t * db <= 0] = label
+        # Back in (z, y, x) order the block covers every z (for axis 1/2) but only the gap's
+        # rows or columns, so each z slice is written at an offset within that band.
+        block = np.moveaxis(block, 0, axis)
+        z0, oy, ox = (s0 + 1 if ax == axis else 0 for ax in range(3))
         diffs = []
-        for z in range(z0 + 1, z1):
-            t = (z - z0) / (z1 - z0)
-            inside = (1 - t) * da + t * db <= 0
-            new = self.array[z].copy()
-            new[inside] = label
-            d = self._write(z, new, "interpolate")
+        for i in range(block.shape[0]):
+            d = self._write(z0 + i, block[i], "interpolate", oy, ox)
             if d:
                 diffs.append(d)
         return MaskEdit(tuple(diffs), "interpolate")
@@ -266,18 +294,23 @@ def polygon_mask(shape_yx: Sequence[int], vertices_yx: Sequence[tuple[float, flo
     v = np.asarray(vertices_yx, dtype=float)
     if v.ndim != 2 or v.shape[1] != 2 or len(v) < 3:
         raise LabelError(f"a polygon needs at least 3 (y, x) vertices, got {v.shape}")
-    yy, xx = np.mgrid[0:ny, 0:nx]
-    inside = np.zeros((ny, nx), dtype=bool)
-    j = len(v) - 1
-    for i in range(len(v)):
-        yi, xi = v[i]
-        yj, xj = v[j]
-        if yi != yj:
-            crosses = (yi > yy) != (yj > yy)
-            x_at = (xj - xi) * (yy - yi) / (yj - yi) + xi
-            inside ^= crosses & (xx < x_at)
-        j = i
-    return inside
+    mask = np.zeros((ny, nx), dtype=bool)
+    # Only pixels in the polygon's bounding box can be inside: keeps big slices cheap.
+    y0, y1 = max(int(np.floor(v[:, 0].min())), 0), min(int(np.ceil(v[:, 0].max())) + 1, ny)
+    x0, x1 = max(int(np.floor(v[:, 1].min())), 0), min(int(np.ceil(v[:, 1].max())) + 1, nx)
+    if y1 <= y0 or x1 <= x0:
+        return mask
+    yy = np.arange(y0, y1, dtype=float)[:, None]
+    xx = np.arange(x0, x1, dtype=float)[None, :]
+    inside = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for (yi, xi), (yj, xj) in zip(v, np.roll(v, -1, axis=0), strict=True):
+        if yi == yj:
+            continue  # horizontal edges never cross a row's scanline
+        crosses = (yi > yy) != (yj > yy)
+        x_at = xi + (yy - yi) * (xj - xi) / (yj - yi)
+        inside ^= crosses & (xx < x_at)
+    mask[y0:y1, x0:x1] = inside
+    return mask
 
 
 def disk_mask(shape_yx: Sequence[int], center_yx: Sequence[float], radius_vox: float) -> np.ndarray:

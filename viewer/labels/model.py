@@ -3,6 +3,11 @@
 Every annotation is a frozen dataclass: an edit replaces one value by another, so undo/redo
 and the journal only ever store whole values. Geometry is in the VOXEL index space of the
 series, (z, y, x), continuous (a voxel centre is an integer index).
+
+Polygons and ROIs lie on one slice taken along array ``axis`` (0: z, axial for an axially
+acquired series; 1: y, coronal; 2: x, sagittal) at index ``z`` along that axis (the field
+keeps its old name so saved labels still load). Their 2D coordinates are in the two other
+array axes in increasing order: (y, x) on axis 0, (z, x) on axis 1, (z, y) on axis 2.
 """
 
 from __future__ import annotations
@@ -90,13 +95,14 @@ class LabelSet:
         return LabelSet((*self.classes, LabelClass(index, name, color)))
 
     def rename(self, index: int, name: str) -> LabelSet:
-        return LabelSet(
-            tuple(replace(c, name=name) if c.index == index else c for c in self._has(index))
-        )
+        return self._changed(index, name=name)
 
     def recolor(self, index: int, color: str) -> LabelSet:
+        return self._changed(index, color=color)
+
+    def _changed(self, index: int, **changes: str) -> LabelSet:
         return LabelSet(
-            tuple(replace(c, color=color) if c.index == index else c for c in self._has(index))
+            tuple(replace(c, **changes) if c.index == index else c for c in self._has(index))
         )
 
     def remove(self, index: int) -> LabelSet:
@@ -163,6 +169,25 @@ class Annotation:
         return d
 
 
+#: the usual plane of each slice axis, for an axially acquired series
+AXIS_PLANES = ("axial", "coronal", "sagittal")
+
+
+def in_plane_axes(axis: int) -> tuple[int, int]:
+    """The two array axes a slice along ``axis`` spans, in increasing order."""
+    if axis not in (0, 1, 2):
+        raise LabelError(f"a slice axis is 0, 1 or 2 (z, y, x), got {axis!r}")
+    return tuple(a for a in range(3) if a != axis)  # type: ignore[return-value]
+
+
+def plane_point(axis: int, index: float, a: float, b: float) -> tuple[float, float, float]:
+    """(z, y, x) of in-plane coordinates (a, b) on slice ``index`` along ``axis``."""
+    out = [0.0, 0.0, 0.0]
+    u, v = in_plane_axes(axis)
+    out[axis], out[u], out[v] = float(index), float(a), float(b)
+    return out[0], out[1], out[2]
+
+
 def _floats(seq: Sequence[float], n: int, what: str) -> tuple[float, ...]:
     if len(seq) != n:
         raise LabelError(f"{what} needs {n} numbers, got {len(seq)}")
@@ -207,18 +232,22 @@ class Box(Annotation):
 
 @dataclass(frozen=True)
 class Polygon(Annotation):
+    """A closed outline on slice ``z`` along ``axis``; vertices in the in-plane axes."""
+
     z: int = 0
     vertices: tuple[tuple[float, float], ...] = ()
+    axis: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        in_plane_axes(self.axis)
         verts = tuple(_floats(v, 2, f"polygon {self.id} vertex") for v in self.vertices)
         if len(verts) < 3:
             raise LabelError(f"polygon {self.id} needs at least 3 vertices, got {len(verts)}")
         object.__setattr__(self, "vertices", verts)
 
     def points(self) -> list[tuple[float, float, float]]:
-        return [(float(self.z), y, x) for y, x in self.vertices]
+        return [plane_point(self.axis, self.z, a, b) for a, b in self.vertices]
 
 
 @dataclass(frozen=True)
@@ -254,25 +283,28 @@ class Ruler(Annotation):
 
 @dataclass(frozen=True)
 class RoiRect(Annotation):
-    """A rectangle ROI on slice ``z``: bounds (y0, x0, y1, x1), inclusive voxel centres."""
+    """A rectangle ROI on slice ``z`` along ``axis``: bounds (a0, b0, a1, b1) in the in-plane
+    axes ((y0, x0, y1, x1) on an axial slice), inclusive voxel centres."""
 
     z: int = 0
     bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    axis: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        in_plane_axes(self.axis)
         b = _floats(self.bounds, 4, f"ROI {self.id}")
         b = (min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3]))
         object.__setattr__(self, "bounds", b)
 
     def points(self) -> list[tuple[float, float, float]]:
-        y0, x0, y1, x1 = self.bounds
-        return [(float(self.z), y0, x0), (float(self.z), y1, x1)]
+        a0, b0, a1, b1 = self.bounds
+        return [plane_point(self.axis, self.z, a0, b0), plane_point(self.axis, self.z, a1, b1)]
 
 
 @dataclass(frozen=True)
 class RoiEllipse(RoiRect):
-    """An ellipse ROI inscribed in ``bounds`` on slice ``z``."""
+    """An ellipse ROI inscribed in ``bounds`` on slice ``z`` along ``axis``."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from viewer.labels.files import atomic_write_bytes, atomic_write_npz
 
 #: Layer kinds a record can carry; also the names used in ``removed_layers``.
 LAYER_KINDS = ("mask", "heatmap", "boxes")
@@ -196,20 +196,6 @@ def series_key(series_uid: str) -> str:
     return "h-" + hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:32]
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _meta_of(rec: ResultRecord) -> dict[str, Any]:
     return {
         "schema_version": 1,
@@ -260,7 +246,8 @@ class ResultStore:
     written last so a run without it is an interrupted write and is ignored.
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, keep_runs: int = 3) -> None:
+        self.keep_runs = max(1, int(keep_runs))
         if root is None:
             from inference.paths import user_data_dir  # numpy-only module, no torch
 
@@ -280,15 +267,28 @@ class ResultStore:
         if rec.heat_map is not None:
             arrays["heat_map_u8"] = quantise_heat(rec.heat_map)
         if arrays:
-            _atomic_write(
-                folder / f"{rec.run_id}.npz", lambda fh: np.savez_compressed(fh, **arrays)
-            )
-        return self._write_meta(folder, rec)
+            atomic_write_npz(folder / f"{rec.run_id}.npz", arrays)
+        path = self._write_meta(folder, rec)
+        self._prune(series_uid, rec.model_id)
+        return path
+
+    def _prune(self, series_uid: str, model_id: str) -> None:
+        """Keep the newest ``keep_runs`` runs of a model per series; older ones only cost disk."""
+        runs = []
+        for path in self._folder(series_uid).glob("*.json"):
+            try:
+                meta = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # an unreadable run is reported by load_all, never deleted here
+            if meta.get("model_id") == model_id:
+                runs.append((float(meta.get("created", 0.0)), str(meta.get("run_id", path.stem))))
+        for _, run_id in sorted(runs, reverse=True)[self.keep_runs :]:
+            self.delete(series_uid, run_id)
 
     def _write_meta(self, folder: Path, rec: ResultRecord) -> Path:
         path = folder / f"{rec.run_id}.json"
         data = json.dumps(_meta_of(rec), indent=1).encode("utf-8")
-        _atomic_write(path, lambda fh: fh.write(data))
+        atomic_write_bytes(path, data)
         return path
 
     def load_all(self, series_uid: str) -> list[ResultRecord]:

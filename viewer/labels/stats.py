@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from viewer.labels.model import Annotation, LabelError, Polygon, RoiEllipse, RoiRect
+from viewer.labels.model import Annotation, LabelError, in_plane_axes
+from viewer.labels.planar import is_planar, plane_shape, roi_mask2d, slice_of
 from viewer.study.volume import Volume
 
 
@@ -25,23 +26,27 @@ class RoiStats:
         return asdict(self)
 
 
-def roi_mask2d(roi: Annotation, shape_yx: tuple[int, int]) -> np.ndarray:
-    """Boolean (y, x) mask of voxel centres inside an ellipse, rectangle or polygon ROI."""
-    if isinstance(roi, RoiEllipse):
-        y0, x0, y1, x1 = roi.bounds
-        cy, cx = (y0 + y1) / 2, (x0 + x1) / 2
-        ry, rx = max((y1 - y0) / 2, 0.5), max((x1 - x0) / 2, 0.5)
-        yy, xx = np.ogrid[0 : shape_yx[0], 0 : shape_yx[1]]
-        return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
-    if isinstance(roi, RoiRect):
-        y0, x0, y1, x1 = roi.bounds
-        yy, xx = np.ogrid[0 : shape_yx[0], 0 : shape_yx[1]]
-        return (yy >= y0) & (yy <= y1) & (xx >= x0) & (xx <= x1)
-    if isinstance(roi, Polygon):
-        from viewer.labels.labelmap import polygon_mask
+def _summarise(values: np.ndarray, pixel_mm2: float, voxel_ml: float) -> RoiStats:
+    n = int(values.size)
+    if n == 0:
+        nan = float("nan")
+        return RoiStats(0, nan, nan, nan, nan, 0.0, 0.0)
+    vals = values.astype(np.float64)
+    return RoiStats(
+        voxels=n,
+        mean=float(vals.mean()),
+        sd=float(vals.std(ddof=1)) if n > 1 else 0.0,
+        min=float(vals.min()),
+        max=float(vals.max()),
+        area_mm2=n * pixel_mm2,
+        volume_ml=n * voxel_ml,
+    )
 
-        return polygon_mask(shape_yx, roi.vertices)
-    raise LabelError(f"{roi.kind} {roi.id} has no area to measure")
+
+def _greyscale(volume: Volume) -> np.ndarray:
+    if volume.is_rgb:
+        raise LabelError("ROI statistics need a greyscale image, this one is RGB")
+    return np.asarray(volume.array)
 
 
 def mask_stats(volume: Volume, mask: np.ndarray) -> RoiStats:
@@ -49,33 +54,23 @@ def mask_stats(volume: Volume, mask: np.ndarray) -> RoiStats:
     m = np.asarray(mask, dtype=bool)
     if m.shape != volume.shape:
         raise LabelError(f"mask {m.shape} does not match the series {volume.shape}")
-    if volume.is_rgb:
-        raise LabelError("ROI statistics need a greyscale image, this one is RGB")
     sx, sy, sz = volume.spacing
-    n = int(m.sum())
-    vals = np.asarray(volume.array)[m].astype(np.float64)
-    if n == 0:
-        nan = float("nan")
-        return RoiStats(0, nan, nan, nan, nan, 0.0, 0.0)
-    return RoiStats(
-        voxels=n,
-        mean=float(vals.mean()),
-        sd=float(vals.std(ddof=1)) if n > 1 else 0.0,
-        min=float(vals.min()),
-        max=float(vals.max()),
-        area_mm2=n * sx * sy,
-        volume_ml=n * sx * sy * sz / 1000.0,
-    )
+    return _summarise(_greyscale(volume)[m], sx * sy, sx * sy * sz / 1000.0)
 
 
 def roi_stats(volume: Volume, roi: Annotation) -> RoiStats:
-    """Statistics of a 2D ROI (ellipse, rectangle, polygon) on its slice."""
-    z = int(getattr(roi, "z", 0))
-    if not 0 <= z < volume.shape[0]:
-        raise LabelError(f"{roi.kind} {roi.id} is on slice {z}, outside the series")
-    m = np.zeros(volume.shape, dtype=bool)
-    m[z] = roi_mask2d(roi, volume.shape[1:])
-    return mask_stats(volume, m)
+    """Statistics of a 2D ROI (ellipse, rectangle, polygon) on its slice, along any axis;
+    the area is in that slice's plane."""
+    if not is_planar(roi):
+        raise LabelError(f"{roi.kind} {roi.id} has no area to measure")
+    axis = int(roi.axis)  # type: ignore[attr-defined]
+    index = slice_of(roi, volume.shape)
+    image = np.moveaxis(_greyscale(volume), axis, 0)[index]
+    inside = roi_mask2d(roi, plane_shape(volume.shape, axis))
+    sx, sy, sz = volume.spacing
+    u, v = in_plane_axes(axis)
+    spacing_zyx = (sz, sy, sx)
+    return _summarise(image[inside], spacing_zyx[u] * spacing_zyx[v], sx * sy * sz / 1000.0)
 
 
 def label_stats(volume: Volume, labelmap: np.ndarray, label: int) -> RoiStats:

@@ -184,11 +184,7 @@ class LabelStore:
         if self._stop:
             return
         self.compact()
-        self._stop = True
-        self._wake.set()
-        self._thread.join(timeout=30)
-        self._journal.close()
-        self._lock_file.close()
+        self._abandon()
         if self._on_edit in self.document.listeners:
             self.document.listeners.remove(self._on_edit)
 

@@ -33,5 +33,9 @@ class UnsupportedFormat(StudyError):
     """The pixels are stored in a way this installation cannot decode."""
 
 
+class SeriesNotFound(StudyError):
+    """A folder holds no loadable series, not the one asked for, or several to choose from."""
+
+
 class LoadCancelled(StudyError):
     """The user cancelled a scan or a load; nothing is wrong with the data."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import pydicom
 
-from viewer.study.errors import NotAnImage, SeriesAssemblyError, StudyError
+from viewer.study.errors import NotAnImage, SeriesAssemblyError, SeriesNotFound, StudyError
 from viewer.study.headers import FileHeader, non_image_kind, read_header
 from viewer.study.layout import plan_series, split_parts
 
@@ -384,3 +384,32 @@ def scan_folder(
         ),
     )
     return ScanResult(root=root, series=result + images, skipped=skipped, cancelled=cancelled)
+
+
+def pick_series(path: Path | str, uid: str | None = None) -> SeriesInfo:
+    """The loadable series ``uid`` in ``path`` (or its only loadable series), for scripts.
+
+    Raises SeriesNotFound naming the folder when the series is absent, when there is none,
+    or when there are several and no ``uid`` says which.
+    """
+    path = Path(path)
+    result = scan_folder(path)
+    usable = [s for s in result.series if s.kind != "non-image" and s.loadable]
+    if uid:
+        for s in usable:
+            if s.series_uid == uid:
+                return s
+        have = ", ".join(s.series_uid for s in usable) or "none"
+        raise SeriesNotFound(path, f"no loadable series {uid!r} (found: {have})")
+    if not usable:
+        why = "; ".join(f"{s.path.name}: {s.reason}" for s in result.skipped[:3])
+        raise SeriesNotFound(path, "no image series found" + (f" ({why})" if why else ""))
+    if len(usable) > 1:
+        listing = "\n".join(
+            f"  {s.series_uid}  {s.modality} {s.description or ''} ({s.n_images} images)"
+            for s in usable
+        )
+        raise SeriesNotFound(
+            path, f"holds {len(usable)} series; choose one with --series:\n{listing}"
+        )
+    return usable[0]

@@ -10,6 +10,7 @@ series and come back when it is reopened. Call ``shutdown()`` from the window's 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,15 @@ _SUFFIX = {"mask": "mask", "heatmap": "heat map", "boxes": "boxes"}
 def _rgb(hex_colour: str) -> tuple[int, int, int]:
     h = hex_colour.lstrip("#")
     return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+
+
+def device_words(device: str) -> str:
+    """The engine's device as the status bar says it: "the CPU", "CUDA", or what actually ran
+    after an out-of-memory fallback, e.g. "the CPU (after CUDA out of memory)"."""
+    if device == "cpu" or device.startswith("cpu "):
+        device = "the " + device
+    # Only the device names are shouted, not the explanation around them.
+    return re.sub(r"\b(cpu|cuda|mps)\b", lambda m: m.group(0).upper(), device)
 
 
 def layers_for(rec: ResultRecord) -> list[tuple[str, Layer]]:
@@ -267,7 +277,7 @@ class AnalyzeFeature(QObject):
         self._idle()
         rec = outcome.record
         seconds = rec.total_seconds
-        text = f"{rec.model_name} ran on {rec.device.upper() if rec.device != 'cpu' else 'the CPU'} in {seconds:.1f} s"
+        text = f"{rec.model_name} ran on {device_words(rec.device)} in {seconds:.1f} s"
         if rec.device == "cpu" and not self._cpu_noted:
             # Said once, quietly: a workstation without a GPU is normal, not an error.
             self._cpu_noted = True

@@ -25,7 +25,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.labels.model import Annotation, Box, LabelError, ModelMask, Ruler
+from viewer.labels.model import (
+    AXIS_PLANES,
+    Annotation,
+    Box,
+    LabelError,
+    ModelMask,
+    Polygon,
+    RoiRect,
+    Ruler,
+)
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -39,6 +48,9 @@ def describe(a: Annotation, spacing_xyz) -> str:
         return f"{a.length_mm(spacing_xyz):.1f} mm"
     if isinstance(a, ModelMask):
         return a.layer
+    if isinstance(a, (Polygon, RoiRect)):
+        plane = f"{AXIS_PLANES[a.axis]} " if a.axis else ""  # axial stays "slice 12"
+        return f"{plane}slice {a.z}"
     pts = a.points()
     return f"slice {int(round(pts[0][0]))}" if pts else ""
 
@@ -123,7 +135,7 @@ class AnnotationsPanel(QWidget):
         self.delete_button.clicked.connect(self.delete_selected)
         self.interpolate_button = QPushButton("Fill between slices")
         self.interpolate_button.setToolTip("Interpolate the current label between drawn slices")
-        self.interpolate_button.clicked.connect(controller.interpolate)
+        self.interpolate_button.clicked.connect(lambda *_: controller.interpolate())
         self.relabel_button = QPushButton("Set label")
         self.relabel_button.setToolTip("Give the selected annotation the current label class")
         self.relabel_button.clicked.connect(self.relabel_selected)

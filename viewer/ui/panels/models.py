@@ -111,8 +111,8 @@ def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
     from inference.weights import WeightsError, verify_files
 
     shipped, user = shipped_models_dir(), user_models_dir()
-    cards = registry.list_models(extra_dirs)
-    refused = list(registry.problems)
+    scan = registry.scan_models(extra_dirs)  # its own problems: listing on a worker is safe
+    cards, refused = scan.cards, scan.problems
     entries: list[ModelEntry] = []
     for card in cards:
         key = _files_key(card)

@@ -9,6 +9,7 @@ is active, a left press the tool accepts never reaches pyqtgraph, so it does not
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, Signal
@@ -68,6 +69,8 @@ class AnnotationController(QObject):
         self._planes: dict[str, Plane] = {}
         self._pressed_view = None
         self._volume_id: int | None = None
+        #: returns the view the user works in (the window's active plane); set by install
+        self.active_view: Callable[[], object] | None = None
         state.volume_changed.connect(self._volume_changed)
         state.cursor_moved.connect(self.redraw)
 
@@ -213,13 +216,18 @@ class AnnotationController(QObject):
             if self.document.redo() is None:
                 self.message_posted.emit("Nothing to redo.")
 
-    def interpolate(self) -> None:
-        """Fill the slices between drawn slices of the current label (one undo step)."""
+    def interpolate(self, view=None) -> None:
+        """Fill the slices between drawn slices of the current label (one undo step), along
+        the slice axis of ``view`` (default: the active view, else axial)."""
         if self.sink is None or self.ctx is None:
             return
+        view = view if view is not None else (self.active_view() if self.active_view else None)
+        plane = self.tool_plane(view) if view is not None else None
+        axis = plane.slice_axis if plane is not None else 0
         try:
-            n = self.sink.interpolate(self.ctx.label)
-            self.message_posted.emit(f"Interpolated {n} slice(s).")
+            n = self.sink.interpolate(self.ctx.label, axis)
+            where = f" {plane.name}" if plane is not None else ""
+            self.message_posted.emit(f"Interpolated {n}{where} slice(s).")
         except LabelError as exc:
             self.message_posted.emit(str(exc))
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 
 from viewer.labels.document import CompoundEdit, Document
-from viewer.labels.labelmap import MaskEdit, SliceDiff
+from viewer.labels.labelmap import MaskEdit, slice_diff
 from viewer.labels.model import (
     Box,
     LabelError,
@@ -23,9 +23,10 @@ from viewer.labels.model import (
     RoiEllipse,
     RoiRect,
     Ruler,
+    in_plane_axes,
 )
 from viewer.ui.tools.base import BoxInfo
-from viewer.ui.tools.planes import Plane, polygon_mask
+from viewer.ui.tools.planes import Plane
 
 #: called with the (z, y, x) region whose mask voxels just changed (live overlay refresh)
 PaintListener = Callable[[tuple[slice, slice, slice]], None]
@@ -59,18 +60,11 @@ class DocumentSink:
     def add_polygon(
         self, points_zyx: np.ndarray, label: int, plane: Plane, slice_index: int
     ) -> str:
-        pts = np.asarray(points_zyx, dtype=float)
-        if plane.slice_axis == 0:
-            verts = tuple((float(y), float(x)) for _, y, x in pts)
-            return self.document.add(Polygon(label, z=int(slice_index), vertices=verts)).id
-        # Polygon annotations live on axial slices; an outline drawn on another plane is
-        # filled into the mask instead, so the drawing is not lost.
-        rc = np.array([plane.from_volume(p)[:2] for p in pts])
-        region, mask = plane.embed(polygon_mask(plane, rc), slice_index)
-        self.begin_stroke("fill outline")
-        self.paint(region, mask, label)  # type: ignore[arg-type]
-        self.end_stroke()
-        return ""
+        axis = plane.slice_axis
+        u, v = in_plane_axes(axis)  # stored in array-axis order, whatever the view shows
+        verts = tuple((float(p[u]), float(p[v])) for p in np.asarray(points_zyx, dtype=float))
+        polygon = Polygon(label, z=int(slice_index), vertices=verts, axis=axis)
+        return self.document.add(polygon).id
 
     def add_point(self, zyx: np.ndarray, label: int) -> str:
         return self.document.add(Point(label, zyx=_t(zyx))).id  # type: ignore[arg-type]
@@ -82,14 +76,11 @@ class DocumentSink:
     def add_roi(
         self, shape: str, lo_zyx: np.ndarray, hi_zyx: np.ndarray, plane: Plane, label: int
     ) -> str:
-        if plane.slice_axis != 0:
-            raise LabelError(
-                f"ROI statistics are measured on axial slices; draw the ROI on the axial view, "
-                f"not the {plane.name} one"
-            )
         lo, hi = _t(lo_zyx), _t(hi_zyx)
+        axis = plane.slice_axis
+        u, v = in_plane_axes(axis)
         cls = RoiEllipse if shape == "ellipse" else RoiRect
-        roi = cls(label, z=int(lo[0]), bounds=(lo[1], lo[2], hi[1], hi[2]))
+        roi = cls(label, z=int(lo[axis]), bounds=(lo[u], lo[v], hi[u], hi[v]), axis=axis)
         return self.document.add(roi).id
 
     # ---- mask strokes -----------------------------------------------------------------------
@@ -146,19 +137,9 @@ class DocumentSink:
             after = arr[z, by0:by1, bx0:bx1]
             # Pixels never painted keep their current value as their "before".
             before = np.where(self._touched[z][by0:by1, bx0:bx1], saved[z][by0:by1, bx0:bx1], after)
-            changed = before != after
-            if not changed.any():
-                continue
-            ys, xs = np.nonzero(changed)
-            r0, r1, c0, c1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-            diffs.append(
-                SliceDiff(
-                    z,
-                    (by0 + r0, bx0 + c0, by0 + r1, bx0 + c1),
-                    np.ascontiguousarray(before[r0:r1, c0:c1]).tobytes(),
-                    np.ascontiguousarray(after[r0:r1, c0:c1]).tobytes(),
-                )
-            )
+            d = slice_diff(z, before, after, by0, bx0)
+            if d is not None:
+                diffs.append(d)
         self._touched, self._bbox = {}, {}
         if diffs:
             # Applying writes the "after" bytes the map already holds: idempotent, and it
@@ -178,29 +159,35 @@ class DocumentSink:
             zs = sorted(saved)
             self.on_painted((slice(zs[0], zs[-1] + 1), slice(None), slice(None)))
 
-    def interpolate(self, label: int) -> int:
-        """Fill every gap between drawn slices (along z) of ``label``; one undo step.
+    def interpolate(self, label: int, axis: int = 0) -> int:
+        """Fill every gap between drawn slices of ``label`` along array ``axis`` (0: axial,
+        1: coronal, 2: sagittal for an axial acquisition); one undo step.
 
         Returns the number of slices filled in."""
         lm = self.document.labelmap
-        drawn = [int(z) for z in np.nonzero((lm.array == label).any(axis=(1, 2)))[0]]
+        others = tuple(a for a in range(3) if a != axis)
+        drawn = [int(s) for s in np.nonzero((lm.array == label).any(axis=others))[0]]
         if len(drawn) < 2:
             raise LabelError(f"label {label} must be drawn on at least two slices to interpolate")
         edits: list[MaskEdit] = []
-        for z0, z1 in zip(drawn, drawn[1:], strict=False):
-            if z1 - z0 > 1:
-                edit = lm.interpolate_between_slices(label, z0, z1)
+        for s0, s1 in zip(drawn, drawn[1:], strict=False):
+            if s1 - s0 > 1:
+                edit = lm.interpolate_between_slices(label, s0, s1, axis)
                 if not edit.empty:
-                    edits.append(edit)
+                    edits.append((edit, s1 - s0 - 1))
         if not edits:
             return 0
         # The label map already holds the result; applying it again is idempotent.
         self.document.apply(
-            edits[0] if len(edits) == 1 else CompoundEdit(tuple(edits), "interpolate")
+            edits[0][0]
+            if len(edits) == 1
+            else CompoundEdit(tuple(e for e, _ in edits), "interpolate")
         )
         if self.on_painted:
-            self.on_painted((slice(drawn[0], drawn[-1] + 1), slice(None), slice(None)))
-        return sum(len(e.diffs) for e in edits)
+            region: list[slice] = [slice(None)] * 3
+            region[axis] = slice(drawn[0], drawn[-1] + 1)
+            self.on_painted(tuple(region))  # type: ignore[arg-type]
+        return sum(n for _, n in edits)
 
     # ---- editing ----------------------------------------------------------------------------
     def boxes(self) -> list[BoxInfo]:

@@ -31,6 +31,7 @@ from viewer.labels.model import (
     RoiRect,
     Ruler,
 )
+from viewer.labels.planar import cut_segments
 from viewer.labels.stats import RoiStats, roi_stats
 from viewer.study.volume import Volume
 from viewer.ui.tools.base import Preview
@@ -185,12 +186,24 @@ class ViewDrawing:
             handle.setBrush(QBrush(colour))
             self._add(handle, 26)
 
+    def _planar_here(self, a: Polygon | RoiRect, index: int, colour: QColor) -> bool:
+        """True when ``a`` lies on this view's slice; on another plane, draw where this
+        view's slice cuts it (a line) and return False."""
+        n = self.view.geometry_.normal_axis
+        if n == a.axis:
+            return a.z == index
+        for p, q in cut_segments(a, n, index):
+            s, t = self.scene_of(p), self.scene_of(q)
+            line = QGraphicsLineItem(s.x(), s.y(), t.x(), t.y())
+            self._add(line).setPen(self._pen(colour, 2.0, STATUS_STYLE[a.status]))  # type: ignore[attr-defined]
+        return False
+
     def _polygon(self, a: Polygon, index: int, colour: QColor) -> None:
-        if self.view.geometry_.normal_axis != 0 or a.z != index:
+        if not self._planar_here(a, index, colour):
             return
         path = QPainterPath()
-        for i, (y, x) in enumerate(a.vertices):
-            p = self.scene_of((a.z, y, x))
+        for i, zyx in enumerate(a.points()):
+            p = self.scene_of(zyx)
             path.moveTo(p) if i == 0 else path.lineTo(p)
         path.closeSubpath()
         item = QGraphicsPathItem(path)
@@ -198,10 +211,9 @@ class ViewDrawing:
         self._add(item)
 
     def _roi(self, a: RoiRect, index: int, colour: QColor, volume: Volume | None) -> None:
-        if self.view.geometry_.normal_axis != 0 or a.z != index:
+        if not self._planar_here(a, index, colour):
             return
-        y0, x0, y1, x1 = a.bounds
-        rect = self.voxel_rect((a.z, y0, x0), (a.z, y1, x1))
+        rect = self.voxel_rect(*a.points())
         item = QGraphicsEllipseItem(rect) if isinstance(a, RoiEllipse) else QGraphicsRectItem(rect)
         item.setPen(self._pen(colour))
         self._add(item)

@@ -45,6 +45,7 @@ class Annotations:
     def __init__(self, window) -> None:
         self.window = window
         self.controller = ctrl = AnnotationController(window.state, window)
+        ctrl.active_view = lambda: window.area.active_view  # Fill between slices follows it
         for view in window.area.views.values():
             ctrl.attach_view(view)
         self.bar = bar = window.annotation_bar
@@ -89,6 +90,9 @@ class Annotations:
         """Model results of ``analyze`` (viewer.ui.analyze_feature.AnalyzeFeature) become
         proposed annotations the user can move, accept or reject."""
         analyze.controller.analysis_finished.connect(self.propose_outcome)
+        from viewer.ui.tools.raw_boxes import RawBoxesHider  # Qt-free, cheap; only with Analyze
+
+        self.raw_boxes = RawBoxesHider(self.window.state, self.controller, analyze)
 
     def propose_outcome(self, outcome) -> int:
         """Add a finished analysis (AnalysisOutcome) to the Document; returns how many."""

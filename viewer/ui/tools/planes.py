@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from viewer.labels import labelmap
+
 #: plane name -> (slice axis, row axis, col axis) in (z, y, x) array axes
 PLANE_AXES: dict[str, tuple[int, int, int]] = {
     "axial": (0, 1, 2),
@@ -197,28 +199,7 @@ def box_on_plane(
 
 def polygon_mask(plane: Plane, points_rc: np.ndarray) -> np.ndarray:
     """Boolean (rows, cols) mask of pixel centres inside a closed polygon (even-odd rule)."""
-    rows, cols = plane.size
     pts = np.asarray(points_rc, dtype=float).reshape(-1, 2)
-    mask = np.zeros((rows, cols), dtype=bool)
     if len(pts) < 3:
-        return mask
-    # Only pixels in the polygon's bounding box can be inside: keeps big slices cheap.
-    r0 = max(int(np.floor(pts[:, 0].min())), 0)
-    r1 = min(int(np.ceil(pts[:, 0].max())) + 1, rows)
-    c0 = max(int(np.floor(pts[:, 1].min())), 0)
-    c1 = min(int(np.ceil(pts[:, 1].max())) + 1, cols)
-    if r1 <= r0 or c1 <= c0:
-        return mask
-    rr = np.arange(r0, r1, dtype=float)[:, None]
-    cc = np.arange(c0, c1, dtype=float)[None, :]
-    inside = np.zeros((r1 - r0, c1 - c0), dtype=bool)
-    a = pts
-    b = np.roll(pts, -1, axis=0)
-    for (ar, ac), (br, bc) in zip(a, b, strict=True):
-        if ar == br:
-            continue  # horizontal edges never cross a row's scanline
-        crosses = (ar > rr) != (br > rr)
-        col_at = ac + (rr - ar) * (bc - ac) / (br - ar)
-        inside ^= crosses & (cc < col_at)
-    mask[r0:r1, c0:c1] = inside
-    return mask
+        return np.zeros(plane.size, dtype=bool)
+    return labelmap.polygon_mask(plane.size, pts)
