@@ -7,7 +7,16 @@ setup(
     + ["radlens_resources"],
     package_dir={"radlens_resources": "resources"},
     package_data={
-        "radlens_resources": ["**/*.json", "**/*.safetensors", "**/*.md", "**/*.qss", "**/*.svg", "**/*.png"],
+        "radlens_resources": [
+            "**/*.json",
+            "**/*.safetensors",
+            "**/*.ts",
+            "**/*.pt",
+            "**/*.md",
+            "**/*.qss",
+            "**/*.svg",
+            "**/*.png",
+        ],
     },
     include_package_data=False,
 )

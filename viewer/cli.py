@@ -3,7 +3,7 @@
     radlens [PATH] [--demo]          start the viewer (optionally on a folder/file or the demo)
     radlens scan PATH --json         list every series found in a folder
     radlens demo --out DIR           write the synthetic demo chest CT as a DICOM series
-    radlens models                   list installed model packages
+    radlens models [publish DIR]     list installed model packages, or install one
     radlens analyze PATH --out DIR   run a model without the GUI
     radlens export PATH --out DIR    export labels
     radlens train / radlens eval     the training station

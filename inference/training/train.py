@@ -27,6 +27,8 @@ from inference.training.steps import TaskSteps
 STATE = "state.json"
 CHECKPOINT_DIR = "checkpoint"
 STOP_FILE = "STOP"
+SCRATCH_LR = 1e-3
+FINETUNE_LR = 1e-4
 
 
 class TrainingError(RuntimeError):
@@ -44,10 +46,13 @@ class TrainOptions:
     seed: int = 0
     resume: bool = False
     val_fraction: float = 0.2
-    #: optimiser steps per epoch; None = one per training case
+    #: optimiser steps per epoch; None = enough to see each training case about once
     steps_per_epoch: int | None = None
-    batch_size: int = 2
-    lr: float = 1e-3
+    #: None: the task's default (16 images for classifiers, 2 crops for the 3D tasks)
+    batch_size: int | None = None
+    #: None: 1e-3 from scratch, 1e-4 when fine-tuning (a trained model is near a good
+    #: minimum; the from-scratch rate throws it out before the new data can help)
+    lr: float | None = None
     #: new models only: (x, y, z) patch; fine-tuning keeps the parent's
     patch_size: tuple[int, ...] | None = None
     model_id: str | None = None
@@ -171,7 +176,8 @@ def train(opts: TrainOptions) -> TrainResult:
     if parent_state is not None:
         net.load_state_dict(parent_state)
     net.to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=opts.lr)
+    lr = opts.lr or (FINETUNE_LR if opts.from_model else SCRATCH_LR)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
     metric_name, higher_is_better = training_metric(opts.task, bool(val_items))
 
     state: dict[str, Any] = {
@@ -209,17 +215,25 @@ def train(opts: TrainOptions) -> TrainResult:
         "seed": opts.seed,
         "validation_cases": state["val_cases"],
     }
+    if parent_state is not None and val_items and state["best_metric"] is None:
+        _parent_is_the_bar(opts, steps, net, val_items, state, card, metric_name, out)
+    stopped: str | None = None
+    batch_size = opts.batch_size or steps.default_batch_size()
+    # Default epoch: every training case seen about once (a 3D step crops one case, a
+    # classification step takes batch_size images).
+    per_step = batch_size if opts.task == "classification" else 1
+    n_steps = opts.steps_per_epoch or max(1, math.ceil(len(train_items) / per_step))
+    total_steps = n_steps * opts.epochs
     opts.progress(
         f"{opts.task}: {len(train_items)} training / {len(val_items)} validation cases on {device}"
+        f", {n_steps} steps of {batch_size} per epoch"
     )
-    stopped: str | None = None
-    n_steps = opts.steps_per_epoch or max(1, len(train_items))
     try:
         for epoch in range(state["epoch"] + 1, opts.epochs + 1):
             t0 = time.perf_counter()
             _seed_all(opts.seed * 100_003 + epoch)
             rng = np.random.default_rng([opts.seed, epoch])
-            aug = steps.augmentation(opts.batch_size)
+            aug = steps.augmentation(batch_size)
             aug.set_random_state(seed=(opts.seed * 7919 + epoch) % 2**32)
             net.train()
             losses = []
@@ -230,7 +244,10 @@ def train(opts: TrainOptions) -> TrainResult:
                 if opts.cancel is not None and opts.cancel():
                     stopped = "cancelled"
                     break
-                batch = steps.batch(train_items, rng, aug, opts.batch_size)
+                batch = steps.batch(train_items, rng, aug, batch_size)
+                factor = steps.lr_factor((epoch - 1) * n_steps + step, total_steps)
+                for group in opt.param_groups:
+                    group["lr"] = lr * factor
                 opt.zero_grad(set_to_none=True)
                 loss = steps.loss(net, batch)
                 loss.backward()
@@ -292,6 +309,39 @@ def train(opts: TrainOptions) -> TrainResult:
         epochs_done=int(state["epoch"]),
         stopped=stopped,
         history=list(state["history"]),
+    )
+
+
+def _parent_is_the_bar(
+    opts: TrainOptions,
+    steps: TaskSteps,
+    net: Any,
+    val_items: list[dict[str, Any]],
+    state: dict[str, Any],
+    card: dict[str, Any],
+    metric_name: str,
+    out: Path,
+) -> None:
+    """Score the parent on the validation patients as epoch 0 and package it.
+
+    An epoch then has to beat the parent to replace it, so fine-tuning never hands back a
+    model that is worse than the one it started from on the validation split.
+    """
+    metrics = steps.validate(net, val_items)
+    value = metrics.get(metric_name, math.nan)
+    if math.isnan(value):
+        return
+    state["best_metric"], state["best_epoch"] = value, 0
+    card["metrics"] = {
+        **{k: _round(v) for k, v in metrics.items()},
+        "epoch": 0,
+        "n_cases": len(val_items),
+        "split": "validation patients (hash split, see training.validation_cases)",
+    }
+    pkg.write_package(out, card, net.state_dict())
+    opts.progress(
+        f"parent model on the validation cases: {metric_name} {value:.4f} "
+        "(epoch 0; a fine-tuned epoch must beat it)"
     )
 
 

@@ -1,14 +1,22 @@
-"""`radlens models [--json] [--dir DIR]`: list installed model packages and the refused ones."""
+"""`radlens models [--json] [--dir DIR]` lists model packages; `radlens models publish DIR` installs one."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(name, help="list installed model packages")
+    p = subparsers.add_parser(
+        name,
+        help="list installed model packages, or publish one (radlens models publish DIR)",
+        description=(
+            "Without an action: list the installed model packages and the refused ones. "
+            "`publish MODELDIR` installs a trained package into the user model folder."
+        ),
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument(
         "--dir",
@@ -16,6 +24,20 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         type=Path,
         default=[],
         help="also look in this folder (repeatable)",
+    )
+    actions = p.add_subparsers(dest="models_action", metavar="ACTION")
+    pub = actions.add_parser(
+        "publish",
+        help="install a model package into the user model folder",
+        description=(
+            "Copy a model package (model.json + weights, checked against their SHA-256) into "
+            "the user model folder, where the viewer finds it. The same id and version with "
+            "the same weights is a no-op; another version is refused unless --replace."
+        ),
+    )
+    pub.add_argument("model_dir", type=Path, metavar="MODELDIR", help="model package folder")
+    pub.add_argument(
+        "--replace", action="store_true", help="replace an installed package with the same id"
     )
     return p
 
@@ -25,7 +47,24 @@ def _metrics(metrics: dict) -> str:
     return ", ".join(parts[:6]) or "-"
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from inference.training.publish import PublishError, publish
+
+    try:
+        dest = publish(args.model_dir, replace=args.replace)
+    except PublishError as exc:
+        print(f"radlens models publish: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # e.g. the user model folder is not writable
+        print(f"radlens models publish: error: {args.model_dir}: {exc}", file=sys.stderr)
+        return 2
+    print(f"published to {dest}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "models_action", None) == "publish":
+        return _publish(args)
     from inference import registry
 
     cards = registry.list_models(args.dir)

@@ -26,9 +26,18 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
-    p.add_argument("--steps-per-epoch", type=int, default=None, help="default: one per case")
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--steps-per-epoch", type=int, default=None, help="default: each case about once"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images (classification, default 16) or crops (3D tasks, default 2) per step",
+    )
+    p.add_argument(
+        "--lr", type=float, default=None, help="default 1e-3, or 1e-4 with --from (fine-tuning)"
+    )
     p.add_argument("--patch", type=int, nargs="+", help="new models: patch size (x y [z])")
     p.add_argument("--id", dest="model_id", help="model id (default: the --out folder name)")
     p.add_argument("--version", default="0.1.0")
