@@ -195,6 +195,10 @@ def test_form_becomes_the_train_command_line_with_from_and_publish(tmp_path):
     assert named[named.index("--id") + 1] == "lungs" and "--device" not in named
     on_gpu = build_args(TrainRequest(tmp_path, "segmentation", tmp_path / "o", device="cuda"))
     assert on_gpu[on_gpu.index("--device") + 1] == "cuda"
+    # Unset batch size leaves the trainer's per-task default (16 radiographs, 2 CT crops).
+    assert "--batch-size" not in on_gpu
+    sized = build_args(TrainRequest(tmp_path, "classification", tmp_path / "o", batch_size=8))
+    assert sized[sized.index("--batch-size") + 1] == "8"
 
 
 def test_a_frozen_app_runs_itself_as_the_trainer():

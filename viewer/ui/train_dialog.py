@@ -100,8 +100,9 @@ class TrainDialog(QDialog):
         self.steps_spin.setRange(0, 1_000_000)
         self.steps_spin.setSpecialValueText("one per case")
         self.batch_spin = QSpinBox(self)
-        self.batch_spin.setRange(1, 1024)
-        self.batch_spin.setValue(2)
+        self.batch_spin.setRange(0, 1024)
+        self.batch_spin.setSpecialValueText("task default")
+        self.batch_spin.setValue(0)
         self.patch_edit = QLineEdit(self)
         self.patch_edit.setPlaceholderText("x y [z], new models only")
         self.id_edit = QLineEdit(self)
@@ -263,7 +264,7 @@ class TrainDialog(QDialog):
         self.publish_check.setChecked(req.publish)
         self.resume_check.setChecked(req.resume)
         self.steps_spin.setValue(req.steps_per_epoch or 0)
-        self.batch_spin.setValue(req.batch_size)
+        self.batch_spin.setValue(req.batch_size or 0)
         self.patch_edit.setText(" ".join(map(str, req.patch)) if req.patch else "")
         self.threads_spin.setValue(req.threads or 0)
         self.id_edit.setText(req.model_id or "")
@@ -304,7 +305,7 @@ class TrainDialog(QDialog):
             publish=self.publish_check.isChecked(),
             resume=self.resume_check.isChecked(),
             steps_per_epoch=self.steps_spin.value() or None,
-            batch_size=self.batch_spin.value(),
+            batch_size=self.batch_spin.value() or None,
             patch=patch,
             threads=self.threads_spin.value() or None,
             name=self.name_edit.text().strip() or None,

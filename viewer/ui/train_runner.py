@@ -51,7 +51,7 @@ class TrainRequest:
     publish: bool = True
     resume: bool = False
     steps_per_epoch: int | None = None
-    batch_size: int = 2
+    batch_size: int | None = None  # None: the trainer's per-task default (16 images, 2 crops)
     patch: tuple[int, ...] | None = None
     threads: int | None = None
     name: str | None = None
@@ -63,7 +63,9 @@ class TrainRequest:
 def build_args(req: TrainRequest) -> list[str]:
     """``-m viewer train ...`` arguments for ``sys.executable`` (flags of viewer/commands/train)."""
     args = ["-m", "viewer", "train", str(req.dataset), "--task", req.task, "--out", str(req.out)]
-    args += ["--epochs", str(req.epochs), "--batch-size", str(req.batch_size)]
+    args += ["--epochs", str(req.epochs)]
+    if req.batch_size:
+        args += ["--batch-size", str(req.batch_size)]
     if req.from_model:
         args += ["--from", req.from_model]
     if req.steps_per_epoch:
