@@ -223,7 +223,9 @@ def test_crosshair_click_links_the_other_planes(qtbot, window, series_dir):
 
 
 def test_hover_shows_hu_voxel_and_patient_mm(qtbot, window, series_dir):
+    assert "Open a folder" in window.hover_label.text()
     vol = _open_and_wait(qtbot, window, series_dir)
+    assert "Open a folder" not in window.hover_label.text()  # the start-up hint is gone for good
     view = window.area.views["axial"]
     z = view.index()
     x_mm, y_mm = window.state.planes["axial"].pixel_to_scene(row=4, col=9)

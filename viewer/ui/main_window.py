@@ -277,6 +277,8 @@ class MainWindow(QMainWindow):
         else:
             self.state.data_updated.emit()
         self.setWindowTitle(f"RadLens - {volume.description or volume.modality}")
+        # The start-up hint ("Open a folder to begin") must not come back once a series is shown.
+        self.hover_label.setText("Point at the image to read its value, voxel and position.")
         ui_actions.refresh_presets(self)
         for warning in volume.warnings:
             self.statusBar().showMessage(f"Warning: {warning}", 10000)

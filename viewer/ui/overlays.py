@@ -145,7 +145,10 @@ class BoxOverlay:
             self.items.append(rect_item)
             caption = box.label + (f" {box.score:.2f}" if box.score is not None else "")
             if caption.strip():
-                text = pg.TextItem(caption, color=colour, anchor=(0, 1))
+                # A translucent dark plate keeps the caption legible over bright or same-colour pixels.
+                text = pg.TextItem(
+                    caption, color=colour, anchor=(0, 1), fill=pg.mkBrush(0, 0, 0, 150)
+                )
                 text.setPos(rect.left(), rect.top())
                 text.setZValue(21)
                 self.view_box.addItem(text, ignoreBounds=True)

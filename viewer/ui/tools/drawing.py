@@ -93,7 +93,7 @@ class ViewDrawing:
         return pen
 
     def _text(self, text: str, at: QPointF, colour: QColor, anchor=(0, 1), preview=False) -> None:
-        item = pg.TextItem(text, color=colour, anchor=anchor)
+        item = pg.TextItem(text, color=colour, anchor=anchor, fill=pg.mkBrush(0, 0, 0, 150))
         item.setPos(at)
         self._add(item, 27, preview)
 
