@@ -3,8 +3,9 @@
 Two layouts are read (folders are only ever opened for reading):
 
 - the RadLens export: ``DIR/<case_id>/`` with ``image.nii.gz``, ``mask.nii.gz`` (uint8 label
-  map), ``label_table.json`` ({"1": {"name", "color"}}), ``annotations.json`` (boxes...) and
-  ``export.json`` (case_id, pseudonymous patient_id, modality, geometry);
+  map), ``label_table.json`` ({"1": {"name", "color"}}), ``annotations.json`` (boxes...), else
+  ``coco.json`` (2D boxes, see ``coco.py``), and ``export.json`` (case_id, pseudonymous
+  patient_id, modality, geometry);
 - nnU-Net / MSD style: ``DIR/imagesTr/<name>.nii.gz`` + ``DIR/labelsTr/<name>.nii.gz`` (an
   nnU-Net ``_0000`` channel suffix on the image is accepted), optional ``DIR/dataset.json``.
 
@@ -199,6 +200,15 @@ def _boxes(data: Any, case_id: str) -> tuple[list[tuple[float, ...]], list[int],
     return boxes, labels, (int(cls) if cls is not None else None)
 
 
+def _coco_case(folder: Path, case_id: str) -> tuple[list, list[int], dict[int, str]]:
+    from inference.training.coco import CocoError, coco_boxes
+
+    try:
+        return coco_boxes(_read_json(folder / "coco.json", case_id), case_id)
+    except CocoError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
 def _export_case(folder: Path) -> tuple[TrainingCase, dict[int, str]]:
     case_id = folder.name
     image = _nifti_in(folder, "image")
@@ -216,8 +226,20 @@ def _export_case(folder: Path) -> tuple[TrainingCase, dict[int, str]]:
     boxes: list[tuple[float, ...]] = []
     box_labels: list[int] = []
     cls = None
+    ann_error: DatasetError | None = None
     if (folder / "annotations.json").is_file():
-        boxes, box_labels, cls = _boxes(_read_json(folder / "annotations.json", case_id), case_id)
+        try:
+            boxes, box_labels, cls = _boxes(
+                _read_json(folder / "annotations.json", case_id), case_id
+            )
+        except DatasetError as exc:
+            ann_error = exc
+    if not boxes and (folder / "coco.json").is_file():
+        # A radiograph exported with only the COCO format (or a hand-made COCO file).
+        boxes, box_labels, names = _coco_case(folder, case_id)
+        labels = labels or names
+    elif ann_error is not None:
+        raise ann_error
     case = TrainingCase(
         case_id=str(meta.get("case_id") or case_id),
         patient_id=str(meta.get("patient_id") or case_id),
