@@ -290,6 +290,27 @@ def roc_curve(
     return fpr, tpr, np.r_[np.inf, s[last]]
 
 
+def youden_threshold(
+    y_true: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, default: float = 0.5
+) -> float:
+    """The score threshold (predict positive when score >= it) maximising Youden's J = TPR - FPR.
+
+    Returns ``default`` when only one class is present or no threshold beats chance (J <= 0).
+    The threshold is the midpoint between the chosen ROC point's score and the next lower
+    score, so the same split holds for probabilities that differ in the last digits (the
+    engine and the training loop preprocess the same image with different code).
+    """
+    fpr, tpr, thr = roc_curve(y_true, scores)
+    if np.isnan(fpr).any() or np.isnan(tpr).any():
+        return float(default)
+    j = tpr - fpr
+    best = int(np.argmax(j))  # first maximum: the highest threshold, i.e. the most specific
+    if j[best] <= 0 or not math.isfinite(thr[best]):
+        return float(default)
+    lower = thr[best + 1] if best + 1 < len(thr) else thr[best]
+    return float((thr[best] + lower) / 2.0) if lower < thr[best] else float(thr[best])
+
+
 def roc_auc(y_true: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
     """Area under the ROC curve (ties count half); nan if only one class is present."""
     fpr, tpr, _ = roc_curve(y_true, scores)

@@ -217,11 +217,15 @@ class TaskSteps:
             logits = self._predict(net, item["image"])
             probs.append(float(torch.softmax(torch.as_tensor(logits), 0)[1]))
             truth.append(int(item["class"]))
-        pred = [int(p >= float(self.card.get("thresholds", {}).get("score", 0.5))) for p in probs]
+        # The decision threshold is chosen here, on the validation patients (Youden's J), and
+        # the other numbers are reported at it: they are what the packaged card will claim.
+        threshold = M.youden_threshold(truth, probs, default=0.5)
+        pred = [int(p >= threshold) for p in probs]
         rep = M.classification_report(truth, pred)
         return {
             "val_accuracy": rep["accuracy"],
             "val_sensitivity": rep["sensitivity"],
             "val_specificity": rep["specificity"],
             "val_auc": M.roc_auc(truth, probs),
+            "val_threshold": threshold,
         }

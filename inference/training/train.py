@@ -273,6 +273,7 @@ def train(opts: TrainOptions) -> TrainResult:
             state["epoch"] = epoch
             if improved:
                 state["best_metric"], state["best_epoch"] = value, epoch
+                _apply_threshold(card, metrics)
                 card["metrics"] = {
                     **{k: _round(v) for k, v in metrics.items()},
                     "epoch": epoch,
@@ -332,6 +333,7 @@ def _parent_is_the_bar(
     if math.isnan(value):
         return
     state["best_metric"], state["best_epoch"] = value, 0
+    _apply_threshold(card, metrics)
     card["metrics"] = {
         **{k: _round(v) for k, v in metrics.items()},
         "epoch": 0,
@@ -343,6 +345,16 @@ def _parent_is_the_bar(
         f"parent model on the validation cases: {metric_name} {value:.4f} "
         "(epoch 0; a fine-tuned epoch must beat it)"
     )
+
+
+def _apply_threshold(card: dict[str, Any], metrics: dict[str, float]) -> None:
+    """A classifier's card takes the score threshold chosen on the validation cases."""
+    if "val_threshold" in metrics:
+        card["thresholds"] = {
+            **card.get("thresholds", {}),
+            # not rounded: a rounded cut could cross a validation score it was meant to split
+            "score": float(metrics["val_threshold"]),
+        }
 
 
 def _round(v: float) -> float:
