@@ -31,11 +31,19 @@ SHIFTED_LOOK = {"contrast": 0.6, "noise_hu": 40.0}
 
 
 def write_shifted_dataset(
-    root: Path, seeds: range, shape: tuple[int, int, int], spacing: tuple[float, float, float]
+    root: Path,
+    seeds: range,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    look: dict[str, float] | None = None,
 ) -> Path:
-    """One case per seed (each its own patient) with the shifted scanner look."""
+    """One case per seed (each its own patient) with the shifted scanner look.
+
+    ``look`` overrides :data:`SHIFTED_LOOK` (``chest_ct`` keyword arguments).
+    """
+    look = SHIFTED_LOOK if look is None else look
     for seed in seeds:
-        ct = chest_ct(shape=shape, spacing=spacing, seed=seed, **SHIFTED_LOOK)  # type: ignore[arg-type]
+        ct = chest_ct(shape=shape, spacing=spacing, seed=seed, **look)  # type: ignore[arg-type]
         boxes = [tuple(np.concatenate(n.box_zyx(ct.spacing))) for n in ct.nodules]
         write_case(
             root, f"shift{seed:04d}", ct.hu, ct.labels, ct.spacing, LABELS,
