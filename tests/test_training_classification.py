@@ -10,6 +10,7 @@ import pytest
 from inference.training.dataset import write_case
 from inference.training.steps import TaskSteps, balanced_picks
 from inference.training.train import TrainOptions, train
+from tests.training_factory import write_radiograph_cases
 
 
 def _spot_images(root: Path, seeds: range, positive_every: int) -> Path:
@@ -76,18 +77,11 @@ def test_classification_learns_a_rare_small_finding_from_scratch(tmp_path):
 def test_fine_tuning_the_shipped_classifier_starts_from_its_validation_score(tmp_path):
     from inference.card import ModelCard
     from inference.paths import shipped_models_dir
-    from inference.phantoms import chest_radiograph
 
     parent = "radlens-cxr-nodule-cls"
     if not (shipped_models_dir() / parent / "model.json").is_file():
         pytest.skip(f"{parent} is not in resources/models")
-    data = tmp_path / "xr"
-    for seed in range(8):
-        xr = chest_radiograph(size=128, seed=seed, nodule=bool(seed % 2))
-        write_case(
-            data, f"xr{seed}", xr.image, None, (*xr.spacing, 1.0), {1: "nodule"},
-            modality="DX", class_index=int(xr.has_nodule),
-        )  # fmt: skip
+    data = write_radiograph_cases(tmp_path / "xr", 8, size=128, label_names={1: "nodule"})
     lines: list[str] = []
     result = train(
         TrainOptions(

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.phantoms import chest_ct, chest_radiograph
+from inference.phantoms import chest_ct
 from inference.training.dataset import load_dataset, write_case
 from inference.training.evaluate import evaluate
 from inference.training.publish import PublishError, publish
 from inference.training.report import write_card_metrics, write_report
 from inference.training.train import TrainOptions, train
+from tests.training_factory import write_radiograph_cases
 
 LABELS = {1: "lung", 2: "nodule"}
 
@@ -101,19 +102,7 @@ def test_detection_eval_gives_froc_and_ap(ct_dataset, tmp_path):
 
 
 def test_classification_eval_confusion_matrix_matches_predictions(tmp_path):
-    xr = tmp_path / "xr"
-    for i in range(6):
-        r = chest_radiograph(size=32, seed=i, nodule=bool(i % 2))
-        write_case(
-            xr,
-            f"xr{i}",
-            r.image,
-            None,
-            (*r.spacing, 1.0),
-            {},
-            modality="DX",
-            class_index=int(r.has_nodule),
-        )
+    xr = write_radiograph_cases(tmp_path / "xr", 6)
     model = train(
         TrainOptions(
             dataset=xr,

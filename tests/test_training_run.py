@@ -12,6 +12,7 @@ import pytest
 from inference.phantoms import chest_ct
 from inference.training.dataset import write_case
 from inference.training.train import STOP_FILE, TrainingError, TrainOptions, train
+from tests.training_factory import write_radiograph_cases
 
 LABELS = {1: "lung", 2: "nodule"}
 
@@ -150,21 +151,8 @@ def test_fine_tuning_keeps_the_parent_architecture_and_records_it(dataset, tmp_p
 def test_detection_and_classification_runs_give_finite_metrics(dataset, tmp_path):
     det = train(_opts(dataset, tmp_path / "det", task="detection", epochs=1, steps_per_epoch=1))
     assert all(math.isfinite(v) for v in det.history[0].values())
-    from inference.phantoms import chest_radiograph
 
-    xr = tmp_path / "xr"
-    for i in range(6):
-        r = chest_radiograph(size=32, seed=i, nodule=bool(i % 2))
-        write_case(
-            xr,
-            f"xr{i}",
-            r.image,
-            None,
-            (*r.spacing, 1.0),
-            {},
-            modality="DX",
-            class_index=int(r.has_nodule),
-        )
+    xr = write_radiograph_cases(tmp_path / "xr", 6)
     cls = train(
         _opts(
             xr,
