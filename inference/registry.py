@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inference.card import CardError, ModelCard
-from inference.paths import shipped_models_dir, user_models_dir
+from radlens_core.paths import shipped_models_dir, user_models_dir
 
 
 @dataclass(frozen=True)

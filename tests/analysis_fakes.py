@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inference.phantoms import NODULE
+from phantoms.chest import NODULE
 
 
 # Stand-ins with the engine's AnalysisResult attribute names (inference.results).

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from inference.phantoms import LUNG, NODULE, chest_ct
+from phantoms.chest import LUNG, NODULE, chest_ct
 from tests.analysis_fakes import _Box, _Cls, _Heat, _LabelMap, _Result, phantom_result
 from viewer.labels.result_findings import summarise
 from viewer.labels.results import (

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from inference.paths import user_models_dir  # noqa: E402
-from inference.phantoms import chest_ct  # noqa: E402
+from phantoms.chest import chest_ct  # noqa: E402
+from radlens_core.paths import user_models_dir  # noqa: E402
 from tests.dicom_factory import write_ct_series  # noqa: E402
 from tests.inference_factory import save_det_package, save_seg_package  # noqa: E402
 from viewer.cli import main  # noqa: E402

@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from demo_models import data as phantom_data
+from demo_models import evaluate as demo_eval
+from demo_models import train as demo
 from inference.card import ModelCard
 from inference.networks import ARCHITECTURES
-from inference.paths import shipped_models_dir
-from inference.phantoms import LUNG, NODULE, chest_ct
-from inference.training import demo, demo_eval, phantom_data
 from inference.training import metrics as M
+from phantoms.chest import LUNG, NODULE, chest_ct
+from radlens_core.paths import shipped_models_dir
 
 SHIPPED = ("radlens-ct-chest-seg", "radlens-ct-nodule-det", "radlens-cxr-nodule-cls")
 
@@ -92,7 +94,7 @@ def test_quick_demo_training_writes_valid_packages(tmp_path):
     assert set(results) == set(demo.TASKS)
     for model_id in SHIPPED:
         card, _net = load_package(tmp_path / model_id)
-        assert card.training["script"].startswith("python -m inference.training.demo")
+        assert card.training["script"].startswith("python -m demo_models.train")
         assert "held-out" in card.metrics["split"]
         assert (tmp_path / model_id / "README.md").read_text().count("not for diagnosis") == 1
     det = ModelCard.load(tmp_path / "radlens-ct-nodule-det")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from inference.phantoms import NODULE, chest_ct
+from phantoms.chest import NODULE, chest_ct
 from viewer.labels.deid import Deidentifier
 from viewer.labels.document import Document
 from viewer.labels.export import ExportError, export_case
@@ -176,7 +176,7 @@ def test_coronal_roi_on_the_nodule_measures_nodule_hu_and_exports_its_voxels(pha
 
 
 def test_coco_has_one_image_per_slice_with_2d_boxes(tmp_path):
-    from inference.phantoms import chest_radiograph
+    from phantoms.chest import chest_radiograph
 
     xr = chest_radiograph(size=64, seed=1, nodule=True)
     vol = Volume(xr.image, spacing=(*xr.spacing, 1.0), modality="DX", series_uid="1.2.3.4.5")

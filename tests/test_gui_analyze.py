@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from inference.phantoms import chest_ct
+from phantoms.chest import chest_ct
 from tests.analysis_fakes import Cancelled, FakeEngine, phantom_result
 from viewer.labels.results import ResultStore
 from viewer.study.volume import Volume
@@ -361,7 +361,7 @@ def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_
 
 
 def test_radiograph_heat_map_and_2d_box_are_drawn_on_the_image(qtbot, tmp_path):
-    from inference.phantoms import chest_radiograph
+    from phantoms.chest import chest_radiograph
     from tests.analysis_fakes import _Box, _Cls, _Heat, _Result
 
     xr = chest_radiograph(96, seed=5, nodule=True)

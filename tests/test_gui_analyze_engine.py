@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from PySide6.QtWidgets import QMainWindow, QSplitter  # noqa: E402
 
 from inference import registry  # noqa: E402
-from inference.phantoms import chest_ct, chest_radiograph  # noqa: E402
+from phantoms.chest import chest_ct, chest_radiograph  # noqa: E402
 from tests.inference_factory import save_seg_package  # noqa: E402
 from viewer.labels.results import ResultStore  # noqa: E402
 from viewer.study.volume import Volume  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from inference.phantoms import chest_ct
+from phantoms.chest import chest_ct
 from viewer.labels.findings import propose
 from viewer.labels.model import Box, Point, Polygon, RoiEllipse, RoiRect, Ruler
 from viewer.study.volume import Volume

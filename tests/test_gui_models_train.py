@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer
 
-from inference.paths import user_models_dir
+from radlens_core.paths import user_models_dir
 from tests.inference_factory import SEG_KW
 from viewer.ui.panels.models import OK_STATUS, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog, TrainRequest, build_args
@@ -236,8 +236,8 @@ def test_form_error_names_the_field_and_starts_nothing(qtbot, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory) -> Path:
     """Four tiny chest CT phantoms (four patients) in the RadLens export layout."""
-    from inference.phantoms import chest_ct
     from inference.training.dataset import write_case
+    from phantoms.chest import chest_ct
 
     root = tmp_path_factory.mktemp("train-ds")
     for i in range(4):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
-from inference.paths import resources_dir
+from radlens_core.paths import resources_dir
 
 pytestmark = pytest.mark.gui
 

@@ -180,7 +180,7 @@ def test_registry_lists_good_packages_and_reports_bad_ones(tmp_path):
 
 
 def test_user_models_are_found_and_matched_by_modality_and_body_part():
-    from inference.paths import user_models_dir
+    from radlens_core.paths import user_models_dir
 
     save_seg_package(user_models_dir() / "seg", id="user-seg")
     assert registry.find_model("user-seg").id == "user-seg"
@@ -196,7 +196,7 @@ def test_user_models_are_found_and_matched_by_modality_and_body_part():
     "model_id", ["radlens-ct-chest-seg", "radlens-ct-nodule-det", "radlens-cxr-nodule-cls"]
 )
 def test_shipped_cards_round_trip_through_to_json(model_id):
-    from inference.paths import shipped_models_dir
+    from radlens_core.paths import shipped_models_dir
 
     card = ModelCard.load(shipped_models_dir() / model_id)
     written = json.loads(json.dumps(card.to_json()))  # exactly what a model.json would hold

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from inference import engine as engine_mod  # noqa: E402
 from inference.engine import Engine, Step, describe_run  # noqa: E402
-from inference.paths import user_models_dir  # noqa: E402
+from radlens_core.paths import user_models_dir  # noqa: E402
 from tests.inference_factory import ct_volume, save_seg_package  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("fresh_engine_cache")

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from inference import registry  # noqa: E402
 from inference.engine import Engine  # noqa: E402
-from inference.phantoms import LUNG, chest_ct  # noqa: E402
+from phantoms.chest import LUNG, chest_ct  # noqa: E402
 
 
 def _shipped(model_id: str):
@@ -55,7 +55,7 @@ def test_shipped_ct_detector_box_covers_a_phantom_nodule():
 
 
 def test_shipped_radiograph_classifier_ranks_nodules_higher_with_a_gradcam_map():
-    from inference.phantoms import chest_radiograph
+    from phantoms.chest import chest_radiograph
 
     torch.set_num_threads(2)
     card = _shipped("radlens-cxr-nodule-cls")

@@ -17,7 +17,7 @@ def _package(folder, version="0.1"):
 
 def _listed(capsys) -> dict[str, str]:
     """id -> version of the packages `radlens models --json` finds in the user folder."""
-    from inference.paths import user_models_dir
+    from radlens_core.paths import user_models_dir
     from viewer.cli import main
 
     assert main(["models", "--json"]) == 0
@@ -29,7 +29,7 @@ def _listed(capsys) -> dict[str, str]:
 
 
 def test_publish_installs_the_package_and_the_listing_shows_it(tmp_path, capsys):
-    from inference.paths import user_models_dir
+    from radlens_core.paths import user_models_dir
     from viewer.cli import main
 
     _package(tmp_path / "pkg")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from inference.phantoms import LUNG, NODULE, chest_ct, chest_radiograph
+from phantoms.chest import LUNG, NODULE, chest_ct, chest_radiograph
 
 
 def test_chest_ct_is_deterministic_and_labelled():

@@ -76,7 +76,7 @@ def test_classification_learns_a_rare_small_finding_from_scratch(tmp_path):
 
 def test_fine_tuning_the_shipped_classifier_starts_from_its_validation_score(tmp_path):
     from inference.card import ModelCard
-    from inference.paths import shipped_models_dir
+    from radlens_core.paths import shipped_models_dir
 
     parent = "radlens-cxr-nodule-cls"
     if not (shipped_models_dir() / parent / "model.json").is_file():

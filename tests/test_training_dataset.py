@@ -135,7 +135,7 @@ def test_split_of_two_patients_keeps_one_for_validation():
 
 def test_a_real_labels_export_is_a_training_case_with_its_geometry(tmp_path):
     """The labels exporter's own output (oblique grid, pseudonymous patient) reads back exactly."""
-    from inference.phantoms import chest_ct
+    from phantoms.chest import chest_ct
     from viewer.labels.deid import Deidentifier
     from viewer.labels.document import Document
     from viewer.labels.export import export_case

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.phantoms import chest_ct
 from inference.training.dataset import load_dataset, write_case
 from inference.training.evaluate import evaluate
 from inference.training.publish import PublishError, publish
 from inference.training.report import write_card_metrics, write_report
 from inference.training.train import TrainOptions, train
+from phantoms.chest import chest_ct
 from tests.training_factory import write_radiograph_cases
 
 LABELS = {1: "lung", 2: "nodule"}
@@ -127,8 +127,8 @@ def test_classification_eval_confusion_matrix_matches_predictions(tmp_path):
 
 
 def test_publish_installs_atomically_and_the_registry_finds_it(seg_model, tmp_path):
-    from inference.paths import user_models_dir
     from inference.registry import list_models
+    from radlens_core.paths import user_models_dir
 
     dest = publish(seg_model)
     assert dest == user_models_dir() / "tiny-seg"

@@ -6,13 +6,13 @@ import math
 
 import pytest
 
-from inference.training.finetune_demo import SHIPPED, write_shifted_dataset
+from demo_models.finetune import SHIPPED, write_shifted_dataset
 from inference.training.train import TrainOptions, train
 
 
 def test_fine_tuning_the_shipped_segmenter_is_reproducible_and_finite(tmp_path):
     from inference.card import ModelCard
-    from inference.paths import shipped_models_dir
+    from radlens_core.paths import shipped_models_dir
 
     if not (shipped_models_dir() / SHIPPED / "model.json").is_file():
         pytest.skip(f"{SHIPPED} is not in resources/models")
@@ -55,8 +55,8 @@ UNSEEN_LOOK = {"contrast": 0.4, "noise_hu": 60.0}
 def test_fine_tuning_raises_held_out_dice_on_unseen_appearance(tmp_path):
     import torch
 
-    from inference.paths import shipped_models_dir
     from inference.training.evaluate import evaluate
+    from radlens_core.paths import shipped_models_dir
 
     if not (shipped_models_dir() / SHIPPED / "model.json").is_file():
         pytest.skip(f"{SHIPPED} is not in resources/models")

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.phantoms import chest_ct
 from inference.training.dataset import write_case
 from inference.training.train import STOP_FILE, TrainingError, TrainOptions, train
+from phantoms.chest import chest_ct
 from tests.training_factory import write_radiograph_cases
 
 LABELS = {1: "lung", 2: "nodule"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inference.phantoms import chest_radiograph
 from inference.training.dataset import write_case
+from phantoms.chest import chest_radiograph
 
 
 def write_radiograph_cases(

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from inference import paths
+from radlens_core import paths
 
 WEIGHTS = "model.safetensors"
 

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from inference import paths
+from radlens_core import paths
 
 #: files of a package folder besides the weights that travel with it
 EXTRA_FILES = ("README.md", "metrics.json", "metrics.csv", "report.html")

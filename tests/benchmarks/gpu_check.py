@@ -37,8 +37,8 @@ def main() -> None:
     import torch
 
     from inference.engine import Engine
-    from inference.phantoms import chest_ct
     from inference.registry import list_models
+    from phantoms.chest import chest_ct
 
     print(
         "torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0)
@@ -91,7 +91,7 @@ def main() -> None:
             report.append(row)
 
     # 2D classifiers: probabilities and Grad-CAM on CPU fp32 vs CUDA autocast.
-    from inference.phantoms import chest_radiograph
+    from phantoms.chest import chest_radiograph
 
     for card in (c for c in list_models() if c.task == "classification"):
         diffs, cams, agree = [], [], 0

@@ -23,7 +23,7 @@ registry = pytest.importorskip("inference.registry")
 
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 
-from inference.phantoms import chest_ct  # noqa: E402
+from phantoms.chest import chest_ct  # noqa: E402
 from viewer.study.volume import Volume  # noqa: E402
 from viewer.ui.main_window import MainWindow  # noqa: E402
 

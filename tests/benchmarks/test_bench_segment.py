@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch")
 from inference import registry  # noqa: E402
 from inference.engine import Engine, clear_cache  # noqa: E402
 from inference.networks import build_network  # noqa: E402
-from inference.phantoms import chest_ct  # noqa: E402
 from inference.weights import save_package  # noqa: E402
+from phantoms.chest import chest_ct  # noqa: E402
 
 SHIPPED_ID = "radlens-ct-chest-seg"
 #: The size of network the README's example card describes, if nothing has shipped yet.

@@ -20,8 +20,8 @@ pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from inference.phantoms import chest_ct
     from inference.training.dataset import write_case
+    from phantoms.chest import chest_ct
 
     root = tmp_path_factory.mktemp("bench-ds")
     for i in range(6):

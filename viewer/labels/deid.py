@@ -28,7 +28,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from viewer.labels.files import atomic_write_bytes
+from radlens_core.files import atomic_write_bytes
 
 PROFILE = (
     "DICOM PS3.15 E.1.1 basic profile + retain longitudinal temporal information (modified dates)"
@@ -114,7 +114,7 @@ class DeidError(ValueError):
 
 
 def _salt_file() -> Path:
-    from inference.paths import user_data_dir
+    from radlens_core.paths import user_data_dir
 
     return user_data_dir() / "deid_salt"
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.files import fsync_dir
 from viewer.labels.deid import Deidentifier
 from viewer.labels.document import Document
-from viewer.labels.files import fsync_dir
 from viewer.labels.findings import model_vs_final, summary
 from viewer.labels.model import Annotation, Box, LabelError, ModelMask, Ruler
 from viewer.labels.planar import is_planar
@@ -203,10 +203,10 @@ def _move_into_place(tmp: Path, final: Path, overwrite: bool) -> None:
 
 
 def _write_json(folder: Path, name: str, obj: Any, files: list[str]) -> None:
-    from viewer.labels.files import _json_default
+    from radlens_core.files import json_default
 
     with open(folder / name, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
+        json.dump(obj, f, indent=2, default=json_default)
         f.write("\n")
     files.append(name)
 

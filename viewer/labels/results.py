@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from viewer.labels.files import atomic_write_bytes, atomic_write_npz
+from radlens_core.files import atomic_write_bytes, atomic_write_npz
 
 #: Layer kinds a record can carry; also the names used in ``removed_layers``.
 LAYER_KINDS = ("mask", "heatmap", "boxes")
@@ -249,7 +249,7 @@ class ResultStore:
     def __init__(self, root: Path | None = None, keep_runs: int = 3) -> None:
         self.keep_runs = max(1, int(keep_runs))
         if root is None:
-            from inference.paths import user_data_dir  # numpy-only module, no torch
+            from radlens_core.paths import user_data_dir  # numpy-only module, no torch
 
             root = user_data_dir() / "results"
         self.root = Path(root)

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
 from viewer.labels.document import Document, Edit, edit_from_dict, edit_to_dict
-from viewer.labels.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
 from viewer.labels.model import LabelError
 from viewer.study.volume import Volume
 
@@ -42,7 +42,7 @@ def store_key(series_uid: str) -> str:
 
 
 def labels_root() -> Path:
-    from inference.paths import user_data_dir  # inference.paths is Qt- and torch-free
+    from radlens_core.paths import user_data_dir  # radlens_core.paths is Qt- and torch-free
 
     return user_data_dir() / "labels"
 

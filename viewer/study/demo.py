@@ -12,8 +12,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-from inference.paths import user_data_dir
-from inference.phantoms import chest_ct
+from phantoms.chest import chest_ct
+from radlens_core.paths import user_data_dir
 from viewer.study.errors import StudyError
 from viewer.study.volume import Volume
 
@@ -36,7 +36,7 @@ def demo_volume(seed: int = DEMO_SEED) -> Volume:
     """The synthetic chest CT (HU, int16, 96 x 256 x 256) with its ground truth in ``meta``.
 
     ``meta["truth_labels"]`` is the label map (1 lung, 2 nodule), ``meta["nodules"]`` the
-    list of ``inference.phantoms.Nodule``. Axial, patient origin at the volume's centre.
+    list of ``phantoms.chest.Nodule``. Axial, patient origin at the volume's centre.
     """
     ct = chest_ct(shape=DEMO_SHAPE, seed=seed)
     nz, ny, nx = ct.hu.shape

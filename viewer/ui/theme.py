@@ -9,8 +9,8 @@ from PySide6.QtWidgets import QApplication
 
 
 def _resources() -> Path:
-    # inference.paths is Qt- and torch-free; it knows the repo and installed layouts.
-    from inference.paths import resources_dir
+    # radlens_core.paths is Qt- and torch-free; it knows the repo and installed layouts.
+    from radlens_core.paths import resources_dir
 
     return resources_dir()
 

@@ -222,7 +222,7 @@ class TrainDialog(QDialog):
         text = self.dataset_edit.text().strip()
         if not text or self.out_edit.isModified():
             return
-        from inference.paths import user_data_dir
+        from radlens_core.paths import user_data_dir
 
         name = f"{Path(text).name}-{self.task_combo.currentText()}".lower()
         self.out_edit.setText(str(user_data_dir() / "training" / name))

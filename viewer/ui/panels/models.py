@@ -107,8 +107,8 @@ def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
     one broken folder is shown, not fatal. Runs on a worker: hashing big weights takes time.
     """
     from inference import registry
-    from inference.paths import shipped_models_dir, user_models_dir
     from inference.weights import WeightsError, verify_files
+    from radlens_core.paths import shipped_models_dir, user_models_dir
 
     shipped, user = shipped_models_dir(), user_models_dir()
     scan = registry.scan_models(extra_dirs)  # its own problems: listing on a worker is safe

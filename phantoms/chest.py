@@ -211,7 +211,11 @@ def chest_ct(
         hu += rng.normal(0.0, noise_hu, size=shape).astype(np.float32)
     hu = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     return ChestCT(
-        hu=hu, labels=labels, spacing=tuple(float(s) for s in spacing), nodules=nodules, seed=seed
+        hu=hu,
+        labels=labels,
+        spacing=(float(spacing[0]), float(spacing[1]), float(spacing[2])),
+        nodules=nodules,
+        seed=seed,
     )
 
 

@@ -1,7 +1,8 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then ``os.replace``."""
+"""Atomic file writes (temporary file in the same folder, fsync, ``os.replace``) and hashing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -51,17 +52,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(
-        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    )
+def atomic_write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent, default=json_default) + "\n")
 
 
 def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))  # type: ignore[arg-type]
 
 
-def _json_default(o: Any) -> Any:
+def atomic_copy(source: Path, target: Path, chunk: int = 1 << 20) -> None:
+    """Copy ``source`` to ``target`` atomically (the target never exists half-written)."""
+
+    def write(out: BinaryIO) -> None:
+        with open(source, "rb") as f:
+            while block := f.read(chunk):
+                out.write(block)
+
+    atomic_write(target, write)
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps`` fallback for numpy scalars and arrays, bytes and paths."""
     if isinstance(o, np.integer):
         return int(o)
     if isinstance(o, np.floating):
@@ -73,3 +84,16 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (weights files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

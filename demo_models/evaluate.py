@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from demo_models import data as pdata
 from inference.card import ModelCard
-from inference.phantoms import LUNG, NODULE, chest_ct, chest_radiograph
 from inference.training import metrics as M
-from inference.training import phantom_data as pdata
+from phantoms.chest import LUNG, NODULE, chest_ct, chest_radiograph
 
 Log = Callable[[str], None]
 #: Hit rule of the detection figures (inference.training.metrics.match_boxes).

@@ -1,6 +1,6 @@
 """Train the shipped demo models on synthetic phantoms and write their model packages.
 
-    python -m inference.training.demo [--task segmentation|detection|classification|all]
+    python -m demo_models.train [--task segmentation|detection|classification|all]
                                       [--out resources/models] [--quick]
 
 Offline and seeded: anyone can rebuild the packages in ``resources/models`` on a CPU in
@@ -20,14 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inference.training import demo_eval
-from inference.training.demo_tasks import (
+from demo_models import evaluate as demo_eval
+from demo_models.data import NATIVE_SHAPES
+from demo_models.tasks import (
     DemoConfig,
     train_classification,
     train_detection,
     train_segmentation,
 )
-from inference.training.phantom_data import NATIVE_SHAPES
 
 TASKS = ("segmentation", "detection", "classification")
 INTENDED_USE = (
@@ -122,7 +122,7 @@ def card_for(task: str, cfg: DemoConfig, metrics: dict[str, Any], seconds: float
         "patch_size": list(cfg.patch_xyz),
         "inference": {"sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"},
         "training": {
-            "script": f"python -m inference.training.demo --task {task}",
+            "script": f"python -m demo_models.train --task {task}",
             "parent": None,
             "date": datetime.date.today().isoformat(),
             "seconds": round(seconds, 1),
@@ -359,7 +359,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inference.training.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m demo_models.train", description=__doc__)
     parser.add_argument("--task", choices=[*TASKS, "all"], default="all")
     parser.add_argument("--out", type=Path, default=None, help="default: resources/models")
     parser.add_argument("--quick", action="store_true", help="two steps on tiny data (tests)")
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         "training) and rewrite their cards and metrics",
     )
     args = parser.parse_args(argv)
-    from inference.paths import shipped_models_dir
+    from radlens_core.paths import shipped_models_dir
 
     out = args.out or shipped_models_dir()
     tasks = list(TASKS) if args.task == "all" else [args.task]

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from demo_models import data as pdata
 from inference.networks import build_network
-from inference.training import phantom_data as pdata
 from inference.training.task_data import centernet_targets
 
 Log = Callable[[str], None]

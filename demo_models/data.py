@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from inference.phantoms import ChestCT, Nodule, chest_ct, chest_radiograph
+from phantoms.chest import ChestCT, Nodule, chest_ct, chest_radiograph
 
 #: Field of view of the chest CT phantom (x, y, z) mm, as chest_ct() builds it by default.
 CT_FOV_MM = (350.0, 350.0, 300.0)

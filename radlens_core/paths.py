@@ -17,7 +17,8 @@ def resources_dir() -> Path:
 
 
 def user_data_dir() -> Path:
-    """Per-user data folder (label stores, user models); ``RADLENS_DATA_DIR`` overrides it."""
+    """Per-user data folder (label stores, results, user models); ``RADLENS_DATA_DIR``
+    overrides it."""
     override = os.environ.get("RADLENS_DATA_DIR")
     if override:
         path = Path(override)

@@ -1,6 +1,6 @@
 """Fine-tuning demo: adapt the shipped chest CT segmenter to a scanner look it never saw.
 
-    python -m inference.training.finetune_demo --work /tmp/radlens-finetune [--epochs 6]
+    python -m demo_models.finetune --work /tmp/radlens-finetune [--epochs 6]
 
 Writes phantoms with lower tissue contrast and more noise than the shipped model was trained
 on (``chest_ct(contrast=0.6, noise_hu=40)``) in the export layout, evaluates the shipped
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.phantoms import chest_ct
 from inference.training.dataset import write_case
 from inference.training.evaluate import evaluate
 from inference.training.report import write_report
 from inference.training.train import TrainOptions, train
+from phantoms.chest import chest_ct
 
 SHIPPED = "radlens-ct-chest-seg"
 LABELS = {1: "lung", 2: "nodule"}

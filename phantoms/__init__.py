@@ -1,0 +1,1 @@
+"""Synthetic phantoms generated from a seed (numpy only): the demo study and training data."""
