@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes
 from radlens_core.grid import Grid, lps_to_ras_affine
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
-class NiftiError(ValueError):
+class NiftiError(ValueError, UserError):
     """A NIfTI file that cannot be read or written; the message names the file."""
 
 
@@ -27,11 +28,13 @@ def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
     array indexed (z, y, x) and its grid in LPS. The file is opened read-only."""
     import nibabel as nib
 
+    from nibabel.filebasedimages import ImageFileError
+
     path = Path(path)
     try:
         img: Any = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
-    except (OSError, ValueError, EOFError, MemoryError) as exc:
+    except (OSError, ValueError, EOFError, MemoryError, ImageFileError) as exc:
         raise NiftiError(f"{path}: cannot read as NIfTI ({exc})") from exc
     if data.ndim == 2:
         data = data[:, :, None]

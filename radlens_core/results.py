@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.errors import UserError
+
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -53,7 +55,7 @@ class ReviewStatus(_StrEnum):
     EDITED = "edited"
 
 
-class LabelError(ValueError):
+class LabelError(ValueError, UserError):
     """A label class, annotation or label file that does not make sense."""
 
 
@@ -218,6 +220,10 @@ class AnalysisResult:
     @property
     def model_version(self) -> str:
         return self.run.model_version
+
+    @property
+    def model_name(self) -> str:
+        return self.run.model_name or self.run.model_id
 
     @property
     def task(self) -> Task:
