@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from phantoms.chest import chest_ct
+from radlens_core.files import atomic_write, atomic_write_text, fsync_dir
 from radlens_core.paths import user_data_dir
 from viewer.study.errors import StudyError
 from viewer.study.volume import Volume
@@ -134,9 +135,7 @@ def write_demo_series(out_dir: Path | str, seed: int = DEMO_SEED) -> list[Path]:
     for z, name in enumerate(names):
         ds = _slice_dataset(vol, z, seed)
         target = out / name
-        tmp = out / f".{name}.partial"
-        pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-        os.replace(tmp, target)
+        atomic_write(target, lambda f, ds=ds: pydicom.dcmwrite(f, ds, enforce_file_format=True))
         paths.append(target)
     return paths
 
@@ -156,7 +155,8 @@ def demo_series_dir() -> Path:
         if series.exists():
             shutil.rmtree(series)
         os.replace(tmp, series)
-        marker.write_text("ok\n")
+        fsync_dir(root)
+        atomic_write_text(marker, "ok\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return series
