@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.errors import UserError
 from radlens_core.files import (
     atomic_write_bytes,
     atomic_write_json,
@@ -42,7 +43,7 @@ EXPORT_FORMAT_VERSION = 1
 ANNOTATIONS_FORMAT_VERSION = 1
 
 
-class ExportError(LabelError):
+class ExportError(LabelError, UserError):
     """An export that cannot be written; the message names the folder or the problem."""
 
 

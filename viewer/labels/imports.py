@@ -8,13 +8,14 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.errors import UserError
 from radlens_core.nifti import NiftiError, is_nifti, read_nifti
 from viewer.labels.labelmap import LabelMap
 from viewer.labels.model import Annotation, LabelError, LabelSet, annotation_from_dict
 from viewer.study.volume import Volume
 
 
-class LabelImportError(LabelError):
+class LabelImportError(LabelError, UserError):
     """A label file that cannot be imported; the message names the file and the problem."""
 
 
