@@ -146,7 +146,8 @@ def coco(doc: Document, volume: Volume, case_id: str) -> dict[str, Any]:
         if isinstance(a, Box) and not a.is_3d and a.status != "rejected":
             by_slice.setdefault(int(a.z), []).append(a)  # type: ignore[arg-type]
     ny, nx = volume.shape[1:]
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, z in enumerate(sorted(by_slice), start=1):
         name = "image" if volume.is_2d else f"slice_{z:04d}"
         images.append({"id": i, "file_name": name, "width": nx, "height": ny, "slice_index": z})

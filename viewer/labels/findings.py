@@ -100,15 +100,17 @@ def plan_proposal(
     """Parse boxes and match label names to the document's classes; touches no voxel."""
     source = model_source(model_id, version)
     names = dict(label_names or {})
-    parsed = [_box_from(item, source) for item in boxes]
-    for i, b in enumerate(parsed):  # string labels (engine records) name a class
+    parsed: list[Box] = []
+    for i, item in enumerate(boxes):  # string labels (engine records) name a class
+        b = _box_from(item, source)
         if isinstance(b, tuple):
-            name = b[1]
+            box, name = b
             idx = next((k for k, v in names.items() if v == name), None)
             if idx is None:
                 idx = max(names, default=0) + 1000 + i
                 names[idx] = name
-            parsed[i] = replace(b[0], label=idx)
+            b = replace(box, label=idx)
+        parsed.append(b)
     arr = None
     if label_map is not None:
         arr = np.asarray(label_map)
@@ -264,6 +266,8 @@ def mask_overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def model_vs_final(doc: Document) -> list[dict[str, Any]]:
     """For each model finding: what the user did and Dice/IoU between model and final."""
     rows: list[dict[str, Any]] = []
+    dice: float | None
+    iou: float | None
     for fid, orig in doc.originals.items():
         final = doc.annotations.get(fid)
         row: dict[str, Any] = {

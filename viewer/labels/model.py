@@ -16,7 +16,7 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union
 
 from radlens_core.results import LabelClass, LabelError
@@ -89,9 +89,12 @@ class LabelSet:
     def recolor(self, index: int, color: str) -> LabelSet:
         return self._changed(index, color=color)
 
-    def _changed(self, index: int, **changes: str) -> LabelSet:
+    def _changed(self, index: int, name: str | None = None, color: str | None = None) -> LabelSet:
         return LabelSet(
-            tuple(replace(c, **changes) if c.index == index else c for c in self._has(index))
+            tuple(
+                annotation_class(index, name or c.name, color or c.color) if c.index == index else c
+                for c in self._has(index)
+            )
         )
 
     def remove(self, index: int) -> LabelSet:
