@@ -12,7 +12,6 @@ The source files of the series are never touched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from radlens_core.errors import UserError
-from radlens_core.files import atomic_write_bytes, atomic_write_json, atomic_write_npz, fsync_dir
+from radlens_core.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    fsync_dir,
+    sha256_text,
+)
 from radlens_core.series import series_key
 from viewer.labels.document import Document, Edit, edit_from_dict, edit_to_dict
 from viewer.labels.model import LabelError
@@ -47,7 +52,7 @@ def store_key(series_uid: str) -> str:
 
 def legacy_store_key(series_uid: str) -> str:
     """The folder name label stores had before the one series key: SHA-256 of the UID."""
-    return hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:32]
+    return sha256_text(series_uid)[:32]
 
 
 def labels_root() -> Path:

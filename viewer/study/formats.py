@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from radlens_core.files import fsync_dir
 from radlens_core.nifti import NiftiError, is_nifti, read_nifti, write_nifti
 from viewer.study.errors import StudyError, UnreadableFile, UnsupportedFormat
 from viewer.study.volume import Volume
@@ -152,8 +153,14 @@ def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> No
             raise StudyError(
                 path, f"could not be written ({str(exc).strip().splitlines()[-1]})"
             ) from None
-        # Companions first (e.g. .raw for .mhd) so the header never points at a missing file.
-        for written in sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name):
+        # Durable before they are moved; companions first (e.g. .raw for .mhd) so the
+        # header never points at a missing file.
+        written_files = sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name)
+        for written in written_files:
+            with open(written, "rb") as f:
+                os.fsync(f.fileno())
+        for written in written_files:
             os.replace(written, path.parent / written.name)
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
