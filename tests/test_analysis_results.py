@@ -8,15 +8,55 @@ import numpy as np
 import pytest
 
 from phantoms.chest import LUNG, NODULE, chest_ct
-from tests.analysis_fakes import _Box, _Cls, _Heat, _LabelMap, _Result, phantom_result
+from radlens_core.results import (
+    AnalysisResult,
+    Box,
+    Classification,
+    HeatMap,
+    LabelClass,
+    LabelMap,
+    RunInfo,
+    Task,
+)
+from radlens_core.series import series_key as core_series_key
 from viewer.labels.result_findings import summarise
 from viewer.labels.results import (
-    BoxRecord,
     ResultStore,
     ResultStoreError,
     record_from_result,
     series_key,
 )
+
+
+def _run(model_id: str = "fake-seg", task: Task = Task.SEGMENTATION) -> RunInfo:
+    return RunInfo(
+        model_id=model_id,
+        model_version="1.0.0",
+        task=task,
+        timings={"total": 1.5},
+        intended_use="Demonstration only; not for diagnosis.",
+    )
+
+
+def _result(model_id: str = "fake-seg", task: Task = Task.SEGMENTATION, **parts) -> AnalysisResult:
+    return AnalysisResult(run=_run(model_id, task), **parts)
+
+
+def _label_map(array: np.ndarray, names: dict[int, str]) -> LabelMap:
+    return LabelMap(array, tuple(LabelClass(i, n, "#ff7043") for i, n in names.items()))
+
+
+def phantom_result(ct) -> AnalysisResult:
+    """What a perfect segmenter + detector would answer for a chest CT phantom."""
+    labels = (LabelClass(1, "lung", "#4fc3f7"), LabelClass(2, "nodule", "#ff7043"))
+    heat = (ct.labels == NODULE).astype(np.float32) * 0.9
+    boxes = []
+    for n in ct.nodules:
+        lo, hi = n.box_zyx(ct.spacing)
+        boxes.append(Box((*lo, *hi), "nodule", 0.8))
+    return _result(
+        label_map=LabelMap(ct.labels.copy(), labels), heat_map=HeatMap(heat), boxes=tuple(boxes)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +99,10 @@ def test_box_findings_carry_size_in_mm_and_slice_range(phantom):
 def test_classification_is_one_finding_at_heat_map_peak():
     heat = np.zeros((1, 40, 50), np.float32)
     heat[0, 12, 30] = 1.0
-    res = _Result(
-        task="classification",
-        heat_map=_Heat(heat),
-        classification=_Cls({"normal": 0.2, "nodule": 0.8}),
+    res = _result(
+        task=Task.CLASSIFICATION,
+        heat_map=HeatMap(heat),
+        classification=Classification({"normal": 0.2, "nodule": 0.8}),
     )
     summary = summarise(record_from_result(res), (1.0, 1.0, 1.0))
     assert len(summary.findings) == 1
@@ -75,7 +115,7 @@ def test_classification_is_one_finding_at_heat_map_peak():
 def test_2d_mask_component_reports_area_not_volume():
     lm = np.zeros((1, 100, 100), np.uint8)
     lm[0, 5:10, 5:15] = 1
-    rec = record_from_result(_Result(label_map=_LabelMap(lm, {1: "opacity"})))
+    rec = record_from_result(_result(label_map=_label_map(lm, {1: "opacity"})))
     (f,) = summarise(rec, (0.5, 0.5, 1.0)).findings
     assert f.volume_ml is None and f.area_mm2 == pytest.approx(50 * 0.25)
     assert f.extent_mm == (5.0, 2.5, 0.0)
@@ -95,6 +135,7 @@ def test_store_defaults_to_user_data_dir(_isolated_user_data, phantom):
     store = ResultStore()
     store.save("uid with spaces/and slashes", record_from_result(phantom_result(phantom)))
     key = series_key("uid with spaces/and slashes")
+    assert key == core_series_key("uid with spaces/and slashes")
     assert "/" not in key and (_isolated_user_data / "results" / key).is_dir()
 
 
@@ -111,7 +152,7 @@ def test_latest_run_per_model_is_what_a_reopened_series_shows(tmp_path, phantom)
 
 def test_removed_layers_stay_removed_and_an_empty_run_is_deleted(tmp_path):
     store = ResultStore(tmp_path)
-    rec = record_from_result(_Result(boxes=[_Box((1, 2, 3, 4, 5, 6), "nodule", 0.7)]))
+    rec = record_from_result(_result(boxes=(Box((1, 2, 3, 4, 5, 6), "nodule", 0.7),)))
     rec.heat_map = np.zeros((8, 8, 8), np.float32)
     store.save("s", rec)
     store.remove_layer("s", rec, "heatmap")
@@ -130,7 +171,7 @@ def test_unreadable_stored_result_names_the_file(tmp_path):
 
 
 def test_interrupted_write_leaves_no_run(tmp_path, monkeypatch):
-    rec = record_from_result(_Result(boxes=[BoxRecord((0, 0, 1, 1), "x", 0.5)]))
+    rec = record_from_result(_result(boxes=(Box((0, 0, 1, 1), "x", 0.5),)))
     store = ResultStore(tmp_path)
 
     def boom(*a, **k):
@@ -148,7 +189,7 @@ def test_mask_value_missing_from_the_label_table_still_becomes_a_finding():
     lm = np.zeros((20, 50, 50), np.uint8)
     lm[2:4, 10:12, 10:12] = 1
     lm[10:12, 30:33, 30:33] = 5
-    rec = record_from_result(_Result(label_map=_LabelMap(lm, {1: "nodule"})))
+    rec = record_from_result(_result(label_map=_label_map(lm, {1: "nodule"})))
     found = {f.label: f for f in summarise(rec, (1.0, 1.0, 1.0)).findings}
     assert set(found) == {"nodule", "label 5"}
     assert found["label 5"].volume_ml == pytest.approx(18 / 1000)
@@ -166,13 +207,35 @@ def test_only_the_newest_runs_of_a_model_are_kept(tmp_path):
     store = ResultStore(tmp_path, keep_runs=2)
     runs = []
     for i in range(4):
-        rec = record_from_result(_Result(boxes=[_Box((0, 0, 0, 1, 1, 1), "n", 0.5)]))
+        rec = record_from_result(_result(boxes=(Box((0, 0, 0, 1, 1, 1), "n", 0.5),)))
         rec.created = 1000.0 + i
         store.save("s", rec)
         runs.append(rec.run_id)
     other = record_from_result(
-        _Result(model_id="other", boxes=[_Box((0, 0, 0, 1, 1, 1), "n", 0.5)])
+        _result(model_id="other", boxes=(Box((0, 0, 0, 1, 1, 1), "n", 0.5),))
     )
     other.created = 500.0
     store.save("s", other)
     assert {r.run_id for r in store.load_all("s")} == {runs[2], runs[3], other.run_id}
+
+
+def test_a_detector_record_takes_name_and_label_table_from_its_card():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Card:
+        name: str
+        labels: tuple
+        intended_use: str
+
+    card = Card("Nodule finder", (LabelClass(0, "background", "#000000"),
+                                  LabelClass(2, "nodule", "#ff7043")), "Research only.")  # fmt: skip
+    result = AnalysisResult(
+        run=RunInfo(model_id="det", model_version="2", task=Task.DETECTION),
+        boxes=(Box((0, 0, 0, 1, 1, 1), "nodule", 0.5),),
+    )
+    rec = record_from_result(result, card, shape=(2, 2, 2))
+    assert rec.model_name == "Nodule finder" and rec.intended_use == "Research only."
+    assert rec.labels == [LabelClass(2, "nodule", "#ff7043")]
+    assert rec.task == "detection" and rec.boxes == [Box((0, 0, 0, 1, 1, 1), "nodule", 0.5)]
+    assert record_from_result(result).model_name == "det"

@@ -156,3 +156,31 @@ def test_folder_with_two_series_needs_series_and_then_analyses_that_one(
     assert rc == 0
     data = json.loads((out / "findings.json").read_text())
     assert data["series_uid"] == other.series_uid and data["geometry"]["shape_zyx"] == [4, 16, 16]
+
+
+def test_findings_json_is_built_from_core_records_with_2d_boxes_on_slice_0(tmp_path):
+    from types import SimpleNamespace
+
+    from radlens_core.results import AnalysisResult, Box, Classification, RunInfo, Task
+    from viewer.commands.analyze import findings_json
+    from viewer.study.volume import Volume
+
+    volume = Volume(np.zeros((1, 20, 30), np.int16), spacing=(0.5, 0.5, 1.0), series_uid="7.7")
+    card = SimpleNamespace(id="cxr", version="1.0", name="CXR", task="classification",
+                           training={"data": "phantoms"}, intended_use="Demo only.")  # fmt: skip
+    result = AnalysisResult(
+        run=RunInfo("cxr", "1.0", Task.CLASSIFICATION, timings={"total": 0.25}, warnings=("w",)),
+        boxes=(Box((2, 4, 6, 10), "nodule", 0.87654),),
+        classification=Classification({"normal": 0.2, "nodule": 0.8}),
+    )
+    data = findings_json(tmp_path / "x.png", volume, "DX", card, result)
+    assert data["model"] == {"id": "cxr", "version": "1.0", "name": "CXR",
+                             "task": "classification", "trained_on": "phantoms"}  # fmt: skip
+    assert data["device"] == "cpu" and data["timings_s"] == {"total": 0.25}
+    assert data["warnings"] == ["w"] and data["probabilities"] == {"normal": 0.2, "nodule": 0.8}
+    (box,) = data["boxes"]
+    assert box["label"] == "nodule" and box["score"] == 0.8765
+    assert box["corners_voxel_zyx"] == [0.0, 2.0, 4.0, 0.0, 6.0, 10.0]
+    assert box["center_voxel_zyx"] == [0.0, 4.0, 7.0]
+    assert box["center_lps_mm"] == [3.5, 2.0, 0.0]
+    assert "labels" not in data and "volumes_ml" not in data

@@ -300,23 +300,24 @@ def test_model_polygon_compared_with_final_by_its_pixels_on_its_own_plane():
 
 
 def test_engine_record_labels_map_to_document_classes_by_name():
-    from types import SimpleNamespace as NS
-
+    from radlens_core.results import Box as CoreBox
+    from radlens_core.results import LabelClass
     from viewer.labels.findings import propose_result
+    from viewer.labels.results import ResultRecord
 
     doc = Document((2, 10, 10))
     lm = np.zeros((2, 10, 10), np.uint8)
     lm[0, :2] = 1  # model index 1 = nodule (document index 2)
     lm[1, :2] = 2  # model index 2 = "mass" (new class)
-    record = NS(
+    record = ResultRecord(
         model_id="det",
+        model_name="det",
         model_version="0.3",
+        task="segmentation",
+        shape=(2, 10, 10),
         label_map=lm,
-        labels=[
-            NS(index=1, name="nodule", color="#ff0000"),
-            NS(index=2, name="mass", color="#00ff00"),
-        ],
-        boxes=[NS(corners=(0, 1, 1, 1, 3, 3), label="nodule", score=0.8)],
+        labels=[LabelClass(1, "nodule", "#ff0000"), LabelClass(2, "mass", "#00ff00")],
+        boxes=[CoreBox((0, 1, 1, 1, 3, 3), "nodule", 0.8)],
     )
     found = propose_result(doc, record)
     mass = doc.label_set.by_name("mass").index
@@ -328,19 +329,32 @@ def test_engine_record_labels_map_to_document_classes_by_name():
 
 
 def test_engine_analysis_result_shape_is_proposed_with_its_label_table():
-    from types import SimpleNamespace as NS
-
+    from radlens_core.results import AnalysisResult, LabelClass, LabelMap, RunInfo, Task
+    from radlens_core.results import Box as CoreBox
     from viewer.labels.findings import propose_result
 
     doc = Document((2, 10, 10))
     arr = np.zeros((2, 10, 10), np.uint8)
     arr[1, 4:6, 4:6] = 3  # the model's index 3 is "nodule"
-    result = NS(
-        model_id="seg",
-        model_version="1.0.0",
-        label_map=NS(array=arr, labels=[NS(index=3, name="nodule", color="#ff7043")]),
-        boxes=[NS(corners=(1, 4, 4, 1, 5, 5), label="nodule", score=0.95)],
+    result = AnalysisResult(
+        run=RunInfo(model_id="seg", model_version="1.0.0", task=Task.SEGMENTATION),
+        label_map=LabelMap(arr, (LabelClass(3, "nodule", "#ff7043"),)),
+        boxes=(CoreBox((1, 4, 4, 1, 5, 5), "nodule", 0.95),),
     )
     box, mask = propose_result(doc, result)
     assert box.label == mask.label == doc.label_set.by_name("nodule").index == 2
     assert (doc.layers[mask.layer].array == 2).sum() == 4
+
+
+def test_annotation_label_sets_refuse_index_0_and_use_the_core_label_class():
+    from radlens_core.results import LabelClass as CoreLabelClass
+    from radlens_core.results import LabelError as CoreLabelError
+    from viewer.labels.model import LabelClass
+
+    assert LabelClass is CoreLabelClass and LabelError is CoreLabelError
+    with pytest.raises(LabelError, match=r"1\.\.255 \(0 is background\), got 0"):
+        LabelSet((LabelClass(0, "background", "#000000"),))
+    with pytest.raises(LabelError, match=r"1\.\.255 \(0 is background\), got 256"):
+        LabelSet().add("too far", index=256)
+    with pytest.raises(LabelError, match="0 is background"):
+        LabelSet.from_table({"0": {"name": "bg", "color": "#000000"}})

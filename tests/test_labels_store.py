@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from radlens_core.series import series_key
 from viewer.labels.labelmap import disk_mask
 from viewer.labels.model import Box, Point
-from viewer.labels.store import LabelStore, StoreError, store_dir
+from viewer.labels.store import LabelStore, StoreError, legacy_store_key, store_dir
 from viewer.study.volume import Volume
 
 
@@ -18,12 +19,38 @@ def _volume(uid: str = "1.2.826.0.1.3680043.8.498.1", shape=(6, 24, 24)) -> Volu
     return Volume(np.zeros(shape, np.int16), series_uid=uid, modality="CT")
 
 
-def test_store_lives_in_user_data_folder_keyed_by_hashed_uid(_isolated_user_data):
+def test_store_lives_in_user_data_folder_under_the_one_series_key(_isolated_user_data):
     vol = _volume()
     with LabelStore.open(vol) as store:
         assert store.folder.parent.parent == _isolated_user_data
+        assert store.folder == _isolated_user_data / "labels" / series_key(vol.series_uid)
         assert store.folder == store_dir(vol.series_uid)
-        assert vol.series_uid not in store.folder.name and store.folder.name.isalnum()
+
+
+def test_a_uid_that_is_no_file_name_is_stored_under_its_hash(_isolated_user_data):
+    vol = _volume(uid="sha256:ab/cd ef")
+    with LabelStore.open(vol) as store:
+        assert store.folder == _isolated_user_data / "labels" / series_key(vol.series_uid)
+        assert vol.series_uid not in store.folder.name and "/" not in store.folder.name
+
+
+def test_a_store_under_its_legacy_hashed_name_moves_once_and_keeps_its_labels(
+    _isolated_user_data,
+):
+    vol = _volume()
+    with LabelStore.open(vol) as store:
+        store.document.add(Point(1, zyx=(1, 2, 3)))
+        store.flush()
+        new = store.folder
+    legacy = _isolated_user_data / "labels" / legacy_store_key(vol.series_uid)
+    assert legacy.name != new.name and legacy.name.isalnum() and len(legacy.name) == 32
+    new.rename(legacy)  # the layout of an existing user's data
+    with LabelStore.open(vol) as store:
+        assert store.folder == new and not legacy.exists()
+        assert [a.zyx for a in store.document.annotations.values()] == [(1.0, 2.0, 3.0)]
+    # A legacy folder reappearing beside an existing store is left alone, never merged.
+    legacy.mkdir()
+    assert store_dir(vol.series_uid) == new and legacy.is_dir()
 
 
 def test_edits_are_journalled_within_two_seconds_without_flush():

@@ -157,3 +157,14 @@ def test_reader_without_scan_headers_reads_them_itself(tmp_path):
     info = _only_series(tmp_path)
     info.headers = []
     assert np.array_equal(load_series(info).array, truth.values)
+
+
+def test_load_cancelled_is_the_one_cancelled_and_study_errors_are_user_errors():
+    from radlens_core.errors import UserError
+    from radlens_core.progress import Cancelled
+    from viewer.study.errors import LoadCancelled, StudyError, UnreadableFile
+
+    with pytest.raises(Cancelled):
+        raise LoadCancelled(None, "cancelled by the user")
+    assert issubclass(LoadCancelled, StudyError)
+    assert issubclass(StudyError, UserError) and issubclass(UnreadableFile, UserError)

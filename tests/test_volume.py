@@ -37,3 +37,21 @@ def test_orientation_letters():
     assert orientation_letters(np.array([1, 0, 0])) == "L"
     assert orientation_letters(np.array([0, -1, 0])) == "A"
     assert orientation_letters(np.array([0, 0, -1])) == "I"
+
+
+def test_volume_geometry_is_the_core_grid():
+    from radlens_core import grid as core
+    from viewer.study import volume
+
+    v = _oblique()
+    g = v.grid
+    assert isinstance(g, core.Grid) and g.shape == (5, 6, 7) and g.spacing == (0.7, 0.8, 2.5)
+    assert g == core.Grid((5, 6, 7), (0.7, 0.8, 2.5), (-10, 20, 30), v.direction)
+    assert np.array_equal(v.affine_lps, g.affine_lps) and np.array_equal(v.affine_ras, g.affine_ras)
+    pts = np.array([[0, 0, 0], [4, 5, 6]])
+    assert np.array_equal(v.index_to_patient(pts), g.index_to_patient(pts))
+    assert np.array_equal(v.patient_to_index((1.0, 2.0, 3.0)), g.patient_to_index((1.0, 2.0, 3.0)))
+    assert volume.orientation_letters is core.orientation_letters
+    assert volume.LPS_TO_RAS is core.LPS_TO_RAS
+    rgb = Volume(np.zeros((1, 4, 5, 3), np.uint8))
+    assert rgb.grid.shape == (1, 4, 5)  # the colour channel is no grid axis

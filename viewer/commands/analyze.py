@@ -7,16 +7,22 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from viewer.study.errors import StudyError
+from radlens_core.errors import UserError
+from radlens_core.files import atomic_write_text
+from radlens_core.progress import Cancelled
+from radlens_core.results import AnalysisResult, Box
+
+if TYPE_CHECKING:
+    from viewer.study.volume import Volume
 
 OUTPUTS = ("findings.json", "mask.nii.gz", "heatmap.nii.gz")
 
 
-class AnalyzeError(Exception):
+class AnalyzeError(UserError):
     """A problem the user can fix (which series, which model, where to write)."""
 
 
@@ -77,16 +83,15 @@ def _pick_model(args: argparse.Namespace, volume, modality: str):
     return card
 
 
-def _box_json(box, volume) -> dict[str, Any]:
-    c = list(box.corners)
-    if len(c) == 4:  # a 2D box on a single-slice volume: z = 0
-        c = [0.0, c[0], c[1], 0.0, c[2], c[3]]
-    lo, hi = np.array(c[:3]), np.array(c[3:])
+def _box_json(box: Box, volume: Volume) -> dict[str, Any]:
+    """A core ``Box`` with voxel and LPS corners; a 2D box lies on slice 0 (z = 0)."""
+    lo_zyx, hi_zyx = box.corners_zyx()
+    lo, hi = np.array(lo_zyx), np.array(hi_zyx)
     centre = (lo + hi) / 2.0
     return {
         "label": box.label,
-        "score": round(float(box.score), 4),
-        "corners_voxel_zyx": [round(float(v), 2) for v in c],
+        "score": round(box.score, 4),
+        "corners_voxel_zyx": [round(float(v), 2) for v in (*lo_zyx, *hi_zyx)],
         "center_voxel_zyx": [round(float(v), 2) for v in centre],
         "center_lps_mm": [round(float(v), 2) for v in volume.index_to_patient(centre)],
         "corners_lps_mm": [
@@ -95,8 +100,13 @@ def _box_json(box, volume) -> dict[str, Any]:
     }
 
 
-def findings_json(path: Path, volume, modality: str, card, result) -> dict[str, Any]:
-    """Everything the analysis found, with voxel and patient (LPS mm) coordinates."""
+def findings_json(
+    path: Path, volume: Volume, modality: str, card: Any, result: AnalysisResult
+) -> dict[str, Any]:
+    """Everything the analysis found, with voxel and patient (LPS mm) coordinates, built
+    from the core result records' fields (``card`` is the ``inference.card.ModelCard``)."""
+    # Core boxes whichever engine build answered (a no-op copy once it returns core records).
+    boxes = [Box(b.corners, b.label, b.score) for b in result.boxes]
     data: dict[str, Any] = {
         "source": str(path),
         "series_uid": volume.series_uid,
@@ -118,7 +128,7 @@ def findings_json(path: Path, volume, modality: str, card, result) -> dict[str, 
             "origin_lps_mm": list(volume.origin),
             "direction": np.asarray(volume.direction).tolist(),
         },
-        "boxes": [_box_json(b, volume) for b in result.boxes],
+        "boxes": [_box_json(b, volume) for b in boxes],
         "warnings": list(volume.warnings) + list(result.warnings),
         "files": {},
     }
@@ -134,7 +144,9 @@ def findings_json(path: Path, volume, modality: str, card, result) -> dict[str, 
     return data
 
 
-def _write_outputs(out: Path, volume, data: dict[str, Any], result, overwrite: bool) -> None:
+def _write_outputs(
+    out: Path, volume: Volume, data: dict[str, Any], result: AnalysisResult, overwrite: bool
+) -> None:
     from viewer.study.formats import write_image
     from viewer.study.volume import Volume
 
@@ -155,9 +167,7 @@ def _write_outputs(out: Path, volume, data: dict[str, Any], result, overwrite: b
             like(result.heat_map.array.astype(np.float32)), out / "heatmap.nii.gz", overwrite
         )
         data["files"]["heatmap"] = "heatmap.nii.gz"
-    tmp = out / ".findings.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out / "findings.json")
+    atomic_write_text(out / "findings.json", json.dumps(data, indent=2) + "\n")
 
 
 def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
@@ -195,19 +205,20 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from inference.card import CardError
-    from inference.engine import Cancelled, EngineError
+    from inference.engine import EngineError
+    from inference.weights import WeightsError
 
     bar = ProgressBar(enabled=not args.quiet)
     try:
         data = analyze(args, bar)
-    except (AnalyzeError, StudyError, EngineError, CardError, OSError) as exc:
-        bar.close()
-        print(f"radlens analyze: {exc}", file=sys.stderr)
-        return 2 if not isinstance(exc, EngineError) else 3
     except (Cancelled, KeyboardInterrupt):
         bar.close()
         print("radlens analyze: cancelled", file=sys.stderr)
         return 130
+    except (UserError, EngineError, CardError, WeightsError, OSError) as exc:
+        bar.close()
+        print(f"radlens analyze: {exc}", file=sys.stderr)
+        return 2 if not isinstance(exc, EngineError) else 3
     model = data["model"]
     print(f"{model['id']}@{model['version']} on {data['device']}: {_summary(data)}")
     print(f"wrote {', '.join(['findings.json', *data['files'].values()])} to {args.out}")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from radlens_core.errors import UserError
 from viewer.labels.model import LabelError
 
 FORMAT_CHOICES = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
@@ -49,7 +50,7 @@ def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
     return p
 
 
-class ExportCommandError(LabelError):
+class ExportCommandError(LabelError, UserError):
     """A problem with the command's input the user can fix; printed without a traceback."""
 
 
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             with_image=args.with_image,
             overwrite=args.overwrite,
         )
-    except (LabelError, StudyError, OSError, ValueError) as exc:
+    except (UserError, LabelError, StudyError, OSError, ValueError) as exc:
         print(f"radlens export: {exc}", file=sys.stderr)
         return 1
     print(f"exported case {result.case_id} to {result.folder}")

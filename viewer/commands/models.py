@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from radlens_core.errors import UserError
+
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -48,11 +50,13 @@ def _metrics(metrics: dict) -> str:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    from inference.card import CardError
     from inference.training.publish import PublishError, publish
+    from inference.weights import WeightsError
 
     try:
         dest = publish(args.model_dir, replace=args.replace)
-    except PublishError as exc:
+    except (PublishError, CardError, WeightsError, UserError) as exc:
         print(f"radlens models publish: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the user model folder is not writable

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
+from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes
 
 PROFILE = (
@@ -109,7 +110,7 @@ IDENTITY_META_KEYS = frozenset(
 )
 
 
-class DeidError(ValueError):
+class DeidError(ValueError, UserError):
     """A dataset that cannot be de-identified; the message names the file or attribute."""
 
 

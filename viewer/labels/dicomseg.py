@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.errors import UserError
 from viewer.labels.model import LabelError, LabelSet
 from viewer.study.volume import Volume
 
 
-class SegExportError(LabelError):
+class SegExportError(LabelError, UserError):
     """A DICOM-SEG that cannot be made; the message says why and what to do."""
 
 

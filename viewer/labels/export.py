@@ -10,8 +10,8 @@ The case folder is built in a hidden temporary folder beside it and moved into p
 from __future__ import annotations
 
 import csv
+import gzip
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from radlens_core.files import fsync_dir
+from radlens_core.errors import UserError
+from radlens_core.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    fsync_dir,
+)
+from radlens_core.nifti import write_nifti as core_write_nifti
 from viewer.labels.deid import Deidentifier
 from viewer.labels.document import Document
 from viewer.labels.findings import model_vs_final, summary
@@ -36,7 +43,7 @@ EXPORT_FORMAT_VERSION = 1
 ANNOTATIONS_FORMAT_VERSION = 1
 
 
-class ExportError(LabelError):
+class ExportError(LabelError, UserError):
     """An export that cannot be written; the message names the folder or the problem."""
 
 
@@ -50,16 +57,23 @@ class ExportResult:
 
 # ---- pieces, each usable on its own -----------------------------------------------------------
 def write_nifti(array: np.ndarray, volume: Volume, path: Path) -> None:
-    """(z, y, x) array -> NIfTI with the volume's RAS affine (qform and sform both set)."""
+    """(z, y, x) array -> NIfTI with the volume's RAS affine (qform and sform both set),
+    through the one NIfTI writer; RGB images (z, y, x, c), which it does not take, are
+    written with the same affine here."""
+    data = np.asarray(array)
+    if data.ndim == 3:
+        core_write_nifti(path, data, volume.grid)
+        return
     import nibabel as nib
 
-    data = np.asarray(array)
     data = np.transpose(data, (2, 1, 0, 3) if data.ndim == 4 else (2, 1, 0))
     img = nib.Nifti1Image(np.ascontiguousarray(data), volume.affine_ras)
     img.set_qform(volume.affine_ras, code=1)
     img.set_sform(volume.affine_ras, code=1)
     img.header.set_xyzt_units("mm")
-    nib.save(img, str(path))
+    raw = img.to_bytes()
+    gz = Path(path).name.lower().endswith(".gz")
+    atomic_write_bytes(path, gzip.compress(raw, compresslevel=6, mtime=0) if gz else raw)
 
 
 def write_nrrd(array: np.ndarray, volume: Volume, path: Path) -> None:
@@ -132,7 +146,8 @@ def coco(doc: Document, volume: Volume, case_id: str) -> dict[str, Any]:
         if isinstance(a, Box) and not a.is_3d and a.status != "rejected":
             by_slice.setdefault(int(a.z), []).append(a)  # type: ignore[arg-type]
     ny, nx = volume.shape[1:]
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, z in enumerate(sorted(by_slice), start=1):
         name = "image" if volume.is_2d else f"slice_{z:04d}"
         images.append({"id": i, "file_name": name, "width": nx, "height": ny, "slice_index": z})
@@ -182,11 +197,21 @@ def export_case(
     tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}.partial-", dir=out_dir))
     try:
         files, info = _write_all(volume, doc, tmp, case_id, formats, deid, with_image, d)
+        _fsync_files(tmp)
         _move_into_place(tmp, final, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ExportResult(final, case_id, files, info)
+
+
+def _fsync_files(folder: Path) -> None:
+    """Make what libraries wrote (NRRD, DICOM-SEG) durable before the folder is swapped in."""
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    fsync_dir(folder)
 
 
 def _move_into_place(tmp: Path, final: Path, overwrite: bool) -> None:
@@ -203,11 +228,7 @@ def _move_into_place(tmp: Path, final: Path, overwrite: bool) -> None:
 
 
 def _write_json(folder: Path, name: str, obj: Any, files: list[str]) -> None:
-    from radlens_core.files import json_default
-
-    with open(folder / name, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=json_default)
-        f.write("\n")
+    atomic_write_json(folder / name, obj, indent=2)
     files.append(name)
 
 
@@ -273,8 +294,7 @@ def _write_all(
                      "coordinates": COORDINATES,
                      "label_table": doc.label_set.to_table(), "annotations": records}, files)  # fmt: skip
     if "csv" in formats:
-        with open(folder / "annotations.csv", "w", encoding="utf-8", newline="") as f:
-            f.write(annotations_csv(records))
+        atomic_write_text(folder / "annotations.csv", annotations_csv(records))
         files.append("annotations.csv")
     if "coco" in formats:
         _write_json(folder, "coco.json", coco(doc, volume, case_id), files)

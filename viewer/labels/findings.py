@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.results import AnalysisResult, LabelClass
+from radlens_core.results import Box as CoreBox
 from viewer.labels.document import (
     AnnotationEdit,
     CompoundEdit,
@@ -18,33 +20,31 @@ from viewer.labels.document import (
 )
 from viewer.labels.model import Annotation, Box, LabelError, LabelSet, ModelMask, model_source
 from viewer.labels.planar import is_planar, masks_on_one_plane
+from viewer.labels.results import ResultRecord
+
+#: A box given by hand: (lo, hi, label, score) with (z, y, x) or (y, x) corners; the label
+#: is a model label index or name, the score may be None.
+BoxTuple = tuple[Sequence[float], Sequence[float], "int | str", "float | None"]
 
 
-def _box_from(item: Any, source: str, label_default: int = 1) -> Any:
-    """A Box from an engine box (attributes lo/hi, zyx_min/zyx_max or corners) or a tuple
-    (lo_zyx, hi_zyx, label, score). 2D results (lo/hi of length 2) land on slice 0."""
-    if isinstance(item, (tuple, list)):
-        lo, hi, label, score = (list(item) + [label_default, None])[:4]
+def _box_from(item: CoreBox | BoxTuple, source: str) -> Box | tuple[Box, str]:
+    """A proposed Box from an engine box (``radlens_core.results.Box``, label a name) or a
+    tuple (lo_zyx, hi_zyx, label, score). 2D boxes (corners of length 2) land on slice 0."""
+    if isinstance(item, CoreBox):
+        lo, hi, label, score = item.lo, item.hi, item.label, item.score
     else:
-        lo = next((getattr(item, k) for k in ("lo", "zyx_min", "start") if hasattr(item, k)), None)
-        hi = next((getattr(item, k) for k in ("hi", "zyx_max", "end") if hasattr(item, k)), None)
-        if lo is None and hasattr(item, "corners"):
-            c = list(item.corners)
-            lo, hi = c[: len(c) // 2], c[len(c) // 2 :]
-        if lo is None or hi is None:
-            raise LabelError(f"cannot read the corners of model box {item!r}")
-        label = getattr(item, "label", label_default)
-        score = getattr(item, "score", None)
-    lo, hi = [float(v) for v in lo], [float(v) for v in hi]
-    score = None if score is None else float(score)
+        lo, hi, label, score = (*item, 1, None)[:4]  # type: ignore[assignment]
+    lo_f, hi_f = [float(v) for v in lo], [float(v) for v in hi]
+    score_f = None if score is None else float(score)
     name = label if isinstance(label, str) else None
-    idx = 1 if name is not None else int(label)
-    if len(lo) == 2:
-        box = Box(idx, source=source, status="proposed", score=score, corners=(*lo, *hi), z=0)
-    elif len(lo) == 3:
-        box = Box(idx, source=source, status="proposed", score=score, corners=(*lo, *hi))
+    idx = 1 if name is not None else int(label)  # type: ignore[arg-type]
+    if len(lo_f) == 2:
+        corners = (*lo_f, *hi_f)
+        box = Box(idx, source=source, status="proposed", score=score_f, corners=corners, z=0)
+    elif len(lo_f) == 3:
+        box = Box(idx, source=source, status="proposed", score=score_f, corners=(*lo_f, *hi_f))
     else:
-        raise LabelError(f"a model box needs 2 or 3 coordinates per corner, got {lo}")
+        raise LabelError(f"a model box needs 2 or 3 coordinates per corner, got {lo_f}")
     return box if name is None else (box, name)  # a named label is resolved by propose()
 
 
@@ -92,7 +92,7 @@ def plan_proposal(
     doc: Document,
     model_id: str,
     version: str,
-    boxes: Iterable[Any] = (),
+    boxes: Iterable[CoreBox | BoxTuple] = (),
     label_map: np.ndarray | None = None,
     label_names: dict[int, str] | None = None,
     label_colors: dict[int, str] | None = None,
@@ -100,15 +100,17 @@ def plan_proposal(
     """Parse boxes and match label names to the document's classes; touches no voxel."""
     source = model_source(model_id, version)
     names = dict(label_names or {})
-    parsed = [_box_from(item, source) for item in boxes]
-    for i, b in enumerate(parsed):  # string labels (engine records) name a class
+    parsed: list[Box] = []
+    for i, item in enumerate(boxes):  # string labels (engine records) name a class
+        b = _box_from(item, source)
         if isinstance(b, tuple):
-            name = b[1]
+            box, name = b
             idx = next((k for k, v in names.items() if v == name), None)
             if idx is None:
                 idx = max(names, default=0) + 1000 + i
                 names[idx] = name
-            parsed[i] = replace(b[0], label=idx)
+            b = replace(box, label=idx)
+        parsed.append(b)
     arr = None
     if label_map is not None:
         arr = np.asarray(label_map)
@@ -192,7 +194,7 @@ def propose(
     doc: Document,
     model_id: str,
     version: str,
-    boxes: Iterable[Any] = (),
+    boxes: Iterable[CoreBox | BoxTuple] = (),
     label_map: np.ndarray | None = None,
     label_names: dict[int, str] | None = None,
     label_colors: dict[int, str] | None = None,
@@ -207,34 +209,34 @@ def propose(
 
 
 def plan_result(
-    doc: Document, result: Any, model_id: str | None = None, version: str | None = None
+    doc: Document,
+    result: ResultRecord | AnalysisResult,
+    model_id: str | None = None,
+    version: str | None = None,
 ) -> Proposal:
-    """``plan_proposal`` for an engine AnalysisResult or a ``viewer.labels.results.ResultRecord``
-    (read by attribute: ``boxes``, ``label_map``, ``labels``, ``model_id``/``model_version``
-    or ``card.id``/``card.version``)."""
-    card = getattr(result, "card", None)
-    model_id = model_id or getattr(result, "model_id", None) or getattr(card, "id", None)
-    version = version or getattr(result, "model_version", None) or getattr(card, "version", None)
+    """``plan_proposal`` for a ``viewer.labels.results.ResultRecord`` or an engine
+    ``radlens_core.results.AnalysisResult`` (its boxes, label map and label table)."""
+    model_id = model_id or result.model_id
+    version = version or result.model_version
     if not model_id or not version:
         raise LabelError("a model finding needs the model's id and version for its provenance")
-    lm_obj = getattr(result, "label_map", None)
-    lm = lm_obj if lm_obj is None or isinstance(lm_obj, np.ndarray) else lm_obj.array
-    # The label table: on the record, on the engine's LabelMapResult, or on the card.
-    infos = (
-        getattr(result, "labels", None)
-        or getattr(lm_obj, "labels", None)
-        or getattr(card, "labels", None)
-        or []
-    )
-    names = {int(i.index): str(i.name) for i in infos if hasattr(i, "index")}
-    colors = {int(i.index): str(i.color) for i in infos if hasattr(i, "color")}
-    return plan_proposal(
-        doc, str(model_id), str(version), getattr(result, "boxes", None) or (), lm, names, colors
-    )
+    labels: Sequence[LabelClass]
+    if isinstance(result, ResultRecord):
+        lm, labels = result.label_map, result.labels
+    elif result.label_map is not None:
+        lm, labels = result.label_map.array, result.label_map.labels
+    else:
+        lm, labels = None, ()
+    names = {int(i.index): str(i.name) for i in labels}
+    colors = {int(i.index): str(i.color) for i in labels}
+    return plan_proposal(doc, str(model_id), str(version), result.boxes, lm, names, colors)
 
 
 def propose_result(
-    doc: Document, result: Any, model_id: str | None = None, version: str | None = None
+    doc: Document,
+    result: ResultRecord | AnalysisResult,
+    model_id: str | None = None,
+    version: str | None = None,
 ) -> list[Annotation]:
     """Add an engine AnalysisResult or a ResultRecord as proposed annotations (see
     ``plan_result``), planned, prepared and applied at once."""
@@ -264,6 +266,8 @@ def mask_overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def model_vs_final(doc: Document) -> list[dict[str, Any]]:
     """For each model finding: what the user did and Dice/IoU between model and final."""
     rows: list[dict[str, Any]] = []
+    dice: float | None
+    iou: float | None
     for fid, orig in doc.originals.items():
         final = doc.annotations.get(fid)
         row: dict[str, Any] = {

@@ -8,35 +8,27 @@ from typing import Any
 
 import numpy as np
 
+from radlens_core.errors import UserError
+from radlens_core.nifti import NiftiError, is_nifti, read_nifti
 from viewer.labels.labelmap import LabelMap
 from viewer.labels.model import Annotation, LabelError, LabelSet, annotation_from_dict
-from viewer.study.volume import LPS_TO_RAS, Volume
+from viewer.study.volume import Volume
 
 
-class LabelImportError(LabelError):
+class LabelImportError(LabelError, UserError):
     """A label file that cannot be imported; the message names the file and the problem."""
 
 
 def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(array (z, y, x), LPS affine of (x, y, z) indices) of a NIfTI or NRRD/MHA file."""
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
+    if is_nifti(path):
+        from nibabel.filebasedimages import ImageFileError  # read_nifti lets it through
 
         try:
-            img = nib.load(str(path))
-            data = np.asanyarray(img.dataobj)
-        except (OSError, ValueError, EOFError) as exc:
-            raise LabelImportError(f"{path}: cannot read as NIfTI ({exc})") from exc
-        if data.ndim == 2:
-            data = data[:, :, None]
-        if data.ndim == 4 and data.shape[3] == 1:
-            data = data[..., 0]
-        if data.ndim != 3:
-            raise LabelImportError(f"{path}: a label map must be 3D, got shape {data.shape}")
-        aff = np.asarray(img.affine, dtype=float).copy()
-        aff[:3, :] = LPS_TO_RAS @ aff[:3, :]
-        return np.transpose(data, (2, 1, 0)), aff
+            arr, grid = read_nifti(path)
+        except (NiftiError, ImageFileError) as exc:
+            raise LabelImportError(f"{exc}; a label map must be a 3D image") from exc
+        return arr, grid.affine_lps
     import SimpleITK as sitk
 
     try:

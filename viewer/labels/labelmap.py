@@ -36,9 +36,8 @@ class SliceDiff:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SliceDiff:
-        return cls(
-            int(d["z"]), tuple(int(v) for v in d["bbox"]), _unpack(d["before"]), _unpack(d["after"])
-        )  # type: ignore[arg-type]
+        y0, x0, y1, x1 = (int(v) for v in d["bbox"])
+        return cls(int(d["z"]), (y0, x0, y1, x1), _unpack(d["before"]), _unpack(d["after"]))
 
 
 def _pack(b: bytes) -> str:

@@ -16,34 +16,21 @@ import math
 import re
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Union
+
+from radlens_core.results import LabelClass, LabelError
 
 STATUSES = ("proposed", "accepted", "rejected", "edited")
 Status = Literal["proposed", "accepted", "rejected", "edited"]
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SOURCE = re.compile(r"^(user|model:[^@\s]+@[^@\s]+)$")
 
 
-class LabelError(ValueError):
-    """An annotation, label class or label file that does not make sense."""
-
-
-@dataclass(frozen=True)
-class LabelClass:
-    index: int
-    name: str
-    color: str = "#ff0000"
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.index <= 255:
-            raise LabelError(f"label index must be 1..255 (0 is background), got {self.index}")
-        if not self.name.strip():
-            raise LabelError(f"label {self.index} needs a name")
-        if not _COLOR.match(self.color):
-            raise LabelError(
-                f"label {self.name!r}: colour must look like #rrggbb, got {self.color!r}"
-            )
+def annotation_class(index: int, name: str, color: str = "#ff0000") -> LabelClass:
+    """A label class an annotation can use: index 1..255 (0 is a label map's background)."""
+    if isinstance(index, int) and not isinstance(index, bool) and not 1 <= index <= 255:
+        raise LabelError(f"label index must be 1..255 (0 is background), got {index}")
+    return LabelClass(index, name, color)
 
 
 DEFAULT_CLASSES = (
@@ -60,6 +47,8 @@ class LabelSet:
     classes: tuple[LabelClass, ...] = DEFAULT_CLASSES
 
     def __post_init__(self) -> None:
+        for c in self.classes:
+            annotation_class(c.index, c.name, c.color)  # annotation labels start at 1
         idx = [c.index for c in self.classes]
         if len(set(idx)) != len(idx):
             raise LabelError(f"label indices repeat: {sorted(idx)}")
@@ -92,7 +81,7 @@ class LabelSet:
     def add(self, name: str, color: str = "#ff0000", index: int | None = None) -> LabelSet:
         if index is None:
             index = max((c.index for c in self.classes), default=0) + 1
-        return LabelSet((*self.classes, LabelClass(index, name, color)))
+        return LabelSet((*self.classes, annotation_class(index, name, color)))
 
     def rename(self, index: int, name: str) -> LabelSet:
         return self._changed(index, name=name)
@@ -100,9 +89,12 @@ class LabelSet:
     def recolor(self, index: int, color: str) -> LabelSet:
         return self._changed(index, color=color)
 
-    def _changed(self, index: int, **changes: str) -> LabelSet:
+    def _changed(self, index: int, name: str | None = None, color: str | None = None) -> LabelSet:
         return LabelSet(
-            tuple(replace(c, **changes) if c.index == index else c for c in self._has(index))
+            tuple(
+                annotation_class(index, name or c.name, color or c.color) if c.index == index else c
+                for c in self._has(index)
+            )
         )
 
     def remove(self, index: int) -> LabelSet:
@@ -120,7 +112,10 @@ class LabelSet:
     def from_table(cls, table: dict[str, Any]) -> LabelSet:
         try:
             return cls(
-                tuple(LabelClass(int(k), str(v["name"]), str(v["color"])) for k, v in table.items())
+                tuple(
+                    annotation_class(int(k), str(v["name"]), str(v["color"]))
+                    for k, v in table.items()
+                )
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LabelError(f"label table is malformed: {exc}") from exc

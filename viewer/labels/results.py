@@ -1,57 +1,54 @@
 """AI results kept with their series: a plain record of one analysis run and its on-disk store.
 
 The viewer never holds inference classes after a run: ``record_from_result`` copies an
-engine ``AnalysisResult`` (read by attribute, so this module imports neither torch nor
-``inference.results``) into a ``ResultRecord``. ``ResultStore`` keeps records per series
-(keyed by ``Volume.series_uid``) under ``user_data_dir()/results/`` with atomic writes, so
-results survive closing the series and restarting the app. Qt-free and torch-free.
+engine ``radlens_core.results.AnalysisResult`` (the typed contract; this module imports
+neither torch nor ``inference``) into a ``ResultRecord``, whose label table and boxes are the
+core ``LabelClass`` and ``Box``. ``ResultStore`` keeps records per series (folder
+``radlens_core.series.series_key(Volume.series_uid)``) under ``user_data_dir()/results/`` with
+atomic writes, so results survive closing the series and restarting the app. Qt-free and
+torch-free.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes, atomic_write_npz
+from radlens_core.results import FALLBACK_COLOURS, AnalysisResult, Box, LabelClass, LayerKind
+from radlens_core.series import series_key
+
+__all__ = [
+    "LAYER_KINDS",
+    "BoxRecord",
+    "LabelInfo",
+    "ModelInfo",
+    "ResultRecord",
+    "ResultStore",
+    "ResultStoreError",
+    "quantise_heat",
+    "record_from_result",
+    "series_key",
+]
 
 #: Layer kinds a record can carry; also the names used in ``removed_layers``.
-LAYER_KINDS = ("mask", "heatmap", "boxes")
-#: Colours for labels whose card gives none (index -> hex), cycled.
-_FALLBACK_COLOURS = ("#4fc3f7", "#ff7043", "#aed581", "#ba68c8", "#ffd54f", "#4db6ac")
+LAYER_KINDS = tuple(str(k) for k in LayerKind)
+
+#: Former names of the core records, kept while viewer/ui and its tests still import them.
+LabelInfo = LabelClass
+BoxRecord = Box
 
 
-class ResultStoreError(RuntimeError):
+class ResultStoreError(RuntimeError, UserError):
     """A stored result could not be read or written; the message names the file."""
-
-
-@dataclass(frozen=True)
-class LabelInfo:
-    index: int
-    name: str
-    color: str  # "#rrggbb"
-
-
-@dataclass(frozen=True)
-class BoxRecord:
-    #: (z0, y0, x0, z1, y1, x1) for volumes or (y0, x0, y1, x1) for 2D images, voxel indices.
-    corners: tuple[float, ...]
-    label: str
-    score: float
-
-    def corners_zyx(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-        """(lo, hi) as 3D (z, y, x) corners; a 2D box lies on slice 0."""
-        c = tuple(float(v) for v in self.corners)
-        if len(c) == 4:
-            return (0.0, c[0], c[1]), (0.0, c[2], c[3])
-        return (c[0], c[1], c[2]), (c[3], c[4], c[5])
 
 
 @dataclass
@@ -69,9 +66,9 @@ class ResultRecord:
     intended_use: str = ""
     warnings: list[str] = field(default_factory=list)
     label_map: np.ndarray | None = None  # uint8 (z, y, x)
-    labels: list[LabelInfo] = field(default_factory=list)
+    labels: list[LabelClass] = field(default_factory=list)
     heat_map: np.ndarray | None = None  # float32 in [0, 1], (z, y, x)
-    boxes: list[BoxRecord] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
     probabilities: dict[str, float] | None = None
     run_id: str = field(
         default_factory=lambda: time.strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
@@ -102,48 +99,47 @@ class ResultRecord:
         return f"label {index}"
 
 
-def _labels_from(source: Any) -> list[LabelInfo]:
-    """Label tables arrive as card label objects, dicts, or {index: name}; normalise them."""
-    if source is None:
-        return []
-    items: list[tuple[int, str, str | None]] = []
-    if isinstance(source, dict):
-        for k, v in source.items():
-            if isinstance(v, dict):
-                items.append((int(k), str(v.get("name", k)), v.get("color")))
-            else:
-                items.append((int(k), str(v), None))
-    else:
-        for entry in source:
-            if isinstance(entry, dict):
-                items.append((int(entry["index"]), str(entry["name"]), entry.get("color")))
-            else:
-                items.append((int(entry.index), str(entry.name), getattr(entry, "color", None)))
-    out = []
-    for i, (index, name, color) in enumerate(sorted(items)):
-        if index == 0:
-            continue
-        out.append(
-            LabelInfo(index, name, str(color or _FALLBACK_COLOURS[i % len(_FALLBACK_COLOURS)]))
+class ModelInfo(Protocol):
+    """What a record takes from the model card the run used (``inference.card.ModelCard``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def labels(self) -> Sequence[LabelClass | Mapping[str, Any]]: ...
+
+    @property
+    def intended_use(self) -> str: ...
+
+
+def _label_table(entries: Sequence[LabelClass | Mapping[str, Any]]) -> list[LabelClass]:
+    """The non-background rows of a label table, by index. Rows are label classes, or
+    {"index", "name", "color"} mappings as a card's JSON holds them."""
+    rows = [
+        LabelClass(e.index, e.name, e.color)
+        if not isinstance(e, Mapping)
+        else LabelClass(
+            int(e["index"]),
+            str(e["name"]),
+            str(e.get("color") or FALLBACK_COLOURS[i % len(FALLBACK_COLOURS)]),
         )
-    return out
-
-
-def _array_of(part: Any) -> np.ndarray | None:
-    if part is None:
-        return None
-    return np.asarray(getattr(part, "array", part))
+        for i, e in enumerate(entries)
+    ]
+    return sorted((r for r in rows if r.index != 0), key=lambda r: r.index)
 
 
 def record_from_result(
-    result: Any, card: Any = None, shape: tuple[int, ...] | None = None
+    result: AnalysisResult, card: ModelInfo | None = None, shape: tuple[int, ...] | None = None
 ) -> ResultRecord:
-    """Copy an engine ``AnalysisResult`` (and optionally its ``ModelCard``) into a record."""
-    label_map = _array_of(getattr(result, "label_map", None))
-    heat_map = _array_of(getattr(result, "heat_map", None))
-    labels = _labels_from(getattr(getattr(result, "label_map", None), "labels", None))
+    """Copy an engine ``AnalysisResult`` into a record; ``card`` (the model card the run
+    used) gives the model's display name, and the label table and intended use when the
+    result carries none (a detector's boxes take their colour from the card's table)."""
+    lm = result.label_map
+    label_map = None if lm is None else np.asarray(lm.array)
+    heat_map = None if result.heat_map is None else np.asarray(result.heat_map.array)
+    labels = _label_table(lm.labels) if lm is not None else []
     if not labels and card is not None:
-        labels = _labels_from(getattr(card, "labels", None))
+        labels = _label_table(card.labels)
     if shape is None:
         ref = label_map if label_map is not None else heat_map
         shape = tuple(ref.shape) if ref is not None else (1, 1, 1)
@@ -155,45 +151,31 @@ def record_from_result(
         # The engine already answers in [0, 1]; copy (300 MB for a big CT) only if it did not.
         if heat_map.size and (float(heat_map.min()) < 0.0 or float(heat_map.max()) > 1.0):
             heat_map = np.clip(heat_map, 0.0, 1.0)
-    boxes = [
-        BoxRecord(tuple(float(v) for v in b.corners), str(b.label), float(b.score))
-        for b in (getattr(result, "boxes", None) or [])
-    ]
-    cls = getattr(result, "classification", None)
+    cls = result.classification
     probs = None
     if cls is not None:
-        raw = getattr(cls, "probabilities", cls)
-        probs = {str(k): float(v) for k, v in dict(raw).items()}
-    model_id = str(getattr(result, "model_id", "") or getattr(card, "id", "model"))
+        probs = {str(k): float(v) for k, v in cls.probabilities.items()}
+    model_id = str(result.model_id)
     return ResultRecord(
         model_id=model_id,
-        model_name=str(getattr(card, "name", "") or model_id),
-        model_version=str(getattr(result, "model_version", "") or getattr(card, "version", "")),
-        task=str(getattr(result, "task", "") or getattr(card, "task", "")),
+        model_name=str(card.name if card is not None else "") or model_id,
+        model_version=str(result.model_version),
+        task=str(result.task),
         shape=shape3,  # type: ignore[arg-type]
-        device=str(getattr(result, "device", "cpu")),
-        precision=str(getattr(result, "precision", "float32")),
-        timings={str(k): float(v) for k, v in dict(getattr(result, "timings", {}) or {}).items()},
-        intended_use=str(
-            getattr(result, "intended_use", "") or getattr(card, "intended_use", "") or ""
-        ),
-        warnings=[str(w) for w in (getattr(result, "warnings", None) or [])],
+        device=str(result.device),
+        precision=str(result.precision),
+        timings={str(k): float(v) for k, v in result.timings.items()},
+        intended_use=str(result.intended_use or (card.intended_use if card is not None else "")),
+        warnings=[str(w) for w in result.warnings],
         label_map=label_map,
         labels=labels,
         heat_map=heat_map,
-        boxes=boxes,
+        boxes=[Box(b.corners, b.label, b.score) for b in result.boxes],
         probabilities=probs,
     )
 
 
 # ---- persistence -----------------------------------------------------------------------
-
-
-def series_key(series_uid: str) -> str:
-    """A folder name for a series: the UID itself when it is filename-safe, else its hash."""
-    if series_uid and re.fullmatch(r"[A-Za-z0-9._-]{1,96}", series_uid):
-        return series_uid
-    return "h-" + hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:32]
 
 
 def _meta_of(rec: ResultRecord) -> dict[str, Any]:
@@ -330,11 +312,9 @@ class ResultStore:
                 intended_use=meta["intended_use"],
                 warnings=list(meta["warnings"]),
                 label_map=label_map,
-                labels=[LabelInfo(**d) for d in meta["labels"]],
+                labels=[LabelClass(d["index"], d["name"], d["color"]) for d in meta["labels"]],
                 heat_map=heat_map,
-                boxes=[
-                    BoxRecord(tuple(b["corners"]), b["label"], b["score"]) for b in meta["boxes"]
-                ],
+                boxes=[Box(tuple(b["corners"]), b["label"], b["score"]) for b in meta["boxes"]],
                 probabilities=meta["probabilities"],
                 run_id=meta["run_id"],
                 created=meta["created"],

@@ -1,6 +1,7 @@
 """LabelStore: the autosaved, crash-safe home of one series' Document in the user data folder.
 
-Layout of ``user_data_dir()/labels/<key>/`` (key = SHA-256 of the SeriesInstanceUID):
+Layout of ``user_data_dir()/labels/<key>/`` (key = ``radlens_core.series.series_key`` of the
+SeriesInstanceUID; stores under the former SHA-256 name move there when first opened):
 ``info.json`` (series, shape), ``snapshot.json`` + ``snapshot.npz`` (compacted state at
 journal sequence ``seq``), ``journal.jsonl`` (one applied edit per line, seq-numbered).
 A background thread appends queued edits, flushes and fsyncs within ``interval`` seconds
@@ -11,7 +12,6 @@ The source files of the series are never touched.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from radlens_core.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
+from radlens_core.errors import UserError
+from radlens_core.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    fsync_dir,
+    sha256_text,
+)
+from radlens_core.series import series_key
 from viewer.labels.document import Document, Edit, edit_from_dict, edit_to_dict
 from viewer.labels.model import LabelError
 from viewer.study.volume import Volume
@@ -30,15 +38,21 @@ log = logging.getLogger(__name__)
 STORE_FORMAT = 1
 
 
-class StoreError(LabelError):
+class StoreError(LabelError, UserError):
     """A label store that cannot be opened or restored."""
 
 
 def store_key(series_uid: str) -> str:
-    """A filename-safe key for a SeriesInstanceUID (or a non-DICOM file hash)."""
+    """The folder name of a series' labels: ``radlens_core.series.series_key``, the one key
+    under which a series' stored data lives (the UID when filename-safe, else its hash)."""
     if not series_uid:
         raise StoreError("this series has no SeriesInstanceUID or file hash to key its labels by")
-    return hashlib.sha256(series_uid.encode("utf-8")).hexdigest()[:32]
+    return series_key(series_uid)
+
+
+def legacy_store_key(series_uid: str) -> str:
+    """The folder name label stores had before the one series key: SHA-256 of the UID."""
+    return sha256_text(series_uid)[:32]
 
 
 def labels_root() -> Path:
@@ -48,7 +62,20 @@ def labels_root() -> Path:
 
 
 def store_dir(series_uid: str) -> Path:
-    return labels_root() / store_key(series_uid)
+    """``user_data_dir()/labels/<series_key>``; a store still under its legacy (hashed)
+    name is moved there once, the first time it is asked for."""
+    root = labels_root()
+    folder = root / store_key(series_uid)
+    legacy = root / legacy_store_key(series_uid)
+    if legacy != folder and not folder.exists() and legacy.is_dir():
+        try:
+            os.replace(legacy, folder)
+        except OSError:
+            if not folder.is_dir():  # another process moving it at the same time is fine
+                raise
+        fsync_dir(root)
+        log.info("label store of series %s moved from %s to %s", series_uid, legacy, folder)
+    return folder
 
 
 class LabelStore:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian, generate_uid
 
 from phantoms.chest import chest_ct
+from radlens_core.files import atomic_write, atomic_write_text, fsync_dir
 from radlens_core.paths import user_data_dir
 from viewer.study.errors import StudyError
 from viewer.study.volume import Volume
@@ -20,14 +23,14 @@ from viewer.study.volume import Volume
 DEMO_SHAPE = (96, 256, 256)
 DEMO_SEED = 2026
 DEMO_WINDOWS = [(40.0, 400.0, "MEDIASTINUM"), (-600.0, 1500.0, "LUNG"), (400.0, 1800.0, "BONE")]
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+CT_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.2")
 #: Stored values are HU + 1024 in 12 bits, as most CT scanners write them.
 INTERCEPT = -1024
 #: Marks a complete cached copy; written last so a half-written cache is never used.
 COMPLETE_MARKER = "chest-ct.complete"
 
 
-def _uid(seed: int, *parts: object) -> str:
+def _uid(seed: int, *parts: object) -> UID:
     # Deterministic UIDs: the demo's label store key must not change between runs.
     return generate_uid(entropy_srcs=["radlens-demo", str(seed), *map(str, parts)])
 
@@ -97,11 +100,11 @@ def _slice_dataset(vol: Volume, z: int, seed: int) -> Dataset:
     ds.InstitutionName = "RadLens demo"
     ds.BodyPartExamined = "CHEST"
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-    ds.ImagePositionPatient = [f"{v:.4f}" for v in vol.index_to_patient([z, 0, 0])]
+    ds.ImagePositionPatient = [f"{v:.4f}" for v in vol.index_to_patient((z, 0, 0))]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.PixelSpacing = [f"{vol.spacing[1]:.6f}", f"{vol.spacing[0]:.6f}"]
     ds.SliceThickness = f"{vol.spacing[2]:.6f}"
-    ds.SliceLocation = f"{vol.index_to_patient([z, 0, 0])[2]:.4f}"
+    ds.SliceLocation = f"{vol.index_to_patient((z, 0, 0))[2]:.4f}"
     ds.RescaleSlope = 1
     ds.RescaleIntercept = INTERCEPT
     ds.RescaleType = "HU"
@@ -116,6 +119,10 @@ def _slice_dataset(vol: Volume, z: int, seed: int) -> Dataset:
     ds.PixelRepresentation = 0
     ds.PixelData = stored.tobytes()
     return ds
+
+
+def _dcmwrite(ds: Dataset, out: BinaryIO) -> None:
+    pydicom.dcmwrite(out, ds, enforce_file_format=True)
 
 
 def write_demo_series(out_dir: Path | str, seed: int = DEMO_SEED) -> list[Path]:
@@ -134,9 +141,7 @@ def write_demo_series(out_dir: Path | str, seed: int = DEMO_SEED) -> list[Path]:
     for z, name in enumerate(names):
         ds = _slice_dataset(vol, z, seed)
         target = out / name
-        tmp = out / f".{name}.partial"
-        pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
-        os.replace(tmp, target)
+        atomic_write(target, partial(_dcmwrite, ds))
         paths.append(target)
     return paths
 
@@ -156,7 +161,8 @@ def demo_series_dir() -> Path:
         if series.exists():
             shutil.rmtree(series)
         os.replace(tmp, series)
-        marker.write_text("ok\n")
+        fsync_dir(root)
+        atomic_write_text(marker, "ok\n")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return series

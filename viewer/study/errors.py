@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from radlens_core.errors import UserError
+from radlens_core.progress import Cancelled
 
-class StudyError(Exception):
+
+class StudyError(UserError):
     """A file or series that cannot be shown; ``str()`` is "<file>: <reason>"."""
 
     def __init__(self, path: Path | str | None, reason: str) -> None:
@@ -37,5 +40,8 @@ class SeriesNotFound(StudyError):
     """A folder holds no loadable series, not the one asked for, or several to choose from."""
 
 
-class LoadCancelled(StudyError):
-    """The user cancelled a scan or a load; nothing is wrong with the data."""
+class LoadCancelled(StudyError, Cancelled):
+    """The user cancelled a scan or a load; nothing is wrong with the data.
+
+    It is the one ``radlens_core.progress.Cancelled`` too, so code that stops any
+    background job catches it by that type."""

@@ -1,14 +1,20 @@
-"""NIfTI, NRRD and MetaImage in and out through SimpleITK, in LPS like every Volume."""
+"""NIfTI, NRRD and MetaImage in and out, in LPS like every Volume.
+
+NIfTI goes through the one NIfTI reader/writer (``radlens_core.nifti``); NRRD, MetaImage
+and colour NIfTI (which that reader does not take) go through SimpleITK."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from radlens_core.files import fsync_dir
+from radlens_core.nifti import NiftiError, is_nifti, read_nifti, write_nifti
 from viewer.study.errors import StudyError, UnreadableFile, UnsupportedFormat
 from viewer.study.volume import Volume
 
@@ -28,13 +34,20 @@ def read_image(path: Path | str) -> Volume:
     """A NIfTI (.nii/.nii.gz), NRRD or MHA/MHD file as a Volume in LPS (ITK's own space)."""
     import SimpleITK as sitk
 
-    from viewer.study.scan import file_sha256
-
     path = Path(path)
     if not _suffix(path):
         raise UnsupportedFormat(path, "not a NIfTI, NRRD or MetaImage file (by its name)")
     if not path.is_file():
         raise UnreadableFile(path, "no such file")
+    if is_nifti(path):
+        from nibabel.filebasedimages import ImageFileError  # read_nifti lets it through
+
+        try:
+            array, grid = read_nifti(path)
+        except (NiftiError, ImageFileError):
+            pass  # colour or unreadable: SimpleITK reads the one and words the other
+        else:
+            return _volume_of(path, array, grid.spacing, grid.origin, grid.direction)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -57,6 +70,18 @@ def read_image(path: Path | str) -> Volume:
         d3 = np.eye(3)
         d3[:2, :2] = direction
         direction = d3
+    return _volume_of(path, arr, spacing, origin, direction)
+
+
+def _volume_of(
+    path: Path,
+    arr: np.ndarray,
+    spacing: Sequence[float],
+    origin: Sequence[float],
+    direction: np.ndarray,
+) -> Volume:
+    from viewer.study.scan import file_sha256
+
     return Volume(
         arr,
         spacing=tuple(spacing),  # type: ignore[arg-type]
@@ -76,14 +101,18 @@ def _to_sitk(volume: Volume):  # -> sitk.Image
     image = sitk.GetImageFromArray(arr, isVector=volume.is_rgb)
     image.SetSpacing(tuple(float(s) for s in volume.spacing))
     image.SetOrigin(tuple(float(o) for o in volume.origin))
+    _check_orthogonal(None, volume)
+    image.SetDirection(tuple(np.asarray(volume.direction, float).ravel()))
+    return image
+
+
+def _check_orthogonal(path: Path | None, volume: Volume) -> None:
     d = np.asarray(volume.direction, float)
     if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
         raise UnsupportedFormat(
-            None,
+            path,
             "this volume is sheared (gantry tilt): NIfTI/NRRD/MHA need an orthogonal grid",
         )
-    image.SetDirection(tuple(d.ravel()))
-    return image
 
 
 def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> None:
@@ -102,6 +131,13 @@ def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> No
         raise StudyError(path, "already exists; choose another name or allow overwriting")
     if not path.parent.is_dir():
         raise StudyError(path, "the folder does not exist")
+    if is_nifti(path) and not volume.is_rgb:
+        _check_orthogonal(path, volume)
+        try:
+            write_nifti(path, volume.array, volume.grid)  # atomic: temporary file, fsync, replace
+        except OSError as exc:
+            raise StudyError(path, f"could not be written ({exc})") from None
+        return
     try:
         image = _to_sitk(volume)
     except UnsupportedFormat as exc:
@@ -117,8 +153,14 @@ def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> No
             raise StudyError(
                 path, f"could not be written ({str(exc).strip().splitlines()[-1]})"
             ) from None
-        # Companions first (e.g. .raw for .mhd) so the header never points at a missing file.
-        for written in sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name):
+        # Durable before they are moved; companions first (e.g. .raw for .mhd) so the
+        # header never points at a missing file.
+        written_files = sorted(tmpdir.iterdir(), key=lambda p: p.name == path.name)
+        for written in written_files:
+            with open(written, "rb") as f:
+                os.fsync(f.fileno())
+        for written in written_files:
             os.replace(written, path.parent / written.name)
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

@@ -124,7 +124,7 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
         row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     normal = slice_normal(tuple(row) + tuple(col))
 
-    frames = [(hi, fi, pos) for hi, h in enumerate(headers) for fi, pos in enumerate(h.positions)]
+    frames = [(i, j, p) for i, h in enumerate(headers) for j, p in enumerate(h.positions)]
     dtype, saturate = (np.dtype(np.uint8), False) if rgb else output_dtype(headers)
 
     def layout(order, spacing_z, origin, zdir) -> SeriesLayout:
@@ -144,8 +144,8 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
 
     known = [f for f in frames if f[2] is not None]
     if len(frames) == 1:
-        pos = frames[0][2] if frames[0][2] is not None else (0.0, 0.0, 0.0)
-        return layout([(0, 0)], 1.0, pos, normal)
+        only = frames[0][2] if frames[0][2] is not None else (0.0, 0.0, 0.0)
+        return layout([(0, 0)], 1.0, only, normal)
     if not known:
         # Cine, NM or secondary captures without geometry: keep the file's own order.
         frames.sort(key=lambda f: (headers[f[0]].instance_number or 0, f[0], f[1]))
@@ -154,9 +154,9 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
         )
         return layout([(f[0], f[1]) for f in frames], 1.0, (0.0, 0.0, 0.0), normal)
     if len(known) < len(frames):
-        hi, fi, _ = next(f for f in frames if f[2] is None)
-        where = f" frame {fi + 1}" if headers[hi].frames > 1 else ""
-        raise SeriesAssemblyError(headers[hi].path, f"ImagePositionPatient missing{where}")
+        hdr, fi, _ = next(f for f in frames if f[2] is None)
+        where = f" frame {fi + 1}" if headers[hdr].frames > 1 else ""
+        raise SeriesAssemblyError(headers[hdr].path, f"ImagePositionPatient missing{where}")
 
     pos = np.array([f[2] for f in frames], float)
     dist = pos @ normal

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pydicom
 
+from radlens_core.files import sha256_file
 from viewer.study.errors import NotAnImage, SeriesAssemblyError, SeriesNotFound, StudyError
 from viewer.study.headers import FileHeader, non_image_kind, read_header
 from viewer.study.layout import plan_series, split_parts
+from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
+
+__all__ = [
+    "Cancel",
+    "Progress",
+    "ScanResult",
+    "SeriesInfo",
+    "SkippedFile",
+    "file_sha256",
+    "pick_series",
+    "scan_folder",
+]
 
 #: File name endings read through SimpleITK as one image each.
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -25,84 +36,6 @@ COMPANION_SUFFIXES = (".raw", ".zraw", ".img")
 #: Header-reading threads: parsing holds the GIL, but opening files on slow media does not.
 SCAN_THREADS = 4
 
-Progress = Callable[[float, str], None]
-Cancel = Callable[[], bool]
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    path: Path
-    reason: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"path": str(self.path), "reason": self.reason}
-
-
-@dataclass
-class SeriesInfo:
-    #: SeriesInstanceUID; a part split from a mixed series gets "#<n>" appended (n >= 2).
-    series_uid: str
-    study_uid: str
-    patient_name: str
-    patient_id: str
-    study_date: str
-    study_description: str
-    modality: str
-    description: str
-    series_number: int | None
-    n_images: int
-    rows: int
-    cols: int
-    files: list[Path]
-    kind: str = "dicom"  # "dicom" | "image" | "non-image"
-    problems: list[str] = field(default_factory=list)
-    #: (z, y, x) when the series can be assembled, else None.
-    shape: tuple[int, int, int] | None = None
-    #: (x, y, z) in mm when known.
-    spacing: tuple[float, float, float] | None = None
-    #: False when the series cannot be opened as a volume (problems say why).
-    loadable: bool = True
-    #: Headers already read by the scan, so opening the series does not read them again.
-    headers: list[FileHeader] = field(default_factory=list, repr=False, compare=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "series_uid": self.series_uid,
-            "study_uid": self.study_uid,
-            "patient_name": self.patient_name,
-            "patient_id": self.patient_id,
-            "study_date": self.study_date,
-            "study_description": self.study_description,
-            "modality": self.modality,
-            "description": self.description,
-            "series_number": self.series_number,
-            "n_images": self.n_images,
-            "rows": self.rows,
-            "cols": self.cols,
-            "shape": list(self.shape) if self.shape else None,
-            "spacing_mm": [round(s, 6) for s in self.spacing] if self.spacing else None,
-            "kind": self.kind,
-            "loadable": self.loadable,
-            "problems": list(self.problems),
-            "files": [str(p) for p in self.files],
-        }
-
-
-@dataclass
-class ScanResult:
-    root: Path
-    series: list[SeriesInfo]
-    skipped: list[SkippedFile]
-    cancelled: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "root": str(self.root),
-            "cancelled": self.cancelled,
-            "series": [s.to_json() for s in self.series],
-            "skipped": [s.to_json() for s in self.skipped],
-        }
-
 
 def is_image_file(path: Path) -> bool:
     return path.name.lower().endswith(IMAGE_SUFFIXES)
@@ -110,11 +43,7 @@ def is_image_file(path: Path) -> bool:
 
 def file_sha256(path: Path) -> str:
     """``sha256:<hex>`` of a file's bytes: the label-store key of a non-DICOM image."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for chunk in iter(lambda: fp.read(1 << 20), b""):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + sha256_file(path)
 
 
 def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tuple[list[Path], bool]:

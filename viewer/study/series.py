@@ -89,8 +89,10 @@ class SeriesReader:
     def __init__(self, info: SeriesInfo) -> None:
         self.info = info
         if info.kind == "non-image":
-            first = info.files[0] if info.files else None
-            raise NotAnImage(first, f"{info.description or 'this object'} has no images to show")
+            raise NotAnImage(
+                info.files[0] if info.files else None,
+                f"{info.description or 'this object'} has no images to show",
+            )
         self._lock = threading.Lock()
         #: Whole decoded multi-frame files (header index -> frames), kept during read_all.
         self._decoded: dict[int, np.ndarray] = {}
@@ -107,7 +109,7 @@ class SeriesReader:
         self.layout = plan_series(self.headers)
         first = read_header(self.headers[0].path, keep=True)
         layout = self.layout
-        windows = [tuple(w) for w in self.headers[0].windows]
+        windows = list(self.headers[0].windows)
         self._invert = self.headers[0].photometric == "MONOCHROME1"
         if self._invert:
             # MONOCHROME1 is stored white-on-black; mirror values (and windows) so that
@@ -123,7 +125,7 @@ class SeriesReader:
             # A part split from a mixed series keeps its own "#n" key for the label store.
             series_uid=info.series_uid or first.series_uid,
             description=str(first.dataset.get("SeriesDescription", "")) if first.dataset else "",
-            windows=windows,  # type: ignore[arg-type]
+            windows=windows,
             warnings=list(layout.warnings),
             meta=_meta(first.dataset, self.headers, layout),
         )

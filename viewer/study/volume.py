@@ -1,4 +1,4 @@
-"""Volume: a voxel array with its patient geometry; every voxel <-> LPS conversion lives here.
+"""Volume: a voxel array with its patient geometry; the conversions are ``radlens_core.grid``'s.
 
 Conventions (see DESIGN.md "Coordinates"):
 - ``array`` is indexed (z, y, x); a single 2D image is stored with z = 1 (``is_2d``);
@@ -16,8 +16,17 @@ from typing import Any
 
 import numpy as np
 
-#: LPS -> RAS flips the first two axes.
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+from radlens_core.grid import (
+    LPS_TO_RAS,
+    Grid,
+    affine_lps,
+    index_to_patient,
+    lps_to_ras_affine,
+    orientation_letters,
+    patient_to_index,
+)
+
+__all__ = ["LPS_TO_RAS", "Grid", "Volume", "orientation_letters"]
 
 
 @dataclass(eq=False)
@@ -68,38 +77,30 @@ class Volume:
     def is_2d(self) -> bool:
         return self.array.shape[0] == 1
 
-    # ---- geometry ----------------------------------------------------------------------
+    # ---- geometry (all of it is radlens_core.grid's) ------------------------------------
+    @property
+    def grid(self) -> Grid:
+        """The voxel grid of this volume (shape without colour channel, spacing, origin,
+        direction): the one geometry type shared with the engine."""
+        return Grid(self.shape, self.spacing, self.origin, self.direction)
+
     @property
     def affine_lps(self) -> np.ndarray:
         """4x4 matrix mapping homogeneous (x, y, z) voxel indices to LPS mm."""
-        a = np.eye(4)
-        a[:3, :3] = self.direction @ np.diag(self.spacing)
-        a[:3, 3] = self.origin
-        return a
+        return affine_lps(self.spacing, self.origin, self.direction)
 
     @property
     def affine_ras(self) -> np.ndarray:
         """4x4 matrix mapping (x, y, z) voxel indices to RAS mm (the NIfTI convention)."""
-        a = self.affine_lps.copy()
-        a[:3, :] = LPS_TO_RAS @ a[:3, :]
-        return a
+        return lps_to_ras_affine(self.affine_lps)
 
     def index_to_patient(self, zyx: np.ndarray | tuple[float, ...]) -> np.ndarray:
         """Voxel indices (z, y, x), shape (3,) or (N, 3), to LPS mm (x, y, z order)."""
-        p = np.asarray(zyx, dtype=float)
-        single = p.ndim == 1
-        p = np.atleast_2d(p)[:, ::-1]  # -> (x, y, z)
-        out = p * np.asarray(self.spacing) @ self.direction.T + np.asarray(self.origin)
-        return out[0] if single else out
+        return index_to_patient(zyx, self.spacing, self.origin, self.direction)
 
     def patient_to_index(self, lps: np.ndarray | tuple[float, ...]) -> np.ndarray:
         """LPS mm points, shape (3,) or (N, 3), to continuous voxel indices (z, y, x)."""
-        p = np.asarray(lps, dtype=float)
-        single = p.ndim == 1
-        p = np.atleast_2d(p) - np.asarray(self.origin)
-        xyz = np.linalg.solve(self.direction, p.T).T / np.asarray(self.spacing)
-        out = xyz[:, ::-1]
-        return out[0] if single else out
+        return patient_to_index(lps, self.spacing, self.origin, self.direction)
 
     @property
     def slice_normal(self) -> np.ndarray:
@@ -122,18 +123,3 @@ class Volume:
             return 0.0, 1.0
         lo, hi = np.percentile(finite[:: max(1, finite.size // 200_000)], [0.5, 99.5])
         return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
-
-
-def orientation_letters(vector: np.ndarray) -> str:
-    """Letters for the LPS direction a vector points to, strongest component first ('L', 'PS'...)."""
-    v = np.asarray(vector, dtype=float)
-    letters = []
-    pos, neg = ("L", "P", "S"), ("R", "A", "I")
-    order = np.argsort(-np.abs(v))
-    for axis in order:
-        if (
-            abs(v[axis]) > 1e-3 * max(np.abs(v).max(), 1e-12)
-            and abs(v[axis]) >= 0.25 * np.abs(v).max()
-        ):
-            letters.append(pos[axis] if v[axis] > 0 else neg[axis])
-    return "".join(letters)
