@@ -27,7 +27,6 @@ def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
     """Read a 2D or 3D NIfTI file (a trailing axis of length 1 is dropped); returns the
     array indexed (z, y, x) and its grid in LPS. The file is opened read-only."""
     import nibabel as nib
-
     from nibabel.filebasedimages import ImageFileError
 
     path = Path(path)
