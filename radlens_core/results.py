@@ -176,8 +176,20 @@ class Classification:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A reason not to trust a result as it stands: ``code`` for programs (e.g.
+    "volume_out_of_range", "too_many_findings", "out_of_distribution",
+    "outside_intended_use"), ``message`` a sentence for the user."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RunInfo:
-    """Which model ran, where, in what precision, how long each stage took."""
+    """Which model ran, where, in what precision, how long each stage took; whether it ran
+    outside the card's intended use (an explicit override), its plausibility flags, and its
+    out-of-distribution score with the range the card measured on its validation data."""
 
     model_id: str
     model_version: str
@@ -188,10 +200,19 @@ class RunInfo:
     intended_use: str = ""
     warnings: tuple[str, ...] = ()
     model_name: str = ""
+    outside_intended_use: bool = False
+    flags: tuple[Flag, ...] = ()
+    ood_score: float | None = None
+    ood_range: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
         object.__setattr__(self, "warnings", tuple(self.warnings))
+        object.__setattr__(self, "flags", tuple(self.flags))
+
+    @property
+    def flagged(self) -> bool:
+        return self.outside_intended_use or bool(self.flags)
 
     @property
     def total_seconds(self) -> float:
@@ -249,6 +270,10 @@ class AnalysisResult:
     def warnings(self) -> tuple[str, ...]:
         return self.run.warnings
 
+    @property
+    def flags(self) -> tuple[Flag, ...]:
+        return self.run.flags
+
     def layers(self) -> list[LayerKind]:
         present = []
         if self.label_map is not None:
@@ -270,6 +295,10 @@ class AnalysisResult:
             "timings_s": {k: round(v, 4) for k, v in self.timings.items()},
             "intended_use": self.intended_use,
             "warnings": list(self.warnings),
+            "outside_intended_use": self.run.outside_intended_use,
+            "flags": [{"code": f.code, "message": f.message} for f in self.run.flags],
+            "ood_score": None if self.run.ood_score is None else round(self.run.ood_score, 4),
+            "ood_range": None if self.run.ood_range is None else list(self.run.ood_range),
         }
         if self.label_map is not None:
             out["volumes_ml"] = {k: round(v, 3) for k, v in self.label_map.volumes_ml.items()}
