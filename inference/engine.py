@@ -51,9 +51,6 @@ __all__ = [
     "spatial_shape",
 ]
 
-#: the cache entry's old private name (tests build entries for a pretend second device)
-_Loaded = Loaded
-
 
 def choose_device(preference: str = "auto") -> str:
     """ "cuda" | "mps" | "cpu": the first available in that order, or the explicit preference."""
