@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inference.card import CardError, ModelCard
+from inference.card_data import CardError, refuse_expressions
 from inference.networks import BUNDLE_TARGETS
+from radlens_core.files import sha256_file
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -26,25 +27,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _plain(value: Any, where: str, path: Path) -> Any:
-    """Refuse expressions and references; return the value unchanged if it is plain data."""
-    if isinstance(value, str) and value.startswith(("$", "@", "%")):
-        raise CardError(
-            f"{path}: field '{where}' is an expression ({value[:60]!r}); bundle expressions are"
-            " refused, never evaluated"
-        )
-    if isinstance(value, dict):
-        return {k: _plain(v, f"{where}.{k}", path) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v, f"{where}[{i}]", path) for i, v in enumerate(value)]
-    return value
-
-
 def _network(config: dict, path: Path) -> tuple[str, dict[str, Any]]:
     net = config.get("network_def")
     if not isinstance(net, dict):
         raise CardError(f"{path}: field 'network_def' is missing or not an object")
-    net = _plain(net, "network_def", path)
+    net = refuse_expressions(net, "network_def", path)
     target = net.pop("_target_", None)
     if target not in BUNDLE_TARGETS:
         raise CardError(
@@ -72,7 +59,7 @@ def _preprocessing(config: dict, path: Path) -> tuple[list[dict], list[float] | 
         where = f"preprocessing.transforms[{i}]"
         if target in ("ScaleIntensityRanged", "ScaleIntensityRange"):
             args = {
-                k: _plain(t.get(k), f"{where}.{k}", path)
+                k: refuse_expressions(t.get(k), f"{where}.{k}", path)
                 for k in ("a_min", "a_max", "b_min", "b_max")
             }
             steps.append(
@@ -81,7 +68,7 @@ def _preprocessing(config: dict, path: Path) -> tuple[list[dict], list[float] | 
         elif target in ("NormalizeIntensityd", "NormalizeIntensity"):
             steps.append({"op": "zscore"})
         elif target in ("Spacingd", "Spacing"):
-            pix = _plain(t.get("pixdim"), f"{where}.pixdim", path)
+            pix = refuse_expressions(t.get("pixdim"), f"{where}.pixdim", path)
             if isinstance(pix, list) and all(isinstance(p, (int, float)) for p in pix):
                 spacing = [float(p) for p in pix]
     return steps, spacing
@@ -95,16 +82,15 @@ def _inferer(config: dict, path: Path) -> tuple[dict, list[int] | None]:
     roi = None
     for key in ("sw_batch_size", "overlap", "mode"):
         if key in inf:
-            out[key] = _plain(inf[key], f"inferer.{key}", path)
+            out[key] = refuse_expressions(inf[key], f"inferer.{key}", path)
     if "roi_size" in inf:
-        roi = _plain(inf["roi_size"], "inferer.roi_size", path)
+        roi = refuse_expressions(inf["roi_size"], "inferer.roi_size", path)
     return out, roi
 
 
-def card_from_bundle(folder: str | Path) -> ModelCard:
-    """Build a ModelCard from ``configs/metadata.json`` + ``configs/inference.json`` + weights."""
-    from inference.weights import sha256_file
-
+def bundle_card_data(folder: str | Path) -> dict[str, Any]:
+    """The model.json content a bundle folder amounts to, from ``configs/metadata.json`` +
+    ``configs/inference.json`` + its weights; ``ModelCard.load`` validates it."""
     folder = Path(folder)
     meta_path = folder / "configs" / "metadata.json"
     config_path = folder / "configs" / "inference.json"
@@ -112,8 +98,10 @@ def card_from_bundle(folder: str | Path) -> ModelCard:
     if not config_path.is_file():
         raise CardError(f"{config_path}: a MONAI bundle needs configs/inference.json")
     config = _read_json(config_path)
+    arch: str | None = None
+    kwargs: dict[str, Any] = {}
     if (folder / "models" / "model.ts").is_file():
-        weights, fmt, arch, kwargs = "models/model.ts", "torchscript", None, {}
+        weights, fmt = "models/model.ts", "torchscript"
     elif (folder / "models" / "model.pt").is_file():
         weights, fmt = "models/model.pt", "torch_state_dict"
         arch, kwargs = _network(config, config_path)
@@ -163,8 +151,8 @@ def card_from_bundle(folder: str | Path) -> ModelCard:
     # A bundle may carry RadLens card fields (modalities, body_part, labels...) as plain data.
     extra = meta.get("radlens")
     if isinstance(extra, dict):
-        data.update(_plain(extra, "radlens", meta_path))
-    return ModelCard.from_dict(data, folder, source="monai_bundle")
+        data.update(refuse_expressions(extra, "radlens", meta_path))
+    return data
 
 
 def _palette(i: int) -> str:

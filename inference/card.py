@@ -8,6 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference.bundle import bundle_card_data
+from inference.card_data import CardError
+from inference.networks import ARCHITECTURES, plain_kwargs
+from radlens_core.results import LabelClass
+
 SCHEMA_VERSION = 1
 TASKS = ("segmentation", "detection", "classification")
 OUTPUTS = ("softmax", "sigmoid", "centernet", "logits")
@@ -17,17 +22,6 @@ BLEND_MODES = ("gaussian", "constant")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
-
-
-class CardError(ValueError):
-    """A model package whose card is missing or wrong; the message names the path and field."""
-
-
-@dataclass(frozen=True)
-class LabelEntry:
-    index: int
-    name: str
-    color: str = "#ff0000"
 
 
 @dataclass(frozen=True)
@@ -43,7 +37,7 @@ class ModelCard:
     target_spacing: tuple[float, ...] | None  # (x, y, z) or (x, y) mm; None = native
     patch_size: tuple[int, ...] | None  # (x, y, z) or (x, y) voxels; None = whole image
     preprocessing: dict[str, Any]
-    labels: tuple[LabelEntry, ...]
+    labels: tuple[LabelClass, ...]
     thresholds: dict[str, Any]
     inference: dict[str, Any]
     network: dict[str, Any]
@@ -69,9 +63,7 @@ class ModelCard:
                 raise CardError(f"{path}: cannot read the model card ({exc})") from exc
             return cls.from_dict(data, folder)
         if (folder / "configs" / "metadata.json").is_file():
-            from inference.bundle import card_from_bundle
-
-            return card_from_bundle(folder)
+            return cls.from_dict(bundle_card_data(folder), folder, source="monai_bundle")
         raise CardError(f"{folder}: not a model package (no model.json, no configs/metadata.json)")
 
     @classmethod
@@ -218,7 +210,7 @@ class _Validator:
             raise self.error(key, "must be a JSON object")
         return value
 
-    def labels(self, data: dict) -> tuple[LabelEntry, ...]:
+    def labels(self, data: dict) -> tuple[LabelClass, ...]:
         raw = data.get("labels") or []
         if not isinstance(raw, list):
             raise self.error("labels", "must be a list of {index, name, color}")
@@ -237,11 +229,11 @@ class _Validator:
             if not isinstance(color, str) or not _COLOR.match(color):
                 raise self.error(f"{fld}.color", f"must be '#rrggbb', got {color!r}")
             seen.add(idx)
-            out.append(LabelEntry(idx, name, color))
+            out.append(LabelClass(idx, name, color))
         return tuple(out)
 
-    def thresholds(self, data: dict, labels: tuple[LabelEntry, ...], dims: int) -> dict:
-        from inference.components import RuleError, parse_rules
+    def thresholds(self, data: dict, labels: tuple[LabelClass, ...], dims: int) -> dict:
+        from inference.components import RuleError, parse_rules  # scipy: only when validating
 
         t = self.mapping(data, "thresholds")
         try:
@@ -306,8 +298,6 @@ class _Validator:
         if fmt not in FORMATS:
             raise self.error("network.format", f"is {fmt!r}; expected one of {', '.join(FORMATS)}")
         if fmt != "torchscript":
-            from inference.networks import ARCHITECTURES, _plain
-
             if net.get("architecture") not in ARCHITECTURES:
                 raise self.error(
                     "network.architecture",
@@ -317,7 +307,7 @@ class _Validator:
             if not isinstance(kwargs, dict):
                 raise self.error("network.kwargs", "must be an object")
             try:
-                _plain(kwargs, "network.kwargs")
+                plain_kwargs(kwargs, "network.kwargs")
             except ValueError as exc:
                 raise self.error("network.kwargs", str(exc)) from exc
         weights = net.get("weights")

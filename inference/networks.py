@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from radlens_core.errors import UserError
 
-class UnknownArchitecture(ValueError):
-    pass
+
+class UnknownArchitecture(UserError, ValueError):
+    """A card naming an architecture that is not on the allow-list."""
 
 
 def _monai_unet(**kw: Any):
@@ -85,16 +87,16 @@ BUNDLE_TARGETS: dict[str, str] = {
 }
 
 
-def _plain(value: Any, where: str) -> Any:
+def plain_kwargs(value: Any, where: str) -> Any:
     """Keyword arguments must be plain JSON data: no '$' expressions, no '_target_' objects."""
     if isinstance(value, str) and value.startswith(("$", "@", "%")):
         raise ValueError(f"{where}: expressions are not allowed in a model package ({value!r})")
     if isinstance(value, dict):
         if "_target_" in value:
             raise ValueError(f"{where}: nested '_target_' objects are not allowed")
-        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: plain_kwargs(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [plain_kwargs(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise ValueError(f"{where}: unsupported value of type {type(value).__name__}")
@@ -107,5 +109,5 @@ def build_network(architecture: str, kwargs: dict[str, Any] | None = None):
         raise UnknownArchitecture(
             f"architecture {architecture!r} is not allowed (allowed: {allowed})"
         )
-    clean = _plain(dict(kwargs or {}), "network.kwargs")
+    clean = plain_kwargs(dict(kwargs or {}), "network.kwargs")
     return ARCHITECTURES[architecture](**clean)

@@ -170,8 +170,11 @@ def box_to_input(corners: tuple[float, ...], frame: Frame) -> tuple[float, ...]:
             n = frame.oriented_shape[k] - 1
             a, b = n - b, n - a
         axis = frame.perm[k]
-        lo[axis] = max(0.0, a)
-        hi[axis] = min(float(frame.input_shape[axis] - 1), b)
+        # Both corners clipped into the grid, so lo <= hi holds even for a box at the edge of
+        # a model grid finer than the input (a core Box refuses lo > hi).
+        last = float(frame.input_shape[axis] - 1)
+        lo[axis] = min(max(0.0, a), last)
+        hi[axis] = min(max(0.0, b), last)
     return tuple(float(v) for v in lo) + tuple(float(v) for v in hi)
 
 

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
 from inference.card import ModelCard
+from radlens_core.errors import UserError
+from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """A weights file that is missing, tampered with or unreadable; the message names it."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify_files(card: ModelCard) -> None:
@@ -100,9 +94,7 @@ def save_package(folder: str | Path, card: dict[str, Any], net: Any) -> ModelCar
 
     ``card`` is the model.json content without ``files`` (and optionally without
     ``network.weights``/``format``); the written card is validated by loading it back."""
-    import json
-
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,12 +103,8 @@ def save_package(folder: str | Path, card: dict[str, Any], net: Any) -> ModelCar
     network.setdefault("format", "safetensors")
     weights = network.setdefault("weights", "model.safetensors")
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = folder / (weights + ".tmp")
-    save_file(state, str(tmp))
-    tmp.replace(folder / weights)
+    atomic_write_bytes(folder / weights, save(state))
     data["files"] = {weights: sha256_file(folder / weights)}
     data.setdefault("schema_version", 1)
-    tmp_card = folder / "model.json.tmp"
-    tmp_card.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp_card.replace(folder / "model.json")
+    atomic_write_text(folder / "model.json", json.dumps(data, indent=2) + "\n")
     return ModelCard.load(folder)

@@ -120,9 +120,9 @@ def test_simulated_out_of_memory_falls_back_to_batch_one(tmp_path, monkeypatch):
         img, (1.5, 1.5, 2.5), np.eye(3), "CT", card, lambda f, _m: fractions.append(f)
     )
     assert res.label_map.array.shape == img.shape and batched_calls[0] == 2
-    assert res.warnings == [
-        "out of memory with sw_batch_size 4 on cpu; retried with sw_batch_size 1 on cpu"
-    ]
+    assert res.warnings == (
+        "out of memory with sw_batch_size 4 on cpu; retried with sw_batch_size 1 on cpu",
+    )
     assert fractions == sorted(fractions)
 
 

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from inference import engine as engine_mod  # noqa: E402
 from inference.engine import Engine, Step, describe_run  # noqa: E402
+from inference.runtime import Loaded  # noqa: E402
 from radlens_core.paths import user_models_dir  # noqa: E402
 from tests.inference_factory import ct_volume, save_seg_package  # noqa: E402
 
@@ -27,15 +28,13 @@ def pretend_cuda_runs_out_of_memory(monkeypatch, on: str) -> None:
     from inference.tasks import segment
 
     real_loaded, real_sw = engine_mod.loaded_network, segment.sliding_window
-    gpu_copies: dict[str, engine_mod._Loaded] = {}
+    gpu_copies: dict[str, Loaded] = {}
 
     def loaded(card, device):
         if device == "cpu":
             return real_loaded(card, "cpu")
         # Its own entry (and lock), as a real second device would have.
-        return gpu_copies.setdefault(
-            device, engine_mod._Loaded(real_loaded(card, "cpu").net, device)
-        )
+        return gpu_copies.setdefault(device, Loaded(real_loaded(card, "cpu").net, device))
 
     def sliding(ctx, x, roi, step, lo, hi):
         failing = step.sw_device if on == "windows" else step.device

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 
 from inference import postprocess
-from inference.engine import RunContext, Step, forward
-from inference.results import AnalysisResult, ClassificationResult, HeatMapResult
+from inference.runtime import RunContext, Step, TaskOutput, forward
+from inference.tasks.common import prepare_input
+from radlens_core.results import Classification, HeatMap
 
 
 def probabilities(logits, output: str) -> np.ndarray:
@@ -54,11 +55,9 @@ def gradcam(net: Any, x, layer: str, class_idx: int, device: str):
     return (heat - lo) / (hi - lo) if hi > lo else torch.zeros_like(heat)
 
 
-def run(
-    image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
-) -> None:
-    from inference.tasks.common import prepare_input
-
+def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> TaskOutput:
+    """Classification task for the engine: class probabilities, and the Grad-CAM heat map of
+    the class it explains when the card names a layer."""
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.05)
 
@@ -81,13 +80,13 @@ def run(
             f"the card names {len(classes)} classes but the model gave {len(probs)} outputs"
         )
         classes = [classes[i] if i < len(classes) else str(i) for i in range(len(probs))]
-    result.classification = ClassificationResult(
-        {c: float(p) for c, p in zip(classes, probs, strict=True)}
-    )
+    classification = Classification({c: float(p) for c, p in zip(classes, probs, strict=True)})
     ctx.timings["inference"] = time.perf_counter() - t
     ctx.check_cancel()
 
-    if card.gradcam_layer:
+    heat_map = None
+    layer = card.gradcam_layer
+    if layer:
         t = time.perf_counter()
         ctx.report(0.6, "computing the Grad-CAM heat map")
         # Explain the most likely non-first class for binary models (e.g. "nodule"), else the top.
@@ -96,17 +95,14 @@ def run(
             # Gradients need full precision: Grad-CAM never runs under autocast.
             cam = ctx.run_stage(
                 "Grad-CAM",
-                lambda step: gradcam(
-                    ctx.net_on(step.device), x, card.gradcam_layer, target, step.device
-                ),
+                lambda step: gradcam(ctx.net_on(step.device), x, layer, target, step.device),
                 ctx.whole_steps(),
                 autocast=False,
             )
         except KeyError:
-            ctx.warnings.append(
-                f"Grad-CAM layer {card.gradcam_layer!r} is not in the network; no heat map"
-            )
+            ctx.warnings.append(f"Grad-CAM layer {layer!r} is not in the network; no heat map")
         else:
             heat = postprocess.heat_to_input(cam, frame)
-            result.heat_map = HeatMapResult(heat.reshape(out_shape), f"Grad-CAM: {classes[target]}")
+            heat_map = HeatMap(heat.reshape(out_shape), f"Grad-CAM: {classes[target]}")
         ctx.timings["gradcam"] = time.perf_counter() - t
+    return TaskOutput(heat_map=heat_map, classification=classification)

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 
 from inference import preprocess
-from inference.engine import RunContext, spatial_shape
+from inference.card import ModelCard
+from inference.runtime import RunContext, spatial_shape
 
 
-def model_view(image: np.ndarray, card) -> tuple[np.ndarray, bool, tuple[int, ...]]:
+def model_view(image: np.ndarray, card: ModelCard) -> tuple[np.ndarray, bool, tuple[int, ...]]:
     """(array the model sees, channels_last, spatial shape results must have)."""
     spatial = spatial_shape(image, card)
     channels_last = len(spatial) < image.ndim
@@ -35,16 +36,6 @@ def prepare_input(
     return x, frame, out_shape
 
 
-def patch_roi(card) -> tuple[int, ...] | None:
+def patch_roi(card: ModelCard) -> tuple[int, ...] | None:
     """The card's patch size in array (z, y, x) order, or None for one whole-image window."""
     return tuple(card.patch_size[::-1]) if card.patch_size else None
-
-
-def infer_patches(ctx: RunContext, x: Any) -> Any:
-    """The network's output for ``x`` window by window over the card's patches (OOM ladder
-    included); records the "inference" timing and honours a cancel before postprocessing."""
-    t = time.perf_counter()
-    out = ctx.infer(x, patch_roi(ctx.card))
-    ctx.timings["inference"] = time.perf_counter() - t
-    ctx.check_cancel()
-    return out

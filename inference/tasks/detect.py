@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 from scipy import ndimage
+
+from inference import postprocess
+from inference.runtime import RunContext, TaskOutput
+from inference.tasks.common import prepare_input
+from inference.tasks.segment import infer_patches
+from radlens_core.results import Box, HeatMap
 
 Corners = tuple[float, ...]
 
@@ -89,15 +98,9 @@ def decode_centernet(
     return [(tuple(float(v) for v in boxes[k]), float(scores[k])) for k in keep]
 
 
-def run(image: np.ndarray, spacing, direction, ctx, result) -> None:
+def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> TaskOutput:
     """Detection task for the engine: boxes (and the centre heat map) in the input's voxel grid."""
-    import time
-
     import torch
-
-    from inference import postprocess
-    from inference.results import BoxResult, HeatMapResult
-    from inference.tasks.common import infer_patches, prepare_input
 
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
@@ -113,9 +116,10 @@ def run(image: np.ndarray, spacing, direction, ctx, result) -> None:
         max_boxes=int(th.get("max_boxes", 20)),
     )
     name = card.labels[0].name if card.labels else "finding"
-    result.boxes = [
-        BoxResult(postprocess.box_to_input(corners, frame), name, score) for corners, score in found
-    ]
+    boxes = tuple(
+        Box(postprocess.box_to_input(corners, frame), name, score) for corners, score in found
+    )
     heat = postprocess.heat_to_input(torch.sigmoid(out[0]), frame)
-    result.heat_map = HeatMapResult(heat.reshape(out_shape), f"{name} centre likelihood")
+    heat_map = HeatMap(heat.reshape(out_shape), f"{name} centre likelihood")
     ctx.timings["postprocess"] = time.perf_counter() - t
+    return TaskOutput(heat_map=heat_map, boxes=boxes)

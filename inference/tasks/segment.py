@@ -1,4 +1,5 @@
-"""Segmentation: sliding-window inference with progress and cancel, label maps, volumes, heat map."""
+"""Segmentation: sliding-window inference with progress and cancel (detection runs its
+windows here too), label maps, volumes, heat map."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import numpy as np
 
 from inference import components, postprocess, preprocess
-from inference.engine import RunContext, Step, forward
-from inference.results import AnalysisResult, HeatMapResult, LabelMapResult
+from inference.card import ModelCard
+from inference.runtime import RunContext, Step, TaskOutput, forward
+from inference.tasks.common import patch_roi, prepare_input
+from radlens_core.results import HeatMap, LabelMap
 
 
 def count_windows(shape: tuple[int, ...], roi: tuple[int, ...], overlap: float) -> int:
@@ -64,6 +67,25 @@ def sliding_window(
     return out[0].float().cpu()
 
 
+def infer(ctx: RunContext, x: Any, roi: tuple[int, ...] | None, lo: float, hi: float) -> Any:
+    """Network output for one (C, *spatial) input, by sliding window over ``roi`` (the whole
+    image when None); walks the OOM ladder; returns a float32 CPU tensor (C_out, *spatial).
+    Progress moves from ``lo`` to ``hi`` as windows finish."""
+    return ctx.run_stage(
+        "inference", lambda step: sliding_window(ctx, x, roi, step, lo, hi), ctx.window_steps()
+    )
+
+
+def infer_patches(ctx: RunContext, x: Any) -> Any:
+    """The network's output for ``x`` window by window over the card's patches (OOM ladder
+    included); records the "inference" timing and honours a cancel before postprocessing."""
+    t = time.perf_counter()
+    out = infer(ctx, x, patch_roi(ctx.card), 0.1, 0.85)
+    ctx.timings["inference"] = time.perf_counter() - t
+    ctx.check_cancel()
+    return out
+
+
 def _sliding(inputs, roi, step: Step, predictor, overlap: float, inf: dict):
     from monai.inferers import sliding_window_inference
 
@@ -88,7 +110,7 @@ def activate(logits, output: str):
     return torch.softmax(logits, dim=0)
 
 
-def heatmap_index(card) -> int | None:
+def heatmap_index(card: ModelCard) -> int | None:
     """Label index whose probability becomes the heat map (card: inference.heatmap_label)."""
     want = card.inference.get("heatmap_label")
     if want is None:
@@ -99,17 +121,14 @@ def heatmap_index(card) -> int | None:
     return None
 
 
-def component_rules(card) -> tuple[components.ComponentRule, ...]:
+def component_rules(card: ModelCard) -> tuple[components.ComponentRule, ...]:
     """The card's per-label component rules (validated when the card was loaded)."""
     names = {e.name: e.index for e in card.labels}
     return components.parse_rules(card.thresholds.get("components"), names, card.spatial_dims)
 
 
-def run(
-    image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext, result: AnalysisResult
-) -> None:
-    from inference.tasks.common import infer_patches, prepare_input
-
+def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> TaskOutput:
+    """Segmentation task for the engine: label map (+ volumes) and heat map on the input grid."""
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
     logits = infer_patches(ctx, x)
@@ -134,15 +153,15 @@ def run(
     components.apply_on_input_grid(labels, rules, sp[::-1])
     postprocess.clean_components(labels, card.thresholds, [e.index for e in card.labels])
     names = {e.index: e.name for e in card.labels}
-    result.label_map = LabelMapResult(
-        labels.reshape(out_shape), list(card.labels), postprocess.label_volumes(labels, sp, names)
+    label_map = LabelMap(
+        labels.reshape(out_shape), card.labels, postprocess.label_volumes(labels, sp, names)
     )
+    heat_map = None
     hidx = heatmap_index(card)
     if hidx is not None:
         channel = indices.index(hidx) if hidx in indices else None
         if channel is not None:
             heat = postprocess.heat_to_input(probs[channel], frame)
-            result.heat_map = HeatMapResult(
-                heat.reshape(out_shape), f"{card.label_name(hidx)} probability"
-            )
+            heat_map = HeatMap(heat.reshape(out_shape), f"{card.label_name(hidx)} probability")
     ctx.timings["postprocess"] = time.perf_counter() - t
+    return TaskOutput(label_map=label_map, heat_map=heat_map)
