@@ -13,6 +13,7 @@ from tests.analysis_fakes import Cancelled, FakeEngine, phantom_result
 from viewer.labels.results import ResultStore
 from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
+from viewer.ui.engine_warm_up import MAX_NICE, WORKER_NICE
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.model_info import ModelMenu, card_html
 
@@ -93,10 +94,9 @@ def test_second_analyze_while_running_is_refused(qtbot, phantom, volume):
 
 
 def test_engine_error_becomes_a_message(qtbot, phantom, volume):
-    class EngineError(RuntimeError):
-        pass
+    from inference.weights import WeightsError
 
-    err = EngineError("weights hash mismatch in model.safetensors")
+    err = WeightsError("weights hash mismatch in model.safetensors")
     ctl = AnalysisController(engine_factory=FakeEngine(None, error=err))
     with qtbot.waitSignal(ctl.analysis_failed, timeout=10_000) as failed:
         ctl.start(volume, CARD)
@@ -172,6 +172,7 @@ def test_model_menu_preselects_and_card_shows_training_and_metrics(qtbot):
 from PySide6.QtWidgets import QMainWindow, QSplitter  # noqa: E402
 
 from viewer.ui.analyze_feature import AnalyzeFeature  # noqa: E402
+from viewer.ui.feature import WindowServices  # noqa: E402
 from viewer.ui.slice_view import SliceView  # noqa: E402
 from viewer.ui.state import ViewerState  # noqa: E402
 
@@ -186,8 +187,9 @@ class _Window(QMainWindow):
         self.views = {p: SliceView(self.state, p, split) for p in ("axial", "coronal", "sagittal")}
         self.setCentralWidget(split)
         ctl = AnalysisController(engine_factory=engine, store=store)
+        self.services = WindowServices(self, self.state)
         self.analyze = AnalyzeFeature(
-            self, self.state, controller=ctl, store=store, models=lambda v: (list(cards), cards[0])
+            self.services, controller=ctl, store=store, models=lambda v: (list(cards), cards[0])
         )
         self.resize(900, 400)
 
@@ -210,8 +212,9 @@ def test_analyze_adds_mask_heat_and_box_layers_over_the_nodules(qtbot, tmp_path,
     win, vol = _open(qtbot, phantom, tmp_path)
     with qtbot.waitSignal(win.analyze.controller.analysis_finished, timeout=10_000):
         assert win.analyze.analyze()
-        assert win.analyze.progress.isVisible() and win.analyze.cancel_button.isVisible()
-    assert not win.analyze.progress.isVisible()
+        bar = win.services.activity  # the window's one progress bar and Cancel
+        assert bar.progress.isVisible() and bar.cancel_button.isVisible()
+    assert not bar.progress.isVisible()
     names = win.state.layers.names()
     assert names == ["Fake segmenter: mask", "Fake segmenter: heat map", "Fake segmenter: boxes"]
     mask = win.state.layers.get("Fake segmenter: mask")
@@ -284,7 +287,7 @@ def test_cancel_from_the_status_bar_leaves_no_layers(qtbot, tmp_path, phantom):
     win.analyze.analyze()
     qtbot.waitSignal(win.analyze.controller.analysis_progressed, timeout=5_000).wait()
     with qtbot.waitSignal(win.analyze.controller.analysis_cancelled, timeout=5_000):
-        win.analyze.cancel_button.click()
+        win.services.activity.cancel_button.click()
     assert win.state.layers.names() == [] and win.analyze.last_message == "Analysis cancelled."
 
 
@@ -332,6 +335,40 @@ def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, vol
         ctl.start(volume, CARD)
     ui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen and seen[0] > ui_nice
+    # Relative to the UI thread, whatever niceness the process started with.
+    assert seen[0] == min(MAX_NICE, ui_nice + WORKER_NICE)
+
+
+NICE_SCRIPT = """
+import os, threading
+from viewer.ui.engine_warm_up import lower_thread_priority, thread_nice
+os.nice(3)  # as if RadLens itself were started with `nice -n 3` (or more)
+ui = thread_nice()
+seen = []
+def work():
+    lower_thread_priority(ui)
+    seen.append(thread_nice())
+t = threading.Thread(target=work)
+t.start()
+t.join()
+print(ui, seen[0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="needs per-thread nice")
+def test_analysis_stays_below_the_ui_thread_when_radlens_runs_under_nice(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run(
+        [sys.executable, "-c", NICE_SCRIPT], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    ui, worker = map(int, out.stdout.split())
+    assert ui >= 3 and worker > ui and worker == min(MAX_NICE, ui + WORKER_NICE)
 
 
 def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_path, phantom):
@@ -362,17 +399,18 @@ def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_
 
 def test_radiograph_heat_map_and_2d_box_are_drawn_on_the_image(qtbot, tmp_path):
     from phantoms.chest import chest_radiograph
-    from tests.analysis_fakes import _Box, _Cls, _Heat, _Result
+    from radlens_core.results import Box
+    from tests.analysis_fakes import analysis_result
 
     xr = chest_radiograph(96, seed=5, nodule=True)
     y0, x0, y1, x1 = xr.box_yx
     heat = np.zeros((96, 96), np.float32)  # a 2D model answers in (y, x)
     heat[int(y0) : int(y1) + 1, int(x0) : int(x1) + 1] = 1.0
-    answer = _Result(
+    answer = analysis_result(
         task="classification",
-        heat_map=_Heat(heat),
-        boxes=[_Box(xr.box_yx, "nodule", 0.9)],
-        classification=_Cls({"normal": 0.1, "nodule": 0.9}),
+        heat_map=heat,
+        boxes=[Box(xr.box_yx, "nodule", 0.9)],
+        probabilities={"normal": 0.1, "nodule": 0.9},
     )
     card = SimpleNamespace(**{**vars(CARD), "id": "cxr", "name": "CXR", "spatial_dims": 2})
     engine = FakeEngine(answer)

@@ -131,7 +131,7 @@ def test_reset_panel_layout_brings_moved_and_closed_panels_back(qtbot):
     win = _window(qtbot)
     win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, win.docks["findings"])
     win.docks["annotations"].close()
-    listed = set(win.panels_menu.actions())
+    listed = set(win.controls.panels_menu.actions())
     assert all(dock.toggleViewAction() in listed for dock in win.docks.values())
     win.action_map["reset_layout"].trigger()
     right = [win.docks[name] for name in RIGHT_TABS]

@@ -150,7 +150,7 @@ def test_window_preset_and_right_drag_change_the_levels(qtbot, window, series_di
     _open_and_wait(qtbot, window, series_dir)
     view = window.area.views["axial"]
     assert (window.state.center, window.state.width) == (40.0, 400.0)  # the file's window
-    lung = next(a for a in window.presets_menu.actions() if a.text().startswith("Lung"))
+    lung = next(a for a in window.controls.presets_menu.actions() if a.text().startswith("Lung"))
     lung.trigger()
     assert (window.state.center, window.state.width) == CT_PRESETS["Lung"]
     assert tuple(view.image.levels) == pytest.approx((-1350.0, 150.0))
@@ -274,10 +274,10 @@ def test_rgb_and_single_images(qtbot, window):
     window.state.set_volume(Volume(rgb, modality="OT"))
     from viewer.ui import actions
 
-    actions.refresh_presets(window)
+    actions.refresh_presets(window, window.controls)
     view = window.area.views["axial"]
     assert view.image.image.shape == (10, 12, 3)
-    assert not window.preset_combo.isEnabled()
+    assert not window.controls.preset_combo.isEnabled()
     window.action_map["layout_1x3"].trigger()
     assert window.area.layout_name == "single"  # a 2D image has one plane only
     view.setFocus()
@@ -289,7 +289,7 @@ def test_rgb_and_single_images(qtbot, window):
 
 def test_shortcuts_dialog_lists_the_bound_keys(qtbot, window):
     window.action_map["shortcuts"].trigger()
-    texts = window.shortcuts_dialog.shortcut_texts()
+    texts = window.controls.dialogs["shortcuts"].shortcut_texts()
     for key in ("Ctrl+O", "A", "C", "S", "W", "I", "Space", "Home / End"):
         assert key in texts
 
@@ -311,7 +311,7 @@ def test_demo_opens_the_synthetic_chest_ct(qtbot, window):
     assert vol.modality == "CT" and vol.shape[0] > 1
     assert "demo" in vol.description.lower()
     # The file's own windows come first, then the CT presets.
-    names = [a.text() for a in window.presets_menu.actions()]
+    names = [a.text() for a in window.controls.presets_menu.actions()]
     assert names[0].startswith("File:") and any(n.startswith("Stroke") for n in names)
 
 
