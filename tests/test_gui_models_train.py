@@ -137,6 +137,24 @@ def test_rescan_notices_weights_changed_after_the_first_listing(qtbot):
     assert "SHA-256 mismatch" in by_id(panel)["changing-seg"].status
 
 
+def test_verifier_hashes_a_package_once_until_its_weights_change(tmp_path):
+    """Qt-free: inference.verification remembers verdicts while the files are unchanged."""
+    from inference.card import ModelCard
+    from inference.verification import PackageVerifier
+
+    folder = write_package(tmp_path, "cached-seg")
+    card = ModelCard.load(folder)
+    verifier = PackageVerifier()
+    assert verifier.verify(card).verified and verifier.hashed == 1
+    assert verifier.verify(card).verified and verifier.hashed == 1  # from memory
+    (folder / "model.safetensors").write_bytes(b"tampered weights, another size")
+    verdict = verifier.verify(card)
+    assert not verdict.verified and "SHA-256 mismatch" in verdict.problem
+    assert verifier.hashed == 2
+    (folder / "model.safetensors").unlink()
+    assert "missing" in verifier.verify(card).problem
+
+
 def test_use_for_analyze_preselects_the_model_and_keeps_it_for_a_suitable_series(qtbot):
     import numpy as np
 
