@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
-from types import SimpleNamespace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from inference.card import ModelCard
 from phantoms.chest import chest_ct
 from tests.analysis_fakes import Cancelled, FakeEngine, phantom_result
+from tests.inference_factory import SEG_KW
 from viewer.labels.results import ResultStore
 from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
@@ -19,18 +21,28 @@ from viewer.ui.panels.model_info import ModelMenu, card_html
 
 pytestmark = pytest.mark.gui
 
-CARD = SimpleNamespace(
-    id="fake-seg",
-    name="Fake segmenter",
-    version="1.0.0",
-    task="segmentation",
-    spatial_dims=3,
-    modalities=["CT"],
-    body_part="CHEST",
-    labels=[{"index": 1, "name": "lung", "color": "#4fc3f7"}],
-    training={"data": "Synthetic phantoms, seeds 0-39", "script": "python -m x"},
-    metrics={"dice_nodule": 0.81},
-    intended_use="Demonstration only; not for diagnosis.",
+CARD = ModelCard.from_dict(
+    {
+        "id": "fake-seg",
+        "name": "Fake segmenter",
+        "version": "1.0.0",
+        "task": "segmentation",
+        "spatial_dims": 3,
+        "modalities": ["CT"],
+        "body_part": "CHEST",
+        "labels": [{"index": 1, "name": "lung", "color": "#4fc3f7"}],
+        "network": {
+            "architecture": "monai.UNet",
+            "kwargs": SEG_KW,
+            "weights": "model.safetensors",
+            "format": "safetensors",
+        },
+        "files": {"model.safetensors": "0" * 64},
+        "training": {"data": "Synthetic phantoms, seeds 0-39", "script": "python -m x"},
+        "metrics": {"dice_nodule": 0.81},
+        "intended_use": "Demonstration only; not for diagnosis.",
+    },
+    "fake-seg",
 )
 
 
@@ -151,7 +163,7 @@ def test_clicking_a_finding_emits_it_and_intended_use_is_shown(qtbot, phantom, v
 
 
 def test_model_menu_preselects_and_card_shows_training_and_metrics(qtbot):
-    other = SimpleNamespace(**{**vars(CARD), "id": "other", "name": "Other"})
+    other = replace(CARD, id="other", name="Other")
     menu = ModelMenu()
     menu.set_models([other, CARD], preferred=CARD)
     assert menu.current() is CARD
@@ -412,7 +424,7 @@ def test_radiograph_heat_map_and_2d_box_are_drawn_on_the_image(qtbot, tmp_path):
         boxes=[Box(xr.box_yx, "nodule", 0.9)],
         probabilities={"normal": 0.1, "nodule": 0.9},
     )
-    card = SimpleNamespace(**{**vars(CARD), "id": "cxr", "name": "CXR", "spatial_dims": 2})
+    card = replace(CARD, id="cxr", name="CXR", spatial_dims=2)
     engine = FakeEngine(answer)
     store = ResultStore(tmp_path / "r")
     win = _Window(engine, store, cards=(card,))

@@ -53,7 +53,7 @@ from viewer.ui.viewer_area import ViewerArea
 from viewer.ui.workers import Task, TaskContext
 
 if TYPE_CHECKING:
-    from viewer.study.scan import ScanResult, SeriesInfo
+    from viewer.study.scan import ScanResult, SeriesInfo, SkippedFile
 
 
 def format_value(value: Any, modality: str) -> str:
@@ -309,7 +309,7 @@ class MainWindow(QMainWindow):
         self.services.wait_idle(ms)
 
     # ---- feedback ------------------------------------------------------------------------
-    def show_error(self, message: str, details: list[Any] | None = None) -> None:
+    def show_error(self, message: str, details: list[SkippedFile] | None = None) -> None:
         """Say what went wrong without blocking (a modal box would freeze scripted use)."""
         self.last_error = message
         self.statusBar().showMessage(message, 15000)

@@ -8,8 +8,9 @@ the user model folder and ``model_published`` tells the Models panel to rescan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
@@ -32,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.ui.panels.models import ModelEntry
 from viewer.ui.train_runner import (
     DEVICES,
     EpochProgress,
@@ -41,6 +43,9 @@ from viewer.ui.train_runner import (
     TrainRunner,
     build_args,
 )
+
+if TYPE_CHECKING:
+    from inference.card import ModelCard
 
 __all__ = ["TrainDialog", "TrainFormError", "TrainRequest", "build_args"]
 
@@ -79,7 +84,7 @@ class TrainDialog(QDialog):
         self.task_combo.addItems(TASKS)
         self.task_combo.currentTextChanged.connect(lambda _t: self._suggest_out())
         self.task_combo.currentTextChanged.connect(lambda _t: self._refresh_base())
-        self._base_entries: list[Any] = []
+        self._base_entries: list[ModelEntry | ModelCard] = []
         self.base_combo = QComboBox(self)
         self.base_combo.setEditable(True)  # a package folder can be typed too
         self.base_combo.addItem(NEW_MODEL)
@@ -227,7 +232,7 @@ class TrainDialog(QDialog):
         name = f"{Path(text).name}-{self.task_combo.currentText()}".lower()
         self.out_edit.setText(str(user_data_dir() / "training" / name))
 
-    def set_base_models(self, entries: list[Any]) -> None:
+    def set_base_models(self, entries: Sequence[ModelEntry | ModelCard]) -> None:
         """Offer the usable installed models (ModelEntry or ModelCard) as --from choices."""
         self._base_entries = list(entries)
         self._refresh_base()
@@ -239,8 +244,11 @@ class TrainDialog(QDialog):
         self.base_combo.clear()
         self.base_combo.addItem(NEW_MODEL)
         for entry in self._base_entries:
-            card = getattr(entry, "card", entry)
-            if card is None or not getattr(entry, "usable", True) or card.task != task:
+            if isinstance(entry, ModelEntry):
+                card = entry.card if entry.usable else None
+            else:
+                card = entry
+            if card is None or card.task != task:
                 continue
             # The folder, not the id: an id may exist both shipped and in the user folder.
             self.base_combo.addItem(f"{card.id}@{card.version}", str(card.path))
