@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -42,6 +41,7 @@ from viewer.ui.panels.layers_panel import LayersPanel
 from viewer.ui.panels.problems import ProblemsDialog
 from viewer.ui.panels.series_browser import SeriesBrowser
 from viewer.ui.panels.tags_panel import TagsPanel
+from viewer.ui.readout import POINT_HINT, START_HINT, CursorReadout
 from viewer.ui.result_banner import IntendedUseBanner
 from viewer.ui.settings import Settings
 from viewer.ui.state import ViewerState
@@ -54,15 +54,6 @@ from viewer.ui.workers import Task, TaskContext
 
 if TYPE_CHECKING:
     from viewer.study.scan import ScanResult, SeriesInfo, SkippedFile
-
-
-def format_value(value: Any, modality: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        return "RGB " + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    unit = " HU" if modality == "CT" else ""
-    return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
 class MainWindow(QMainWindow):
@@ -87,7 +78,7 @@ class MainWindow(QMainWindow):
         self.central_layout.setSpacing(0)
         self.central_layout.addWidget(self.area, 1)
         self.setCentralWidget(central)
-        self.hover_label = QLabel("Open a folder to begin (File > Open folder, or drop it here).")
+        self.hover_label = QLabel(START_HINT)
         self.statusBar().addWidget(self.hover_label, 1)
         self.services = services = WindowServices(self, self.state, self.settings, self.area)
         self.series_loaded.connect(services.series_loaded)
@@ -114,14 +105,9 @@ class MainWindow(QMainWindow):
         self.action_map = services.actions
         self.setAcceptDrops(True)
 
-        for view in self.area.views.values():
-            view.hovered.connect(self._hovered)
-        self._tags_timer = QTimer(self)
-        self._tags_timer.setSingleShot(True)
-        self._tags_timer.setInterval(120)  # reading a header per wheel step would stutter
-        self._tags_timer.timeout.connect(self._show_tags)
-        self.state.cursor_moved.connect(self._tags_timer.start)
-        self.docks["tags"].visibilityChanged.connect(lambda _v: self._tags_timer.start())
+        self.readout = CursorReadout(
+            self.state, self.area, self.hover_label, self.tags_panel, self.docks["tags"]
+        )
 
         # Features, in the order they shut down when the window closes.
         self.annotations = services.register(Annotations(services))
@@ -277,7 +263,7 @@ class MainWindow(QMainWindow):
             self.state.data_updated.emit()
         self.setWindowTitle(f"RadLens - {volume.description or volume.modality}")
         # The start-up hint ("Open a folder to begin") must not come back once a series is shown.
-        self.hover_label.setText("Point at the image to read its value, voxel and position.")
+        self.hover_label.setText(POINT_HINT)
         ui_actions.refresh_presets(self, self.controls)
         for warning in volume.warnings:
             self.statusBar().showMessage(f"Warning: {warning}", 10000)
@@ -331,28 +317,6 @@ class MainWindow(QMainWindow):
         dialog = ProblemsDialog(skipped, self)
         dialog.show()
         return dialog
-
-    def _hovered(self, zyx: Any) -> None:
-        vol = self.state.volume
-        if zyx is None or vol is None:
-            self.hover_label.setText("")
-            return
-        idx = np.rint(zyx).astype(int)
-        value = format_value(self.state.value_at(idx), vol.modality)
-        x, y, z = vol.index_to_patient(idx)
-        self.hover_label.setText(
-            f"{value}   voxel (x {idx[2]}, y {idx[1]}, z {idx[0]})   "
-            f"LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
-        )
-
-    def _show_tags(self) -> None:
-        vol = self.state.volume
-        if vol is None or not self.docks["tags"].isVisible():
-            return
-        files = vol.meta.get("source_files") or []
-        z = int(round(self.state.cursor[0]))
-        path = files[z] if 0 <= z < len(files) else None
-        self.tags_panel.show_file(Path(path) if path else None)
 
     # ---- window events -------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802

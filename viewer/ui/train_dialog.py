@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
@@ -23,10 +22,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -34,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.ui.panels.models import ModelEntry
+from viewer.ui.train_progress import TrainProgressView
 from viewer.ui.train_runner import (
     DEVICES,
     EpochProgress,
@@ -164,37 +161,16 @@ class TrainDialog(QDialog):
         left.addStretch(1)
         left.addLayout(buttons)
 
-        self.progress = QProgressBar(self)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("epoch %v / %m")
-        self.status = QLabel("Choose a dataset folder and an output folder, then Start.", self)
-        self.status.setWordWrap(True)
-        self.plot = pg.PlotWidget(self)
-        self.plot.setMinimumHeight(200)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
-        self.plot.setLabel("bottom", "epoch")
-        self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.loss_curve = self.plot.plot([], [], name="loss", pen=pg.mkPen("#ff7043", width=2))
-        self.metric_curve = self.plot.plot(
-            [], [], name="metric", pen=pg.mkPen("#4fc3f7", width=2), symbol="o", symbolSize=5
-        )
-        self.log = QPlainTextEdit(self)
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(5000)  # a long run must not grow the widget without end
-        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        right = QVBoxLayout()
-        right.addWidget(self.progress)
-        right.addWidget(self.status)
-        right.addWidget(self.plot, 2)
-        right.addWidget(self.log, 1)
+        self.live = TrainProgressView(self)
+        self.progress, self.status, self.log = self.live.progress, self.live.status, self.live.log
+        self.metric_curve = self.live.metric_curve
 
         layout = QHBoxLayout(self)
         left_box = QWidget(self)
         left_box.setLayout(left)
         left_box.setFixedWidth(400)
         layout.addWidget(left_box)
-        layout.addLayout(right, 1)
+        layout.addWidget(self.live, 1)
         self.resize(1100, 620)
 
         self._form_widgets: list[QWidget] = [
@@ -333,10 +309,7 @@ class TrainDialog(QDialog):
             self._say(str(exc), error=True)
             return False
         self.history = []
-        self.loss_curve.setData([], [])
-        self.metric_curve.setData([], [])
-        self.log.clear()
-        self.progress.setRange(0, 0)  # busy until the first epoch: loading torch and the data
+        self.live.reset()
         self._say(f"Starting: {req.task} on {req.dataset.name}…")
         self._set_running(True)
         self.runner.start(build_args(req), req.out)
@@ -355,25 +328,14 @@ class TrainDialog(QDialog):
             w.setEnabled(not running)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #e57373" if error else "")
+        self.live.say(text, error)
 
     def _append(self, line: str) -> None:
         self.log.appendPlainText(line)
 
     def _epoch(self, p: EpochProgress) -> None:
         self.history.append(p)
-        self.progress.setRange(0, p.epochs)
-        self.progress.setValue(p.epoch)
-        xs = [h.epoch for h in self.history]
-        self.loss_curve.setData(xs, [h.loss for h in self.history])
-        self.metric_curve.setData(xs, [h.value for h in self.history])
-        label = self.legend.getLabel(self.metric_curve)
-        if label is not None and label.text != p.metric:
-            label.setText(p.metric)
-        # Whole epochs on the axis, about ten ticks at most.
-        step = max(1, -(-p.epoch // 10))
-        self.plot.getAxis("bottom").setTickSpacing(step, step)
+        self.live.show_epochs(self.history)
         self._say(
             f"Epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f}, {p.metric} {p.value:.4f} "
             f"(best {p.best:.4f} at epoch {p.best_epoch})"
