@@ -120,7 +120,7 @@ def test_cancel_mid_run_gives_no_layers(qtbot, tmp_path, phantom):
     win.analyze.analyze(card)
 
     def in_windows() -> bool:
-        return win.services.activity.progress.toolTip().startswith("window ")
+        return win.services.activity.sentence.text().startswith("window ")
 
     qtbot.waitUntil(in_windows, timeout=30_000)
     with qtbot.waitSignal(ctl.analysis_cancelled, timeout=30_000):

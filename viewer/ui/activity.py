@@ -7,12 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtWidgets import QMainWindow, QProgressBar, QPushButton
+from PySide6.QtWidgets import QLabel, QMainWindow, QProgressBar, QPushButton
 
 from viewer.ui.workers import Task, TaskContext
 
-#: Characters of a job's sentence shown in the bar (the tooltip has all of it).
-SHOWN_CHARS = 48
+#: Characters of a job's sentence shown beside the bar (the tooltip has all of it).
+SHOWN_CHARS = 80
 
 
 class Activity:
@@ -35,17 +35,21 @@ class Activity:
 
 
 class ActivityBar:
-    """Owns the status bar's progress bar and Cancel button, and the jobs they stand for."""
+    """Owns the status bar's job sentence, progress bar and Cancel button, and the jobs
+    they stand for."""
 
     def __init__(self, window: QMainWindow) -> None:
         self.window = window
+        self.sentence = QLabel(window)
         self.progress = QProgressBar(window)
         self.progress.setRange(0, 1000)
-        self.progress.setMaximumWidth(260)
+        self.progress.setMaximumWidth(180)
+        self.progress.setFormat("%p%")
         self.cancel_button = QPushButton("Cancel", window)
         self.cancel_button.setToolTip("Stop what is running (loading, analysis, export...)")
         self.cancel_button.clicked.connect(self.cancel_all)
         bar = window.statusBar()
+        bar.addPermanentWidget(self.sentence)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
         self.tasks: list[Task] = []
@@ -93,8 +97,7 @@ class ActivityBar:
     def show_progress(self, fraction: float, sentence: str) -> None:
         self.progress.setValue(int(np.clip(fraction, 0, 1) * 1000))
         if sentence:
-            self.progress.setFormat(sentence[:SHOWN_CHARS] + " %p%")
-            self.progress.setToolTip(sentence)
+            self._say(sentence)
 
     def cancel_all(self) -> None:
         for task in list(self.tasks):
@@ -106,11 +109,16 @@ class ActivityBar:
         for task in list(self.tasks):
             task.wait(ms)
 
+    def _say(self, sentence: str) -> None:
+        short = sentence if len(sentence) <= SHOWN_CHARS else sentence[: SHOWN_CHARS - 1] + "…"
+        self.sentence.setText(short)
+        self.sentence.setToolTip(sentence)
+        self.progress.setToolTip(sentence)
+
     def _started(self, label: str) -> None:
         self.refresh()
         self.progress.setValue(0)
-        self.progress.setFormat(f"{label[:SHOWN_CHARS]} %p%")
-        self.progress.setToolTip(label)
+        self._say(label)
 
     def _task_finished(self, task: Task) -> None:
         if task in self.tasks:
@@ -120,5 +128,6 @@ class ActivityBar:
 
     def refresh(self) -> None:
         busy = self.busy
+        self.sentence.setVisible(busy)
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
