@@ -312,9 +312,11 @@ def test_train_dialog_runs_a_real_training_and_the_panel_lists_the_published_mod
     dialog = window.training.dialog
     assert dialog is not None and dialog.isVisible()
     dialog.set_request(_request(tiny_dataset, tmp_path / "gui-seg", epochs=2, steps=1))
-    ticks, lines = [], []
+    ticks, lines, window_bar = [], [], []
+    bar = window.services.activity  # the window's one progress bar shows the run too
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(dialog.runner.running))
+    timer.timeout.connect(lambda: window_bar.append(bar.sentence.text()) if bar.busy else None)
     timer.start(20)
     dialog.runner.line_received.connect(lines.append)
     dialog.show()
@@ -330,6 +332,7 @@ def test_train_dialog_runs_a_real_training_and_the_panel_lists_the_published_mod
     assert "epoch 2/2" in dialog.log.toPlainText() and any("validation cases" in ln for ln in lines)
     # The event loop kept running while the trainer worked (the timer ticked during the run).
     assert sum(ticks) >= 5
+    assert window_bar and window_bar[0].startswith("Training") and not bar.busy
     assert outcome.published == user_models_dir() / "gui-seg"
     entry = by_id(panel)["gui-seg"]
     assert entry.usable and entry.source == "user" and panel.selected() is entry

@@ -333,3 +333,36 @@ def test_a_single_dicom_file_opens_too(qtbot, window, tmp_path):
     truth = write_ct_series(tmp_path / "s", shape=(3, 8, 8))
     vol = _open_and_wait(qtbot, window, truth.paths[0])
     assert vol.shape == (1, 8, 8)
+
+
+def test_one_cancel_stops_every_background_job(qtbot, window):
+    """Loading-style tasks and pool jobs (Analyze, training) share one bar and one Cancel."""
+    import time
+
+    from radlens_core.progress import Cancelled
+
+    window.show()
+    bar = window.services.activity
+    outcome: list[str] = []
+
+    def slow(ctx):
+        for _ in range(500):
+            ctx.check()  # raises the core Cancelled once Cancel is pressed
+            time.sleep(0.01)
+        return "done"
+
+    task = window.services.run(slow, "Slow job", outcome.append)
+    pool_job: list[str] = []
+    activity = window.services.begin("Pool job", lambda: pool_job.append("cancelled"))
+    activity.progress(0.5, "window 3 of 6")
+    assert bar.progress.isVisible() and bar.cancel_button.isVisible()
+    assert bar.sentence.text() == "window 3 of 6" and bar.progress.value() == 500
+    bar.cancel_button.click()
+    assert pool_job == ["cancelled"] and task.cancelled()
+    qtbot.waitUntil(lambda: not window.tasks, timeout=10_000)
+    assert outcome == [] and bar.progress.isVisible()  # the pool job has not ended yet
+    activity.end()
+    assert not bar.progress.isVisible() and not bar.cancel_button.isVisible()
+    from viewer.ui import workers
+
+    assert workers.Cancelled is Cancelled  # one Cancelled, the core one

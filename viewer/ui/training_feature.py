@@ -18,10 +18,12 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
 from viewer.study.volume import Volume
+from viewer.ui.activity import Activity
 from viewer.ui.feature import WindowServices
 from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.models import ModelEntry, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog
+from viewer.ui.train_runner import EpochProgress
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
@@ -46,6 +48,7 @@ class TrainingFeature(QObject):
         self.analyze_menu = analyze_menu
         self.pinned: ModelCard | None = None  # the card chosen with "Use for Analyze"
         self.dialog: TrainDialog | None = None
+        self._activity: Activity | None = None
 
         self.panel = ModelsPanel(window, scan_now=scan_now)
         self.dock = QDockWidget("Models", window)
@@ -73,13 +76,33 @@ class TrainingFeature(QObject):
     def open_dialog(self) -> TrainDialog:
         """Show the Train dialog (created once, so a running job survives closing it)."""
         if self.dialog is None:
-            self.dialog = TrainDialog(self.window)
-            self.dialog.model_published.connect(self._published)
+            self.dialog = dialog = TrainDialog(self.window)
+            dialog.model_published.connect(self._published)
+            # The run also shows in the window's progress bar, whose Cancel stops it (the
+            # dialog may be hidden while the model trains).
+            dialog.runner.started_running.connect(self._training_started)
+            dialog.runner.epoch_finished.connect(self._training_progressed)
+            dialog.runner.run_finished.connect(lambda _outcome: self._training_ended())
             self.panel.models_listed.connect(self.dialog.set_base_models)
             self.dialog.set_base_models(self.panel.entries)
         self.dialog.show()
         self.dialog.raise_()
         return self.dialog
+
+    def _training_started(self) -> None:
+        self._training_ended()
+        if self.dialog is not None:
+            self._activity = self.services.begin("Training: starting", self.dialog.stop)
+
+    def _training_progressed(self, p: EpochProgress) -> None:
+        if self._activity is not None:
+            sentence = f"Training: epoch {p.epoch}/{p.epochs}, {p.metric} {p.value:.3f}"
+            self._activity.progress(p.epoch / max(1, p.epochs), sentence)
+
+    def _training_ended(self) -> None:
+        if self._activity is not None:
+            self._activity.end()
+            self._activity = None
 
     def _published(self, path: str) -> None:
         # The trainer publishes into user_models_dir()/<card id>.

@@ -201,7 +201,9 @@ class Annotations:
             services.show_message("Open a series before exporting its labels.", 6000)
             return None
         folder = settings.get("export/folder", "") if settings is not None else ""
-        dialog = ExportDialog(volume, ctrl.document, str(folder or ""), services.window)
+        dialog = ExportDialog(
+            volume, ctrl.document, str(folder or ""), services.window, services=services
+        )
         dialog.export_finished.connect(
             lambda result: services.show_message(
                 f"Exported {len(result.files)} files to {result.folder}", 10000
