@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from inference.card import ModelCard
 from phantoms.chest import NODULE
 from radlens_core.progress import Cancelled
 from radlens_core.results import (
@@ -18,8 +19,34 @@ from radlens_core.results import (
     LabelMap,
     RunInfo,
 )
+from tests.inference_factory import SEG_KW
 
-__all__ = ["Cancelled", "FakeEngine", "analysis_result", "phantom_result"]
+__all__ = ["CARD", "Cancelled", "FakeEngine", "analysis_result", "phantom_result"]
+
+#: A segmenter's model card (read from a dict as from model.json; its weights are never read).
+CARD = ModelCard.from_dict(
+    {
+        "id": "fake-seg",
+        "name": "Fake segmenter",
+        "version": "1.0.0",
+        "task": "segmentation",
+        "spatial_dims": 3,
+        "modalities": ["CT"],
+        "body_part": "CHEST",
+        "labels": [{"index": 1, "name": "lung", "color": "#4fc3f7"}],
+        "network": {
+            "architecture": "monai.UNet",
+            "kwargs": SEG_KW,
+            "weights": "model.safetensors",
+            "format": "safetensors",
+        },
+        "files": {"model.safetensors": "0" * 64},
+        "training": {"data": "Synthetic phantoms, seeds 0-39", "script": "python -m x"},
+        "metrics": {"dice_nodule": 0.81},
+        "intended_use": "Demonstration only; not for diagnosis.",
+    },
+    "fake-seg",
+)
 
 
 def analysis_result(

@@ -9,11 +9,11 @@ never sets the window's attributes or reaches into its private state.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
 
 from viewer.study.volume import Volume
 from viewer.ui.activity import Activity, ActivityBar
@@ -31,8 +31,11 @@ MENU_ORDER = ("File", "Edit", "View", "Window", "AI", "Tools", "Help")
 class Feature(Protocol):
     """What the window asks of a feature it hosts (built with a ``WindowServices``)."""
 
-    def shutdown(self, timeout_ms: int) -> None:
+    def shutdown(self, timeout_ms: int) -> object:
         """Stop what the feature runs in the background (bounded wait): the window closes."""
+
+
+F = TypeVar("F", bound=Feature)
 
 
 class WindowServices(QObject):
@@ -91,7 +94,10 @@ class WindowServices(QObject):
             ),
             None,
         )
-        bar.insertMenu(before, menu) if before is not None else bar.addMenu(menu)
+        if before is not None:
+            bar.insertMenu(before, menu)
+        else:
+            bar.addMenu(menu)
         return menu
 
     def add_action(self, menu: str, action: QAction, name: str = "", before: str = "") -> QAction:
@@ -99,7 +105,10 @@ class WindowServices(QObject):
         its shortcut work window-wide; ``name`` lists it in ``actions``."""
         target = self.menu(menu)
         anchor = self.actions.get(before) if before else None
-        target.insertAction(anchor, action) if anchor is not None else target.addAction(action)
+        if anchor is not None:
+            target.insertAction(anchor, action)
+        else:
+            target.addAction(action)
         self.window.addAction(action)
         if name:
             self.actions[name] = action
@@ -141,12 +150,6 @@ class WindowServices(QObject):
         self._docks[key] = dock
         return dock
 
-    def new_dock(self, key: str, title: str, widget: QWidget, **where: Any) -> QDockWidget:
-        dock = QDockWidget(title, self.window)
-        dock.setObjectName(f"dock_{key}")
-        dock.setWidget(widget)
-        return self.add_dock(key, dock, **where)
-
     # ---- feedback and background work ----------------------------------------------------
     def show_message(self, text: str, ms: int = 8000) -> None:
         self.window.statusBar().showMessage(text, ms)
@@ -176,7 +179,8 @@ class WindowServices(QObject):
         self.activity.wait_idle(ms)
 
     # ---- features ------------------------------------------------------------------------
-    def register(self, feature: Feature) -> Feature:
+    def register(self, feature: F) -> F:
+        """Host ``feature``: the window's close will call its ``shutdown``."""
         self._features.append(feature)
         return feature
 

@@ -120,7 +120,7 @@ class TrainingFeature(QObject):
         if self.analyze_menu is None or self.services.volume is None:
             return  # Analyze lists the models itself when the next series opens
         # set_models keeps the current choice
-        self.analyze_menu.set_models([e.card for e in entries if e.usable])
+        self.analyze_menu.set_models([e.card for e in entries if e.card is not None and e.usable])
 
     def _reapply_pin(self) -> None:
         volume, menu = self.services.volume, self.analyze_menu
