@@ -16,6 +16,7 @@ from viewer.labels.results import ResultStore  # noqa: E402
 from viewer.study.volume import Volume  # noqa: E402
 from viewer.ui.analysis import AnalysisController  # noqa: E402
 from viewer.ui.analyze_feature import AnalyzeFeature  # noqa: E402
+from viewer.ui.feature import WindowServices  # noqa: E402
 from viewer.ui.slice_view import SliceView  # noqa: E402
 from viewer.ui.state import ViewerState  # noqa: E402
 
@@ -44,9 +45,9 @@ class _Window(QMainWindow):
         split = QSplitter(self)
         self.views = {p: SliceView(self.state, p, split) for p in ("axial", "coronal", "sagittal")}
         self.setCentralWidget(split)
+        self.services = WindowServices(self, self.state)
         self.analyze = AnalyzeFeature(
-            self,
-            self.state,
+            self.services,
             controller=AnalysisController(store=store, device="cpu"),
             store=store,
             models=lambda v: (cards, cards[0] if cards else None),
@@ -119,11 +120,11 @@ def test_cancel_mid_run_gives_no_layers(qtbot, tmp_path, phantom):
     win.analyze.analyze(card)
 
     def in_windows() -> bool:
-        return win.analyze.sentence.text().startswith("window ")
+        return win.services.activity.sentence.text().startswith("window ")
 
     qtbot.waitUntil(in_windows, timeout=30_000)
     with qtbot.waitSignal(ctl.analysis_cancelled, timeout=30_000):
-        win.analyze.cancel_button.click()
+        win.services.activity.cancel_button.click()
     assert len(win.state.layers) == 0 and not win.analyze.findings.runs()
 
 

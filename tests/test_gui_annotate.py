@@ -387,7 +387,8 @@ def test_escape_drops_an_unfinished_outline_instead_of_a_window_shortcut(ui):
 
 def nodule_record(volume: Volume):
     """A segmenter's result with one box and a small mask, as the result store keeps it."""
-    from viewer.labels.results import BoxRecord, LabelInfo, ResultRecord
+    from radlens_core.results import Box, LabelClass
+    from viewer.labels.results import ResultRecord
 
     label_map = np.zeros(volume.shape, np.uint8)
     label_map[5, 10:14, 10:14] = 1
@@ -398,8 +399,8 @@ def nodule_record(volume: Volume):
         task="segmentation",
         shape=volume.shape,
         label_map=label_map,
-        labels=[LabelInfo(1, "nodule", "#ff7043")],
-        boxes=[BoxRecord((4, 10, 10, 6, 14, 14), "nodule", 0.8)],
+        labels=[LabelClass(1, "nodule", "#ff7043")],
+        boxes=[Box((4, 10, 10, 6, 14, 14), "nodule", 0.8)],
     )
 
 

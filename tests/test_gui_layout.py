@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
+from radlens_core.results import Box, LabelClass
 from viewer.labels.result_findings import summarise
-from viewer.labels.results import BoxRecord, LabelInfo, ResultRecord
+from viewer.labels.results import ResultRecord
 from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisOutcome
 from viewer.ui.dock_layout import RIGHT_TABS, RIGHT_WIDTH, SERIES_WIDTH
@@ -73,8 +74,8 @@ def _finish(win: MainWindow, intended_use: str) -> ResultRecord:
         task="segmentation",
         shape=volume.shape,
         label_map=label_map,
-        labels=[LabelInfo(1, "nodule", "#ff7043")],
-        boxes=[BoxRecord((1, 4, 4, 1, 8, 8), "nodule", 0.9)],
+        labels=[LabelClass(1, "nodule", "#ff7043")],
+        boxes=[Box((1, 4, 4, 1, 8, 8), "nodule", 0.9)],
         intended_use=intended_use,
     )
     outcome = AnalysisOutcome(rec, summarise(rec, volume.spacing), "key", None, volume)
@@ -131,7 +132,7 @@ def test_reset_panel_layout_brings_moved_and_closed_panels_back(qtbot):
     win = _window(qtbot)
     win.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, win.docks["findings"])
     win.docks["annotations"].close()
-    listed = set(win.panels_menu.actions())
+    listed = set(win.controls.panels_menu.actions())
     assert all(dock.toggleViewAction() in listed for dock in win.docks.values())
     win.action_map["reset_layout"].trigger()
     right = [win.docks[name] for name in RIGHT_TABS]

@@ -137,6 +137,24 @@ def test_rescan_notices_weights_changed_after_the_first_listing(qtbot):
     assert "SHA-256 mismatch" in by_id(panel)["changing-seg"].status
 
 
+def test_verifier_hashes_a_package_once_until_its_weights_change(tmp_path):
+    """Qt-free: inference.verification remembers verdicts while the files are unchanged."""
+    from inference.card import ModelCard
+    from inference.verification import PackageVerifier
+
+    folder = write_package(tmp_path, "cached-seg")
+    card = ModelCard.load(folder)
+    verifier = PackageVerifier()
+    assert verifier.verify(card).verified and verifier.hashed == 1
+    assert verifier.verify(card).verified and verifier.hashed == 1  # from memory
+    (folder / "model.safetensors").write_bytes(b"tampered weights, another size")
+    verdict = verifier.verify(card)
+    assert not verdict.verified and "SHA-256 mismatch" in verdict.problem
+    assert verifier.hashed == 2
+    (folder / "model.safetensors").unlink()
+    assert "missing" in verifier.verify(card).problem
+
+
 def test_use_for_analyze_preselects_the_model_and_keeps_it_for_a_suitable_series(qtbot):
     import numpy as np
 
@@ -294,9 +312,11 @@ def test_train_dialog_runs_a_real_training_and_the_panel_lists_the_published_mod
     dialog = window.training.dialog
     assert dialog is not None and dialog.isVisible()
     dialog.set_request(_request(tiny_dataset, tmp_path / "gui-seg", epochs=2, steps=1))
-    ticks, lines = [], []
+    ticks, lines, window_bar = [], [], []
+    bar = window.services.activity  # the window's one progress bar shows the run too
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(dialog.runner.running))
+    timer.timeout.connect(lambda: window_bar.append(bar.sentence.text()) if bar.busy else None)
     timer.start(20)
     dialog.runner.line_received.connect(lines.append)
     dialog.show()
@@ -312,6 +332,7 @@ def test_train_dialog_runs_a_real_training_and_the_panel_lists_the_published_mod
     assert "epoch 2/2" in dialog.log.toPlainText() and any("validation cases" in ln for ln in lines)
     # The event loop kept running while the trainer worked (the timer ticked during the run).
     assert sum(ticks) >= 5
+    assert window_bar and window_bar[0].startswith("Training") and not bar.busy
     assert outcome.published == user_models_dir() / "gui-seg"
     entry = by_id(panel)["gui-seg"]
     assert entry.usable and entry.source == "user" and panel.selected() is entry

@@ -15,8 +15,8 @@ MPR = ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal", "cine")
 
 def _enabled(win: MainWindow) -> dict[str, bool]:
     out = {k: win.action_map[k].isEnabled() for k in MPR}
-    out["plane_combo"] = win.plane_combo.isEnabled()
-    out["fps_spin"] = win.fps_spin.isEnabled()
+    out["plane_combo"] = win.controls.plane_combo.isEnabled()
+    out["fps_spin"] = win.controls.fps_spin.isEnabled()
     return out
 
 
@@ -27,7 +27,7 @@ def test_plane_picker_mpr_layouts_and_cine_disabled_for_2d_and_back_for_a_volume
     radiograph = Volume(np.zeros((1, 32, 32), np.int16), spacing=(0.2, 0.2, 1.0))
     win.state.set_volume(radiograph)
     assert not any(_enabled(win).values())
-    assert "2D image" in win.plane_combo.toolTip()
+    assert "2D image" in win.controls.plane_combo.toolTip()
     assert win.action_map["layout_single"].isEnabled()
     ct = Volume(np.zeros((8, 16, 16), np.int16), spacing=(0.7, 0.7, 2.5))
     win.state.set_volume(ct)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import viewer.ui.tools.install as install
+from radlens_core.results import Box, LabelClass
 from viewer.labels.result_findings import summarise
-from viewer.labels.results import BoxRecord, LabelInfo, ResultRecord
+from viewer.labels.results import ResultRecord
 from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisOutcome
 from viewer.ui.main_window import MainWindow
@@ -29,8 +30,8 @@ def _outcome(volume: Volume) -> AnalysisOutcome:
         task="segmentation",
         shape=volume.shape,
         label_map=label_map,
-        labels=[LabelInfo(2, "nodule", "#ff7043")],
-        boxes=[BoxRecord((1, 5, 5, 3, 9, 9), "nodule", 0.8)],
+        labels=[LabelClass(2, "nodule", "#ff7043")],
+        boxes=[Box((1, 5, 5, 3, 9, 9), "nodule", 0.8)],
     )
     return AnalysisOutcome(rec, summarise(rec, volume.spacing), "key", None, volume)
 

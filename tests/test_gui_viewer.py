@@ -150,7 +150,7 @@ def test_window_preset_and_right_drag_change_the_levels(qtbot, window, series_di
     _open_and_wait(qtbot, window, series_dir)
     view = window.area.views["axial"]
     assert (window.state.center, window.state.width) == (40.0, 400.0)  # the file's window
-    lung = next(a for a in window.presets_menu.actions() if a.text().startswith("Lung"))
+    lung = next(a for a in window.controls.presets_menu.actions() if a.text().startswith("Lung"))
     lung.trigger()
     assert (window.state.center, window.state.width) == CT_PRESETS["Lung"]
     assert tuple(view.image.levels) == pytest.approx((-1350.0, 150.0))
@@ -274,10 +274,10 @@ def test_rgb_and_single_images(qtbot, window):
     window.state.set_volume(Volume(rgb, modality="OT"))
     from viewer.ui import actions
 
-    actions.refresh_presets(window)
+    actions.refresh_presets(window, window.controls)
     view = window.area.views["axial"]
     assert view.image.image.shape == (10, 12, 3)
-    assert not window.preset_combo.isEnabled()
+    assert not window.controls.preset_combo.isEnabled()
     window.action_map["layout_1x3"].trigger()
     assert window.area.layout_name == "single"  # a 2D image has one plane only
     view.setFocus()
@@ -289,7 +289,7 @@ def test_rgb_and_single_images(qtbot, window):
 
 def test_shortcuts_dialog_lists_the_bound_keys(qtbot, window):
     window.action_map["shortcuts"].trigger()
-    texts = window.shortcuts_dialog.shortcut_texts()
+    texts = window.controls.dialogs["shortcuts"].shortcut_texts()
     for key in ("Ctrl+O", "A", "C", "S", "W", "I", "Space", "Home / End"):
         assert key in texts
 
@@ -311,7 +311,7 @@ def test_demo_opens_the_synthetic_chest_ct(qtbot, window):
     assert vol.modality == "CT" and vol.shape[0] > 1
     assert "demo" in vol.description.lower()
     # The file's own windows come first, then the CT presets.
-    names = [a.text() for a in window.presets_menu.actions()]
+    names = [a.text() for a in window.controls.presets_menu.actions()]
     assert names[0].startswith("File:") and any(n.startswith("Stroke") for n in names)
 
 
@@ -333,3 +333,36 @@ def test_a_single_dicom_file_opens_too(qtbot, window, tmp_path):
     truth = write_ct_series(tmp_path / "s", shape=(3, 8, 8))
     vol = _open_and_wait(qtbot, window, truth.paths[0])
     assert vol.shape == (1, 8, 8)
+
+
+def test_one_cancel_stops_every_background_job(qtbot, window):
+    """Loading-style tasks and pool jobs (Analyze, training) share one bar and one Cancel."""
+    import time
+
+    from radlens_core.progress import Cancelled
+
+    window.show()
+    bar = window.services.activity
+    outcome: list[str] = []
+
+    def slow(ctx):
+        for _ in range(500):
+            ctx.check()  # raises the core Cancelled once Cancel is pressed
+            time.sleep(0.01)
+        return "done"
+
+    task = window.services.run(slow, "Slow job", outcome.append)
+    pool_job: list[str] = []
+    activity = window.services.begin("Pool job", lambda: pool_job.append("cancelled"))
+    activity.progress(0.5, "window 3 of 6")
+    assert bar.progress.isVisible() and bar.cancel_button.isVisible()
+    assert bar.sentence.text() == "window 3 of 6" and bar.progress.value() == 500
+    bar.cancel_button.click()
+    assert pool_job == ["cancelled"] and task.cancelled()
+    qtbot.waitUntil(lambda: not window.tasks, timeout=10_000)
+    assert outcome == [] and bar.progress.isVisible()  # the pool job has not ended yet
+    activity.end()
+    assert not bar.progress.isVisible() and not bar.cancel_button.isVisible()
+    from viewer.ui import workers
+
+    assert workers.Cancelled is Cancelled  # one Cancelled, the core one

@@ -1,22 +1,34 @@
 """Menus, tool bar and shortcuts of the main window, built from one table of QActions.
 
-The Help > Shortcuts dialog lists the same actions, so what it shows is what is bound.
+``build`` answers a ``WindowControls`` (the actions and the widgets rebuilt per series); it
+sets nothing on the window. The Help > Shortcuts dialog lists the same actions, so what it
+shows is what is bound.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QSpinBox, QToolBar
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QLabel,
+    QMenu,
+    QSpinBox,
+    QToolBar,
+    QWidget,
+)
 
 from viewer.ui.help import ShortcutsDialog
 from viewer.ui.planes import PLANES
 from viewer.ui.theme import icon
 
 if TYPE_CHECKING:
+    from viewer.ui.feature import WindowServices
     from viewer.ui.main_window import MainWindow
 
 MODE_KEYS = {"crosshair": "Q", "window": "W", "zoom": "Z", "pan": "P"}
@@ -44,8 +56,23 @@ def _action(
     return action
 
 
-def build(w: MainWindow) -> dict[str, QAction]:
-    a: dict[str, QAction] = {}
+@dataclass
+class WindowControls:
+    """What ``build`` made: named actions, and the menus and widgets refreshed per series."""
+
+    actions: dict[str, QAction]
+    recent_menu: QMenu
+    panels_menu: QMenu
+    presets_menu: QMenu
+    toolbar: QToolBar
+    plane_combo: QComboBox
+    preset_combo: QComboBox
+    fps_spin: QSpinBox
+    dialogs: dict[str, QWidget] = field(default_factory=dict)
+
+
+def build(w: MainWindow, services: WindowServices) -> WindowControls:
+    a = services.actions
     area, state = w.area, w.state
 
     # ---- File ----------------------------------------------------------------------------
@@ -65,15 +92,14 @@ def build(w: MainWindow) -> dict[str, QAction]:
     a["open_file"] = _action(w, "Open &image file…", open_file, "Ctrl+Shift+O")
     a["demo"] = _action(w, "Open &demo study", w.open_demo, "Ctrl+D")
     a["quit"] = _action(w, "&Quit", w.close, "Ctrl+Q")
-    menu = w.menuBar().addMenu("&File")
+    menu = services.menu("&File")
     menu.addActions([a["open"], a["open_file"], a["demo"]])
-    w.recent_menu = menu.addMenu("Open &recent")
+    recent_menu = menu.addMenu("Open &recent")
     menu.addSeparator()
     menu.addAction(a["quit"])
-    refresh_recent(w)
 
     # ---- View ----------------------------------------------------------------------------
-    view = w.menuBar().addMenu("&View")
+    view = services.menu("&View")
     layouts = QActionGroup(w)
     for name, key in LAYOUT_KEYS.items():
         act = _action(w, f"Layout {name}", partial(area.set_layout, name), key, f"layout_{name}")
@@ -112,13 +138,11 @@ def build(w: MainWindow) -> dict[str, QAction]:
     a["reset"] = _action(w, "&Reset window and zoom", reset, "Ctrl+R", "reset")
     a["cine"] = _action(w, "&Cine play/stop", area.set_cine, "Space", "play", toggle=True)
     view.addActions([a["text"], a["crosshair"], a["fit"], a["invert"], a["reset"], a["cine"]])
-    docks_menu = view.addMenu("&Panels")
-    for dock in w.docks.values():
-        docks_menu.addAction(dock.toggleViewAction())
-    w.panels_menu = docks_menu  # docks made later (Findings, Annotations, Models) join it
+    # Every dock joins it once the features have added theirs (MainWindow does that).
+    panels_menu = view.addMenu("&Panels")
 
     # ---- Window presets (rebuilt per series) ---------------------------------------------
-    w.presets_menu = w.menuBar().addMenu("&Window")
+    presets_menu = services.menu("&Window")
 
     # ---- Left-button modes ---------------------------------------------------------------
     modes = QActionGroup(w)
@@ -131,8 +155,11 @@ def build(w: MainWindow) -> dict[str, QAction]:
     a["mode_crosshair"].setChecked(True)
 
     # ---- Help ----------------------------------------------------------------------------
-    help_menu = w.menuBar().addMenu("&Help")
-    a["shortcuts"] = _action(w, "&Shortcuts…", lambda: show_shortcuts(w), "F1")
+    help_menu = services.menu("&Help")
+    dialogs: dict[str, QWidget] = {}
+    a["shortcuts"] = _action(
+        w, "&Shortcuts…", lambda: dialogs.update(shortcuts=show_shortcuts(w)), "F1"
+    )
     a["problems"] = _action(w, "&Problems with the last folder…", w.show_problems)
     a["problems"].setEnabled(False)
     help_menu.addActions([a["shortcuts"], a["problems"]])
@@ -144,38 +171,42 @@ def build(w: MainWindow) -> dict[str, QAction]:
     bar.addSeparator()
     for name in LAYOUT_KEYS:
         bar.addAction(a[f"layout_{name}"])
-    w.plane_combo = QComboBox(bar)
-    w.plane_combo.addItems([p.capitalize() for p in PLANES])
-    w.plane_combo.setToolTip("Plane shown in the single layout (A / C / S)")
-    w.plane_combo.activated.connect(lambda i: area.set_active_plane(PLANES[i]))
-    area.active_plane_changed.connect(lambda p: w.plane_combo.setCurrentIndex(PLANES.index(p)))
-    bar.addWidget(w.plane_combo)
+    plane_combo = QComboBox(bar)
+    plane_combo.addItems([p.capitalize() for p in PLANES])
+    plane_combo.setToolTip("Plane shown in the single layout (A / C / S)")
+    plane_combo.activated.connect(lambda i: area.set_active_plane(PLANES[i]))
+    area.active_plane_changed.connect(lambda p: plane_combo.setCurrentIndex(PLANES.index(p)))
+    bar.addWidget(plane_combo)
     bar.addSeparator()
     for mode in MODE_KEYS:
         bar.addAction(a[f"mode_{mode}"])
     bar.addSeparator()
-    w.preset_combo = QComboBox(bar)
-    w.preset_combo.setMinimumContentsLength(14)
-    w.preset_combo.setToolTip("Window/level preset")
-    w.preset_combo.activated.connect(lambda i: _apply_preset(w, w.preset_combo.itemText(i)))
-    bar.addWidget(w.preset_combo)
+    preset_combo = QComboBox(bar)
+    preset_combo.setMinimumContentsLength(14)
+    preset_combo.setToolTip("Window/level preset")
+    preset_combo.activated.connect(lambda i: _apply_preset(w, preset_combo.itemText(i)))
+    bar.addWidget(preset_combo)
     bar.addActions([a["invert"], a["fit"], a["reset"]])
     bar.addSeparator()
     bar.addAction(a["cine"])
-    w.fps_spin = QSpinBox(bar)
-    w.fps_spin.setRange(1, 60)
-    w.fps_spin.setValue(10)
-    w.fps_spin.setSuffix(" fps")
-    w.fps_spin.setToolTip("Cine speed")
-    w.fps_spin.valueChanged.connect(lambda v: area.set_cine(area.cine.isActive(), v))
-    bar.addWidget(w.fps_spin)
+    fps_spin = QSpinBox(bar)
+    fps_spin.setRange(1, 60)
+    fps_spin.setValue(10)
+    fps_spin.setSuffix(" fps")
+    fps_spin.setToolTip("Cine speed")
+    fps_spin.valueChanged.connect(lambda v: area.set_cine(area.cine.isActive(), v))
+    bar.addWidget(fps_spin)
     bar.addWidget(QLabel("  "))
-    w.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
-    w.main_toolbar = bar
-    refresh_presets(w)
-    state.volume_changed.connect(lambda *_: refresh_planes(w, a))
-    refresh_planes(w, a)
-    return a
+    services.add_toolbar("main", bar)
+    controls = WindowControls(
+        a, recent_menu, panels_menu, presets_menu, bar, plane_combo, preset_combo, fps_spin
+    )
+    controls.dialogs = dialogs
+    refresh_recent(w, controls)
+    refresh_presets(w, controls)
+    state.volume_changed.connect(lambda *_: refresh_planes(w, controls))
+    refresh_planes(w, controls)
+    return controls
 
 
 def _apply_preset(w: MainWindow, name: str) -> None:
@@ -184,15 +215,15 @@ def _apply_preset(w: MainWindow, name: str) -> None:
         w.state.set_window(*preset)
 
 
-def refresh_presets(w: MainWindow) -> None:
+def refresh_presets(w: MainWindow, controls: WindowControls) -> None:
     """Rebuild the Window menu and combo for the open series (file windows + CT presets)."""
     presets = w.state.window_presets()
-    menu: QMenu = w.presets_menu
+    menu = controls.presets_menu
     for act in menu.actions():
         w.removeAction(act)
         act.deleteLater()
     menu.clear()
-    w.preset_combo.clear()
+    controls.preset_combo.clear()
     rgb = w.state.is_rgb
     for i, name in enumerate(presets):
         key = str(i + 1) if i < 9 else ""
@@ -200,29 +231,29 @@ def refresh_presets(w: MainWindow) -> None:
         act = _action(w, f"{name}  (W {width:g} / L {c:g})", partial(_apply_preset, w, name), key)
         act.setEnabled(not rgb)
         menu.addAction(act)
-        w.preset_combo.addItem(name)
+        controls.preset_combo.addItem(name)
     menu.setEnabled(bool(presets) and not rgb)
-    w.preset_combo.setEnabled(bool(presets) and not rgb)
+    controls.preset_combo.setEnabled(bool(presets) and not rgb)
 
 
-def refresh_planes(w: MainWindow, actions: dict[str, QAction]) -> None:
+def refresh_planes(w: MainWindow, controls: WindowControls) -> None:
     """Plane, MPR layout and cine controls only for volumes: a 2D image (z = 1) has one plane
     and one slice."""
     volume = w.state.volume
     three_d = volume is None or not volume.is_2d
     for key in ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal", "cine"):
-        actions[key].setEnabled(three_d)
-    w.plane_combo.setEnabled(three_d)
-    w.fps_spin.setEnabled(three_d)
-    w.plane_combo.setToolTip(
+        controls.actions[key].setEnabled(three_d)
+    controls.plane_combo.setEnabled(three_d)
+    controls.fps_spin.setEnabled(three_d)
+    controls.plane_combo.setToolTip(
         "Plane shown in the single layout (A / C / S)"
         if three_d
         else "A 2D image has one plane: coronal, sagittal and MPR layouts need a volume"
     )
 
 
-def refresh_recent(w: MainWindow) -> None:
-    menu: QMenu = w.recent_menu
+def refresh_recent(w: MainWindow, controls: WindowControls) -> None:
+    menu = controls.recent_menu
     menu.clear()
     recent = w.settings.recent_folders()
     for path in recent:
@@ -245,5 +276,4 @@ def shortcut_table(w: MainWindow) -> list[tuple[str, str]]:
 def show_shortcuts(w: MainWindow) -> ShortcutsDialog:
     dialog = ShortcutsDialog(shortcut_table(w), w)
     dialog.show()
-    w.shortcuts_dialog = dialog
     return dialog

@@ -5,24 +5,38 @@ turns the engine's answer into a ``ResultRecord`` plus its findings, stores it w
 series, and emits ``analysis_finished(AnalysisOutcome)``. Progress arrives throttled as
 ``analysis_progressed(fraction, sentence)``; ``cancel()`` sets the flag the engine's
 ``cancel()`` callback reads. The main thread never waits on the worker except, bounded,
-when the window closes. torch and ``inference.engine`` are imported inside the worker.
+when the window closes. ``inference.engine`` (and with it torch) is imported inside the
+worker; this module imports neither.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
+from radlens_core.errors import UserError
+from radlens_core.progress import Cancelled
 from viewer.labels.result_findings import ResultSummary, summarise
 from viewer.labels.results import ResultRecord, ResultStore, record_from_result
 from viewer.study.volume import Volume
+from viewer.ui.engine_warm_up import (
+    import_engine,
+    limit_torch_threads,
+    lower_thread_priority,
+    thread_nice,
+)
+
+if TYPE_CHECKING:
+    from inference.card import ModelCard
+
+#: Engine factory: device name -> an object with the ``inference.engine.Engine.run`` signature.
+EngineFactory = Callable[[str], Any]
 
 #: Progress signals closer together than this are dropped (the last one always passes):
 #: a sliding window can report hundreds of steps a second, each a queued event to paint.
@@ -44,24 +58,15 @@ class AnalysisOutcome:
     record: ResultRecord
     summary: ResultSummary
     series_key: str
-    card: Any
+    card: ModelCard
     volume: Volume
-
-
-class _Cancelled(Exception):
-    """Raised by our own checks between steps when the engine finished after a cancel."""
 
 
 def _default_engine_factory(device: str) -> Any:
     from inference.engine import Engine  # lazy: torch loads on the first Analyze only
 
-    _limit_torch_threads()
+    limit_torch_threads()
     return Engine(device)
-
-
-def _is_cancellation(exc: BaseException) -> bool:
-    # The engine's Cancelled is imported lazily, so it is recognised by name as well.
-    return isinstance(exc, _Cancelled) or type(exc).__name__ == "Cancelled"
 
 
 class _JobSignals(QObject):
@@ -79,11 +84,12 @@ class _AnalysisJob(QRunnable):
     def __init__(
         self,
         volume: Volume,
-        card: Any,
+        card: ModelCard,
         device: str,
-        engine_factory: Callable[[str], Any],
+        engine_factory: EngineFactory,
         store: ResultStore | None,
         cancel_flag: threading.Event,
+        ui_nice: int,
     ) -> None:
         super().__init__()
         self.setAutoDelete(True)
@@ -91,6 +97,7 @@ class _AnalysisJob(QRunnable):
         self.done = threading.Event()
         self.volume, self.card, self.device = volume, card, device
         self.engine_factory, self.store, self.cancel_flag = engine_factory, store, cancel_flag
+        self.ui_nice = ui_nice
         self._last_emit = 0.0
         self._last_sentence = ""
 
@@ -109,17 +116,17 @@ class _AnalysisJob(QRunnable):
 
     def _check(self) -> None:
         if self.cancel_flag.is_set():
-            raise _Cancelled()
+            raise Cancelled("analysis cancelled")
 
     def _image(self) -> Any:
         # A 2D model gets the (y, x) image; its answers are reshaped back to (1, y, x).
-        if int(getattr(self.card, "spatial_dims", 3)) == 2 and self.volume.is_2d:
+        if int(self.card.spatial_dims) == 2 and self.volume.is_2d:
             return self.volume.array[0]
         return self.volume.array
 
     def run(self) -> None:  # on a pool thread
-        name = str(getattr(self.card, "name", "") or getattr(self.card, "id", "the model"))
-        _yield_to_the_ui_thread()
+        name = model_name(self.card)
+        lower_thread_priority(self.ui_nice)
         try:
             self._progress(0.0, f"loading {name}")
             engine = self.engine_factory(self.device)
@@ -144,7 +151,7 @@ class _AnalysisJob(QRunnable):
                 self.store.save(key, record)
             self.signals.succeeded.emit(AnalysisOutcome(record, summary, key, self.card, vol))
         except Exception as exc:  # every failure becomes a message; the window stays up
-            if _is_cancellation(exc) or self.cancel_flag.is_set():
+            if isinstance(exc, Cancelled) or self.cancel_flag.is_set():
                 self.signals.cancelled.emit()
             else:
                 self.signals.failed.emit(_failure_sentence(name, exc))
@@ -152,88 +159,27 @@ class _AnalysisJob(QRunnable):
             self.done.set()
 
 
-#: Nice value for the analysis thread: when the UI thread and the model want the same core,
-#: the UI thread gets it (scrolling stays smooth; the model takes a little longer).
-#: ``RADLENS_ANALYSIS_NICE`` overrides it (0 = same priority as the UI).
-WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "10"))
+def model_name(card: ModelCard) -> str:
+    return str(card.name or card.id or "the model")
 
 
-def _yield_to_the_ui_thread() -> None:
-    """Lower this thread's CPU priority. On Linux ``nice`` is per thread, and torch's
-    intra-op threads started from here inherit it; elsewhere this does nothing."""
-    if not hasattr(os, "setpriority") or WORKER_NICE <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        if os.getpriority(os.PRIO_PROCESS, tid) < WORKER_NICE:
-            os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
-    except OSError:
-        pass  # not permitted here: run at normal priority
+def _explained_errors() -> tuple[type[BaseException], ...]:
+    """Errors whose message is a sentence for the user: shown as is, without a class name.
+    Imported here, on the worker, after the engine (and torch) already loaded."""
+    from inference.card import CardError
+    from inference.engine import EngineError
+    from inference.weights import WeightsError
+
+    return (UserError, CardError, EngineError, WeightsError)
 
 
-def _limit_torch_threads() -> None:
-    """Leave one core to the UI thread: torch's intra-op pool otherwise takes them all."""
-    import torch
-
-    cores = os.cpu_count() or 2
-    wanted = max(1, cores - 1)
-    if torch.get_num_threads() > wanted:
-        torch.set_num_threads(wanted)
-
-
-#: What the first Analyze would otherwise import on its worker: torch (200-300 ms of
-#: extension start-up that holds the interpreter lock) and MONAI (over a thousand modules,
-#: the "loading model" pauses). Module names, imported in this order by ``warm_up_engine``.
-WARM_UP_MODULES = (
-    "torch",
-    "inference.engine",
-    "inference.tasks.segment",
-    "inference.tasks.detect",
-    "inference.tasks.classify",
-    "monai.networks.nets",
-    "monai.inferers",
-    "monai.visualize",
-)
-
-_warm_up_lock = threading.Lock()
-_warm_up_thread: threading.Thread | None = None
-
-
-def warm_up_engine() -> threading.Thread:
-    """Import torch and the engine's MONAI parts on a low-priority background thread, once
-    per process, so the clinician's first Analyze does not pay for them. Call it when the
-    window is up and idle (``viewer.ui.app`` does): the imports still hold the interpreter
-    lock for a few hundred milliseconds, which nobody notices while nothing is being done."""
-    global _warm_up_thread
-    with _warm_up_lock:
-        if _warm_up_thread is None:
-            _warm_up_thread = threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True)
-            _warm_up_thread.start()
-        return _warm_up_thread
-
-
-def _warm_up() -> None:
-    import importlib
-    import logging
-
-    _yield_to_the_ui_thread()
-    for name in WARM_UP_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:  # an install without MONAI still analyses what it can
-            logging.getLogger(__name__).info("warm-up: %s not imported (%s)", name, exc)
-            if name == "torch":
-                return
-    _limit_torch_threads()
-
-
-def _failure_sentence(model_name: str, exc: BaseException) -> str:
+def _failure_sentence(name: str, exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     if isinstance(exc, MemoryError):
         text = "not enough memory to run it on this machine"
-    elif type(exc).__name__ not in ("EngineError", "ModelCardError", "IncompatibleModel"):
+    elif not isinstance(exc, _explained_errors()):
         text = f"{type(exc).__name__}: {text}"
-    return f"Analysis with {model_name} failed: {text}"
+    return f"Analysis with {name} failed: {text}"
 
 
 class AnalysisController(QObject):
@@ -249,11 +195,13 @@ class AnalysisController(QObject):
     def __init__(
         self,
         parent: QObject | None = None,
-        engine_factory: Callable[[str], Any] | None = None,
+        engine_factory: EngineFactory | None = None,
         store: ResultStore | None = None,
         device: str = "auto",
     ) -> None:
         super().__init__(parent)
+        # The UI thread's niceness: the worker runs a fixed step below it (see engine_warm_up).
+        self._ui_nice = thread_nice()
         self._engine_factory = engine_factory or _default_engine_factory
         self._store = store
         self.device = device
@@ -272,7 +220,7 @@ class AnalysisController(QObject):
     def is_running(self) -> bool:
         return self._job is not None
 
-    def start(self, volume: Volume, card: Any) -> bool:
+    def start(self, volume: Volume, card: ModelCard) -> bool:
         """Start analysing ``volume`` with ``card``; refuses (and says so) while one runs."""
         if self._job is not None:
             self.analysis_refused.emit(
@@ -281,9 +229,15 @@ class AnalysisController(QObject):
             return False
         self._closed = False
         self._cancel = threading.Event()
-        self._model_name = str(getattr(card, "name", "") or getattr(card, "id", "model"))
+        self._model_name = model_name(card)
         job = _AnalysisJob(
-            volume, card, self.device, self._engine_factory, self._store, self._cancel
+            volume,
+            card,
+            self.device,
+            self._engine_factory,
+            self._store,
+            self._cancel,
+            self._ui_nice,
         )
         job.signals.progressed.connect(self._on_progress)
         job.signals.succeeded.connect(self._on_succeeded)
@@ -344,3 +298,27 @@ class AnalysisController(QObject):
         if self._closed:
             return
         self.analysis_cancelled.emit()
+
+
+_warm_up_lock = threading.Lock()
+_warm_up_thread: threading.Thread | None = None
+_warm_up_ui_nice = 0
+
+
+def warm_up_engine() -> threading.Thread:
+    """Import torch and the engine on a low-priority background thread, once per process,
+    so the clinician's first Analyze does not pay for them. Call it when the window is up
+    and idle (``viewer.ui.app`` does): the imports still hold the interpreter lock for a few
+    hundred milliseconds, which nobody notices while nothing is being done."""
+    global _warm_up_thread, _warm_up_ui_nice
+    with _warm_up_lock:
+        if _warm_up_thread is None:
+            _warm_up_ui_nice = thread_nice()  # the caller is the UI thread
+            _warm_up_thread = threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True)
+            _warm_up_thread.start()
+        return _warm_up_thread
+
+
+def _warm_up() -> None:
+    lower_thread_priority(_warm_up_ui_nice)
+    import_engine()

@@ -1,10 +1,11 @@
-"""Analyze in the main window: the action, model menu, progress bar, result layers and findings.
+"""Analyze in the main window: the action, model menu, progress, result layers and findings.
 
-``AnalyzeFeature(window, state)`` installs everything into a QMainWindow that shows a
-``ViewerState``: an **Analyze** toolbar action (Ctrl+Shift+A; Ctrl+R is Reset) with a model menu, a progress bar
-with the engine's sentence and a Cancel button in the status bar, a Findings dock, and a
-result layer per mask / heat map / boxes in ``state.layers``. Results are stored with the
-series and come back when it is reopened. Call ``shutdown()`` from the window's closeEvent.
+``AnalyzeFeature(services)`` plugs in through the window's ``WindowServices``
+(viewer.ui.feature): an **Analyze** action in the main tool bar and the AI menu (Ctrl+Shift+A;
+Ctrl+R is Reset) with a model menu, progress with the engine's sentence in the window's one
+progress bar (whose Cancel stops the run), a Findings dock, and a result layer per mask /
+heat map / boxes in ``state.layers``. Results are stored with the series and come back when
+it is reopened. The window calls ``shutdown()`` when it closes.
 """
 
 from __future__ import annotations
@@ -12,31 +13,25 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (
-    QDockWidget,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QToolBar,
-    QToolButton,
-    QWidget,
-)
+from PySide6.QtWidgets import QDockWidget, QMessageBox, QToolButton
 
-from viewer.labels.result_findings import Finding, summarise
+from viewer.labels.result_findings import Finding, ResultSummary, summarise
 from viewer.labels.results import ResultRecord, ResultStore, ResultStoreError
 from viewer.study.volume import Volume
+from viewer.ui.activity import Activity
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
+from viewer.ui.feature import WindowServices
 from viewer.ui.layers import BoxItem, Layer
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.result_display import ResultDisplayControls
-from viewer.ui.state import ViewerState
+
+if TYPE_CHECKING:
+    from inference.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +88,7 @@ def layers_for(rec: ResultRecord) -> list[tuple[str, Layer]]:
     return out
 
 
-def _default_models(volume: Volume) -> tuple[list[Any], Any]:
+def _default_models(volume: Volume) -> tuple[list[ModelCard], ModelCard | None]:
     """(installed cards, the suitable one) from the registry; imported lazily (no torch)."""
     from inference.registry import best_model, list_models
 
@@ -103,17 +98,18 @@ def _default_models(volume: Volume) -> tuple[list[Any], Any]:
 
 
 class AnalyzeFeature(QObject):
+    """The Analyze feature (a ``viewer.ui.feature.Feature``)."""
+
     def __init__(
         self,
-        window: QMainWindow,
-        state: ViewerState,
-        toolbar: QToolBar | None = None,
+        services: WindowServices,
         controller: AnalysisController | None = None,
         store: ResultStore | None = None,
-        models: Callable[[Volume], tuple[list[Any], Any]] | None = None,
+        models: Callable[[Volume], tuple[list[ModelCard], ModelCard | None]] | None = None,
     ) -> None:
-        super().__init__(window)
-        self.window, self.state = window, state
+        super().__init__(services.window)
+        window = services.window
+        self.services, self.state = services, services.state
         self.store = store if store is not None else ResultStore()
         self.controller = controller or AnalysisController(self, store=self.store)
         self._models = models or _default_models
@@ -122,6 +118,7 @@ class AnalyzeFeature(QObject):
         self._key = ""
         self._cpu_noted = False
         self._restored: Volume | None = None
+        self._activity: Activity | None = None
         self.last_message = ""
 
         self.menu = ModelMenu(window)
@@ -130,44 +127,24 @@ class AnalyzeFeature(QObject):
         self.action.setShortcut(QKeySequence("Ctrl+Shift+A"))
         self.action.setToolTip("Run the selected AI model on this series (Ctrl+Shift+A)")
         self.action.triggered.connect(self.analyze)
-        window.addAction(self.action)  # the shortcut works without a toolbar too
         self.button = QToolButton(window)
         self.button.setDefaultAction(self.action)
         self.button.setMenu(self.menu)
         self.button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
-        if toolbar is None:
-            toolbar = window.addToolBar("Analyze")
-            toolbar.setObjectName("analyzeToolbar")
-        toolbar.addWidget(self.button)
-        ai_menu = window.menuBar().addMenu("&AI")
-        ai_menu.addAction(self.action)
-        ai_menu.addMenu(self.menu)
-
-        bar = window.statusBar()
-        self.progress = QProgressBar(window)
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumWidth(180)
-        self.sentence = QLabel(window)
-        self.cancel_button = QPushButton("Cancel", window)
-        self.cancel_button.clicked.connect(self.controller.cancel)
-        self._busy_widgets: list[QWidget] = [self.sentence, self.progress, self.cancel_button]
-        for w in self._busy_widgets:
-            bar.addPermanentWidget(w)
-            w.hide()
+        services.toolbar("main").addWidget(self.button)
+        services.add_action("AI", self.action, "analyze")
+        services.menu("AI").addMenu(self.menu)
 
         self.findings = FindingsPanel(window)
         self.findings.finding_activated.connect(self.jump_to)
-        self.display = ResultDisplayControls(state.layers, self.findings)
+        self.display = ResultDisplayControls(self.state.layers, self.findings)
         self.findings.layout().addWidget(self.display)
         self.display.hide()
         self.dock = QDockWidget("Findings", window)
         self.dock.setObjectName("findingsDock")
         self.dock.setWidget(self.findings)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        docks = getattr(window, "docks", {})
-        if "layers" in docks:
-            # A tab beside Layers gets the panel's full height; a new dock would be squeezed.
-            window.tabifyDockWidget(docks["layers"], self.dock)
+        # A tab beside Layers gets the panel's full height; a new dock would be squeezed.
+        services.add_dock("findings", self.dock, beside="layers")
 
         c = self.controller
         c.analysis_progressed.connect(self._on_progress)
@@ -175,11 +152,9 @@ class AnalyzeFeature(QObject):
         c.analysis_failed.connect(self._on_failed)
         c.analysis_cancelled.connect(self._on_cancelled)
         c.analysis_refused.connect(self._say)
-        state.volume_changed.connect(self._on_volume_changed)
-        loaded = getattr(window, "series_loaded", None)  # MainWindow's "all slices are in"
-        if loaded is not None:
-            loaded.connect(self._on_series_loaded)
-        state.layers.subscribe(self._on_layer_event)
+        services.series_changed.connect(self._on_volume_changed)
+        services.series_loaded.connect(self._on_series_loaded)
+        self.state.layers.subscribe(self._on_layer_event)
         self.action.setEnabled(False)
         self._on_volume_changed()
 
@@ -204,13 +179,8 @@ class AnalyzeFeature(QObject):
             cards, best = [], None
         self.menu.set_models(cards, preferred=best)
         self._restored = None
-        if not self._loading():
+        if not self.services.loading():
             self._restore(volume)
-
-    def _loading(self) -> bool:
-        """True while the window's loader is still filling the open volume's slices."""
-        load = getattr(self.window, "_load", None)
-        return load is not None and load in getattr(self.window, "tasks", [])
 
     @Slot(object)
     def _on_series_loaded(self, volume: Volume) -> None:
@@ -232,13 +202,13 @@ class AnalyzeFeature(QObject):
 
     # ---- running -------------------------------------------------------------------------
     @Slot()
-    def analyze(self, card: Any = None) -> bool:
+    def analyze(self, card: ModelCard | None = None) -> bool:
         """Run ``card`` (default: the menu's choice) on the open series."""
         volume = self.state.volume
         if volume is None:
             self._say("Open a series first, then Analyze.")
             return False
-        if self._loading():
+        if self.services.loading():
             self._say("The series is still loading; Analyze when all its slices are in.")
             return False
         card = card or self.menu.current()
@@ -250,10 +220,8 @@ class AnalyzeFeature(QObject):
             return False
         if not self.controller.start(volume, card):
             return False
-        self.progress.setValue(0)
-        self.sentence.setText(f"{getattr(card, 'name', 'model')}: starting")
-        for w in self._busy_widgets:
-            w.show()
+        self._idle()
+        self._activity = self.services.begin(f"{card.name}: starting", self.controller.cancel)
         return True
 
     def cancel(self) -> None:
@@ -264,13 +232,14 @@ class AnalyzeFeature(QObject):
         return self.controller.shutdown(timeout_ms)
 
     def _idle(self) -> None:
-        for w in self._busy_widgets:
-            w.hide()
+        if self._activity is not None:
+            self._activity.end()
+            self._activity = None
 
     @Slot(float, str)
     def _on_progress(self, fraction: float, sentence: str) -> None:
-        self.progress.setValue(int(round(max(0.0, min(1.0, fraction)) * 1000)))
-        self.sentence.setText(sentence)
+        if self._activity is not None:
+            self._activity.progress(fraction, sentence)
 
     @Slot(object)
     def _on_finished(self, outcome: AnalysisOutcome) -> None:
@@ -282,7 +251,7 @@ class AnalyzeFeature(QObject):
             # Said once, quietly: a workstation without a GPU is normal, not an error.
             self._cpu_noted = True
             text += " (no GPU found; the CPU is used)"
-        self.window.statusBar().showMessage(text, 15_000)
+        self.services.show_message(text, 15_000)
         self.last_message = text
         if outcome.volume is not self.state.volume:
             return  # the user moved on; the result is stored and shows when it is reopened
@@ -300,14 +269,14 @@ class AnalyzeFeature(QObject):
 
     def _say(self, message: str, dialog: bool = False) -> None:
         self.last_message = message
-        self.window.statusBar().showMessage(message, 15_000)
+        self.services.show_message(message, 15_000)
         if dialog:
             box = QMessageBox(
                 QMessageBox.Icon.Warning,
                 "Analyze",
                 message,
                 QMessageBox.StandardButton.Ok,
-                self.window,
+                self.services.window,
             )
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             # Non-modal and no nested event loop: the study stays usable behind the message.
@@ -316,7 +285,7 @@ class AnalyzeFeature(QObject):
             self.message_box = box
 
     # ---- results -------------------------------------------------------------------------
-    def _show(self, rec: ResultRecord, summary: Any) -> None:
+    def _show(self, rec: ResultRecord, summary: ResultSummary) -> None:
         # A newer run of the same model replaces the older one's layers.
         for run_id, (old, _) in list(self._runs.items()):
             if old.model_id == rec.model_id:

@@ -8,6 +8,8 @@ after all docks have been created (a dock added later would not get its place ba
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from PySide6.QtCore import QByteArray, QSize, Qt
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QTabWidget
 
@@ -23,13 +25,11 @@ FIRST_TAB = "layers"
 WINDOW_SIZE = QSize(1400, 900)
 
 
-def _docks(window: QMainWindow) -> dict[str, QDockWidget]:
-    return dict(getattr(window, "docks", {}) or {})
+Docks = Mapping[str, QDockWidget]
 
 
-def apply_default_layout(window: QMainWindow) -> None:
+def apply_default_layout(window: QMainWindow, docks: Docks) -> None:
     """Series on the left; the right-hand panels tabified into one column; sizes as above."""
-    docks = _docks(window)
     right = [docks[name] for name in RIGHT_TABS if name in docks]
     right += [d for name, d in docks.items() if name not in RIGHT_TABS and name != "series"]
     series = docks.get("series")
@@ -41,7 +41,7 @@ def apply_default_layout(window: QMainWindow) -> None:
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     for dock in right[1:]:
         window.tabifyDockWidget(right[0], dock)
-    resize_default_docks(window)
+    resize_default_docks(window, docks)
     if FIRST_TAB in docks:
         docks[FIRST_TAB].raise_()
 
@@ -55,10 +55,9 @@ def show_full_tab_titles(window: QMainWindow) -> None:
             bar.setUsesScrollButtons(True)
 
 
-def resize_default_docks(window: QMainWindow) -> None:
+def resize_default_docks(window: QMainWindow, docks: Docks) -> None:
     """Give the two dock columns their default widths (again once the window is shown:
     before that Qt may keep the docks' size hints)."""
-    docks = _docks(window)
     widgets, widths = [], []
     if "series" in docks:
         widgets.append(docks["series"])
@@ -85,13 +84,13 @@ def fit_default_size(window: QMainWindow) -> None:
     window.resize(size.expandedTo(window.minimumSizeHint()))
 
 
-def restore_layout(window: QMainWindow, state: QByteArray | None) -> bool:
+def restore_layout(window: QMainWindow, docks: Docks, state: QByteArray | None) -> bool:
     """Restore a saved dock layout (call when every dock exists); False: the default was laid."""
     # Tabs on top of the column read as a tabbed panel (not saved in the state: set always).
     window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.North)
     window.setTabPosition(Qt.DockWidgetArea.LeftDockWidgetArea, QTabWidget.TabPosition.North)
     restored = state is not None and not state.isEmpty() and window.restoreState(state)
     if not restored:
-        apply_default_layout(window)
+        apply_default_layout(window, docks)
     show_full_tab_titles(window)
     return restored

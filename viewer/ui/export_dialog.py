@@ -7,6 +7,7 @@ yes from the user (``confirm_overwrite``); the writing itself is ``viewer.labels
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -31,6 +32,9 @@ from viewer.labels.export import FORMATS, ExportResult, export_case
 from viewer.study.volume import Volume
 from viewer.ui.workers import Task, TaskContext
 
+if TYPE_CHECKING:
+    from viewer.ui.feature import WindowServices
+
 FORMAT_TITLES = {
     "nifti": "NIfTI mask (.nii.gz)",
     "nrrd": "NRRD mask (.nrrd)",
@@ -54,10 +58,13 @@ class ExportDialog(QDialog):
         document: Document,
         folder: str | Path = "",
         parent: QWidget | None = None,
+        services: WindowServices | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export labels")
         self.volume, self.document = volume, document
+        # In the main window the export runs under its one progress bar and Cancel.
+        self.services = services
         self.task: Task | None = None
         self.result: ExportResult | None = None
         layout = QVBoxLayout(self)
@@ -153,13 +160,20 @@ class ExportDialog(QDialog):
             # because the dialog is modal.
             return export_case(volume, document, out_dir, formats, deid, with_image, overwrite)
 
+        self.status.setText(f"Exporting to {target}…")
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
+        if self.services is not None:
+            self.task = self.services.run(
+                work, f"Exporting to {target.name}", self._done, on_failed=self._failed
+            )
+            self.task.was_cancelled.connect(self._cancelled)
+            self.task.finished.connect(self._task_finished)
+            return True
         self.task = Task(work, self)
         self.task.succeeded.connect(self._done)
         self.task.failed.connect(self._failed)
         self.task.finished.connect(self._task_finished)
         self.progress.show()
-        self.status.setText(f"Exporting to {target}…")
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
         self.task.start()
         return True
 
@@ -179,6 +193,11 @@ class ExportDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
         self.status.setText(message)
         self.export_failed.emit(message)
+
+    def _cancelled(self) -> None:
+        """The window's Cancel stopped the export: the form is usable again."""
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
+        self.status.setText("Export cancelled; nothing more is written.")
 
     def _cancel(self) -> None:
         if self.task is not None:

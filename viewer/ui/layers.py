@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
+
+from radlens_core.results import AnalysisResult
 
 LayerListener = Callable[[str, "Layer"], None]
 
@@ -77,25 +78,17 @@ def hex_colour(text: str) -> tuple[int, int, int]:
     return int(t[0:2], 16), int(t[2:4], 16), int(t[4:6], 16)
 
 
-def layers_from_analysis(result: Any, prefix: str = "AI") -> list[Layer]:
-    """Layers for an engine AnalysisResult (label map, heat map, boxes), duck-typed.
-
-    Kept free of ``inference`` imports so the viewer never pulls the engine in by accident.
-    """
+def layers_from_analysis(result: AnalysisResult, prefix: str = "AI") -> list[Layer]:
+    """Layers for an engine ``AnalysisResult`` (label map, heat map, boxes)."""
     out: list[Layer] = []
-    label_map = getattr(result, "label_map", None)
+    label_map = result.label_map
     if label_map is not None:
-        colours = {
-            int(e.index): hex_colour(str(getattr(e, "color", "#ff0000")))
-            for e in getattr(label_map, "labels", [])
-        }
+        colours = {e.index: hex_colour(e.color) for e in label_map.labels}
         out.append(Layer(f"{prefix} labels", "labels", label_map.array, colours=colours))
-    heat = getattr(result, "heat_map", None)
-    if heat is not None:
-        out.append(Layer(f"{prefix} heat map", "heatmap", heat.array, opacity=0.45))
-    boxes = getattr(result, "boxes", None) or []
-    if boxes:
-        items = [box_from_corners(b.corners, b.label, b.score) for b in boxes]
+    if result.heat_map is not None:
+        out.append(Layer(f"{prefix} heat map", "heatmap", result.heat_map.array, opacity=0.45))
+    if result.boxes:
+        items = [box_from_corners(b.corners, b.label, b.score) for b in result.boxes]
         out.append(Layer(f"{prefix} boxes", "boxes", items, opacity=1.0))
     return out
 

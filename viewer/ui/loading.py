@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from radlens_core.progress import Cancelled
 from viewer.study.volume import Volume
-from viewer.ui.workers import Cancelled
+from viewer.ui.workers import TaskContext
+
+if TYPE_CHECKING:
+    from viewer.study.scan import ScanResult, SeriesInfo
 
 #: File suffixes opened directly as one image volume (not scanned as a DICOM folder).
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -38,10 +42,10 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and name.endswith(IMAGE_SUFFIXES)
 
 
-def scan_task(path: Path) -> Callable[[Any], Any]:
+def scan_task(path: Path) -> Callable[[TaskContext], ScanResult]:
     """A task that scans ``path`` and returns its ScanResult."""
 
-    def run(ctx: Any) -> Any:
+    def run(ctx: TaskContext) -> ScanResult:
         from viewer.study.scan import scan_folder
 
         return scan_folder(path, progress=ctx.progress, cancel=ctx.cancelled)
@@ -49,10 +53,10 @@ def scan_task(path: Path) -> Callable[[Any], Any]:
     return run
 
 
-def image_file_task(path: Path) -> Callable[[Any], Any]:
+def image_file_task(path: Path) -> Callable[[TaskContext], Volume]:
     """A task that reads one NIfTI/NRRD/MHA file into a Volume."""
 
-    def run(ctx: Any) -> Volume:
+    def run(ctx: TaskContext) -> Volume:
         from viewer.study.formats import read_image
 
         ctx.progress(0.0, f"Reading {path.name}")
@@ -63,18 +67,18 @@ def image_file_task(path: Path) -> Callable[[Any], Any]:
     return run
 
 
-def series_task(info: Any) -> Callable[[Any], Any]:
+def series_task(info: SeriesInfo) -> Callable[[TaskContext], Volume]:
     """A task that loads one series: middle slice first (partial FirstSlice), then the rest.
 
     Partial ``SlicesArrived`` results follow as slices land so the views fill in live.
     """
 
-    def run(ctx: Any) -> Volume:
+    def run(ctx: TaskContext) -> Volume:
         from viewer.study.errors import LoadCancelled
         from viewer.study.series import SeriesReader
 
-        if not getattr(info, "loadable", True):
-            problems = "; ".join(getattr(info, "problems", []) or []) or "it cannot be assembled"
+        if not info.loadable:
+            problems = "; ".join(info.problems) or "it cannot be assembled"
             raise ValueError(f"Series {info.description or info.series_uid!r}: {problems}")
         ctx.progress(0.0, f"Reading headers of {info.n_images} images")
         reader = SeriesReader(info)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
@@ -22,12 +21,14 @@ from PySide6.QtWidgets import (
 
 from viewer.study.volume import Volume
 from viewer.ui import actions as ui_actions
+from viewer.ui.analyze_feature import AnalyzeFeature
 from viewer.ui.dock_layout import (
     apply_default_layout,
     fit_default_size,
     resize_default_docks,
     restore_layout,
 )
+from viewer.ui.feature import WindowServices
 from viewer.ui.loading import (
     FirstSlice,
     SlicesArrived,
@@ -40,25 +41,24 @@ from viewer.ui.panels.layers_panel import LayersPanel
 from viewer.ui.panels.problems import ProblemsDialog
 from viewer.ui.panels.series_browser import SeriesBrowser
 from viewer.ui.panels.tags_panel import TagsPanel
+from viewer.ui.readout import POINT_HINT, START_HINT, CursorReadout
 from viewer.ui.result_banner import IntendedUseBanner
 from viewer.ui.settings import Settings
 from viewer.ui.state import ViewerState
 from viewer.ui.theme import icon
 from viewer.ui.tools.annotation_bar import AnnotationToolBar
+from viewer.ui.tools.install import Annotations
+from viewer.ui.training_feature import TrainingFeature
 from viewer.ui.viewer_area import ViewerArea
-from viewer.ui.workers import Task
+from viewer.ui.workers import Task, TaskContext
 
-
-def format_value(value: Any, modality: str) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        return "RGB " + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    unit = " HU" if modality == "CT" else ""
-    return f"{value:.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+if TYPE_CHECKING:
+    from viewer.study.scan import ScanResult, SeriesInfo, SkippedFile
 
 
 class MainWindow(QMainWindow):
+    """The viewer's frame. Features plug in through ``self.services`` (viewer.ui.feature)."""
+
     scan_finished = Signal(object)
     series_loaded = Signal(object)
     load_failed = Signal(str)
@@ -78,6 +78,10 @@ class MainWindow(QMainWindow):
         self.central_layout.setSpacing(0)
         self.central_layout.addWidget(self.area, 1)
         self.setCentralWidget(central)
+        self.hover_label = QLabel(START_HINT)
+        self.statusBar().addWidget(self.hover_label, 1)
+        self.services = services = WindowServices(self, self.state, self.settings, self.area)
+        self.series_loaded.connect(services.series_loaded)
         self.browser = SeriesBrowser(self)
         self.browser.series_activated.connect(self.open_series)
         self.browser.set_shown_columns(str(self.settings.get("series/columns", "")).split(","))
@@ -86,86 +90,67 @@ class MainWindow(QMainWindow):
         )
         self.layers_panel = LayersPanel(self.state.layers, self)
         self.tags_panel = TagsPanel(self)
-        self.docks = {
-            "series": self._dock("Series", self.browser, Qt.DockWidgetArea.LeftDockWidgetArea),
-            "layers": self._dock(
-                "Layers", self.layers_panel, Qt.DockWidgetArea.RightDockWidgetArea
-            ),
-            "tags": self._dock(
-                "DICOM tags", self.tags_panel, Qt.DockWidgetArea.RightDockWidgetArea
-            ),
-        }
-        self.annotation_bar = AnnotationToolBar(self)
-        self.hover_label = QLabel("Open a folder to begin (File > Open folder, or drop it here).")
-        self.progress = QProgressBar(self)
-        self.progress.setRange(0, 1000)
-        self.progress.setMaximumWidth(220)
-        self.cancel_button = QPushButton("Cancel", self)
-        self.cancel_button.clicked.connect(self.cancel_work)
-        bar = self.statusBar()
-        bar.addWidget(self.hover_label, 1)
-        bar.addPermanentWidget(self.progress)
-        bar.addPermanentWidget(self.cancel_button)
-        self._set_busy(False)
+        left, right = Qt.DockWidgetArea.LeftDockWidgetArea, Qt.DockWidgetArea.RightDockWidgetArea
+        services.add_dock("series", self._dock("Series", self.browser), left)
+        services.add_dock("layers", self._dock("Layers", self.layers_panel), right)
+        services.add_dock("tags", self._dock("DICOM tags", self.tags_panel), right)
 
-        self.tasks: list[Task] = []
         self._scan: Task | None = None
         self._load: Task | None = None
-        self.scan_result: Any = None
-        self.current_series: Any = None
+        self.scan_result: ScanResult | None = None
+        self.current_series: SeriesInfo | None = None
         self.last_error = ""
         self.error_box: QMessageBox | None = None
-        self.action_map = ui_actions.build(self)
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.annotation_bar)
-        # -- annotation (branch annotate): tools, panel, Edit menu, File > Export labels --
-        from viewer.ui.tools.install import install_annotations
-
-        self.annotations = install_annotations(self)
-        # -- end annotation --
+        self.controls = ui_actions.build(self, services)
+        self.action_map = services.actions
         self.setAcceptDrops(True)
 
-        for view in self.area.views.values():
-            view.hovered.connect(self._hovered)
-        self._tags_timer = QTimer(self)
-        self._tags_timer.setSingleShot(True)
-        self._tags_timer.setInterval(120)  # reading a header per wheel step would stutter
-        self._tags_timer.timeout.connect(self._show_tags)
-        self.state.cursor_moved.connect(self._tags_timer.start)
-        self.docks["tags"].visibilityChanged.connect(lambda _v: self._tags_timer.start())
-        # ---- Analyze (owned by viewer/ui/analyze_feature.py) ----
-        from viewer.ui.analyze_feature import AnalyzeFeature
+        self.readout = CursorReadout(
+            self.state, self.area, self.hover_label, self.tags_panel, self.docks["tags"]
+        )
 
-        self.analyze = AnalyzeFeature(self, self.state, toolbar=self.main_toolbar)
-        self.docks["findings"] = self.analyze.dock
-        # ---- end Analyze ----
-        # -- annotation (branch annotate): model results become proposed annotations --
-        self.annotations.connect_analyze(self.analyze)
-        # ---- Models dock + Tools > Train model… (owned by viewer/ui/training_feature.py) ----
-        from viewer.ui.training_feature import TrainingFeature
-
-        self.training = TrainingFeature(self)
-        # ---- end Models/training ----
+        # Features, in the order they shut down when the window closes.
+        self.annotations = services.register(Annotations(services))
+        self.analyze = services.register(AnalyzeFeature(services))
+        self.annotations.connect_analyze(self.analyze)  # model results become proposals
+        self.training = services.register(TrainingFeature(services, self.analyze.menu))
         self.banner = IntendedUseBanner(self.analyze, self)
         self.central_layout.insertWidget(0, self.banner)
-        # Choosing an annotation tool shows its settings and list (Findings rises on Analyze).
-        self.annotations.controller.tool_changed.connect(
-            lambda name: self.docks["annotations"].raise_() if name else None
-        )
         self._restore()  # last: every dock exists, so a saved layout puts each one back
         self._complete_panels_menu()
 
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+    @property
+    def docks(self) -> Mapping[str, QDockWidget]:
+        return self.services.docks
+
+    @property
+    def annotation_bar(self) -> AnnotationToolBar:
+        return self.annotations.bar
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The background tasks running under the window's progress bar."""
+        return self.services.activity.tasks
+
+    @property
+    def progress(self) -> QProgressBar:
+        return self.services.activity.progress
+
+    @property
+    def cancel_button(self) -> QPushButton:
+        return self.services.activity.cancel_button
+
+    def _dock(self, title: str, widget: QWidget) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower().replace(' ', '_')}")
         dock.setWidget(widget)
-        self.addDockWidget(area, dock)
         return dock
 
     def _restore(self) -> None:
         geometry, state = self.settings.window_state()
         if geometry is not None:
             self.restoreGeometry(geometry)
-        self._default_layout = not restore_layout(self, state)
+        self._default_layout = not restore_layout(self, self.docks, state)
         if geometry is None:
             fit_default_size(self)
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
@@ -173,7 +158,7 @@ class MainWindow(QMainWindow):
 
     def _complete_panels_menu(self) -> None:
         """View > Panels: a toggle for every dock, and a way back to the default layout."""
-        menu = self.panels_menu
+        menu = self.controls.panels_menu
         listed = set(menu.actions())
         for dock in self.docks.values():
             if dock.toggleViewAction() not in listed:
@@ -187,14 +172,14 @@ class MainWindow(QMainWindow):
         """Put every panel back in its default place and size (View > Panels)."""
         for dock in self.docks.values():
             dock.show()
-        apply_default_layout(self)
+        apply_default_layout(self, self.docks)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
         super().showEvent(event)
         if self._default_layout:
             # Dock widths only take once the window has its real size.
             self._default_layout = False
-            QTimer.singleShot(0, self, lambda: resize_default_docks(self))
+            QTimer.singleShot(0, self, lambda: resize_default_docks(self, self.docks))
 
     # ---- opening -------------------------------------------------------------------------
     def open_path(self, path: str | Path) -> None:
@@ -205,12 +190,10 @@ class MainWindow(QMainWindow):
         elif path.is_dir() or path.is_file():
             if path.is_dir():
                 self.settings.add_recent(path)
-                ui_actions.refresh_recent(self)
+                ui_actions.refresh_recent(self, self.controls)
             self.cancel_work()
             self.browser.set_series([])
-            self._scan = self._run(
-                scan_task(path), f"Scanning {path}", self._scan_done, lambda _: None
-            )
+            self._scan = self._run(scan_task(path), f"Scanning {path}", self._scan_done)
         else:
             self.show_error(f"Cannot open {path}: no such folder or file.")
 
@@ -227,10 +210,9 @@ class MainWindow(QMainWindow):
 
     _open_first_after_scan = False
 
-    def _scan_done(self, result: Any) -> None:
+    def _scan_done(self, result: ScanResult) -> None:
         self.scan_result = result
-        series = list(getattr(result, "series", []))
-        skipped = list(getattr(result, "skipped", []))
+        series, skipped = list(result.series), list(result.skipped)
         self.browser.set_series(series)
         self.action_map["problems"].setEnabled(bool(skipped))
         msg = f"Found {len(series)} series"
@@ -245,22 +227,25 @@ class MainWindow(QMainWindow):
                 details=skipped,
             )
         self.scan_finished.emit(result)
-        image_series = [s for s in series if getattr(s, "kind", "dicom") != "non-image"]
+        image_series = [s for s in series if s.kind != "non-image"]
         if self._open_first_after_scan or len(image_series) == 1:
             first = self.browser.first_image_series()
             if first is not None:
                 self.open_series(first)
         self._open_first_after_scan = False
 
-    def open_series(self, info: Any) -> None:
+    def open_series(self, info: SeriesInfo) -> None:
         self.current_series = info
-        name = getattr(info, "description", "") or getattr(info, "series_uid", "series")
+        name = info.description or info.series_uid or "series"
         self._start_load(series_task(info), f"Loading {name}", info)
 
-    def _start_load(self, fn: Callable[[Any], Any], label: str, info: Any) -> None:
+    def _start_load(
+        self, fn: Callable[[TaskContext], Any], label: str, info: SeriesInfo | None
+    ) -> None:
         if self._load is not None:
             self._load.cancel()
         self._load = self._run(fn, label, self._loaded, self._partial)
+        self.services.set_loading(self._load)
 
     def _partial(self, obj: Any) -> None:
         if isinstance(obj, FirstSlice):
@@ -278,8 +263,8 @@ class MainWindow(QMainWindow):
             self.state.data_updated.emit()
         self.setWindowTitle(f"RadLens - {volume.description or volume.modality}")
         # The start-up hint ("Open a folder to begin") must not come back once a series is shown.
-        self.hover_label.setText("Point at the image to read its value, voxel and position.")
-        ui_actions.refresh_presets(self)
+        self.hover_label.setText(POINT_HINT)
+        ui_actions.refresh_presets(self, self.controls)
         for warning in volume.warnings:
             self.statusBar().showMessage(f"Warning: {warning}", 10000)
         self.series_loaded.emit(volume)
@@ -287,61 +272,30 @@ class MainWindow(QMainWindow):
     # ---- tasks ---------------------------------------------------------------------------
     def _run(
         self,
-        fn: Callable[[Any], Any],
+        fn: Callable[[TaskContext], Any],
         label: str,
         on_success: Callable[[Any], None],
-        on_partial: Callable[[Any], None],
+        on_partial: Callable[[Any], None] | None = None,
     ) -> Task:
-        task = Task(fn, self)
-
-        def wanted() -> bool:
-            # Drop late signals of a superseded or cancelled task (no longer wanted).
+        def wanted(task: Task) -> bool:
+            # Drop late signals of a superseded or cancelled scan or load.
             return task in (self._scan, self._load) and not task.cancelled()
 
-        task.partial.connect(lambda obj: on_partial(obj) if wanted() else None)
-        task.succeeded.connect(lambda res: on_success(res) if wanted() else None)
-        task.failed.connect(lambda msg: self._task_failed(msg) if wanted() else None)
-        task.was_cancelled.connect(lambda: self.statusBar().showMessage("Cancelled", 4000))
-        task.progressed.connect(self._progressed)
-        task.finished.connect(lambda: self._task_finished(task))
-        self.tasks.append(task)
-        self._set_busy(True, label)
-        task.start()
-        return task
+        return self.services.run(fn, label, on_success, on_partial, self._task_failed, wanted)
 
     def _task_failed(self, message: str) -> None:
         self.show_error(message)
         self.load_failed.emit(message)
 
-    def _progressed(self, fraction: float, sentence: str) -> None:
-        self.progress.setValue(int(np.clip(fraction, 0, 1) * 1000))
-        if sentence:
-            self.progress.setFormat(sentence[:40] + " %p%")
-            self.progress.setToolTip(sentence)
-
-    def _task_finished(self, task: Task) -> None:
-        if task in self.tasks:
-            self.tasks.remove(task)
-        task.deleteLater()
-        self._set_busy(bool(self.tasks))
-
-    def _set_busy(self, busy: bool, label: str = "") -> None:
-        self.progress.setVisible(busy)
-        self.cancel_button.setVisible(busy)
-        if busy:
-            self.progress.setValue(0)
-            self.progress.setFormat(f"{label[:40]} %p%")
-
     def cancel_work(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
+        """Cancel every background job (the status bar's Cancel does the same)."""
+        self.services.cancel_all()
 
     def wait_idle(self, ms: int = 10000) -> None:
-        for task in list(self.tasks):
-            task.wait(ms)
+        self.services.wait_idle(ms)
 
     # ---- feedback ------------------------------------------------------------------------
-    def show_error(self, message: str, details: list[Any] | None = None) -> None:
+    def show_error(self, message: str, details: list[SkippedFile] | None = None) -> None:
         """Say what went wrong without blocking (a modal box would freeze scripted use)."""
         self.last_error = message
         self.statusBar().showMessage(message, 15000)
@@ -357,34 +311,12 @@ class MainWindow(QMainWindow):
         self.error_box = box
 
     def show_problems(self) -> ProblemsDialog | None:
-        skipped = list(getattr(self.scan_result, "skipped", []) or [])
+        skipped = list(self.scan_result.skipped) if self.scan_result is not None else []
         if not skipped:
             return None
         dialog = ProblemsDialog(skipped, self)
         dialog.show()
         return dialog
-
-    def _hovered(self, zyx: Any) -> None:
-        vol = self.state.volume
-        if zyx is None or vol is None:
-            self.hover_label.setText("")
-            return
-        idx = np.rint(zyx).astype(int)
-        value = format_value(self.state.value_at(idx), vol.modality)
-        x, y, z = vol.index_to_patient(idx)
-        self.hover_label.setText(
-            f"{value}   voxel (x {idx[2]}, y {idx[1]}, z {idx[0]})   "
-            f"LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm"
-        )
-
-    def _show_tags(self) -> None:
-        vol = self.state.volume
-        if vol is None or not self.docks["tags"].isVisible():
-            return
-        files = vol.meta.get("source_files") or []
-        z = int(round(self.state.cursor[0]))
-        path = files[z] if 0 <= z < len(files) else None
-        self.tags_panel.show_file(Path(path) if path else None)
 
     # ---- window events -------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -399,8 +331,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
         self.cancel_work()
-        self.analyze.shutdown(5000)  # Analyze: cancel a running model, wait (bounded)
-        self.training.shutdown(10000)  # Training: stop a running trainer, wait (bounded)
+        self.services.shutdown(10_000)  # each feature stops its background work (bounded)
         self.area.set_cine(False)
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.set("view/layout", self.area.layout_name)

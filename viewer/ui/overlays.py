@@ -14,7 +14,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 from viewer.ui.layers import BoxItem, Layer
-from viewer.ui.planes import PlaneGeometry
+from viewer.ui.planes import Plane
 
 # (position, r, g, b) anchors for the heat-map colour maps; interpolated to 256 entries.
 _HEAT_ANCHORS: dict[str, list[tuple[float, int, int, int]]] = {
@@ -61,7 +61,7 @@ def heat_rgba(heat: np.ndarray, colour_map: str, threshold: float) -> np.ndarray
     return rgba
 
 
-def box_rect_on_plane(box: BoxItem, geom: PlaneGeometry, index: int) -> QRectF | None:
+def box_rect_on_plane(box: BoxItem, geom: Plane, index: int) -> QRectF | None:
     """Scene rectangle (mm) of ``box`` on slice ``index`` of a plane, or None if not cut."""
     n = geom.normal_axis
     if not (box.lo_zyx[n] - 0.5 <= index <= box.hi_zyx[n] + 0.5):
@@ -85,7 +85,7 @@ class RasterOverlay(pg.ImageItem):
         self.setZValue(10)
         self._lut = layer.label_lut() if layer.kind == "labels" else None
 
-    def refresh(self, geom: PlaneGeometry, index: int) -> None:
+    def refresh(self, geom: Plane, index: int) -> None:
         layer = self.layer
         arr = layer.data
         assert isinstance(arr, np.ndarray)
@@ -123,7 +123,7 @@ class BoxOverlay:
             self.view_box.removeItem(item)
         self.items = []
 
-    def refresh(self, geom: PlaneGeometry, index: int) -> None:
+    def refresh(self, geom: Plane, index: int) -> None:
         self.clear()
         if not self.layer.visible:
             return

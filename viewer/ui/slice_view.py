@@ -11,12 +11,13 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QKeyEvent
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from viewer.ui.layers import Layer
 from viewer.ui.overlays import BoxOverlay, RasterOverlay
-from viewer.ui.scale_bar import ScaleBar
+from viewer.ui.planes import Plane
 from viewer.ui.state import ViewerState
+from viewer.ui.view_text import ViewText
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -86,13 +87,9 @@ class SliceView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics)
 
-        self.corner: dict[str, QLabel] = {}
-        for key in ("tl", "tr", "bl", "br"):
-            self.corner[key] = self._overlay_label("corner")
-        self.letters: dict[str, QLabel] = {}
-        for key in ("top", "bottom", "left", "right"):
-            self.letters[key] = self._overlay_label("letter")
-        self.scale_bar = ScaleBar(self.graphics)
+        self.text = ViewText(self.graphics)
+        self.corner, self.letters = self.text.corner, self.text.letters
+        self.scale_bar = self.text.scale_bar
 
         self.graphics.scene().sigMouseMoved.connect(self._mouse_moved)
         self.view_box.sigRangeChanged.connect(self._range_changed)
@@ -103,20 +100,9 @@ class SliceView(QWidget):
         state.layers.subscribe(self._layer_event)
         self._volume_changed()
 
-    def _overlay_label(self, role: str) -> QLabel:
-        label = QLabel(self.graphics)
-        label.setObjectName(f"view_{role}")
-        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        label.setStyleSheet(
-            "color: #f0e6a0; background: transparent; font-size: 11px;"
-            if role == "corner"
-            else "color: #ffb347; background: transparent; font-size: 14px; font-weight: bold;"
-        )
-        return label
-
     # ---- geometry ------------------------------------------------------------------------
     @property
-    def geometry_(self):
+    def geometry_(self) -> Plane | None:
         return self.state.planes.get(self.plane)
 
     def index(self) -> int:
@@ -150,20 +136,18 @@ class SliceView(QWidget):
             self._remove_overlay(overlay)
         if g is None:
             self.image.clear()
-            for label in (*self.corner.values(), *self.letters.values()):
-                label.setText("")
+            self.text.clear()
             return
         vol = self.state.volume
         # A projection image (CR/DX/MG...) carries no patient orientation in its geometry: the
         # identity direction it gets would print wrong letters, so show none.
         known = not vol.is_2d or vol.modality in SECTIONAL_MODALITIES  # type: ignore[union-attr]
-        for key, text in g.edge_letters().items():
-            self.letters[key].setText(text if known else "")
+        self.text.set_letters(g.edge_letters() if known else None)
         self._draw_image(force=True)
         self.image.setRect(self.image_rect())
         self.fit()
         self._cursor_moved()
-        self._place_labels()
+        self.text.place()
 
     def _draw_image(self, force: bool = False) -> None:
         g, vol = self.geometry_, self.state.volume
@@ -218,47 +202,12 @@ class SliceView(QWidget):
 
     def set_text_visible(self, visible: bool) -> None:
         self.text_visible = visible
-        for label in (*self.corner.values(), *self.letters.values()):
-            label.setVisible(visible)
-        self.scale_bar.setVisible(visible)
-        self._place_labels()
+        self.text.set_visible(visible)
 
     def _update_text(self) -> None:
         g, vol = self.geometry_, self.state.volume
-        if g is None or vol is None:
-            return
-        meta = vol.meta
-        index = self.index()
-        self.corner["tl"].setText(
-            "\n".join(
-                s
-                for s in (
-                    str(meta.get("patient_name", "")),
-                    str(meta.get("patient_id", "")),
-                    str(meta.get("study_date", "")),
-                )
-                if s
-            )
-        )
-        self.corner["tr"].setText(
-            "\n".join(
-                s
-                for s in (vol.description, vol.modality, "" if vol.is_2d else self.plane.title())
-                if s
-            )
-        )
-        zyx = self.state.cursor.copy()
-        zyx[g.normal_axis] = index
-        pos_mm = float(np.asarray(vol.index_to_patient(zyx)) @ np.asarray(g.normal))
-        slice_text = "" if vol.is_2d else f"Slice {index + 1}/{g.n_slices}  {pos_mm:.1f} mm\n"
-        self.corner["bl"].setText(f"{slice_text}{g.n_cols}×{g.n_rows}")
-        wl = "RGB" if vol.is_rgb else f"W {self.state.width:.0f}  L {self.state.center:.0f}"
-        if self.state.invert and not vol.is_rgb:
-            wl += "  inv"
-        self.corner["br"].setText(f"{wl}\nZoom {self.zoom_factor():.2f}×")
-        for label in self.corner.values():
-            label.adjustSize()
-        self._place_labels()
+        if g is not None and vol is not None:
+            self.text.update(g, vol, self.state, self.plane, self.index(), self.zoom_factor())
 
     def _range_changed(self, *_: object) -> None:
         self.scale_bar.set_mm_per_pixel(self.view_box.viewPixelSize()[0])
@@ -266,29 +215,9 @@ class SliceView(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
-        self._place_labels()
+        self.text.place()
         if self._fitted:
             self.fit()
-
-    def _place_labels(self) -> None:
-        w, h, m = self.graphics.width(), self.graphics.height(), 6
-        c = self.corner
-        for label in (*c.values(), *self.letters.values()):
-            label.adjustSize()
-        # Small MPR cells: the top corners would collide with each other, keep the essentials.
-        roomy = w >= 380
-        for key in ("tl", "tr"):
-            c[key].setVisible(self.text_visible and roomy)
-        c["tl"].move(m, m)
-        c["tr"].move(w - c["tr"].width() - m, m)
-        c["bl"].move(m, h - c["bl"].height() - m)
-        c["br"].move(w - c["br"].width() - m, h - c["br"].height() - m)
-        lt = self.letters
-        lt["top"].move((w - lt["top"].width()) // 2, m)
-        lt["bottom"].move((w - lt["bottom"].width()) // 2, h - lt["bottom"].height() - m)
-        lt["left"].move(m, (h - lt["left"].height()) // 2)
-        lt["right"].move(w - lt["right"].width() - m, (h - lt["right"].height()) // 2)
-        self.scale_bar.move(w - self.scale_bar.width() - m, h - c["br"].height() - 40)
 
     # ---- overlays ------------------------------------------------------------------------
     def _layer_event(self, event: str, layer: Layer) -> None:

@@ -7,7 +7,7 @@ from PySide6.QtCore import QObject, Signal
 
 from viewer.study.volume import Volume
 from viewer.ui.layers import LayerList
-from viewer.ui.planes import PlaneGeometry, planes_for
+from viewer.ui.planes import Plane, planes_for
 
 #: CT window presets: name -> (center, width) in HU.
 CT_PRESETS: dict[str, tuple[float, float]] = {
@@ -33,7 +33,7 @@ class ViewerState(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.volume: Volume | None = None
-        self.planes: dict[str, PlaneGeometry] = {}
+        self.planes: dict[str, Plane] = {}
         self.cursor = np.zeros(3)  # (z, y, x) continuous voxel index
         self.center, self.width = 40.0, 400.0
         self.invert = False

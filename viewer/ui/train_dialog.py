@@ -8,10 +8,10 @@ the user model folder and ``model_published`` tells the Models panel to rescan.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
@@ -22,16 +22,15 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
-    QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from viewer.ui.panels.models import ModelEntry
+from viewer.ui.train_progress import TrainProgressView
 from viewer.ui.train_runner import (
     DEVICES,
     EpochProgress,
@@ -41,6 +40,9 @@ from viewer.ui.train_runner import (
     TrainRunner,
     build_args,
 )
+
+if TYPE_CHECKING:
+    from inference.card import ModelCard
 
 __all__ = ["TrainDialog", "TrainFormError", "TrainRequest", "build_args"]
 
@@ -79,7 +81,7 @@ class TrainDialog(QDialog):
         self.task_combo.addItems(TASKS)
         self.task_combo.currentTextChanged.connect(lambda _t: self._suggest_out())
         self.task_combo.currentTextChanged.connect(lambda _t: self._refresh_base())
-        self._base_entries: list[Any] = []
+        self._base_entries: list[ModelEntry | ModelCard] = []
         self.base_combo = QComboBox(self)
         self.base_combo.setEditable(True)  # a package folder can be typed too
         self.base_combo.addItem(NEW_MODEL)
@@ -159,37 +161,16 @@ class TrainDialog(QDialog):
         left.addStretch(1)
         left.addLayout(buttons)
 
-        self.progress = QProgressBar(self)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("epoch %v / %m")
-        self.status = QLabel("Choose a dataset folder and an output folder, then Start.", self)
-        self.status.setWordWrap(True)
-        self.plot = pg.PlotWidget(self)
-        self.plot.setMinimumHeight(200)
-        self.legend = self.plot.addLegend(offset=(-10, 10))
-        self.plot.setLabel("bottom", "epoch")
-        self.plot.showGrid(x=True, y=True, alpha=0.25)
-        self.loss_curve = self.plot.plot([], [], name="loss", pen=pg.mkPen("#ff7043", width=2))
-        self.metric_curve = self.plot.plot(
-            [], [], name="metric", pen=pg.mkPen("#4fc3f7", width=2), symbol="o", symbolSize=5
-        )
-        self.log = QPlainTextEdit(self)
-        self.log.setReadOnly(True)
-        self.log.setMaximumBlockCount(5000)  # a long run must not grow the widget without end
-        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        right = QVBoxLayout()
-        right.addWidget(self.progress)
-        right.addWidget(self.status)
-        right.addWidget(self.plot, 2)
-        right.addWidget(self.log, 1)
+        self.live = TrainProgressView(self)
+        self.progress, self.status, self.log = self.live.progress, self.live.status, self.live.log
+        self.metric_curve = self.live.metric_curve
 
         layout = QHBoxLayout(self)
         left_box = QWidget(self)
         left_box.setLayout(left)
         left_box.setFixedWidth(400)
         layout.addWidget(left_box)
-        layout.addLayout(right, 1)
+        layout.addWidget(self.live, 1)
         self.resize(1100, 620)
 
         self._form_widgets: list[QWidget] = [
@@ -227,7 +208,7 @@ class TrainDialog(QDialog):
         name = f"{Path(text).name}-{self.task_combo.currentText()}".lower()
         self.out_edit.setText(str(user_data_dir() / "training" / name))
 
-    def set_base_models(self, entries: list[Any]) -> None:
+    def set_base_models(self, entries: Sequence[ModelEntry | ModelCard]) -> None:
         """Offer the usable installed models (ModelEntry or ModelCard) as --from choices."""
         self._base_entries = list(entries)
         self._refresh_base()
@@ -239,8 +220,11 @@ class TrainDialog(QDialog):
         self.base_combo.clear()
         self.base_combo.addItem(NEW_MODEL)
         for entry in self._base_entries:
-            card = getattr(entry, "card", entry)
-            if card is None or not getattr(entry, "usable", True) or card.task != task:
+            if isinstance(entry, ModelEntry):
+                card = entry.card if entry.usable else None
+            else:
+                card = entry
+            if card is None or card.task != task:
                 continue
             # The folder, not the id: an id may exist both shipped and in the user folder.
             self.base_combo.addItem(f"{card.id}@{card.version}", str(card.path))
@@ -325,10 +309,7 @@ class TrainDialog(QDialog):
             self._say(str(exc), error=True)
             return False
         self.history = []
-        self.loss_curve.setData([], [])
-        self.metric_curve.setData([], [])
-        self.log.clear()
-        self.progress.setRange(0, 0)  # busy until the first epoch: loading torch and the data
+        self.live.reset()
         self._say(f"Starting: {req.task} on {req.dataset.name}…")
         self._set_running(True)
         self.runner.start(build_args(req), req.out)
@@ -347,25 +328,14 @@ class TrainDialog(QDialog):
             w.setEnabled(not running)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status.setText(text)
-        self.status.setStyleSheet("color: #e57373" if error else "")
+        self.live.say(text, error)
 
     def _append(self, line: str) -> None:
         self.log.appendPlainText(line)
 
     def _epoch(self, p: EpochProgress) -> None:
         self.history.append(p)
-        self.progress.setRange(0, p.epochs)
-        self.progress.setValue(p.epoch)
-        xs = [h.epoch for h in self.history]
-        self.loss_curve.setData(xs, [h.loss for h in self.history])
-        self.metric_curve.setData(xs, [h.value for h in self.history])
-        label = self.legend.getLabel(self.metric_curve)
-        if label is not None and label.text != p.metric:
-            label.setText(p.metric)
-        # Whole epochs on the axis, about ten ticks at most.
-        step = max(1, -(-p.epoch // 10))
-        self.plot.getAxis("bottom").setTickSpacing(step, step)
+        self.live.show_epochs(self.history)
         self._say(
             f"Epoch {p.epoch}/{p.epochs}: loss {p.loss:.4f}, {p.metric} {p.value:.4f} "
             f"(best {p.best:.4f} at epoch {p.best_epoch})"

@@ -1,118 +1,129 @@
-"""Models dock and Tools > Train model… in the main window, wired to Analyze when present.
+"""Models dock and Tools > Train model…, wired to Analyze's model menu.
 
-``TrainingFeature(window)`` adds a **Models** dock (``ModelsPanel``), a **Tools** menu with
-"Train model…" and a toggle for the dock, and connects: a published model -> rescan; the
-listed models -> the Train dialog's base-model choices and Analyze's model menu; "Use for
-Analyze" -> the Analyze model menu (kept across series while the model suits the series).
-Call ``shutdown()`` from the window's closeEvent.
+``TrainingFeature(services, analyze)`` plugs in through the window's ``WindowServices``
+(viewer.ui.feature): a **Models** dock (``ModelsPanel``), a **Tools** menu with "Train model…"
+and a toggle for the dock, and connects: a published model -> rescan; the listed models ->
+the Train dialog's base-model choices and Analyze's model menu; "Use for Analyze" -> the
+Analyze model menu (kept across series while the model suits the series). The window calls
+``shutdown()`` when it closes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow
+from PySide6.QtWidgets import QDockWidget
 
-from viewer.ui.panels.models import ModelsPanel
+from viewer.study.volume import Volume
+from viewer.ui.activity import Activity
+from viewer.ui.feature import WindowServices
+from viewer.ui.panels.model_info import ModelMenu
+from viewer.ui.panels.models import ModelEntry, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog
+from viewer.ui.train_runner import EpochProgress
+
+if TYPE_CHECKING:
+    from inference.card import ModelCard
 
 
-def suits(card: Any, volume: Any) -> bool:
+def suits(card: ModelCard, volume: Volume) -> bool:
     """Whether Analyze can run ``card`` on ``volume`` (modality and dimensionality)."""
-    mods = {str(m).upper() for m in getattr(card, "modalities", ())}
-    modality = str(getattr(volume, "modality", "")).upper()
-    dims = 2 if getattr(volume, "is_2d", False) else 3
-    return bool(mods & {modality, "ANY", "OT"}) and getattr(card, "spatial_dims", dims) == dims
+    mods = {str(m).upper() for m in card.modalities}
+    dims = 2 if volume.is_2d else 3
+    return bool(mods & {volume.modality.upper(), "ANY", "OT"}) and card.spatial_dims == dims
 
 
 class TrainingFeature(QObject):
-    def __init__(self, window: QMainWindow, scan_now: bool = True) -> None:
-        super().__init__(window)
-        self.window = window
-        self.pinned: Any = None  # the card chosen with "Use for Analyze"
+    """The training feature (a ``viewer.ui.feature.Feature``)."""
+
+    def __init__(
+        self, services: WindowServices, analyze_menu: ModelMenu | None = None, scan_now: bool = True
+    ) -> None:
+        super().__init__(services.window)
+        self.services = services
+        self.window = window = services.window
+        self.analyze_menu = analyze_menu
+        self.pinned: ModelCard | None = None  # the card chosen with "Use for Analyze"
         self.dialog: TrainDialog | None = None
+        self._activity: Activity | None = None
 
         self.panel = ModelsPanel(window, scan_now=scan_now)
         self.dock = QDockWidget("Models", window)
         self.dock.setObjectName("dock_models")
         self.dock.setWidget(self.panel)
-        docks = getattr(window, "docks", None)
-        # Created after the window restored its layout: restore this dock's saved place,
-        # else put it as a tab beside the Layers / DICOM tags panels.
-        if not window.restoreDockWidget(self.dock):
-            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-            beside = docks.get("tags") if isinstance(docks, dict) else None
-            if beside is not None and window.dockWidgetArea(beside) == window.dockWidgetArea(
-                self.dock
-            ):
-                window.tabifyDockWidget(beside, self.dock)
-        if isinstance(docks, dict):
-            docks["models"] = self.dock
+        # Made after the window laid out its own docks: a saved place wins, else a tab
+        # beside the DICOM tags panel.
+        services.add_dock("models", self.dock, beside="tags", restore=True)
 
         self.train_action = QAction("&Train model…", window)
         self.train_action.setShortcut(QKeySequence("Ctrl+Shift+T"))
         self.train_action.setToolTip("Train or fine-tune a model on an exported dataset (offline)")
         self.train_action.triggered.connect(lambda *_: self.open_dialog())
-        window.addAction(self.train_action)
-        tools = window.menuBar().addMenu("&Tools")
-        tools.addAction(self.train_action)
+        services.add_action("Tools", self.train_action, "train")
         models_toggle = self.dock.toggleViewAction()
         models_toggle.setText("&Models panel")
-        tools.addAction(models_toggle)
-        self.tools_menu = tools
+        self.tools_menu = services.menu("&Tools")
+        self.tools_menu.addAction(models_toggle)
 
         self.panel.analyze_model_chosen.connect(self.use_for_analyze)
         self.panel.models_listed.connect(self._refresh_analyze_menu)
-        state = getattr(window, "state", None)
-        if state is not None:
-            # Connected after Analyze's own handler, which picks the best model per series.
-            state.volume_changed.connect(self._reapply_pin)
+        # Connected after Analyze's own handler, which picks the best model per series.
+        services.series_changed.connect(self._reapply_pin)
 
     def open_dialog(self) -> TrainDialog:
         """Show the Train dialog (created once, so a running job survives closing it)."""
         if self.dialog is None:
-            self.dialog = TrainDialog(self.window)
-            self.dialog.model_published.connect(self._published)
+            self.dialog = dialog = TrainDialog(self.window)
+            dialog.model_published.connect(self._published)
+            # The run also shows in the window's progress bar, whose Cancel stops it (the
+            # dialog may be hidden while the model trains).
+            dialog.runner.started_running.connect(self._training_started)
+            dialog.runner.epoch_finished.connect(self._training_progressed)
+            dialog.runner.run_finished.connect(lambda _outcome: self._training_ended())
             self.panel.models_listed.connect(self.dialog.set_base_models)
             self.dialog.set_base_models(self.panel.entries)
         self.dialog.show()
         self.dialog.raise_()
         return self.dialog
 
-    def _published(self, path: Any) -> None:
+    def _training_started(self) -> None:
+        self._training_ended()
+        if self.dialog is not None:
+            self._activity = self.services.begin("Training: starting", self.dialog.stop)
+
+    def _training_progressed(self, p: EpochProgress) -> None:
+        if self._activity is not None:
+            sentence = f"Training: epoch {p.epoch}/{p.epochs}, {p.metric} {p.value:.3f}"
+            self._activity.progress(p.epoch / max(1, p.epochs), sentence)
+
+    def _training_ended(self) -> None:
+        if self._activity is not None:
+            self._activity.end()
+            self._activity = None
+
+    def _published(self, path: str) -> None:
         # The trainer publishes into user_models_dir()/<card id>.
         self.panel.rescan(select=Path(path).name)
-        status = getattr(self.window, "statusBar", None)
-        if status is not None:
-            status().showMessage(f"New model installed: {Path(path).name}", 8000)
+        self.services.show_message(f"New model installed: {Path(path).name}", 8000)
 
-    def use_for_analyze(self, card: Any) -> None:
+    def use_for_analyze(self, card: ModelCard) -> None:
         self.pinned = card
-        menu = self._analyze_menu()
-        if menu is not None:
-            menu.choose(card)
-        status = getattr(self.window, "statusBar", None)
-        if status is not None:
-            status().showMessage(f"Analyze will use {getattr(card, 'name', card)}", 6000)
+        if self.analyze_menu is not None:
+            self.analyze_menu.choose(card)
+        self.services.show_message(f"Analyze will use {card.name}", 6000)
 
-    def _analyze_menu(self) -> Any:
-        analyze = getattr(self.window, "analyze", None)
-        return getattr(analyze, "menu", None)
-
-    def _refresh_analyze_menu(self, entries: list[Any]) -> None:
+    def _refresh_analyze_menu(self, entries: list[ModelEntry]) -> None:
         """A model published or removed while a series is open shows in Analyze's menu now."""
-        menu = self._analyze_menu()
-        volume = getattr(getattr(self.window, "state", None), "volume", None)
-        if menu is None or volume is None:
+        if self.analyze_menu is None or self.services.volume is None:
             return  # Analyze lists the models itself when the next series opens
-        menu.set_models([e.card for e in entries if e.usable])  # keeps the current choice
+        # set_models keeps the current choice
+        self.analyze_menu.set_models([e.card for e in entries if e.card is not None and e.usable])
 
     def _reapply_pin(self) -> None:
-        volume = getattr(getattr(self.window, "state", None), "volume", None)
-        menu = self._analyze_menu()
+        volume, menu = self.services.volume, self.analyze_menu
         if self.pinned is not None and volume is not None and menu is not None:
             if suits(self.pinned, volume):
                 menu.choose(self.pinned)

@@ -13,9 +13,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
+from radlens_core.progress import Cancelled
 
-class Cancelled(Exception):
-    """Raised inside a task when the user pressed Cancel."""
+__all__ = ["Cancelled", "Task", "TaskContext", "Worker"]
 
 
 class TaskContext:

@@ -2,88 +2,65 @@
 
 ``ModelMenu`` lists the installed models (the suitable one checked) and an "About" entry
 per model; ``ModelCardDialog`` shows a card: intended use, task, inputs, labels, training
-data and measured metrics. Cards are read by attribute or key, whatever class they are.
+data and measured metrics.
 """
 
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMenu, QTextBrowser, QVBoxLayout, QWidget
 
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
+if TYPE_CHECKING:
+    from inference.card import ModelCard
 
 
-def _plain(value: Any) -> Any:
-    """Pydantic models and dataclasses as dicts, so nested card parts print as data."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump()
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: getattr(value, k) for k in value.__dataclass_fields__}
-    return value
+def card_title(card: ModelCard) -> str:
+    return f"{card.name or card.id or 'model'} {card.version}".strip()
 
 
-def card_title(card: Any) -> str:
-    return f"{_get(card, 'name') or _get(card, 'id', 'model')} {_get(card, 'version', '')}".strip()
-
-
-def card_html(card: Any) -> str:
+def card_html(card: ModelCard) -> str:
     """The card as an HTML page for the dialog (also used as the picker's tooltip)."""
     e = html.escape
     rows: list[tuple[str, str]] = []
-    modalities = _get(card, "modalities") or []
-    rows.append(("Task", f"{_get(card, 'task', '?')} ({_get(card, 'spatial_dims', '?')}D)"))
+    rows.append(("Task", f"{card.task} ({card.spatial_dims}D)"))
     rows.append(
         (
             "For",
-            f"{', '.join(map(str, modalities)) or 'any modality'}, "
-            f"body part {_get(card, 'body_part', 'ANY')}",
+            f"{', '.join(card.modalities) or 'any modality'}, body part {card.body_part or 'ANY'}",
         )
     )
-    if _get(card, "target_spacing"):
-        rows.append(
-            ("Resampled to", " × ".join(f"{s:g}" for s in _get(card, "target_spacing")) + " mm")
-        )
-    label_bits = []
-    for lab in _get(card, "labels") or []:
-        colour = _get(lab, "color", "#888888")
-        label_bits.append(
-            f'<span style="color:{e(str(colour))}">&#9632;</span> {e(str(_get(lab, "name", "")))}'
-        )
+    if card.target_spacing:
+        rows.append(("Resampled to", " × ".join(f"{s:g}" for s in card.target_spacing) + " mm"))
+    label_bits = [
+        f'<span style="color:{e(lab.color)}">&#9632;</span> {e(lab.name)}' for lab in card.labels
+    ]
     if label_bits:
         rows.append(("Labels", ", ".join(label_bits)))
-    classes = _get(card, "classes")
-    if classes:
-        rows.append(("Classes", e(", ".join(map(str, classes)))))
-    training = _plain(_get(card, "training")) or {}
-    if _get(training, "data"):
-        rows.append(("Trained on", e(str(_get(training, "data")))))
-    if _get(training, "script"):
-        rows.append(("Reproduce with", f"<code>{e(str(_get(training, 'script')))}</code>"))
-    if _get(training, "parent"):
-        rows.append(("Fine-tuned from", e(str(_get(training, "parent")))))
-    metrics = _plain(_get(card, "metrics")) or {}
-    if metrics:
+    if card.classes:
+        rows.append(("Classes", e(", ".join(card.classes))))
+    training = card.training
+    if training.get("data"):
+        rows.append(("Trained on", e(str(training["data"]))))
+    if training.get("script"):
+        rows.append(("Reproduce with", f"<code>{e(str(training['script']))}</code>"))
+    if training.get("parent"):
+        rows.append(("Fine-tuned from", e(str(training["parent"]))))
+    if card.metrics:
         cells = "".join(
-            f"<tr><td>{e(str(k))}</td><td>{e(_fmt(v))}</td></tr>" for k, v in dict(metrics).items()
+            f"<tr><td>{e(str(k))}</td><td>{e(_fmt(v))}</td></tr>" for k, v in card.metrics.items()
         )
         rows.append(("Measured", f"<table cellspacing=4>{cells}</table>"))
     table = "".join(f"<tr><th align=left valign=top>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    use = e(str(_get(card, "intended_use", "") or "No intended use given."))
+    use = e(card.intended_use or "No intended use given.")
     return (
         f"<h3>{e(card_title(card))}</h3>"
         f'<p style="color:#ffb74d"><b>Intended use:</b> {use}</p>'
         f"<table cellspacing=6>{table}</table>"
-        f"<p><small>id {e(str(_get(card, 'id', '')))}</small></p>"
+        f"<p><small>id {e(card.id)}</small></p>"
     )
 
 
@@ -92,7 +69,7 @@ def _fmt(v: Any) -> str:
 
 
 class ModelCardDialog(QDialog):
-    def __init__(self, card: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, card: ModelCard, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Model card — {card_title(card)}")
         self.browser = QTextBrowser(self)
@@ -114,19 +91,19 @@ class ModelMenu(QMenu):
         super().__init__("Model", parent)
         self._group = QActionGroup(self)
         self._group.setExclusive(True)
-        self._cards: list[Any] = []
-        self._current: Any = None
+        self._cards: list[ModelCard] = []
+        self._current: ModelCard | None = None
 
-    def set_models(self, cards: list[Any], preferred: Any = None) -> None:
+    def set_models(self, cards: list[ModelCard], preferred: ModelCard | None = None) -> None:
         """Show ``cards``; check ``preferred`` (the suitable model) or keep the user's choice."""
         self.clear()
         for action in self._group.actions():
             self._group.removeAction(action)
         self._cards = list(cards)
-        ids = [_get(c, "id") for c in self._cards]
+        ids = [c.id for c in self._cards]
         if preferred is not None:
             self._current = preferred
-        elif self._current is None or _get(self._current, "id") not in ids:
+        elif self._current is None or self._current.id not in ids:
             self._current = self._cards[0] if self._cards else None
         if not self._cards:
             none = self.addAction("No models installed")
@@ -134,8 +111,8 @@ class ModelMenu(QMenu):
             return
         for card in self._cards:
             action = QAction(card_title(card), self, checkable=True)
-            action.setToolTip(str(_get(card, "intended_use", "")))
-            action.setChecked(_get(card, "id") == _get(self._current, "id"))
+            action.setToolTip(card.intended_use)
+            action.setChecked(self._current is not None and card.id == self._current.id)
             action.triggered.connect(lambda _=False, c=card: self.choose(c))
             self._group.addAction(action)
             self.addAction(action)
@@ -146,16 +123,16 @@ class ModelMenu(QMenu):
                 lambda _=False, c=card: self.show_card(c)
             )
 
-    def current(self) -> Any:
+    def current(self) -> ModelCard | None:
         return self._current
 
-    def choose(self, card: Any) -> None:
+    def choose(self, card: ModelCard) -> None:
         self._current = card
         for action in self._group.actions():
             action.setChecked(action.text() == card_title(card))
         self.model_chosen.emit(card)
 
-    def show_card(self, card: Any) -> ModelCardDialog:
+    def show_card(self, card: ModelCard) -> ModelCardDialog:
         dialog = ModelCardDialog(card, self.parentWidget())
         dialog.setModal(False)
         dialog.show()

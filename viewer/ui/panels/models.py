@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -31,6 +31,10 @@ from PySide6.QtWidgets import (
 
 from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
 
+if TYPE_CHECKING:
+    from inference.card import ModelCard
+    from inference.verification import PackageVerifier
+
 #: Columns of the model list.
 COLUMNS = ("Model", "Version", "Kind", "Source", "Status")
 _SHORT_TASK = {"segmentation": "seg", "detection": "det", "classification": "cls"}
@@ -46,7 +50,7 @@ class ModelEntry:
 
     folder: Path
     source: str  # "shipped", "user" or "other"
-    card: Any
+    card: ModelCard | None
     problem: str = ""
 
     @property
@@ -84,52 +88,27 @@ def _source(folder: Path, shipped: Path, user: Path) -> str:
     return "other"
 
 
-#: (package folder, files' names, sizes, mtimes and expected hashes) -> problem ("" = verified);
-#: a rescan re-hashes only packages whose weights changed on disk.
-_verified: dict[tuple, str] = {}
-
-
-def _files_key(card: Any) -> tuple | None:
-    try:
-        stats = []
-        for name, sha in sorted(card.files.items()):
-            st = (Path(card.path) / name).stat()
-            stats.append((name, st.st_size, st.st_mtime_ns, sha))
-    except OSError:
-        return None  # a missing file: let verify_files say which
-    return (str(card.path), tuple(stats))
-
-
-def collect_models(extra_dirs: Iterable[str | Path] = ()) -> list[ModelEntry]:
-    """Every package the registry finds, its weights checked against the card's SHA-256.
+def collect_models(
+    extra_dirs: Iterable[str | Path] = (), verifier: PackageVerifier | None = None
+) -> list[ModelEntry]:
+    """Every package the registry finds, its weights checked against the card's SHA-256
+    (by ``verifier``, which remembers unchanged packages).
 
     Packages the registry refuses come back with ``card=None`` and the registry's reason, so
     one broken folder is shown, not fatal. Runs on a worker: hashing big weights takes time.
     """
     from inference import registry
-    from inference.weights import WeightsError, verify_files
+    from inference.verification import PackageVerifier
     from radlens_core.paths import shipped_models_dir, user_models_dir
 
     shipped, user = shipped_models_dir(), user_models_dir()
     scan = registry.scan_models(extra_dirs)  # its own problems: listing on a worker is safe
-    cards, refused = scan.cards, scan.problems
-    entries: list[ModelEntry] = []
-    for card in cards:
-        key = _files_key(card)
-        if key is not None and key in _verified:
-            problem = _verified[key]
-        else:
-            try:
-                verify_files(card)
-                problem = ""
-            except (WeightsError, OSError) as exc:
-                problem = str(exc)
-            if key is not None:
-                _verified[key] = problem
-        entries.append(
-            ModelEntry(Path(card.path), _source(card.path, shipped, user), card, problem)
-        )
-    for folder, reason in refused:
+    verdicts = (verifier or PackageVerifier()).verify_all(scan.cards)
+    entries = [
+        ModelEntry(Path(v.card.path), _source(v.card.path, shipped, user), v.card, v.problem)
+        for v in verdicts
+    ]
+    for folder, reason in scan.problems:
         entries.append(ModelEntry(Path(folder), _source(Path(folder), shipped, user), None, reason))
     return entries
 
@@ -184,6 +163,8 @@ class ModelsPanel(QWidget):
         self._again = False
         self._select_next: str | None = None
         self._pending = False
+        # Remembers verified packages: a rescan re-hashes only weights changed on disk.
+        self._verifier: PackageVerifier | None = None
         self._relay = _Relay(self)
         # Queued: the worker thread emits, the panel updates on the main thread.
         self._relay.done.connect(self._scan_done, Qt.ConnectionType.QueuedConnection)
@@ -249,7 +230,11 @@ class ModelsPanel(QWidget):
 
         def work() -> None:
             try:
-                result: object = collect_models(extra)
+                if self._verifier is None:  # made here: its import stays off the UI thread
+                    from inference.verification import PackageVerifier
+
+                    self._verifier = PackageVerifier()
+                result: object = collect_models(extra, self._verifier)
             except Exception as exc:  # noqa: BLE001 - any failure becomes a message in the panel
                 result = f"{type(exc).__name__}: {exc}"
             try:
@@ -300,7 +285,7 @@ class ModelsPanel(QWidget):
                 kind = f"{mods} {_SHORT_TASK.get(card.task, card.task)} {card.spatial_dims}D"
             row = [
                 entry.title,
-                str(getattr(card, "version", "")),
+                card.version if card is not None else "",
                 kind,
                 entry.source,
                 entry.short_status,

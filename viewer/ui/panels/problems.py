@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QDialog,
@@ -15,21 +16,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from viewer.study.scan import SkippedFile
 
-def problem_rows(skipped: list[Any]) -> list[tuple[str, str]]:
-    """(file, reason) for each skipped file, whatever record shape the scanner used."""
-    rows = []
-    for s in skipped:
-        if isinstance(s, tuple | list) and len(s) >= 2:
-            rows.append((str(s[0]), str(s[1])))
-        else:
-            path = getattr(s, "path", getattr(s, "file", s))
-            rows.append((str(path), str(getattr(s, "reason", getattr(s, "message", "")))))
-    return rows
+
+def problem_rows(skipped: Sequence[SkippedFile]) -> list[tuple[str, str]]:
+    """(file, reason) for each file the scan skipped."""
+    return [(str(s.path), s.reason) for s in skipped]
 
 
 class ProblemsDialog(QDialog):
-    def __init__(self, skipped: list[Any], parent: QWidget | None = None) -> None:
+    def __init__(self, skipped: Sequence[SkippedFile], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Problems")
         self.resize(760, 360)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
@@ -16,6 +16,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+if TYPE_CHECKING:
+    from viewer.study.scan import SeriesInfo
+
 #: Full column names (header tooltips and the header's right-click menu).
 COLUMNS = ("Patient", "Date", "Modality", "Description", "Images", "Size", "Series number")
 #: Header texts: short, because the dock is about 260 px wide.
@@ -25,33 +28,32 @@ DEFAULT_SHOWN = frozenset({"Patient", "Date", "Modality", "Description", "Images
 SERIES_NUMBER = COLUMNS.index("Series number")
 
 
-def _size_text(info: Any) -> str:
-    rows, cols = getattr(info, "rows", 0) or 0, getattr(info, "cols", 0) or 0
+def _size_text(info: SeriesInfo) -> str:
+    rows, cols = info.rows or 0, info.cols or 0
     return f"{cols}×{rows}" if rows and cols else ""
 
 
-def _date_text(value: Any) -> str:
+def _date_text(value: str | None) -> str:
     s = str(value or "")
     return f"{s[:4]}-{s[4:6]}-{s[6:8]}" if len(s) == 8 and s.isdigit() else s
 
 
-def row_tooltip(info: Any) -> str:
+def row_tooltip(info: SeriesInfo) -> str:
     """Every field of a series, one per line: hidden or cut columns are still readable."""
-    name = str(getattr(info, "patient_name", "") or "")
-    pid = str(getattr(info, "patient_id", "") or "")
+    name, pid = info.patient_name or "", info.patient_id or ""
     fields = [
         ("Patient", f"{name} ({pid})" if name and pid else name or pid),
-        ("Study date", _date_text(getattr(info, "study_date", ""))),
-        ("Study", str(getattr(info, "study_description", "") or "")),
-        ("Modality", str(getattr(info, "modality", "") or "")),
-        ("Series", str(getattr(info, "description", "") or "")),
-        ("Series number", str(getattr(info, "series_number", "") or "")),
-        ("Images", str(getattr(info, "n_images", "") or "")),
+        ("Study date", _date_text(info.study_date)),
+        ("Study", info.study_description or ""),
+        ("Modality", info.modality or ""),
+        ("Series", info.description or ""),
+        ("Series number", str(info.series_number or "")),
+        ("Images", str(info.n_images or "")),
         ("Size", _size_text(info)),
     ]
     lines = [f"{label}: {value}" for label, value in fields if value]
-    problems = list(getattr(info, "problems", []) or [])
-    if getattr(info, "kind", "dicom") == "non-image":
+    problems = list(info.problems)
+    if info.kind == "non-image":
         lines.append("Not an image series")
     lines.extend(f"⚠ {p}" for p in problems)
     return "\n".join(lines)
@@ -89,7 +91,7 @@ class SeriesBrowser(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tree)
-        self.series: list[Any] = []
+        self.series: list[SeriesInfo] = []
 
     def _size_columns(self) -> None:
         # Fixed widths from the font, not ResizeToContents: seven content-wide columns made
@@ -147,35 +149,34 @@ class SeriesBrowser(QWidget):
         # popup, not exec: the event loop keeps running (and tests can drive the menu).
         menu.popup(self.tree.header().mapToGlobal(pos))
 
-    def set_series(self, series: list[Any]) -> None:
+    def set_series(self, series: list[SeriesInfo]) -> None:
         self.tree.setSortingEnabled(False)
         self.tree.clear()
         self.series = list(series)
         for i, info in enumerate(self.series):
             item = QTreeWidgetItem(
                 [
-                    str(getattr(info, "patient_name", "") or getattr(info, "patient_id", "")),
-                    _date_text(getattr(info, "study_date", "")),
-                    str(getattr(info, "modality", "")),
-                    str(getattr(info, "description", "")),
+                    info.patient_name or info.patient_id or "",
+                    _date_text(info.study_date),
+                    info.modality or "",
+                    info.description or "",
                     "",
                     _size_text(info),
                     "",
                 ]
             )
             # Numbers sort as numbers, not text.
-            item.setData(4, Qt.ItemDataRole.DisplayRole, int(getattr(info, "n_images", 0) or 0))
-            number = getattr(info, "series_number", None)
+            item.setData(4, Qt.ItemDataRole.DisplayRole, int(info.n_images or 0))
+            number = info.series_number
             if number is not None:
                 item.setData(6, Qt.ItemDataRole.DisplayRole, int(number))
             item.setData(0, Qt.ItemDataRole.UserRole, i)
             tip = row_tooltip(info)
             for col in range(len(COLUMNS)):
                 item.setToolTip(col, tip)
-            problems = list(getattr(info, "problems", []) or [])
-            if getattr(info, "kind", "dicom") == "non-image" or problems:
+            if info.kind == "non-image" or info.problems:
                 item.setText(3, "⚠ " + item.text(3))
-            if getattr(info, "kind", "dicom") == "non-image":
+            if info.kind == "non-image":
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, QBrush(QColor(128, 128, 128)))
             self.tree.addTopLevelItem(item)
@@ -184,7 +185,7 @@ class SeriesBrowser(QWidget):
         if self.tree.topLevelItemCount():
             self.tree.setCurrentItem(self.tree.topLevelItem(0))
 
-    def item_for(self, info: Any) -> QTreeWidgetItem | None:
+    def item_for(self, info: SeriesInfo) -> QTreeWidgetItem | None:
         for row in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(row)
             if self.series[item.data(0, Qt.ItemDataRole.UserRole)] is info:
@@ -194,7 +195,7 @@ class SeriesBrowser(QWidget):
     def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         self.series_activated.emit(self.series[item.data(0, Qt.ItemDataRole.UserRole)])
 
-    def first_image_series(self) -> Any | None:
+    def first_image_series(self) -> SeriesInfo | None:
         """The series to open automatically: the one with the most images."""
-        images = [s for s in self.series if getattr(s, "kind", "dicom") != "non-image"]
-        return max(images, key=lambda s: getattr(s, "n_images", 0) or 0) if images else None
+        images = [s for s in self.series if s.kind != "non-image"]
+        return max(images, key=lambda s: s.n_images or 0) if images else None

@@ -2,32 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
 
 
-def tag_rows(tags: Any) -> list[tuple[str, str, str]]:
-    """(tag, name, value) rows from what ``viewer.study.tags.dicom_tags`` returns."""
-    rows: list[tuple[str, str, str]] = []
-    if isinstance(tags, dict):
-        tags = list(tags.items())
-    for entry in tags:
-        if isinstance(entry, tuple | list):
-            if len(entry) == 2:
-                rows.append(("", str(entry[0]), str(entry[1])))
-            else:
-                rows.append((str(entry[0]), str(entry[1]), str(entry[-1])))
-        else:
-            rows.append(
-                (
-                    str(getattr(entry, "tag", "")),
-                    str(getattr(entry, "name", getattr(entry, "keyword", ""))),
-                    str(getattr(entry, "value", "")),
-                )
-            )
-    return rows
+def tag_rows(tags: Iterable[tuple[str, str, str, str]]) -> list[tuple[str, str, str]]:
+    """(tag, name, value) rows from ``viewer.study.tags.dicom_tags``'s (tag, keyword, VR,
+    value) rows."""
+    return [(tag, keyword, value) for tag, keyword, _vr, value in tags]
 
 
 class TagsPanel(QWidget):

@@ -15,7 +15,7 @@ import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 
-from viewer.labels.document import Document, LabelSetEdit
+from viewer.labels.document import CompoundEdit, Document, LabelSetEdit
 from viewer.labels.model import LabelError
 from viewer.labels.store import LabelStore
 from viewer.ui.layers import Layer
@@ -66,7 +66,6 @@ class AnnotationController(QObject):
         self.tool_name: str | None = None
         self.views: list = []
         self._drawings: dict[object, ViewDrawing] = {}
-        self._planes: dict[str, Plane] = {}
         self._pressed_view = None
         self._volume_id: int | None = None
         #: returns the view the user works in (the window's active plane); set by install
@@ -88,12 +87,10 @@ class AnnotationController(QObject):
         return self._drawings[view]
 
     def tool_plane(self, view) -> Plane | None:
-        g = view.geometry_
-        if g is None or self.state.volume is None:
+        """The plane the view shows: the same model, read in its stored (unflipped) frame."""
+        if self.state.volume is None:
             return None
-        if view.plane not in self._planes:
-            self._planes[view.plane] = Plane.of_geometry(g, self.state.volume)
-        return self._planes[view.plane]
+        return view.geometry_
 
     def voxel_to_viewport(self, view, zyx) -> QPoint:
         """Viewport pixel of a (z, y, x) voxel position on ``view`` (for tests and tours)."""
@@ -127,7 +124,6 @@ class AnnotationController(QObject):
         if volume is not None and id(volume) == self._volume_id:
             return
         self.close()
-        self._planes.clear()
         if volume is None:
             return
         self._volume_id = id(volume)
@@ -277,7 +273,10 @@ class AnnotationController(QObject):
         ev = self.plane_event(view, event.position(), event)
         self.ctx.changed = []
         try:
-            used = getattr(self.tool, what)(ev)
+            handler = {"press": self.tool.press, "move": self.tool.move}.get(
+                what, self.tool.release
+            )
+            used = handler(ev)
         except LabelError as exc:
             self.tool.cancel()
             self.message_posted.emit(str(exc))
@@ -325,7 +324,7 @@ class AnnotationController(QObject):
 
     # ---- redraw ---------------------------------------------------------------------------
     def _document_edited(self, edit) -> None:
-        if isinstance(edit, LabelSetEdit) or _has(edit, LabelSetEdit):
+        if _has(edit, LabelSetEdit):
             self.state.layers.update(MASK_LAYER, colours=self._colours())
         self._refresh_mask()
         self.redraw()
@@ -367,5 +366,8 @@ class AnnotationController(QObject):
         )
 
 
-def _has(edit, kind) -> bool:
-    return any(isinstance(e, kind) or _has(e, kind) for e in getattr(edit, "edits", ()))
+def _has(edit: object, kind: type) -> bool:
+    """Whether ``edit`` is, or (as a CompoundEdit) contains, an edit of type ``kind``."""
+    if isinstance(edit, kind):
+        return True
+    return isinstance(edit, CompoundEdit) and any(_has(e, kind) for e in edit.edits)

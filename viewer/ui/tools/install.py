@@ -1,18 +1,20 @@
-"""Plugs annotation into the main window: controller, tool bar, panel, Edit menu, File > Export.
+"""The annotation feature: controller, tool bar, panel, Edit menu, File > Export labels.
 
-``install_annotations(window)`` is the one call main_window.py makes, so the annotation
-wiring stays out of the window's own code.
+``Annotations(services)`` plugs in through the window's ``WindowServices``
+(viewer.ui.feature), so the annotation wiring stays out of the window's own code.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QDockWidget, QWidget
 
 from viewer.labels.findings import apply_proposal, plan_result, prepare_proposal
 from viewer.labels.model import LabelError
+from viewer.ui.feature import WindowServices
 from viewer.ui.panels.annotations import AnnotationsPanel
+from viewer.ui.tools.annotation_bar import AnnotationToolBar
 from viewer.ui.tools.controller import AnnotationController
 from viewer.ui.workers import Task
 
@@ -21,55 +23,43 @@ from viewer.ui.workers import Task
 SYNC_PROPOSAL_VOXELS = 4_000_000
 
 
-def _action(window, text: str, slot, *shortcuts: str) -> QAction:
-    action = QAction(text, window)
+def _action(parent: QWidget, text: str, slot, *shortcuts: str) -> QAction:
+    action = QAction(text, parent)
     if shortcuts:
         action.setShortcuts([QKeySequence(s) for s in shortcuts])
         action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
     action.triggered.connect(lambda *_: slot())
-    window.addAction(action)
     return action
 
 
-class _CloseWatcher(QObject):
-    """Closes the label store (final snapshot) when the window closes."""
-
-    def __init__(self, annotations: Annotations, parent: QObject) -> None:
-        super().__init__(parent)
-        self.annotations = annotations
-        self.controller = annotations.controller
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
-        if event.type() == QEvent.Type.Close:
-            self.annotations.wait_for_proposals()  # a QThread must not outlive the window
-            self.controller.close()
-        return False
-
-
 class Annotations:
-    """What ``install_annotations`` built; the window keeps it as ``window.annotations``."""
+    """The annotation feature (a ``viewer.ui.feature.Feature``)."""
 
-    def __init__(self, window) -> None:
-        self.window = window
-        self.controller = ctrl = AnnotationController(window.state, window)
-        ctrl.active_view = lambda: window.area.active_view  # Fill between slices follows it
-        for view in window.area.views.values():
-            ctrl.attach_view(view)
-        self.bar = bar = window.annotation_bar
+    def __init__(self, services: WindowServices) -> None:
+        self.services = services
+        window, area = services.window, services.area
+        self.controller = ctrl = AnnotationController(services.state, window)
+        if area is not None:
+            ctrl.active_view = lambda: area.active_view  # Fill between slices follows it
+            for view in area.views.values():
+                ctrl.attach_view(view)
+        self.bar = bar = AnnotationToolBar(window)
+        services.add_toolbar("annotation", bar)
         bar.tool_selected.connect(self.set_tool)
         bar.label_selected.connect(ctrl.set_label)
         ctrl.tool_changed.connect(bar.set_active)
         ctrl.document_opened.connect(self._refresh_labels)
         ctrl.document_changed.connect(self._refresh_labels)
-        ctrl.message_posted.connect(lambda text: window.statusBar().showMessage(text, 8000))
+        ctrl.message_posted.connect(lambda text: services.show_message(text, 8000))
 
         self.panel = AnnotationsPanel(ctrl, window)
         self.panel.class_table.itemSelectionChanged.connect(self._refresh_labels)
         self.dock = QDockWidget("Annotations", window)
         self.dock.setObjectName("dock_annotations")
         self.dock.setWidget(self.panel)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        window.docks["annotations"] = self.dock
+        services.add_dock("annotations", self.dock)
+        # Choosing a tool shows its settings and list (Findings rises on Analyze).
+        ctrl.tool_changed.connect(lambda name: self.dock.raise_() if name else None)
 
         self.actions = {
             "undo": _action(window, "&Undo", ctrl.undo, "Ctrl+Z"),
@@ -77,23 +67,25 @@ class Annotations:
             "interpolate": _action(window, "&Fill between slices", ctrl.interpolate, "Ctrl+I"),
             "export": _action(window, "&Export labels…", self.show_export_dialog, "Ctrl+E"),
         }
-        edit = window.menuBar().addMenu("&Edit")
-        edit.addActions([self.actions["undo"], self.actions["redo"]])
-        edit.addSeparator()
-        edit.addAction(self.actions["interpolate"])
-        file_menu = window.menuBar().actions()[0].menu()
-        quit_action = window.action_map.get("quit")
-        file_menu.insertAction(quit_action, self.actions["export"])
+        services.add_action("Edit", self.actions["undo"])
+        services.add_action("Edit", self.actions["redo"])
+        services.menu("Edit").addSeparator()
+        services.add_action("Edit", self.actions["interpolate"])
+        services.add_action("File", self.actions["export"], "export_labels", before="quit")
         # The window's left-button modes (Q W Z P) hand the left button back to the view.
-        for name, action in window.action_map.items():
+        for name, action in services.actions.items():
             if name.startswith("mode_"):
                 action.triggered.connect(lambda *_: self.set_tool(None))
         self._pending: Task | None = None
         self._tasks: list[Task] = []
-        self._watcher = _CloseWatcher(self, window)
-        window.installEventFilter(self._watcher)
         self.export_dialog = None
         self._refresh_labels()
+
+    def shutdown(self, timeout_ms: int = 30_000) -> None:
+        """The window closes: let proposal workers end (a QThread must not outlive the
+        window), then close the label store (final snapshot)."""
+        self.wait_for_proposals(timeout_ms)
+        self.controller.close()
 
     def connect_analyze(self, analyze) -> None:
         """Model results of ``analyze`` (viewer.ui.analyze_feature.AnalyzeFeature) become
@@ -101,14 +93,14 @@ class Annotations:
         analyze.controller.analysis_finished.connect(self.propose_outcome)
         from viewer.ui.tools.raw_boxes import RawBoxesHider  # Qt-free, cheap; only with Analyze
 
-        self.raw_boxes = RawBoxesHider(self.window.state, self.controller, analyze)
+        self.raw_boxes = RawBoxesHider(self.services.state, self.controller, analyze)
 
     def propose_outcome(self, outcome) -> int:
         """Add a finished analysis (AnalysisOutcome) to the Document; returns how many were
         added now. A big label map is mapped on a worker (about a second of numpy on
         300x512x512) and applied when it is ready (``proposals_pending`` says so meanwhile)."""
         doc = self.controller.document
-        if doc is None or outcome.volume is not self.window.state.volume:
+        if doc is None or outcome.volume is not self.services.volume:
             return 0  # the user moved on; the result store keeps the run
         self._pending = None  # a newer result replaces one still being prepared
         try:
@@ -118,7 +110,7 @@ class Annotations:
             return 0
         if plan.voxels <= SYNC_PROPOSAL_VOXELS:
             return self._apply_proposal(outcome, doc, prepare_proposal(plan))
-        task = Task(lambda _ctx: prepare_proposal(plan), self.window)
+        task = Task(lambda _ctx: prepare_proposal(plan), self.services.window)
         self._pending = task
         task.succeeded.connect(
             lambda prepared: (
@@ -155,7 +147,7 @@ class Annotations:
             task.wait(ms)
 
     def _apply_proposal(self, outcome, doc, prepared) -> int:
-        if doc is not self.controller.document or outcome.volume is not self.window.state.volume:
+        if doc is not self.controller.document or outcome.volume is not self.services.volume:
             return 0  # the series changed while the proposal was prepared
         rec = outcome.record
         try:
@@ -172,8 +164,9 @@ class Annotations:
         # The raw boxes layer would sit under the editable boxes and stay behind when one
         # is moved; it stays in the Layers panel for whoever wants the model's originals.
         raw = f"{rec.model_name}: boxes"
-        if any(a.kind == "Box" for a in added) and raw in self.window.state.layers.names():
-            self.window.state.layers.update(raw, visible=False)
+        layers = self.services.state.layers
+        if any(a.kind == "Box" for a in added) and raw in layers.names():
+            layers.update(raw, visible=False)
         if added:
             self.controller.message_posted.emit(
                 f"{len(added)} {rec.model_name} finding(s) added to Annotations as proposals "
@@ -185,8 +178,11 @@ class Annotations:
         self.controller.set_tool(name)
         if name is not None:
             # The view's own left-drag mode goes back to the cursor while a tool draws.
-            self.window.area.set_left_mode("crosshair")
-            self.window.action_map["mode_crosshair"].setChecked(True)
+            if self.services.area is not None:
+                self.services.area.set_left_mode("crosshair")
+            crosshair = self.services.actions.get("mode_crosshair")
+            if crosshair is not None:
+                crosshair.setChecked(True)
 
     def _refresh_labels(self) -> None:
         doc, ctx = self.controller.document, self.controller.ctx
@@ -199,26 +195,25 @@ class Annotations:
         """Open File > Export labels… for the open series (None when nothing is open)."""
         from viewer.ui.export_dialog import ExportDialog  # nibabel/highdicom load on demand
 
-        ctrl, window = self.controller, self.window
-        if ctrl.document is None or window.state.volume is None:
-            window.statusBar().showMessage("Open a series before exporting its labels.", 6000)
+        ctrl, services, settings = self.controller, self.services, self.services.settings
+        volume = services.volume
+        if ctrl.document is None or volume is None:
+            services.show_message("Open a series before exporting its labels.", 6000)
             return None
-        folder = window.settings.get("export/folder", "")
-        dialog = ExportDialog(window.state.volume, ctrl.document, str(folder or ""), window)
+        folder = settings.get("export/folder", "") if settings is not None else ""
+        dialog = ExportDialog(
+            volume, ctrl.document, str(folder or ""), services.window, services=services
+        )
         dialog.export_finished.connect(
-            lambda result: window.statusBar().showMessage(
+            lambda result: services.show_message(
                 f"Exported {len(result.files)} files to {result.folder}", 10000
             )
         )
-        dialog.export_finished.connect(
-            lambda result: window.settings.set("export/folder", str(result.folder.parent))
-        )
+        if settings is not None:
+            dialog.export_finished.connect(
+                lambda result: settings.set("export/folder", str(result.folder.parent))
+            )
         dialog.setModal(True)
         dialog.show()
         self.export_dialog = dialog
         return dialog
-
-
-def install_annotations(window) -> Annotations:
-    """Add the annotation tools, panel and menu entries to a MainWindow."""
-    return Annotations(window)

@@ -1,15 +1,13 @@
-"""Plane geometry for tools: (row, col) on a slice of one plane <-> volume voxel (z, y, x).
+"""Pixel shapes the tools draw on a plane: discs, balls, polygons, box cuts.
 
-A plane shows a 2D cut of the (z, y, x) array. Rows and columns are indices into that cut
-*as stored*, unflipped (the view may flip it for display; the view's own mapping undoes that
-before a tool sees the event). By default (axes of an axially acquired series):
+The plane itself is ``viewer.ui.planes.Plane`` (re-exported here), the one model the display
+and the tools share. Tools work in its *stored* frame: rows and columns index the cut as
+stored, unflipped (the view's mapping undoes the display flips before a tool sees the
+event). For a grid with identity direction:
 
 - axial:    slice = z, row = y, col = x
 - coronal:  slice = y, row = z, col = x
 - sagittal: slice = x, row = z, col = y
-
-``Plane.of_geometry`` takes the axes the display chose instead (a sagittal acquisition
-shows its axial plane across other array axes).
 
 Qt-free and torch-free so the tools can be tested without a window.
 """
@@ -17,132 +15,13 @@ Qt-free and torch-free so the tools can be tested without a window.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
 from viewer.labels import labelmap
+from viewer.ui.planes import PLANE_AXES, Plane
 
-#: plane name -> (slice axis, row axis, col axis) in (z, y, x) array axes
-PLANE_AXES: dict[str, tuple[int, int, int]] = {
-    "axial": (0, 1, 2),
-    "coronal": (1, 0, 2),
-    "sagittal": (2, 0, 1),
-}
-
-
-@dataclass(frozen=True)
-class Plane:
-    """One of the three orthogonal planes through a volume of ``shape`` (z, y, x)."""
-
-    name: str
-    shape: tuple[int, int, int]
-    spacing_zyx: tuple[float, float, float]
-    #: (slice, row, col) array axes; None: the default for ``name``
-    axes_: tuple[int, int, int] | None = None
-
-    def __post_init__(self) -> None:
-        if self.axes_ is None and self.name not in PLANE_AXES:
-            raise ValueError(f"unknown plane {self.name!r}; expected one of {sorted(PLANE_AXES)}")
-        if self.axes_ is not None and sorted(self.axes_) != [0, 1, 2]:
-            raise ValueError(f"plane axes must be a permutation of (0, 1, 2), got {self.axes_}")
-
-    @classmethod
-    def of(cls, name: str, volume) -> Plane:  # volume: viewer.study.volume.Volume
-        """The plane ``name`` of a Volume (whose spacing is stored in (x, y, z) order)."""
-        sx, sy, sz = volume.spacing
-        return cls(name, tuple(int(n) for n in volume.shape), (sz, sy, sx))
-
-    @classmethod
-    def of_geometry(cls, geometry, volume) -> Plane:  # viewer.ui.planes.PlaneGeometry, Volume
-        """The tool plane for a displayed plane: same axes, no flips."""
-        base = cls.of(geometry.plane, volume) if geometry.plane in PLANE_AXES else None
-        shape = base.shape if base else tuple(int(n) for n in volume.shape)
-        sx, sy, sz = volume.spacing
-        axes = (int(geometry.normal_axis), int(geometry.row_axis), int(geometry.col_axis))
-        return cls(geometry.plane, shape, (sz, sy, sx), axes)  # type: ignore[arg-type]
-
-    @property
-    def axes(self) -> tuple[int, int, int]:
-        return self.axes_ if self.axes_ is not None else PLANE_AXES[self.name]
-
-    @property
-    def slice_axis(self) -> int:
-        return self.axes[0]
-
-    @property
-    def n_slices(self) -> int:
-        return self.shape[self.slice_axis]
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(rows, cols) of one slice of this plane."""
-        return self.shape[self.axes[1]], self.shape[self.axes[2]]
-
-    @property
-    def pixel_mm(self) -> tuple[float, float]:
-        """(row, col) pixel size in mm."""
-        return self.spacing_zyx[self.axes[1]], self.spacing_zyx[self.axes[2]]
-
-    @property
-    def slice_mm(self) -> float:
-        return self.spacing_zyx[self.slice_axis]
-
-    # ---- point mapping -----------------------------------------------------------------
-    def to_volume(self, row: float, col: float, slice_index: float) -> np.ndarray:
-        """Continuous (z, y, x) of a point at (row, col) on slice ``slice_index``."""
-        out = np.zeros(3)
-        s, r, c = self.axes
-        out[s], out[r], out[c] = slice_index, row, col
-        return out
-
-    def points_to_volume(self, rc: np.ndarray, slice_index: float) -> np.ndarray:
-        """(N, 2) (row, col) points on a slice -> (N, 3) (z, y, x)."""
-        rc = np.asarray(rc, dtype=float).reshape(-1, 2)
-        out = np.zeros((len(rc), 3))
-        s, r, c = self.axes
-        out[:, s] = slice_index
-        out[:, r] = rc[:, 0]
-        out[:, c] = rc[:, 1]
-        return out
-
-    def from_volume(self, zyx: Iterable[float]) -> tuple[float, float, float]:
-        """(row, col, slice) of a (z, y, x) point."""
-        p = tuple(float(v) for v in zyx)
-        s, r, c = self.axes
-        return p[r], p[c], p[s]
-
-    def contains(self, row: float, col: float) -> bool:
-        rows, cols = self.size
-        return -0.5 <= row < rows - 0.5 and -0.5 <= col < cols - 0.5
-
-    def clamp_slice(self, slice_index: float) -> int:
-        return int(min(max(round(slice_index), 0), self.n_slices - 1))
-
-    # ---- arrays ------------------------------------------------------------------------
-    def slice_index_expr(self, slice_index: int) -> tuple:
-        """An index tuple selecting slice ``slice_index`` of a (z, y, x) array as (rows, cols)."""
-        idx: list = [slice(None)] * 3
-        idx[self.slice_axis] = int(slice_index)
-        return tuple(idx)
-
-    def take(self, array: np.ndarray, slice_index: int) -> np.ndarray:
-        """The (rows, cols) view of slice ``slice_index`` (a view: writes go to ``array``)."""
-        cut = array[self.slice_index_expr(slice_index)]
-        _, r, c = self.axes
-        return cut.T if r > c else cut
-
-    def embed(self, mask2d: np.ndarray, slice_index: int) -> tuple[tuple[slice, ...], np.ndarray]:
-        """(region, mask) placing a (rows, cols) mask on one slice, in (z, y, x) axis order."""
-        s, r, c = self.axes
-        region: list[slice] = [slice(None)] * 3
-        region[s] = slice(int(slice_index), int(slice_index) + 1)
-        mask3 = np.moveaxis(np.asarray(mask2d)[np.newaxis], (0, 1, 2), (s, r, c))
-        return tuple(region), mask3
-
-    def distance_mm(self, a_rc: tuple[float, float], b_rc: tuple[float, float]) -> float:
-        pr, pc = self.pixel_mm
-        return float(np.hypot((a_rc[0] - b_rc[0]) * pr, (a_rc[1] - b_rc[1]) * pc))
+__all__ = ["PLANE_AXES", "Plane", "ball_region", "box_on_plane", "disc_mask", "polygon_mask"]
 
 
 def disc_mask(plane: Plane, center_rc: tuple[float, float], radius_mm: float) -> np.ndarray:
