@@ -206,6 +206,35 @@ class Engine:
             )
 
 
+#: What a first run imports besides torch: the tasks and the MONAI parts they use (over a
+#: thousand modules, seconds of start-up that hold the interpreter lock).
+_WARM_MODULES = (
+    "inference.tasks.segment",
+    "inference.tasks.detect",
+    "inference.tasks.classify",
+    "monai.networks.nets",
+    "monai.inferers",
+    "monai.data.utils",
+    "monai.visualize",
+)
+
+
+def warm_up() -> None:
+    """Import torch and what the tasks need, so that a first Analyze does not wait for it.
+    Meant for a background thread once the window is up; a missing optional part is logged
+    and skipped (the run that needs it will say so)."""
+    import importlib
+    import logging
+
+    import torch  # noqa: F401  (the import is the point)
+
+    for name in _WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            logging.getLogger(__name__).info("warm-up: %s not imported (%s)", name, exc)
+
+
 def _task_run(task: str) -> TaskRun:
     """The task's ``run`` (imported on first use: the tasks pull in MONAI)."""
     from inference.tasks import classify, detect, segment

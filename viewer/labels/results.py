@@ -28,8 +28,6 @@ from radlens_core.series import series_key
 
 __all__ = [
     "LAYER_KINDS",
-    "BoxRecord",
-    "LabelInfo",
     "ModelInfo",
     "ResultRecord",
     "ResultStore",
@@ -41,10 +39,6 @@ __all__ = [
 
 #: Layer kinds a record can carry; also the names used in ``removed_layers``.
 LAYER_KINDS = tuple(str(k) for k in LayerKind)
-
-#: Former names of the core records, kept while viewer/ui and its tests still import them.
-LabelInfo = LabelClass
-BoxRecord = Box
 
 
 class ResultStoreError(RuntimeError, UserError):

@@ -11,7 +11,9 @@ Conventions (see DESIGN.md "Coordinates"):
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -64,6 +66,16 @@ class Volume:
             raise ValueError(f"spacing must be positive, got {self.spacing}")
 
     # ---- shape -------------------------------------------------------------------------
+    @cached_property
+    def key(self) -> str:
+        """The one identity a series' stored data (labels, AI results) is kept under: the
+        SeriesInstanceUID (a file hash for non-DICOM files), else, for a volume built in
+        memory, a hash of its pixels. ``radlens_core.series.series_key`` makes it a folder."""
+        if self.series_uid:
+            return self.series_uid
+        digest = hashlib.sha1(np.ascontiguousarray(self.array).tobytes(), usedforsecurity=False)
+        return f"pixels-{digest.hexdigest()[:20]}"
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """(z, y, x) voxel counts, without any colour channel."""

@@ -11,7 +11,6 @@ worker; this module imports neither.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -44,11 +43,8 @@ PROGRESS_INTERVAL_S = 0.05
 
 
 def volume_key(volume: Volume) -> str:
-    """The key results are stored under: the SeriesInstanceUID, else a hash of the pixels."""
-    if volume.series_uid:
-        return volume.series_uid
-    digest = hashlib.sha1(volume.array.tobytes(), usedforsecurity=False).hexdigest()[:20]
-    return f"pixels-{digest}"
+    """The key results are stored under: ``Volume.key``, the same as the label store's."""
+    return volume.key
 
 
 @dataclass

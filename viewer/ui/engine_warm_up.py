@@ -8,7 +8,6 @@ longer). Relative, not absolute: a RadLens started under ``nice`` keeps the same
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -57,36 +56,13 @@ def limit_torch_threads() -> None:
         torch.set_num_threads(wanted)
 
 
-#: What the first Analyze would otherwise import on its worker: torch (200-300 ms of
-#: extension start-up that holds the interpreter lock) and the engine's MONAI parts (over a
-#: thousand modules). Interim: this list belongs to the engine, as ``inference.engine.warm_up()``
-#: (asked of its owner); ``import_engine`` calls that once it exists.
-_INTERIM_MODULES = (
-    "torch",
-    "inference.engine",
-    "inference.tasks.segment",
-    "inference.tasks.detect",
-    "inference.tasks.classify",
-    "monai.networks.nets",
-    "monai.inferers",
-    "monai.visualize",
-)
-
-
 def import_engine() -> None:
     """Import what a first Analyze needs (on a background thread: it takes seconds)."""
+    from inference.engine import warm_up
+
     try:
-        from inference.engine import warm_up  # type: ignore[attr-defined]
-    except ImportError:
-        warm_up = None
-    if warm_up is not None:
         warm_up()
-    else:
-        for name in _INTERIM_MODULES:
-            try:
-                importlib.import_module(name)
-            except ImportError as exc:  # an install without MONAI still analyses what it can
-                log.info("warm-up: %s not imported (%s)", name, exc)
-                if name == "torch":
-                    return
+    except ImportError as exc:  # an install without torch: Analyze will say so when asked
+        log.info("warm-up: the engine cannot start (%s)", exc)
+        return
     limit_torch_threads()

@@ -48,7 +48,7 @@ PLANE_AXES: dict[str, tuple[int, int, int]] = {
 def grid_of(volume: Volume) -> Grid:
     """The voxel grid of a Volume (its shape without colour channels, spacing, origin,
     direction)."""
-    return Grid(volume.shape, volume.spacing, volume.origin, volume.direction)
+    return volume.grid
 
 
 def axis_direction(grid: Grid, axis: int) -> np.ndarray:
