@@ -1,20 +1,21 @@
 """Writing a model package (model.json + safetensors) and reading a parent one to fine-tune.
 
-Everything is written atomically (temporary file, then ``os.replace``) so an interrupted
+Everything is written atomically (``radlens_core.files``: temporary file, fsync, rename) so an interrupted
 training run always leaves a readable package; weights are safetensors, never pickle.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from radlens_core import paths
+from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
+
+__all__ = ["PackageError", "atomic_write_text", "sha256_file", "save_tensors", "load_tensors"]
 
 WEIGHTS = "model.safetensors"
 
@@ -23,27 +24,12 @@ class PackageError(ValueError):
     """A model package that cannot be read or written; the message names the folder."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
-    """Save a flat name -> tensor dict as safetensors, atomically."""
-    from safetensors.torch import save_file
+    """Save a flat name -> tensor dict as safetensors, atomically (fsync, then rename)."""
+    from safetensors.torch import save
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
 
 
 def load_tensors(path: Path) -> dict[str, Any]:
