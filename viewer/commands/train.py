@@ -83,10 +83,10 @@ def _template(path: Path | None) -> dict | None:
 def run(args: argparse.Namespace) -> int:
     from inference.card import CardError
     from inference.training.dataset import DatasetError
+    from inference.training.events import Event, json_line
     from inference.training.package import PackageError
     from inference.training.publish import PublishError, publish
     from inference.training.train import TrainingError, TrainOptions, train
-    from inference.training.events import Event, json_line
     from inference.weights import WeightsError
 
     def emit(event: dict) -> None:
