@@ -57,7 +57,7 @@ def new_card(opts: Any, ds: Dataset, train_cases: Sequence[TrainingCase]) -> dic
     dims = _dims(train_cases)
     modalities = sorted({c.modality for c in ds.cases})
     steps = [CT_WINDOW] if modalities == ["CT"] else [{"op": "zscore"}]
-    labels = [
+    labels: list[dict[str, Any]] = [
         {"index": i, "name": n, "color": COLOURS[(i - 1) % len(COLOURS)]}
         for i, n in sorted(ds.labels.items())
     ]

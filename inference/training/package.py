@@ -15,7 +15,15 @@ from typing import Any
 from radlens_core import paths
 from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
 
-__all__ = ["PackageError", "atomic_write_text", "sha256_file", "save_tensors", "load_tensors"]
+__all__ = [
+    "PackageError",
+    "atomic_write_text",
+    "load_tensors",
+    "optimizer_tensors",
+    "restore_optimizer",
+    "save_tensors",
+    "sha256_file",
+]
 
 WEIGHTS = "model.safetensors"
 
@@ -39,6 +47,27 @@ def load_tensors(path: Path) -> dict[str, Any]:
         return load_file(str(path), device="cpu")
     except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises several kinds
         raise PackageError(f"{path}: cannot read safetensors ({exc})") from exc
+
+
+def optimizer_tensors(opt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Adam's state as flat tensors (safetensors) + its hyper-parameters (JSON)."""
+    import torch
+
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{pid}.{k}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(opt: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def slug(text: str) -> str:

@@ -40,10 +40,10 @@ def balanced_picks(classes: Sequence[int], n: int, rng: np.random.Generator) -> 
     batch is mostly normals and the cheapest loss is "always normal". Each pick first draws a
     class uniformly, then a case of that class.
     """
-    classes = np.asarray(classes)
-    groups = [np.flatnonzero(classes == c) for c in np.unique(classes)]
+    by_case = np.asarray(classes)
+    groups = [np.flatnonzero(by_case == c) for c in np.unique(by_case)]
     if len(groups) < 2:
-        return rng.integers(len(classes), size=n)
+        return rng.integers(len(by_case), size=n)
     which = rng.permutation(np.arange(n) % len(groups))  # equal shares, shuffled
     return np.array([groups[k][rng.integers(len(groups[k]))] for k in which])
 

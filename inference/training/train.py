@@ -114,27 +114,6 @@ def _fingerprint(ds: Dataset) -> list[str]:
     return sorted(f"{c.patient_id}/{c.case_id}" for c in ds.cases)
 
 
-def _optimizer_tensors(opt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Adam's state as flat tensors (safetensors) + its hyper-parameters (JSON)."""
-    import torch
-
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"{pid}.{k}"] = t
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _restore_optimizer(opt: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, t in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = t
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _describe_data(ds: Dataset, train_ids: list[str], val_ids: list[str], seed: float) -> str:
     return (
         f"{ds.describe()}; split by patient (seed {seed}): "
@@ -224,7 +203,7 @@ def train(opts: TrainOptions) -> TrainResult:
         state = saved
         card = state["card"]
         net.load_state_dict(pkg.load_tensors(ckpt / "last.safetensors"))
-        _restore_optimizer(opt, pkg.load_tensors(ckpt / "optimizer.safetensors"), state["optim"])
+        pkg.restore_optimizer(opt, pkg.load_tensors(ckpt / "optimizer.safetensors"), state["optim"])
         opts.progress(f"resuming {out} after epoch {state['epoch']}")
     ckpt.mkdir(parents=True, exist_ok=True)
 
@@ -314,7 +293,7 @@ def train(opts: TrainOptions) -> TrainResult:
                 pkg.write_package(out, card, net.state_dict())
                 emit(Event.checkpoint(epoch, out, best=True))
             pkg.save_tensors(ckpt / "last.safetensors", net.state_dict())
-            tensors, state["optim"] = _optimizer_tensors(opt)
+            tensors, state["optim"] = pkg.optimizer_tensors(opt)
             pkg.save_tensors(ckpt / "optimizer.safetensors", tensors)
             state["card"] = card
             atomic_write_text(state_path, json.dumps(state, indent=1))
