@@ -157,7 +157,8 @@ def parse_epoch_line(line: str) -> EpochProgress | None:
 
 @dataclass
 class RunOutcome:
-    """How a training process ended, read from its exit and its last lines."""
+    """How a training process ended, read from its exit and its events (done, published,
+    stopped, error)."""
 
     exit_code: int
     crashed: bool
