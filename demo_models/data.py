@@ -1,20 +1,29 @@
-"""Training and evaluation data for the shipped demo models, generated from the phantoms.
+"""The demo models' data: synthetic phantoms written as datasets ``radlens train`` reads.
 
-Every sample is generated directly at the model card's target spacing and preprocessed with
-the card's intensity steps, so what a network sees in training is what the engine feeds it
-after resampling. Only numpy here: torch tensors are made by the training loop.
+Every training phantom becomes one case in the RadLens export layout
+(``inference.training.dataset.write_case``) at the native scanner grid it was drawn on; the
+trainer then resamples it to the card's spacing and applies the card's intensity steps
+exactly as the engine does at inference time (``inference.training.task_data``). Seeds:
+training phantoms use low seeds, detection threshold choice 5000+, held-out tests 1000+ (CT)
+or 10000+ (radiographs), so no evaluation phantom is ever seen in training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from phantoms.chest import ChestCT, Nodule, chest_ct, chest_radiograph
+from inference.training.dataset import write_case
+from phantoms.chest import LABEL_NAMES, ChestXR, Nodule, chest_ct, chest_radiograph
 
 #: Field of view of the chest CT phantom (x, y, z) mm, as chest_ct() builds it by default.
 CT_FOV_MM = (350.0, 350.0, 300.0)
+#: Native (z, y, x) grids training phantoms are drawn at: the demo study's (96, 256, 256) and
+#: coarser/finer neighbours, so the model sees several partial-volume looks after resampling.
+NATIVE_SHAPES = ((64, 192, 192), (96, 256, 256), (120, 320, 320))
+CT_LABELS = {i: n for i, n in LABEL_NAMES.items() if i}
 
 
 def shape_for_spacing(
@@ -26,140 +35,73 @@ def shape_for_spacing(
     return (round(fz / sz), round(fy / sy), round(fx / sx))
 
 
-#: Native (z, y, x) grids training phantoms are drawn at before resampling: the demo study's
-#: (96, 256, 256) and coarser/finer neighbours, so the model sees several partial-volume looks.
-NATIVE_SHAPES = ((64, 192, 192), (96, 256, 256), (120, 320, 320))
-
-
-def ct_phantom(
-    seed: int,
-    spacing_xyz: Sequence[float],
-    *,
-    vary: bool,
-    n_nodules: int | tuple[int, int] = (1, 4),
-    nodule_radius_mm: tuple[float, float] = (3.0, 9.0),
-) -> ChestCT:
-    """A chest CT phantom on the model grid for ``spacing_xyz``, made the way the engine makes
-    its input: generated at a native scanner resolution, then resampled with the engine's own
-    linear resampling (labels: nearest). Generating directly at the coarse spacing would give
-    hard edges, but resampling blends air and fat at the skin into lung-like values, and a
-    model that never saw that calls the body outline lung.
-
-    With ``vary`` the scanner look (noise, contrast, lung and nodule density) is drawn from
-    the seed as well, so a network does not learn one exact grey level. The returned
-    ``spacing`` is the model grid's (the engine's ``round(n * s / t)`` rule makes it differ
-    slightly from ``spacing_xyz``), and nodule centres are in model voxels.
-    """
-    from inference.preprocess import resample_labels, resample_volume
-
-    rng = np.random.default_rng([seed, 7])
-    native = NATIVE_SHAPES[int(rng.integers(len(NATIVE_SHAPES)))]
-    look = {}
-    if vary:
-        look = {
-            "noise_hu": float(rng.uniform(5.0, 30.0)),
-            # Contrast scales HU around water: lung at -880 x 1.05 stays ~80 HU above air.
-            "contrast": float(rng.uniform(0.95, 1.05)),
-            "lung_hu": float(rng.uniform(-880.0, -820.0)),
-            "nodule_hu": float(rng.uniform(-20.0, 80.0)),
-        }
-    ct = chest_ct(native, seed=seed, n_nodules=n_nodules, nodule_radius_mm=nodule_radius_mm, **look)
-    fov = np.asarray(native[::-1]) * np.asarray(ct.spacing)  # (x, y, z) mm
-    model = tuple(
-        max(1, round(f / t)) for f, t in zip(fov[::-1], tuple(spacing_xyz)[::-1], strict=True)
-    )
-    hu = resample_volume(ct.hu[None], model)[0].numpy()
-    labels = resample_labels(ct.labels, model)
-    scale = np.asarray(model) / np.asarray(native)
-    nodules = [
-        Nodule(tuple(float(v) for v in (np.asarray(n.center_zyx) + 0.5) * scale - 0.5), n.radius_mm)
-        for n in ct.nodules
-    ]
-    spacing = tuple(float(v) for v in fov / np.asarray(model[::-1]))
-    return ChestCT(
-        hu=np.clip(np.rint(hu), -1024, 3071).astype(np.int16),
-        labels=labels,
-        spacing=spacing,  # type: ignore[arg-type]
-        nodules=nodules,
-        seed=seed,
-    )
-
-
-def clip_scale(
-    hu: np.ndarray, a_min: float, a_max: float, b_min: float = 0.0, b_max: float = 1.0
-) -> np.ndarray:
-    """The card's ``clip_scale`` step: clip to [a_min, a_max], map linearly to [b_min, b_max]."""
-    x = (np.clip(hu.astype(np.float32), a_min, a_max) - a_min) / (a_max - a_min)
-    return (x * (b_max - b_min) + b_min).astype(np.float32)
-
-
-def crop(array: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
-    """A crop of ``size`` at ``start``; parts outside the array are filled with its minimum."""
-    out = np.full(tuple(size), array.min(), dtype=array.dtype)
-    src, dst = [], []
-    for s, n, dim in zip(start, size, array.shape, strict=True):
-        a, b = max(s, 0), min(s + n, dim)
-        src.append(slice(a, b))
-        dst.append(slice(a - s, b - s))
-    out[tuple(dst)] = array[tuple(src)]
-    return out
-
-
-def patch_starts(
-    shape: Sequence[int],
-    patch: Sequence[int],
-    rng: np.random.Generator,
-    n: int,
-    centres: Sequence[Sequence[float]] = (),
-    focus_fraction: float = 0.5,
-) -> list[tuple[int, ...]]:
-    """``n`` patch corners: about ``focus_fraction`` of them near one of ``centres`` (jittered
-    by a quarter patch, so objects are not always in the middle), the rest uniform."""
-    starts = []
-    for _ in range(n):
-        if len(centres) and rng.random() < focus_fraction:
-            c = np.asarray(centres[rng.integers(len(centres))], dtype=float)
-            jitter = rng.uniform(-0.25, 0.25, len(patch)) * np.asarray(patch)
-            s = np.round(c + jitter - np.asarray(patch) / 2.0).astype(int)
-        else:
-            s = np.array(
-                [rng.integers(0, max(d - p, 0) + 1) for d, p in zip(shape, patch, strict=True)]
-            )
-        hi = np.maximum(np.asarray(shape) - np.asarray(patch), 0)
-        starts.append(tuple(int(v) for v in np.clip(s, 0, hi)))
-    return starts
-
-
-# ---- detection ----------------------------------------------------------------------------
-
-
 def nodule_boxes(nodules: Sequence[Nodule], spacing_xyz: Sequence[float]) -> np.ndarray:
     """(N, 6) true boxes (z0, y0, x0, z1, y1, x1) in voxels."""
     rows = [np.concatenate(n.box_zyx(tuple(spacing_xyz))) for n in nodules]  # type: ignore[arg-type]
     return np.asarray(rows, dtype=float).reshape(-1, 6)
 
 
-# ---- radiographs --------------------------------------------------------------------------
+def scanner_look(seed: int) -> tuple[tuple[int, int, int], dict[str, float]]:
+    """The native grid and scanner look (noise, contrast, lung and nodule density) drawn from
+    the seed, so a network neither learns one exact grey level nor one partial-volume look.
+    Contrast scales HU around water: lung at -880 x 1.05 stays ~80 HU above air."""
+    rng = np.random.default_rng([seed, 7])
+    native = NATIVE_SHAPES[int(rng.integers(len(NATIVE_SHAPES)))]
+    look = {
+        "noise_hu": float(rng.uniform(5.0, 30.0)),
+        "contrast": float(rng.uniform(0.95, 1.05)),
+        "lung_hu": float(rng.uniform(-880.0, -820.0)),
+        "nodule_hu": float(rng.uniform(-20.0, 80.0)),
+    }
+    return native, look
 
 
-def radiograph_set(
-    seeds: Sequence[int], size: int = 128, paired: bool = False
-) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float, float] | None]]:
-    """Images (N, size, size) float32 in [0, 1], labels (N,) 0 normal / 1 nodule, and the
-    nodule boxes. Nodule presence alternates with the seed so the classes are balanced; with
-    ``paired`` every seed gives both images instead: the same anatomy with and without a
-    nodule, so the nodule is the only thing that tells the classes apart (faster learning)."""
-    images, labels, boxes = [], [], []
-    for s in seeds:
-        for nodule in (False, True) if paired else (bool(s % 2),):
-            xr = chest_radiograph(size, seed=int(s), nodule=nodule)
-            images.append(minmax(xr.image))
-            labels.append(int(xr.has_nodule))
-            boxes.append(xr.box_yx)
-    return np.stack(images).astype(np.float32), np.asarray(labels, dtype=np.int64), boxes
+def write_ct_dataset(
+    root: Path,
+    seeds: Sequence[int],
+    *,
+    n_nodules: tuple[int, int],
+    nodule_radius_mm: tuple[float, float],
+    native: tuple[int, int, int] | None = None,
+    boxes_only: bool = False,
+) -> Path:
+    """One chest CT case per seed (each its own patient) on the seed's native grid and look
+    (``native`` fixes the grid: tests): HU, lung/nodule mask and nodule boxes (label 2), or
+    with ``boxes_only`` just the nodule boxes as label 1 (a detector's one class)."""
+    for seed in seeds:
+        shape, look = scanner_look(seed)
+        ct = chest_ct(
+            native or shape,
+            seed=seed,
+            n_nodules=n_nodules,
+            nodule_radius_mm=nodule_radius_mm,
+            **look,  # type: ignore[arg-type]
+        )
+        boxes = [tuple(float(v) for v in b) for b in nodule_boxes(ct.nodules, ct.spacing)]
+        mask, table, box_label = (
+            (None, {1: "nodule"}, 1) if boxes_only else (ct.labels, CT_LABELS, 2)
+        )
+        write_case(
+            root, f"ct{seed:05d}", ct.hu, mask, ct.spacing, table,
+            patient_id=f"P{seed:05d}", boxes=boxes, box_labels=[box_label] * len(boxes),
+        )  # fmt: skip
+    return root
 
 
-def minmax(image: np.ndarray) -> np.ndarray:
-    """The card's ``minmax`` step: linear map of the image's range onto [0, 1]."""
-    x = image.astype(np.float32)
-    return (x - x.min()) / (float(np.ptp(x)) + 1e-6)
+def radiograph_pair(seed: int, size: int) -> list[ChestXR]:
+    """The same anatomy without and with a nodule, so the nodule is the only thing that
+    tells the two classes apart."""
+    return [chest_radiograph(size, seed=int(seed), nodule=nodule) for nodule in (False, True)]
+
+
+def write_radiograph_dataset(root: Path, seeds: Sequence[int], size: int) -> Path:
+    """Two DX cases per seed and one patient: the pair of ``radiograph_pair`` (class 0 / 1),
+    so both land on the same side of the trainer's patient split."""
+    for seed in seeds:
+        for xr in radiograph_pair(seed, size):
+            cls = int(xr.has_nodule)
+            write_case(
+                root, f"xr{seed:05d}-{cls}", xr.image, None, (*xr.spacing, 1.0), {1: "nodule"},
+                patient_id=f"P{seed:05d}", modality="DX", class_index=cls,
+            )  # fmt: skip
+    return root

@@ -1,6 +1,6 @@
 """Fine-tuning demo: adapt the shipped chest CT segmenter to a scanner look it never saw.
 
-    python -m demo_models.finetune --work /tmp/radlens-finetune [--epochs 6]
+    python -m demo_models finetune --work /tmp/radlens-finetune [--epochs 6]
 
 Writes phantoms with lower tissue contrast and more noise than the shipped model was trained
 on (``chest_ct(contrast=0.6, noise_hu=40)``) in the export layout, evaluates the shipped

@@ -1,7 +1,8 @@
-"""The shipped demo model packages and the script that trains them."""
+"""The shipped demo model packages and the script that trains them (with the users' trainer)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from scipy import ndimage
 
 from demo_models import data as phantom_data
 from demo_models import evaluate as demo_eval
+from demo_models import recipes
 from demo_models import train as demo
 from inference.card import ModelCard
 from inference.networks import ARCHITECTURES
@@ -94,27 +96,55 @@ def test_quick_demo_training_writes_valid_packages(tmp_path):
     assert set(results) == set(demo.TASKS)
     for model_id in SHIPPED:
         card, _net = load_package(tmp_path / model_id)
-        assert card.training["script"].startswith("python -m demo_models.train")
+        assert card.training["script"].startswith("python -m demo_models train --task")
+        assert card.training["trainer"].startswith("inference.training.train")
         assert "held-out" in card.metrics["split"]
         assert (tmp_path / model_id / "README.md").read_text().count("not for diagnosis") == 1
     det = ModelCard.load(tmp_path / "radlens-ct-nodule-det")
     assert det.thresholds["score"] == det.metrics["score_threshold"]
 
 
-def test_training_phantom_is_resampled_like_the_engine_input():
-    ct = phantom_data.ct_phantom(7, (5.0, 5.0, 10.0), vary=True, n_nodules=2)
-    fov = np.asarray(ct.hu.shape[::-1]) * np.asarray(ct.spacing)
+def test_training_phantom_is_resampled_like_the_engine_input(tmp_path):
+    """The demo writes phantoms at their native grid; the trainer (``prepare_case``) brings
+    them onto the card's grid the way the engine brings a study."""
+    from inference.training.dataset import load_dataset
+    from inference.training.steps import TaskSteps
+
+    r = dataclasses.replace(recipes.recipes(False)["segmentation"], spacing_xyz=(5.0, 5.0, 10.0))
+    phantom_data.write_ct_dataset(tmp_path, [7], n_nodules=(2, 2), nodule_radius_mm=(3.0, 9.0))
+    (case,) = load_dataset(tmp_path).cases
+    card = recipes.card_for(r, {}, 0.0)
+    item = TaskSteps(card, "segmentation", "cpu").prepare(case)
+    image, labels = item["image"][0], item["label"][0]
+    _, grid = case.load_image()
+    fov = np.asarray(grid.shape[::-1]) * np.asarray(grid.spacing)
     assert np.allclose(fov, phantom_data.CT_FOV_MM, atol=1e-6)
-    assert np.allclose(ct.spacing, (5.0, 5.0, 10.0), rtol=0.05)
-    # partial volume at the skin: values between air and fat exist only after resampling
-    assert ((ct.hu > -990) & (ct.hu < -200) & (ct.labels == 0)).any()
-    for n in ct.nodules:  # centres mapped into the model grid land on the nodule
-        assert ct.labels[tuple(int(round(v)) for v in n.center_zyx)] == NODULE
+    model_spacing = fov / np.asarray(image.shape[::-1])
+    assert np.allclose(model_spacing, (5.0, 5.0, 10.0), rtol=0.05)
+    # partial volume at the skin: values between air and fat (HU -990..-200 through the
+    # card's clip_scale -1000..400) exist only after resampling
+    lo, hi = (-990 + 1000) / 1400, (-200 + 1000) / 1400
+    assert ((image > lo) & (image < hi) & (labels == 0)).any()
+    # nodule boxes mapped into the model grid land on the nodule
+    det_card = {**card, "task": "detection", "labels": [{"index": NODULE, "name": "nodule"}]}
+    boxes = TaskSteps(det_card, "detection", "cpu").prepare(case)["boxes"]
+    assert len(boxes) == len(case.boxes) == 2
+    for box in boxes:
+        centre = (np.asarray(box[:3]) + np.asarray(box[3:])) / 2
+        assert labels[tuple(int(round(v)) for v in centre)] == NODULE
 
 
-def test_paired_radiographs_differ_only_by_the_nodule():
-    images, labels, boxes = phantom_data.radiograph_set([3], size=64, paired=True)
-    assert labels.tolist() == [0, 1] and boxes[0] is None and boxes[1] is not None
+def test_paired_radiographs_differ_only_by_the_nodule(tmp_path):
+    from inference.preprocess import intensity
+    from inference.training.dataset import load_dataset
+
+    phantom_data.write_radiograph_dataset(tmp_path, [3], size=64)
+    cases = load_dataset(tmp_path).cases
+    assert [c.class_index for c in cases] == [0, 1]
+    assert len({c.patient_id for c in cases}) == 1  # the pair stays on one side of the split
+    images = [intensity(c.load_image()[0][0], [{"op": "minmax"}]) for c in cases]
+    boxes = [xr.box_yx for xr in phantom_data.radiograph_pair(3, 64)]
+    assert boxes[0] is None and boxes[1] is not None
     y0, x0, y1, x1 = (int(round(v)) for v in boxes[1])
     diff = np.abs(images[1] - images[0])
     outside = diff.copy()
@@ -134,8 +164,17 @@ def test_detection_threshold_is_the_lowest_within_the_false_positive_budget():
 
 
 def test_demo_training_is_reproducible_bit_for_bit(tmp_path):
+    """A recipe at tiny scale, twice through the real trainer: the same weights (SHA-256)."""
     for run in ("a", "b"):
         demo.run(["segmentation"], tmp_path / run, quick=True, log=lambda _msg: None, threads=1)
     a, b = (ModelCard.load(tmp_path / r / "radlens-ct-chest-seg") for r in ("a", "b"))
     assert a.files == b.files  # same SHA-256 of the weights
     assert a.metrics["dice_lung"] == b.metrics["dice_lung"]
+    assert a.training["steps"] == 2 and "inference.training.train" in a.training["trainer"]
+
+
+def test_demo_models_command_names_its_tools(capsys):
+    from demo_models.__main__ import main
+
+    assert main([]) == 2
+    assert "train" in capsys.readouterr().err

@@ -69,7 +69,7 @@ def evaluate(
     for n, case in enumerate(ds.cases, 1):
         image, geo = case.load_image()
         direction = np.asarray(geo.direction).reshape(3, 3)
-        spacing = geo.spacing
+        spacing: tuple[float, ...] = geo.spacing
         if card.spatial_dims == 2:
             image, spacing = image[0], spacing[:2]
         result = engine.run(image, spacing, direction, case.modality, card)
@@ -143,15 +143,15 @@ def _score_case(
     if card.task == "detection":
         names = {e.name: e.index for e in card.labels}
         truth = _true_boxes(case, label, names)
-        pred: dict[str, tuple[list, list]] = {}
+        found: dict[str, tuple[list, list]] = {}
         for b in result.boxes:
-            pred.setdefault(b.label, ([], []))
-            pred[b.label][0].append(b.corners)
-            pred[b.label][1].append(b.score)
-        matches = {
-            name: M.match_boxes(*pred.get(name, ([], [])), truth.get(name, []), rule="centre")
-            for name in sorted(set(truth) | set(pred))
-        }
+            found.setdefault(b.label, ([], []))
+            found[b.label][0].append(b.corners)
+            found[b.label][1].append(b.score)
+        matches = {}
+        for name in sorted(set(truth) | set(found)):
+            boxes, scores = found.get(name, ([], []))
+            matches[name] = M.match_boxes(boxes, scores, truth.get(name, []), rule="centre")
         thr = threshold
         row = {
             "n_true": sum(m.n_true for m in matches.values()),
@@ -160,11 +160,11 @@ def _score_case(
         }
         return row, matches
     probs = result.classification.probabilities if result.classification else {}
-    names = list(card.classes)
-    p = np.asarray([float(probs.get(n, 0.0)) for n in names])
+    classes = list(card.classes)
+    p = np.asarray([float(probs.get(n, 0.0)) for n in classes])
     truth_cls = class_of(case, label)
-    row = {"true": names[truth_cls] if truth_cls < len(names) else str(truth_cls)}
-    row.update({f"p_{n}": float(v) for n, v in zip(names, p, strict=True)})
+    row = {"true": classes[truth_cls] if truth_cls < len(classes) else str(truth_cls)}
+    row.update({f"p_{n}": float(v) for n, v in zip(classes, p, strict=True)})
     return row, (truth_cls, p)
 
 

@@ -24,6 +24,28 @@ def training_metric(task: str, has_validation: bool) -> tuple[str, bool]:
     }[task]
 
 
+#: card fields a template keeps: everything that describes the network and its input, not
+#: what a training run or a package fills in (files, metrics, training).
+TEMPLATE_DROPS = ("files", "metrics", "training")
+
+
+def card_from_template(opts: Any, template: dict[str, Any]) -> dict[str, Any]:
+    """A new model's card from a template card (``--card``): its network, spacing,
+    preprocessing, labels and thresholds are kept, the weights are trained from scratch.
+    ``--id``, ``--name``, ``--version`` and ``--patch`` override the template's."""
+    if template.get("task") != opts.task:
+        raise DatasetError(f"the template card is for {template.get('task')!r}, not {opts.task!r}")
+    card = {k: v for k, v in template.items() if k not in TEMPLATE_DROPS}
+    card["id"] = opts.model_id or str(template.get("id") or slug(opts.out.name))
+    card["name"] = opts.name or str(template.get("name") or card["id"])
+    card["version"] = opts.version
+    if opts.patch_size:
+        if len(opts.patch_size) != int(card["spatial_dims"]):
+            raise DatasetError(f"--patch needs {card['spatial_dims']} numbers")
+        card["patch_size"] = list(opts.patch_size)
+    return card
+
+
 def _dims(cases: Sequence[TrainingCase]) -> int:
     _, geo = cases[0].load_image()
     return 2 if geo.shape[0] == 1 else 3
@@ -35,7 +57,7 @@ def new_card(opts: Any, ds: Dataset, train_cases: Sequence[TrainingCase]) -> dic
     dims = _dims(train_cases)
     modalities = sorted({c.modality for c in ds.cases})
     steps = [CT_WINDOW] if modalities == ["CT"] else [{"op": "zscore"}]
-    labels = [
+    labels: list[dict[str, Any]] = [
         {"index": i, "name": n, "color": COLOURS[(i - 1) % len(COLOURS)]}
         for i, n in sorted(ds.labels.items())
     ]

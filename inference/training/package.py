@@ -1,20 +1,29 @@
 """Writing a model package (model.json + safetensors) and reading a parent one to fine-tune.
 
-Everything is written atomically (temporary file, then ``os.replace``) so an interrupted
+Everything is written atomically (``radlens_core.files``: temporary file, fsync, rename) so an interrupted
 training run always leaves a readable package; weights are safetensors, never pickle.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 from radlens_core import paths
+from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
+
+__all__ = [
+    "PackageError",
+    "atomic_write_text",
+    "load_tensors",
+    "optimizer_tensors",
+    "restore_optimizer",
+    "save_tensors",
+    "sha256_file",
+]
 
 WEIGHTS = "model.safetensors"
 
@@ -23,27 +32,12 @@ class PackageError(ValueError):
     """A model package that cannot be read or written; the message names the folder."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_tensors(path: Path, tensors: dict[str, Any]) -> None:
-    """Save a flat name -> tensor dict as safetensors, atomically."""
-    from safetensors.torch import save_file
+    """Save a flat name -> tensor dict as safetensors, atomically (fsync, then rename)."""
+    from safetensors.torch import save
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    atomic_write_bytes(path, data)
 
 
 def load_tensors(path: Path) -> dict[str, Any]:
@@ -53,6 +47,27 @@ def load_tensors(path: Path) -> dict[str, Any]:
         return load_file(str(path), device="cpu")
     except (OSError, ValueError, RuntimeError) as exc:  # safetensors raises several kinds
         raise PackageError(f"{path}: cannot read safetensors ({exc})") from exc
+
+
+def optimizer_tensors(opt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Adam's state as flat tensors (safetensors) + its hyper-parameters (JSON)."""
+    import torch
+
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            t = v if torch.is_tensor(v) else torch.tensor(v)
+            tensors[f"{pid}.{k}"] = t
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(opt: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for key, t in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = t
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
 def slug(text: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.training.evaluate import EvalResult
-from inference.training.package import atomic_write_text
+from radlens_core.files import atomic_write_text
 
 
 def _plots(res: EvalResult, out: Path) -> list[str]:

@@ -40,10 +40,10 @@ def balanced_picks(classes: Sequence[int], n: int, rng: np.random.Generator) -> 
     batch is mostly normals and the cheapest loss is "always normal". Each pick first draws a
     class uniformly, then a case of that class.
     """
-    classes = np.asarray(classes)
-    groups = [np.flatnonzero(classes == c) for c in np.unique(classes)]
+    by_case = np.asarray(classes)
+    groups = [np.flatnonzero(by_case == c) for c in np.unique(by_case)]
     if len(groups) < 2:
-        return rng.integers(len(classes), size=n)
+        return rng.integers(len(by_case), size=n)
     which = rng.permutation(np.arange(n) % len(groups))  # equal shares, shuffled
     return np.array([groups[k][rng.integers(len(groups[k]))] for k in which])
 
@@ -51,11 +51,21 @@ def balanced_picks(classes: Sequence[int], n: int, rng: np.random.Generator) -> 
 class TaskSteps:
     """Everything task-specific the loop in ``train.py`` needs, for one card and device."""
 
-    def __init__(self, card: dict[str, Any], task: str, device: str) -> None:
+    def __init__(
+        self,
+        card: dict[str, Any],
+        task: str,
+        device: str,
+        crop_zyx: Sequence[int] | None = None,
+    ) -> None:
         self.card, self.task, self.device = card, task, device
         self.dims = int(card["spatial_dims"])
         patch = card.get("patch_size")
-        self.patch_zyx = tuple(int(p) for p in patch)[::-1] if patch else None
+        self.patch_zyx: tuple[int, ...] | None = (
+            tuple(int(p) for p in patch)[::-1] if patch else None
+        )
+        #: the training crop (3D tasks): the card's patch unless a smaller one is asked for
+        self.crop_zyx = tuple(int(c) for c in crop_zyx) if crop_zyx else self.patch_zyx
 
     def prepare(self, case: TrainingCase) -> dict[str, Any]:
         return prepare_case(case, self.card, self.task)
@@ -96,7 +106,7 @@ class TaskSteps:
 
     def augmentation(self, batch_size: int) -> Any:
         samples = batch_size if self.task != "classification" else 1
-        return augmentation(self.task, self.patch_zyx, samples, self.dims)
+        return augmentation(self.task, self.crop_zyx, samples, self.dims)
 
     def _keys(self) -> list[str]:
         return {

@@ -27,7 +27,7 @@ def class_of(case: TrainingCase, label: np.ndarray | None) -> int:
 
 
 def centernet_targets(
-    shape: Sequence[int], boxes: Sequence[Sequence[float]]
+    shape: Sequence[int], boxes: Sequence[Sequence[float] | np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(heat (z,y,x), extent (3,z,y,x), extent mask) for voxel boxes (lo..., hi...).
 
@@ -163,7 +163,7 @@ def augmentation(task: str, patch_zyx: Sequence[int] | None, samples: int, dims:
     keys = ["image", "label"] if task == "segmentation" else ["image", "heat", "size", "size_mask"]
     label_key = "label" if task == "segmentation" else "centres"
     patch = [int(p) for p in patch_zyx or ()]
-    steps = [
+    steps: list[Any] = [
         mt.SpatialPadd(keys + [label_key] if task == "detection" else keys, spatial_size=patch),
         mt.RandCropByPosNegLabeld(
             keys + ([label_key] if task == "detection" else []),

@@ -4,6 +4,10 @@ Checkpoints every epoch (safetensors + JSON state, never pickle), resumes, and s
 on Ctrl-C or a ``STOP`` file in the output folder, keeping the best epoch as the package.
 Every epoch re-seeds torch, numpy and the MONAI transforms from (seed, epoch), so a resumed
 run follows the same trajectory as an uninterrupted one.
+
+Progress goes two ways: ``progress`` gets the sentences ``radlens train`` prints for people,
+``events`` gets one JSON-ready dict per happening (``events.py``: start, step, epoch,
+checkpoint, stopped), which ``radlens train --progress-json`` prints one per line for programs.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ import numpy as np
 
 from inference.training import package as pkg
 from inference.training.dataset import Dataset, DatasetError, load_dataset, split_by_patient
-from inference.training.model_spec import new_card, training_metric
+from inference.training.events import Event, EventSink, StepThrottle, epoch_event
+from inference.training.model_spec import card_from_template, new_card, training_metric
 from inference.training.steps import TaskSteps
+from radlens_core.files import atomic_write_text
+from radlens_core.progress import CancelCheck
 
 STATE = "state.json"
 CHECKPOINT_DIR = "checkpoint"
@@ -55,15 +62,23 @@ class TrainOptions:
     lr: float | None = None
     #: new models only: (x, y, z) patch; fine-tuning keeps the parent's
     patch_size: tuple[int, ...] | None = None
+    #: new models only: a model card (dict) to train from scratch with its network,
+    #: spacing, preprocessing, labels and thresholds instead of the task's default card
+    card: dict[str, Any] | None = field(default=None, repr=False)
+    #: 3D tasks: (x, y, z) of the training crops when smaller than the card's patch (the
+    #: networks are fully convolutional; inference still uses the card's patch)
+    crop_size: tuple[int, ...] | None = None
     model_id: str | None = None
     version: str = "0.1.0"
     name: str | None = None
     threads: int | None = None
     progress: Callable[[str], None] = print
+    #: machine-readable progress: one dict per event (see ``inference.training.events``)
+    events: EventSink | None = field(default=None, repr=False)
     #: called after every optimiser step with (epoch, step); tests use it to interrupt
     on_step: Callable[[int, int], None] | None = field(default=None, repr=False)
     #: a GUI worker's cancel flag, checked before every step like the STOP file
-    cancel: Callable[[], bool] | None = field(default=None, repr=False)
+    cancel: CancelCheck | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -99,27 +114,6 @@ def _fingerprint(ds: Dataset) -> list[str]:
     return sorted(f"{c.patient_id}/{c.case_id}" for c in ds.cases)
 
 
-def _optimizer_tensors(opt: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Adam's state as flat tensors (safetensors) + its hyper-parameters (JSON)."""
-    import torch
-
-    sd = opt.state_dict()
-    tensors = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"{pid}.{k}"] = t
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _restore_optimizer(opt: Any, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
-    state: dict[int, dict[str, Any]] = {}
-    for key, t in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = t
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _describe_data(ds: Dataset, train_ids: list[str], val_ids: list[str], seed: float) -> str:
     return (
         f"{ds.describe()}; split by patient (seed {seed}): "
@@ -129,8 +123,12 @@ def _describe_data(ds: Dataset, train_ids: list[str], val_ids: list[str], seed: 
 
 def train(opts: TrainOptions) -> TrainResult:
     """Run (or resume) a training run and leave a complete model package in ``opts.out``."""
+    # A stale stop request must not end this run. Removed before anything slow (or anything
+    # that prints), so a stop asked for once the trainer has said a word is never lost.
+    (Path(opts.out) / STOP_FILE).unlink(missing_ok=True)
     import torch
 
+    emit: EventSink = opts.events or (lambda _event: None)
     if opts.threads:
         torch.set_num_threads(opts.threads)
     if opts.epochs < 1:
@@ -148,7 +146,6 @@ def train(opts: TrainOptions) -> TrainResult:
         )
     if opts.resume and not state_path.is_file():
         raise TrainingError(f"{out}: nothing to resume (no {CHECKPOINT_DIR}/{STATE})")
-    (out / STOP_FILE).unlink(missing_ok=True)  # a stale stop request must not end this run
 
     ds = load_dataset(opts.dataset)
     train_cases, val_cases = split_by_patient(ds.cases, opts.val_fraction, opts.seed)
@@ -166,9 +163,12 @@ def train(opts: TrainOptions) -> TrainResult:
         card["name"] = opts.name or f"{card['name']} (fine-tuned)"
         card["version"] = opts.version
         card["metrics"] = {}
+    elif opts.card is not None:
+        card = card_from_template(opts, opts.card)
     else:
         card = new_card(opts, ds, train_cases)
-    steps = TaskSteps(card, opts.task, device)
+    crop = tuple(int(c) for c in opts.crop_size)[::-1] if opts.crop_size else None
+    steps = TaskSteps(card, opts.task, device, crop_zyx=crop)
     train_items = [steps.prepare(c) for c in train_cases]
     val_items = [steps.prepare(c) for c in val_cases]
     _seed_all(opts.seed)  # the initial weights are part of what the seed reproduces
@@ -203,7 +203,7 @@ def train(opts: TrainOptions) -> TrainResult:
         state = saved
         card = state["card"]
         net.load_state_dict(pkg.load_tensors(ckpt / "last.safetensors"))
-        _restore_optimizer(opt, pkg.load_tensors(ckpt / "optimizer.safetensors"), state["optim"])
+        pkg.restore_optimizer(opt, pkg.load_tensors(ckpt / "optimizer.safetensors"), state["optim"])
         opts.progress(f"resuming {out} after epoch {state['epoch']}")
     ckpt.mkdir(parents=True, exist_ok=True)
 
@@ -228,6 +228,14 @@ def train(opts: TrainOptions) -> TrainResult:
         f"{opts.task}: {len(train_items)} training / {len(val_items)} validation cases on {device}"
         f", {n_steps} steps of {batch_size} per epoch"
     )
+    emit(
+        Event.start(
+            opts.task, len(train_items), len(val_items), device, n_steps, batch_size,
+            opts.epochs, metric_name, int(state["epoch"]),
+        )
+    )  # fmt: skip
+    throttle = StepThrottle()
+    epoch_seconds: list[float] = []
     try:
         for epoch in range(state["epoch"] + 1, opts.epochs + 1):
             t0 = time.perf_counter()
@@ -255,6 +263,8 @@ def train(opts: TrainOptions) -> TrainResult:
                 losses.append(float(loss.detach().cpu()))
                 if opts.on_step:
                     opts.on_step(epoch, step)
+                if throttle.due(step == n_steps - 1):
+                    emit(Event.step(epoch, step + 1, n_steps, losses[-1]))
             if stopped:
                 break
             metrics = steps.validate(net, val_items) if val_items else {}
@@ -281,20 +291,30 @@ def train(opts: TrainOptions) -> TrainResult:
                     "split": "validation patients (hash split, see training.validation_cases)",
                 }
                 pkg.write_package(out, card, net.state_dict())
+                emit(Event.checkpoint(epoch, out, best=True))
             pkg.save_tensors(ckpt / "last.safetensors", net.state_dict())
-            tensors, state["optim"] = _optimizer_tensors(opt)
+            tensors, state["optim"] = pkg.optimizer_tensors(opt)
             pkg.save_tensors(ckpt / "optimizer.safetensors", tensors)
             state["card"] = card
-            pkg.atomic_write_text(state_path, json.dumps(state, indent=1))
+            atomic_write_text(state_path, json.dumps(state, indent=1))
+            seconds = time.perf_counter() - t0
+            epoch_seconds.append(seconds)
             opts.progress(
                 f"epoch {epoch}/{opts.epochs}  loss {record['loss']:.4f}  "
                 f"{metric_name} {value:.4f}  (best {state['best_metric']:.4f} "
-                f"@ {state['best_epoch']})  {time.perf_counter() - t0:.1f} s"
+                f"@ {state['best_epoch']})  {seconds:.1f} s"
             )
+            emit(
+                epoch_event(
+                    epoch, opts.epochs, epoch * n_steps, record["loss"], metric_name, value,
+                    state["best_metric"], state["best_epoch"], epoch_seconds,
+                )
+            )  # fmt: skip
     except KeyboardInterrupt:
         stopped = "interrupted"
     if stopped:
         opts.progress(f"stopped ({stopped}) after epoch {state['epoch']}; keeping the best epoch")
+        emit(Event.stopped(stopped, int(state["epoch"])))
         (out / STOP_FILE).unlink(missing_ok=True)
     if not (out / "model.json").is_file():
         # Stopped before the first validation: the package holds the weights as they are.

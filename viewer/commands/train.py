@@ -43,17 +43,55 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--version", default="0.1.0")
     p.add_argument("--name", help="model name shown in the viewer")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument(
+        "--card",
+        type=Path,
+        help="new models: train from scratch with this model.json's network, spacing, "
+        "preprocessing, labels and thresholds (a card file or a package folder)",
+    )
+    p.add_argument(
+        "--crop", type=int, nargs="+", help="3D tasks: training crop (x y z), default the patch"
+    )
     p.add_argument("--publish", action="store_true", help="install into the user model folder")
+    p.add_argument(
+        "--progress-json",
+        action="store_true",
+        help="also print one JSON object per line for programs (start, step, epoch, "
+        "checkpoint, stopped, done, published, error; see inference/training/events.py)",
+    )
     return p
+
+
+def _template(path: Path | None) -> dict | None:
+    """The card a new model starts from (``--card``): a model.json or a package folder."""
+    import json
+
+    if path is None:
+        return None
+    from inference.training.dataset import DatasetError
+
+    file = path / "model.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{file}: cannot read the --card model card ({exc})") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{file}: the --card model card is not a JSON object")
+    return data
 
 
 def run(args: argparse.Namespace) -> int:
     from inference.card import CardError
     from inference.training.dataset import DatasetError
+    from inference.training.events import Event, json_line
     from inference.training.package import PackageError
     from inference.training.publish import PublishError, publish
     from inference.training.train import TrainingError, TrainOptions, train
     from inference.weights import WeightsError
+
+    def emit(event: dict) -> None:
+        if args.progress_json:
+            print(json_line(event), flush=True)
 
     opts = TrainOptions(
         dataset=args.dataset,
@@ -73,13 +111,19 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         name=args.name,
         threads=args.threads,
+        crop_size=tuple(args.crop) if args.crop else None,
         progress=lambda line: print(line, flush=True),
+        events=emit,
     )
     try:
+        opts.card = _template(args.card)
         result = train(opts)
         print(f"model package: {result.package} (best epoch {result.best_epoch})")
+        emit(Event.done(result.package, result.best_epoch, result.stopped))
         if args.publish:
-            print(f"published to {publish(result.package)}")
+            published = publish(result.package)
+            print(f"published to {published}")
+            emit(Event.published(published))
     except (
         DatasetError,
         TrainingError,
@@ -89,5 +133,6 @@ def run(args: argparse.Namespace) -> int:
         WeightsError,
     ) as exc:
         print(f"radlens train: error: {exc}", file=sys.stderr)
+        emit(Event.error(str(exc)))
         return 2
     return 0

@@ -1,4 +1,4 @@
-"""Run `radlens train` as a child process and turn its output lines into progress signals.
+"""Run `radlens train` as a child process and turn its progress events into signals.
 
 ``TrainRequest`` + ``build_args`` say what to run; ``TrainRunner`` runs it.
 
@@ -6,17 +6,26 @@ Training runs in its own Python process (``sys.executable -m viewer train ...``)
 never loads into the window and a crash in training cannot take the viewer down. Stop asks
 politely first (the trainer checks ``OUT/STOP`` between optimiser steps and keeps the best
 epoch), then terminates and finally kills after bounded waits.
+
+The child runs with ``--progress-json``: besides its sentences for people (shown in the log)
+it prints one JSON object per line (``inference.training.events``: start, epoch, done,
+published, stopped, error...), and those, not the sentences, drive the progress and outcome.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+
+# stdlib only: the event protocol, not numpy or torch, comes into the window
+from inference.training.events import parse_line
 
 #: the trainer's stop file, as inference.training.train.STOP_FILE (not imported: that pulls numpy
 #: and the training package into the window for one constant)
@@ -24,15 +33,12 @@ STOP_FILE = "STOP"
 #: the trainer's --device choices
 DEVICES = ("auto", "cpu", "cuda")
 _NUM = r"[-+0-9.eEnaif]+"
+#: the people's epoch sentence, for ``parse_epoch_line`` only (logs of a run, older trainers);
+#: the runner itself reads the trainer's JSON events
 _EPOCH = re.compile(
     rf"^epoch (?P<epoch>\d+)/(?P<epochs>\d+)\s+loss (?P<loss>{_NUM})\s+"
     rf"(?P<metric>\w+) (?P<value>{_NUM})\s+\(best (?P<best>{_NUM}) @ (?P<best_epoch>\d+)\)"
 )
-_HEADER = re.compile(r"^\w+: \d+ training / \d+ validation cases on \w+")
-_PACKAGE = re.compile(r"^model package: (?P<path>.+) \(best epoch (?P<epoch>\d+)\)$")
-_PUBLISHED = re.compile(r"^published to (?P<path>.+)$")
-_STOPPED = re.compile(r"^stopped \((?P<why>[^)]*)\) after epoch (?P<epoch>\d+)")
-_ERROR = re.compile(r"^radlens train: error: (?P<message>.+)$")
 
 
 class TrainFormError(ValueError):
@@ -86,6 +92,7 @@ def build_args(req: TrainRequest) -> list[str]:
         args.append("--resume")
     if req.publish:
         args.append("--publish")
+    args.append("--progress-json")  # the events this runner reads
     return args
 
 
@@ -102,8 +109,35 @@ class EpochProgress:
     best_epoch: int
 
 
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def epoch_from_event(event: dict[str, Any]) -> EpochProgress | None:
+    """The progress of a trainer ``epoch`` event, or None for any other event."""
+    if event.get("event") != "epoch":
+        return None
+    try:
+        return EpochProgress(
+            epoch=int(event["epoch"]),
+            epochs=int(event["epochs"]),
+            loss=_float(event.get("loss")),
+            metric=str(event["metric"]),
+            value=_float(event.get("value")),
+            best=_float(event.get("best")),
+            best_epoch=int(event["best_epoch"]),
+        )
+    except (KeyError, TypeError, ValueError):  # a malformed event: ignore it
+        return None
+
+
 def parse_epoch_line(line: str) -> EpochProgress | None:
-    """The progress an epoch line reports, or None for any other line."""
+    """The progress an epoch line reports (a JSON ``epoch`` event, or the sentence
+    ``epoch E/N  loss L  METRIC V  (best B @ K)`` the trainer prints for people), or None
+    for any other line."""
+    event = parse_line(line)
+    if event is not None:
+        return epoch_from_event(event)
     m = _EPOCH.match(line.strip())
     if m is None:
         return None
@@ -123,7 +157,8 @@ def parse_epoch_line(line: str) -> EpochProgress | None:
 
 @dataclass
 class RunOutcome:
-    """How a training process ended, read from its exit and its last lines."""
+    """How a training process ended, read from its exit and its events (done, published,
+    stopped, error)."""
 
     exit_code: int
     crashed: bool
@@ -192,6 +227,7 @@ class TrainRunner(QObject):
         self.outcome: RunOutcome | None = None
         self._buffer = b""
         self._lines: list[str] = []
+        self._events: list[dict[str, Any]] = []
         self._history: list[EpochProgress] = []
         self._training_started = False
         self._escalation: str | None = None
@@ -209,7 +245,7 @@ class TrainRunner(QObject):
             raise RuntimeError("a training run is already going; stop it first")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.outcome = None
-        self._buffer, self._lines, self._history = b"", [], []
+        self._buffer, self._lines, self._events, self._history = b"", [], [], []
         self._training_started = False
         self._escalation = None
         if self.process is not None:
@@ -227,8 +263,9 @@ class TrainRunner(QObject):
     def stop(self) -> None:
         """Ask the trainer to stop after its current step; escalate if it does not.
 
-        Before the trainer has printed its first line it may still delete a stale stop file,
-        so a stop that early terminates at once: there is no epoch to keep yet.
+        Until the trainer has printed its first line it may still delete a stale stop file
+        (it does so before it prints anything), so a stop that early terminates at once:
+        there is no epoch to keep yet.
         """
         if not self.running or self._escalation is not None:
             return
@@ -283,13 +320,16 @@ class TrainRunner(QObject):
     def _handle(self, line: str) -> None:
         if not line.strip():
             return
-        self._lines.append(line)
-        if _HEADER.match(line):
-            self._training_started = True
-        self.line_received.emit(line)
-        progress = parse_epoch_line(line)
+        # The trainer removes a stale stop file before it prints anything (event or not).
+        self._training_started = True
+        event = parse_line(line)
+        if event is None:  # a sentence for people: the log shows it
+            self._lines.append(line)
+            self.line_received.emit(line)
+            return
+        self._events.append(event)
+        progress = epoch_from_event(event)
         if progress is not None:
-            self._training_started = True
             self._history.append(progress)
             self.epoch_finished.emit(progress)
 
@@ -311,15 +351,17 @@ class TrainRunner(QObject):
             history=list(self._history),
             stopped=self._escalation if self._escalation in ("terminated", "killed") else None,
         )
-        for line in self._lines:
-            if m := _PACKAGE.match(line):
-                outcome.package, outcome.best_epoch = Path(m["path"]), int(m["epoch"])
-            elif m := _PUBLISHED.match(line):
-                outcome.published = Path(m["path"])
-            elif m := _STOPPED.match(line):
-                outcome.stopped = outcome.stopped or m["why"]
-            elif m := _ERROR.match(line):
-                outcome.error = m["message"]
+        for event in self._events:
+            kind = event["event"]
+            if kind == "done" and event.get("package"):
+                outcome.package = Path(str(event["package"]))
+                outcome.best_epoch = int(event.get("best_epoch") or 0)
+            elif kind == "published" and event.get("path"):
+                outcome.published = Path(str(event["path"]))
+            elif kind == "stopped":
+                outcome.stopped = outcome.stopped or str(event.get("why"))
+            elif kind == "error":
+                outcome.error = str(event.get("message", ""))
         if not outcome.error and (outcome.crashed or exit_code != 0):
             tail = [ln for ln in self._lines[-3:] if ln.strip()]
             outcome.error = tail[-1] if tail else f"the trainer exited with code {exit_code}"
