@@ -38,6 +38,9 @@ from viewer.labels.planar import is_planar
 from viewer.labels.stats import label_stats, roi_stats
 from viewer.study.volume import Volume
 
+#: What the DICOM-SEG needs present among the table's combined rows: the Enhanced General
+#: Equipment module's Device Serial Number (Type 1), RadLens's own dummy value.
+SEG_REQUIRED = {"DeviceSerialNumber": "D"}
 FORMATS = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
 EXPORT_FORMAT_VERSION = 1
 ANNOTATIONS_FORMAT_VERSION = 1
@@ -350,9 +353,8 @@ def _write_seg(
         sources,
         "SEMIAUTOMATIC" if accepted_model else "MANUAL",
     )
-    if deid:  # the SEG's own header came from de-identified sources; mark it as such too
-        seg.PatientIdentityRemoved = "YES"
-        seg.DeidentificationMethod = sources[0].DeidentificationMethod
+    if deid:  # the SEG's own header came from de-identified sources; the table applies to it too
+        d.scrub(seg, required=SEG_REQUIRED)
     write_segmentation(seg, path)
     return {
         "segments": {str(n): idx for n, idx in segments.items()},
