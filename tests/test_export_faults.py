@@ -217,3 +217,66 @@ def test_cli_disk_full_is_one_sentence_with_the_path(tmp_path, monkeypatch, caps
         "/mask.nii.gz: the disk is full"
     )
     assert "Traceback" not in err and "Errno" not in err and len(err.splitlines()) == 1
+
+
+# ---- reading back, and the dialog ---------------------------------------------------------------
+def test_import_errors_are_sentences_naming_the_file(tmp_path):
+    from viewer.labels.imports import LabelImportError, import_annotations, import_mask
+
+    folder = tmp_path / "a.json"
+    folder.mkdir()  # reading a folder: an OSError without a readable message
+    with pytest.raises(LabelImportError) as err:
+        import_annotations(folder)
+    assert str(err.value).startswith(f"cannot read {folder}: ") and "Errno" not in str(err.value)
+    bad = tmp_path / "mask.nrrd"
+    bad.write_bytes(b"NRRD0004\ntype: nonsense\n\n")
+    vol = Volume(np.zeros((2, 4, 4), np.int16), series_uid="1.2.3")
+    with pytest.raises(LabelImportError) as err:
+        import_mask(bad, vol)
+    msg = str(err.value)
+    assert msg.startswith(f"{bad}: cannot read the label map (") and "\n" not in msg
+    assert ".cxx" not in msg.split("(")[0]
+
+
+def test_missing_source_file_for_dicom_seg_names_it(tmp_path):
+    from viewer.labels.dicomseg import SegExportError
+
+    vol, _ = write_ct_series(tmp_path / "src")
+    gone = Path(vol.meta["source_files"][2])
+    gone.unlink()
+    with pytest.raises(SegExportError) as err:
+        _export(vol, tmp_path / "out", formats=["dicom-seg"])
+    assert str(err.value) == f"cannot read the source DICOM file {gone}: no such file or folder"
+
+
+def test_export_dialog_leaves_burned_in_images_out_and_shows_why(tmp_path, qtbot):
+    from viewer.ui.export_dialog import ExportDialog
+
+    vol, _ = write_ct_series(tmp_path / "src", extra=_burned)
+    dialog = ExportDialog(vol, _doc(vol), str(tmp_path / "out"))
+    qtbot.addWidget(dialog)
+    assert not dialog.burned_in_box.isEnabled() and not dialog.burned_in_box.isChecked()
+    dialog.image_box.setChecked(True)
+    assert dialog.burned_in_box.isEnabled() and not dialog.burned_in_box.isChecked()
+    shown: list[list[str]] = []
+    dialog.show_warnings = lambda folder, warnings: shown.append(warnings)
+    with qtbot.waitSignal(dialog.export_finished, timeout=20000) as done:
+        assert dialog.start_export()
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=5000)
+    assert not (done.args[0].folder / "image.nii.gz").exists()
+    assert len(shown) == 1 and "BurnedInAnnotation YES" in shown[0][0]
+
+
+def test_export_dialog_shows_the_disk_full_sentence(tmp_path, qtbot, monkeypatch):
+    from viewer.ui.export_dialog import ExportDialog
+
+    vol, _ = write_ct_series(tmp_path / "src")
+    monkeypatch.setattr("viewer.labels.export.core_write_nifti", _enospc)
+    dialog = ExportDialog(vol, _doc(vol), str(tmp_path / "out"))
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.export_failed, timeout=20000) as failed:
+        assert dialog.start_export()
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=5000)
+    (message,) = failed.args
+    assert message == f"cannot write {dialog.target() / 'mask.nii.gz'}: the disk is full"
+    assert dialog.status.text() == message
