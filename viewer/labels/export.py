@@ -1,5 +1,7 @@
-"""Export one series' labels to ``DIR/<case_id>/`` (the layout the training station reads; one
-module of ~420 lines: the writers share its error wrapping, see the report on splitting).
+"""Export one series' labels to ``DIR/<case_id>/``, the layout the training station reads.
+
+(About 420 lines: every writer here goes through ``writing``; the JSON/CSV/COCO record
+builders are the part to move to their own module when it grows again.)
 
 Files: ``mask.nii.gz`` / ``mask.nrrd`` (+ ``image.*`` with ``with_image``), ``label_table.json``,
 ``annotations.json``, ``annotations.csv``, ``coco.json``, ``seg.dcm``, ``model_vs_final.json``
