@@ -27,13 +27,20 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+#: Files RadLens writes hold patients' data: readable and writable by the user alone.
+PRIVATE_FILE_MODE = 0o600
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write`` on a temporary file beside ``path``, fsync, then ``os.replace`` it
-    into place; a failure leaves the old file as it was and no temporary file behind."""
+    into place; a failure leaves the old file as it was and no temporary file behind.
+    The file is created 0600 (``PRIVATE_FILE_MODE``) whatever the umask."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            if os.name == "posix":  # mkstemp's 0600 today; said here so it stays so
+                os.fchmod(f.fileno(), PRIVATE_FILE_MODE)
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -16,9 +16,24 @@ def resources_dir() -> Path:
     return Path(radlens_resources.__file__).resolve().parent
 
 
+#: The user's data holds patients' labels and names: readable by the user alone.
+PRIVATE_DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) and make it 0700, also when it already existed
+    with wider permissions (an older install); a folder owned by someone else is left as is."""
+    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    if os.name == "posix":
+        st = path.stat()
+        if st.st_mode & 0o777 != PRIVATE_DIR_MODE and st.st_uid == os.getuid():
+            os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
 def user_data_dir() -> Path:
-    """Per-user data folder (label stores, results, user models); ``RADLENS_DATA_DIR``
-    overrides it."""
+    """Per-user data folder (label stores, results, user models), created 0700;
+    ``RADLENS_DATA_DIR`` overrides it."""
     override = os.environ.get("RADLENS_DATA_DIR")
     if override:
         path = Path(override)
@@ -26,8 +41,7 @@ def user_data_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("RadLens", "RadLens"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(path)
 
 
 def shipped_models_dir() -> Path:
@@ -35,6 +49,4 @@ def shipped_models_dir() -> Path:
 
 
 def user_models_dir() -> Path:
-    path = user_data_dir() / "models"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(user_data_dir() / "models")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from viewer.labels.deid import Deidentifier
@@ -29,9 +30,13 @@ PHI = {
 
 
 def write_ct_series(
-    folder: Path, shape=(4, 16, 16), spacing=(0.8, 0.8, 2.5)
+    folder: Path,
+    shape=(4, 16, 16),
+    spacing=(0.8, 0.8, 2.5),
+    extra: Callable[[Dataset], None] | None = None,
 ) -> tuple[Volume, dict]:
-    """A tiny axial CT series written with pydicom; returns its Volume and its UIDs."""
+    """A tiny axial CT series written with pydicom (``extra`` adds to each slice's
+    dataset); returns its Volume and its UIDs."""
     folder.mkdir(parents=True, exist_ok=True)
     uids = {"study": generate_uid(), "series": generate_uid(), "for": generate_uid(), "sops": []}
     files = []
@@ -68,6 +73,8 @@ def write_ct_series(
         ds.add_new((0x0011, 0x0010), "LO", "ACME private")
         ds.add_new((0x0011, 0x1001), "LO", PHI["PatientName"])
         ds.PixelData = arr[z].tobytes()
+        if extra is not None:
+            extra(ds)
         ds.save_as(str(path), enforce_file_format=True)
         files.append(str(path))
         uids["sops"].append(sop)
@@ -179,3 +186,78 @@ def test_dicom_seg_without_source_files_is_a_clear_error(tmp_path):
     with pytest.raises(SegExportError, match="not loaded from DICOM"):
         export_case(vol, doc, tmp_path, ["dicom-seg"], deidentifier=Deidentifier(SALT))
     assert list(tmp_path.iterdir()) == []
+
+
+#: What the attack found in the de-identified SEG (and what the de-identifier missed).
+MORE_PHI = {
+    "MedicalAlerts": "Penicillin alert",
+    "Allergies": "Peanut allergy",
+    "ResponsiblePerson": "Guardian^Gertrude",
+    "ConsultingPhysicianName": "Consult^Connie",
+    "ReferringPhysicianAddress": "12 Harley Street",
+    "ReferringPhysicianTelephoneNumbers": "555-0199",
+    "CountryOfResidence": "Freedonia",
+    "RegionOfResidence": "Upper Sylvania",
+    "OtherPatientNames": "Alias^Alice",
+}
+NESTED_NAME = "Nested^Nigel"
+
+
+def _more_phi(ds: Dataset) -> None:
+    for k, v in MORE_PHI.items():
+        setattr(ds, k, v)
+    person = Dataset()
+    person.PersonName = NESTED_NAME  # a PN inside a sequence
+    person.add_new((0x0011, 0x0010), "LO", "ACME")
+    person.add_new((0x0011, 0x1001), "LO", NESTED_NAME)
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "T-D3000", "SRT", "Chest"
+    code.ContentCreatorName = NESTED_NAME  # nested in a sequence the table keeps
+    ds.AnatomicRegionSequence = [code]
+    ds.AcquisitionContextSequence = [person]
+    ds.PerformingPhysicianName = NESTED_NAME
+    ds.PatientBirthName = "Birth^Betty"
+
+
+def _walk(ds: Dataset, path: str = ""):
+    for elem in ds:
+        yield f"{path}{elem.keyword or elem.tag}", elem
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                yield from _walk(item, f"{path}{elem.keyword}[{i}].")
+
+
+def test_written_seg_carries_only_what_the_profile_keeps(tmp_path):
+    vol, uids = write_ct_series(tmp_path / "src", extra=_more_phi)
+    d = Deidentifier(SALT)
+    res = export_case(vol, _doc(vol), tmp_path / "out", ["dicom-seg"], deidentifier=d)
+    seg = pydicom.dcmread(res.folder / "seg.dcm")
+    secrets = [*PHI.values(), *MORE_PHI.values(), NESTED_NAME, "Nested", "Smith", "Birth^Betty",
+               "19510713", "20240229", uids["study"], uids["series"], uids["for"], *uids["sops"]]  # fmt: skip
+    leaks, names = [], []
+    for where, elem in _walk(seg):
+        assert not elem.tag.is_private, where
+        if elem.VR == "SQ":
+            continue
+        text = str(elem.value) if elem.value not in (None, "") else ""
+        leaks += [f"{where}: {s}" for s in secrets if s and s in text]
+        if elem.VR == "PN" and text:
+            names.append((where, text))
+    assert leaks == []
+    pseudo = d.pseudonym(PHI["PatientID"])
+    assert names == [("PatientName", f"{pseudo}^")]
+    for kw in MORE_PHI:
+        assert kw not in seg or seg[kw].value in (None, ""), kw
+    # StudyTime: kept under the modified-dates option (dates move by whole days); the date moved.
+    assert seg.StudyTime == "101500" and seg.StudyDate == d.shift_date(
+        "20240229", d.date_shift(PHI["PatientID"])
+    )
+    assert seg.PatientIdentityRemoved == "YES" and seg.DeidentificationMethod
+    codes = [c.CodeValue for c in seg.DeidentificationMethodCodeSequence]
+    assert codes[:2] == ["113100", "113107"]
+    assert seg.LongitudinalTemporalInformationModified == "MODIFIED"
+    info = __import__("json").loads((res.folder / "export.json").read_text())
+    assert [o["code"] for o in info["deid"]["options"]] == codes
+    assert info["deid"]["table_rows"] == 621
+    src = pydicom.dcmread(vol.meta["source_files"][0])
+    assert src.Allergies == MORE_PHI["Allergies"]  # the source is never written

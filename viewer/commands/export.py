@@ -45,6 +45,12 @@ def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
         "--with-image", action="store_true", help="also write the image (image.nii.gz / image.nrrd)"
     )
     p.add_argument(
+        "--include-burned-in",
+        action="store_true",
+        help="with --with-image: also export an image that may show burned-in text "
+        "(BurnedInAnnotation YES, or a secondary capture / ultrasound without the attribute)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="replace an existing export of this case"
     )
     return p
@@ -55,7 +61,7 @@ class ExportCommandError(LabelError, UserError):
 
 
 def run(args: argparse.Namespace) -> int:
-    from viewer.labels.export import export_case
+    from viewer.labels.export import export_case, write_problem
     from viewer.labels.store import LabelStore, store_dir
     from viewer.study.errors import StudyError
     from viewer.study.scan import pick_series
@@ -88,13 +94,27 @@ def run(args: argparse.Namespace) -> int:
             deid=not args.no_deid,
             with_image=args.with_image,
             overwrite=args.overwrite,
+            include_burned_in=args.include_burned_in,
         )
-    except (UserError, LabelError, StudyError, OSError, ValueError) as exc:
+    except (UserError, LabelError, StudyError, ValueError) as exc:
         print(f"radlens export: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # not from the writers (they say which file): reading the input
+        where = exc.filename or args.path
+        print(f"radlens export: cannot read {where}: {write_problem(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a sentence, never a traceback, for the user
+        print(
+            f"radlens export: exporting {args.path} to {args.out} failed: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 1
     print(f"exported case {result.case_id} to {result.folder}")
     for name in result.files:
         print(f"  {name}")
+    for warning in result.info.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.no_deid:
         print("warning: --no-deid: these files identify the patient", file=sys.stderr)
     return 0

@@ -1,15 +1,21 @@
-"""De-identification for exports: the DICOM PS3.15 basic confidentiality profile, consistently.
+"""De-identification for exports: the whole DICOM PS3.15 Basic Application Level
+Confidentiality Profile (Table E.1-1, in ``deid_profile``), recursively, consistently.
 
 Policy (written into every export's ``export.json`` as the de-id report):
-- PatientName and PatientID become one pseudonym per patient ("RL-" + salted hash);
-  birth date, sex, age, addresses, institution, physicians, operators, station, accession
-  and study IDs, descriptions and comments are emptied or removed; private tags are removed.
+- Every row of the table is applied, at every depth of every sequence, as ``deid_rules``
+  resolves it for RadLens's options (Retain Longitudinal Temporal Information with Modified
+  Dates; Retain Safe Private); person names (PN) outside the table become empty; private
+  attributes are removed unless on the safe list.
+- PatientName and PatientID become one pseudonym per patient ("RL-" + salted hash).
 - Dates (DA, DT) are shifted back by a per-patient offset of 1..3650 days, the same for
-  every export of that patient, so intervals between studies survive; times are kept.
+  every export of that patient, so intervals between studies survive; times of day are kept
+  (the shift is whole days).
 - UIDs are remapped to ``2.25.<salted SHA-256>`` except the DICOM-defined ones
   (``1.2.840.10008.*``: SOP classes, transfer syntaxes), so references stay consistent: the
   DICOM-SEG's referenced series/instances are the remapped UIDs of the source, and the same
   source exported twice gets the same remapped UIDs.
+- Objects RadLens builds from de-identified sources (the DICOM-SEG) are scrubbed again with
+  the same table (``Deidentifier.scrub``) so they carry only what the profile keeps.
 The salt is a random secret kept in the user data folder (``deid_salt``); without it the
 pseudonyms cannot be reversed or recomputed elsewhere.
 """
@@ -22,74 +28,37 @@ import hashlib
 import os
 import secrets
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes
+from viewer.labels.deid_profile import PROFILE_TABLE, SAFE_PRIVATE, STANDARD
+from viewer.labels.deid_rules import (
+    METHOD_CODES,
+    TABLE,
+    dummy,
+    is_safe_private,
+    repeating_group_action,
+    resolve,
+)
 
 PROFILE = (
     "DICOM PS3.15 E.1.1 basic profile + retain longitudinal temporal information (modified dates)"
+    " + retain safe private"
 )
 DICOM_ROOT = "1.2.840.10008."
 METHOD = "RadLens PS3.15 basic profile, dates shifted"  # LO: at most 64 characters
+#: The attributes that carry the pseudonym instead of the table's Z (top level only).
+PSEUDONYM = (0x00100010, 0x00100020)  # PatientName, PatientID
+#: The marks RadLens writes on a de-identified object (kept by ``scrub``).
+MARKS = (0x00120062, 0x00120063, 0x00120064, 0x00280303)
 
-#: Replaced by an empty value (type 2 attributes that must stay present).
-EMPTY = (
-    "PatientBirthDate",
-    "PatientSex",
-    "ReferringPhysicianName",
-    "AccessionNumber",
-    "StudyID",
-    "ContentCreatorName",
-)
-#: Removed outright.
-REMOVE = (
-    "PatientAge",
-    "PatientSize",
-    "PatientWeight",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "PatientMotherBirthName",
-    "PatientBirthName",
-    "PatientBirthTime",
-    "OtherPatientIDs",
-    "OtherPatientNames",
-    "OtherPatientIDsSequence",
-    "PatientComments",
-    "AdditionalPatientHistory",
-    "EthnicGroup",
-    "Occupation",
-    "MilitaryRank",
-    "BranchOfService",
-    "MedicalRecordLocator",
-    "InstitutionName",
-    "InstitutionAddress",
-    "InstitutionalDepartmentName",
-    "InstitutionCodeSequence",
-    "StationName",
-    "OperatorsName",
-    "PerformingPhysicianName",
-    "NameOfPhysiciansReadingStudy",
-    "PhysiciansOfRecord",
-    "RequestingPhysician",
-    "ReferencedPatientSequence",
-    "DeviceSerialNumber",
-    "StudyDescription",
-    "SeriesDescription",
-    "ImageComments",
-    "RequestAttributesSequence",
-    "PerformedProcedureStepDescription",
-    "PerformedProcedureStepID",
-    "ScheduledProcedureStepDescription",
-    "RequestedProcedureDescription",
-    "AdmittingDiagnosesDescription",
-    "IssuerOfPatientID",
-    "ProtocolName",
-)
 #: Keys of Volume.meta / JSON records that carry identity (dropped from exported JSON).
 IDENTITY_META_KEYS = frozenset(
     k.lower()
@@ -140,27 +109,53 @@ class DeidReport:
     replaced: Counter = field(default_factory=Counter)
     emptied: Counter = field(default_factory=Counter)
     removed: Counter = field(default_factory=Counter)
+    dummied: Counter = field(default_factory=Counter)
     uids_remapped: int = 0
     dates_shifted: int = 0
     private_tags_removed: int = 0
+    private_tags_kept: int = 0
     datasets: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "enabled": True,
             "profile": self.profile,
+            "standard": STANDARD,
+            "table_rows": len(PROFILE_TABLE),
+            "options": [{"code": c, "scheme": "DCM", "meaning": m} for c, m in METHOD_CODES],
+            "deidentification_method": METHOD,
+            "patient_identity_removed": "YES",
             "patient_pseudonym": self.patient_pseudonym,
             "date_shift_days": self.date_shift_days,
             "datasets": self.datasets,
             "replaced": sorted(self.replaced),
             "emptied": sorted(self.emptied),
             "removed": sorted(self.removed),
+            "dummied": sorted(self.dummied),
             "uids_remapped": self.uids_remapped,
             "dates_shifted": self.dates_shifted,
             "private_tags_removed": self.private_tags_removed,
+            "private_tags_kept": self.private_tags_kept,
+            "safe_private": [f"({g:04X},xx{e:02X}) {c} {n}" for c, g, e, n in SAFE_PRIVATE],
+            "combined_actions": "X/Z, X/D, X/Z/D: removed; Z/D: emptied (Patient ID: pseudonym); "
+            "X/Z/U*: kept with every UID inside remapped and its items de-identified",
+            "person_names": "every PN attribute, at any depth, is emptied unless the table says "
+            "otherwise; PatientName is the pseudonym",
+            "times": "kept: dates move by whole days, so times of day are unchanged",
             "uid_policy": "2.25.<salted SHA-256 of the original UID>; DICOM-defined 1.2.840.10008.* kept",
-            "pixel_data": "not inspected for burned-in text (the SEG carries masks only)",
+            "pixel_data": "not inspected for burned-in text; images flagged BurnedInAnnotation "
+            "(or secondary captures without the flag) are left out unless asked for",
         }
+
+
+@dataclass
+class _Pass:
+    """One walk over a dataset: the patient's date shift, what the object needs present,
+    and whether UIDs and dates are already de-identified (``scrub``)."""
+
+    days: int
+    required: Mapping[str, str]
+    scrub: bool = False
 
 
 class Deidentifier:
@@ -205,8 +200,13 @@ class Deidentifier:
         return d.strftime("%Y%m%d") + v[8:]
 
     # ---- datasets ---------------------------------------------------------------------------
-    def dataset(self, ds: Dataset, source: str = "dataset") -> Dataset:
-        """A de-identified deep copy of ``ds`` (the original is not modified)."""
+    def dataset(
+        self, ds: Dataset, source: str = "dataset", required: Mapping[str, str] | None = None
+    ) -> Dataset:
+        """A de-identified deep copy of ``ds`` (the original is not modified).
+
+        ``required`` maps keywords to the action ("Z" or "D") an object needs for a
+        combined row (X/Z, X/D, X/Z/D) that would otherwise remove the attribute."""
         out = copy.deepcopy(ds)
         pid = str(ds.get("PatientID", "") or ds.get("PatientName", "") or source)
         pseudo = self.pseudonym(pid)
@@ -214,50 +214,111 @@ class Deidentifier:
         r = self.report
         r.patient_pseudonym, r.date_shift_days = pseudo, days
         r.datasets += 1
-        n_private = len([e for e in out.iterall() if e.tag.is_private])
-        out.remove_private_tags()
-        r.private_tags_removed += n_private
-        self._walk(out, days)
+        self._walk(out, _Pass(days, required or {}), top=True)
         out.PatientName = f"{pseudo}^"  # the caret makes it a valid one-component PN
         out.PatientID = pseudo
         r.replaced.update(["PatientName", "PatientID"])
-        out.PatientIdentityRemoved = "YES"
-        out.LongitudinalTemporalInformationModified = "MODIFIED"
-        out.DeidentificationMethod = METHOD
-        out.DeidentificationMethodCodeSequence = [
-            _code("113100", "Basic Application Confidentiality Profile"),
-            _code("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-        ]
+        mark(out)
         fm = getattr(out, "file_meta", None)
         if fm is not None:
             if "MediaStorageSOPInstanceUID" in fm:
                 fm.MediaStorageSOPInstanceUID = self.uid(fm.MediaStorageSOPInstanceUID)
         return out
 
-    def _walk(self, ds: Dataset, days: int) -> None:
+    def scrub(self, ds: Dataset, required: Mapping[str, str] | None = None) -> None:
+        """Apply the table in place to an object RadLens built from de-identified sources
+        (the DICOM-SEG): UIDs, dates and the pseudonym are already done and stay; every
+        other row (and every PN, every private attribute) is applied again."""
+        self._walk(ds, _Pass(0, required or {}, scrub=True), top=True)
+        mark(ds)
+
+    def _walk(self, ds: Dataset, p: _Pass, top: bool = False) -> None:
+        self._privates(ds)
+        for tag in list(ds.keys()):
+            t = int(tag)
+            if tag.is_private or (top and (t in PSEUDONYM or t in MARKS)):
+                continue
+            elem = ds[tag]
+            name = keyword_for_tag(t) or f"({t >> 16:04X},{t & 0xFFFF:04X})"
+            action = self._action(t, elem.VR, name, p)
+            self._apply(ds, tag, elem, action, name, p)
+
+    def _action(self, t: int, vr: str, name: str, p: _Pass) -> str:
+        row = TABLE.get(t)
+        if row is not None:
+            return resolve(row[0], row[1], p.required.get(name), vr)
+        if (group_action := repeating_group_action(t)) is not None:
+            return group_action
+        if t >> 16 == 0x0002 or t & 0xFFFF == 0:
+            return "K"  # file meta and group lengths
+        return {"SQ": "K", "UI": "U", "DA": "C", "DT": "C", "PN": "Z"}.get(vr, "K")
+
+    def _apply(self, ds: Dataset, tag: Any, elem: Any, action: str, name: str, p: _Pass) -> None:
         r = self.report
-        for kw in REMOVE:
-            if kw in ds:
-                del ds[kw]
-                r.removed[kw] += 1
-        for kw in EMPTY:
-            if kw in ds:
-                ds[kw].value = None
-                r.emptied[kw] += 1
-        for elem in list(ds):
-            if elem.VR == "SQ":
+        if action == "X":
+            del ds[tag]
+            r.removed[name] += 1
+        elif elem.VR == "SQ":
+            if action == "Z":
+                elem.value = []
+                r.emptied[name] += 1
+            else:  # D, K, C, U*: the sequence stays, its items are de-identified the same way
                 for item in elem.value:
-                    self._walk(item, days)
-            elif elem.VR == "UI" and elem.value:
-                vals = elem.value if elem.VM > 1 else [elem.value]
-                new = [self.uid(v) for v in vals]
-                r.uids_remapped += sum(a != b for a, b in zip(vals, new, strict=True))
-                elem.value = new if elem.VM > 1 else new[0]
-            elif elem.VR in ("DA", "DT") and elem.value:
-                vals = elem.value if elem.VM > 1 else [elem.value]
-                new = [self.shift_date(str(v), days) for v in vals]
-                r.dates_shifted += len(new)
-                elem.value = new if elem.VM > 1 else new[0]
+                    self._walk(item, p)
+        elif action == "Z":
+            elem.value = None
+            r.emptied[name] += 1
+        elif action == "D" and elem.VR == "UI":  # a dummy UID: the consistent remapped one
+            if not p.scrub:
+                self._remap(elem)
+        elif action == "D":
+            elem.value = dummy(elem.VR)
+            r.dummied[name] += 1
+        elif action == "U" and not p.scrub:
+            self._remap(elem)
+        elif action == "C" and not p.scrub and elem.VR in ("DA", "DT") and elem.value:
+            vals = elem.value if elem.VM > 1 else [elem.value]
+            new = [self.shift_date(str(v), p.days) for v in vals]
+            r.dates_shifted += len(new)
+            elem.value = new if elem.VM > 1 else new[0]
+
+    def _remap(self, elem: Any) -> None:
+        if not elem.value:
+            return
+        value = elem.value
+        if isinstance(value, bytes):  # a UID read as UN (implicit VR, unknown dictionary)
+            value = value.decode("ascii", "replace").strip("\x00 ")
+        vals = list(value) if elem.VM > 1 else [value]
+        new = [self.uid(v) for v in vals]
+        self.report.uids_remapped += sum(a != b for a, b in zip(vals, new, strict=True))
+        elem.value = new if len(new) > 1 else new[0]
+
+    def _privates(self, ds: Dataset) -> None:
+        """Remove private attributes (and their creators) unless on the safe list."""
+        r = self.report
+        private = [tag for tag in ds.keys() if tag.is_private]
+        if not private:
+            return
+        creators: dict[tuple[int, int], str] = {}
+        for tag in private:
+            if 0x10 <= tag.element <= 0xFF:
+                creators[(tag.group, tag.element)] = str(ds[tag].value or "")
+        kept_blocks: set[tuple[int, int]] = set()
+        for tag in private:
+            if tag.element <= 0xFF:
+                continue  # creators and group lengths: decided below
+            block = (tag.group, tag.element >> 8)
+            creator = creators.get(block, "")
+            if creator and is_safe_private(creator, int(tag)) and ds[tag].VR != "SQ":
+                kept_blocks.add(block)
+                r.private_tags_kept += 1
+            else:
+                del ds[tag]
+                r.private_tags_removed += 1
+        for tag in private:
+            if tag.element <= 0xFF and (tag.group, tag.element) not in kept_blocks:
+                del ds[tag]
+                r.private_tags_removed += 1
 
     # ---- plain records (Volume.meta, JSON) ----------------------------------------------------
     def meta(self, meta: dict[str, Any], patient_id: str) -> dict[str, Any]:
@@ -282,6 +343,14 @@ class Deidentifier:
             elif isinstance(v, (str, int, float, bool)) or v is None:
                 out[k] = v
         return out
+
+
+def mark(ds: Dataset) -> None:
+    """Say on the object itself that it is de-identified, how, and with which options."""
+    ds.PatientIdentityRemoved = "YES"
+    ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    ds.DeidentificationMethod = METHOD
+    ds.DeidentificationMethodCodeSequence = [_code(c, m) for c, m in METHOD_CODES]
 
 
 def _code(value: str, meaning: str) -> Dataset:

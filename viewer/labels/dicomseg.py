@@ -55,7 +55,13 @@ def read_sources(volume: Volume) -> list[Any]:
     for f in files:
         try:
             out.append(pydicom.dcmread(str(f), stop_before_pixels=True))
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        except OSError as exc:
+            from viewer.labels.export import write_problem
+
+            raise SegExportError(
+                f"cannot read the source DICOM file {f}: {write_problem(exc)}"
+            ) from exc
+        except pydicom.errors.InvalidDicomError as exc:
             raise SegExportError(f"{f}: cannot read the source DICOM file ({exc})") from exc
     return out
 

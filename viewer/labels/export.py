@@ -1,4 +1,7 @@
-"""Export one series' labels to ``DIR/<case_id>/`` (the layout the training station reads).
+"""Export one series' labels to ``DIR/<case_id>/``, the layout the training station reads.
+
+(About 420 lines: every writer here goes through ``writing``; the JSON/CSV/COCO record
+builders are the part to move to their own module when it grows again.)
 
 Files: ``mask.nii.gz`` / ``mask.nrrd`` (+ ``image.*`` with ``with_image``), ``label_table.json``,
 ``annotations.json``, ``annotations.csv``, ``coco.json``, ``seg.dcm``, ``model_vs_final.json``
@@ -10,12 +13,14 @@ The case folder is built in a hidden temporary folder beside it and moved into p
 from __future__ import annotations
 
 import csv
+import errno
 import gzip
 import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from radlens_core.files import (
 )
 from radlens_core.nifti import write_nifti as core_write_nifti
 from viewer.labels.deid import Deidentifier
+from viewer.labels.deid_burned_in import ImageDecision, image_decision
 from viewer.labels.document import Document
 from viewer.labels.findings import model_vs_final, summary
 from viewer.labels.model import Annotation, Box, LabelError, ModelMask, Ruler
@@ -38,6 +44,9 @@ from viewer.labels.planar import is_planar
 from viewer.labels.stats import label_stats, roi_stats
 from viewer.study.volume import Volume
 
+#: What the DICOM-SEG needs present among the table's combined rows: the Enhanced General
+#: Equipment module's Device Serial Number (Type 1), RadLens's own dummy value.
+SEG_REQUIRED = {"DeviceSerialNumber": "D"}
 FORMATS = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
 EXPORT_FORMAT_VERSION = 1
 ANNOTATIONS_FORMAT_VERSION = 1
@@ -45,6 +54,47 @@ ANNOTATIONS_FORMAT_VERSION = 1
 
 class ExportError(LabelError, UserError):
     """An export that cannot be written; the message names the folder or the problem."""
+
+
+#: What an OSError means for the person exporting, by errno.
+_ERRNO_PROBLEMS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the disk is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOENT: "no such file or folder",
+    errno.EFBIG: "the file is too large for this disk",
+    errno.EIO: "an input/output error (is the disk failing or disconnected?)",
+}
+
+
+def write_problem(exc: BaseException, folder: Path | None = None) -> str:
+    """The problem in a few words: errno as a phrase; a library's RuntimeError (SimpleITK,
+    which does not say why) as "the disk is full" when the folder has no space left."""
+    if isinstance(exc, OSError) and exc.errno in _ERRNO_PROBLEMS:
+        return _ERRNO_PROBLEMS[exc.errno]
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    if folder is not None:
+        try:
+            if shutil.disk_usage(folder).free < (1 << 20):
+                return "the disk is full"
+        except OSError:
+            pass
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"the writer failed ({text[:200]})"
+
+
+@contextmanager
+def writing(path: Path, folder: Path, shown: Path | None = None) -> Iterator[None]:
+    """Turn a failed write of ``path`` (in the temporary ``folder``) into an ExportError
+    that names the file the user will look for (``shown``) and the problem."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        problem = write_problem(exc, folder).replace(str(folder), str((shown or path).parent))
+        raise ExportError(f"cannot write {shown or path}: {problem}") from exc
 
 
 @dataclass
@@ -177,8 +227,13 @@ def export_case(
     with_image: bool = False,
     overwrite: bool = False,
     deidentifier: Deidentifier | None = None,
+    include_burned_in: bool = False,
 ) -> ExportResult:
-    """Write ``out_dir/<case_id>/`` atomically and return what was written."""
+    """Write ``out_dir/<case_id>/`` atomically and return what was written.
+
+    With ``with_image``, an image that may show burned-in text (see ``deid_burned_in``) is
+    left out, with a warning in ``export.json``, unless ``include_burned_in``. A write that
+    fails is an ExportError naming the file and the problem; the previous export stays."""
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -193,12 +248,15 @@ def export_case(
     final = out_dir / case_id
     if final.exists() and not overwrite:
         raise ExportError(f"{final} already exists; choose another folder or pass --overwrite")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}.partial-", dir=out_dir))
+    with writing(final, out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}.partial-", dir=out_dir))
     try:
-        files, info = _write_all(volume, doc, tmp, case_id, formats, deid, with_image, d)
-        _fsync_files(tmp)
-        _move_into_place(tmp, final, overwrite)
+        image = image_decision(volume, with_image, include_burned_in)
+        files, info = _write_all(volume, doc, tmp, case_id, formats, deid, image, d, final)
+        with writing(tmp, tmp, final):
+            _fsync_files(tmp)
+            _move_into_place(tmp, final, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -227,8 +285,9 @@ def _move_into_place(tmp: Path, final: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_json(folder: Path, name: str, obj: Any, files: list[str]) -> None:
-    atomic_write_json(folder / name, obj, indent=2)
+def _write_json(folder: Path, name: str, obj: Any, files: list[str], final: Path) -> None:
+    with writing(folder / name, folder, final / name):
+        atomic_write_json(folder / name, obj, indent=2)
     files.append(name)
 
 
@@ -239,8 +298,9 @@ def _write_all(
     case_id: str,
     formats: list[str],
     deid: bool,
-    with_image: bool,
+    image: ImageDecision,
     d: Deidentifier,
+    final: Path,
 ) -> tuple[list[str], dict[str, Any]]:
     files: list[str] = []
     meta = volume.meta
@@ -269,18 +329,22 @@ def _write_all(
         str(c.index): {"name": c.name, "color": c.color, **_label_measures(volume, mask, c.index)}
         for c in doc.label_set
     }
-    _write_json(folder, "label_table.json", doc.label_set.to_table(), files)
+    _write_json(folder, "label_table.json", doc.label_set.to_table(), files, final)
     orphans = [v for v in doc.labelmap.labels_present() if v not in doc.label_set]
     info["warnings"] = [
         f"label value {v} is painted but has no class in the label table (omitted from DICOM-SEG)"
         for v in orphans
     ]
+    info["image"] = image.to_dict()
+    if image.warning:
+        info["warnings"].append(image.warning)
 
     for fmt, write, suffix in (("nifti", write_nifti, ".nii.gz"), ("nrrd", write_nrrd, ".nrrd")):
         if fmt not in formats:
             continue
-        for stem, array in (("mask", mask), ("image", volume.array))[: 2 if with_image else 1]:
-            write(array, volume, folder / f"{stem}{suffix}")
+        for stem, array in (("mask", mask), ("image", volume.array))[: 2 if image.write else 1]:
+            with writing(folder / f"{stem}{suffix}", folder, final / f"{stem}{suffix}"):
+                write(array, volume, folder / f"{stem}{suffix}")
             files.append(f"{stem}{suffix}")
 
     records = [
@@ -292,14 +356,15 @@ def _write_all(
         _write_json(folder, "annotations.json",
                     {"format": ANNOTATIONS_FORMAT_VERSION, "case_id": case_id, "series_uid": info["series_uid"],
                      "coordinates": COORDINATES,
-                     "label_table": doc.label_set.to_table(), "annotations": records}, files)  # fmt: skip
+                     "label_table": doc.label_set.to_table(), "annotations": records}, files, final)  # fmt: skip
     if "csv" in formats:
-        atomic_write_text(folder / "annotations.csv", annotations_csv(records))
+        with writing(folder / "annotations.csv", folder, final / "annotations.csv"):
+            atomic_write_text(folder / "annotations.csv", annotations_csv(records))
         files.append("annotations.csv")
     if "coco" in formats:
-        _write_json(folder, "coco.json", coco(doc, volume, case_id), files)
+        _write_json(folder, "coco.json", coco(doc, volume, case_id), files, final)
     if "dicom-seg" in formats:
-        info["dicom_seg"] = _write_seg(volume, doc, folder / "seg.dcm", deid, d)
+        info["dicom_seg"] = _write_seg(volume, doc, folder / "seg.dcm", deid, d, final)
         files.append("seg.dcm")
 
     rows = model_vs_final(doc)
@@ -308,6 +373,7 @@ def _write_all(
         "model_vs_final.json",
         {"format": 1, "summary": summary(rows), "findings": rows},
         files,
+        final,
     )
     info["deid"] = d.report.to_dict() if deid else {"enabled": False}
     if deid:
@@ -316,7 +382,7 @@ def _write_all(
         info["deid"]["json"] = "identity keys dropped from 'dicom'; UIDs remapped; dates shifted"
     info["files"] = {name: (folder / name).stat().st_size for name in files}
     files.append("export.json")
-    _write_json(folder, "export.json", info, [])
+    _write_json(folder, "export.json", info, [], final)
     return files, info
 
 
@@ -329,7 +395,7 @@ def _label_measures(volume: Volume, mask: np.ndarray, index: int) -> dict[str, A
 
 
 def _write_seg(
-    volume: Volume, doc: Document, path: Path, deid: bool, d: Deidentifier
+    volume: Volume, doc: Document, path: Path, deid: bool, d: Deidentifier, final: Path
 ) -> dict[str, Any]:
     from viewer.labels.dicomseg import build_segmentation, read_sources, write_segmentation
 
@@ -350,10 +416,10 @@ def _write_seg(
         sources,
         "SEMIAUTOMATIC" if accepted_model else "MANUAL",
     )
-    if deid:  # the SEG's own header came from de-identified sources; mark it as such too
-        seg.PatientIdentityRemoved = "YES"
-        seg.DeidentificationMethod = sources[0].DeidentificationMethod
-    write_segmentation(seg, path)
+    if deid:  # the SEG's own header came from de-identified sources; the table applies to it too
+        d.scrub(seg, required=SEG_REQUIRED)
+    with writing(path, path.parent, final / path.name):
+        write_segmentation(seg, path)
     return {
         "segments": {str(n): idx for n, idx in segments.items()},
         "series_instance_uid": str(seg.SeriesInstanceUID),

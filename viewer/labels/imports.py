@@ -33,8 +33,10 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        raise LabelImportError(f"{path}: cannot read the label map ({exc})") from exc
+    except RuntimeError as exc:  # ITK's message: several lines, the C++ source file first
+        lines = [ln for ln in str(exc).splitlines() if "ERROR" in ln or "rror" in ln]
+        detail = " ".join((lines[-1] if lines else str(exc)).split())[:200]
+        raise LabelImportError(f"{path}: cannot read the label map ({detail})") from exc
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise LabelImportError(f"{path}: a label map must be a 3D scalar image")
     aff = np.eye(4)
@@ -103,7 +105,11 @@ def _load_json(path: Path) -> Any:
             return json.load(f)
     except FileNotFoundError:
         raise LabelImportError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        from viewer.labels.export import write_problem
+
+        raise LabelImportError(f"cannot read {path}: {write_problem(exc)}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise LabelImportError(f"{path}: not readable JSON ({exc})") from exc
 
 

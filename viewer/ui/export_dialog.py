@@ -87,8 +87,18 @@ class ExportDialog(QDialog):
         self.deid_box = QCheckBox("De-identify (pseudonymous IDs, shifted dates, new UIDs)")
         self.deid_box.setChecked(True)
         self.image_box = QCheckBox("Include the image volume")
+        # Off unless the user asks: the pixels may show names that de-identification cannot reach.
+        self.burned_in_box = QCheckBox("Include images that may show burned-in text")
+        self.burned_in_box.setToolTip(
+            "BurnedInAnnotation YES, or a secondary capture / ultrasound / photo without the "
+            "attribute: such images are left out unless this is ticked"
+        )
+        self.burned_in_box.setEnabled(False)
+        self.image_box.toggled.connect(self.burned_in_box.setEnabled)
         layout.addWidget(self.deid_box)
         layout.addWidget(self.image_box)
+        layout.addWidget(self.burned_in_box)
+        self.warning_box: QMessageBox | None = None
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.progress = QProgressBar()
@@ -152,13 +162,17 @@ class ExportDialog(QDialog):
             overwrite = True
         volume, document = self.volume, self.document
         deid, with_image = self.deid_box.isChecked(), self.image_box.isChecked()
+        burned_in = with_image and self.burned_in_box.isChecked()
         out_dir = Path(folder_text).expanduser()
 
         def work(ctx: TaskContext) -> ExportResult:
             ctx.progress(0.0, "Exporting labels")
             # The Document is only read here; edits stay on the main thread meanwhile
             # because the dialog is modal.
-            return export_case(volume, document, out_dir, formats, deid, with_image, overwrite)
+            return export_case(
+                volume, document, out_dir, formats, deid, with_image, overwrite,
+                include_burned_in=burned_in,
+            )  # fmt: skip
 
         self.status.setText(f"Exporting to {target}…")
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(False)
@@ -185,8 +199,24 @@ class ExportDialog(QDialog):
         self.result = result
         self.progress.hide()
         self.status.setText(f"Wrote {len(result.files)} files to {result.folder}")
+        warnings = [str(w) for w in result.info.get("warnings", [])]
+        if warnings:
+            self.show_warnings(result.folder, warnings)
         self.export_finished.emit(result)
         self.accept()
+
+    def show_warnings(self, folder: Path, warnings: list[str]) -> None:
+        """What the export left out or flagged (export.json says it too); not modal, so
+        the export finishes; tests replace this method."""
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Export warnings",
+            f"The export to {folder} finished with warnings:\n\n" + "\n\n".join(warnings),
+            QMessageBox.StandardButton.Ok,
+            self.parentWidget(),
+        )
+        box.open()
+        self.warning_box = box
 
     def _failed(self, message: str) -> None:
         self.progress.hide()
