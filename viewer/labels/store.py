@@ -76,7 +76,7 @@ def failure_sentence(exc: BaseException, folder: Path) -> str:
     code = exc.errno if isinstance(exc, OSError) else None
     why = {
         errno.ENOSPC: f"the disk holding {folder} is full",
-        errno.EROFS: f"{folder} is on a read-only disk",
+        errno.EROFS: f"the folder {folder} is on a read-only disk",
         errno.EDQUOT: f"your disk quota for {folder} is used up",
         errno.EIO: f"the disk holding {folder} reported an input/output error",
         errno.EACCES: f"RadLens is not allowed to write to {folder}",
@@ -84,7 +84,7 @@ def failure_sentence(exc: BaseException, folder: Path) -> str:
     }.get(code or -1)
     if why is None:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        why = f"{folder} cannot be written ({detail})"
+        why = f"the folder {folder} cannot be written ({detail})"
     return f"{why[0].upper()}{why[1:]}; the edits are kept in memory and saved as soon as it can be written."
 
 
@@ -187,7 +187,9 @@ class LabelStore:
 
     # ---- opening ----------------------------------------------------------------------------
     @classmethod
-    def open(cls, volume: Volume, interval: float = 0.5, compact_every: int = 200) -> LabelStore:
+    def open(
+        cls, volume: Volume, interval: float = 0.5, compact_every: int = 200, retry: float = 1.0
+    ) -> LabelStore:
         """Open (or create) the store of ``volume``'s series and restore its last journalled state."""
         folder = store_dir(volume.series_uid)
         try:
@@ -198,14 +200,25 @@ class LabelStore:
             ) from exc
         lock = _lock(folder)
         try:
-            return cls._open_locked(volume, folder, lock, interval, compact_every)
+            return cls._open_locked(volume, folder, lock, interval, compact_every, retry)
+        except OSError as exc:
+            lock.close()
+            raise StoreError(
+                f"the labels in {folder} cannot be opened: {failure_sentence(exc, folder)}"
+            ) from exc
         except BaseException:
             lock.close()
             raise
 
     @classmethod
     def _open_locked(
-        cls, volume: Volume, folder: Path, lock: Any, interval: float, compact_every: int
+        cls,
+        volume: Volume,
+        folder: Path,
+        lock: Any,
+        interval: float,
+        compact_every: int,
+        retry: float,
     ) -> LabelStore:
         _check_info(folder, volume, create=True)
         try:
@@ -216,7 +229,7 @@ class LabelStore:
             side = folder / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{d.name}"
             atomic_copy(d, side)
             log.warning("damaged label journal %s copied to %s", d, side)
-        store = cls(folder, rec.document, rec, interval, compact_every)
+        store = cls(folder, rec.document, rec, interval, compact_every, retry)
         store._lock_file = lock
         if store._journal is None or rec.replayed:
             try:  # a clean journal: fold what was replayed (or migrated) into a new generation
@@ -256,10 +269,17 @@ class LabelStore:
 
     def _set_status(self, state: SaveState, message: str = "") -> None:
         with self._cond:
-            new = SaveStatus(state, self.folder, self._seq - self._saved_seq, message)
-            old, self._status = self._status, new
+            change = self._status_locked(state, message)
+        self._notify(*change)
+
+    def _status_locked(self, state: SaveState, message: str) -> tuple[SaveStatus, SaveStatus]:
+        new = SaveStatus(state, self.folder, self._seq - self._saved_seq, message)
+        old, self._status = self._status, new
+        return old, new
+
+    def _notify(self, old: SaveStatus, new: SaveStatus) -> None:
         if (old.state, old.message) != (new.state, new.message) or (
-            state is SaveState.FAILING and old.unsaved != new.unsaved
+            new.state is SaveState.FAILING and old.unsaved != new.unsaved
         ):
             for listener in list(self.status_listeners):
                 listener(new)
@@ -386,13 +406,12 @@ class LabelStore:
                     else:
                         self._compacting = False
                         self._snapshot_request = self._snapshot_request or request
-                state = self._state_locked()
+                message = "" if error is None else failure_sentence(error, self.folder)
+                change = self._status_locked(self._state_locked(), message)
                 self._cond.notify_all()
             if error is not None:
                 log.error("label store %s: %s", self.folder, error)
-                self._set_status(state, failure_sentence(error, self.folder))
-            else:
-                self._set_status(state)
+            self._notify(*change)
             if stop:
                 return
 
