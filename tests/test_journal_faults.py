@@ -492,3 +492,33 @@ def test_store_folders_are_0700_and_every_file_0600(_isolated_user_data):
         assert stat.S_IMODE(store.folder.stat().st_mode) == 0o700
         assert stat.S_IMODE(store.folder.parent.stat().st_mode) == 0o700
     assert journal_records(store.folder) == []  # the final snapshot took them all
+
+
+# ---- what the user sees -------------------------------------------------------------------------
+def test_a_failing_store_shows_in_the_status_bar_and_a_dialog_until_saved(qtbot, monkeypatch):
+    from viewer.ui.main_window import MainWindow
+
+    faults = Faults(fail_at=10**9)
+    faults.install(monkeypatch.setattr)
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.state.set_volume(_volume("1.2.3.gui"))
+    saving, ctrl = window.saving, window.annotations.controller
+    assert ctrl.store is not None and saving.store is ctrl.store
+    folder = str(ctrl.store.folder)
+    qtbot.waitUntil(lambda: saving.label.text() == "Labels saved")
+    faults.full = True  # the disk fills up
+    ctrl.document.add(Point(1, id="a", zyx=(1, 1, 1)))
+    qtbot.waitUntil(lambda: saving.dialog is not None and saving.dialog.isVisible(), timeout=5000)
+    assert "Labels NOT saved (1 edits only in memory)" in saving.label.text()
+    assert folder in saving.label.text() and "is full" in saving.label.text()
+    text = saving.dialog.text()
+    assert "1 label edit(s) of this series are not saved yet" in text and folder in text
+    ctrl.document.add(Point(1, id="b", zyx=(2, 2, 2)))
+    qtbot.waitUntil(lambda: "2 label edit(s)" in saving.dialog.text(), timeout=5000)
+    faults.full = False  # space returns: saved on the next retry, the dialog goes
+    qtbot.waitUntil(lambda: saving.label.text() == "Labels saved", timeout=5000)
+    assert saving.dialog is None
+    window.close()
+    assert set(LabelStore.read(_volume("1.2.3.gui")).annotations) == {"a", "b"}
