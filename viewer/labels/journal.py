@@ -15,6 +15,7 @@ before this format (``snapshot.json`` + ``journal.jsonl``, one JSON edit per lin
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -220,14 +221,24 @@ def journal_records(folder: Path) -> list[dict[str, Any]]:
     return [_parse(p) for p in scan(path.read_bytes(), path)[0]]
 
 
+def layer_bytes(array: np.ndarray) -> bytes:
+    """A model layer's file: its ``.npy`` bytes, zlib level 1 (masks are mostly zeros; level 1
+    writes a 300x512x512 layer in a tenth of the time ``savez_compressed`` takes)."""
+    array = np.ascontiguousarray(array, np.uint8)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
+    z = zlib.compressobj(1)
+    return z.compress(head.getvalue()) + z.compress(memoryview(array).cast("B")) + z.flush()
+
+
 def load_layer(folder: Path, name: str) -> np.ndarray:
     if "/" in name or "\\" in name or not name.startswith("layer-"):
         raise JournalError(f"{folder}: {name!r} is not a model layer file of this store")
     path = folder / name
     try:
-        with np.load(path) as npz:
-            array = npz["layer"]
-    except (OSError, KeyError, ValueError) as exc:
+        raw = zlib.decompress(path.read_bytes())
+        array = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (OSError, ValueError, zlib.error) as exc:
         raise JournalError(f"{path}: the model layer cannot be read ({exc})") from exc
     array.setflags(write=False)
     return array

@@ -434,16 +434,30 @@ class LabelStore:
             self._since.extend(zip((s for s, _ in items), payloads, strict=True))
 
     def _put_layer(self, array: np.ndarray) -> dict[str, Any]:
-        """Write a model layer to its own file once (it never changes); answer its reference."""
+        """A model layer's file reference; the file is written the first time (it never changes)."""
+        name = self._known_layer(array, compare=False) or self._write_layer(array)
+        self._layers[id(array)] = (array, name)
+        return {"file": name, "shape": list(array.shape)}
+
+    def _known_layer(self, array: np.ndarray, compare: bool = True) -> str | None:
+        """The file already holding ``array``: the same object, or (``compare``, off the
+        journal's path) an equal copy, as the document keeps of the array a LayerEdit carried."""
         hit = self._layers.get(id(array))
+        if hit is None and compare:
+            for a, n in list(self._layers.values()):
+                if a.shape == array.shape and np.array_equal(a, array):
+                    hit = (a, n)
+                    break
         if hit is None or not (self.folder / hit[1]).exists():
-            name = f"layer-{uuid.uuid4().hex[:16]}.npz"
-            atomic_write(
-                self.folder / name,
-                lambda f: np.savez_compressed(f, layer=np.ascontiguousarray(array, np.uint8)),
-            )
-            hit = self._layers[id(array)] = (array, name)
-        return {"file": hit[1], "shape": list(array.shape)}
+            return None
+        self._layers[id(array)] = (array, hit[1])
+        return hit[1]
+
+    def _write_layer(self, array: np.ndarray) -> str:
+        name = f"layer-{uuid.uuid4().hex[:16]}.npy.z"
+        data = jr.layer_bytes(array)
+        atomic_write(self.folder / name, lambda f: f.write(data))
+        return name
 
     # ---- compaction ---------------------------------------------------------------------------
     _compact_request: tuple[int, dict[str, Any], dict[str, np.ndarray]] | None = None
@@ -476,11 +490,11 @@ class LabelStore:
         atomic_write(
             self.folder / npz, lambda f: np.savez_compressed(f, labelmap=arrays["labelmap"])
         )
-        with self._io:
-            layer_files = [
-                self._put_layer(arrays[f"layer{i}"])["file"] for i in range(len(meta["layers"]))
-            ]
+        layers = [arrays[f"layer{i}"] for i in range(len(meta["layers"]))]
+        # Written (if new) outside the journal's lock: appends go on meanwhile.
+        layer_files = [self._known_layer(a) or self._write_layer(a) for a in layers]
         with self._io:  # the writer waits here for the switch (records since ``seq`` only)
+            self._layers.update({id(a): (a, n) for a, n in zip(layers, layer_files, strict=True)})
             tail = [(s, p) for s, p in self._since if s > seq]
             name = f"journal-{gen}.rlj"
             journal = jr.JournalWriter.create(self.folder / name, [p for _, p in tail])
