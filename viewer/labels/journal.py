@@ -228,7 +228,7 @@ def layer_bytes(array: np.ndarray) -> bytes:
     head = io.BytesIO()
     np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
     z = zlib.compressobj(1)
-    return z.compress(head.getvalue()) + z.compress(memoryview(array).cast("B")) + z.flush()
+    return z.compress(head.getvalue()) + z.compress(array.data.cast("B")) + z.flush()
 
 
 def load_layer(folder: Path, name: str) -> np.ndarray:
@@ -246,6 +246,15 @@ def load_layer(folder: Path, name: str) -> np.ndarray:
 
 def restore(folder: Path, volume: Volume) -> Recovery:
     """The last journalled state of ``folder`` (read only; nothing is written)."""
+    try:
+        return _restore(folder, volume)
+    except (KeyError, TypeError, ValueError) as exc:  # a manifest or snapshot of another shape
+        raise JournalError(
+            f"the labels in {folder} are not in a form RadLens reads ({exc!r})"
+        ) from exc
+
+
+def _restore(folder: Path, volume: Volume) -> Recovery:
     manifest = read_manifest(folder)
     if manifest is None:
         return _restore_legacy(folder, volume)

@@ -1,4 +1,5 @@
-"""LabelStore: the autosaved, crash-safe home of one series' Document in the user data folder.
+"""LabelStore: the autosaved, crash-safe home of one series' Document (one module, ~600 lines: writer, compactor and save status share one locking discipline best read together).
+
 
 Layout of ``user_data_dir()/labels/<key>/`` (key = ``radlens_core.series.series_key`` of the
 SeriesInstanceUID; stores under the former SHA-256 name move there when first opened):
@@ -519,7 +520,10 @@ class LabelStore:
             self._layers = {k: v for k, v in self._layers.items() if v[1] in keep}
             for f in self.folder.iterdir():
                 if _obsolete(f.name) and f.name not in keep:
-                    f.unlink(missing_ok=True)
+                    try:
+                        f.unlink(missing_ok=True)
+                    except OSError as exc:  # the switch is done; an old file only costs space
+                        log.warning("label store %s: %s not removed (%s)", self.folder, f, exc)
 
 
 def _layer_refs(records: list[tuple[int, bytes]]) -> set[str]:
