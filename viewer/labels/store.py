@@ -1,6 +1,5 @@
 """LabelStore: the autosaved, crash-safe home of one series' Document (one module, ~600 lines: writer, compactor and save status share one locking discipline best read together).
 
-
 Layout of ``user_data_dir()/labels/<key>/`` (key = ``radlens_core.series.series_key`` of the
 SeriesInstanceUID; stores under the former SHA-256 name move there when first opened):
 ``info.json`` (series, shape), ``lock``, and one generation of snapshot + journal named by
