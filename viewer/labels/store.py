@@ -71,8 +71,9 @@ class SaveStatus:
         return "Labels saved"
 
 
-def failure_sentence(exc: BaseException, folder: Path) -> str:
-    """Why ``folder`` cannot be written, as a sentence for the user (no errno numbers)."""
+def failure_sentence(exc: BaseException, folder: Path, retried: bool = True) -> str:
+    """Why ``folder`` cannot be written, as a sentence for the user (no errno numbers);
+    ``retried``: the edits wait in memory for the next try (the writer's failures)."""
     code = exc.errno if isinstance(exc, OSError) else None
     why = {
         errno.ENOSPC: f"the disk holding {folder} is full",
@@ -85,7 +86,10 @@ def failure_sentence(exc: BaseException, folder: Path) -> str:
     if why is None:
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         why = f"the folder {folder} cannot be written ({detail})"
-    return f"{why[0].upper()}{why[1:]}; the edits are kept in memory and saved as soon as it can be written."
+    why = f"{why[0].upper()}{why[1:]}"
+    if not retried:
+        return f"{why}."
+    return f"{why}; the edits are kept in memory and saved as soon as it can be written."
 
 
 def store_key(series_uid: str) -> str:
@@ -204,7 +208,7 @@ class LabelStore:
         except OSError as exc:
             lock.close()
             raise StoreError(
-                f"the labels in {folder} cannot be opened: {failure_sentence(exc, folder)}"
+                f"the labels in {folder} cannot be opened: {failure_sentence(exc, folder, False)}"
             ) from exc
         except BaseException:
             lock.close()
@@ -313,7 +317,7 @@ class LabelStore:
             if self._snapshot_error is not None:
                 raise StoreError(
                     f"the label snapshot in {self.folder} could not be written: "
-                    f"{failure_sentence(self._snapshot_error, self.folder)}"
+                    f"{failure_sentence(self._snapshot_error, self.folder, False)}"
                 )
 
     _snapshot_error: BaseException | None = None
@@ -390,7 +394,7 @@ class LabelStore:
             error: BaseException | None = None
             try:
                 self._append(items)
-            except OSError as exc:  # disk full, read-only, quota, EIO: the thread lives on
+            except Exception as exc:  # disk full, read-only, quota, EIO: the thread lives on
                 error = exc
             with self._cond:
                 self._attempts += 1
@@ -472,7 +476,7 @@ class LabelStore:
                 try:
                     self._write_generation(*request)
                     self._snapshot_error = None
-                except OSError as exc:
+                except Exception as exc:  # the journal still holds every edit
                     self._snapshot_error = exc
                     log.error("label store %s: snapshot failed: %s", self.folder, exc)
                 with self._cond:
@@ -567,7 +571,7 @@ def _check_info(folder: Path, volume: Volume, create: bool) -> None:
                 },
             )
         except OSError as exc:
-            raise StoreError(failure_sentence(exc, folder)) from exc
+            raise StoreError(failure_sentence(exc, folder, False)) from exc
 
 
 def _lock(folder: Path) -> Any:
