@@ -522,3 +522,24 @@ def test_a_failing_store_shows_in_the_status_bar_and_a_dialog_until_saved(qtbot,
     assert saving.dialog is None
     window.close()
     assert set(LabelStore.read(_volume("1.2.3.gui")).annotations) == {"a", "b"}
+
+
+def test_a_damaged_journal_found_on_open_is_reported_in_the_status_bar(qtbot):
+    from viewer.ui.main_window import MainWindow
+
+    vol = _volume("1.2.3.gui.damaged")
+    store = LabelStore.open(vol, compact_every=10**6)
+    store.document.add(Point(1, id="kept", zyx=(1, 1, 1)))
+    store.flush()
+    store._abandon()
+    with open(store.folder / read_manifest(store.folder)["journal"], "ab") as f:
+        f.write(frame(b'{"seq": 2, "edit": {}}')[:11])  # torn by a crash
+    window = MainWindow()
+    qtbot.addWidget(window)
+    window.show()
+    window.state.set_volume(vol)
+    message = window.statusBar().currentMessage()
+    assert "The label journal was damaged" in message and str(store.folder) in message
+    assert "1 edits around it were recovered" in message
+    assert set(window.annotations.controller.document.annotations) == {"kept"}
+    window.close()
