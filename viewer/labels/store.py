@@ -235,7 +235,13 @@ class LabelStore:
             log.warning("damaged label journal %s copied to %s", d, side)
         store = cls(folder, rec.document, rec, interval, compact_every, retry)
         store._lock_file = lock
-        if store._journal is None or rec.replayed:
+        if rec.legacy and rec.journal is None and rec.seq == 0:  # a new store: no snapshot yet
+            try:
+                store._first_generation()
+            except BaseException:
+                store._abandon()
+                raise
+        elif store._journal is None or rec.replayed:
             try:  # a clean journal: fold what was replayed (or migrated) into a new generation
                 store.compact()
             except StoreError:
@@ -484,6 +490,21 @@ class LabelStore:
                     self._cond.notify_all()
             if self._stop and self._compact_request is None:
                 return
+
+    def _first_generation(self) -> None:
+        """An empty journal and the manifest naming it: a new store writes no snapshot."""
+        name = "journal-1.rlj"
+        journal = jr.JournalWriter.create(self.folder / name, [])
+        try:
+            manifest = {"format": MANIFEST_FORMAT, "generation": 1, "seq": 0, "journal": name}
+            atomic_write_json(
+                self.folder / jr.MANIFEST, {**manifest, "document": None}, indent=None
+            )
+        except BaseException:
+            journal.close()
+            raise
+        with self._io:
+            self._journal, self._generation = journal, 1
 
     def _write_generation(
         self, seq: int, meta: dict[str, Any], arrays: dict[str, np.ndarray]
