@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import pytest
 
 from radlens_core.series import series_key
+from viewer.labels.journal import frame, journal_records, read_manifest
 from viewer.labels.labelmap import disk_mask
 from viewer.labels.model import Box, Point
 from viewer.labels.store import LabelStore, StoreError, legacy_store_key, store_dir
@@ -59,10 +59,9 @@ def test_edits_are_journalled_within_two_seconds_without_flush():
     try:
         store.document.add(Point(1, zyx=(1, 2, 3)))
         deadline = time.monotonic() + 2.0
-        journal = store.folder / "journal.jsonl"
-        while time.monotonic() < deadline and not journal.read_bytes():
+        while time.monotonic() < deadline and not journal_records(store.folder):
             time.sleep(0.05)
-        line = json.loads(journal.read_bytes().splitlines()[0])
+        line = journal_records(store.folder)[0]
         assert line["edit"]["after"]["kind"] == "Point"
     finally:
         store.close()
@@ -88,12 +87,13 @@ def test_journal_replayed_over_snapshot_and_torn_last_line_ignored():
     doc = store.document
     ids = [doc.add(Point(1, zyx=(i, 1, 1))).id for i in range(5)]  # snapshot after 3, 2 in journal
     store.flush()
-    assert (store.folder / "snapshot.json").exists()
-    assert len((store.folder / "journal.jsonl").read_bytes().splitlines()) == 2
-    # Simulate a crash: no close(); the process died mid-line.
+    assert read_manifest(store.folder)["seq"] == 3  # the snapshot
+    assert len(journal_records(store.folder)) == 2
+    # Simulate a crash: no close(); the process died mid-record.
     store._abandon()
-    with open(store.folder / "journal.jsonl", "ab") as f:
-        f.write(b'{"seq": 99, "edit": {"type": "annot')
+    journal = store.folder / read_manifest(store.folder)["journal"]
+    with open(journal, "ab") as f:
+        f.write(frame(b'{"seq": 99, "edit": {"type": "annotation"}}')[:30])
     with LabelStore.open(vol) as again:
         assert list(again.document.annotations) == ids
         assert again.recovered_edits == 2

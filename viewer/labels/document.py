@@ -307,9 +307,18 @@ def _geometry(a: Annotation) -> dict[str, Any]:
 
 
 # ---- edits <-> JSON (the journal format) --------------------------------------------------
-def _arr_to(a: np.ndarray | None) -> dict[str, Any] | None:
+#: Stores a model layer's array outside the record and answers its reference, e.g.
+#: ``{"file": "layer-1a2b.npz"}`` (the label store writes each layer once, never per edit).
+ArrayWriter = Callable[[np.ndarray], dict[str, Any]]
+#: Reads a reference written by an ``ArrayWriter`` back.
+ArrayReader = Callable[[dict[str, Any]], np.ndarray]
+
+
+def _arr_to(a: np.ndarray | None, put: ArrayWriter | None = None) -> dict[str, Any] | None:
     if a is None:
         return None
+    if put is not None:
+        return put(a)
     a = np.ascontiguousarray(a, dtype=np.uint8)
     return {
         "shape": list(a.shape),
@@ -317,14 +326,19 @@ def _arr_to(a: np.ndarray | None) -> dict[str, Any] | None:
     }
 
 
-def _arr_from(d: dict[str, Any] | None) -> np.ndarray | None:
+def _arr_from(d: dict[str, Any] | None, get: ArrayReader | None = None) -> np.ndarray | None:
     if d is None:
         return None
+    if "data" not in d:
+        if get is None:
+            raise LabelError("a model layer stored outside the journal record has no reader")
+        return get(d)
     raw = zlib.decompress(base64.b64decode(d["data"]))
     return np.frombuffer(raw, dtype=np.uint8).reshape(d["shape"]).copy()
 
 
-def edit_to_dict(edit: Edit) -> dict[str, Any]:
+def edit_to_dict(edit: Edit, put: ArrayWriter | None = None) -> dict[str, Any]:
+    """The journal record of ``edit``; ``put`` stores model-layer arrays by reference."""
     if isinstance(edit, MaskEdit):
         return {
             "type": "mask",
@@ -349,19 +363,20 @@ def edit_to_dict(edit: Edit) -> dict[str, Any]:
         return {
             "type": "layer",
             "name": edit.name,
-            "before": _arr_to(edit.before),
-            "after": _arr_to(edit.after),
+            "before": _arr_to(edit.before, put),
+            "after": _arr_to(edit.after, put),
         }
     if isinstance(edit, CompoundEdit):
         return {
             "type": "compound",
             "description": edit.description,
-            "edits": [edit_to_dict(e) for e in edit.edits],
+            "edits": [edit_to_dict(e, put) for e in edit.edits],
         }
     raise LabelError(f"unknown edit {type(edit).__name__}")
 
 
-def edit_from_dict(d: dict[str, Any]) -> Edit:
+def edit_from_dict(d: dict[str, Any], get: ArrayReader | None = None) -> Edit:
+    """The edit of a journal record; ``get`` reads model layers stored by reference."""
     t = d.get("type")
     if t == "mask":
         return MaskEdit(
@@ -379,7 +394,9 @@ def edit_from_dict(d: dict[str, Any]) -> Edit:
     if t == "labelset":
         return LabelSetEdit(LabelSet.from_table(d["before"]), LabelSet.from_table(d["after"]))
     if t == "layer":
-        return LayerEdit(d["name"], _arr_from(d["before"]), _arr_from(d["after"]))
+        return LayerEdit(d["name"], _arr_from(d["before"], get), _arr_from(d["after"], get))
     if t == "compound":
-        return CompoundEdit(tuple(edit_from_dict(e) for e in d["edits"]), d.get("description", ""))
+        return CompoundEdit(
+            tuple(edit_from_dict(e, get) for e in d["edits"]), d.get("description", "")
+        )
     raise LabelError(f"unknown edit type {t!r} in the journal")

@@ -43,6 +43,7 @@ from viewer.ui.panels.series_browser import SeriesBrowser
 from viewer.ui.panels.tags_panel import TagsPanel
 from viewer.ui.readout import POINT_HINT, START_HINT, CursorReadout
 from viewer.ui.result_banner import IntendedUseBanner
+from viewer.ui.save_status import SaveStatusFeature
 from viewer.ui.settings import Settings
 from viewer.ui.state import ViewerState
 from viewer.ui.theme import icon
@@ -111,6 +112,7 @@ class MainWindow(QMainWindow):
 
         # Features, in the order they shut down when the window closes.
         self.annotations = services.register(Annotations(services))
+        self.saving = services.register(SaveStatusFeature(services, self.annotations.controller))
         self.analyze = services.register(AnalyzeFeature(services))
         self.annotations.connect_analyze(self.analyze)  # model results become proposals
         self.training = services.register(TrainingFeature(services, self.analyze.menu))
