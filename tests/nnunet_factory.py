@@ -1,0 +1,295 @@
+"""Small nnU-Net v2 models and held-out cases for the equivalence tests, made by nnU-Net itself.
+
+Run as ``python -m tests.nnunet_factory build ROOT --kind random|trained`` (in a subprocess:
+nnU-Net reads its folders from environment variables at import time). It writes generated
+3D CT-like images with three blob labels on a textured body (zero outside the body, so
+nnU-Net crops; anisotropic along x, so it transposes and resamples with its separate-z rule),
+fingerprints and plans them with nnU-Net's own planner (a reduced feature budget), and then
+either saves two folds of seeded random weights as nnU-Net checkpoints (``random``: checks
+everything but training, in seconds) or trains a fold with nnU-Net's own trainer (``trained``).
+``python -m tests.nnunet_factory reference MODEL CASES OUT`` runs ``nnUNetPredictor`` on the
+cases and stores its label maps, times and peak memory for the comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATASET_ID = 901
+DATASET = f"Dataset{DATASET_ID}_Blobs"
+LABELS = {"background": 0, "bright": 1, "dark": 2, "textured": 3}
+TRAIN_SHAPE = (32, 40, 14)  # z, y, x
+HELD_OUT = [  # (shape zyx, spacing xyz, seed): larger than training, off-median spacing
+    ((44, 52, 16), (3.5, 0.85, 0.9), 1001),
+    ((36, 60, 12), (2.9, 1.1, 1.05), 1002),
+]
+
+
+def synthetic_case(shape, spacing_xyz, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32 zyx, labels uint8 zyx): a textured ellipsoid 'body' (0 outside) with a
+    bright, a dark and a textured sphere inside; sizes in millimetres."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    sz, sy, sx = spacing_xyz[2], spacing_xyz[1], spacing_xyz[0]
+    z, y, x = np.meshgrid(
+        *(np.arange(n) * s for n, s in zip(shape, (sz, sy, sx), strict=True)), indexing="ij"
+    )
+    ext = [n * s for n, s in zip(shape, (sz, sy, sx), strict=True)]
+    c = [e / 2 for e in ext]
+    body = ((z - c[0]) / (0.42 * ext[0])) ** 2 + ((y - c[1]) / (0.45 * ext[1])) ** 2 + (
+        (x - c[2]) / (0.4 * ext[2])
+    ) ** 2 <= 1
+    texture = gaussian_filter(rng.normal(0, 1, shape), 1.5)
+    image = 40 + 60 * texture / (texture.std() + 1e-6) + rng.normal(0, 8, shape)
+    labels = np.zeros(shape, np.uint8)
+    inside = np.argwhere(body)
+    for label, (radius, value) in enumerate(((7.0, 260.0), (6.0, -160.0), (5.0, 140.0)), start=1):
+        for _ in range(50):
+            p = inside[rng.integers(len(inside))]
+            centre = (p[0] * sz, p[1] * sy, p[2] * sx)
+            ball = (z - centre[0]) ** 2 + (y - centre[1]) ** 2 + (x - centre[2]) ** 2 <= radius**2
+            if (ball & body).sum() == ball.sum() and not labels[ball].any():
+                break
+        labels[ball & body] = label
+        if label == 3:
+            image[ball] = value + 120 * np.sign(np.sin(y[ball] / 1.5))
+        else:
+            image[ball] = value + rng.normal(0, 10, int(ball.sum()))
+    image[~body] = 0
+    labels[~body] = 0
+    return image.astype(np.float32), labels
+
+
+def _write_nifti(path: Path, array: np.ndarray, spacing_xyz) -> None:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(tuple(float(s) for s in spacing_xyz))
+    sitk.WriteImage(img, str(path))
+
+
+def write_raw(raw: Path, n_train: int) -> None:
+    folder = raw / DATASET
+    (folder / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (folder / "labelsTr").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    for i in range(n_train):
+        spacing = (rng.uniform(2.8, 3.6), rng.uniform(0.9, 1.1), rng.uniform(0.9, 1.1))
+        image, labels = synthetic_case(TRAIN_SHAPE, spacing, seed=i)
+        _write_nifti(folder / "imagesTr" / f"blob_{i:03d}_0000.nii.gz", image, spacing)
+        _write_nifti(folder / "labelsTr" / f"blob_{i:03d}.nii.gz", labels, spacing)
+    dataset = {
+        "channel_names": {"0": "CT"},
+        "labels": LABELS,
+        "numTraining": n_train,
+        "file_ending": ".nii.gz",
+        "name": "Blobs",
+    }
+    (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
+
+
+def write_cases(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (shape, spacing, seed) in enumerate(HELD_OUT):
+        image, labels = synthetic_case(shape, spacing, seed)
+        np.savez(folder / f"case_{i}.npz", image=image, labels=labels, spacing_xyz=spacing)
+
+
+def _plan(root: Path):
+    from nnunetv2.experiment_planning.experiment_planners.default_experiment_planner import (
+        ExperimentPlanner,
+    )
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprint_dataset
+
+    class SmallPlanner(ExperimentPlanner):
+        """nnU-Net's planner with a reduced feature budget (8 to 32 features per stage)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.UNet_base_num_features = 8
+            self.UNet_max_features_3d = 32
+            self.UNet_max_features_2d = 32
+
+    extract_fingerprint_dataset(DATASET_ID, num_processes=1, verbose=False, show_progress_bar=False)
+    planner = SmallPlanner(DATASET_ID, plans_name="nnUNetPlansSmall")
+    planner.plan_experiment()
+    pre = root / "preprocessed" / DATASET
+    return json.loads((pre / "nnUNetPlansSmall.json").read_text())
+
+
+def _checkpoint(network, plans: dict, dataset: dict, configuration: str, fold: int, mirror):
+    import torch
+
+    return {
+        "network_weights": network.state_dict(),
+        "optimizer_state": None,
+        "grad_scaler_state": None,
+        "logging": {"mean_fg_dice": [np.float64(0.5)], "ema_fg_dice": [np.float32(0.4)]},
+        "_best_ema": np.float64(0.4),
+        "current_epoch": 1,
+        "init_args": {
+            "plans": plans,
+            "configuration": configuration,
+            "fold": fold,
+            "dataset_json": dataset,
+            "device": torch.device("cpu"),
+        },
+        "trainer_name": "nnUNetTrainer",
+        "inference_allowed_mirroring_axes": mirror,
+    }
+
+
+def build_random(root: Path, configuration: str = "3d_fullres") -> Path:
+    """A trained-model folder with two folds of seeded random weights (nnU-Net's own init)."""
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    write_raw(root / "raw", n_train=4)
+    plans = _plan(root)
+    dataset = json.loads((root / "raw" / DATASET / "dataset.json").read_text())
+    model = root / "model" / f"nnUNetTrainer__nnUNetPlansSmall__{configuration}"
+    arch = plans["configurations"][configuration]["architecture"]
+    dims = len(plans["configurations"][configuration]["patch_size"])
+    for fold in (0, 1):
+        torch.manual_seed(100 + fold)
+        net = get_network_from_plans(
+            arch["network_class_name"],
+            arch["arch_kwargs"],
+            arch["_kw_requires_import"],
+            1,
+            len(LABELS),
+            deep_supervision=False,
+        )
+        (model / f"fold_{fold}").mkdir(parents=True, exist_ok=True)
+        ckpt = _checkpoint(net, plans, dataset, configuration, fold, tuple(range(dims)))
+        torch.save(ckpt, model / f"fold_{fold}" / "checkpoint_final.pth")
+    (model / "plans.json").write_text(json.dumps(plans, indent=2))
+    (model / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    write_cases(root / "cases")
+    return model
+
+
+def build_trained(root: Path, epochs: int, iterations: int) -> Path:
+    """Train fold 0 with nnU-Net's own trainer (few short epochs) on the generated data."""
+    import torch
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess_dataset
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    write_raw(root / "raw", n_train=12)
+    plans = _plan(root)
+    preprocess_dataset(DATASET_ID, "nnUNetPlansSmall", ["3d_fullres"], [1], verbose=False)
+    os.environ["nnUNet_n_proc_DA"] = "0"  # augment in this process: no worker processes
+    dataset = json.loads((root / "raw" / DATASET / "dataset.json").read_text())
+
+    class ShortTrainer(nnUNetTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.num_epochs = epochs
+            self.num_iterations_per_epoch = iterations
+            self.num_val_iterations_per_epoch = 2
+            self.initial_lr = 3e-2
+
+        def perform_actual_validation(self, save_probabilities: bool = False):
+            pass  # the equivalence test predicts its own held-out cases
+
+    trainer = ShortTrainer(plans, "3d_fullres", 0, dataset, device=torch.device("cpu"))
+    trainer.run_training()
+    out = Path(trainer.output_folder)
+    ckpt_path = out / "checkpoint_final.pth"
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own file
+    ckpt["trainer_name"] = "nnUNetTrainer"  # same network; lets nnUNetPredictor find it
+    model = root / "model" / "nnUNetTrainer__nnUNetPlansSmall__3d_fullres"
+    (model / "fold_0").mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, model / "fold_0" / "checkpoint_final.pth")
+    (model / "plans.json").write_text(json.dumps(plans, indent=2))
+    (model / "dataset.json").write_text(json.dumps(dataset, indent=2))
+    write_cases(root / "cases")
+    return model
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reference(model: Path, cases: Path, out: Path, mirroring: bool, folds) -> None:
+    """nnUNetPredictor's label maps (+ time, peak RSS) for every case; one case per call
+    when ``out`` is a file name (the benchmark measures peak RSS per process)."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    predictor = nnUNetPredictor(
+        tile_step_size=0.5,
+        use_gaussian=True,
+        use_mirroring=mirroring,
+        perform_everything_on_device=False,
+        device=torch.device("cpu"),
+        allow_tqdm=False,
+    )
+    predictor.initialize_from_trained_model_folder(str(model), use_folds=folds)
+    results = {}
+    files = sorted(cases.glob("case_*.npz")) if cases.is_dir() else [cases]
+    for path in files:
+        case = np.load(path)
+        image = case["image"][None].astype(np.float32)
+        spacing_zyx = [float(s) for s in case["spacing_xyz"][::-1]]
+        rss0 = current_rss_bytes()
+        t0 = time.perf_counter()
+        seg = predictor.predict_single_npy_array(image, {"spacing": spacing_zyx}, None, None, False)
+        results[path.stem] = seg.astype(np.uint8)
+        results[path.stem + "_seconds"] = np.float64(time.perf_counter() - t0)
+        results[path.stem + "_rss_before"] = np.int64(rss0)
+    results["peak_rss"] = np.int64(peak_rss_bytes())
+    np.savez(out, **results)
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build")
+    b.add_argument("root", type=Path)
+    b.add_argument("--kind", choices=("random", "trained"), default="random")
+    b.add_argument("--configuration", default="3d_fullres")
+    b.add_argument("--epochs", type=int, default=6)
+    b.add_argument("--iterations", type=int, default=25)
+    r = sub.add_parser("reference")
+    r.add_argument("model", type=Path)
+    r.add_argument("cases", type=Path)
+    r.add_argument("out", type=Path)
+    r.add_argument("--no-mirroring", action="store_true")
+    r.add_argument("--folds", default="0,1")
+    a = p.parse_args(argv)
+    if a.cmd == "build":
+        for sub_dir in ("raw", "preprocessed", "results"):
+            os.environ[f"nnUNet_{sub_dir}"] = str(a.root / sub_dir)
+            (a.root / sub_dir).mkdir(parents=True, exist_ok=True)
+        if a.kind == "random":
+            build_random(a.root, a.configuration)
+        else:
+            build_trained(a.root, a.epochs, a.iterations)
+    else:
+        folds = tuple(int(f) for f in a.folds.split(","))
+        reference(a.model, a.cases, a.out, not a.no_mirroring, folds)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("nnUNet_n_proc_DA", "1")
+    for name in ("raw", "preprocessed", "results"):
+        os.environ.setdefault(f"nnUNet_{name}", "/nonexistent")
+    sys.exit(main(sys.argv[1:]))
