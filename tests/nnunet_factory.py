@@ -28,7 +28,7 @@ LABELS = {"background": 0, "bright": 1, "dark": 2, "textured": 3}
 TRAIN_SHAPE = (32, 40, 14)  # z, y, x
 HELD_OUT = [  # (shape zyx, spacing xyz, seed): larger than training, off-median spacing
     ((44, 52, 16), (3.5, 0.85, 0.9), 1001),
-    ((36, 60, 12), (2.9, 1.1, 1.05), 1002),
+    ((30, 44, 11), (2.9, 1.1, 1.05), 1002),
 ]
 
 
@@ -147,18 +147,28 @@ def _checkpoint(network, plans: dict, dataset: dict, configuration: str, fold: i
     }
 
 
-def build_random(root: Path, configuration: str = "3d_fullres") -> Path:
-    """A trained-model folder with two folds of seeded random weights (nnU-Net's own init)."""
-    import torch
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+#: configuration -> folds written by ``build_random``
+RANDOM_FOLDS = {"3d_fullres": (0, 1), "2d": (0,)}
 
+
+def build_random(root: Path) -> dict[str, Path]:
+    """Trained-model folders (3d_fullres with two folds, 2d with one) of seeded random weights
+    (nnU-Net's own initialisation) on plans made by nnU-Net's planner."""
     write_raw(root / "raw", n_train=4)
     plans = _plan(root)
     dataset = json.loads((root / "raw" / DATASET / "dataset.json").read_text())
+    write_cases(root / "cases")
+    return {c: _random_folder(root, plans, dataset, c, folds) for c, folds in RANDOM_FOLDS.items()}
+
+
+def _random_folder(root: Path, plans: dict, dataset: dict, configuration: str, folds) -> Path:
+    import torch
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
     model = root / "model" / f"nnUNetTrainer__nnUNetPlansSmall__{configuration}"
     arch = plans["configurations"][configuration]["architecture"]
     dims = len(plans["configurations"][configuration]["patch_size"])
-    for fold in (0, 1):
+    for fold in folds:
         torch.manual_seed(100 + fold)
         net = get_network_from_plans(
             arch["network_class_name"],
@@ -173,7 +183,6 @@ def build_random(root: Path, configuration: str = "3d_fullres") -> Path:
         torch.save(ckpt, model / f"fold_{fold}" / "checkpoint_final.pth")
     (model / "plans.json").write_text(json.dumps(plans, indent=2))
     (model / "dataset.json").write_text(json.dumps(dataset, indent=2))
-    write_cases(root / "cases")
     return model
 
 
@@ -190,8 +199,9 @@ def build_trained(root: Path, epochs: int, iterations: int) -> Path:
     dataset = json.loads((root / "raw" / DATASET / "dataset.json").read_text())
 
     class ShortTrainer(nnUNetTrainer):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+        # nnUNetTrainer records its init arguments by name: the signature must be spelled out
+        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cpu")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
             self.num_epochs = epochs
             self.num_iterations_per_epoch = iterations
             self.num_val_iterations_per_epoch = 2
@@ -264,7 +274,7 @@ def main(argv: list[str]) -> int:
     b = sub.add_parser("build")
     b.add_argument("root", type=Path)
     b.add_argument("--kind", choices=("random", "trained"), default="random")
-    b.add_argument("--configuration", default="3d_fullres")
+    b.add_argument("--with-reference", action="store_true")
     b.add_argument("--epochs", type=int, default=6)
     b.add_argument("--iterations", type=int, default=25)
     r = sub.add_parser("reference")
@@ -279,7 +289,12 @@ def main(argv: list[str]) -> int:
             os.environ[f"nnUNet_{sub_dir}"] = str(a.root / sub_dir)
             (a.root / sub_dir).mkdir(parents=True, exist_ok=True)
         if a.kind == "random":
-            build_random(a.root, a.configuration)
+            models = build_random(a.root)
+            if a.with_reference:
+                for conf, model in models.items():
+                    for mirror in (True, False) if conf == "3d_fullres" else (True,):
+                        out = a.root / f"ref_{conf}_{'mirror' if mirror else 'plain'}.npz"
+                        reference(model, a.root / "cases", out, mirror, RANDOM_FOLDS[conf])
         else:
             build_trained(a.root, a.epochs, a.iterations)
     else:
