@@ -308,3 +308,128 @@ if __name__ == "__main__":
     for name in ("raw", "preprocessed", "results"):
         os.environ.setdefault(f"nnUNet_{name}", "/nonexistent")
     sys.exit(main(sys.argv[1:]))
+
+
+# --- hand-made folders for the refusal tests (no nnunetv2 needed: torch + dna only) ---
+
+
+def tiny_plans(features=(4, 8), patch=(8, 16, 16)) -> dict:
+    """A plans.json as nnU-Net writes it (one 3d_fullres configuration), very small."""
+    n = len(features)
+    return {
+        "dataset_name": "Dataset902_Tiny",
+        "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [3.0, 1.0, 1.0],
+        "original_median_shape_after_transp": [10, 20, 20],
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "configurations": {
+            "3d_fullres": {
+                "data_identifier": "nnUNetPlans_3d_fullres",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": list(patch),
+                "median_image_size_in_voxels": [10, 20, 20],
+                "spacing": [3.0, 1.0, 1.0],
+                "normalization_schemes": ["CTNormalization"],
+                "use_mask_for_norm": [False],
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": {
+                    "is_seg": False,
+                    "order": 3,
+                    "order_z": 0,
+                    "force_separate_z": None,
+                },
+                "resampling_fn_seg_kwargs": {
+                    "is_seg": True,
+                    "order": 1,
+                    "order_z": 0,
+                    "force_separate_z": None,
+                },
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {
+                    "is_seg": False,
+                    "order": 1,
+                    "order_z": 0,
+                    "force_separate_z": None,
+                },
+                "architecture": {
+                    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                    "arch_kwargs": {
+                        "n_stages": n,
+                        "features_per_stage": list(features),
+                        "conv_op": "torch.nn.modules.conv.Conv3d",
+                        "kernel_sizes": [[1, 3, 3]] + [[3, 3, 3]] * (n - 1),
+                        "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
+                        "n_conv_per_stage": [1] * n,
+                        "n_conv_per_stage_decoder": [1] * (n - 1),
+                        "conv_bias": True,
+                        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+                        "dropout_op": None,
+                        "dropout_op_kwargs": None,
+                        "nonlin": "torch.nn.LeakyReLU",
+                        "nonlin_kwargs": {"inplace": True},
+                    },
+                    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+                },
+                "batch_dice": False,
+            }
+        },
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
+        "foreground_intensity_properties_per_channel": {
+            "0": {
+                "max": 300.0,
+                "mean": 100.0,
+                "median": 90.0,
+                "min": -200.0,
+                "percentile_00_5": -180.0,
+                "percentile_99_5": 280.0,
+                "std": 120.0,
+            }
+        },
+    }
+
+
+def tiny_dataset(labels=("liver", "tumour")) -> dict:
+    return {
+        "channel_names": {"0": "CT"},
+        "labels": {"background": 0, **{name: i + 1 for i, name in enumerate(labels)}},
+        "numTraining": 3,
+        "file_ending": ".nii.gz",
+    }
+
+
+def write_tiny_folder(
+    folder: Path, plans: dict | None = None, dataset: dict | None = None, folds=(0,), seed: int = 0
+) -> Path:
+    """An nnU-Net trained-model folder with seeded weights built from ``plans``."""
+    import torch
+
+    from inference.nnunet.jsondata import Fields
+    from inference.nnunet.network import check_network
+
+    plans = plans or tiny_plans()
+    dataset = dataset or tiny_dataset()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(dataset))
+    arch = plans["configurations"]["3d_fullres"]["architecture"]
+    for fold in folds:
+        torch.manual_seed(seed + fold)
+        spec = check_network(
+            Fields("plans.json"),
+            "a",
+            arch["network_class_name"],
+            arch["arch_kwargs"],
+            1,
+            len(dataset["labels"]),
+        )
+        net = spec.build()
+        (folder / f"fold_{fold}").mkdir(exist_ok=True)
+        ckpt = _checkpoint(net, plans, dataset, "3d_fullres", fold, (0, 1, 2))
+        torch.save(ckpt, folder / f"fold_{fold}" / "checkpoint_final.pth")
+    return folder

@@ -76,10 +76,11 @@ def load_checkpoint(path: Path, folder: Path) -> Checkpoint:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        what = found.group(1) if found else "an object that is not plain data"
+        if found is None:
+            raise NnunetError(f"{path}: is not a readable PyTorch checkpoint ({exc})") from None
         raise NnunetError(
-            f"{path}: refused: the checkpoint asks to build {what}, which is not a tensor, "
-            "a number or a container; loading it could run code, so it was not loaded"
+            f"{path}: refused: the checkpoint asks to build {found.group(1)}, which is not a "
+            "tensor, a number or a container; loading it could run code, so it was not loaded"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise NnunetError(f"{path}: is not a readable PyTorch checkpoint ({exc})") from None
