@@ -210,7 +210,8 @@ def build_trained(root: Path, epochs: int, iterations: int) -> Path:
         def perform_actual_validation(self, save_probabilities: bool = False):
             pass  # the equivalence test predicts its own held-out cases
 
-    trainer = ShortTrainer(plans, "3d_fullres", 0, dataset, device=torch.device("cpu"))
+    trainer_plans = {**plans, "continue_training": False}  # as nnU-Net's run_training sets it
+    trainer = ShortTrainer(trainer_plans, "3d_fullres", 0, dataset, device=torch.device("cpu"))
     trainer.run_training()
     out = Path(trainer.output_folder)
     ckpt_path = out / "checkpoint_final.pth"
