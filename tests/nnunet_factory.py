@@ -51,7 +51,7 @@ def synthetic_case(shape, spacing_xyz, seed: int) -> tuple[np.ndarray, np.ndarra
     image = 40 + 60 * texture / (texture.std() + 1e-6) + rng.normal(0, 8, shape)
     labels = np.zeros(shape, np.uint8)
     inside = np.argwhere(body)
-    for label, (radius, value) in enumerate(((7.0, 260.0), (6.0, -160.0), (5.0, 140.0)), start=1):
+    for label, (radius, value) in enumerate(((7.0, 260.0), (6.0, -160.0), (6.5, 480.0)), start=1):
         for _ in range(50):
             p = inside[rng.integers(len(inside))]
             centre = (p[0] * sz, p[1] * sy, p[2] * sx)
@@ -60,7 +60,7 @@ def synthetic_case(shape, spacing_xyz, seed: int) -> tuple[np.ndarray, np.ndarra
                 break
         labels[ball & body] = label
         if label == 3:
-            image[ball] = value + 120 * np.sign(np.sin(y[ball] / 1.5))
+            image[ball] = value + 80 * np.sign(np.sin(y[ball] / 1.5))
         else:
             image[ball] = value + rng.normal(0, 10, int(ball.sum()))
     image[~body] = 0
@@ -269,12 +269,48 @@ def reference(model: Path, cases: Path, out: Path, mirroring: bool, folds) -> No
     np.savez(out, **results)
 
 
+def radlens(package: Path, case_path: Path, out: Path, mirroring: bool) -> None:
+    """RadLens's side of the benchmark: one case, time and peak RSS of the process."""
+    import scipy.ndimage  # noqa: F401 - loaded before measuring, as nnU-Net's side loads its own
+
+    from inference.nnunet import load_package, predict
+
+    model = load_package(package)
+    case = np.load(case_path)
+    rss0 = current_rss_bytes()
+    t0 = time.perf_counter()
+    seg, _ = predict(case["image"], tuple(case["spacing_xyz"]), None, model, mirroring=mirroring)
+    np.savez(
+        out,
+        **{
+            case_path.stem: seg,
+            case_path.stem + "_seconds": np.float64(time.perf_counter() - t0),
+            case_path.stem + "_rss_before": np.int64(rss0),
+            "peak_rss": np.int64(peak_rss_bytes()),
+        },
+    )
+
+
+def build_many(root: Path, n_labels: int) -> Path:
+    """A many-label model (seeded random weights, nnU-Net checkpoint format) and one CT-like
+    case that needs resampling: where nnU-Net's per-class full-resolution arrays show."""
+    plans = tiny_plans(features=(8, 16, 32), patch=(24, 64, 64))
+    dataset = tiny_dataset(labels=tuple(f"structure_{i:02d}" for i in range(1, n_labels + 1)))
+    model = root / "many" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    write_tiny_folder(model, plans, dataset)
+    image, _ = synthetic_case((48, 160, 160), (0.8, 0.8, 2.5), seed=77)
+    (root / "many_cases").mkdir(parents=True, exist_ok=True)
+    np.savez(root / "many_cases" / "case_big.npz", image=image, spacing_xyz=(0.8, 0.8, 2.5))
+    return model
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
     b.add_argument("root", type=Path)
-    b.add_argument("--kind", choices=("random", "trained"), default="random")
+    b.add_argument("--kind", choices=("random", "trained", "many"), default="random")
+    b.add_argument("--labels", type=int, default=60)
     b.add_argument("--with-reference", action="store_true")
     b.add_argument("--epochs", type=int, default=6)
     b.add_argument("--iterations", type=int, default=25)
@@ -284,6 +320,11 @@ def main(argv: list[str]) -> int:
     r.add_argument("out", type=Path)
     r.add_argument("--no-mirroring", action="store_true")
     r.add_argument("--folds", default="0,1")
+    q = sub.add_parser("radlens")
+    q.add_argument("package", type=Path)
+    q.add_argument("case", type=Path)
+    q.add_argument("out", type=Path)
+    q.add_argument("--no-mirroring", action="store_true")
     a = p.parse_args(argv)
     if a.cmd == "build":
         for sub_dir in ("raw", "preprocessed", "results"):
@@ -296,19 +337,16 @@ def main(argv: list[str]) -> int:
                     for mirror in (True, False) if conf == "3d_fullres" else (True,):
                         out = a.root / f"ref_{conf}_{'mirror' if mirror else 'plain'}.npz"
                         reference(model, a.root / "cases", out, mirror, RANDOM_FOLDS[conf])
+        elif a.kind == "many":
+            build_many(a.root, a.labels)
         else:
             build_trained(a.root, a.epochs, a.iterations)
+    elif a.cmd == "radlens":
+        radlens(a.package, a.case, a.out, not a.no_mirroring)
     else:
         folds = tuple(int(f) for f in a.folds.split(","))
         reference(a.model, a.cases, a.out, not a.no_mirroring, folds)
     return 0
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("nnUNet_n_proc_DA", "1")
-    for name in ("raw", "preprocessed", "results"):
-        os.environ.setdefault(f"nnUNet_{name}", "/nonexistent")
-    sys.exit(main(sys.argv[1:]))
 
 
 # --- hand-made folders for the refusal tests (no nnunetv2 needed: torch + dna only) ---
@@ -434,3 +472,10 @@ def write_tiny_folder(
         ckpt = _checkpoint(net, plans, dataset, "3d_fullres", fold, (0, 1, 2))
         torch.save(ckpt, folder / f"fold_{fold}" / "checkpoint_final.pth")
     return folder
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("nnUNet_n_proc_DA", "1")
+    for name in ("raw", "preprocessed", "results"):
+        os.environ.setdefault(f"nnUNet_{name}", "/nonexistent")
+    sys.exit(main(sys.argv[1:]))

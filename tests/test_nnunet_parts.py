@@ -13,7 +13,8 @@ if importlib.util.find_spec("nnunetv2") is None:
     pytest.skip("nnunetv2 (test extra 'nnunet') is not installed", allow_module_level=True)
 torch = pytest.importorskip("torch")
 
-from inference.nnunet.plans import Resampling, read_config  # noqa: E402
+from inference.nnunet.config import Resampling  # noqa: E402
+from inference.nnunet.plans import read_config  # noqa: E402
 from inference.nnunet.preprocess import preprocess  # noqa: E402
 from inference.nnunet.resample import resample_channel  # noqa: E402
 from inference.nnunet.sliding import compute_steps, gaussian_weights  # noqa: E402

@@ -383,3 +383,50 @@ def test_cancel_stops_between_tiles(tmp_path):
 
     with pytest.raises(Cancelled):
         predict(np.ones((12, 30, 30), np.float32), (1.0, 1.0, 3.0), None, pkg, cancel=cancel)
+
+
+def _resenc_plans() -> dict:
+    plans = tiny_plans(features=(4, 8, 8))
+    arch = plans["configurations"]["3d_fullres"]["architecture"]
+    arch["network_class_name"] = (
+        "dynamic_network_architectures.architectures.residual_unet.ResidualEncoderUNet"
+    )
+    kw = arch["arch_kwargs"]
+    kw["n_blocks_per_stage"] = kw.pop("n_conv_per_stage")
+    return plans
+
+
+def test_residual_encoder_unet_folder_imports_and_runs(tmp_path):
+    pkg = import_nnunet_folder(
+        write_tiny_folder(tmp_path / "model", plans=_resenc_plans()), tmp_path / "models"
+    )
+    card = json.loads((pkg / "model.json").read_text())
+    assert card["network"]["architecture"] == "nnunet.ResidualEncoderUNet"
+    model = load_package(pkg)
+    n_params = sum(p.numel() for p in model.network.parameters())
+    # the estimate made before building is of the right size (it gates the memory check)
+    assert 0.5 < model.config.network.parameter_count() / n_params < 2.0
+    seg, _ = predict(np.zeros((10, 20, 20), np.float32) + 50, (1.0, 1.0, 3.0), None, model)
+    assert seg.shape == (10, 20, 20)
+
+
+def test_plans_written_before_the_architecture_key_are_read_like_nnunet_reads_them(tmp_path):
+    plans = tiny_plans()
+    cfg = plans["configurations"]["3d_fullres"]
+    kw = cfg.pop("architecture")["arch_kwargs"]
+    cfg.update(
+        UNet_class_name="PlainConvUNet",
+        UNet_base_num_features=4,
+        unet_max_num_features=8,
+        n_conv_per_stage_encoder=kw["n_conv_per_stage"],
+        n_conv_per_stage_decoder=kw["n_conv_per_stage_decoder"],
+        num_pool_per_axis=[0, 1, 1],
+        pool_op_kernel_sizes=kw["strides"],
+        conv_kernel_sizes=kw["kernel_sizes"],
+    )
+    folder = write_tiny_folder(tmp_path / "model")  # weights of the same network
+    (folder / "plans.json").write_text(json.dumps(plans))
+    pkg = import_nnunet_folder(folder, tmp_path / "models")
+    kwargs = json.loads((pkg / "model.json").read_text())["network"]["kwargs"]
+    assert kwargs["features_per_stage"] == [4, 8] and kwargs["conv_op"] == "Conv3d"
+    assert kwargs["norm_op"] == "InstanceNorm3d" and kwargs["nonlin"] == "LeakyReLU"

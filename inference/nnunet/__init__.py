@@ -15,7 +15,7 @@ import numpy as np
 
 from inference.nnunet.errors import NnunetError
 from inference.nnunet.package import NnunetModel, import_nnunet_folder, load_package
-from inference.nnunet.predict import estimate_memory
+from inference.nnunet.runner import estimate_memory
 from radlens_core.progress import CancelCheck, Progress
 
 __all__ = [
@@ -48,7 +48,7 @@ def predict(
     checked. Returns (label map uint8 (z, y, x) on the input grid, probabilities float32
     (len(probabilities_for), z, y, x) for the requested label indices, or None).
     Raises NnunetError (refusals, memory), radlens_core.progress.Cancelled."""
-    from inference.nnunet.predict import run
+    from inference.nnunet.runner import run
 
     if direction is not None and np.shape(direction) != (3, 3):
         raise NnunetError(f"direction must be a 3x3 matrix, got shape {np.shape(direction)}")

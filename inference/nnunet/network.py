@@ -92,7 +92,7 @@ class NetworkSpec:
         """Parameters of the network, computed from the kwargs (nothing is allocated)."""
         kw = self.kwargs
         feats, kernels, strides = kw["features_per_stage"], kw["kernel_sizes"], kw["strides"]
-        enc = kw.get("n_conv_per_stage") or kw.get("n_blocks_per_stage")
+        enc = kw.get("n_conv_per_stage") or kw["n_blocks_per_stage"]
         dec = kw["n_conv_per_stage_decoder"]
         res = self.architecture == "ResidualEncoderUNet"
         total, prev = 0, self.input_channels
@@ -250,7 +250,7 @@ def check_network(
                 kw[key] = None
             continue
         value = f.obj(kw_in[key], f"{where}.{key}")
-        checked = {}
+        checked: dict[str, float | bool] = {}
         for k, v in value.items():
             if k not in types:
                 raise f.error(f"{where}.{key}.{k}", "is not an allowed argument")

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from inference.nnunet.checkpoint import Checkpoint, check_inside, load_checkpoint
+from inference.nnunet.config import NnunetConfig
 from inference.nnunet.errors import NnunetError
 from inference.nnunet.jsondata import Fields, read_json
-from inference.nnunet.plans import NnunetConfig, read_config
+from inference.nnunet.plans import read_config
 from radlens_core.files import atomic_write_json, fsync_dir, sha256_file
 from radlens_core.progress import Progress
 from radlens_core.results import FALLBACK_COLOURS, LabelClass
@@ -83,8 +84,9 @@ def _find_folds(src: Path, folds: Sequence[int | str] | None) -> list[tuple[str,
     found = []
     for child in sorted(src.iterdir()):
         m = _FOLD.match(child.name)
-        if m and (child / CHECKPOINT).exists() or (m and (child / CHECKPOINT).is_symlink()):
-            found.append((m.group(1), child / CHECKPOINT))
+        ckpt = child / CHECKPOINT
+        if m and (ckpt.exists() or ckpt.is_symlink()):  # links are refused later, by name
+            found.append((m.group(1), ckpt))
     if not found:
         raise NnunetError(
             f"{src}: no fold_N/{CHECKPOINT} found; an nnU-Net v2 trained-model folder holds "
@@ -130,7 +132,7 @@ def import_nnunet_folder(
     import torch  # noqa: F401 - fail early and plainly if the engine is not installed
     from safetensors.torch import save_file
 
-    from inference.nnunet.predict import GB, available_memory
+    from inference.nnunet.runner import GB, available_memory
 
     report = progress or (lambda f, s: None)
     src = Path(src)

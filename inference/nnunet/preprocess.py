@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.nnunet.plans import NnunetConfig, Normalization
+from inference.nnunet.config import NnunetConfig, Normalization
 from inference.nnunet.resample import compute_new_shape, resample_channel
 
 

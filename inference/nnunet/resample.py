@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.nnunet.plans import ANISO_THRESHOLD, Resampling
+from inference.nnunet.config import ANISO_THRESHOLD, Resampling
 
 
 def compute_new_shape(old_shape, old_spacing, new_spacing) -> tuple[int, ...]:
@@ -87,7 +87,7 @@ def resample_channel(
     tmp_shape[axis] = shape[axis]
     here = np.zeros(tmp_shape)
     for i in range(shape[axis]):
-        sl = [slice(None)] * 3
+        sl: list[slice | int] = [slice(None)] * 3
         sl[axis] = i
         here[tuple(sl)] = sk_resize(data[tuple(sl)], new_shape[in_plane], rule.order)
     del data

@@ -118,6 +118,7 @@ def predict_logits(
         tick()
     torch.div(logits, weights, out=logits)
     del weights
-    if torch.any(torch.isinf(logits)):
-        raise RuntimeError("infinite logits in the sliding-window sum")
+    for channel in logits:  # one class at a time: a bool copy of every class costs as much
+        if torch.any(torch.isinf(channel)):
+            raise RuntimeError("infinite logits in the sliding-window sum (float16 overflow)")
     return logits[(slice(None), *revert)]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inference.nnunet.config import NnunetConfig
 from inference.nnunet.errors import NnunetError
-from inference.nnunet.plans import NnunetConfig
 from inference.nnunet.preprocess import Geometry, plan_geometry, preprocess
 from inference.nnunet.resample import resample_channel
 from radlens_core.progress import CancelCheck, Cancelled, Progress
@@ -254,6 +254,7 @@ def run(
                     logits += fold
                 del fold
             del tensor
+            assert logits is not None
             if n_folds > 1:
                 logits /= n_folds
             return export_prediction(
