@@ -430,3 +430,19 @@ def test_plans_written_before_the_architecture_key_are_read_like_nnunet_reads_th
     kwargs = json.loads((pkg / "model.json").read_text())["network"]["kwargs"]
     assert kwargs["features_per_stage"] == [4, 8] and kwargs["conv_op"] == "Conv3d"
     assert kwargs["norm_op"] == "InstanceNorm3d" and kwargs["nonlin"] == "LeakyReLU"
+
+
+def test_checkpoint_written_under_numpy_1_is_read(tmp_path):
+    """numpy 1.x pickles name numpy.core.multiarray.scalar (numpy 2: numpy._core...)."""
+    import io
+
+    folder = write_tiny_folder(tmp_path / "model")
+    path = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(path, weights_only=False)  # the test's own file
+    buf = io.BytesIO()
+    torch.save(ckpt, buf, _use_new_zipfile_serialization=False)  # no zip CRC to keep right
+    data = buf.getvalue()
+    assert b"numpy._core.multiarray" in data
+    path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    pkg = import_nnunet_folder(folder, tmp_path / "models")
+    assert (pkg / "fold_0.safetensors").is_file()

@@ -35,7 +35,9 @@ def safe_globals() -> list[Any]:
         np.dtypes.Int32DType,
         np.dtypes.BoolDType,
     ]
-    return [scalar, np.dtype, *dtypes]
+    # checkpoints written under numpy 1.x (TotalSegmentator's, for one) name the scalar
+    # reconstructor by its old module path
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
 
 
 @dataclass(frozen=True)

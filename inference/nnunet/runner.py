@@ -232,7 +232,6 @@ def run(
     del data
     network = model.network.to(dev)
     logits = None
-    old_threads = torch.get_num_threads()
     try:
         with torch.inference_mode():
             for i, weights in enumerate(model.fold_weights):
@@ -266,5 +265,4 @@ def run(
                 cancel,
             )
     finally:
-        torch.set_num_threads(old_threads)
         del logits
