@@ -27,6 +27,8 @@ from inference.nnunet import import_nnunet_folder, load_package, predict  # noqa
 from tests.nnunet_factory import LABELS, RANDOM_FOLDS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+#: ~70 s on 2 shared cores: nnU-Net's imports, planner and predictor dominate
+pytestmark = pytest.mark.slow
 
 
 def nnunet_env() -> dict[str, str]:
