@@ -107,7 +107,11 @@ def predict_logits(
         with torch.autocast(device.type, enabled=autocast):
             pred = network(tile)
             for axes in combos:
-                pred += torch.flip(network(torch.flip(tile, axes)), axes)
+                out = network(torch.flip(tile, axes))
+                # flipped back a few classes at a time: no second copy of every class
+                for c in range(0, out.shape[1], 8):
+                    pred[:, c : c + 8] += torch.flip(out[:, c : c + 8], axes)
+                del out
         if combos:
             pred /= len(combos) + 1
         pred = pred[0].to("cpu")
