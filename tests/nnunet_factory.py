@@ -210,6 +210,11 @@ def build_trained(root: Path, epochs: int, iterations: int) -> Path:
         def perform_actual_validation(self, save_probabilities: bool = False):
             pass  # the equivalence test predicts its own held-out cases
 
+    import random
+
+    random.seed(0)  # initialisation and augmentation draw from these (one process, no workers)
+    np.random.seed(0)
+    torch.manual_seed(0)
     trainer_plans = {**plans, "continue_training": False}  # as nnU-Net's run_training sets it
     trainer = ShortTrainer(trainer_plans, "3d_fullres", 0, dataset, device=torch.device("cpu"))
     trainer.run_training()

@@ -446,3 +446,36 @@ def test_checkpoint_written_under_numpy_1_is_read(tmp_path):
     path.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
     pkg = import_nnunet_folder(folder, tmp_path / "models")
     assert (pkg / "fold_0.safetensors").is_file()
+
+
+def _natural_2d_plans() -> dict:
+    """A 2d configuration of a PNG dataset (nnU-Net's NaturalImage2DIO)."""
+    plans = tiny_plans()
+    plans["image_reader_writer"] = "NaturalImage2DIO"
+    cfg = plans["configurations"]["3d_fullres"]  # the name is only a key; the nets are 2D
+    cfg["patch_size"] = [32, 32]
+    cfg["spacing"] = [1.0, 1.0]
+    kw = cfg["architecture"]["arch_kwargs"]
+    kw.update(
+        conv_op="torch.nn.modules.conv.Conv2d",
+        norm_op="torch.nn.modules.instancenorm.InstanceNorm2d",
+        kernel_sizes=[[3, 3], [3, 3]],
+        strides=[[1, 1], [2, 2]],
+    )
+    return plans
+
+
+def test_natural_2d_images_ignore_pixel_spacing_like_nnunet(tmp_path):
+    plans = _natural_2d_plans()
+    folder = write_tiny_folder(tmp_path / "model", plans=plans)
+    ckpt_path = folder / "fold_0" / "checkpoint_final.pth"
+    ckpt = torch.load(ckpt_path, weights_only=False)  # the test's own file
+    ckpt["inference_allowed_mirroring_axes"] = (0, 1)
+    torch.save(ckpt, ckpt_path)
+    pkg = import_nnunet_folder(folder, tmp_path / "models")
+    assert json.loads((pkg / "model.json").read_text())["spatial_dims"] == 2
+    image = np.random.default_rng(0).uniform(0, 255, (40, 50)).astype(np.float32)
+    a, _ = predict(image, (0.14, 0.14), None, pkg)  # a radiograph's pixel spacing
+    b, _ = predict(image, (1.0, 1.0), None, pkg)
+    assert a.shape == (40, 50)  # the caller's grid (nnU-Net reads a PNG as one slice)
+    np.testing.assert_array_equal(a, b)

@@ -184,7 +184,8 @@ def run(
 
     config: NnunetConfig = model.config
     image = np.asarray(image_zyx)
-    if image.ndim == 2:  # a 2D image: nnU-Net reads it as one slice, spacing 999x the largest
+    flat = image.ndim == 2
+    if flat:  # a 2D image: nnU-Net reads it as one slice, spacing 999x the largest
         image = image[None]
         sx, sy = float(spacing_xyz[0]), float(spacing_xyz[1])
         spacing_xyz = (sx, sy, 999 * max(sx, sy))
@@ -199,6 +200,8 @@ def run(
     if len(spacing_xyz) != 3 or not all(np.isfinite(spacing_xyz)) or min(spacing_xyz) <= 0:
         raise NnunetError(f"the image's spacing {tuple(spacing_xyz)} is not three positive numbers")
     spacing_zyx = tuple(float(x) for x in reversed(tuple(spacing_xyz)))
+    if config.reader == "NaturalImage2DIO":  # nnU-Net reads PNG/BMP/TIFF as spacing (999, 1, 1)
+        spacing_zyx = (999.0, 1.0, 1.0)
     bad = [c for c in probabilities_for if not 0 <= c < config.num_classes]
     if bad:
         raise NnunetError(f"model {model.model_id!r} has no label {bad[0]}")
@@ -256,7 +259,7 @@ def run(
             assert logits is not None
             if n_folds > 1:
                 logits /= n_folds
-            return export_prediction(
+            seg, probs = export_prediction(
                 logits,
                 geom,
                 config,
@@ -264,5 +267,8 @@ def run(
                 tick("Mapping back to the image"),
                 cancel,
             )
+            if flat:  # back to the caller's (y, x)
+                return seg[0], (probs[:, 0] if probs is not None else None)
+            return seg, probs
     finally:
         del logits
