@@ -1,4 +1,5 @@
-"""Small nnU-Net v2 models and held-out cases for the equivalence tests, made by nnU-Net itself.
+"""Small nnU-Net v2 models and cases for the nnU-Net tests (one module over 400 lines: it is
+the one subprocess entry point the tests and the benchmark call, and splits no concept).
 
 Run as ``python -m tests.nnunet_factory build ROOT --kind random|trained`` (in a subprocess:
 nnU-Net reads its folders from environment variables at import time). It writes generated
