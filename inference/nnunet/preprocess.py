@@ -15,7 +15,7 @@ from inference.nnunet.resample import compute_new_shape, resample_channel
 
 
 @dataclass(frozen=True)
-class Geometry:
+class CropFrame:
     """What the export needs to map a prediction back (all in the transposed axis order)."""
 
     shape_before_cropping: tuple[int, ...]
@@ -89,7 +89,7 @@ def normalize(image: np.ndarray, norm: Normalization, inside: np.ndarray) -> Non
 
 def preprocess(
     image_czyx: np.ndarray, spacing_zyx, config: NnunetConfig
-) -> tuple[np.ndarray, Geometry]:
+) -> tuple[np.ndarray, CropFrame]:
     """(data float32 (C, *resampled shape), geometry) for the network."""
     fwd = config.transpose_forward
     shape_t = tuple(image_czyx.shape[1 + i] for i in fwd)
@@ -114,5 +114,5 @@ def preprocess(
                 data[c], new_shape, config.resampling_data, spacing_t, target, np.float32
             )
         data = out
-    geom = Geometry(shape_t, bbox, tuple(shape_crop), spacing_t, target, tuple(new_shape))
+    geom = CropFrame(shape_t, bbox, tuple(shape_crop), spacing_t, target, tuple(new_shape))
     return data, geom

@@ -18,7 +18,7 @@ import numpy as np
 
 from inference.nnunet.config import NnunetConfig
 from inference.nnunet.errors import NnunetError
-from inference.nnunet.preprocess import Geometry, plan_geometry, preprocess
+from inference.nnunet.preprocess import CropFrame, plan_geometry, preprocess
 from inference.nnunet.resample import resample_channel
 from radlens_core.progress import CancelCheck, Cancelled, Progress
 
@@ -107,7 +107,7 @@ def check_memory(estimate: MemoryEstimate, limit: int | None, what: str) -> None
 
 def export_prediction(
     logits,
-    geom: Geometry,
+    geom: CropFrame,
     config: NnunetConfig,
     probabilities_for: Sequence[int],
     tick: Callable[[], None],
