@@ -36,6 +36,10 @@ class UnsupportedFormat(StudyError):
     """The pixels are stored in a way this installation cannot decode."""
 
 
+class TooLarge(StudyError):
+    """The header declares more pixels than this computer may hold; nothing was allocated."""
+
+
 class SeriesNotFound(StudyError):
     """A folder holds no loadable series, not the one asked for, or several to choose from."""
 
