@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 
 from radlens_core.files import sha256_file
-from viewer.study.errors import NotAnImage, SeriesAssemblyError, SeriesNotFound, StudyError
-from viewer.study.headers import FileHeader, non_image_kind, read_header
+from viewer.study.budget import check_series_size
+from viewer.study.errors import (
+    NotAnImage,
+    SeriesAssemblyError,
+    SeriesNotFound,
+    StudyError,
+)
+from viewer.study.headers import HEADER_ERRORS, FileHeader, non_image_kind, read_header
 from viewer.study.layout import plan_series, split_parts
+from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
 
 __all__ = [
@@ -35,6 +44,8 @@ COMPANION_SUFFIXES = (".raw", ".zraw", ".img")
 
 #: Header-reading threads: parsing holds the GIL, but opening files on slow media does not.
 SCAN_THREADS = 4
+#: Seconds between looks at the cancel flag while a file is being read.
+CANCEL_POLL_S = 0.1
 
 
 def is_image_file(path: Path) -> bool:
@@ -47,7 +58,10 @@ def file_sha256(path: Path) -> str:
 
 
 def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tuple[list[Path], bool]:
-    if root.is_file():
+    if not root.is_dir():
+        why = not_regular(root)
+        if why is not None:
+            raise StudyError(root, why)
         return [root], False
     files: list[Path] = []
 
@@ -64,24 +78,61 @@ def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tupl
     return files, False
 
 
-def _dicomdir_files(path: Path, skipped: list[SkippedFile]) -> list[Path]:
-    """Files a DICOMDIR references (missing ones reported), in the DICOMDIR's order."""
+def _outside(path: Path, parts: list[str], folder: Path) -> str | None:
+    """Why a DICOMDIR entry is not followed: it leaves the DICOMDIR's folder (``..``, an
+    absolute path, or a link that resolves elsewhere). None for an entry inside it."""
+    if any(p in ("..", "") or p.startswith(("/", "\\")) or ":" in p for p in parts):
+        return "a DICOMDIR entry that leaves the opened folder: ignored, not opened"
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (OSError, ValueError, EOFError, pydicom.errors.InvalidDicomError) as exc:
+        real = path.resolve()
+        inside = real.is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):
+        return "a DICOMDIR entry that cannot be resolved (a link loop?): ignored"
+    if not inside:
+        return "a DICOMDIR entry that links outside the opened folder: ignored, not opened"
+    return None
+
+
+def _dicomdir_files(
+    path: Path, skipped: list[SkippedFile], cancel: Cancel | None = None
+) -> list[Path]:
+    """Files a DICOMDIR references, in its order: missing ones and ones outside its folder
+    are listed as skipped with the reason (and never opened)."""
+    try:
+        with open_regular(path) as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+    except StudyError as exc:
+        skipped.append(SkippedFile(path, exc.reason))
+        return []
+    except (pydicom.errors.InvalidDicomError, *HEADER_ERRORS) as exc:
         skipped.append(SkippedFile(path, f"unreadable DICOMDIR ({exc})"))
         return []
     out = []
-    for rec in ds.get("DirectoryRecordSequence", []):
-        ref = rec.get("ReferencedFileID")
+    try:
+        records = list(ds.get("DirectoryRecordSequence", []))
+    except HEADER_ERRORS as exc:
+        skipped.append(SkippedFile(path, f"unreadable DICOMDIR records ({exc})"))
+        return []
+    for rec in records:
+        if cancel is not None and cancel():
+            break
+        try:
+            ref = rec.get("ReferencedFileID")
+        except HEADER_ERRORS:
+            continue
         if not ref:
             continue
-        parts = [ref] if isinstance(ref, str) else list(ref)
+        parts = [str(ref)] if isinstance(ref, str) else [str(p) for p in ref]
         target = path.parent.joinpath(*parts)
+        why = _outside(target, parts, path.parent)
+        if why is not None:
+            skipped.append(SkippedFile(target, f"{why} ({'/'.join(parts)})"))
+            continue
         if not target.exists():
             # Media written on Windows may differ in case from the DICOMDIR entry.
             lower = path.parent.joinpath(*[p.lower() for p in parts])
-            target = lower if lower.exists() else target
+            if lower.exists() and _outside(lower, parts, path.parent) is None:
+                target = lower
         if target.exists():
             out.append(target)
         else:
@@ -90,21 +141,16 @@ def _dicomdir_files(path: Path, skipped: list[SkippedFile]) -> list[Path]:
 
 
 def _image_series(path: Path) -> SeriesInfo:
-    import SimpleITK as sitk
+    from viewer.study.formats import image_information
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise StudyError(
-            path, f"unreadable image file ({str(exc).strip().splitlines()[-1]})"
-        ) from None
-    size = reader.GetSize()
-    spacing = reader.GetSpacing()
+    size, spacing, refused = image_information(path)
     nx, ny = size[0], size[1] if len(size) > 1 else 1
     nz = size[2] if len(size) > 2 else 1
     name = path.name
+    problems = [] if refused is None else [refused]
+    bad = [v for v in spacing if not (v > 0 and v < float("inf"))]
+    if bad:
+        problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
     return SeriesInfo(
         series_uid=file_sha256(path),
         study_uid="",
@@ -126,6 +172,8 @@ def _image_series(path: Path) -> SeriesInfo:
             spacing[1] if len(spacing) > 1 else 1.0,
             spacing[2] if len(spacing) > 2 else 1.0,
         ),
+        problems=problems,
+        loadable=not problems,
     )
 
 
@@ -158,10 +206,36 @@ def _series_from_dataset(ds: Any, kind: str, header: FileHeader | None) -> Serie
     )
 
 
+#: What a hostile header can make the geometry arithmetic raise; a problem of its series.
+ASSEMBLY_ERRORS = (ArithmeticError, ValueError, TypeError, IndexError, np.linalg.LinAlgError)
+
+
 def _finish(info: SeriesInfo) -> list[SeriesInfo]:
-    """Fill counts, geometry and problems of a series; a mixed series comes back in parts."""
+    """Fill counts, geometry and problems of a series; a mixed series comes back in parts.
+
+    Nothing one series holds stops the others: any failure becomes its problem."""
+    try:
+        return _finish_series(info)
+    except ASSEMBLY_ERRORS as exc:
+        first = info.files[0].name if info.files else "?"
+        info.problems.append(
+            f"cannot be assembled (file {first}: {type(exc).__name__}: {exc}); not loaded"
+        )
+        info.loadable = False
+        info.shape = None
+        return [info]
+
+
+def _finish_series(info: SeriesInfo) -> list[SeriesInfo]:
     if info.kind == "non-image":
         info.n_images = len(info.files)
+        info.loadable = False
+        return [info]
+    info.n_images = sum(h.frames for h in info.headers)
+    try:
+        check_series_size(info.headers)
+    except StudyError as exc:
+        info.problems.append(str(exc))
         info.loadable = False
         return [info]
     try:
@@ -194,9 +268,10 @@ def _finish(info: SeriesInfo) -> list[SeriesInfo]:
 def _plan(info: SeriesInfo) -> None:
     info.n_images = sum(h.frames for h in info.headers)
     try:
+        check_series_size(info.headers)
         layout = plan_series(info.headers)
-    except SeriesAssemblyError as exc:
-        info.problems.append(exc.reason)
+    except StudyError as exc:
+        info.problems.append(exc.reason if isinstance(exc, SeriesAssemblyError) else str(exc))
         info.loadable = False
         return
     info.problems.extend(layout.warnings)
@@ -204,7 +279,9 @@ def _plan(info: SeriesInfo) -> None:
     info.spacing = layout.spacing
 
 
-def _scan_order(files: list[Path], skipped: list[SkippedFile]) -> list[Path]:
+def _scan_order(
+    files: list[Path], skipped: list[SkippedFile], cancel: Cancel | None = None
+) -> list[Path]:
     """Files to read, each once: a DICOMDIR's references first, then the rest of the walk.
 
     The DICOMDIR itself and the data files beside .mhd/.nhdr headers are not read.
@@ -212,7 +289,7 @@ def _scan_order(files: list[Path], skipped: list[SkippedFile]) -> list[Path]:
     ordered: list[Path] = []
     for f in files:
         if f.name.upper() == "DICOMDIR":
-            ordered.extend(_dicomdir_files(f, skipped))
+            ordered.extend(_dicomdir_files(f, skipped, cancel))
     header_names = {f.with_suffix("").name for f in files if f.suffix.lower() in (".mhd", ".nhdr")}
     for f in files:
         if f.name.upper() == "DICOMDIR":
@@ -241,35 +318,57 @@ def scan_folder(
     files, cancelled = _walk(root, cancel, skipped)
     series: dict[tuple[str, str, str], SeriesInfo] = {}
     images: list[SeriesInfo] = []
-    ordered = _scan_order(files, skipped)
+    ordered = _scan_order(files, skipped, cancel)
     total = max(len(ordered), 1)
     stop = threading.Event()
 
     def read_one(f: Path) -> tuple[str, Any]:
         if stop.is_set():
             return "stopped", None
+        # Only regular files are opened: a FIFO would block the scan for ever.
+        why = not_regular(f)
+        if why is not None:
+            return "skip", why
         try:
             if is_image_file(f):
                 return "image", _image_series(f)
             return "header", read_header(f, keep=True)
         except NotAnImage as exc:
             try:
-                return "non-image", (pydicom.dcmread(f, stop_before_pixels=True), exc.reason)
-            except (OSError, ValueError, EOFError) as again:
+                with open_regular(f) as fp:
+                    return "non-image", (pydicom.dcmread(fp, stop_before_pixels=True), exc.reason)
+            except StudyError as again:
+                return "skip", again.reason
+            except HEADER_ERRORS as again:
                 return "skip", f"unreadable ({again})"
         except StudyError as exc:
             return "skip", exc.reason
+        except Exception as exc:  # noqa: BLE001 - one odd file must never stop the scan
+            return "skip", f"unreadable ({type(exc).__name__}: {exc})"
+
+    def result_of(future: Future) -> tuple[str, Any] | None:
+        """The future's result, or None when the user cancels while waiting for it."""
+        while True:
+            try:
+                return future.result(timeout=CANCEL_POLL_S)
+            except FutureTimeout:
+                if cancel is not None and cancel():
+                    return None
 
     # Threads overlap the waiting on slow disks and network shares; results are consumed
-    # in order here, so grouping, progress and cancel stay on the calling thread.
+    # in order here, so grouping, progress and cancel stay on the calling thread, which
+    # looks at the cancel flag at least every CANCEL_POLL_S even while a file is slow.
     pool = ThreadPoolExecutor(SCAN_THREADS)
     try:
-        for i, (f, (what, value)) in enumerate(
-            zip(ordered, pool.map(read_one, ordered), strict=True)
-        ):
-            if cancel is not None and cancel():
+        futures = []
+        for f in ordered:
+            futures.append(pool.submit(read_one, f))
+        for i, (f, future) in enumerate(zip(ordered, futures, strict=True)):
+            got = result_of(future)
+            if got is None or (cancel is not None and cancel()):
                 cancelled = True
                 break
+            what, value = got
             if progress is not None:
                 progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
             if what == "image":
@@ -298,7 +397,8 @@ def scan_folder(
                 series[key].headers.append(replace(value, dataset=None))
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # A cancelled scan returns at once; a file still being read finishes on its own.
+        pool.shutdown(wait=not cancelled, cancel_futures=True)
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
     finished = [part for info in series.values() for part in _finish(info)]
