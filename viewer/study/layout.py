@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from viewer.study.errors import SeriesAssemblyError
+from viewer.study.errors import BadGeometry, SeriesAssemblyError
 from viewer.study.headers import FileHeader, slice_normal
 
 #: Positions closer than this (mm) along the normal are the same slice.
@@ -145,9 +145,9 @@ def geometry_problems(headers: list[FileHeader]) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def _geometry_error(headers: list[FileHeader], errors: list[str]) -> SeriesAssemblyError:
+def _geometry_error(headers: list[FileHeader], errors: list[str]) -> BadGeometry:
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return SeriesAssemblyError(
+    return BadGeometry(
         headers[0].path.parent,
         f"{errors[0]}{more}: the series has no usable geometry and cannot be measured",
     )
@@ -194,6 +194,9 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
     if len(rgb_flags) > 1:
         raise SeriesAssemblyError(first.parent, "this series mixes colour and greyscale images")
     rgb = rgb_flags.pop()
+    errors, warnings = geometry_problems(headers)
+    if errors:
+        raise _geometry_error(headers, errors)
     orientations = [h.orientation for h in headers if h.orientation is not None]
     ref = orientations[0] if orientations else None
     if ref is not None and any(
@@ -204,9 +207,6 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
             "this series mixes slice orientations (a localizer or reformat among the slices); "
             "open the parts separately",
         )
-    errors, warnings = geometry_problems(headers)
-    if errors:
-        raise _geometry_error(headers, errors)
     spacing_xy = headers[0].pixel_spacing
     if spacing_xy is None:
         warnings.append("no pixel spacing in the file: distances are in pixels, not mm")

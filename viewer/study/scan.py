@@ -16,6 +16,7 @@ import pydicom
 from radlens_core.files import sha256_file
 from viewer.study.budget import check_series_size
 from viewer.study.errors import (
+    BadGeometry,
     NotAnImage,
     SeriesAssemblyError,
     SeriesNotFound,
@@ -70,12 +71,28 @@ def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tupl
             SkippedFile(Path(err.filename or root), f"cannot list this folder ({err.strerror})")
         )
 
+    real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         if cancel is not None and cancel():
             return files, True
         dirnames.sort()
-        files.extend(Path(dirpath) / f for f in sorted(filenames))
+        for name in sorted(filenames):
+            f = Path(dirpath) / name
+            if f.is_symlink() and not _resolves_inside(f, real_root):
+                # Nothing outside the opened folder is read, also not through a link.
+                skipped.append(
+                    SkippedFile(f, "a link to a file outside the opened folder: skipped")
+                )
+                continue
+            files.append(f)
     return files, False
+
+
+def _resolves_inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError):
+        return False
 
 
 def _outside(path: Path, parts: list[str], folder: Path) -> str | None:
@@ -240,6 +257,10 @@ def _finish_series(info: SeriesInfo) -> list[SeriesInfo]:
         return [info]
     try:
         plan_series(info.headers)
+    except BadGeometry as exc:
+        info.problems.append(exc.reason)
+        info.loadable = False
+        return [info]
     except SeriesAssemblyError as exc:
         why = exc.reason.split("; open the parts separately")[0]
         parts = split_parts(info.headers)
@@ -431,6 +452,13 @@ def pick_series(path: Path | str, uid: str | None = None) -> SeriesInfo:
         have = ", ".join(s.series_uid for s in usable) or "none"
         raise SeriesNotFound(path, f"no loadable series {uid!r} (found: {have})")
     if not usable:
+        refused = [s for s in result.series if s.kind != "non-image" and not s.loadable]
+        if refused:
+            # Say why the series found cannot be loaded, not merely that none can.
+            why = "; ".join(
+                f"{s.description or s.series_uid}: {'; '.join(s.problems)}" for s in refused[:3]
+            )
+            raise SeriesNotFound(path, f"no loadable image series ({why})")
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in result.skipped[:3])
         raise SeriesNotFound(path, "no image series found" + (f" ({why})" if why else ""))
     if len(usable) > 1:
