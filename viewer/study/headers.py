@@ -348,8 +348,9 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
             short = header.pixel_offset + need - size
             raise UnreadableFile(
                 path,
-                f"truncated: its pixels need {need} bytes ({human_bytes(need)}) but the file "
-                f"ends {short} bytes short",
+                f"truncated: its pixels need {need} bytes"
+                + (f" ({human_bytes(need)})" if need >= 1024 else "")
+                + f" but the file ends {short} bytes short",
             )
     return header
 
