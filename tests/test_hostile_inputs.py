@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 
@@ -23,6 +24,7 @@ from viewer.study.errors import (
     SeriesNotFound,
     StudyError,
     TooLarge,
+    UnsupportedFormat,
 )
 from viewer.study.scan import pick_series, scan_folder
 from viewer.study.series import SeriesReader, load_series
@@ -492,3 +494,40 @@ def test_several_gaps_are_each_named_and_uneven_spacing_stays_uneven(tmp_path):
     f.write_ct_series(tmp_path / "b", z_positions=[0, 2, 5, 7])
     (b,) = scan_folder(tmp_path / "b").series
     assert b.problems[0].startswith("uneven slice spacing (2 to 3 mm)")
+
+
+# ---- the codestream's own size, and files changed after the scan ---------------------------
+
+SIZ_65535 = (
+    b"\xff\x4f\xff\x51"
+    + struct.pack(">HHIIIIIIIIH", 41, 0, 65535, 65535, 0, 0, 65535, 65535, 0, 0, 1)
+    + b"\x0f\x01\x01"
+)
+SOF_65535 = b"\xff\xd8\xff\xc0" + struct.pack(">HBHHB", 11, 8, 65535, 65535, 1) + b"\x01\x11\x00"
+
+
+@pytest.mark.parametrize(
+    "syntax, fragment",
+    [(JPEG2000Lossless, SIZ_65535), (JPEGBaseline8Bit, SOF_65535)],
+    ids=["jpeg2000", "jpeg"],
+)
+def test_a_codestream_declaring_more_than_its_header_is_not_decoded(tmp_path, syntax, fragment):
+    path = f.write_declared(tmp_path / "liar.dcm", 64, 64, 1, syntax, fragment=fragment, bits=8)
+    truth = _good(tmp_path)
+    result = scan_folder(tmp_path)
+    liar = _by_file(result, "liar.dcm")
+    with pytest.raises(UnsupportedFormat) as err:
+        load_series(liar)
+    assert str(err.value) == (
+        f"{path}: frame 1's compressed data declares 65535×65535 pixels but the header says "
+        "64×64: not decoded"
+    )
+    _assert_good_listed_and_loadable(result, truth)
+
+
+def test_a_file_grown_after_the_scan_is_not_decoded_from_its_new_header(tmp_path):
+    path = f.write_declared(tmp_path / "x.dcm", 64, 64, 1, RLELossless)
+    (info,) = scan_folder(tmp_path).series
+    f.set_attribute(path, "Rows", 65535)
+    with pytest.raises(UnsupportedFormat, match="changed on disk since the folder was scanned"):
+        load_series(info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -69,6 +70,15 @@ def _jpeg(folder: Path) -> None:
 
 def _rle(folder: Path) -> None:
     f.write_declared(folder / "rle.dcm", 65535, 65535, 100000, RLELossless)
+
+
+def _j2k_codestream_lies(folder: Path) -> None:
+    siz = (
+        b"\xff\x4f\xff\x51"
+        + struct.pack(">HHIIIIIIIIH", 41, 0, 65535, 65535, 0, 0, 65535, 65535, 0, 0, 1)
+        + b"\x0f\x01\x01"
+    )
+    f.write_declared(folder / "liar.dcm", 64, 64, 1, JPEG2000Lossless, fragment=siz, bits=8)
 
 
 def _nifti(folder: Path) -> None:
@@ -134,6 +144,7 @@ CASES: dict[str, tuple[str, Callable[[Path], None]]] = {
     "JPEG 2000, 700 frames of 4096x4096 (21.9 GiB)": ("scan", _j2k),
     "JPEG baseline, 65535x65535x100000 (781 TiB)": ("scan", _jpeg),
     "RLE, 65535x65535x100000 (781 TiB)": ("scan", _rle),
+    "JPEG 2000 header 64x64, codestream 65535x65535": ("scan", _j2k_codestream_lies),
     "NIfTI header 30000x30000x5000 (8.19 TiB)": ("scan", _nifti),
     "NRRD header 65535x65535x1000 (7.81 TiB)": ("scan", _nrrd),
     "MHA header 65535x65535x1000 (7.81 TiB)": ("scan", _mha),

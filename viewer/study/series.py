@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames, get_frame
 
 from viewer.study.budget import check_series_size
+from viewer.study.codestream import frame_size
 from viewer.study.errors import (
     LoadCancelled,
     NotAnImage,
@@ -84,6 +86,40 @@ def _raw_dtype(h: FileHeader) -> np.dtype | None:
         return None
     kind = "i" if h.pixel_representation == 1 else "u"
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
+
+
+def _check_declared(h: FileHeader, ds: Any, frame: int | None) -> None:
+    """Refuse to decode pixels that would not be what the scan measured: a header changed on
+    disk since, or a compressed frame whose own codestream declares another size (decoders
+    allocate what the codestream says)."""
+    now = (
+        int(ds.get("Rows", 0) or 0),
+        int(ds.get("Columns", 0) or 0),
+        int(ds.get("NumberOfFrames", 1) or 1),
+        int(ds.get("SamplesPerPixel", 1) or 1),
+        int(ds.get("BitsAllocated", 16) or 16),
+    )
+    if now != (h.rows, h.cols, h.frames, h.samples_per_pixel, h.bits_allocated):
+        raise UnsupportedFormat(
+            h.path, "the file changed on disk since the folder was scanned; scan it again"
+        )
+    if not pydicom.uid.UID(h.transfer_syntax).is_encapsulated or "PixelData" not in ds:
+        return
+    try:
+        if frame is None:
+            frames = enumerate(generate_frames(ds.PixelData, number_of_frames=h.frames))
+        else:
+            frames = iter([(frame, get_frame(ds.PixelData, frame, number_of_frames=h.frames))])
+        for k, data in frames:
+            size = frame_size(data)
+            if size is not None and size[:2] != (h.rows, h.cols):
+                raise UnsupportedFormat(
+                    h.path,
+                    f"frame {k + 1}'s compressed data declares {size[1]}×{size[0]} pixels but "
+                    f"the header says {h.cols}×{h.rows}: not decoded",
+                )
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError):
+        return  # fragments pydicom's own decoders may still sort out: let them say
 
 
 class SeriesReader:
@@ -209,6 +245,7 @@ class SeriesReader:
         try:
             with open_regular(h.path) as fp:
                 ds = pydicom.dcmread(fp)
+            _check_declared(h, ds, frame)
             arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
             if h.photometric == "PALETTE COLOR":
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
