@@ -531,3 +531,25 @@ def test_a_file_grown_after_the_scan_is_not_decoded_from_its_new_header(tmp_path
     f.set_attribute(path, "Rows", 65535)
     with pytest.raises(UnsupportedFormat, match="changed on disk since the folder was scanned"):
         load_series(info)
+
+
+def test_a_deflate_bomb_is_measured_streaming_and_refused_above_the_limit(tmp_path):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    bomb = f.write_2d(tmp_path / "bomb.dcm", np.zeros((1024, 1024), np.uint16))
+    ds = f.read_back(bomb)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(bomb, enforce_file_format=True)
+    assert bomb.stat().st_size < 20_000  # 2 MiB of pixels, deflated
+    truth = _good(tmp_path)
+    limits.set_max_alloc_bytes(2**20)
+    result = scan_folder(tmp_path)
+    (skip,) = result.skipped
+    assert skip.path == bomb and skip.reason == (
+        "its deflated data inflates to more than 1 MiB, the most one image may use on this "
+        "computer; not read (RADLENS_MAX_ALLOC_BYTES sets the limit)"
+    )
+    _assert_good_listed_and_loadable(result, truth)
+    limits.set_max_alloc_bytes(8 * GiB)
+    (s,) = [s for s in scan_folder(tmp_path).series if s.files == [bomb]]
+    assert s.loadable and load_series(s).shape == (1, 1024, 1024)

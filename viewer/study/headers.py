@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -15,8 +16,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from radlens_core.limits import human_bytes, refusal
-from viewer.study.errors import NotAnImage, UnreadableFile
+from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
+from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
 from viewer.study.opening import open_regular
 
 #: SOP classes that hold no pixels to show: listed by the scan, never loaded.
@@ -313,11 +314,49 @@ def header_from_dataset(
     )
 
 
+DEFLATED = b"1.2.840.10008.1.2.1.99"
+
+
+def _check_deflated(path: Path, fp: BinaryIO) -> None:
+    """A deflated dataset is inflated whole by pydicom before any attribute is read, and
+    deflate expands up to a thousandfold: measure what it inflates to (streaming, nothing
+    kept) and refuse it above the memory limit. Leaves ``fp`` at the start."""
+    head = fp.read(144)
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+        fp.seek(0)
+        return
+    (group_length,) = struct.unpack("<I", head[140:144])
+    meta = fp.read(min(group_length, 1 << 16))
+    if DEFLATED not in meta:
+        fp.seek(0)
+        return
+    fp.seek(144 + group_length)
+    limit = max_alloc_bytes()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        while total <= limit:
+            chunk = inflater.unconsumed_tail or fp.read(1 << 20)
+            if not chunk:
+                break
+            total += len(inflater.decompress(chunk, 1 << 24))
+    except zlib.error:
+        pass  # pydicom words the damage itself
+    fp.seek(0)
+    if total > limit:
+        raise TooLarge(
+            path,
+            f"its deflated data inflates to more than {human_bytes(limit)}, the most one "
+            f"image may use on this computer; not read ({ENV_VAR} sets the limit)",
+        )
+
+
 def read_header(path: Path, keep: bool = False) -> FileHeader:
     """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file."""
     path = Path(path)
     try:
         with open_regular(path) as fp:
+            _check_deflated(path, fp)
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             # pydicom rewinds to the start of the PixelData element when it stops there.
             tag_start = fp.tell()
