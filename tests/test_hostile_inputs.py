@@ -553,3 +553,29 @@ def test_a_deflate_bomb_is_measured_streaming_and_refused_above_the_limit(tmp_pa
     limits.set_max_alloc_bytes(8 * GiB)
     (s,) = [s for s in scan_folder(tmp_path).series if s.files == [bomb]]
     assert s.loadable and load_series(s).shape == (1, 1024, 1024)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_jp2klossless.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "JPEG-lossy.dcm",
+    ],
+)
+def test_real_codestreams_declare_their_header_size(name):
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+
+    from viewer.study.codestream import frame_size
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not shipped with this pydicom installation (no download)")
+    ds = pydicom.dcmread(path)
+    frame = next(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1))))
+    size = frame_size(frame, ds.file_meta.TransferSyntaxUID)
+    assert size is not None and size[:2] == (ds.Rows, ds.Columns)
+    assert frame_size(frame, RLELossless) is None  # other syntaxes are never parsed as JPEG

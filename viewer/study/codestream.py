@@ -40,8 +40,17 @@ def _jpeg_size(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
+#: The signature box a JP2 file (not a bare codestream) starts with.
+_JP2 = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+
+
 def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
-    at = data.find(b"\xff\x4f\xff\x51", 0, _SEARCH)  # SOC then SIZ (also inside a JP2 box)
+    if data.startswith(b"\xff\x4f\xff\x51"):  # SOC then SIZ
+        at = 0
+    elif data.startswith(_JP2):  # a JP2 file: the codestream is in its jp2c box
+        at = data.find(b"\xff\x4f\xff\x51", 0, _SEARCH)
+    else:
+        return None
     if at < 0 or at + 4 + 38 > len(data):
         return None
     siz = data[at + 4 :]
@@ -50,7 +59,18 @@ def _j2k_size(data: bytes) -> tuple[int, int, int] | None:
     return max(0, ysiz - yo), max(0, xsiz - xo), components
 
 
-def frame_size(frame: bytes) -> tuple[int, int, int] | None:
-    """(rows, columns, components) a compressed frame declares, or None when it is not a
-    JPEG or JPEG 2000 codestream (RLE, deflate: their decoders follow the header)."""
-    return _jpeg_size(frame) or _j2k_size(frame)
+#: Transfer syntaxes whose frames are JPEG (incl. lossless and JPEG-LS) or JPEG 2000
+#: (incl. HTJ2K) codestreams.
+JPEG_SYNTAXES = {f"1.2.840.10008.1.2.4.{n}" for n in (50, 51, 57, 70, 80, 81)}
+J2K_SYNTAXES = {f"1.2.840.10008.1.2.4.{n}" for n in (90, 91, 92, 93, 201, 202, 203)}
+
+
+def frame_size(frame: bytes, transfer_syntax: str) -> tuple[int, int, int] | None:
+    """(rows, columns, components) a compressed frame declares, or None when its syntax is
+    neither JPEG nor JPEG 2000 (RLE, deflate: their decoders follow the header) or the
+    codestream cannot be parsed (the decoder then words the damage)."""
+    if transfer_syntax in JPEG_SYNTAXES:
+        return _jpeg_size(frame)
+    if transfer_syntax in J2K_SYNTAXES:
+        return _j2k_size(frame)
+    return None

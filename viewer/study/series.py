@@ -111,7 +111,7 @@ def _check_declared(h: FileHeader, ds: Any, frame: int | None) -> None:
         else:
             frames = iter([(frame, get_frame(ds.PixelData, frame, number_of_frames=h.frames))])
         for k, data in frames:
-            size = frame_size(data)
+            size = frame_size(data, h.transfer_syntax)
             if size is not None and size[:2] != (h.rows, h.cols):
                 raise UnsupportedFormat(
                     h.path,
