@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes
 from radlens_core.grid import Grid, lps_to_ras_affine
+from radlens_core.limits import AllocationTooLarge, max_alloc_bytes, refusal
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -19,19 +21,109 @@ class NiftiError(ValueError, UserError):
     """A NIfTI file that cannot be read or written; the message names the file."""
 
 
+class NiftiTooLarge(NiftiError, AllocationTooLarge):
+    """A NIfTI header that declares more voxels than the memory limit; nothing was read.
+    ``reason`` is the sentence without the file name."""
+
+    def __init__(self, path: Path, reason: str, declared: int) -> None:
+        AllocationTooLarge.__init__(self, f"{path}: {reason}", path, declared, max_alloc_bytes())
+        self.reason = reason
+
+
 def is_nifti(path: str | Path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
-def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
-    """Read a 2D or 3D NIfTI file (a trailing axis of length 1 is dropped); returns the
-    array indexed (z, y, x) and its grid in LPS. The file is opened read-only."""
+def _load_header(path: Path) -> Any:
+    """The nibabel image (header and a lazy proxy: no voxel is read)."""
     import nibabel as nib
     from nibabel.filebasedimages import ImageFileError
 
-    path = Path(path)
     try:
-        img: Any = nib.load(str(path))
+        return nib.load(str(path))
+    except (OSError, ValueError, EOFError, MemoryError, ImageFileError) as exc:
+        raise NiftiError(f"{path}: cannot read as NIfTI ({exc})") from exc
+
+
+def _shape_xyz(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The (x, y, z) voxel counts read_nifti returns (2D gets z = 1, trailing 1s dropped)."""
+    dims = list(shape)
+    if len(dims) == 2:
+        dims.append(1)
+    while len(dims) > 3 and dims[-1] == 1:
+        dims.pop()
+    if len(dims) != 3:
+        raise NiftiError(f"{path}: expected a 2D or 3D image, got shape {tuple(shape)}")
+    return dims[0], dims[1], dims[2]
+
+
+def _grid(path: Path, shape_zyx: tuple[int, int, int], ras_affine: Any) -> Grid:
+    affine = lps_to_ras_affine(np.asarray(ras_affine, dtype=float))  # RAS -> LPS
+    lin = affine[:3, :3]
+    spacing = np.linalg.norm(lin, axis=0)
+    spacing = np.where(spacing > 0, spacing, 1.0)  # a degenerate axis: unit spacing
+    try:
+        return Grid(
+            shape_zyx,
+            tuple(float(s) for s in spacing),  # type: ignore[arg-type]
+            tuple(float(o) for o in affine[:3, 3]),  # type: ignore[arg-type]
+            lin / spacing,
+        )
+    except ValueError as exc:
+        raise NiftiError(f"{path}: unusable geometry ({exc})") from exc
+
+
+def _read_itemsize(img: Any) -> int:
+    """Bytes per voxel of the array nibabel returns: scaled data comes back as float64."""
+    itemsize = int(np.dtype(img.get_data_dtype()).itemsize)
+    try:
+        slope, inter = img.header.get_slope_inter()
+    except (AttributeError, TypeError, ValueError):
+        slope, inter = None, None
+    scaled = (slope is not None and slope not in (0, 1)) or (inter is not None and inter != 0)
+    return max(itemsize, 8) if scaled else itemsize
+
+
+def check_nifti_size(path: str | Path, dtype: Any = None, img: Any = None) -> int:
+    """The bytes reading ``path`` declares (from its header); raises NiftiTooLarge, naming
+    the file, its declared size and the limit, when that is more than the limit."""
+    path = Path(path)
+    img = _load_header(path) if img is None else img
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    voxels = math.prod(shape) if shape else 0
+    read = voxels * _read_itemsize(img)
+    out = voxels * (np.dtype(dtype).itemsize if dtype is not None else _read_itemsize(img))
+    declared = max(read, out)
+    # The voxels are read, transposed into a contiguous copy, then converted: up to three
+    # arrays at the peak.
+    peak = 2 * read + (out if dtype is not None else 0)
+    reason = refusal(declared, f"{'×'.join(map(str, shape))} voxels", peak)
+    if reason is not None:
+        raise NiftiTooLarge(path, reason, declared)
+    return declared
+
+
+def read_nifti_grid(path: str | Path) -> Grid:
+    """The grid ``read_nifti`` would return, from the header alone (no voxel is read)."""
+    path = Path(path)
+    img = _load_header(path)
+    x, y, z = _shape_xyz(path, tuple(int(n) for n in img.header.get_data_shape()))
+    return _grid(path, (z, y, x), img.affine)
+
+
+def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
+    """Read a 2D or 3D NIfTI file (a trailing axis of length 1 is dropped); returns the
+    array indexed (z, y, x) and its grid in LPS. The file is opened read-only.
+
+    The size the header declares is checked against ``radlens_core.limits`` first:
+    NiftiTooLarge, before any voxel is read, when it does not fit."""
+    from nibabel.filebasedimages import ImageFileError
+
+    path = Path(path)
+    img = _load_header(path)
+    _shape_xyz(path, tuple(int(n) for n in img.header.get_data_shape()))
+    check_nifti_size(path, dtype, img)
+    try:
         data = np.asanyarray(img.dataobj)
     except (OSError, ValueError, EOFError, MemoryError, ImageFileError) as exc:
         raise NiftiError(f"{path}: cannot read as NIfTI ({exc})") from exc
@@ -44,19 +136,7 @@ def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
     arr = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
     if dtype is not None:
         arr = arr.astype(dtype, copy=False)
-    affine = lps_to_ras_affine(np.asarray(img.affine, dtype=float))  # RAS -> LPS
-    lin = affine[:3, :3]
-    spacing = np.linalg.norm(lin, axis=0)
-    spacing = np.where(spacing > 0, spacing, 1.0)  # a degenerate axis: unit spacing
-    try:
-        grid = Grid(
-            tuple(int(s) for s in arr.shape),  # type: ignore[arg-type]
-            tuple(float(s) for s in spacing),  # type: ignore[arg-type]
-            tuple(float(o) for o in affine[:3, 3]),  # type: ignore[arg-type]
-            lin / spacing,
-        )
-    except ValueError as exc:
-        raise NiftiError(f"{path}: unusable geometry ({exc})") from exc
+    grid = _grid(path, tuple(int(s) for s in arr.shape), img.affine)  # type: ignore[arg-type]
     return arr, grid
 
 

@@ -303,3 +303,54 @@ def truncate(path: Path, out: Path, keep_fraction: float = 0.6) -> Path:
 
 def read_back(path: Path) -> Dataset:
     return pydicom.dcmread(path)
+
+
+def write_declared(
+    path: Path,
+    rows: int,
+    cols: int,
+    frames: int,
+    transfer_syntax: str,
+    fragment: bytes = b"\xff\x4f\xff\x51" + b"\x00" * 60,
+    bits: int = 16,
+    modality: str = "CT",
+) -> Path:
+    """A compressed image whose header declares ``frames`` of ``rows`` × ``cols`` but whose
+    pixel data is one tiny fake fragment: the file is a few KB, the declared size is not."""
+    from pydicom.encaps import encapsulate
+
+    ds = base_dataset(
+        ENHANCED_CT if frames > 1 else CT_IMAGE, modality, generate_uid(), generate_uid()
+    )
+    ds.SeriesDescription = f"declares {frames} x {cols}x{rows}"
+    ds.InstanceNumber = 1
+    ds.Rows, ds.Columns = rows, cols
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = 0
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.ImageOrientationPatient = list(AXIAL)
+    ds.ImagePositionPatient = [0, 0, 0]
+    ds.PixelData = encapsulate([fragment])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def set_attribute(path: Path, keyword: str, value: object) -> Path:
+    """Rewrite one header attribute of a written file (values pydicom would refuse to build
+    are written as their text)."""
+    import warnings
+
+    ds = pydicom.dcmread(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        setattr(ds, keyword, value)
+        ds.save_as(path, enforce_file_format=True)
+    return path

@@ -55,3 +55,13 @@ def test_volume_geometry_is_the_core_grid():
     assert volume.LPS_TO_RAS is core.LPS_TO_RAS
     rgb = Volume(np.zeros((1, 4, 5, 3), np.uint8))
     assert rgb.grid.shape == (1, 4, 5)  # the colour channel is no grid axis
+
+
+def test_volume_refuses_non_finite_geometry():
+    import pytest
+
+    for spacing in [(0.0, 1.0, 1.0), (1.0, -1.0, 1.0), (float("nan"), 1.0, 1.0), (1, 1, np.inf)]:
+        with pytest.raises(ValueError, match="spacing must be positive"):
+            Volume(np.zeros((2, 2, 2)), spacing=spacing)
+    with pytest.raises(ValueError, match="must be finite"):
+        Volume(np.zeros((2, 2, 2)), origin=(0.0, float("nan"), 0.0))

@@ -22,7 +22,13 @@ from inference.training.cases import Dataset, DatasetError, TrainingCase, read_i
 from inference.training.layouts import export_cases, msd_cases
 from radlens_core.files import atomic_write_text
 from radlens_core.grid import Grid
-from radlens_core.nifti import NIFTI_SUFFIXES, write_nifti
+from radlens_core.nifti import (
+    NIFTI_SUFFIXES,
+    NiftiError,
+    check_nifti_size,
+    read_nifti_grid,
+    write_nifti,
+)
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -58,6 +64,8 @@ def load_dataset(root: str | Path, check_geometry: bool = True) -> Dataset:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise DatasetError(f"{root}: case ids used twice: {', '.join(dupes)}")
+    for case in cases:
+        check_case_size(case)
     if check_geometry:
         for case in cases:
             check_case_geometry(case)
@@ -65,25 +73,24 @@ def load_dataset(root: str | Path, check_geometry: bool = True) -> Dataset:
 
 
 def header_grid(path: Path) -> Grid:
-    """The grid of a NIfTI file from its header alone (no pixels are read).
-
-    The RAS -> LPS conversion is the core's (``Grid.from_affine_ras``), the same one
-    ``radlens_core.nifti.read_nifti`` applies; a degenerate axis gets unit spacing as there.
-    """
-    import nibabel as nib
-
+    """The grid of a NIfTI file from its header alone (no voxel is read): the core's
+    ``radlens_core.nifti.read_nifti_grid``, the grid ``read_nifti`` itself returns."""
     try:
-        img: Any = nib.load(str(path))
-        shape = tuple(int(s) for s in img.shape[:3]) + (1,) * (3 - len(img.shape[:3]))
-        affine = np.array(img.affine, dtype=float)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DatasetError(f"{path}: cannot read as NIfTI ({exc})") from exc
-    norms = np.linalg.norm(affine[:3, :3], axis=0)
-    affine[:3, :3][:, norms == 0] = np.eye(3)[:, norms == 0]
-    try:
-        return Grid.from_affine_ras(shape[::-1], affine)
-    except ValueError as exc:
-        raise DatasetError(f"{path}: unusable geometry ({exc})") from exc
+        return read_nifti_grid(path)
+    except NiftiError as exc:
+        raise DatasetError(str(exc)) from exc
+
+
+def check_case_size(case: TrainingCase) -> None:
+    """Raise DatasetError naming the case when its image or label map declares (in its
+    header) more voxels than one image may take in memory (``radlens_core.limits``)."""
+    for path, dtype in ((case.image_path, np.float32), (case.label_path, None)):
+        if path is None:
+            continue
+        try:
+            check_nifti_size(path, dtype)
+        except NiftiError as exc:
+            raise DatasetError(f"case {case.case_id}: {exc}") from exc
 
 
 def check_case_geometry(case: TrainingCase) -> None:

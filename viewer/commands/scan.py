@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from viewer.study.errors import StudyError
+from radlens_core.errors import UserError
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -46,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
             # pydicom warns about every odd value it tolerates; the listing says what matters.
             warnings.simplefilter("ignore", UserWarning)
             result = scan_folder(args.path)
-    except StudyError as exc:
+    except UserError as exc:  # every study error: a sentence naming the file
         print(f"radlens scan: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"radlens scan: {exc.filename or args.path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if args.json:
         data = result.to_json()

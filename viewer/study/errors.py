@@ -32,8 +32,17 @@ class SeriesAssemblyError(StudyError):
     """The files of a series do not form one volume (two sizes, duplicate positions...)."""
 
 
+class BadGeometry(SeriesAssemblyError):
+    """A geometry attribute is zero, negative, not finite or not a plane: nothing can be
+    measured, so the series is not offered (splitting it would not help)."""
+
+
 class UnsupportedFormat(StudyError):
     """The pixels are stored in a way this installation cannot decode."""
+
+
+class TooLarge(StudyError):
+    """The header declares more pixels than this computer may hold; nothing was allocated."""
 
 
 class SeriesNotFound(StudyError):

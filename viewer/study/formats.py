@@ -5,7 +5,9 @@ and colour NIfTI (which that reader does not take) go through SimpleITK."""
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -14,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from radlens_core.files import fsync_dir
-from radlens_core.nifti import NiftiError, is_nifti, read_nifti, write_nifti
-from viewer.study.errors import StudyError, UnreadableFile, UnsupportedFormat
+from radlens_core.limits import refusal
+from radlens_core.nifti import NiftiError, NiftiTooLarge, is_nifti, read_nifti, write_nifti
+from viewer.study.errors import StudyError, TooLarge, UnreadableFile, UnsupportedFormat
+from viewer.study.opening import not_regular
 from viewer.study.volume import Volume
 
 #: Endings SimpleITK reads and writes for us.
@@ -30,6 +34,37 @@ def _suffix(path: Path) -> str:
     return ""
 
 
+def image_information(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], str | None]:
+    """(size x-first, spacing, refusal or None) from the file's header alone (SimpleITK's
+    ReadImageInformation); the refusal is the sentence when its pixels exceed the limit."""
+    import SimpleITK as sitk
+
+    why = not_regular(path)
+    if why is not None:
+        raise UnreadableFile(path, why)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+        raise UnreadableFile(path, f"unreadable image file ({last})") from None
+    size = tuple(int(n) for n in reader.GetSize())
+    spacing = tuple(float(v) for v in reader.GetSpacing())
+    name = sitk.GetPixelIDValueAsString(reader.GetPixelID())
+    found = re.search(r"(\d+)-bit", name)
+    bits = int(found.group(1)) if found else 64
+    per_value = max(1, bits // 8) * (2 if "complex" in name else 1)
+    values = max(1, int(reader.GetNumberOfComponents()))
+    declared = math.prod(size) * values * per_value
+    what = f"an image of {'×'.join(map(str, size))}"
+    if values > 1:
+        what += f" with {values} values per voxel"
+    what += f" at {bits} bits"
+    # ITK reads the image, then the array is copied out of it: twice the pixels at the peak.
+    return size, spacing, refusal(declared, what, 2 * declared)
+
+
 def read_image(path: Path | str) -> Volume:
     """A NIfTI (.nii/.nii.gz), NRRD or MHA/MHD file as a Volume in LPS (ITK's own space)."""
     import SimpleITK as sitk
@@ -37,17 +72,25 @@ def read_image(path: Path | str) -> Volume:
     path = Path(path)
     if not _suffix(path):
         raise UnsupportedFormat(path, "not a NIfTI, NRRD or MetaImage file (by its name)")
-    if not path.is_file():
+    if not path.exists():
         raise UnreadableFile(path, "no such file")
+    why = not_regular(path)
+    if why is not None:
+        raise UnreadableFile(path, why)
     if is_nifti(path):
         from nibabel.filebasedimages import ImageFileError  # read_nifti lets it through
 
         try:
             array, grid = read_nifti(path)
+        except NiftiTooLarge as exc:
+            raise TooLarge(path, exc.reason) from None
         except (NiftiError, ImageFileError):
             pass  # colour or unreadable: SimpleITK reads the one and words the other
         else:
             return _volume_of(path, array, grid.spacing, grid.origin, grid.direction)
+    _size, _spacing, refused = image_information(path)
+    if refused is not None:
+        raise TooLarge(path, refused)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -82,16 +125,19 @@ def _volume_of(
 ) -> Volume:
     from viewer.study.scan import file_sha256
 
-    return Volume(
-        arr,
-        spacing=tuple(spacing),  # type: ignore[arg-type]
-        origin=tuple(origin),  # type: ignore[arg-type]
-        direction=direction,
-        modality="OT",
-        series_uid=file_sha256(path),
-        description=path.name,
-        meta={"source_files": [path], "format": _suffix(path).lstrip(".")},
-    )
+    try:
+        return Volume(
+            arr,
+            spacing=tuple(spacing),  # type: ignore[arg-type]
+            origin=tuple(origin),  # type: ignore[arg-type]
+            direction=direction,
+            modality="OT",
+            series_uid=file_sha256(path),
+            description=path.name,
+            meta={"source_files": [path], "format": _suffix(path).lstrip(".")},
+        )
+    except ValueError as exc:
+        raise UnsupportedFormat(path, f"unusable geometry in the header ({exc})") from None
 
 
 def _to_sitk(volume: Volume):  # -> sitk.Image

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
@@ -13,7 +16,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from viewer.study.errors import NotAnImage, UnreadableFile
+from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
+from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
+from viewer.study.opening import open_regular
 
 #: SOP classes that hold no pixels to show: listed by the scan, never loaded.
 NON_IMAGE_SOP_CLASSES: dict[str, str] = {
@@ -28,6 +33,20 @@ NON_IMAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
     "1.2.840.10008.1.3.10": "media directory (DICOMDIR)",
 }
+#: What a damaged header can make pydicom raise while parsing or converting values.
+HEADER_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    NotImplementedError,
+    RecursionError,
+    struct.error,
+)
 #: Uncompressed little-endian syntaxes whose pixels can be read straight from the file.
 RAW_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 
@@ -100,6 +119,11 @@ class FileHeader:
     slope: float = 1.0
     intercept: float = 0.0
     windows: tuple[tuple[float, float, str], ...] = ()
+    #: SliceThickness in mm as written (may be absurd: checked by the layout), or None.
+    slice_thickness: float | None = None
+    #: Why this file is refused before any pixel is read (it declares more memory than the
+    #: limit); its per-frame positions are then not expanded. None for a usable header.
+    refused: str | None = None
     #: The header dataset itself, kept only when asked (first file of a series for metadata).
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
 
@@ -115,6 +139,45 @@ class FileHeader:
         return (
             self.rows * self.cols * self.samples_per_pixel * self.frames * self.bits_allocated // 8
         )
+
+    @property
+    def decoded_sample_bytes(self) -> int:
+        """Bytes per pixel once decoded (all samples; palette colour expands to 16-bit RGB)."""
+        return decoded_pixel_bytes(self.samples_per_pixel, self.bits_allocated, self.photometric)
+
+    def decoded_bytes(self) -> int:
+        """What decoding every frame of this file allocates, from its header alone."""
+        return self.rows * self.cols * self.frames * self.decoded_sample_bytes
+
+
+def decoded_pixel_bytes(samples: int, bits_allocated: int, photometric: str) -> int:
+    """Bytes one pixel takes after decoding (1-bit data is unpacked to one byte)."""
+    per_sample = max(1, math.ceil(bits_allocated / 8))
+    if photometric == "PALETTE COLOR":
+        return 3 * 2  # the LUT is applied first in 16 bits, then narrowed
+    return samples * per_sample
+
+
+def frames_text(frames: int, rows: int, cols: int, samples: int, bits: int) -> str:
+    """ "700 frames of 4096×4096 at 16 bits" (what a header declares, for a refusal)."""
+    what = f"{frames} frames of {cols}×{rows}" if frames != 1 else f"one image of {cols}×{rows}"
+    if samples != 1:
+        what += f" with {samples} samples per pixel"
+    return f"{what} at {bits} bits"
+
+
+def _count(ds: Dataset, keyword: str, default: int, lo: int, hi: int) -> int:
+    """An integer header attribute within [lo, hi]; ValueError naming it otherwise."""
+    value = ds.get(keyword, default)
+    if value in (None, ""):
+        value = default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{keyword} is {value!r}, not a whole number") from None
+    if not lo <= number <= hi:
+        raise ValueError(f"{keyword} is {number}, outside {lo}..{hi}")
+    return number
 
 
 def _windows(ds: Dataset) -> tuple[tuple[float, float, str], ...]:
@@ -139,6 +202,14 @@ def _windows(ds: Dataset) -> tuple[tuple[float, float, str], ...]:
     return tuple(out)
 
 
+def _thickness(ds: Dataset) -> float | None:
+    value = _floats(ds.get("SliceThickness"), 1)
+    if value is None:
+        pm = _first_item(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence")
+        value = _floats(pm.get("SliceThickness"), 1) if pm is not None else None
+    return value[0] if value else None
+
+
 def header_from_dataset(
     ds: Dataset, path: Path, pixel_offset: int | None = None, keep: bool = False
 ) -> FileHeader:
@@ -147,7 +218,18 @@ def header_from_dataset(
     kind = non_image_kind(sop_class)
     if kind is not None or "Rows" not in ds or "Columns" not in ds:
         raise NotAnImage(path, f"{kind or 'DICOM object without pixels'}: nothing to display")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows = _count(ds, "Rows", 0, 0, 2**32 - 1)
+    cols = _count(ds, "Columns", 0, 0, 2**32 - 1)
+    frames = _count(ds, "NumberOfFrames", 1, 0, 2**32 - 1) or 1
+    samples = _count(ds, "SamplesPerPixel", 1, 1, 4) or 1
+    bits_allocated = _count(ds, "BitsAllocated", 16, 1, 64) or 16
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
+    # The memory decoding would take, from the header alone: checked before anything that
+    # grows with the frame count is built (a header may declare billions of frames).
+    refused = refusal(
+        rows * cols * frames * decoded_pixel_bytes(samples, bits_allocated, photometric),
+        frames_text(frames, rows, cols, samples, bits_allocated),
+    )
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
 
@@ -156,7 +238,9 @@ def header_from_dataset(
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     positions: list[tuple[float, float, float] | None]
-    if per_frame:
+    if refused is not None:
+        positions = []
+    elif per_frame:
         # Enhanced multi-frame: geometry lives in the functional groups (shared, then frame 1).
         for group in (shared[0] if shared else None, per_frame[0]):
             if group is None:
@@ -208,12 +292,12 @@ def header_from_dataset(
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
         modality=str(ds.get("Modality", "OT") or "OT"),
         instance_number=instance_number,
-        rows=int(ds.Rows),
-        cols=int(ds.Columns),
+        rows=rows,
+        cols=cols,
         frames=frames,
-        samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip(),
-        bits_allocated=int(ds.get("BitsAllocated", 16) or 16),
+        samples_per_pixel=samples,
+        photometric=photometric,
+        bits_allocated=bits_allocated,
         bits_stored=int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16),
         pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
         transfer_syntax=ts,
@@ -224,25 +308,64 @@ def header_from_dataset(
         slope=slope,
         intercept=intercept,
         windows=_windows(ds),
+        slice_thickness=_thickness(ds),
+        refused=refused,
         dataset=ds if keep else None,
     )
+
+
+DEFLATED = b"1.2.840.10008.1.2.1.99"
+
+
+def _check_deflated(path: Path, fp: BinaryIO) -> None:
+    """A deflated dataset is inflated whole by pydicom before any attribute is read, and
+    deflate expands up to a thousandfold: measure what it inflates to (streaming, nothing
+    kept) and refuse it above the memory limit. Leaves ``fp`` at the start."""
+    head = fp.read(144)
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+        fp.seek(0)
+        return
+    (group_length,) = struct.unpack("<I", head[140:144])
+    meta = fp.read(min(group_length, 1 << 16))
+    if DEFLATED not in meta:
+        fp.seek(0)
+        return
+    fp.seek(144 + group_length)
+    limit = max_alloc_bytes()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    try:
+        while total <= limit:
+            chunk = inflater.unconsumed_tail or fp.read(1 << 20)
+            if not chunk:
+                break
+            total += len(inflater.decompress(chunk, 1 << 24))
+    except zlib.error:
+        pass  # pydicom words the damage itself
+    fp.seek(0)
+    if total > limit:
+        raise TooLarge(
+            path,
+            f"its deflated data inflates to more than {human_bytes(limit)}, the most one "
+            f"image may use on this computer; not read ({ENV_VAR} sets the limit)",
+        )
 
 
 def read_header(path: Path, keep: bool = False) -> FileHeader:
     """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file."""
     path = Path(path)
     try:
-        with open(path, "rb") as fp:
+        with open_regular(path) as fp:
+            _check_deflated(path, fp)
             ds = pydicom.dcmread(fp, stop_before_pixels=True)
             # pydicom rewinds to the start of the PixelData element when it stops there.
             tag_start = fp.tell()
-            fp.seek(0, os.SEEK_END)
-            size = fp.tell()
+            size = os.fstat(fp.fileno()).st_size
     except InvalidDicomError:
         raise UnreadableFile(path, "not a DICOM file (no DICM marker)") from None
     except PermissionError:
         raise UnreadableFile(path, "permission denied; check the file's read rights") from None
-    except (OSError, EOFError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except HEADER_ERRORS as exc:
         raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
     if "SOPClassUID" not in ds and "Rows" not in ds and "PatientID" not in ds:
         raise UnreadableFile(path, "not a DICOM file (no image or patient attributes)")
@@ -256,15 +379,17 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
     offset = tag_start + (12 if explicit else 8)
     try:
         header = header_from_dataset(ds, path, offset, keep=keep)
-    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+    except HEADER_ERRORS as exc:
         raise UnreadableFile(path, f"invalid header value ({exc})") from None
-    if header.pixel_offset is not None:
+    if header.pixel_offset is not None and header.refused is None:
         need = header.expected_pixel_bytes()
         if size < header.pixel_offset + need:
+            short = header.pixel_offset + need - size
             raise UnreadableFile(
                 path,
-                f"truncated: its pixels need {need} bytes but the file ends "
-                f"{header.pixel_offset + need - size} bytes short",
+                f"truncated: its pixels need {need} bytes"
+                + (f" ({human_bytes(need)})" if need >= 1024 else "")
+                + f" but the file ends {short} bytes short",
             )
     return header
 

@@ -7,19 +7,24 @@ normal, never by file name or InstanceNumber.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from viewer.study.errors import SeriesAssemblyError
+from viewer.study.errors import BadGeometry, SeriesAssemblyError
 from viewer.study.headers import FileHeader, slice_normal
 
 #: Positions closer than this (mm) along the normal are the same slice.
 SAME_POSITION_MM = 1e-3
 #: Relative spread of slice gaps tolerated before calling the spacing uneven.
 UNEVEN_TOLERANCE = 0.01
+#: A gap within this fraction of a whole number of slice spacings is that many slices.
+MULTIPLE_TOLERANCE = 0.1
+#: Coordinates and spacings beyond this (mm, one kilometre) are not measurements.
+MAX_MM = 1e6
 COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 
 
@@ -86,6 +91,94 @@ def _sizes_text(counts: Counter) -> str:
     return f"{words.get(n, str(n))} slice sizes: {sizes}"
 
 
+def _which(h: FileHeader) -> str:
+    """ "slice 3 (file IM0003.dcm)": how a problem names the file it is in."""
+    if h.instance_number is not None:
+        return f"slice {h.instance_number} (file {h.path.name})"
+    return f"file {h.path.name}"
+
+
+def _values(values: tuple[float, ...]) -> str:
+    return "\\".join(f"{v:g}" for v in values)
+
+
+def _bad_measure(values: tuple[float, ...], positive: bool) -> bool:
+    return any(not math.isfinite(v) or abs(v) > MAX_MM or (positive and v <= 0) for v in values)
+
+
+def geometry_problems(headers: list[FileHeader]) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the geometry attributes themselves, each naming the file and
+    the attribute: zero, negative or non-finite PixelSpacing, positions or orientation are
+    errors (nothing can be measured); an absurd SliceThickness, which the layout does not
+    use when there are positions, is a warning."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    for h in headers:
+        if h.pixel_spacing is not None and _bad_measure(h.pixel_spacing, positive=True):
+            # Stored as (x, y); the file writes row spacing first.
+            written = _values(h.pixel_spacing[::-1])
+            errors.append(f"{_which(h)}: PixelSpacing is {written}")
+        if h.orientation is not None:
+            o = np.asarray(h.orientation, float)
+            if not np.isfinite(o).all():
+                errors.append(f"{_which(h)}: ImageOrientationPatient is {_values(h.orientation)}")
+            else:
+                row, col = o[:3], o[3:]
+                if (
+                    np.linalg.norm(row) < 1e-3
+                    or np.linalg.norm(col) < 1e-3
+                    or np.linalg.norm(np.cross(row, col))
+                    < 1e-3 * np.linalg.norm(row) * np.linalg.norm(col)
+                ):
+                    errors.append(
+                        f"{_which(h)}: ImageOrientationPatient is {_values(h.orientation)} "
+                        "(no plane: a zero or repeated direction)"
+                    )
+        for k, p in enumerate(h.positions):
+            if p is not None and _bad_measure(p, positive=False):
+                frame = f" frame {k + 1}" if h.frames > 1 else ""
+                errors.append(f"{_which(h)}{frame}: ImagePositionPatient is {_values(p)}")
+                break
+        t = h.slice_thickness
+        if t is not None and (not math.isfinite(t) or t <= 0 or t > MAX_MM):
+            warnings.append(f"{_which(h)}: SliceThickness is {t:g} (ignored)")
+    return errors, warnings
+
+
+def _geometry_error(headers: list[FileHeader], errors: list[str]) -> BadGeometry:
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return BadGeometry(
+        headers[0].path.parent,
+        f"{errors[0]}{more}: the series has no usable geometry and cannot be measured",
+    )
+
+
+def _step(gaps: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """(slice spacing, slices missing in each gap) when every gap is a whole number of one
+    spacing (the most common gap, the smaller on a tie); None when the gaps are uneven."""
+    ordered = np.sort(gaps)
+    # Cluster gaps equal within the tolerance; the largest cluster is the slice spacing.
+    best_count, best = 0, float(ordered[0])
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] - ordered[i] <= max(
+            UNEVEN_TOLERANCE * ordered[i], 0.01
+        ):
+            j += 1
+        if j - i + 1 > best_count:
+            best_count, best = j - i + 1, float(np.median(ordered[i : j + 1]))
+        i = j + 1
+    ratio = gaps / best
+    k = np.round(ratio)
+    if (k < 1).any() or (np.abs(ratio - k) > MULTIPLE_TOLERANCE).any():
+        return None
+    missing = (k - 1).astype(np.int64)
+    if int(missing.sum()) > 4 * len(gaps) + 16:
+        return None  # not a few lost files: a jump in the positions
+    return float(np.sum(gaps) / np.sum(k)), missing
+
+
 def plan_series(headers: list[FileHeader]) -> SeriesLayout:
     """The layout of one series; raises SeriesAssemblyError saying why it cannot be one volume."""
     if not headers:
@@ -101,6 +194,9 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
     if len(rgb_flags) > 1:
         raise SeriesAssemblyError(first.parent, "this series mixes colour and greyscale images")
     rgb = rgb_flags.pop()
+    errors, warnings = geometry_problems(headers)
+    if errors:
+        raise _geometry_error(headers, errors)
     orientations = [h.orientation for h in headers if h.orientation is not None]
     ref = orientations[0] if orientations else None
     if ref is not None and any(
@@ -111,7 +207,6 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
             "this series mixes slice orientations (a localizer or reformat among the slices); "
             "open the parts separately",
         )
-    warnings: list[str] = []
     spacing_xy = headers[0].pixel_spacing
     if spacing_xy is None:
         warnings.append("no pixel spacing in the file: distances are in pixels, not mm")
@@ -190,17 +285,15 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
     order = [(f[0], f[1]) for f in frames]
     if len(order) == 1:
         return layout(order, 1.0, pos[0], normal)
-    step = float(np.median(gaps))
     lo, hi = float(gaps.min()), float(gaps.max())
-    missing = np.round(gaps / step).astype(int) - 1
-    if (missing > 0).any():
-        n_missing = int(missing[missing > 0].sum())
-        at = np.flatnonzero(missing > 0)[0]
-        warnings.append(
-            f"about {n_missing} slice(s) missing (a gap of {gaps[at]:.2f} mm after slice {at + 1}, "
-            f"usual spacing {step:.2f} mm): distances across the gap are not to scale"
-        )
-    elif hi - lo > max(UNEVEN_TOLERANCE * step, 0.01):
+    found = _step(gaps)
+    if found is not None and (found[1] > 0).any():
+        step, missing = found
+        warnings.append(_missing_text(dist, missing, step))
+    elif found is not None and hi - lo <= max(UNEVEN_TOLERANCE * found[0], 0.01):
+        step = found[0]
+    else:
+        step = float(np.median(gaps))
         warnings.append(f"uneven slice spacing ({lo:.3g} to {hi:.3g} mm): using {step:.3g} mm")
     # Gantry tilt: the slice centres step along a line that is not the normal.
     axis = pos[-1] - pos[0]
@@ -217,6 +310,24 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
         zdir = axis
         spacing_z = step / cos
     return layout(order, spacing_z, pos[0], zdir)
+
+
+def _missing_text(dist: np.ndarray, missing: np.ndarray, step: float) -> str:
+    """ "1 slice missing between z=5.00 and z=10.00 mm (slice spacing 2.50 mm): ..." """
+    at = np.flatnonzero(missing > 0)
+    parts = []
+    for i in at[:3]:
+        n = int(missing[i])
+        parts.append(
+            f"{n} slice{'s' if n != 1 else ''} missing between z={dist[i]:.2f} and "
+            f"z={dist[i + 1]:.2f} mm"
+        )
+    if len(at) > 3:
+        parts.append(f"{int(missing[at[3:]].sum())} more in {len(at) - 3} other gaps")
+    return (
+        "; ".join(parts) + f" (slice spacing {step:.3g} mm): the volume has no voxels there, so "
+        "distances across a gap are not to scale"
+    )
 
 
 def source_paths(headers: list[FileHeader], layout: SeriesLayout) -> list[Path]:

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 
 from radlens_core.files import sha256_file
-from viewer.study.errors import NotAnImage, SeriesAssemblyError, SeriesNotFound, StudyError
-from viewer.study.headers import FileHeader, non_image_kind, read_header
+from viewer.study.budget import check_series_size
+from viewer.study.errors import (
+    BadGeometry,
+    NotAnImage,
+    SeriesAssemblyError,
+    SeriesNotFound,
+    StudyError,
+)
+from viewer.study.headers import HEADER_ERRORS, FileHeader, non_image_kind, read_header
 from viewer.study.layout import plan_series, split_parts
+from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
+from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
 
 __all__ = [
+    "COMPANION_SUFFIXES",
     "Cancel",
     "Progress",
     "ScanResult",
@@ -30,11 +41,11 @@ __all__ = [
 
 #: File name endings read through SimpleITK as one image each.
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
-#: Data files that belong to a header file beside them (not reported as junk).
-COMPANION_SUFFIXES = (".raw", ".zraw", ".img")
 
 #: Header-reading threads: parsing holds the GIL, but opening files on slow media does not.
 SCAN_THREADS = 4
+#: Seconds between looks at the cancel flag while a file is being read.
+CANCEL_POLL_S = 0.1
 
 
 def is_image_file(path: Path) -> bool:
@@ -46,65 +57,17 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + sha256_file(path)
 
 
-def _walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tuple[list[Path], bool]:
-    if root.is_file():
-        return [root], False
-    files: list[Path] = []
-
-    def unreadable(err: OSError) -> None:
-        skipped.append(
-            SkippedFile(Path(err.filename or root), f"cannot list this folder ({err.strerror})")
-        )
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-        if cancel is not None and cancel():
-            return files, True
-        dirnames.sort()
-        files.extend(Path(dirpath) / f for f in sorted(filenames))
-    return files, False
-
-
-def _dicomdir_files(path: Path, skipped: list[SkippedFile]) -> list[Path]:
-    """Files a DICOMDIR references (missing ones reported), in the DICOMDIR's order."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except (OSError, ValueError, EOFError, pydicom.errors.InvalidDicomError) as exc:
-        skipped.append(SkippedFile(path, f"unreadable DICOMDIR ({exc})"))
-        return []
-    out = []
-    for rec in ds.get("DirectoryRecordSequence", []):
-        ref = rec.get("ReferencedFileID")
-        if not ref:
-            continue
-        parts = [ref] if isinstance(ref, str) else list(ref)
-        target = path.parent.joinpath(*parts)
-        if not target.exists():
-            # Media written on Windows may differ in case from the DICOMDIR entry.
-            lower = path.parent.joinpath(*[p.lower() for p in parts])
-            target = lower if lower.exists() else target
-        if target.exists():
-            out.append(target)
-        else:
-            skipped.append(SkippedFile(target, "listed in the DICOMDIR but missing from the disk"))
-    return out
-
-
 def _image_series(path: Path) -> SeriesInfo:
-    import SimpleITK as sitk
+    from viewer.study.formats import image_information
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as exc:
-        raise StudyError(
-            path, f"unreadable image file ({str(exc).strip().splitlines()[-1]})"
-        ) from None
-    size = reader.GetSize()
-    spacing = reader.GetSpacing()
+    size, spacing, refused = image_information(path)
     nx, ny = size[0], size[1] if len(size) > 1 else 1
     nz = size[2] if len(size) > 2 else 1
     name = path.name
+    problems = [] if refused is None else [refused]
+    bad = [v for v in spacing if not (v > 0 and v < float("inf"))]
+    if bad:
+        problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
     return SeriesInfo(
         series_uid=file_sha256(path),
         study_uid="",
@@ -126,6 +89,8 @@ def _image_series(path: Path) -> SeriesInfo:
             spacing[1] if len(spacing) > 1 else 1.0,
             spacing[2] if len(spacing) > 2 else 1.0,
         ),
+        problems=problems,
+        loadable=not problems,
     )
 
 
@@ -158,14 +123,44 @@ def _series_from_dataset(ds: Any, kind: str, header: FileHeader | None) -> Serie
     )
 
 
+#: What a hostile header can make the geometry arithmetic raise; a problem of its series.
+ASSEMBLY_ERRORS = (ArithmeticError, ValueError, TypeError, IndexError, np.linalg.LinAlgError)
+
+
 def _finish(info: SeriesInfo) -> list[SeriesInfo]:
-    """Fill counts, geometry and problems of a series; a mixed series comes back in parts."""
+    """Fill counts, geometry and problems of a series; a mixed series comes back in parts.
+
+    Nothing one series holds stops the others: any failure becomes its problem."""
+    try:
+        return _finish_series(info)
+    except ASSEMBLY_ERRORS as exc:
+        first = info.files[0].name if info.files else "?"
+        info.problems.append(
+            f"cannot be assembled (file {first}: {type(exc).__name__}: {exc}); not loaded"
+        )
+        info.loadable = False
+        info.shape = None
+        return [info]
+
+
+def _finish_series(info: SeriesInfo) -> list[SeriesInfo]:
     if info.kind == "non-image":
         info.n_images = len(info.files)
         info.loadable = False
         return [info]
+    info.n_images = sum(h.frames for h in info.headers)
+    try:
+        check_series_size(info.headers)
+    except StudyError as exc:
+        info.problems.append(str(exc))
+        info.loadable = False
+        return [info]
     try:
         plan_series(info.headers)
+    except BadGeometry as exc:
+        info.problems.append(exc.reason)
+        info.loadable = False
+        return [info]
     except SeriesAssemblyError as exc:
         why = exc.reason.split("; open the parts separately")[0]
         parts = split_parts(info.headers)
@@ -194,33 +189,15 @@ def _finish(info: SeriesInfo) -> list[SeriesInfo]:
 def _plan(info: SeriesInfo) -> None:
     info.n_images = sum(h.frames for h in info.headers)
     try:
+        check_series_size(info.headers)
         layout = plan_series(info.headers)
-    except SeriesAssemblyError as exc:
-        info.problems.append(exc.reason)
+    except StudyError as exc:
+        info.problems.append(exc.reason if isinstance(exc, SeriesAssemblyError) else str(exc))
         info.loadable = False
         return
     info.problems.extend(layout.warnings)
     info.shape = layout.shape[:3]  # type: ignore[assignment]
     info.spacing = layout.spacing
-
-
-def _scan_order(files: list[Path], skipped: list[SkippedFile]) -> list[Path]:
-    """Files to read, each once: a DICOMDIR's references first, then the rest of the walk.
-
-    The DICOMDIR itself and the data files beside .mhd/.nhdr headers are not read.
-    """
-    ordered: list[Path] = []
-    for f in files:
-        if f.name.upper() == "DICOMDIR":
-            ordered.extend(_dicomdir_files(f, skipped))
-    header_names = {f.with_suffix("").name for f in files if f.suffix.lower() in (".mhd", ".nhdr")}
-    for f in files:
-        if f.name.upper() == "DICOMDIR":
-            continue
-        if f.suffix.lower() in COMPANION_SUFFIXES and f.with_suffix("").name in header_names:
-            continue
-        ordered.append(f)
-    return list(dict.fromkeys(ordered))
 
 
 def scan_folder(
@@ -238,38 +215,60 @@ def scan_folder(
     if not root.exists():
         raise StudyError(root, "no such file or folder")
     skipped: list[SkippedFile] = []
-    files, cancelled = _walk(root, cancel, skipped)
+    files, cancelled = walk(root, cancel, skipped)
     series: dict[tuple[str, str, str], SeriesInfo] = {}
     images: list[SeriesInfo] = []
-    ordered = _scan_order(files, skipped)
+    ordered = scan_order(files, skipped, cancel)
     total = max(len(ordered), 1)
     stop = threading.Event()
 
     def read_one(f: Path) -> tuple[str, Any]:
         if stop.is_set():
             return "stopped", None
+        # Only regular files are opened: a FIFO would block the scan for ever.
+        why = not_regular(f)
+        if why is not None:
+            return "skip", why
         try:
             if is_image_file(f):
                 return "image", _image_series(f)
             return "header", read_header(f, keep=True)
         except NotAnImage as exc:
             try:
-                return "non-image", (pydicom.dcmread(f, stop_before_pixels=True), exc.reason)
-            except (OSError, ValueError, EOFError) as again:
+                with open_regular(f) as fp:
+                    return "non-image", (pydicom.dcmread(fp, stop_before_pixels=True), exc.reason)
+            except StudyError as again:
+                return "skip", again.reason
+            except HEADER_ERRORS as again:
                 return "skip", f"unreadable ({again})"
         except StudyError as exc:
             return "skip", exc.reason
+        except Exception as exc:  # noqa: BLE001 - one odd file must never stop the scan
+            return "skip", f"unreadable ({type(exc).__name__}: {exc})"
+
+    def result_of(future: Future) -> tuple[str, Any] | None:
+        """The future's result, or None when the user cancels while waiting for it."""
+        while True:
+            try:
+                return future.result(timeout=CANCEL_POLL_S)
+            except FutureTimeout:
+                if cancel is not None and cancel():
+                    return None
 
     # Threads overlap the waiting on slow disks and network shares; results are consumed
-    # in order here, so grouping, progress and cancel stay on the calling thread.
+    # in order here, so grouping, progress and cancel stay on the calling thread, which
+    # looks at the cancel flag at least every CANCEL_POLL_S even while a file is slow.
     pool = ThreadPoolExecutor(SCAN_THREADS)
     try:
-        for i, (f, (what, value)) in enumerate(
-            zip(ordered, pool.map(read_one, ordered), strict=True)
-        ):
-            if cancel is not None and cancel():
+        futures = []
+        for f in ordered:
+            futures.append(pool.submit(read_one, f))
+        for i, (f, future) in enumerate(zip(ordered, futures, strict=True)):
+            got = result_of(future)
+            if got is None or (cancel is not None and cancel()):
                 cancelled = True
                 break
+            what, value = got
             if progress is not None:
                 progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
             if what == "image":
@@ -298,7 +297,8 @@ def scan_folder(
                 series[key].headers.append(replace(value, dataset=None))
     finally:
         stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # A cancelled scan returns at once; a file still being read finishes on its own.
+        pool.shutdown(wait=not cancelled, cancel_futures=True)
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
     finished = [part for info in series.values() for part in _finish(info)]
@@ -331,6 +331,13 @@ def pick_series(path: Path | str, uid: str | None = None) -> SeriesInfo:
         have = ", ".join(s.series_uid for s in usable) or "none"
         raise SeriesNotFound(path, f"no loadable series {uid!r} (found: {have})")
     if not usable:
+        refused = [s for s in result.series if s.kind != "non-image" and not s.loadable]
+        if refused:
+            # Say why the series found cannot be loaded, not merely that none can.
+            why = "; ".join(
+                f"{s.description or s.series_uid}: {'; '.join(s.problems)}" for s in refused[:3]
+            )
+            raise SeriesNotFound(path, f"no loadable image series ({why})")
         why = "; ".join(f"{s.path.name}: {s.reason}" for s in result.skipped[:3])
         raise SeriesNotFound(path, "no image series found" + (f" ({why})" if why else ""))
     if len(usable) > 1:

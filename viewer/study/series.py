@@ -11,12 +11,16 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.encaps import generate_frames, get_frame
 
+from viewer.study.budget import check_series_size
+from viewer.study.codestream import frame_size
 from viewer.study.errors import (
     LoadCancelled,
     NotAnImage,
@@ -26,7 +30,8 @@ from viewer.study.errors import (
 )
 from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
-from viewer.study.scan import Cancel, Progress, SeriesInfo
+from viewer.study.opening import open_regular
+from viewer.study.scan import ASSEMBLY_ERRORS, CANCEL_POLL_S, Cancel, Progress, SeriesInfo
 from viewer.study.volume import Volume
 
 #: Reading threads: file reads and numpy conversions release the GIL.
@@ -83,6 +88,40 @@ def _raw_dtype(h: FileHeader) -> np.dtype | None:
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
 
 
+def _check_declared(h: FileHeader, ds: Any, frame: int | None) -> None:
+    """Refuse to decode pixels that would not be what the scan measured: a header changed on
+    disk since, or a compressed frame whose own codestream declares another size (decoders
+    allocate what the codestream says)."""
+    now = (
+        int(ds.get("Rows", 0) or 0),
+        int(ds.get("Columns", 0) or 0),
+        int(ds.get("NumberOfFrames", 1) or 1),
+        int(ds.get("SamplesPerPixel", 1) or 1),
+        int(ds.get("BitsAllocated", 16) or 16),
+    )
+    if now != (h.rows, h.cols, h.frames, h.samples_per_pixel, h.bits_allocated):
+        raise UnsupportedFormat(
+            h.path, "the file changed on disk since the folder was scanned; scan it again"
+        )
+    if not pydicom.uid.UID(h.transfer_syntax).is_encapsulated or "PixelData" not in ds:
+        return
+    try:
+        if frame is None:
+            frames = enumerate(generate_frames(ds.PixelData, number_of_frames=h.frames))
+        else:
+            frames = iter([(frame, get_frame(ds.PixelData, frame, number_of_frames=h.frames))])
+        for k, data in frames:
+            size = frame_size(data, h.transfer_syntax)
+            if size is not None and size[:2] != (h.rows, h.cols):
+                raise UnsupportedFormat(
+                    h.path,
+                    f"frame {k + 1}'s compressed data declares {size[1]}×{size[0]} pixels but "
+                    f"the header says {h.cols}×{h.rows}: not decoded",
+                )
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError):
+        return  # fragments pydicom's own decoders may still sort out: let them say
+
+
 class SeriesReader:
     """Progressive loader: ``volume`` has its final geometry at once; slices fill in as read."""
 
@@ -106,7 +145,15 @@ class SeriesReader:
             self._done = np.ones(self.volume.shape[0], bool)
             return
         self.headers = list(info.headers) or _read_headers(list(info.files))
-        self.layout = plan_series(self.headers)
+        # What the headers declare is checked before anything is allocated.
+        check_series_size(self.headers, READ_THREADS)
+        try:
+            self.layout = plan_series(self.headers)
+        except ASSEMBLY_ERRORS as exc:
+            raise SeriesAssemblyError(
+                self.headers[0].path,
+                f"cannot be assembled ({type(exc).__name__}: {exc})",
+            ) from None
         first = read_header(self.headers[0].path, keep=True)
         layout = self.layout
         windows = list(self.headers[0].windows)
@@ -162,7 +209,9 @@ class SeriesReader:
         if h.pixel_offset is not None and dtype is not None:
             n = h.rows * h.cols
             offset = h.pixel_offset + frame * n * dtype.itemsize
-            raw = np.fromfile(h.path, dtype=dtype, count=n, offset=offset)
+            with open_regular(h.path) as fp:
+                fp.seek(offset)
+                raw = np.fromfile(fp, dtype=dtype, count=n)
             if raw.size != n:
                 raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
             raw = raw.reshape(h.rows, h.cols)
@@ -194,7 +243,9 @@ class SeriesReader:
     def _decode(self, h: FileHeader, frame: int | None = None) -> np.ndarray:
         """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
         try:
-            ds = pydicom.dcmread(h.path)
+            with open_regular(h.path) as fp:
+                ds = pydicom.dcmread(fp)
+            _check_declared(h, ds, frame)
             arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
             if h.photometric == "PALETTE COLOR":
                 arr = pydicom.pixels.apply_color_lut(arr, ds)
@@ -268,16 +319,30 @@ class SeriesReader:
                 return z, exc
             return z, None
 
+        def cancelled() -> LoadCancelled:
+            stop.set()
+            return LoadCancelled(
+                self.volume.meta.get("source_files", [None])[0], "loading cancelled by the user"
+            )
+
         pool = ThreadPoolExecutor(READ_THREADS)
         self._bulk = True
+        cancelled_now = False
         try:
-            for count, (z, error) in enumerate(pool.map(work, todo), start=1):
+            futures = [pool.submit(work, z) for z in todo]
+            for count, future in enumerate(futures, start=1):
+                while True:
+                    # Cancel is looked at every CANCEL_POLL_S even while a slice decodes.
+                    try:
+                        z, error = future.result(timeout=CANCEL_POLL_S)
+                        break
+                    except FutureTimeout:
+                        if cancel is not None and cancel():
+                            cancelled_now = True
+                            raise cancelled() from None
                 if cancel is not None and cancel():
-                    stop.set()
-                    raise LoadCancelled(
-                        self.volume.meta.get("source_files", [None])[0],
-                        "loading cancelled by the user",
-                    )
+                    cancelled_now = True
+                    raise cancelled()
                 if z < 0:
                     continue
                 if error is not None:
@@ -289,7 +354,8 @@ class SeriesReader:
                     progress(done / n, f"Loaded slice {done} of {n}")
         finally:
             stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Cancelled: return at once; a slice still decoding finishes on its own thread.
+            pool.shutdown(wait=not cancelled_now, cancel_futures=True)
             self._bulk = False
             self._decoded.clear()
         if failures:

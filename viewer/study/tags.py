@@ -10,6 +10,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from viewer.study.errors import UnreadableFile
+from viewer.study.opening import open_regular
 
 #: Longest value text shown; the panel is for reading, not for dumping binary data.
 MAX_VALUE = 120
@@ -53,7 +54,8 @@ def dicom_tags(path: Path | str) -> list[tuple[str, str, str, str]]:
     """
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        with open_regular(path) as fp:  # never blocks on a FIFO; raises UnreadableFile
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
     except InvalidDicomError:
         raise UnreadableFile(path, "not a DICOM file (no DICM marker)") from None
     except (OSError, EOFError, ValueError, KeyError) as exc:

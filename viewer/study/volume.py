@@ -12,6 +12,7 @@ Conventions (see DESIGN.md "Coordinates"):
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -62,8 +63,10 @@ class Volume:
         self.origin = tuple(float(o) for o in self.origin)  # type: ignore[assignment]
         d = np.asarray(self.direction, dtype=float).reshape(3, 3)
         self.direction = d
-        if any(s <= 0 for s in self.spacing):
-            raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if any(not math.isfinite(s) or s <= 0 for s in self.spacing):
+            raise ValueError(f"spacing must be positive and finite, got {self.spacing}")
+        if not all(math.isfinite(o) for o in self.origin) or not np.isfinite(d).all():
+            raise ValueError(f"origin and direction must be finite, got {self.origin}")
 
     # ---- shape -------------------------------------------------------------------------
     @cached_property
