@@ -1,4 +1,5 @@
-"""Verified weights loading: SHA-256 first, then safetensors / weights-only torch / TorchScript."""
+"""Verified weights loading: containment and SHA-256 first, then safetensors or weights-only
+torch (TorchScript is never loaded: it carries code)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inference.card import ModelCard
+from inference.card import REFUSED_FORMATS, ModelCard
+from inference.card_data import CardError, package_file
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -19,9 +21,13 @@ def verify_files(card: ModelCard) -> None:
     """Check every file listed in the card against its SHA-256 before anything is loaded."""
     for name, expected in card.files.items():
         path = card.path / name
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise WeightsError(f"{path}: weights file is missing from model package {card.id!r}")
-        actual = sha256_file(path)
+        try:
+            real = package_file(card.path, name)  # inside the package, a regular file
+        except CardError as exc:
+            raise WeightsError(str(exc)) from exc
+        actual = sha256_file(real)
         if actual != expected:
             raise WeightsError(
                 f"{path}: SHA-256 mismatch (card says {expected[:12]}..., file is {actual[:12]}...);"
@@ -53,21 +59,14 @@ def _state_dict(card: ModelCard, path: Path) -> dict[str, Any]:
 
 def load_network(card: ModelCard):
     """Verify hashes and build the card's network on the CPU in eval mode (a torch Module)."""
+    fmt = card.network.get("format")
+    if fmt in REFUSED_FORMATS:  # a card validated elsewhere, or built by hand: never loaded
+        raise WeightsError(f"{card.path}: {REFUSED_FORMATS[fmt]}")
     verify_files(card)
-    path = card.path / card.network["weights"]
-    if card.network["format"] == "torchscript":
-        import warnings
-
-        import torch
-
-        try:
-            with warnings.catch_warnings():
-                # Deprecated in favour of torch.export, but still how TorchScript files load.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                net = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{path}: cannot load TorchScript ({exc})") from exc
-        return net.eval()
+    try:
+        path = package_file(card.path, card.network["weights"])
+    except CardError as exc:
+        raise WeightsError(str(exc)) from exc
     from inference.networks import build_network
 
     try:
