@@ -157,6 +157,10 @@ def estimate_run(card: Any, shape: tuple[int, ...], spacing: Any) -> RunEstimate
     (x, y[, z]) asks for; nothing is allocated. ``card`` is an ``inference.card.ModelCard``."""
     from inference.preprocess import make_frame, resize_of
 
+    if (
+        card.spatial_dims == 2 and len(shape) == 3
+    ):  # a (1, y, x) single slice: the model sees (y, x)
+        shape = tuple(shape[1:])
     steps = card.preprocessing.get("steps", [])
     frame = make_frame(
         tuple(shape),

@@ -55,6 +55,8 @@ class TaskOutput:
     heat_map: HeatMap | None = None
     boxes: tuple[Box, ...] = ()
     classification: Classification | None = None
+    #: the card's out-of-distribution score, computed from the run's probabilities
+    ood_score: float | None = None
 
 
 class TaskRun(Protocol):

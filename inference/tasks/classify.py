@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inference import postprocess
+from inference import plausibility, postprocess
 from inference.runtime import RunContext, Step, TaskOutput, forward
 from inference.tasks.common import prepare_input
 from radlens_core.results import Classification, HeatMap
@@ -105,4 +105,8 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
             heat = postprocess.heat_to_input(cam, frame)
             heat_map = HeatMap(heat.reshape(out_shape), f"Grad-CAM: {classes[target]}")
         ctx.timings["gradcam"] = time.perf_counter() - t
-    return TaskOutput(heat_map=heat_map, classification=classification)
+    return TaskOutput(
+        heat_map=heat_map,
+        classification=classification,
+        ood_score=plausibility.ood_score_classification(dict(classification.probabilities)),
+    )
