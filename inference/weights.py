@@ -107,3 +107,21 @@ def save_package(folder: str | Path, card: dict[str, Any], net: Any) -> ModelCar
     data.setdefault("schema_version", 1)
     atomic_write_text(folder / "model.json", json.dumps(data, indent=2) + "\n")
     return ModelCard.load(folder)
+
+
+def bundle_to_package(bundle: str | Path, dest: str | Path) -> ModelCard:
+    """Write a MONAI bundle folder as a RadLens package in ``dest``: its card read as data,
+    its state dict read weights-only and written as safetensors (nothing is unpickled when it
+    runs later), the new weights' SHA-256 in model.json. CardError/WeightsError say why not."""
+    card = ModelCard.load(bundle)
+    if card.source != "monai_bundle":
+        raise CardError(f"{bundle}: not a MONAI bundle (it has a model.json)")
+    net = load_network(card)
+    data = card.to_json()
+    data.pop("files", None)
+    for key in ("classes", "gradcam_layer", "max_input_size"):
+        if not data.get(key):
+            data.pop(key, None)
+    data["network"] = {k: v for k, v in data["network"].items() if k not in ("format", "weights")}
+    data["training"] = {**data.get("training", {}), "converted_from": "MONAI bundle"}
+    return save_package(dest, data, net)
