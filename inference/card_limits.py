@@ -20,7 +20,13 @@ OOD_SCORES = {
     "max_probability": ("classification",),
     "mean_box_score": ("detection",),
 }
-PLAUSIBILITY_KEYS = ("volume_ml", "max_findings", "max_finding_mm", "finding_labels")
+PLAUSIBILITY_KEYS = (
+    "volume_ml",
+    "max_findings",
+    "max_finding_mm",
+    "finding_labels",
+    "measured_on",
+)
 
 ErrorFactory = Callable[[str, str], Exception]
 
@@ -88,7 +94,15 @@ def plausibility(data: dict, task: str, label_names: set[str], error: ErrorFacto
         if not isinstance(names, list) or not all(n in label_names for n in names):
             raise error("plausibility.finding_labels", "must be a list of the card's label names")
         out["finding_labels"] = list(names)
+    if "measured_on" in p:
+        out["measured_on"] = _note(p["measured_on"], "plausibility.measured_on", error)
     return out
+
+
+def _note(value: Any, fld: str, error: ErrorFactory) -> str:
+    if not isinstance(value, str) or len(value) > 500 or any(ord(c) < 32 for c in value):
+        raise error(fld, "must be one line of plain text (at most 500 characters)")
+    return value
 
 
 def ood(data: dict, task: str, error: ErrorFactory) -> dict:
@@ -103,5 +117,11 @@ def ood(data: dict, task: str, error: ErrorFactory) -> dict:
         raise error("ood.score", f"is {score!r}; expected one of {', '.join(OOD_SCORES)}")
     if task not in OOD_SCORES[score]:
         raise error("ood.score", f"{score!r} is not computed for a {task} model")
+    unknown = sorted(set(o) - {"score", "range", "measured_on"})
+    if unknown:
+        raise error("ood", f"has unknown keys {unknown}; known: score, range, measured_on")
     lo, hi = _range(o.get("range"), "ood.range", error)
-    return {"score": score, "range": [lo, hi]}
+    out: dict[str, Any] = {"score": score, "range": [lo, hi]}
+    if "measured_on" in o:
+        out["measured_on"] = _note(o["measured_on"], "ood.measured_on", error)
+    return out

@@ -113,7 +113,7 @@ def flags(
                 out.append(
                     Flag(
                         "finding_too_large",
-                        f"a {name} finding {mm:.0f} mm across is larger than the"
+                        f"a {name} finding {_size(mm)} mm across is larger than the"
                         f" {largest:g} mm this model expects",
                     )
                 )
