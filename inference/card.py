@@ -7,9 +7,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference import budget, card_limits
+from inference import networks
 from inference.bundle import bundle_card_data
-from inference.card_data import CardError, plain_text, read_json_capped
+from inference.card_data import (
+    CardError,
+    check_max_input_size,
+    check_ood,
+    check_plausibility,
+    plain_text,
+    read_json_capped,
+)
 from inference.networks import ARCHITECTURES, plain_kwargs
 from radlens_core.results import LabelClass
 
@@ -57,7 +64,7 @@ class ModelCard:
     intended_use: str = ""
     #: largest image the model is meant for, voxels per axis (x, y[, z]); None = no card limit
     max_input_size: tuple[int, ...] | None = None
-    #: expected ranges of results (see inference.card_limits); {} = none stated
+    #: expected ranges of results (see inference.card_data); {} = none stated
     plausibility: dict[str, Any] = field(default_factory=dict)
     #: {"score": name, "range": [lo, hi]} measured on the card's validation data; {} = none
     ood: dict[str, Any] = field(default_factory=dict)
@@ -136,9 +143,9 @@ class ModelCard:
             training=v.mapping(data, "training"),
             metrics=v.mapping(data, "metrics"),
             intended_use=plain_text(intended, "intended_use", v.where, multiline=True),
-            max_input_size=card_limits.max_input_size(data, dims, v.error),
-            plausibility=card_limits.plausibility(data, task, {e.name for e in labels}, v.error),
-            ood=card_limits.ood(data, task, v.error),
+            max_input_size=check_max_input_size(data, dims, v.error),
+            plausibility=check_plausibility(data, task, {e.name for e in labels}, v.error),
+            ood=check_ood(data, task, v.error),
             path=folder,
             source=source,
         )
@@ -190,11 +197,11 @@ class _Validator:
             n = 1
             for p in patch:
                 n *= p
-            if n > budget.MAX_PATCH_VOXELS:
+            if n > networks.MAX_PATCH_VOXELS:
                 raise self.error(
                     "patch_size",
                     f"{list(patch)} asks for {n:,} voxels per window; the limit is"
-                    f" {budget.MAX_PATCH_VOXELS:,}",
+                    f" {networks.MAX_PATCH_VOXELS:,}",
                 )
         return patch
 
@@ -293,10 +300,10 @@ class _Validator:
     def inference(self, data: dict) -> dict:
         inf = self.mapping(data, "inference")
         bs = inf.get("sw_batch_size", 1)
-        if not isinstance(bs, int) or isinstance(bs, bool) or not 1 <= bs <= budget.MAX_SW_BATCH:
+        if not isinstance(bs, int) or isinstance(bs, bool) or not 1 <= bs <= networks.MAX_SW_BATCH:
             raise self.error(
                 "inference.sw_batch_size",
-                f"must be an integer from 1 to {budget.MAX_SW_BATCH}, got {bs!r}",
+                f"must be an integer from 1 to {networks.MAX_SW_BATCH}, got {bs!r}",
             )
         ov = inf.get("overlap", 0.25)
         if not isinstance(ov, (int, float)) or not 0 <= ov < 1:
@@ -350,7 +357,7 @@ class _Validator:
             raise self.error("network.kwargs", "must be an object")
         try:
             plain_kwargs(kwargs, "network.kwargs")
-            budget.check_card_network(net["architecture"], kwargs)
+            networks.check_card_network(net["architecture"], kwargs)
         except ValueError as exc:
             raise self.error("network.kwargs", str(exc)) from exc
         weights = net.get("weights")

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from inference import budget, plausibility
 from inference.card import CardError, ModelCard
+from inference.components import plausibility_flags
 from inference.runtime import (
     Cancelled,
     EngineError,
@@ -19,6 +19,7 @@ from inference.runtime import (
     RunContext,
     Step,
     TaskRun,
+    check_run,
     describe_run,
     fallback_steps,
     forward,
@@ -135,10 +136,7 @@ class Engine:
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._check_input(image, modality, card)
-        try:
-            budget.check_run(card, spatial_shape(image, card), spacing)
-        except budget.BudgetError as exc:
-            raise EngineError(str(exc)) from exc
+        check_run(card, spatial_shape(image, card), spacing)  # EngineError when it cannot fit
         device = requested = choose_device(self.device_preference)
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
@@ -243,7 +241,7 @@ def _flags(
     )
     sp = axis_spacing(spacing, ndim) if spacing is not None else ()
     sp = (1.0,) * (ndim - len(sp)) + tuple(sp)
-    out += plausibility.flags(card, parts.label_map, parts.boxes, sp, parts.ood_score)
+    out += plausibility_flags(card, parts.label_map, parts.boxes, sp, parts.ood_score)
     return out
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from inference import budget
 from inference.card import CardError, ModelCard
-from inference.verification import PackageVerifier, Verification
+from inference.networks import MAX_INPUT_VOXELS
+from inference.weights import PackageVerifier, Verification
 from radlens_core.admission import Admission, SeriesFacts
 from radlens_core.paths import shipped_models_dir, user_models_dir
 
@@ -146,10 +146,9 @@ def admission(card: ModelCard, facts: SeriesFacts) -> Admission:
         )
     z, y, x = facts.shape
     voxels = z * y * x
-    if voxels > budget.MAX_INPUT_VOXELS:
+    if voxels > MAX_INPUT_VOXELS:
         reasons.append(
-            f"this series has {voxels:,} voxels; no model analyses more than"
-            f" {budget.MAX_INPUT_VOXELS:,}"
+            f"this series has {voxels:,} voxels; no model analyses more than {MAX_INPUT_VOXELS:,}"
         )
     if card.max_input_size is not None:
         size = (x, y, z)[: card.spatial_dims]

@@ -4,6 +4,8 @@ torch (TorchScript is never loaded: it carries code)."""
 from __future__ import annotations
 
 import json
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,61 @@ def bundle_to_package(bundle: str | Path, dest: str | Path) -> ModelCard:
     data["network"] = {k: v for k, v in data["network"].items() if k not in ("format", "weights")}
     data["training"] = {**data.get("training", {}), "converted_from": "MONAI bundle"}
     return save_package(dest, data, net)
+
+
+# ---- verdicts remembered (inference.verification's public face; here so the registry, a
+# sibling of that module, can use them) ----------------------------------------------------
+#: (package folder, ((file name, size, mtime ns, expected SHA-256), ...))
+FilesKey = tuple[str, tuple[tuple[str, int, int, str], ...]]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A package's verdict: ``problem`` is "" when every listed file matches its hash."""
+
+    card: ModelCard
+    problem: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return not self.problem
+
+
+def files_key(card: ModelCard) -> FilesKey | None:
+    """What identifies the card's files on disk now; None when one is missing (unstat-able)."""
+    try:
+        stats = []
+        for name, sha in sorted(card.files.items()):
+            st = (Path(card.path) / name).stat()
+            stats.append((name, st.st_size, st.st_mtime_ns, sha))
+    except OSError:
+        return None  # a missing file: let verify_files say which
+    return (str(card.path), tuple(stats))
+
+
+class PackageVerifier:
+    """Verifies cards' files, remembering each verdict while the files stay unchanged."""
+
+    def __init__(self) -> None:
+        self._known: dict[FilesKey, str] = {}
+        self._lock = threading.Lock()
+        self.hashed = 0  # how many packages were actually hashed (the rest came from memory)
+
+    def verify(self, card: ModelCard) -> Verification:
+        key = files_key(card)
+        with self._lock:
+            if key is not None and key in self._known:
+                return Verification(card, self._known[key])
+        try:
+            verify_files(card)
+            problem = ""
+        except (WeightsError, OSError) as exc:
+            problem = str(exc)
+        with self._lock:
+            self.hashed += 1
+            if key is not None:
+                self._known[key] = problem
+        return Verification(card, problem)
+
+    def verify_all(self, cards: list[ModelCard]) -> list[Verification]:
+        return [self.verify(card) for card in cards]

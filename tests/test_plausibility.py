@@ -11,8 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from inference.card import CardError, ModelCard  # noqa: E402
+from inference.components import plausibility_flags as flags  # noqa: E402
 from inference.engine import Engine  # noqa: E402
-from inference.plausibility import flags, ood_score_segmentation  # noqa: E402
+from inference.postprocess import ood_score_segmentation  # noqa: E402
 from radlens_core.results import Box, LabelClass, LabelMap  # noqa: E402
 from tests.inference_factory import (  # noqa: E402
     ct_volume,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inference import plausibility, postprocess
+from inference import postprocess
 from inference.runtime import RunContext, Step, TaskOutput, forward
 from inference.tasks.common import prepare_input
 from radlens_core.results import Classification, HeatMap
@@ -108,5 +108,5 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     return TaskOutput(
         heat_map=heat_map,
         classification=classification,
-        ood_score=plausibility.ood_score_classification(dict(classification.probabilities)),
+        ood_score=postprocess.ood_score_classification(dict(classification.probabilities)),
     )

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from inference import plausibility, postprocess
+from inference import postprocess
 from inference.runtime import RunContext, TaskOutput
 from inference.tasks.common import prepare_input
 from inference.tasks.segment import infer_patches
@@ -123,5 +123,5 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     heat_map = HeatMap(heat.reshape(out_shape), f"{name} centre likelihood")
     ctx.timings["postprocess"] = time.perf_counter() - t
     return TaskOutput(
-        heat_map=heat_map, boxes=boxes, ood_score=plausibility.ood_score_detection(boxes)
+        heat_map=heat_map, boxes=boxes, ood_score=postprocess.ood_score_detection(boxes)
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from inference import components, plausibility, postprocess, preprocess
+from inference import components, postprocess, preprocess
 from inference.card import ModelCard
 from inference.runtime import RunContext, Step, TaskOutput, forward
 from inference.tasks.common import patch_roi, prepare_input
@@ -140,7 +140,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     probs = activate(logits, output)
     del logits
     # On the coarse model grid, before components are removed: what the network believed.
-    ood = plausibility.ood_score_segmentation(probs, output)
+    ood = postprocess.ood_score_segmentation(probs, output)
     if output == "sigmoid":
         indices = [e.index for e in card.labels][: probs.shape[0]]
     else:
