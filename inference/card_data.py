@@ -153,6 +153,7 @@ OOD_SCORES = {
     "mean_max_softmax_foreground": ("segmentation",),
     "max_probability": ("classification",),
     "mean_box_score": ("detection",),
+    "max_box_score": ("detection",),
 }
 PLAUSIBILITY_KEYS = (
     "volume_ml",

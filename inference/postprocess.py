@@ -284,5 +284,10 @@ def ood_score_classification(probabilities: dict[str, float]) -> float | None:
     return max(probabilities.values()) if probabilities else None
 
 
-def ood_score_detection(boxes: tuple[Box, ...]) -> float | None:
-    return float(np.mean([b.score for b in boxes])) if boxes else None
+def ood_score_detection(boxes: tuple[Box, ...], score: str = "mean_box_score") -> float | None:
+    """The mean (``mean_box_score``) or the highest (``max_box_score``) box score; None
+    without boxes. An image unlike the training data leaves the detector less sure."""
+    if not boxes:
+        return None
+    values = [b.score for b in boxes]
+    return float(max(values) if score == "max_box_score" else np.mean(values))

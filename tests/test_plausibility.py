@@ -125,3 +125,12 @@ def test_an_override_is_marked_on_the_run(tmp_path):
     assert res.run.outside_intended_use and res.run.flags[0].code == "outside_intended_use"
     assert "outside intended use" in res.run.flags[0].message
     assert Engine("cpu").run(ct_volume(), (1.5, 1.5, 2.5), np.eye(3), "CT", card).run.flags == ()
+
+
+def test_a_detectors_ood_score_is_its_mean_or_highest_box_score():
+    from inference.postprocess import ood_score_detection
+
+    boxes = (Box((0, 0, 0, 1, 1, 1), "nodule", 0.9), Box((0, 0, 0, 1, 1, 1), "nodule", 0.5))
+    assert ood_score_detection(boxes) == pytest.approx(0.7)
+    assert ood_score_detection(boxes, "max_box_score") == pytest.approx(0.9)
+    assert ood_score_detection((), "max_box_score") is None

@@ -123,5 +123,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     heat_map = HeatMap(heat.reshape(out_shape), f"{name} centre likelihood")
     ctx.timings["postprocess"] = time.perf_counter() - t
     return TaskOutput(
-        heat_map=heat_map, boxes=boxes, ood_score=postprocess.ood_score_detection(boxes)
+        heat_map=heat_map,
+        boxes=boxes,
+        ood_score=postprocess.ood_score_detection(boxes, card.ood.get("score", "mean_box_score")),
     )
