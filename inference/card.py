@@ -79,7 +79,14 @@ class ModelCard:
         if (folder / "model.json").is_file():
             return cls.from_dict(read_json_capped(folder / "model.json"), folder)
         if (folder / "configs" / "metadata.json").is_file():
-            return cls.from_dict(bundle_card_data(folder), folder, source="monai_bundle")
+            try:
+                data = bundle_card_data(folder)
+            except CardError:
+                raise
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                # A field of an unexpected type deep in the bundle: refused, never a traceback.
+                raise CardError(f"{folder}: cannot read the MONAI bundle ({exc})") from exc
+            return cls.from_dict(data, folder, source="monai_bundle")
         raise CardError(f"{folder}: not a model package (no model.json, no configs/metadata.json)")
 
     @classmethod

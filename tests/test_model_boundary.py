@@ -342,3 +342,13 @@ def test_explicit_override_runs_and_marks_findings_json(head_ct, tmp_path, capsy
     assert data["flags"][0]["code"] == "outside_intended_use"
     assert "outside intended use" in data["flags"][0]["message"]
     assert set(data) >= {"ood_score", "ood_range"}
+
+
+def test_a_bundle_value_of_the_wrong_type_is_a_card_error_not_a_traceback(tmp_path):
+    root = _bundle(tmp_path, BUNDLE_NET)
+    config_path = root / "configs" / "inference.json"
+    config = json.loads(config_path.read_text())
+    config["preprocessing"]["transforms"][-1]["a_min"] = "abc"
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(CardError, match="cannot read the MONAI bundle"):
+        ModelCard.load(root)
