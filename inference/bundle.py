@@ -8,23 +8,58 @@ refused. Known preprocessing transforms and the sliding-window inferer are read 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from inference.card_data import CardError, refuse_expressions
+from inference.card_data import CardError, package_file, read_json_capped, refuse_expressions
 from inference.networks import BUNDLE_TARGETS
 from radlens_core.files import sha256_file
 
+#: What a bundle's models/model.ts is refused with (TorchScript carries its own code).
+TORCHSCRIPT_REFUSED = (
+    "holds only TorchScript (models/model.ts), which is refused: a TorchScript file carries its"
+    " own code, which runs with your rights (it can read and overwrite files); export the model"
+    " to ONNX, or add its state dict as models/model.pt"
+)
+
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CardError(f"{path}: cannot read ({exc})") from exc
+    data = read_json_capped(path, "bundle file")
     if not isinstance(data, dict):
         raise CardError(f"{path}: must be a JSON object")
     return data
+
+
+def _object(value: Any, where: str, path: Path) -> dict[str, Any]:
+    """``value`` when it is a JSON object (absent = {}); CardError naming ``where`` otherwise."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CardError(
+            f"{path}: field '{where}' must be an object, got {type(value).__name__}"
+            f" {str(value)[:40]!r}"
+        )
+    return value
+
+
+def _count(value: Any, where: str, path: Path) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 64:
+        raise CardError(
+            f"{path}: field '{where}' must be a whole number from 1 to 64, got {value!r}"
+        )
+    return value
+
+
+def _io_formats(meta: dict, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(inputs.image, outputs.pred) of ``network_data_format``, each checked to be an object."""
+    fmt = _object(meta.get("network_data_format"), "network_data_format", path)
+    inputs = _object(fmt.get("inputs"), "network_data_format.inputs", path)
+    outputs = _object(fmt.get("outputs"), "network_data_format.outputs", path)
+    image = _object(inputs.get("image"), "network_data_format.inputs.image", path)
+    pred = _object(outputs.get("pred"), "network_data_format.outputs.pred", path)
+    return image, pred
 
 
 def _network(config: dict, path: Path) -> tuple[str, dict[str, Any]]:
@@ -100,26 +135,40 @@ def bundle_card_data(folder: str | Path) -> dict[str, Any]:
     config = _read_json(config_path)
     arch: str | None = None
     kwargs: dict[str, Any] = {}
-    if (folder / "models" / "model.ts").is_file():
-        weights, fmt = "models/model.ts", "torchscript"
-    elif (folder / "models" / "model.pt").is_file():
+    models = folder / "models"
+    if (models / "model.pt").exists() or (models / "model.pt").is_symlink():
         weights, fmt = "models/model.pt", "torch_state_dict"
         arch, kwargs = _network(config, config_path)
+    elif (models / "model.ts").exists() or (models / "model.ts").is_symlink():
+        raise CardError(f"{folder}: this MONAI bundle {TORCHSCRIPT_REFUSED}")
     else:
-        raise CardError(
-            f"{folder / 'models'}: a MONAI bundle needs models/model.pt or models/model.ts"
-        )
-    fmt_in = (meta.get("network_data_format") or {}).get("inputs", {}).get("image", {})
-    fmt_out = (meta.get("network_data_format") or {}).get("outputs", {}).get("pred", {})
-    channel_def = fmt_out.get("channel_def") or {}
+        raise CardError(f"{models}: a MONAI bundle needs models/model.pt (a state dict)")
+    weights_path = package_file(folder, weights)  # inside the bundle, a regular file
+    fmt_in, fmt_out = _io_formats(meta, meta_path)
+    channel_def = _object(
+        fmt_out.get("channel_def"), "network_data_format.outputs.pred.channel_def", meta_path
+    )
     labels = [
         {"index": int(k), "name": str(v), "color": _palette(int(k))}
-        for k, v in sorted(channel_def.items(), key=lambda kv: int(kv[0]))
-        if str(k).isdigit() and int(k) > 0
+        for k, v in sorted(
+            channel_def.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else -1
+        )
+        if str(k).isdigit() and 0 < int(k) <= 255
     ]
+    channels = _count(
+        fmt_in.get("num_channels"), "network_data_format.inputs.image.num_channels", meta_path
+    )
+    shape = fmt_in.get("spatial_shape")
+    if shape is not None and not (isinstance(shape, list) and len(shape) in (2, 3)):
+        raise CardError(
+            f"{meta_path}: field 'network_data_format.inputs.image.spatial_shape' must be a"
+            f" list of 2 or 3 sizes, got {shape!r}"
+        )
     steps, spacing = _preprocessing(config, config_path)
     inference, roi = _inferer(config, config_path)
-    dims = int(kwargs.get("spatial_dims", len(fmt_in.get("spatial_shape") or [0, 0, 0]) or 3))
+    dims = kwargs.get("spatial_dims", len(shape or [0, 0, 0]))
+    if dims not in (2, 3):
+        raise CardError(f"{config_path}: field 'network_def.spatial_dims' must be 2 or 3")
     modality = fmt_in.get("modality") or ("CT" if fmt_in.get("format") == "hounsfield" else "ANY")
     name = str(meta.get("name") or folder.name)
     data: dict[str, Any] = {
@@ -131,15 +180,15 @@ def bundle_card_data(folder: str | Path) -> dict[str, Any]:
         "spatial_dims": dims,
         "modalities": [str(modality).upper()],
         "body_part": "ANY",
-        "input_channels": int(fmt_in.get("num_channels") or kwargs.get("in_channels") or 1),
+        "input_channels": channels or kwargs.get("in_channels") or 1,
         "target_spacing": spacing[:dims] if spacing else None,
-        "patch_size": [int(r) for r in roi][:dims] if isinstance(roi, list) else None,
+        "patch_size": roi[:dims] if isinstance(roi, list) else roi,  # the card checks it
         "preprocessing": {"steps": steps},
         "labels": labels or [{"index": 1, "name": "foreground", "color": _palette(1)}],
         "inference": inference,
         "network": {"format": fmt, "weights": weights, "output": "softmax", "kwargs": kwargs},
         # A bundle publishes no hashes: record them now so a change before loading is caught.
-        "files": {weights: sha256_file(folder / weights)},
+        "files": {weights: sha256_file(weights_path)},
         "training": {
             "data": str(meta.get("data_source") or ""),
             "integrity": "bundle: no published SHA-256",

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference import networks
 from inference.bundle import bundle_card_data
-from inference.card_data import CardError
+from inference.card_data import (
+    CardError,
+    check_max_input_size,
+    check_ood,
+    check_plausibility,
+    plain_text,
+    read_json_capped,
+)
 from inference.networks import ARCHITECTURES, plain_kwargs
 from radlens_core.results import LabelClass
 
 SCHEMA_VERSION = 1
 TASKS = ("segmentation", "detection", "classification")
 OUTPUTS = ("softmax", "sigmoid", "centernet", "logits")
-FORMATS = ("safetensors", "torchscript", "torch_state_dict")
+FORMATS = ("safetensors", "torch_state_dict")
+#: Formats recognised only to be refused, with the reason a user reads.
+REFUSED_FORMATS = {
+    "torchscript": (
+        "TorchScript is refused: a TorchScript file carries its own code, which runs with your"
+        " rights (it can read and overwrite files); export the model to ONNX, or give its"
+        " weights as a safetensors state dict with an allow-listed architecture"
+    ),
+}
 PREPROCESS_OPS = ("clip_scale", "zscore", "minmax", "resize")
 BLEND_MODES = ("gaussian", "constant")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -47,6 +62,12 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     intended_use: str = ""
+    #: largest image the model is meant for, voxels per axis (x, y[, z]); None = no card limit
+    max_input_size: tuple[int, ...] | None = None
+    #: expected ranges of results (see inference.card_data); {} = none stated
+    plausibility: dict[str, Any] = field(default_factory=dict)
+    #: {"score": name, "range": [lo, hi]} measured on the card's validation data; {} = none
+    ood: dict[str, Any] = field(default_factory=dict)
     path: Path = field(default_factory=Path)
     #: "radlens" for model.json packages, "monai_bundle" for bundle folders.
     source: str = "radlens"
@@ -56,14 +77,16 @@ class ModelCard:
         """Read and validate a package folder (model.json, or a MONAI bundle's configs/)."""
         folder = Path(folder)
         if (folder / "model.json").is_file():
-            path = folder / "model.json"
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise CardError(f"{path}: cannot read the model card ({exc})") from exc
-            return cls.from_dict(data, folder)
+            return cls.from_dict(read_json_capped(folder / "model.json"), folder)
         if (folder / "configs" / "metadata.json").is_file():
-            return cls.from_dict(bundle_card_data(folder), folder, source="monai_bundle")
+            try:
+                data = bundle_card_data(folder)
+            except CardError:
+                raise
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:
+                # A field of an unexpected type deep in the bundle: refused, never a traceback.
+                raise CardError(f"{folder}: cannot read the MONAI bundle ({exc})") from exc
+            return cls.from_dict(data, folder, source="monai_bundle")
         raise CardError(f"{folder}: not a model package (no model.json, no configs/metadata.json)")
 
     @classmethod
@@ -102,6 +125,9 @@ class ModelCard:
         gradcam = data.get("gradcam_layer")
         if gradcam is not None and not isinstance(gradcam, str):
             raise v.error("gradcam_layer", "must be a module name (string) or null")
+        intended = data.get("intended_use") or ""
+        if not isinstance(intended, str):
+            raise v.error("intended_use", "must be a string")
         return cls(
             id=v.ident(data),
             name=v.string(data, "name"),
@@ -109,10 +135,10 @@ class ModelCard:
             task=task,
             spatial_dims=dims,
             modalities=tuple(m.upper() for m in v.strings(data, "modalities", required=True)),
-            body_part=str(data.get("body_part") or "ANY").upper(),
+            body_part=v.body_part(data),
             input_channels=v.positive_int(data, "input_channels", default=1),
             target_spacing=v.vector(data, "target_spacing", dims, float),
-            patch_size=v.vector(data, "patch_size", dims, int),
+            patch_size=v.patch_size(data, dims),
             preprocessing=v.preprocessing(data, dims),
             labels=labels,
             thresholds=v.thresholds(data, labels, dims),
@@ -123,7 +149,10 @@ class ModelCard:
             gradcam_layer=gradcam,
             training=v.mapping(data, "training"),
             metrics=v.mapping(data, "metrics"),
-            intended_use=str(data.get("intended_use") or ""),
+            intended_use=plain_text(intended, "intended_use", v.where, multiline=True),
+            max_input_size=check_max_input_size(data, dims, v.error),
+            plausibility=check_plausibility(data, task, {e.name for e in labels}, v.error),
+            ood=check_ood(data, task, v.error),
             path=folder,
             source=source,
         )
@@ -134,7 +163,7 @@ class ModelCard:
         d.pop("path")
         d.pop("source")
         d["schema_version"] = SCHEMA_VERSION
-        for key in ("modalities", "classes", "target_spacing", "patch_size"):
+        for key in ("modalities", "classes", "target_spacing", "patch_size", "max_input_size"):
             d[key] = list(d[key]) if d[key] is not None else None
         d["labels"] = [asdict(e) for e in self.labels]
         return d
@@ -159,7 +188,29 @@ class _Validator:
         value = data.get(key)
         if not isinstance(value, str) or not value.strip():
             raise self.error(key, "is missing or not a non-empty string")
-        return value
+        if len(value) > 500:
+            raise self.error(key, f"is {len(value)} characters long; the limit is 500")
+        return plain_text(value, key, self.where)
+
+    def body_part(self, data: dict) -> str:
+        value = data.get("body_part") or "ANY"
+        if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_ ]{1,64}$", value):
+            raise self.error("body_part", f"must be a DICOM body part word, got {value!r}")
+        return value.upper()
+
+    def patch_size(self, data: dict, dims: int) -> tuple | None:
+        patch = self.vector(data, "patch_size", dims, int)
+        if patch is not None:
+            n = 1
+            for p in patch:
+                n *= p
+            if n > networks.MAX_PATCH_VOXELS:
+                raise self.error(
+                    "patch_size",
+                    f"{list(patch)} asks for {n:,} voxels per window; the limit is"
+                    f" {networks.MAX_PATCH_VOXELS:,}",
+                )
+        return patch
 
     def ident(self, data: dict) -> str:
         value = self.string(data, "id")
@@ -185,7 +236,7 @@ class _Validator:
             return []
         if not isinstance(value, list) or not value or not all(isinstance(s, str) for s in value):
             raise self.error(key, "must be a non-empty list of strings")
-        return value
+        return [plain_text(s, f"{key}[{i}]", self.where) for i, s in enumerate(value)]
 
     def vector(self, data: dict, key: str, dims: int, kind: type) -> tuple | None:
         value = data.get(key)
@@ -226,6 +277,7 @@ class _Validator:
                 raise self.error(f"{fld}.index", f"{idx} is listed twice")
             if not isinstance(name, str) or not name:
                 raise self.error(f"{fld}.name", "must be a non-empty string")
+            plain_text(name, f"{fld}.name", self.where)
             if not isinstance(color, str) or not _COLOR.match(color):
                 raise self.error(f"{fld}.color", f"must be '#rrggbb', got {color!r}")
             seen.add(idx)
@@ -255,8 +307,11 @@ class _Validator:
     def inference(self, data: dict) -> dict:
         inf = self.mapping(data, "inference")
         bs = inf.get("sw_batch_size", 1)
-        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
-            raise self.error("inference.sw_batch_size", f"must be a positive integer, got {bs!r}")
+        if not isinstance(bs, int) or isinstance(bs, bool) or not 1 <= bs <= networks.MAX_SW_BATCH:
+            raise self.error(
+                "inference.sw_batch_size",
+                f"must be an integer from 1 to {networks.MAX_SW_BATCH}, got {bs!r}",
+            )
         ov = inf.get("overlap", 0.25)
         if not isinstance(ov, (int, float)) or not 0 <= ov < 1:
             raise self.error("inference.overlap", f"must be a number in [0, 1), got {ov!r}")
@@ -295,21 +350,23 @@ class _Validator:
         if not isinstance(net, dict):
             raise self.error("network", "is missing or not an object")
         fmt = net.get("format")
+        if isinstance(fmt, str) and fmt in REFUSED_FORMATS:
+            raise self.error("network.format", f"is {fmt!r}: {REFUSED_FORMATS[fmt]}")
         if fmt not in FORMATS:
             raise self.error("network.format", f"is {fmt!r}; expected one of {', '.join(FORMATS)}")
-        if fmt != "torchscript":
-            if net.get("architecture") not in ARCHITECTURES:
-                raise self.error(
-                    "network.architecture",
-                    f"{net.get('architecture')!r} is not allow-listed ({', '.join(sorted(ARCHITECTURES))})",
-                )
-            kwargs = net.get("kwargs", {})
-            if not isinstance(kwargs, dict):
-                raise self.error("network.kwargs", "must be an object")
-            try:
-                plain_kwargs(kwargs, "network.kwargs")
-            except ValueError as exc:
-                raise self.error("network.kwargs", str(exc)) from exc
+        if net.get("architecture") not in ARCHITECTURES:
+            raise self.error(
+                "network.architecture",
+                f"{net.get('architecture')!r} is not allow-listed ({', '.join(sorted(ARCHITECTURES))})",
+            )
+        kwargs = net.get("kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise self.error("network.kwargs", "must be an object")
+        try:
+            plain_kwargs(kwargs, "network.kwargs")
+            networks.check_card_network(net["architecture"], kwargs)
+        except ValueError as exc:
+            raise self.error("network.kwargs", str(exc)) from exc
         weights = net.get("weights")
         if (
             not isinstance(weights, str)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from inference.card import CardError, ModelCard
+from inference.components import plausibility_flags
 from inference.runtime import (
     Cancelled,
     EngineError,
@@ -18,6 +19,7 @@ from inference.runtime import (
     RunContext,
     Step,
     TaskRun,
+    check_run,
     describe_run,
     fallback_steps,
     forward,
@@ -29,7 +31,7 @@ from inference.runtime import (
 )
 from inference.weights import WeightsError, load_network
 from radlens_core.progress import Progress
-from radlens_core.results import AnalysisResult, RunInfo, Task
+from radlens_core.results import AnalysisResult, Flag, RunInfo, Task
 
 # Names callers import from here (the engine's public face), defined in inference.runtime.
 __all__ = [
@@ -121,15 +123,20 @@ class Engine:
         card: ModelCard,
         progress: Progress | None = None,
         cancel: Callable[[], bool] | None = None,
+        outside_intended_use: bool = False,
     ) -> AnalysisResult:
         """Analyse ``image`` ((z, y, x) or (y, x), optional trailing RGB axis) with ``card``.
 
-        Every array and box in the result is in the input's own voxel index space."""
+        Every array and box in the result is in the input's own voxel index space. The run's
+        memory is estimated from the card first and refused (EngineError) when it would not
+        fit. ``outside_intended_use``: the caller ran the model on a series its card does not
+        admit, on the user's explicit override; the result is marked and flagged."""
         import torch
 
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._check_input(image, modality, card)
+        check_run(card, spatial_shape(image, card), spacing)  # EngineError when it cannot fit
         device = requested = choose_device(self.device_preference)
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
@@ -163,6 +170,8 @@ class Engine:
             parts = _task_run(card.task)(image, spacing, direction, ctx)
         # What ran, not what was asked: an out-of-memory fallback may have moved to the CPU.
         ran_on, precision = describe_run(requested, ctx.ran)
+        flags = _flags(card, parts, image, spacing, outside_intended_use)
+        ood_range = card.ood.get("range")
         run = RunInfo(
             model_id=card.id,
             model_version=card.version,
@@ -173,6 +182,10 @@ class Engine:
             intended_use=card.intended_use,
             warnings=tuple(ctx.warnings),
             model_name=card.name,
+            outside_intended_use=outside_intended_use,
+            flags=tuple(flags),
+            ood_score=parts.ood_score,
+            ood_range=(float(ood_range[0]), float(ood_range[1])) if ood_range else None,
         )
         result = AnalysisResult(
             run=run,
@@ -204,6 +217,32 @@ class Engine:
             raise EngineError(
                 f"model {card.name!r} works on single 2D images; this is a volume of shape {image.shape}"
             )
+
+
+def _flags(
+    card: ModelCard, parts: Any, image: np.ndarray, spacing: Any, outside: bool
+) -> list[Flag]:
+    """The result's flags: the override first, then the card's plausibility and OOD checks."""
+    from inference.preprocess import axis_spacing
+
+    out: list[Flag] = []
+    if outside:
+        out.append(
+            Flag(
+                "outside_intended_use",
+                f"outside intended use: {card.name} was run on a series its card does not"
+                " admit, on the user's explicit request",
+            )
+        )
+    ndim = (
+        parts.label_map.array.ndim
+        if parts.label_map is not None
+        else len(spatial_shape(image, card))
+    )
+    sp = axis_spacing(spacing, ndim) if spacing is not None else ()
+    sp = (1.0,) * (ndim - len(sp)) + tuple(sp)
+    out += plausibility_flags(card, parts.label_map, parts.boxes, sp, parts.ood_score)
+    return out
 
 
 #: What a first run imports besides torch: the tasks and the MONAI parts they use (over a

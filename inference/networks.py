@@ -8,6 +8,7 @@ so importing this module stays cheap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -111,3 +112,106 @@ def build_network(architecture: str, kwargs: dict[str, Any] | None = None):
         )
     clean = plain_kwargs(dict(kwargs or {}), "network.kwargs")
     return ARCHITECTURES[architecture](**clean)
+
+
+# ---- how big a network a card may ask for (checked from kwargs, never by building it) -------
+#: Card sanity caps, checked when a card is read (machine-independent).
+MAX_PARAMETERS = 2_000_000_000
+MAX_PATCH_VOXELS = 1 << 27  # 128 Mi voxels in one sliding window
+MAX_SW_BATCH = 256
+#: No image larger than this is analysed by any model (int32 indexing, 8 GB as float32).
+MAX_INPUT_VOXELS = 2_000_000_000
+FLOAT_BYTES = 4
+
+
+class NetworkTooLarge(UserError, ValueError):
+    """A card whose network kwargs ask for more parameters than any sane model has."""
+
+
+def human_bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n / 1e3:.0f} kB"
+
+
+def _ints(value: Any, default: list[int]) -> list[int]:
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return [int(v) for v in value]
+    return default
+
+
+def int_or(value: Any, default: int) -> int:
+    """``value`` if it is an int (not a bool), else ``default``."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _kernel(kw: dict[str, Any], dims: int, key: str = "kernel_size") -> int:
+    k = kw.get(key, 3)
+    if isinstance(k, (list, tuple)):
+        return math.prod(_ints(k, [3] * dims))
+    return int_or(k, 3) ** dims
+
+
+def network_shape(architecture: str, kwargs: dict[str, Any]) -> tuple[int, list[int], list[int]]:
+    """(estimated parameter count, feature channels per level, downsampling per level)."""
+    kw = kwargs or {}
+    dims = int_or(kw.get("spatial_dims"), 3)
+    cin = int_or(kw.get("in_channels"), 1)
+    k = _kernel(kw, dims)
+    if architecture in ("monai.UNet", "radlens.CenterNetUNet"):
+        ch = _ints(kw.get("channels"), [16, 32])
+        strides = _ints(kw.get("strides"), [2] * max(len(ch) - 1, 0))
+        res = int_or(kw.get("num_res_units"), 0)
+        params, prev = 0, cin
+        for c in ch:
+            params += k * prev * c + res * 2 * k * c * c
+            prev = c
+        params *= 3  # the decoder mirrors the encoder with concatenated skips
+        down = [1]
+        for s in strides[: len(ch) - 1]:
+            down.append(down[-1] * max(s, 1))
+        return params, ch, down + [down[-1]] * (len(ch) - len(down))
+    if architecture == "monai.BasicUNet":
+        ch = _ints(kw.get("features"), [32, 32, 64, 128, 256, 32])
+        params, prev = 0, cin
+        for c in ch:
+            params += k * prev * c + k * c * c
+            prev = c
+        params *= 2
+        return params, ch, [2**i for i in range(len(ch))]
+    if architecture == "monai.SegResNet":
+        init = int_or(kw.get("init_filters"), 8)
+        blocks = _ints(kw.get("blocks_down"), [1, 2, 2, 4])
+        ch = [init * 2**i for i in range(len(blocks))]
+        params = k * cin * init + sum(b * 2 * k * c * c for b, c in zip(blocks, ch, strict=True))
+        return params * 2, ch, [2**i for i in range(len(ch))]
+    if architecture in ("monai.DenseNet", "monai.DenseNet121"):
+        init = int_or(kw.get("init_features"), 64)
+        growth = int_or(kw.get("growth_rate"), 32)
+        bn = int_or(kw.get("bn_size"), 4)
+        blocks = _ints(kw.get("block_config"), [6, 12, 24, 16])
+        c, params, ch = init, 7**dims * cin * init, [init]
+        for i, layers in enumerate(blocks):
+            for _ in range(layers):
+                params += c * bn * growth + k * bn * growth * growth
+                c += growth
+            ch.append(c)
+            if i < len(blocks) - 1:
+                params += c * (c // 2)
+                c //= 2
+        return params, ch, [2 ** (i + 1) for i in range(len(ch))]
+    return 0, [], []
+
+
+def check_card_network(architecture: str, kwargs: dict[str, Any]) -> int:
+    """The estimated parameter count; BudgetError when it is beyond any sane model."""
+    params, _, _ = network_shape(architecture, kwargs)
+    if params > MAX_PARAMETERS:
+        raise NetworkTooLarge(
+            f"asks for about {params:,} parameters ({human_bytes(params * FLOAT_BYTES)} of weights);"
+            f" the limit is {MAX_PARAMETERS:,}"
+        )
+    return params

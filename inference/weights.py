@@ -1,12 +1,16 @@
-"""Verified weights loading: SHA-256 first, then safetensors / weights-only torch / TorchScript."""
+"""Verified weights loading: containment and SHA-256 first, then safetensors or weights-only
+torch (TorchScript is never loaded: it carries code)."""
 
 from __future__ import annotations
 
 import json
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference.card import ModelCard
+from inference.card import REFUSED_FORMATS, ModelCard
+from inference.card_data import CardError, package_file
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -19,9 +23,13 @@ def verify_files(card: ModelCard) -> None:
     """Check every file listed in the card against its SHA-256 before anything is loaded."""
     for name, expected in card.files.items():
         path = card.path / name
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise WeightsError(f"{path}: weights file is missing from model package {card.id!r}")
-        actual = sha256_file(path)
+        try:
+            real = package_file(card.path, name)  # inside the package, a regular file
+        except CardError as exc:
+            raise WeightsError(str(exc)) from exc
+        actual = sha256_file(real)
         if actual != expected:
             raise WeightsError(
                 f"{path}: SHA-256 mismatch (card says {expected[:12]}..., file is {actual[:12]}...);"
@@ -53,21 +61,14 @@ def _state_dict(card: ModelCard, path: Path) -> dict[str, Any]:
 
 def load_network(card: ModelCard):
     """Verify hashes and build the card's network on the CPU in eval mode (a torch Module)."""
+    fmt = card.network.get("format")
+    if fmt in REFUSED_FORMATS:  # a card validated elsewhere, or built by hand: never loaded
+        raise WeightsError(f"{card.path}: {REFUSED_FORMATS[fmt]}")
     verify_files(card)
-    path = card.path / card.network["weights"]
-    if card.network["format"] == "torchscript":
-        import warnings
-
-        import torch
-
-        try:
-            with warnings.catch_warnings():
-                # Deprecated in favour of torch.export, but still how TorchScript files load.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                net = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # noqa: BLE001
-            raise WeightsError(f"{path}: cannot load TorchScript ({exc})") from exc
-        return net.eval()
+    try:
+        path = package_file(card.path, card.network["weights"])
+    except CardError as exc:
+        raise WeightsError(str(exc)) from exc
     from inference.networks import build_network
 
     try:
@@ -108,3 +109,79 @@ def save_package(folder: str | Path, card: dict[str, Any], net: Any) -> ModelCar
     data.setdefault("schema_version", 1)
     atomic_write_text(folder / "model.json", json.dumps(data, indent=2) + "\n")
     return ModelCard.load(folder)
+
+
+def bundle_to_package(bundle: str | Path, dest: str | Path) -> ModelCard:
+    """Write a MONAI bundle folder as a RadLens package in ``dest``: its card read as data,
+    its state dict read weights-only and written as safetensors (nothing is unpickled when it
+    runs later), the new weights' SHA-256 in model.json. CardError/WeightsError say why not."""
+    card = ModelCard.load(bundle)
+    if card.source != "monai_bundle":
+        raise CardError(f"{bundle}: not a MONAI bundle (it has a model.json)")
+    net = load_network(card)
+    data = card.to_json()
+    data.pop("files", None)
+    for key in ("classes", "gradcam_layer", "max_input_size"):
+        if not data.get(key):
+            data.pop(key, None)
+    data["network"] = {k: v for k, v in data["network"].items() if k not in ("format", "weights")}
+    data["training"] = {**data.get("training", {}), "converted_from": "MONAI bundle"}
+    return save_package(dest, data, net)
+
+
+# ---- verdicts remembered (inference.verification's public face; here so the registry, a
+# sibling of that module, can use them) ----------------------------------------------------
+#: (package folder, ((file name, size, mtime ns, expected SHA-256), ...))
+FilesKey = tuple[str, tuple[tuple[str, int, int, str], ...]]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A package's verdict: ``problem`` is "" when every listed file matches its hash."""
+
+    card: ModelCard
+    problem: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return not self.problem
+
+
+def files_key(card: ModelCard) -> FilesKey | None:
+    """What identifies the card's files on disk now; None when one is missing (unstat-able)."""
+    try:
+        stats = []
+        for name, sha in sorted(card.files.items()):
+            st = (Path(card.path) / name).stat()
+            stats.append((name, st.st_size, st.st_mtime_ns, sha))
+    except OSError:
+        return None  # a missing file: let verify_files say which
+    return (str(card.path), tuple(stats))
+
+
+class PackageVerifier:
+    """Verifies cards' files, remembering each verdict while the files stay unchanged."""
+
+    def __init__(self) -> None:
+        self._known: dict[FilesKey, str] = {}
+        self._lock = threading.Lock()
+        self.hashed = 0  # how many packages were actually hashed (the rest came from memory)
+
+    def verify(self, card: ModelCard) -> Verification:
+        key = files_key(card)
+        with self._lock:
+            if key is not None and key in self._known:
+                return Verification(card, self._known[key])
+        try:
+            verify_files(card)
+            problem = ""
+        except (WeightsError, OSError) as exc:
+            problem = str(exc)
+        with self._lock:
+            self.hashed += 1
+            if key is not None:
+                self._known[key] = problem
+        return Verification(card, problem)
+
+    def verify_all(self, cards: list[ModelCard]) -> list[Verification]:
+        return [self.verify(card) for card in cards]

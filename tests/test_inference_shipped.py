@@ -73,3 +73,30 @@ def test_shipped_radiograph_classifier_ranks_nodules_higher_with_a_gradcam_map()
                 heat = res.heat_map.array
                 assert heat[y0 : y1 + 1, x0 : x1 + 1].mean() > heat.mean()
     assert np.mean(scores[True]) > np.mean(scores[False])
+
+
+def test_shipped_ct_models_do_not_admit_a_head_ct_and_state_their_ranges():
+    from radlens_core.admission import SeriesFacts
+
+    head = SeriesFacts("CT", 3, (96, 256, 256), "HEAD")
+    for model_id in ("radlens-ct-chest-seg", "radlens-ct-nodule-det"):
+        card = _shipped(model_id)
+        assert card.ood and card.plausibility, f"{model_id} states no measured ranges"
+        (why,) = registry.admission(card, head).reasons
+        assert why == "it is made for the chest; this series is of the head (BodyPartExamined HEAD)"
+    assert _shipped("radlens-cxr-nodule-cls").ood["score"] == "max_probability"
+
+
+def test_shipped_segmenter_flags_a_look_it_never_saw_and_not_its_own():
+    """Issue 11: "a chest phantom the model never saw gets 24 nodules" is shown flagged."""
+    torch.set_num_threads(2)
+    card = _shipped("radlens-ct-chest-seg")
+    own = chest_ct((48, 128, 128), seed=4321)
+    res = Engine("cpu").run(own.hu, own.spacing, np.eye(3), "CT", card)
+    assert res.run.flags == (), [f.message for f in res.run.flags]
+    shifted = chest_ct((48, 128, 128), seed=1001, contrast=0.6, noise_hu=40.0)
+    res = Engine("cpu").run(shifted.hu, shifted.spacing, np.eye(3), "CT", card)
+    codes = {f.code: f.message for f in res.run.flags}
+    assert "out_of_distribution" in codes and res.run.ood_score < res.run.ood_range[0]
+    assert "unlike this model's validation data" in codes["out_of_distribution"]
+    assert "too_many_findings" in codes

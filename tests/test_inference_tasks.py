@@ -77,9 +77,13 @@ def test_classifier_gives_probabilities_and_gradcam_in_the_input_grid(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
-def test_torchscript_package_runs_when_declared(tmp_path):
+def test_torchscript_package_is_refused_with_a_sentence_pointing_to_onnx(tmp_path):
+    """Issue 11: TorchScript carries code that runs with the user's rights; it never loads
+    (this test replaces the earlier "TorchScript runs when declared")."""
     import hashlib
     import json
+
+    from inference.card import CardError, ModelCard
 
     torch.manual_seed(0)
     net = build_network("monai.UNet", SEG_KW).eval()
@@ -91,10 +95,8 @@ def test_torchscript_package_runs_when_declared(tmp_path):
     )
     card["files"] = {"model.ts": hashlib.sha256((folder / "model.ts").read_bytes()).hexdigest()}
     (folder / "model.json").write_text(json.dumps(card))
-    from inference.card import ModelCard
-
-    res = Engine("cpu").run(ct_volume(), (1.5, 1.5, 2.5), np.eye(3), "CT", ModelCard.load(folder))
-    assert res.label_map.array.shape == ct_volume().shape
+    with pytest.raises(CardError, match="TorchScript is refused: .*runs with your rights.*ONNX"):
+        ModelCard.load(folder)
 
 
 class _Payload:

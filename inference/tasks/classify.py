@@ -105,4 +105,8 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
             heat = postprocess.heat_to_input(cam, frame)
             heat_map = HeatMap(heat.reshape(out_shape), f"Grad-CAM: {classes[target]}")
         ctx.timings["gradcam"] = time.perf_counter() - t
-    return TaskOutput(heat_map=heat_map, classification=classification)
+    return TaskOutput(
+        heat_map=heat_map,
+        classification=classification,
+        ood_score=postprocess.ood_score_classification(dict(classification.probabilities)),
+    )

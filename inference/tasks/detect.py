@@ -122,4 +122,8 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     heat = postprocess.heat_to_input(torch.sigmoid(out[0]), frame)
     heat_map = HeatMap(heat.reshape(out_shape), f"{name} centre likelihood")
     ctx.timings["postprocess"] = time.perf_counter() - t
-    return TaskOutput(heat_map=heat_map, boxes=boxes)
+    return TaskOutput(
+        heat_map=heat_map,
+        boxes=boxes,
+        ood_score=postprocess.ood_score_detection(boxes, card.ood.get("score", "mean_box_score")),
+    )

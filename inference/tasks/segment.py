@@ -139,6 +139,8 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     output = card.network.get("output", "softmax")
     probs = activate(logits, output)
     del logits
+    # On the coarse model grid, before components are removed: what the network believed.
+    ood = postprocess.ood_score_segmentation(probs, output)
     if output == "sigmoid":
         indices = [e.index for e in card.labels][: probs.shape[0]]
     else:
@@ -164,4 +166,4 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
             heat = postprocess.heat_to_input(probs[channel], frame)
             heat_map = HeatMap(heat.reshape(out_shape), f"{card.label_name(hidx)} probability")
     ctx.timings["postprocess"] = time.perf_counter() - t
-    return TaskOutput(label_map=label_map, heat_map=heat_map)
+    return TaskOutput(label_map=label_map, heat_map=heat_map, ood_score=ood)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from radlens_core.admission import Admission, SeriesFacts
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_text
 from radlens_core.progress import Cancelled
@@ -33,7 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         "--out", required=True, type=Path, help="folder for findings.json, mask, heatmap"
     )
     p.add_argument("--series", help="SeriesInstanceUID to analyse (when the folder holds several)")
-    p.add_argument("--model", help="model id (or id@version); default: the best match")
+    p.add_argument(
+        "--model", help="model id (or id@version); default: the best model meant for the series"
+    )
+    p.add_argument(
+        "--outside-intended-use",
+        action="store_true",
+        help="with --model: run it even though its card does not admit this series; the"
+        " findings are marked 'outside intended use'",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--modality", help="override the modality (NIfTI files carry none)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
@@ -65,22 +74,60 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _pick_model(args: argparse.Namespace, volume, modality: str):
+def series_facts(volume: Volume, modality: str) -> SeriesFacts:
+    """What a model card is checked against, from a loaded series."""
+    return SeriesFacts(
+        modality=modality,
+        spatial_dims=2 if volume.is_2d else 3,
+        shape=volume.shape,
+        body_part=str(volume.meta.get("body_part") or ""),
+        # viewer.study says so in a warning when the file has no PixelSpacing.
+        has_spacing=not any("no pixel spacing" in w for w in volume.warnings),
+        channels=int(volume.array.shape[-1]) if volume.is_rgb else 1,
+    )
+
+
+def _why_not(admissions: list[Admission]) -> str:
+    return "\n".join(f"  {a.model_id} ({a.model_name}): {'; '.join(a.reasons)}" for a in admissions)
+
+
+def _pick_model(args: argparse.Namespace, volume, modality: str) -> tuple[Any, bool]:
+    """(card, outside intended use): the explicit --model if its card admits the series (or
+    the user overrode), else the best admitted, verified model; AnalyzeError with each
+    installed model's reason when none fits."""
     from inference import registry
 
     if args.model:
         try:
-            return registry.find_model(args.model)
+            card = registry.find_model(args.model)
         except KeyError as exc:
             raise AnalyzeError(exc.args[0]) from None
-    dims = 2 if volume.is_2d else 3
-    card = registry.best_model(modality, dims, volume.meta.get("body_part") or None)
+        if modality == "OT" and not args.modality:
+            modality = card.modalities[0]  # the file names none; analysed as the model's
+        adm = registry.admission(card, series_facts(volume, modality))
+        if adm.admitted:
+            return card, False
+        if not args.outside_intended_use:
+            raise AnalyzeError(
+                f"model {card.id!r} is not meant for this series: {'; '.join(adm.reasons)}."
+                " To run it anyway, add --outside-intended-use (the findings are then marked"
+                " 'outside intended use')"
+            )
+        return card, True
+    if args.outside_intended_use:
+        raise AnalyzeError("--outside-intended-use needs --model: name the model to run anyway")
+    facts = series_facts(volume, modality)
+    card = registry.best_model(facts)
     if card is None:
         hint = " (this file names no modality: add e.g. --modality CT)" if modality == "OT" else ""
+        offers = registry.offer(facts)
+        listing = _why_not(offers) if offers else "  (no model is installed)"
         raise AnalyzeError(
-            f"no installed model accepts {modality} {dims}D images{hint}; see `radlens models`"
+            f"no installed model is meant for this {modality} {facts.spatial_dims}D series"
+            f"{hint}; each installed model and why it does not fit:\n{listing}\n"
+            "Run one anyway with --model ID --outside-intended-use; see `radlens models`"
         )
-    return card
+    return card, False
 
 
 def _box_json(box: Box, volume: Volume) -> dict[str, Any]:
@@ -132,6 +179,10 @@ def findings_json(
         "warnings": list(volume.warnings) + list(result.warnings),
         "files": {},
     }
+    # The run's trust marks, exactly as the core summary spells them.
+    summary = result.summary()
+    for key in ("outside_intended_use", "flags", "ood_score", "ood_range"):
+        data[key] = summary[key]
     if result.classification is not None:
         data["probabilities"] = {
             k: round(v, 5) for k, v in result.classification.probabilities.items()
@@ -185,7 +236,7 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
     bar(0.0, f"loading {info.description or info.series_uid}")
     volume = load_series(info)
     modality = (args.modality or volume.modality or "OT").upper()
-    card = _pick_model(args, volume, modality)
+    card, outside = _pick_model(args, volume, modality)
     if modality == "OT" and not args.modality:
         # A NIfTI/MHA file names no modality; trust the chosen model's and say so.
         modality = card.modalities[0]
@@ -194,7 +245,13 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
     engine = Engine(args.device, num_threads=args.threads)
     t0 = time.perf_counter()
     result = engine.run(
-        volume.array, volume.spacing, volume.direction, modality, card, progress=bar
+        volume.array,
+        volume.spacing,
+        volume.direction,
+        modality,
+        card,
+        progress=bar,
+        outside_intended_use=outside,
     )
     bar.close()
     data = findings_json(args.path, volume, modality, card, result)
@@ -223,6 +280,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{model['id']}@{model['version']} on {data['device']}: {_summary(data)}")
     print(f"wrote {', '.join(['findings.json', *data['files'].values()])} to {args.out}")
     print(f"intended use: {data['intended_use']}")
+    for flag in data["flags"]:
+        print(f"FLAGGED: {flag['message']}")
     return 0
 
 

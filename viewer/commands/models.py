@@ -49,13 +49,34 @@ def _metrics(metrics: dict) -> str:
     return ", ".join(parts[:6]) or "-"
 
 
+def _publish_bundle(bundle: Path, replace: bool) -> Path:
+    """A MONAI bundle folder is converted to a package (safetensors weights, model.json with
+    their SHA-256) in a temporary folder, then published like any package."""
+    import tempfile
+
+    from inference.card import CardError
+    from inference.training.publish import PublishError, publish
+    from inference.weights import WeightsError, bundle_to_package
+
+    with tempfile.TemporaryDirectory(prefix="radlens-bundle-") as tmp:
+        try:
+            package = bundle_to_package(bundle, Path(tmp) / bundle.name)
+        except (CardError, WeightsError) as exc:
+            raise PublishError(f"{bundle}: cannot publish: {exc}") from exc
+        return publish(package.path, replace=replace)
+
+
 def _publish(args: argparse.Namespace) -> int:
     from inference.card import CardError
     from inference.training.publish import PublishError, publish
     from inference.weights import WeightsError
 
+    src: Path = args.model_dir
+    is_bundle = not (src / "model.json").exists() and (src / "configs" / "metadata.json").is_file()
     try:
-        dest = publish(args.model_dir, replace=args.replace)
+        dest = (
+            _publish_bundle(src, args.replace) if is_bundle else publish(src, replace=args.replace)
+        )
     except (PublishError, CardError, WeightsError, UserError) as exc:
         print(f"radlens models publish: error: {exc}", file=sys.stderr)
         return 2
@@ -71,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
         return _publish(args)
     from inference import registry
 
-    cards = registry.list_models(args.dir)
-    problems = list(registry.problems)
+    # Usable = the card reads AND the files match their SHA-256; the rest are refused.
+    scan = registry.usable_models(args.dir)
+    cards, problems = scan.cards, scan.problems
     if args.json:
         data = {
             "models": [{**c.to_json(), "path": str(c.path), "source": c.source} for c in cards],
