@@ -2,12 +2,13 @@
 
 ``collect_models()`` asks ``inference`` (registry + weights) what is installed, off the main
 thread; ``ModelsPanel`` lists the result (shipped, user folder, broken packages with their
-reason), shows the selected card and offers Rescan and "Use for Analyze".
+reason), shows the selected card and offers Rescan and "Use for Analyze". Everything a
+package says (card, licence) is shown as plain text; only the panel's own parts (status,
+evaluation plots it found in the folder) are rich text.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
+from viewer.ui.panels.model_info import (
+    SOURCE_WORDS,
+    ModelCardDialog,
+    PlainTextView,
+    card_text,
+    card_title,
+)
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
@@ -42,6 +49,9 @@ OK_STATUS = "weights verified"
 #: evaluation plots shown under a card, and their width in the panel
 MAX_PLOTS = 4
 PLOT_WIDTH = 300
+#: Licence files looked for in a package folder (case-insensitive), and how much is shown.
+LICENCE_NAMES = ("license", "licence", "license.txt", "licence.txt", "license.md", "licence.md")
+MAX_LICENCE_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class ModelEntry:
     source: str  # "shipped", "user" or "other"
     card: ModelCard | None
     problem: str = ""
+    licence: str = ""  # the package folder's LICENSE/licence file, as plain text
 
     @property
     def usable(self) -> bool:
@@ -88,6 +99,28 @@ def _source(folder: Path, shipped: Path, user: Path) -> str:
     return "other"
 
 
+def read_licence(folder: Path) -> str:
+    """The text of the package's LICENSE / licence file (first one found), capped; "" if none."""
+    try:
+        names = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    except OSError:
+        return ""
+    for wanted in LICENCE_NAMES:
+        path = names.get(wanted)
+        if path is None:
+            continue
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_LICENCE_CHARS + 1)
+        except OSError:
+            return ""
+        text = raw.decode("utf-8", errors="replace")
+        if len(text) > MAX_LICENCE_CHARS:
+            text = text[:MAX_LICENCE_CHARS] + "\n…"
+        return text
+    return ""
+
+
 def collect_models(
     extra_dirs: Iterable[str | Path] = (), verifier: PackageVerifier | None = None
 ) -> list[ModelEntry]:
@@ -105,7 +138,13 @@ def collect_models(
     scan = registry.scan_models(extra_dirs)  # its own problems: listing on a worker is safe
     verdicts = (verifier or PackageVerifier()).verify_all(scan.cards)
     entries = [
-        ModelEntry(Path(v.card.path), _source(v.card.path, shipped, user), v.card, v.problem)
+        ModelEntry(
+            Path(v.card.path),
+            _source(v.card.path, shipped, user),
+            v.card,
+            v.problem,
+            read_licence(Path(v.card.path)),
+        )
         for v in verdicts
     ]
     for folder, reason in scan.problems:
@@ -113,17 +152,59 @@ def collect_models(
     return entries
 
 
-def entry_html(entry: ModelEntry) -> str:
-    """The detail view: the shared card page plus where the package is and its hash status."""
-    e = html.escape
-    colour = "#81c784" if entry.usable else "#e57373"
-    head = (
-        f'<p><b>Status:</b> <span style="color:{colour}">{e(entry.status)}</span><br>'
-        f"<b>Source:</b> {e(entry.source)} — <code>{e(str(entry.folder))}</code></p>"
+def entry_text(entry: ModelEntry) -> str:
+    """The detail view as plain text: status, where the package came from, format, the card."""
+    lines = [f"Status: {entry.status}"]
+    if not entry.usable:
+        lines.append("Refused: Analyze never offers or runs this package.")
+    where = {"shipped": "shipped with RadLens", "user": "user model folder"}.get(
+        entry.source, "other folder"
     )
-    if entry.card is None:
-        return f"<h3>{e(entry.folder.name)}</h3>{head}<p>This package cannot be used.</p>"
-    return card_html(entry.card) + head + _evaluation_html(entry.folder)
+    lines.append(f"Package: {where} — {entry.folder}")
+    card = entry.card
+    if card is None:
+        lines.append("This package cannot be used.")
+        return "\n".join([entry.folder.name, *lines])
+    lines.append(f"Source format: {card.source} ({SOURCE_WORDS.get(card.source, card.source)})")
+    origin = card.training.get("imported_from") or card.training.get("origin")
+    if origin:
+        lines.append(f"Imported from: {origin}")
+    text = card_text(card) + "\n\n" + "\n".join(lines)
+    if entry.licence:
+        text += "\n\nLicence (from the package folder):\n" + entry.licence
+    else:
+        text += "\n\nLicence: the package folder has no LICENSE file."
+    return text
+
+
+class PackageDetails(QWidget):
+    """The selected package: its words as plain text; the folder's evaluation plots and
+    report link (files RadLens found, not text from the card) below, as rich text."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.text = PlainTextView(self)
+        self.evaluation = QTextBrowser(self)
+        # file:// links (the evaluation report) open in the desktop's browser, never in here.
+        self.evaluation.setOpenExternalLinks(True)
+        self.evaluation.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.text, 2)
+        layout.addWidget(self.evaluation, 1)
+
+    def show_entry(self, entry: ModelEntry | None) -> None:
+        self.text.setPlainText(entry_text(entry) if entry is not None else "")
+        extra = _evaluation_html(entry.folder) if entry is not None and entry.card else ""
+        self.evaluation.setHtml(extra)
+        self.evaluation.setVisible(bool(extra))
+
+    def toPlainText(self) -> str:  # noqa: N802 (reads like the QTextBrowser it replaced)
+        extra = self.evaluation.toPlainText() if self.evaluation.isVisibleTo(self) else ""
+        return self.text.toPlainText() + ("\n" + extra if extra else "")
+
+    def toHtml(self) -> str:  # noqa: N802
+        return self.evaluation.toHtml()
 
 
 def _evaluation_html(folder: Path) -> str:
@@ -185,9 +266,7 @@ class ModelsPanel(QWidget):
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.tree.currentItemChanged.connect(lambda *_: self._show_selected())
         self.tree.itemDoubleClicked.connect(lambda *_: self.show_card())
-        self.details = QTextBrowser(self)
-        # file:// links (the evaluation report) open in the desktop's browser, never in here.
-        self.details.setOpenExternalLinks(True)
+        self.details = PackageDetails(self)
         self.summary = QLabel("Looking for models…", self)
         self.rescan_button = QPushButton("Rescan", self)
         self.rescan_button.setToolTip("Look again in the shipped and user model folders")
@@ -220,7 +299,10 @@ class ModelsPanel(QWidget):
         """
         if select:
             self._select_next = select
-        if self._thread is not None and self._thread.is_alive():
+        # "Running" is our own flag, cleared when the result is shown: the worker thread may
+        # still be alive for a moment after its result arrived (it has yet to return), and a
+        # rescan queued behind it then would wait for a result that never comes.
+        if self._pending:
             self._again = True
             return
         self.summary.setText("Looking for models…")
@@ -325,7 +407,7 @@ class ModelsPanel(QWidget):
 
     def _show_selected(self) -> None:
         entry = self.selected()
-        self.details.setHtml(entry_html(entry) if entry is not None else "")
+        self.details.show_entry(entry)
         self.use_button.setEnabled(entry is not None and entry.usable)
 
     def use_selected(self) -> None:
