@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
@@ -38,7 +39,7 @@ from viewer.ui.activity import Activity
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
 from viewer.ui.feature import WindowServices
 from viewer.ui.layers import BoxItem, Layer
-from viewer.ui.model_offer import ModelOffer, offer_for
+from viewer.ui.model_offer import ModelOffer, offer_for, series_facts
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.result_display import ResultDisplayControls
@@ -235,6 +236,8 @@ class AnalyzeFeature(QObject):
         except Exception as exc:  # noqa: BLE001 - a broken models folder must not stop the series opening
             log.warning("listing models failed: %s", exc)
             offer = ModelOffer()
+        if offer.facts is None:  # an offer made without them still explains itself
+            offer = replace(offer, facts=series_facts(volume))
         self.menu.set_offer(offer, preferred=None if keep_choice else offer.best)
         self.findings.set_no_fit("" if offer.admitted() else offer.none_fits_text())
 
