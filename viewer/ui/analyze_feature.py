@@ -17,12 +17,11 @@ Findings list, the banner and the stored record.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QToolButton
 
@@ -30,91 +29,29 @@ from viewer.labels.result_findings import (
     OUTSIDE_INTENDED_USE,
     Finding,
     ResultSummary,
-    caveats,
+    label_volumes,
     summarise,
 )
 from viewer.labels.results import ResultRecord, ResultStore, ResultStoreError
 from viewer.study.volume import Volume
 from viewer.ui.activity import Activity
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
+from viewer.ui.analyze_dialogs import message_box, none_fits_box, override_box
 from viewer.ui.feature import WindowServices
-from viewer.ui.layers import BoxItem, Layer
+from viewer.ui.layers import Layer
 from viewer.ui.model_offer import ModelOffer, offer_for, series_facts
 from viewer.ui.panels.findings import FindingsPanel
+from viewer.ui.panels.label_browser import LabelBrowser
 from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.result_display import ResultDisplayControls
+from viewer.ui.result_layers import device_words, layer_prefix, layers_for
+
+__all__ = ["AnalyzeFeature", "device_words", "layer_prefix", "layers_for"]
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
 
 log = logging.getLogger(__name__)
-
-#: Layer-name suffix per record layer kind (the Layers panel shows "<model>: <suffix>").
-_SUFFIX = {"mask": "mask", "heatmap": "heat map", "boxes": "boxes"}
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    h = hex_colour.lstrip("#")
-    return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-
-
-def device_words(device: str) -> str:
-    """The engine's device as the status bar says it: "the CPU", "CUDA", or what actually ran
-    after an out-of-memory fallback, e.g. "the CPU (after CUDA out of memory)"."""
-    if device == "cpu" or device.startswith("cpu "):
-        device = "the " + device
-    # Only the device names are shouted, not the explanation around them.
-    return re.sub(r"\b(cpu|cuda|mps)\b", lambda m: m.group(0).upper(), device)
-
-
-def layer_prefix(rec: ResultRecord) -> str:
-    """The model part of a result's layer names; a result that must not pass for a plain
-    finding says so in every layer's name ("<model> [outside intended use]: mask")."""
-    if rec.outside_intended_use:
-        return f"{rec.model_name} [{OUTSIDE_INTENDED_USE}]"
-    if caveats(rec):
-        return f"{rec.model_name} [flagged]"
-    return rec.model_name
-
-
-def layers_for(rec: ResultRecord) -> list[tuple[str, Layer]]:
-    """(record kind, Layer) for each layer a record shows, in the card's colours; a flagged
-    or outside-intended-use result carries its reasons as each layer's note (tooltip)."""
-    out: list[tuple[str, Layer]] = []
-    kinds = rec.layers()
-    prefix = layer_prefix(rec)
-    if "mask" in kinds and rec.label_map is not None:
-        colours = {i.index: _rgb(i.color) for i in rec.labels}
-        layer = Layer(f"{prefix}: mask", "labels", rec.label_map, opacity=0.45)
-        layer.colours = colours
-        out.append(("mask", layer))
-    if "heatmap" in kinds and rec.heat_map is not None:
-        # A segmenter's probability map repeats its mask: there, start it hidden.
-        shown = rec.task != "segmentation"
-        out.append(
-            (
-                "heatmap",
-                Layer(
-                    f"{prefix}: heat map",
-                    "heatmap",
-                    rec.heat_map,
-                    visible=shown,
-                    opacity=0.5,
-                    threshold=0.3,
-                ),
-            )
-        )
-    if "boxes" in kinds:
-        colour = _rgb(rec.labels[-1].color) if rec.labels else (255, 210, 0)
-        items = []
-        for b in rec.boxes:
-            lo, hi = b.corners_zyx()
-            items.append(BoxItem(lo, hi, b.label, b.score, colour))
-        out.append(("boxes", Layer(f"{prefix}: boxes", "boxes", items, opacity=0.9)))
-    note = "\n".join(caveats(rec))
-    for _, layer in out:
-        layer.note = note
-    return out
 
 
 class AnalyzeFeature(QObject):
@@ -163,6 +100,11 @@ class AnalyzeFeature(QObject):
         self.display = ResultDisplayControls(self.state.layers, self.findings)
         self.findings.layout().addWidget(self.display)
         self.display.hide()
+        # Search, show/hide, colour and volume per label of the newest mask (up to 117 labels).
+        self.labels = LabelBrowser(self.state.layers, self.findings)
+        self.findings.layout().addWidget(self.labels, 1)
+        self._browsed: tuple[str, str] | None = None  # (run id, layer name) in the browser
+        self._volumes: dict[str, dict[int, float]] = {}  # run id -> volume per label
         self.dock = QDockWidget("Findings", window)
         self.dock.setObjectName("findingsDock")
         self.dock.setWidget(self.findings)
@@ -189,8 +131,10 @@ class AnalyzeFeature(QObject):
             return
         self._shown_volume = volume
         self._runs.clear()
+        self._volumes.clear()
         self.findings.clear()
         self.display.set_layers([])
+        self._browse(None)
         self.action.setEnabled(volume is not None)
         if volume is None:
             self.menu.set_offer(ModelOffer())
@@ -289,19 +233,8 @@ class AnalyzeFeature(QObject):
         """The "no installed model fits" message: each installed model and why it does not."""
         text = self.offer.none_fits_text()
         self._say(text.splitlines()[0])
-        box = QMessageBox(
-            QMessageBox.Icon.Information,
-            "Analyze — no model fits",
-            text,
-            QMessageBox.StandardButton.Ok,
-            self.services.window,
-        )
-        box.setTextFormat(Qt.TextFormat.PlainText)  # model names come from package cards
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.show()
-        self.message_box = box
-        return box
+        self.message_box = none_fits_box(self.services.window, text)
+        return self.message_box
 
     @Slot(object)
     def request_override(self, card: ModelCard) -> QMessageBox | None:
@@ -312,32 +245,14 @@ class AnalyzeFeature(QObject):
         if volume is None or choice is None:
             self._say(f"{card.name} is not offered for this series.")
             return None
-        reasons = "\n".join(f"• {r}" for r in choice.reasons) or "• (no reason given)"
-        box = QMessageBox(
-            QMessageBox.Icon.Warning,
-            "Run outside intended use?",
-            f"{card.name} was not made for this series:\n{reasons}\n\n"
-            f"Its result may be meaningless. If you run it anyway, the result is marked "
-            f"“{OUTSIDE_INTENDED_USE}” in the Findings list, the layers, the banner and the "
-            "stored result.",
-            QMessageBox.StandardButton.Cancel,
-            self.services.window,
-        )
-        box.setTextFormat(Qt.TextFormat.PlainText)
-        run = box.addButton("Run anyway", QMessageBox.ButtonRole.AcceptRole)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        box.setWindowModality(Qt.WindowModality.NonModal)
 
-        def answered(button: object) -> None:
+        def run() -> None:
             # The series may have changed while the question was open: run on what it asked.
-            if button is run and self.state.volume is volume:
+            if self.state.volume is volume:
                 self._start(volume, card, outside_intended_use=True)
 
-        box.buttonClicked.connect(answered)
-        box.show()
-        self.override_box = box
-        return box
+        self.override_box = override_box(self.services.window, card.name, choice.reasons, run)
+        return self.override_box
 
     def cancel(self) -> None:
         self.controller.cancel()
@@ -390,19 +305,7 @@ class AnalyzeFeature(QObject):
         self.last_message = message
         self.services.show_message(message, 15_000)
         if dialog:
-            box = QMessageBox(
-                QMessageBox.Icon.Warning,
-                "Analyze",
-                message,
-                QMessageBox.StandardButton.Ok,
-                self.services.window,
-            )
-            box.setTextFormat(Qt.TextFormat.PlainText)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            # Non-modal and no nested event loop: the study stays usable behind the message.
-            box.setWindowModality(Qt.WindowModality.NonModal)
-            box.show()
-            self.message_box = box
+            self.message_box = message_box(self.services.window, message)
 
     # ---- results -------------------------------------------------------------------------
     def _show(self, rec: ResultRecord, summary: ResultSummary) -> None:
@@ -435,6 +338,31 @@ class AnalyzeFeature(QObject):
                 for _, layer in layers
                 if layer.name in present
             ]
+        )
+        masks = [
+            (rec, layer)
+            for rec, layers in self._runs.values()
+            for kind, layer in layers
+            if kind == "mask" and layer.name in present
+        ]
+        self._browse(masks[-1] if masks else None)
+
+    def _browse(self, shown: tuple[ResultRecord, Layer] | None) -> None:
+        """Put the newest shown mask in the label browser (kept while it stays the same)."""
+        key = (shown[0].run_id, shown[1].name) if shown is not None else None
+        if key == self._browsed:
+            return
+        self._browsed = key
+        volume = self.state.volume
+        if shown is None or volume is None:
+            self.labels.set_result(None)
+            return
+        rec, layer = shown
+        if rec.run_id not in self._volumes:
+            self._volumes[rec.run_id] = label_volumes(rec, volume.spacing)
+        unit = "mm²" if rec.shape[0] == 1 else "mL"
+        self.labels.set_result(
+            layer, rec.labels, self._volumes[rec.run_id], unit, title=rec.model_name
         )
 
     def records(self) -> list[ResultRecord]:
