@@ -365,6 +365,8 @@ class ModelsPanel(QWidget):
             if card is not None:
                 mods = "/".join(card.modalities)
                 kind = f"{mods} {_SHORT_TASK.get(card.task, card.task)} {card.spatial_dims}D"
+                if card.source != "radlens":  # an imported MONAI bundle, nnU-Net or ONNX model
+                    kind += f" · {card.source}"
             row = [
                 entry.title,
                 card.version if card is not None else "",
@@ -375,6 +377,8 @@ class ModelsPanel(QWidget):
             item = QTreeWidgetItem(row)
             item.setToolTip(0, f"{entry.title}\n{entry.folder}")
             item.setToolTip(len(COLUMNS) - 1, entry.status)
+            if card is not None:
+                item.setToolTip(2, f"Source format: {SOURCE_WORDS.get(card.source, card.source)}")
             if not entry.usable:
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, bad)
