@@ -313,3 +313,22 @@ def test_label_volumes_come_from_the_engine_or_are_counted():
     rec.volumes_ml = {}
     # 2 slices x 4 x 4 voxels of 2 x 2 x 2.5 mm = 32 x 10 uL = 0.32 mL
     assert label_volumes(rec, (2.0, 2.0, 2.5)) == {1: pytest.approx(0.32)}
+
+
+def test_proposals_of_an_outside_use_or_flagged_result_keep_the_mark_in_their_provenance():
+    from viewer.labels.document import Document
+    from viewer.labels.findings import model_vs_final, propose_result
+
+    rec = record_from_result(_flagged_result())
+    doc = Document(rec.shape)
+    found = propose_result(doc, rec)
+    assert found and all(
+        a.source == "model:fake-seg@1.0.0+outside-intended-use.flagged" for a in found
+    )
+    rows = model_vs_final(doc)  # what the findings export writes
+    assert rows and all("+outside-intended-use" in r["source"] for r in rows)
+    plain = record_from_result(
+        _result(label_map=_label_map(np.ones((2, 3, 3), np.uint8), {1: "x"}))
+    )
+    doc2 = Document(plain.shape)
+    assert all(a.source == "model:fake-seg@1.0.0" for a in propose_result(doc2, plain))
