@@ -217,9 +217,9 @@ class AnalyzeFeature(QObject):
             )
             return False
         if not choice.admitted:
-            self.request_override(card)
+            self.request_override(choice.card)
             return False
-        return self._start(volume, card, outside_intended_use=False)
+        return self._start(volume, choice.card, outside_intended_use=False)
 
     def _start(self, volume: Volume, card: ModelCard, outside_intended_use: bool) -> bool:
         if not self.controller.start(volume, card, outside_intended_use=outside_intended_use):
@@ -248,8 +248,12 @@ class AnalyzeFeature(QObject):
 
         def run() -> None:
             # The series may have changed while the question was open: run on what it asked.
-            if self.state.volume is volume:
-                self._start(volume, card, outside_intended_use=True)
+            if self.state.volume is not volume:
+                return
+            if self.services.loading():
+                self._say("The series is still loading; Analyze when all its slices are in.")
+                return
+            self._start(volume, choice.card, outside_intended_use=True)
 
         self.override_box = override_box(self.services.window, card.name, choice.reasons, run)
         return self.override_box
