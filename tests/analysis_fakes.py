@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -98,13 +99,19 @@ class FakeEngine:
     ):
         self.answer, self.steps, self.step_s, self.error = answer, steps, step_s, error
         self.calls: list[tuple] = []
+        self.kwargs: list[dict] = []
 
     def __call__(self, device: str) -> FakeEngine:
         self.device = device
         return self
 
-    def run(self, image, spacing, direction, modality, card, progress, cancel):
+    def run(
+        self, image, spacing, direction, modality, card, progress, cancel, **kwargs
+    ) -> AnalysisResult:
+        """As ``Engine.run``; ``outside_intended_use=True`` (an override) marks the answer's
+        run as the engine does."""
         self.calls.append((image.shape, tuple(spacing), modality, card))
+        self.kwargs.append(dict(kwargs))
         for i in range(self.steps):
             if cancel():
                 raise Cancelled("cancelled by the user")
@@ -112,4 +119,6 @@ class FakeEngine:
             time.sleep(self.step_s)
         if self.error is not None:
             raise self.error
+        if kwargs.get("outside_intended_use"):
+            return replace(self.answer, run=replace(self.answer.run, outside_intended_use=True))
         return self.answer

@@ -239,3 +239,96 @@ def test_a_detector_record_takes_name_and_label_table_from_its_card():
     assert rec.labels == [LabelClass(2, "nodule", "#ff7043")]
     assert rec.task == "detection" and rec.boxes == [Box((0, 0, 0, 1, 1, 1), "nodule", 0.5)]
     assert record_from_result(result).model_name == "det"
+
+
+# ---- outside intended use, flags, volumes (issue 11) -----------------------------------------
+def _flagged_result() -> AnalysisResult:
+    from radlens_core.results import Flag
+
+    run = RunInfo(
+        model_id="fake-seg",
+        model_version="1.0.0",
+        task=Task.SEGMENTATION,
+        outside_intended_use=True,
+        flags=(Flag("volume_out_of_range", "lung 365 mL is outside the expected 1500-8000 mL"),),
+        ood_score=0.41,
+        ood_range=(0.7, 0.99),
+    )
+    lm = np.zeros((4, 8, 8), np.uint8)
+    lm[1:3, 2:6, 2:6] = 1
+    labels = (LabelClass(1, "lung", "#4fc3f7"),)
+    return AnalysisResult(run=run, label_map=LabelMap(lm, labels, {"lung": 365.0}))
+
+
+def test_outside_use_flags_ood_and_volumes_are_kept_and_stored(tmp_path):
+    rec = record_from_result(_flagged_result())
+    assert rec.outside_intended_use and rec.flagged
+    assert [f.code for f in rec.flags] == ["volume_out_of_range"]
+    assert rec.ood_score == pytest.approx(0.41) and rec.ood_range == (0.7, 0.99)
+    assert rec.volumes_ml == {"lung": 365.0}
+    store = ResultStore(tmp_path)
+    store.save("1.2.3", rec)
+    (back,) = store.load_all("1.2.3")
+    assert back.outside_intended_use and back.flags == rec.flags
+    assert back.ood_score == pytest.approx(0.41) and back.ood_range == (0.7, 0.99)
+    assert back.volumes_ml == {"lung": 365.0}
+
+
+def test_a_viewer_override_marks_the_record_even_if_the_engine_did_not():
+    rec = record_from_result(_result(), outside_intended_use=True)
+    assert rec.outside_intended_use and rec.flagged
+    plain = record_from_result(_result())
+    assert not plain.outside_intended_use and not plain.flagged
+
+
+def test_records_stored_before_the_new_fields_read_as_admitted_and_unflagged(tmp_path):
+    store = ResultStore(tmp_path)
+    rec = record_from_result(_result(label_map=_label_map(np.ones((2, 3, 3), np.uint8), {1: "x"})))
+    path = store.save("9.9", rec)
+    meta = json.loads(path.read_text())
+    for key in ("outside_intended_use", "flags", "ood_score", "ood_range", "volumes_ml"):
+        meta.pop(key)
+    path.write_text(json.dumps(meta))
+    (old,) = store.load_all("9.9")
+    assert not old.outside_intended_use and old.flags == [] and old.ood_score is None
+    assert old.ood_range is None and old.volumes_ml == {} and not old.flagged
+
+
+def test_caveats_say_outside_use_each_flag_and_an_unexplained_ood_score():
+    from viewer.labels.result_findings import caveats
+
+    rec = record_from_result(_flagged_result())
+    said = caveats(rec)
+    assert said[0].startswith("Outside intended use: ")
+    assert "lung 365 mL is outside the expected 1500-8000 mL" in said
+    assert any("Out-of-distribution score 0.41" in s and "0.7–0.99" in s for s in said)
+    assert caveats(record_from_result(_result())) == []
+
+
+def test_label_volumes_come_from_the_engine_or_are_counted():
+    from viewer.labels.result_findings import label_volumes
+
+    rec = record_from_result(_flagged_result())
+    assert label_volumes(rec, (1.0, 1.0, 1.0)) == {1: 365.0}
+    rec.volumes_ml = {}
+    # 2 slices x 4 x 4 voxels of 2 x 2 x 2.5 mm = 32 x 10 uL = 0.32 mL
+    assert label_volumes(rec, (2.0, 2.0, 2.5)) == {1: pytest.approx(0.32)}
+
+
+def test_proposals_of_an_outside_use_or_flagged_result_keep_the_mark_in_their_provenance():
+    from viewer.labels.document import Document
+    from viewer.labels.findings import model_vs_final, propose_result
+
+    rec = record_from_result(_flagged_result())
+    doc = Document(rec.shape)
+    found = propose_result(doc, rec)
+    assert found and all(
+        a.source == "model:fake-seg@1.0.0+outside-intended-use.flagged" for a in found
+    )
+    rows = model_vs_final(doc)  # what the findings export writes
+    assert rows and all("+outside-intended-use" in r["source"] for r in rows)
+    plain = record_from_result(
+        _result(label_map=_label_map(np.ones((2, 3, 3), np.uint8), {1: "x"}))
+    )
+    doc2 = Document(plain.shape)
+    assert all(a.source == "model:fake-seg@1.0.0" for a in propose_result(doc2, plain))

@@ -13,7 +13,7 @@ from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
 from viewer.ui.engine_warm_up import MAX_NICE, WORKER_NICE
 from viewer.ui.panels.findings import FindingsPanel
-from viewer.ui.panels.model_info import ModelMenu, card_html
+from viewer.ui.panels.model_info import ModelMenu, card_text
 
 pytestmark = pytest.mark.gui
 
@@ -144,7 +144,7 @@ def test_model_menu_preselects_and_card_shows_training_and_metrics(qtbot):
     with qtbot.waitSignal(menu.model_chosen, timeout=1_000):
         menu.choose(other)
     assert menu.current() is other
-    page = card_html(CARD)
+    page = card_text(CARD)
     assert "Synthetic phantoms, seeds 0-39" in page and "dice_nodule" in page
     assert "not for diagnosis" in page
     dialog = menu.show_card(CARD)

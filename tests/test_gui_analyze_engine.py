@@ -17,6 +17,7 @@ from viewer.study.volume import Volume  # noqa: E402
 from viewer.ui.analysis import AnalysisController  # noqa: E402
 from viewer.ui.analyze_feature import AnalyzeFeature  # noqa: E402
 from viewer.ui.feature import WindowServices  # noqa: E402
+from viewer.ui.model_offer import admitted_offer  # noqa: E402
 from viewer.ui.slice_view import SliceView  # noqa: E402
 from viewer.ui.state import ViewerState  # noqa: E402
 
@@ -50,7 +51,7 @@ class _Window(QMainWindow):
             self.services,
             controller=AnalysisController(store=store, device="cpu"),
             store=store,
-            models=lambda v: (cards, cards[0] if cards else None),
+            models=lambda v: admitted_offer(cards),
         )
 
 

@@ -16,6 +16,7 @@ from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisController
 from viewer.ui.analyze_feature import AnalyzeFeature
 from viewer.ui.feature import WindowServices
+from viewer.ui.model_offer import admitted_offer
 from viewer.ui.slice_view import SliceView
 from viewer.ui.state import ViewerState
 
@@ -39,7 +40,7 @@ class _Window(QMainWindow):
         ctl = AnalysisController(engine_factory=engine, store=store)
         self.services = WindowServices(self, self.state)
         self.analyze = AnalyzeFeature(
-            self.services, controller=ctl, store=store, models=lambda v: (list(cards), cards[0])
+            self.services, controller=ctl, store=store, models=lambda v: admitted_offer(cards)
         )
         self.resize(900, 400)
 

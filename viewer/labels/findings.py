@@ -208,6 +208,19 @@ def propose(
     return apply_proposal(doc, prepare_proposal(plan))
 
 
+def provenance_marks(result: ResultRecord | AnalysisResult) -> str:
+    """Build metadata added to a model version in the provenance of its proposals (semver
+    "+..."), so a result run outside its intended use or flagged stays marked in the
+    document, its journal and every export: "1.0.0+outside-intended-use.flagged". "" when
+    the result is plain."""
+    if isinstance(result, ResultRecord):
+        outside, flagged = result.outside_intended_use, bool(result.flags)
+    else:
+        outside, flagged = result.run.outside_intended_use, bool(result.run.flags)
+    marks = [m for m, on in (("outside-intended-use", outside), ("flagged", flagged)) if on]
+    return ".".join(marks)
+
+
 def plan_result(
     doc: Document,
     result: ResultRecord | AnalysisResult,
@@ -220,6 +233,9 @@ def plan_result(
     version = version or result.model_version
     if not model_id or not version:
         raise LabelError("a model finding needs the model's id and version for its provenance")
+    marks = provenance_marks(result)
+    if marks:
+        version = f"{version}{'.' if '+' in version else '+'}{marks}"
     labels: Sequence[LabelClass]
     if isinstance(result, ResultRecord):
         lm, labels = result.label_map, result.labels

@@ -233,6 +233,56 @@ def classification_finding(rec: ResultRecord) -> list[Finding]:
     ]
 
 
+#: What every surface says of a result run by explicit override.
+OUTSIDE_INTENDED_USE = "outside intended use"
+
+
+def caveats(rec: ResultRecord) -> list[str]:
+    """The sentences that must travel with a result wherever it is shown: that it ran
+    outside its intended use (an explicit override), each plausibility / out-of-distribution
+    flag, and an OOD score outside the card's range that no flag explains. Empty for a plain,
+    admitted, unflagged result."""
+    out: list[str] = []
+    if rec.outside_intended_use:
+        out.append(
+            f"Outside intended use: {rec.model_name} was run by explicit override on a series "
+            "its model card does not admit."
+        )
+    for flag in rec.flags:
+        if flag.code == "outside_intended_use" and rec.outside_intended_use:
+            continue  # said above
+        if flag.message not in out:
+            out.append(flag.message)
+    lo_hi, score = rec.ood_range, rec.ood_score
+    if (
+        score is not None
+        and lo_hi is not None
+        and not lo_hi[0] <= score <= lo_hi[1]
+        and not any(f.code == "out_of_distribution" for f in rec.flags)
+    ):
+        out.append(
+            f"Out-of-distribution score {score:.3g} is outside the range "
+            f"{lo_hi[0]:.3g}–{lo_hi[1]:.3g} the model card measured on its validation data."
+        )
+    return out
+
+
+def label_volumes(rec: ResultRecord, spacing_xyz: tuple[float, float, float]) -> dict[int, float]:
+    """Volume per label index (mL; mm² for a 2D image): the engine's ``volumes_ml`` by name
+    when the record has them, else counted on the label map (one bincount for all labels,
+    so a 117-label map costs one pass)."""
+    if rec.label_map is None:
+        return {}
+    by_name = rec.volumes_ml
+    if by_name and all(info.name in by_name for info in rec.labels):
+        return {info.index: float(by_name[info.name]) for info in rec.labels}
+    lm = rec.label_map
+    sx, sy, sz = spacing_xyz
+    unit = sx * sy if lm.shape[0] == 1 else sx * sy * sz / 1000.0
+    counts = np.bincount(lm.ravel(), minlength=256) if lm.size else np.zeros(256, int)
+    return {info.index: float(counts[info.index]) * unit for info in rec.labels}
+
+
 def summarise(rec: ResultRecord, spacing_xyz: tuple[float, float, float]) -> ResultSummary:
     """Every finding of a record (classification first, then boxes by score, then regions)."""
     regions, structures = region_findings(rec, spacing_xyz)

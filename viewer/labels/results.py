@@ -23,7 +23,14 @@ import numpy as np
 
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes, atomic_write_npz
-from radlens_core.results import FALLBACK_COLOURS, AnalysisResult, Box, LabelClass, LayerKind
+from radlens_core.results import (
+    FALLBACK_COLOURS,
+    AnalysisResult,
+    Box,
+    Flag,
+    LabelClass,
+    LayerKind,
+)
 from radlens_core.series import series_key
 
 __all__ = [
@@ -69,6 +76,19 @@ class ResultRecord:
     )
     created: float = field(default_factory=time.time)
     removed_layers: list[str] = field(default_factory=list)
+    #: Run by explicit override on a series its card does not admit (DESIGN "Where it may run").
+    outside_intended_use: bool = False
+    #: Plausibility / out-of-distribution reasons not to trust the result as it stands.
+    flags: list[Flag] = field(default_factory=list)
+    ood_score: float | None = None
+    ood_range: tuple[float, float] | None = None
+    #: Volume per label name as the engine measured it (mL; mm² for 2D images).
+    volumes_ml: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> bool:
+        """True when the result must not look like a plain finding."""
+        return self.outside_intended_use or bool(self.flags)
 
     @property
     def total_seconds(self) -> float:
@@ -123,11 +143,16 @@ def _label_table(entries: Sequence[LabelClass | Mapping[str, Any]]) -> list[Labe
 
 
 def record_from_result(
-    result: AnalysisResult, card: ModelInfo | None = None, shape: tuple[int, ...] | None = None
+    result: AnalysisResult,
+    card: ModelInfo | None = None,
+    shape: tuple[int, ...] | None = None,
+    outside_intended_use: bool = False,
 ) -> ResultRecord:
     """Copy an engine ``AnalysisResult`` into a record; ``card`` (the model card the run
     used) gives the model's display name, and the label table and intended use when the
-    result carries none (a detector's boxes take their colour from the card's table)."""
+    result carries none (a detector's boxes take their colour from the card's table).
+    ``outside_intended_use``: the viewer ran it by explicit override (the record is marked
+    so even when the engine's answer does not say it)."""
     lm = result.label_map
     label_map = None if lm is None else np.asarray(lm.array)
     heat_map = None if result.heat_map is None else np.asarray(result.heat_map.array)
@@ -166,7 +191,19 @@ def record_from_result(
         heat_map=heat_map,
         boxes=[Box(b.corners, b.label, b.score) for b in result.boxes],
         probabilities=probs,
+        outside_intended_use=bool(outside_intended_use or result.run.outside_intended_use),
+        flags=list(result.run.flags),
+        ood_score=None if result.run.ood_score is None else float(result.run.ood_score),
+        ood_range=_pair(result.run.ood_range),
+        volumes_ml={} if lm is None else {str(k): float(v) for k, v in lm.volumes_ml.items()},
     )
+
+
+def _pair(value: Any) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    lo, hi = value
+    return (float(lo), float(hi))
 
 
 # ---- persistence -----------------------------------------------------------------------
@@ -195,6 +232,12 @@ def _meta_of(rec: ResultRecord) -> dict[str, Any]:
         "has_label_map": rec.label_map is not None,
         "has_heat_map": rec.heat_map is not None,
         "removed_layers": rec.removed_layers,
+        # Added with issue 11; records stored before them read as an admitted, unflagged run.
+        "outside_intended_use": rec.outside_intended_use,
+        "flags": [{"code": f.code, "message": f.message} for f in rec.flags],
+        "ood_score": rec.ood_score,
+        "ood_range": None if rec.ood_range is None else list(rec.ood_range),
+        "volumes_ml": rec.volumes_ml,
     }
 
 
@@ -313,6 +356,11 @@ class ResultStore:
                 run_id=meta["run_id"],
                 created=meta["created"],
                 removed_layers=list(meta.get("removed_layers", [])),
+                outside_intended_use=bool(meta.get("outside_intended_use", False)),
+                flags=[Flag(str(f["code"]), str(f["message"])) for f in meta.get("flags") or []],
+                ood_score=None if meta.get("ood_score") is None else float(meta["ood_score"]),
+                ood_range=_pair(meta.get("ood_range")),
+                volumes_ml={str(k): float(v) for k, v in (meta.get("volumes_ml") or {}).items()},
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ResultStoreError(f"{path}: stored analysis result is unreadable ({exc})") from exc

@@ -86,6 +86,7 @@ class _AnalysisJob(QRunnable):
         store: ResultStore | None,
         cancel_flag: threading.Event,
         ui_nice: int,
+        outside_intended_use: bool = False,
     ) -> None:
         super().__init__()
         self.setAutoDelete(True)
@@ -94,6 +95,7 @@ class _AnalysisJob(QRunnable):
         self.volume, self.card, self.device = volume, card, device
         self.engine_factory, self.store, self.cancel_flag = engine_factory, store, cancel_flag
         self.ui_nice = ui_nice
+        self.outside_intended_use = outside_intended_use
         self._last_emit = 0.0
         self._last_sentence = ""
 
@@ -127,6 +129,8 @@ class _AnalysisJob(QRunnable):
             self._progress(0.0, f"loading {name}")
             engine = self.engine_factory(self.device)
             vol = self.volume
+            # Only an override passes the flag: an admitted run calls the engine as before.
+            override = {"outside_intended_use": True} if self.outside_intended_use else {}
             result = engine.run(
                 self._image(),
                 vol.spacing,
@@ -135,10 +139,13 @@ class _AnalysisJob(QRunnable):
                 self.card,
                 progress=self._progress,
                 cancel=self.cancel_flag.is_set,
+                **override,
             )
             self._check()
             self._progress(0.97, "listing findings")
-            record = record_from_result(result, self.card, shape=vol.shape)
+            record = record_from_result(
+                result, self.card, shape=vol.shape, outside_intended_use=self.outside_intended_use
+            )
             summary = summarise(record, vol.spacing)
             self._check()
             key = volume_key(vol)
@@ -216,8 +223,10 @@ class AnalysisController(QObject):
     def is_running(self) -> bool:
         return self._job is not None
 
-    def start(self, volume: Volume, card: ModelCard) -> bool:
-        """Start analysing ``volume`` with ``card``; refuses (and says so) while one runs."""
+    def start(self, volume: Volume, card: ModelCard, outside_intended_use: bool = False) -> bool:
+        """Start analysing ``volume`` with ``card``; refuses (and says so) while one runs.
+        ``outside_intended_use``: the user confirmed running a model whose card does not
+        admit the series; the engine is told and the result is marked."""
         if self._job is not None:
             self.analysis_refused.emit(
                 f"{self._model_name} is still running: wait for it or cancel it first."
@@ -234,6 +243,7 @@ class AnalysisController(QObject):
             self._store,
             self._cancel,
             self._ui_nice,
+            outside_intended_use,
         )
         job.signals.progressed.connect(self._on_progress)
         job.signals.succeeded.connect(self._on_succeeded)

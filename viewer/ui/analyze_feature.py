@@ -6,95 +6,52 @@ Ctrl+R is Reset) with a model menu, progress with the engine's sentence in the w
 progress bar (whose Cancel stops the run), a Findings dock, and a result layer per mask /
 heat map / boxes in ``state.layers``. Results are stored with the series and come back when
 it is reopened. The window calls ``shutdown()`` when it closes.
+
+Only models whose card admits the series are offered (``viewer.ui.model_offer``): the
+default Analyze runs the best admitted one and never falls back to one that does not fit;
+when none fits, a message lists each installed model with its reason. Running one anyway
+takes a confirmation, and its result is marked "outside intended use" in the layers, the
+Findings list, the banner and the stored record.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QToolButton
 
-from viewer.labels.result_findings import Finding, ResultSummary, summarise
+from viewer.labels.result_findings import (
+    OUTSIDE_INTENDED_USE,
+    Finding,
+    ResultSummary,
+    label_volumes,
+    summarise,
+)
 from viewer.labels.results import ResultRecord, ResultStore, ResultStoreError
 from viewer.study.volume import Volume
 from viewer.ui.activity import Activity
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
+from viewer.ui.analyze_dialogs import message_box, none_fits_box, override_box
 from viewer.ui.feature import WindowServices
-from viewer.ui.layers import BoxItem, Layer
+from viewer.ui.layers import Layer
+from viewer.ui.model_offer import ModelOffer, offer_for, series_facts
 from viewer.ui.panels.findings import FindingsPanel
+from viewer.ui.panels.label_browser import LabelBrowser
 from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.result_display import ResultDisplayControls
+from viewer.ui.result_layers import device_words, layer_prefix, layers_for
+
+__all__ = ["AnalyzeFeature", "device_words", "layer_prefix", "layers_for"]
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
 
 log = logging.getLogger(__name__)
-
-#: Layer-name suffix per record layer kind (the Layers panel shows "<model>: <suffix>").
-_SUFFIX = {"mask": "mask", "heatmap": "heat map", "boxes": "boxes"}
-
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    h = hex_colour.lstrip("#")
-    return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
-
-
-def device_words(device: str) -> str:
-    """The engine's device as the status bar says it: "the CPU", "CUDA", or what actually ran
-    after an out-of-memory fallback, e.g. "the CPU (after CUDA out of memory)"."""
-    if device == "cpu" or device.startswith("cpu "):
-        device = "the " + device
-    # Only the device names are shouted, not the explanation around them.
-    return re.sub(r"\b(cpu|cuda|mps)\b", lambda m: m.group(0).upper(), device)
-
-
-def layers_for(rec: ResultRecord) -> list[tuple[str, Layer]]:
-    """(record kind, Layer) for each layer a record shows, in the card's colours."""
-    out: list[tuple[str, Layer]] = []
-    kinds = rec.layers()
-    if "mask" in kinds and rec.label_map is not None:
-        colours = {i.index: _rgb(i.color) for i in rec.labels}
-        layer = Layer(f"{rec.model_name}: mask", "labels", rec.label_map, opacity=0.45)
-        layer.colours = colours
-        out.append(("mask", layer))
-    if "heatmap" in kinds and rec.heat_map is not None:
-        # A segmenter's probability map repeats its mask: there, start it hidden.
-        shown = rec.task != "segmentation"
-        out.append(
-            (
-                "heatmap",
-                Layer(
-                    f"{rec.model_name}: heat map",
-                    "heatmap",
-                    rec.heat_map,
-                    visible=shown,
-                    opacity=0.5,
-                    threshold=0.3,
-                ),
-            )
-        )
-    if "boxes" in kinds:
-        colour = _rgb(rec.labels[-1].color) if rec.labels else (255, 210, 0)
-        items = []
-        for b in rec.boxes:
-            lo, hi = b.corners_zyx()
-            items.append(BoxItem(lo, hi, b.label, b.score, colour))
-        out.append(("boxes", Layer(f"{rec.model_name}: boxes", "boxes", items, opacity=0.9)))
-    return out
-
-
-def _default_models(volume: Volume) -> tuple[list[ModelCard], ModelCard | None]:
-    """(installed cards, the suitable one) from the registry; imported lazily (no torch)."""
-    from inference.registry import best_model, list_models
-
-    dims = 2 if volume.is_2d else 3
-    body = str(volume.meta.get("body_part", "") or "") or None
-    return list_models(), best_model(volume.modality, dims, body)
 
 
 class AnalyzeFeature(QObject):
@@ -105,14 +62,16 @@ class AnalyzeFeature(QObject):
         services: WindowServices,
         controller: AnalysisController | None = None,
         store: ResultStore | None = None,
-        models: Callable[[Volume], tuple[list[ModelCard], ModelCard | None]] | None = None,
+        models: Callable[[Volume], ModelOffer] | None = None,
     ) -> None:
         super().__init__(services.window)
         window = services.window
         self.services, self.state = services, services.state
         self.store = store if store is not None else ResultStore()
         self.controller = controller or AnalysisController(self, store=self.store)
-        self._models = models or _default_models
+        self._models = models or offer_for
+        self.message_box: QMessageBox | None = None
+        self.override_box: QMessageBox | None = None
         self._runs: dict[str, tuple[ResultRecord, list[tuple[str, Layer]]]] = {}
         self._shown_volume: Volume | None = None
         self._key = ""
@@ -122,11 +81,12 @@ class AnalyzeFeature(QObject):
         self.last_message = ""
 
         self.menu = ModelMenu(window)
+        self.menu.override_requested.connect(self.request_override)
         self.action = QAction("Analyze", window)
         # Ctrl+R is already "Reset window and zoom" in the main window.
         self.action.setShortcut(QKeySequence("Ctrl+Shift+A"))
         self.action.setToolTip("Run the selected AI model on this series (Ctrl+Shift+A)")
-        self.action.triggered.connect(self.analyze)
+        self.action.triggered.connect(lambda *_: self.analyze())
         self.button = QToolButton(window)
         self.button.setDefaultAction(self.action)
         self.button.setMenu(self.menu)
@@ -140,6 +100,11 @@ class AnalyzeFeature(QObject):
         self.display = ResultDisplayControls(self.state.layers, self.findings)
         self.findings.layout().addWidget(self.display)
         self.display.hide()
+        # Search, show/hide, colour and volume per label of the newest mask (up to 117 labels).
+        self.labels = LabelBrowser(self.state.layers, self.findings)
+        self.findings.layout().addWidget(self.labels, 1)
+        self._browsed: tuple[str, str] | None = None  # (run id, layer name) in the browser
+        self._volumes: dict[str, dict[int, float]] = {}  # run id -> volume per label
         self.dock = QDockWidget("Findings", window)
         self.dock.setObjectName("findingsDock")
         self.dock.setWidget(self.findings)
@@ -166,18 +131,16 @@ class AnalyzeFeature(QObject):
             return
         self._shown_volume = volume
         self._runs.clear()
+        self._volumes.clear()
         self.findings.clear()
         self.display.set_layers([])
+        self._browse(None)
         self.action.setEnabled(volume is not None)
         if volume is None:
-            self.menu.set_models([])
+            self.menu.set_offer(ModelOffer())
+            self.findings.set_no_fit("")
             return
-        try:
-            cards, best = self._models(volume)
-        except Exception as exc:  # a broken models folder must not stop the series opening
-            log.warning("listing models failed: %s", exc)
-            cards, best = [], None
-        self.menu.set_models(cards, preferred=best)
+        self.refresh_models(keep_choice=False)
         self._restored = None
         if not self.services.loading():
             self._restore(volume)
@@ -200,10 +163,34 @@ class AnalyzeFeature(QObject):
             if tuple(rec.shape) == tuple(volume.shape):
                 self._show(rec, summarise(rec, volume.spacing))
 
+    # ---- models --------------------------------------------------------------------------
+    @property
+    def offer(self) -> ModelOffer:
+        """The models offered for the open series (admitted first)."""
+        return self.menu.offer
+
+    def refresh_models(self, keep_choice: bool = True) -> None:
+        """Ask the registry again which models fit the open series (a model was published,
+        imported or changed on disk). ``keep_choice``: keep the user's pick while it fits."""
+        volume = self.state.volume
+        if volume is None:
+            return
+        try:
+            offer = self._models(volume)
+        except Exception as exc:  # noqa: BLE001 - a broken models folder must not stop the series opening
+            log.warning("listing models failed: %s", exc)
+            offer = ModelOffer()
+        if offer.facts is None:  # an offer made without them still explains itself
+            offer = replace(offer, facts=series_facts(volume))
+        self.menu.set_offer(offer, preferred=None if keep_choice else offer.best)
+        self.findings.set_no_fit("" if offer.admitted() else offer.none_fits_text())
+
     # ---- running -------------------------------------------------------------------------
     @Slot()
     def analyze(self, card: ModelCard | None = None) -> bool:
-        """Run ``card`` (default: the menu's choice) on the open series."""
+        """Run ``card`` (default: the menu's choice, else the best admitted model) on the open
+        series. A model that does not fit the series is never run from here without the
+        user's confirmation (``request_override``); when none fits, a message says why."""
         volume = self.state.volume
         if volume is None:
             self._say("Open a series first, then Analyze.")
@@ -211,18 +198,65 @@ class AnalyzeFeature(QObject):
         if self.services.loading():
             self._say("The series is still loading; Analyze when all its slices are in.")
             return False
-        card = card or self.menu.current()
+        offer = self.offer
         if card is None:
+            card = self.menu.current()
+            # The menu's pick is admitted, or a model the user pinned for this series although
+            # it does not fit (then the confirmation below asks); nothing picked: the best
+            # admitted model, or the message that none fits. Never a silent fallback.
+            card = card or offer.best
+        if card is None:
+            self.show_none_fits()
+            return False
+        choice = offer.choice(card.id)
+        if choice is None:
             self._say(
-                f"No installed model accepts {volume.modality} "
-                f"{'images' if volume.is_2d else 'volumes'}."
+                f"{card.name} is not offered for this series: its package is refused or no "
+                "longer installed (see the Models panel).",
+                dialog=True,
             )
             return False
-        if not self.controller.start(volume, card):
+        if not choice.admitted:
+            self.request_override(choice.card)
+            return False
+        return self._start(volume, choice.card, outside_intended_use=False)
+
+    def _start(self, volume: Volume, card: ModelCard, outside_intended_use: bool) -> bool:
+        if not self.controller.start(volume, card, outside_intended_use=outside_intended_use):
             return False
         self._idle()
-        self._activity = self.services.begin(f"{card.name}: starting", self.controller.cancel)
+        words = f"{card.name} ({OUTSIDE_INTENDED_USE})" if outside_intended_use else card.name
+        self._activity = self.services.begin(f"{words}: starting", self.controller.cancel)
         return True
+
+    def show_none_fits(self) -> QMessageBox:
+        """The "no installed model fits" message: each installed model and why it does not."""
+        text = self.offer.none_fits_text()
+        self._say(text.splitlines()[0])
+        self.message_box = none_fits_box(self.services.window, text)
+        return self.message_box
+
+    @Slot(object)
+    def request_override(self, card: ModelCard) -> QMessageBox | None:
+        """Ask before running ``card`` on a series its card does not admit; "Run anyway"
+        starts it marked outside intended use. Non-modal: the study stays usable meanwhile."""
+        volume = self.state.volume
+        choice = self.offer.choice(card.id)
+        if volume is None or choice is None:
+            self._say(f"{card.name} is not offered for this series.")
+            return None
+
+        def run() -> None:
+            # The series may have changed while the question was open: run on what it asked.
+            if self.state.volume is not volume:
+                return
+            if self.services.loading():
+                self._say("The series is still loading; Analyze when all its slices are in.")
+                return
+            self._start(volume, choice.card, outside_intended_use=True)
+
+        self.override_box = override_box(self.services.window, card.name, choice.reasons, run)
+        return self.override_box
 
     def cancel(self) -> None:
         self.controller.cancel()
@@ -247,6 +281,10 @@ class AnalyzeFeature(QObject):
         rec = outcome.record
         seconds = rec.total_seconds
         text = f"{rec.model_name} ran on {device_words(rec.device)} in {seconds:.1f} s"
+        if rec.outside_intended_use:
+            text += f" — {OUTSIDE_INTENDED_USE}"
+        elif rec.flagged:
+            text += " — flagged, see Findings"
         if rec.device == "cpu" and not self._cpu_noted:
             # Said once, quietly: a workstation without a GPU is normal, not an error.
             self._cpu_noted = True
@@ -271,18 +309,7 @@ class AnalyzeFeature(QObject):
         self.last_message = message
         self.services.show_message(message, 15_000)
         if dialog:
-            box = QMessageBox(
-                QMessageBox.Icon.Warning,
-                "Analyze",
-                message,
-                QMessageBox.StandardButton.Ok,
-                self.services.window,
-            )
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            # Non-modal and no nested event loop: the study stays usable behind the message.
-            box.setWindowModality(Qt.WindowModality.NonModal)
-            box.show()
-            self.message_box = box
+            self.message_box = message_box(self.services.window, message)
 
     # ---- results -------------------------------------------------------------------------
     def _show(self, rec: ResultRecord, summary: ResultSummary) -> None:
@@ -315,6 +342,31 @@ class AnalyzeFeature(QObject):
                 for _, layer in layers
                 if layer.name in present
             ]
+        )
+        masks = [
+            (rec, layer)
+            for rec, layers in self._runs.values()
+            for kind, layer in layers
+            if kind == "mask" and layer.name in present
+        ]
+        self._browse(masks[-1] if masks else None)
+
+    def _browse(self, shown: tuple[ResultRecord, Layer] | None) -> None:
+        """Put the newest shown mask in the label browser (kept while it stays the same)."""
+        key = (shown[0].run_id, shown[1].name) if shown is not None else None
+        if key == self._browsed:
+            return
+        self._browsed = key
+        volume = self.state.volume
+        if shown is None or volume is None:
+            self.labels.set_result(None)
+            return
+        rec, layer = shown
+        if rec.run_id not in self._volumes:
+            self._volumes[rec.run_id] = label_volumes(rec, volume.spacing)
+        unit = "mm²" if rec.shape[0] == 1 else "mL"
+        self.labels.set_result(
+            layer, rec.labels, self._volumes[rec.run_id], unit, title=rec.model_name
         )
 
     def records(self) -> list[ResultRecord]:

@@ -110,6 +110,10 @@ class Layer:
     threshold: float = 0.2
     #: heatmap: a name understood by viewer.ui.overlays.heat_lut ("hot", "jet").
     colour_map: str = "hot"
+    #: labels: indices not drawn (the label browser's show/hide per label).
+    hidden_labels: frozenset[int] = frozenset()
+    #: Why this layer must not pass for a plain result (outside intended use, flags); its tooltip.
+    note: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in ("labels", "heatmap", "boxes"):
@@ -131,7 +135,7 @@ class Layer:
         for i in range(1, 256):
             rgb = self.colours.get(i, DEFAULT_LABEL_COLOURS[(i - 1) % len(DEFAULT_LABEL_COLOURS)])
             lut[i, :3] = rgb
-            lut[i, 3] = 255
+            lut[i, 3] = 0 if i in self.hidden_labels else 255
         return lut
 
 

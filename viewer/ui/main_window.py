@@ -115,7 +115,7 @@ class MainWindow(QMainWindow):
         self.saving = services.register(SaveStatusFeature(services, self.annotations.controller))
         self.analyze = services.register(AnalyzeFeature(services))
         self.annotations.connect_analyze(self.analyze)  # model results become proposals
-        self.training = services.register(TrainingFeature(services, self.analyze.menu))
+        self.training = services.register(TrainingFeature(services, self.analyze))
         self.banner = IntendedUseBanner(self.analyze, self)
         self.central_layout.insertWidget(0, self.banner)
         self._restore()  # last: every dock exists, so a saved layout puts each one back

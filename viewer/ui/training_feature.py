@@ -17,35 +17,31 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
-from viewer.study.volume import Volume
 from viewer.ui.activity import Activity
 from viewer.ui.feature import WindowServices
-from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.models import ModelEntry, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog
 from viewer.ui.train_runner import EpochProgress
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
-
-
-def suits(card: ModelCard, volume: Volume) -> bool:
-    """Whether Analyze can run ``card`` on ``volume`` (modality and dimensionality)."""
-    mods = {str(m).upper() for m in card.modalities}
-    dims = 2 if volume.is_2d else 3
-    return bool(mods & {volume.modality.upper(), "ANY", "OT"}) and card.spatial_dims == dims
+    from viewer.ui.analyze_feature import AnalyzeFeature
 
 
 class TrainingFeature(QObject):
     """The training feature (a ``viewer.ui.feature.Feature``)."""
 
     def __init__(
-        self, services: WindowServices, analyze_menu: ModelMenu | None = None, scan_now: bool = True
+        self,
+        services: WindowServices,
+        analyze: AnalyzeFeature | None = None,
+        scan_now: bool = True,
     ) -> None:
         super().__init__(services.window)
         self.services = services
         self.window = window = services.window
-        self.analyze_menu = analyze_menu
+        self.analyze = analyze
+        self.analyze_menu = analyze.menu if analyze is not None else None
         self.pinned: ModelCard | None = None  # the card chosen with "Use for Analyze"
         self.dialog: TrainDialog | None = None
         self._activity: Activity | None = None
@@ -115,18 +111,20 @@ class TrainingFeature(QObject):
             self.analyze_menu.choose(card)
         self.services.show_message(f"Analyze will use {card.name}", 6000)
 
-    def _refresh_analyze_menu(self, entries: list[ModelEntry]) -> None:
-        """A model published or removed while a series is open shows in Analyze's menu now."""
-        if self.analyze_menu is None or self.services.volume is None:
+    def _refresh_analyze_menu(self, _entries: list[ModelEntry]) -> None:
+        """A model published, removed or changed on disk while a series is open: Analyze asks
+        the registry again (admitted, hash-verified models only; the user's pick is kept)."""
+        if self.analyze is None or self.services.volume is None:
             return  # Analyze lists the models itself when the next series opens
-        # set_models keeps the current choice
-        self.analyze_menu.set_models([e.card for e in entries if e.card is not None and e.usable])
+        self.analyze.refresh_models(keep_choice=True)
 
     def _reapply_pin(self) -> None:
-        volume, menu = self.services.volume, self.analyze_menu
-        if self.pinned is not None and volume is not None and menu is not None:
-            if suits(self.pinned, volume):
-                menu.choose(self.pinned)
+        """The pinned model stays Analyze's choice on each series its card admits."""
+        volume, analyze = self.services.volume, self.analyze
+        if self.pinned is not None and volume is not None and analyze is not None:
+            choice = analyze.offer.choice(self.pinned.id)
+            if choice is not None and choice.admitted:
+                analyze.menu.choose(choice.card)
 
     def shutdown(self, timeout_ms: int = 10_000) -> None:
         """Stop a running training job (bounded wait) and the models listing worker."""

@@ -1,27 +1,50 @@
 """The findings panel: what the AI found, grouped by run, with the model's intended use on top.
 
 Clicking (or activating) a finding emits ``finding_activated(Finding)``; the window jumps
-every plane to its centre. Anatomy labels (e.g. lung) are listed as structure volumes.
+every plane to its centre. Anatomy labels (e.g. lung) are listed as structure volumes. A run
+that ran outside its intended use, or has plausibility / out-of-distribution flags, never
+looks like a plain result: its heading says so, a warning row per reason comes first, and
+each of its findings carries the warning icon and the reasons in its tooltip.
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QLabel, QTreeWidget, QTreeWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtGui import QBrush, QColor
+from PySide6.QtWidgets import (
+    QLabel,
+    QStyle,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from viewer.labels.result_findings import Finding, ResultSummary
+from viewer.labels.result_findings import OUTSIDE_INTENDED_USE, Finding, ResultSummary, caveats
 from viewer.labels.results import ResultRecord
 
 _FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
+#: Item data marking a caveat row (outside intended use or a flag): the reason sentence.
+CAVEAT_ROLE = Qt.ItemDataRole.UserRole + 2
+_AMBER = QColor("#ffb74d")
+_RED = QColor("#ef9a9a")
 
 
 def run_title(rec: ResultRecord) -> str:
-    """'Chest CT segmenter 1.0.0 — cpu, 12.3 s' for a run's heading."""
-    return f"{rec.model_name} {rec.model_version} — {rec.device}, {rec.total_seconds:.1f} s"
+    """'Chest CT segmenter 1.0.0 — cpu, 12.3 s' for a run's heading; a run outside its
+    intended use or with flags says so first."""
+    title = f"{rec.model_name} {rec.model_version} — {rec.device}, {rec.total_seconds:.1f} s"
+    if rec.outside_intended_use:
+        return f"⚠ {OUTSIDE_INTENDED_USE.upper()} — {title}"
+    if caveats(rec):
+        return f"⚠ FLAGGED — {title}"
+    return title
 
 
 class FindingsPanel(QWidget):
     finding_activated = Signal(object)  # Finding
+
+    EMPTY = "No AI results for this series. Click Analyze (Ctrl+Shift+A)."
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -38,8 +61,9 @@ class FindingsPanel(QWidget):
         self.tree.setRootIsDecorated(True)
         self.tree.itemClicked.connect(self._on_item)
         self.tree.itemActivated.connect(self._on_item)
-        self.empty = QLabel("No AI results for this series. Click Analyze (Ctrl+Shift+A).", self)
+        self.empty = QLabel(self.EMPTY, self)
         self.empty.setWordWrap(True)
+        self.empty.setTextFormat(Qt.TextFormat.PlainText)  # model names come from cards
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.intended_use)
@@ -66,6 +90,10 @@ class FindingsPanel(QWidget):
     def clear(self) -> None:
         self.set_runs([])
 
+    def set_no_fit(self, text: str) -> None:
+        """While the series has no results: why no installed model fits it ("" = some do)."""
+        self.empty.setText(text or self.EMPTY)
+
     def runs(self) -> list[tuple[ResultRecord, ResultSummary]]:
         return list(self._runs)
 
@@ -78,18 +106,40 @@ class FindingsPanel(QWidget):
         for rec, summary in self._runs:
             if rec.intended_use and rec.intended_use not in uses:
                 uses.append(rec.intended_use)
+            reasons = caveats(rec)
             top = QTreeWidgetItem([run_title(rec)])
             # Rows are cut to the dock's width: the tooltip carries the whole text.
-            top.setToolTip(0, "\n".join([run_title(rec), rec.intended_use, *rec.warnings]).strip())
+            tip = [run_title(rec), *reasons, rec.intended_use, *rec.warnings]
+            top.setToolTip(0, "\n".join(tip).strip())
             self.tree.addTopLevelItem(top)
+            warn = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+            if reasons:
+                colour = QBrush(_RED if rec.outside_intended_use else _AMBER)
+                top.setIcon(0, warn)
+                top.setForeground(0, colour)
+                for reason in reasons:
+                    row = QTreeWidgetItem([reason])
+                    row.setIcon(0, warn)
+                    row.setForeground(0, colour)
+                    row.setData(0, CAVEAT_ROLE, reason)
+                    row.setToolTip(0, reason)
+                    row.setFlags(Qt.ItemFlag.ItemIsEnabled)
+                    top.addChild(row)
             for s in summary.structures:
                 item = QTreeWidgetItem([f"{s.label}: {s.volume_ml:,.0f} mL (structure)"])
                 item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+                if reasons:
+                    item.setIcon(0, warn)
+                    item.setToolTip(0, "\n".join(reasons))
                 top.addChild(item)
             for f in summary.findings:
                 item = QTreeWidgetItem([f.describe()])
                 item.setData(0, _FINDING_ROLE, f)
-                item.setToolTip(0, f"{f.describe()}\nClick to show it on every plane")
+                tip_lines = [f.describe(), *reasons, "Click to show it on every plane"]
+                item.setToolTip(0, "\n".join(tip_lines))
+                if reasons:
+                    item.setIcon(0, warn)
+                    item.setForeground(0, QBrush(_AMBER))
                 top.addChild(item)
             if not summary.findings:
                 top.addChild(QTreeWidgetItem(["no findings"]))
@@ -98,6 +148,17 @@ class FindingsPanel(QWidget):
         self.intended_use.setVisible(bool(uses))
         self.empty.setVisible(not self._runs)
         self.tree.setVisible(bool(self._runs))
+
+    def caveat_rows(self) -> list[str]:
+        """The warning rows shown (one per reason of each flagged run), top to bottom."""
+        out = []
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for j in range(top.childCount()):
+                reason = top.child(j).data(0, CAVEAT_ROLE)
+                if isinstance(reason, str):
+                    out.append(reason)
+        return out
 
     def _on_item(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         finding = item.data(0, _FINDING_ROLE)

@@ -23,7 +23,8 @@ class LayerRow(QWidget):
         super().__init__(parent)
         self.layers, self.name = layers, layer.name
         self.visible = QCheckBox(layer.name, self)
-        self.visible.setToolTip(f"{layer.name}\n{layer.kind} layer: show or hide")
+        tip = f"{layer.name}\n{layer.kind} layer: show or hide"
+        self.visible.setToolTip(f"{tip}\n\n{layer.note}" if layer.note else tip)
         # A long model name is shortened in the middle (its ": heat map" end stays) instead
         # of widening the whole right-hand dock column over the views.
         self.visible.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)

@@ -2,12 +2,13 @@
 
 ``collect_models()`` asks ``inference`` (registry + weights) what is installed, off the main
 thread; ``ModelsPanel`` lists the result (shipped, user folder, broken packages with their
-reason), shows the selected card and offers Rescan and "Use for Analyze".
+reason), shows the selected card and offers Rescan and "Use for Analyze". Everything a
+package says (card, licence) is shown as plain text; only the panel's own parts (status,
+evaluation plots it found in the folder) are rich text.
 """
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,14 +23,18 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSplitter,
-    QTextBrowser,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from viewer.ui.panels.model_info import ModelCardDialog, card_html, card_title
+from viewer.ui.panels.model_info import (
+    SOURCE_WORDS,
+    ModelCardDialog,
+    card_title,
+)
+from viewer.ui.panels.package_details import PackageDetails
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
@@ -39,9 +44,9 @@ if TYPE_CHECKING:
 COLUMNS = ("Model", "Version", "Kind", "Source", "Status")
 _SHORT_TASK = {"segmentation": "seg", "detection": "det", "classification": "cls"}
 OK_STATUS = "weights verified"
-#: evaluation plots shown under a card, and their width in the panel
-MAX_PLOTS = 4
-PLOT_WIDTH = 300
+#: Licence files looked for in a package folder (case-insensitive), and how much is shown.
+LICENCE_NAMES = ("license", "licence", "license.txt", "licence.txt", "license.md", "licence.md")
+MAX_LICENCE_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class ModelEntry:
     source: str  # "shipped", "user" or "other"
     card: ModelCard | None
     problem: str = ""
+    licence: str = ""  # the package folder's LICENSE/licence file, as plain text
 
     @property
     def usable(self) -> bool:
@@ -88,6 +94,28 @@ def _source(folder: Path, shipped: Path, user: Path) -> str:
     return "other"
 
 
+def read_licence(folder: Path) -> str:
+    """The text of the package's LICENSE / licence file (first one found), capped; "" if none."""
+    try:
+        names = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+    except OSError:
+        return ""
+    for wanted in LICENCE_NAMES:
+        path = names.get(wanted)
+        if path is None:
+            continue
+        try:
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_LICENCE_CHARS + 1)
+        except OSError:
+            return ""
+        text = raw.decode("utf-8", errors="replace")
+        if len(text) > MAX_LICENCE_CHARS:
+            text = text[:MAX_LICENCE_CHARS] + "\n…"
+        return text
+    return ""
+
+
 def collect_models(
     extra_dirs: Iterable[str | Path] = (), verifier: PackageVerifier | None = None
 ) -> list[ModelEntry]:
@@ -105,38 +133,18 @@ def collect_models(
     scan = registry.scan_models(extra_dirs)  # its own problems: listing on a worker is safe
     verdicts = (verifier or PackageVerifier()).verify_all(scan.cards)
     entries = [
-        ModelEntry(Path(v.card.path), _source(v.card.path, shipped, user), v.card, v.problem)
+        ModelEntry(
+            Path(v.card.path),
+            _source(v.card.path, shipped, user),
+            v.card,
+            v.problem,
+            read_licence(Path(v.card.path)),
+        )
         for v in verdicts
     ]
     for folder, reason in scan.problems:
         entries.append(ModelEntry(Path(folder), _source(Path(folder), shipped, user), None, reason))
     return entries
-
-
-def entry_html(entry: ModelEntry) -> str:
-    """The detail view: the shared card page plus where the package is and its hash status."""
-    e = html.escape
-    colour = "#81c784" if entry.usable else "#e57373"
-    head = (
-        f'<p><b>Status:</b> <span style="color:{colour}">{e(entry.status)}</span><br>'
-        f"<b>Source:</b> {e(entry.source)} — <code>{e(str(entry.folder))}</code></p>"
-    )
-    if entry.card is None:
-        return f"<h3>{e(entry.folder.name)}</h3>{head}<p>This package cannot be used.</p>"
-    return card_html(entry.card) + head + _evaluation_html(entry.folder)
-
-
-def _evaluation_html(folder: Path) -> str:
-    """The package's evaluation plots (``radlens eval`` writes them) and a link to its report."""
-    parts = []
-    report = folder / "report.html"
-    if report.is_file():
-        parts.append(
-            f'<p><a style="color:#4fc3f7" href="{report.as_uri()}">Open the evaluation report</a></p>'
-        )
-    for png in sorted(folder.glob("*.png"))[:MAX_PLOTS]:
-        parts.append(f'<p><img src="{png.as_uri()}" width="{PLOT_WIDTH}"></p>')
-    return "".join(parts)
 
 
 class _Relay(QObject):
@@ -185,9 +193,7 @@ class ModelsPanel(QWidget):
         self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.tree.currentItemChanged.connect(lambda *_: self._show_selected())
         self.tree.itemDoubleClicked.connect(lambda *_: self.show_card())
-        self.details = QTextBrowser(self)
-        # file:// links (the evaluation report) open in the desktop's browser, never in here.
-        self.details.setOpenExternalLinks(True)
+        self.details = PackageDetails(self)
         self.summary = QLabel("Looking for models…", self)
         self.rescan_button = QPushButton("Rescan", self)
         self.rescan_button.setToolTip("Look again in the shipped and user model folders")
@@ -220,7 +226,10 @@ class ModelsPanel(QWidget):
         """
         if select:
             self._select_next = select
-        if self._thread is not None and self._thread.is_alive():
+        # "Running" is our own flag, cleared when the result is shown: the worker thread may
+        # still be alive for a moment after its result arrived (it has yet to return), and a
+        # rescan queued behind it then would wait for a result that never comes.
+        if self._pending:
             self._again = True
             return
         self.summary.setText("Looking for models…")
@@ -283,6 +292,8 @@ class ModelsPanel(QWidget):
             if card is not None:
                 mods = "/".join(card.modalities)
                 kind = f"{mods} {_SHORT_TASK.get(card.task, card.task)} {card.spatial_dims}D"
+                if card.source != "radlens":  # an imported MONAI bundle, nnU-Net or ONNX model
+                    kind += f" · {card.source}"
             row = [
                 entry.title,
                 card.version if card is not None else "",
@@ -293,6 +304,8 @@ class ModelsPanel(QWidget):
             item = QTreeWidgetItem(row)
             item.setToolTip(0, f"{entry.title}\n{entry.folder}")
             item.setToolTip(len(COLUMNS) - 1, entry.status)
+            if card is not None:
+                item.setToolTip(2, f"Source format: {SOURCE_WORDS.get(card.source, card.source)}")
             if not entry.usable:
                 for col in range(len(COLUMNS)):
                     item.setForeground(col, bad)
@@ -325,7 +338,7 @@ class ModelsPanel(QWidget):
 
     def _show_selected(self) -> None:
         entry = self.selected()
-        self.details.setHtml(entry_html(entry) if entry is not None else "")
+        self.details.show_entry(entry)
         self.use_button.setEnabled(entry is not None and entry.usable)
 
     def use_selected(self) -> None:
