@@ -58,17 +58,3 @@ def fresh_engine_cache():
     engine.clear_cache()
     yield
     engine.clear_cache()
-
-
-@pytest.fixture(autouse=True)
-def _registry_offer(monkeypatch):
-    """Until inference.registry has ``offer``/``admission`` (the boundary branch), tests get
-    the agreed contract from tests/registry_shim.py; never installed over the real ones."""
-    from inference import registry
-
-    if not hasattr(registry, "offer"):
-        from tests import registry_shim
-
-        monkeypatch.setattr(registry, "offer", registry_shim.offer, raising=False)
-        monkeypatch.setattr(registry, "admission", registry_shim.admission, raising=False)
-    yield

@@ -139,7 +139,9 @@ def offer_for(volume: Volume) -> ModelOffer:
 
     facts = series_facts(volume)
     admissions = registry.offer(facts)
-    cards = {card.id: card for card in registry.list_models()}
+    # Only hash-verified packages: the registry lists refused ones too (with their reason),
+    # but a package failing its hashes is never offered, not even outside intended use.
+    cards = {card.id: card for card in registry.usable_models().cards}
     return ModelOffer(
         tuple(ModelChoice(cards[a.model_id], a) for a in admissions if a.model_id in cards),
         facts,
