@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from radlens_core.admission import Admission, SeriesFacts
+from radlens_core.admission import Admission
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_text
 from radlens_core.progress import Cancelled
 from radlens_core.results import AnalysisResult, Box
+from viewer.study.facts import series_facts
 
 if TYPE_CHECKING:
     from viewer.study.volume import Volume
@@ -72,19 +73,6 @@ class ProgressBar:
         if self.enabled and self.last:
             self.stream.write("\n")
             self.stream.flush()
-
-
-def series_facts(volume: Volume, modality: str) -> SeriesFacts:
-    """What a model card is checked against, from a loaded series."""
-    return SeriesFacts(
-        modality=modality,
-        spatial_dims=2 if volume.is_2d else 3,
-        shape=volume.shape,
-        body_part=str(volume.meta.get("body_part") or ""),
-        # viewer.study says so in a warning when the file has no PixelSpacing.
-        has_spacing=not any("no pixel spacing" in w for w in volume.warnings),
-        channels=int(volume.array.shape[-1]) if volume.is_rgb else 1,
-    )
 
 
 def _why_not(admissions: list[Admission]) -> str:

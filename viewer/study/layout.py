@@ -51,6 +51,10 @@ class SeriesLayout:
         return (*base, 3) if self.rgb else base
 
 
+#: The warning a series without PixelSpacing/ImagerPixelSpacing carries (viewer.study.facts reads it).
+NO_PIXEL_SPACING = "no pixel spacing in the file: distances are in pixels, not mm"
+
+
 def _rescaled_range(h: FileHeader) -> tuple[float, float]:
     bits = max(1, min(h.bits_stored, h.bits_allocated))
     if h.pixel_representation == 1:
@@ -209,7 +213,7 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
         )
     spacing_xy = headers[0].pixel_spacing
     if spacing_xy is None:
-        warnings.append("no pixel spacing in the file: distances are in pixels, not mm")
+        warnings.append(NO_PIXEL_SPACING)
         spacing_xy = (1.0, 1.0)
     if ref is not None:
         row, col = np.asarray(ref[:3], float), np.asarray(ref[3:], float)

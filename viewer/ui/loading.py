@@ -74,12 +74,13 @@ def series_task(info: SeriesInfo) -> Callable[[TaskContext], Volume]:
     """
 
     def run(ctx: TaskContext) -> Volume:
-        from viewer.study.errors import LoadCancelled
+        from viewer.study.errors import LoadCancelled, SeriesAssemblyError
         from viewer.study.series import SeriesReader
 
         if not info.loadable:
             problems = "; ".join(info.problems) or "it cannot be assembled"
-            raise ValueError(f"Series {info.description or info.series_uid!r}: {problems}")
+            where = info.files[0] if info.files else info.description or info.series_uid
+            raise SeriesAssemblyError(where, problems)
         ctx.progress(0.0, f"Reading headers of {info.n_images} images")
         reader = SeriesReader(info)
         volume = reader.volume

@@ -15,39 +15,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from radlens_core.admission import Admission, SeriesFacts
+from viewer.study.facts import series_facts
 from viewer.study.volume import Volume
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
-
-#: Raster formats read as images without any physical pixel size (spacing 1 is a placeholder).
-UNCALIBRATED_FORMATS = frozenset({"png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff"})
-#: How viewer.study.layout says a DICOM image had neither PixelSpacing nor ImagerPixelSpacing.
-NO_SPACING_WARNING = "no pixel spacing"
-
-
-def has_calibrated_spacing(volume: Volume) -> bool:
-    """Whether the pixel spacing is real millimetres. ``meta["pixel_spacing_calibrated"]``
-    decides when the loader states it; otherwise the loader's "no pixel spacing" warning (a
-    DICOM image without PixelSpacing/ImagerPixelSpacing) or a plain raster file says no."""
-    stated = volume.meta.get("pixel_spacing_calibrated")
-    if isinstance(stated, bool):
-        return stated
-    if any(str(w).startswith(NO_SPACING_WARNING) for w in volume.warnings):
-        return False
-    return str(volume.meta.get("format", "")).lower() not in UNCALIBRATED_FORMATS
-
-
-def series_facts(volume: Volume) -> SeriesFacts:
-    """What the open series is, as model cards are checked against it."""
-    return SeriesFacts(
-        modality=volume.modality or "OT",
-        spatial_dims=2 if volume.is_2d else 3,
-        shape=volume.shape,
-        body_part=str(volume.meta.get("body_part") or ""),
-        has_spacing=has_calibrated_spacing(volume),
-        channels=int(volume.array.shape[-1]) if volume.is_rgb else 1,
-    )
 
 
 def describe_facts(facts: SeriesFacts) -> str:

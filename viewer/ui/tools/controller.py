@@ -17,7 +17,7 @@ from PySide6.QtGui import QKeyEvent, QMouseEvent
 
 from viewer.labels.document import CompoundEdit, Document, LabelSetEdit
 from viewer.labels.model import LabelError
-from viewer.labels.store import LabelStore
+from viewer.labels.store import LabelStore, StoreError
 from viewer.ui.layers import Layer
 from viewer.ui.tools import Plane, PlaneEvent, Tool, ToolContext, make_tools
 from viewer.ui.tools.document_sink import DocumentSink
@@ -58,6 +58,8 @@ class AnnotationController(QObject):
         super().__init__(parent)
         self.state = state
         self.store: LabelStore | None = None
+        #: Stores closed while their edits could not reach the disk; closed again later.
+        self._unsaved_stores: list[LabelStore] = []
         self.document: Document | None = None
         self.sink: DocumentSink | None = None
         self.ctx: ToolContext | None = None
@@ -174,12 +176,27 @@ class AnnotationController(QObject):
         if self.document is not None and self._document_edited in self.document.listeners:
             self.document.listeners.remove(self._document_edited)
         if self.store is not None:
-            self.store.close()
+            self._close_store(self.store)
         self.store = self.document = self.sink = self.ctx = None
         self._volume_id = None
         for drawing in self._drawings.values():
             drawing.clear()
             drawing.clear_preview()
+
+    def _close_store(self, store: LabelStore) -> None:
+        """Close ``store``; when its edits cannot reach the disk yet (disk full, read-only),
+        say so and keep it alive: it goes on retrying, and the next series change tries to
+        close it again, so nothing is dropped while the window is open."""
+        for pending in [*self._unsaved_stores, store]:
+            try:
+                pending.close()
+            except StoreError as exc:
+                if pending not in self._unsaved_stores:
+                    self._unsaved_stores.append(pending)
+                self.message_posted.emit(f"Label edits are not saved yet: {exc}")
+            else:
+                if pending in self._unsaved_stores:
+                    self._unsaved_stores.remove(pending)
 
     # ---- tools ----------------------------------------------------------------------------
     def set_tool(self, name: str | None) -> None:
