@@ -579,3 +579,19 @@ def test_real_codestreams_declare_their_header_size(name):
     size = frame_size(frame, ds.file_meta.TransferSyntaxUID)
     assert size is not None and size[:2] == (ds.Rows, ds.Columns)
     assert frame_size(frame, RLELossless) is None  # other syntaxes are never parsed as JPEG
+
+
+def test_label_import_of_an_nrrd_declaring_too_much_is_refused_before_reading(tmp_path):
+    from viewer.labels.imports import LabelImportError, import_mask
+    from viewer.study.volume import Volume
+
+    path = tmp_path / "mask.nrrd"
+    path.write_bytes(
+        b"NRRD0004\ntype: unsigned char\ndimension: 3\nsizes: 65535 65535 100000\n"
+        b"spacings: 1 1 1\nencoding: raw\nendian: little\n\n" + b"\x00" * 64
+    )
+    volume = Volume(np.zeros((4, 8, 8), np.int16), modality="CT", series_uid="1.2.3")
+    with pytest.raises(
+        LabelImportError, match=r"mask\.nrrd: declares an image of 65535×65535×100000"
+    ):
+        import_mask(path, volume)

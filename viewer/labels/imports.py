@@ -31,6 +31,15 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
         return arr, grid.affine_lps
     import SimpleITK as sitk
 
+    from viewer.study.errors import StudyError
+    from viewer.study.formats import image_information
+
+    try:  # the size from the header first: never allocate what a hostile header declares
+        _size, _spacing, refusal = image_information(path)
+    except StudyError as exc:
+        raise LabelImportError(str(exc)) from None
+    if refusal is not None:
+        raise LabelImportError(f"{path}: {refusal}")
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:  # ITK's message: several lines, the C++ source file first
