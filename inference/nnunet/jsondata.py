@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from inference.card_data import json_depth
 from inference.nnunet.errors import NnunetError
 
 #: plans.json of TotalSegmentator's 117-class models is ~20 kB, dataset.json ~10 kB.
@@ -39,27 +40,12 @@ def read_json(path: Path, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_
 
 
 def _check_depth_text(path: Path, text: str, max_depth: int) -> None:
-    """Count bracket nesting outside strings, so a deep file is refused before parsing."""
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise NnunetError(
-                    f"{path}: nested deeper than {max_depth} levels; refused as not an nnU-Net file"
-                )
-        elif ch in "]}":
-            depth -= 1
+    """Refuse a file nested deeper than ``max_depth`` before parsing it (the card reader's
+    own bracket count, which skips brackets inside strings)."""
+    if json_depth(text) > max_depth:
+        raise NnunetError(
+            f"{path}: nested deeper than {max_depth} levels; refused as not an nnU-Net file"
+        )
 
 
 class Fields:
