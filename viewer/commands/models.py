@@ -85,7 +85,6 @@ def import_model(path: Path, model_id: str | None = None, progress=None) -> str:
         if model_id is not None:
             raise ImportRefused("--id is not supported for MONAI bundles: their id is their name")
         from inference.card import ModelCard
-
         from inference.training.publish import PublishError
 
         try:
