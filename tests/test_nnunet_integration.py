@@ -123,3 +123,25 @@ def test_import_then_analyze_equals_predict(tmp_path):
     assert mask.shape == expected.shape
     assert len(np.unique(expected)) >= 2  # the comparison is not between two empty maps
     np.testing.assert_array_equal(mask.astype(np.uint8), expected)
+
+
+def test_engine_runs_an_imported_model_like_predict(tmp_path, fresh_engine_cache):
+    from inference.engine import Engine, loaded_network
+
+    pkg = import_nnunet_folder(write_tiny_folder(tmp_path / "m"), tmp_path / "models")
+    card = ModelCard.load(pkg)
+    img, spacing = _image()
+    result = Engine(device="cpu").run(img, spacing, np.eye(3), "CT", card)
+    labels, probs = predict(img, spacing, np.eye(3), pkg, probabilities_for=(1,))
+    assert result.label_map is not None and result.heat_map is not None
+    np.testing.assert_array_equal(result.label_map.array, labels)
+    assert [e.name for e in result.label_map.labels] == ["liver", "tumour"]
+    voxel_ml = 0.9 * 1.1 * 2.0 / 1000
+    assert result.label_map.volumes_ml["tumour"] == pytest.approx(
+        np.count_nonzero(labels == 2) * voxel_ml
+    )
+    assert result.heat_map.name == "liver probability"
+    assert probs is not None
+    np.testing.assert_allclose(result.heat_map.array, probs[0], atol=1e-6)
+    assert result.run.model_id == card.id and result.run.device == "cpu"
+    assert loaded_network(card, "cpu") is loaded_network(card, "cpu")  # cached once
