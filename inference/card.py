@@ -17,7 +17,8 @@ from inference.card_data import (
     plain_text,
     read_json_capped,
 )
-from inference.networks import ARCHITECTURES, plain_kwargs
+from inference.networks import ARCHITECTURES, NNUNET_ARCHITECTURES, plain_kwargs
+from inference.nnunet.cardblock import SOURCE_NNUNET, nnunet_block
 from radlens_core.results import LabelClass
 
 SCHEMA_VERSION = 1
@@ -69,8 +70,15 @@ class ModelCard:
     #: {"score": name, "range": [lo, hi]} measured on the card's validation data; {} = none
     ood: dict[str, Any] = field(default_factory=dict)
     path: Path = field(default_factory=Path)
-    #: "radlens" for model.json packages, "monai_bundle" for bundle folders.
+    #: "radlens" for model.json packages, "monai_bundle" for bundle folders, "nnunet_v2" for
+    #: imported nnU-Net v2 models (model.json's "source_format").
     source: str = "radlens"
+    #: an imported nnU-Net model's "nnunet" block (checked by inference.nnunet); {} otherwise
+    nnunet: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_nnunet(self) -> bool:
+        return str(self.network.get("architecture", "")).startswith("nnunet.")
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelCard:
@@ -125,6 +133,7 @@ class ModelCard:
         gradcam = data.get("gradcam_layer")
         if gradcam is not None and not isinstance(gradcam, str):
             raise v.error("gradcam_layer", "must be a module name (string) or null")
+        source, nnunet = nnunet_block(data, source, network, files, v.error, str(v.where))
         intended = data.get("intended_use") or ""
         if not isinstance(intended, str):
             raise v.error("intended_use", "must be a string")
@@ -155,13 +164,18 @@ class ModelCard:
             ood=check_ood(data, task, v.error),
             path=folder,
             source=source,
+            nnunet=nnunet,
         )
 
     def to_json(self) -> dict[str, Any]:
         """The card as plain JSON data (what model.json holds), without the folder path."""
         d = asdict(self)
         d.pop("path")
-        d.pop("source")
+        source = d.pop("source")
+        if not self.nnunet:
+            d.pop("nnunet")
+        if source == SOURCE_NNUNET:
+            d["source_format"] = source
         d["schema_version"] = SCHEMA_VERSION
         for key in ("modalities", "classes", "target_spacing", "patch_size", "max_input_size"):
             d[key] = list(d[key]) if d[key] is not None else None
@@ -354,10 +368,11 @@ class _Validator:
             raise self.error("network.format", f"is {fmt!r}: {REFUSED_FORMATS[fmt]}")
         if fmt not in FORMATS:
             raise self.error("network.format", f"is {fmt!r}; expected one of {', '.join(FORMATS)}")
-        if net.get("architecture") not in ARCHITECTURES:
+        allowed = {**ARCHITECTURES, **NNUNET_ARCHITECTURES}
+        if net.get("architecture") not in allowed:
             raise self.error(
                 "network.architecture",
-                f"{net.get('architecture')!r} is not allow-listed ({', '.join(sorted(ARCHITECTURES))})",
+                f"{net.get('architecture')!r} is not allow-listed ({', '.join(sorted(allowed))})",
             )
         kwargs = net.get("kwargs", {})
         if not isinstance(kwargs, dict):

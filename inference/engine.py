@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from inference import nnunet
 from inference.card import CardError, ModelCard
 from inference.components import plausibility_flags
 from inference.runtime import (
@@ -29,9 +30,9 @@ from inference.runtime import (
     run_with_fallback,
     spatial_shape,
 )
-from inference.weights import WeightsError, load_network
+from inference.weights import WeightsError, load_network, verify_files
 from radlens_core.progress import Progress
-from radlens_core.results import AnalysisResult, Flag, RunInfo, Task
+from radlens_core.results import AnalysisResult, Flag, HeatMap, LabelMap, RunInfo, Task
 
 # Names callers import from here (the engine's public face), defined in inference.runtime.
 __all__ = [
@@ -88,10 +89,14 @@ def loaded_network(card: ModelCard, device: str) -> Loaded:
         entry = _CACHE.get(key)
         if entry is None:
             try:
-                net = load_network(card)
-            except (WeightsError, CardError) as exc:
+                if card.is_nnunet:  # inference.nnunet moves the folds to the device per run
+                    verify_files(card)
+                    entry = Loaded(nnunet.load_package(card.path), device)
+                else:
+                    entry = Loaded(load_network(card).to(device), device)
+            except (WeightsError, CardError, nnunet.NnunetError) as exc:
                 raise EngineError(f"model {card.id!r} cannot be used: {exc}") from exc
-            entry = _CACHE[key] = Loaded(net.to(device), device)
+            _CACHE[key] = entry
         return entry
 
 
@@ -167,7 +172,10 @@ class Engine:
             ctx.warnings.append("MONAI bundle: its weights have no published SHA-256 to verify")
         with entry.lock, torch.inference_mode(mode=card.task != "classification"):
             ctx.check_cancel()
-            parts = _task_run(card.task)(image, spacing, direction, ctx)
+            if card.is_nnunet:
+                parts = _run_nnunet(image, spacing, direction, ctx)
+            else:
+                parts = _task_run(card.task)(image, spacing, direction, ctx)
         # What ran, not what was asked: an out-of-memory fallback may have moved to the CPU.
         ran_on, precision = describe_run(requested, ctx.ran)
         flags = _flags(card, parts, image, spacing, outside_intended_use)
@@ -272,6 +280,61 @@ def warm_up() -> None:
             importlib.import_module(name)
         except ImportError as exc:
             logging.getLogger(__name__).info("warm-up: %s not imported (%s)", name, exc)
+
+
+def _run_nnunet(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Any:
+    """An imported nnU-Net model's label map (+ volumes) and the first foreground label's
+    probability, via inference.nnunet.predict (nnUNetPredictor's result); CUDA out of memory
+    runs it again on the CPU."""
+    from inference.preprocess import axis_spacing
+    from inference.runtime import TaskOutput
+
+    card = ctx.card
+    spatial = np.squeeze(image) if image.ndim == 3 and image.shape[0] == 1 else image
+    sp_zyx = axis_spacing(spacing, spatial.ndim) if spacing is not None else (1.0,) * spatial.ndim
+    spacing_xyz = tuple(sp_zyx[::-1])
+    first = min((e.index for e in card.labels), default=None)
+    device = ctx.device
+    t = time.perf_counter()
+    from inference import postprocess
+
+    def call(dev: str) -> tuple[np.ndarray, np.ndarray | None]:
+        return nnunet.predict(
+            spatial,
+            spacing_xyz,
+            direction if spatial.ndim == 3 else None,
+            ctx.entry.net,
+            mirroring=True,
+            device=dev,
+            progress=lambda f, s: ctx.report(0.05 + 0.9 * f, s),
+            cancel=ctx.cancel,
+            probabilities_for=(first,) if first is not None else (),
+        )
+
+    try:
+        labels, probs = call(device)
+    except Exception as exc:
+        if device == "cpu" or not is_out_of_memory(exc):
+            raise
+        free_memory()
+        ctx.warnings.append(f"the model does not fit in {device} memory; running on the CPU")
+        device = "cpu"
+        labels, probs = call(device)
+    ctx.ran["inference"] = (Step(1, device, device), "float32")
+    ctx.timings["inference"] = time.perf_counter() - t
+
+    names = {e.index: e.name for e in card.labels}
+    volumes = postprocess.label_volumes(labels, sp_zyx, names)
+    if labels.size == image.size:  # back to the input's own shape, e.g. (1, y, x)
+        labels = labels.reshape(image.shape)
+    label_map = LabelMap(labels, card.labels, volumes)
+    heat_map = None
+    if probs is not None and first is not None:
+        heat = probs[0].astype(np.float32)
+        heat_map = HeatMap(
+            heat.reshape(label_map.array.shape), f"{card.label_name(first)} probability"
+        )
+    return TaskOutput(label_map=label_map, heat_map=heat_map)
 
 
 def _task_run(task: str) -> TaskRun:

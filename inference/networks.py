@@ -73,6 +73,13 @@ ARCHITECTURES: dict[str, Callable[..., Any]] = {
     "radlens.CenterNetUNet": _center_net,
 }
 
+#: nnU-Net v2 architectures of imported models: built by inference.nnunet from the card's
+#: "nnunet" block (its own allow-list and kwargs checks), never by build_network.
+NNUNET_ARCHITECTURES: dict[str, str] = {
+    "nnunet.PlainConvUNet": "PlainConvUNet",
+    "nnunet.ResidualEncoderUNet": "ResidualEncoderUNet",
+}
+
 #: Names MONAI bundles use in their network_def "_target_", mapped onto the allow-list.
 #: The target string is only looked up here, never imported.
 BUNDLE_TARGETS: dict[str, str] = {

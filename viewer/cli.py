@@ -4,6 +4,7 @@
     radlens scan PATH --json         list every series found in a folder
     radlens demo --out DIR           write the synthetic demo chest CT as a DICOM series
     radlens models [publish DIR]     list installed model packages, or install one
+    radlens models import PATH       import an nnU-Net v2 model folder or a MONAI bundle
     radlens analyze PATH --out DIR   run a model without the GUI
     radlens export PATH --out DIR    export labels
     radlens train / radlens eval     the training station

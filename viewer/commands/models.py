@@ -1,4 +1,5 @@
-"""`radlens models [--json] [--dir DIR]` lists model packages; `radlens models publish DIR` installs one."""
+"""`radlens models [--json] [--dir DIR]` lists model packages; `radlens models publish DIR` installs
+one; `radlens models import PATH [--id ID]` imports an nnU-Net v2 model folder or a MONAI bundle."""
 
 from __future__ import annotations
 
@@ -41,7 +42,76 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     pub.add_argument(
         "--replace", action="store_true", help="replace an installed package with the same id"
     )
+    imp = actions.add_parser(
+        "import",
+        help="import an nnU-Net v2 trained-model folder or a MONAI bundle as a model package",
+        description=(
+            "Validate a model made elsewhere and write it as a RadLens package into the user "
+            "model folder (weights converted to safetensors, so nothing is unpickled when it "
+            "runs). PATH is an nnU-Net v2 trained-model folder (dataset.json, plans.json and "
+            "fold_N/checkpoint_final.pth) or a MONAI bundle folder (configs/metadata.json)."
+        ),
+    )
+    imp.add_argument("path", type=Path, metavar="PATH", help="the model folder to import")
+    imp.add_argument("--id", dest="model_id", default=None, help="id of the new model package")
     return p
+
+
+class ImportRefused(UserError):
+    """A folder that is not a model RadLens can import; the message says what is supported."""
+
+
+def nnunet_folder(path: Path) -> bool:
+    """Whether ``path`` looks like an nnU-Net v2 trained-model folder."""
+    return (path / "dataset.json").is_file() and (path / "plans.json").is_file()
+
+
+def bundle_folder(path: Path) -> bool:
+    return not (path / "model.json").exists() and (path / "configs" / "metadata.json").is_file()
+
+
+def import_model(path: Path, model_id: str | None = None, progress=None) -> str:
+    """Import ``path`` into the user model folder; returns the new model id. UserError (a
+    sentence) when it is not a supported model or is refused."""
+    from radlens_core.paths import user_models_dir
+
+    if nnunet_folder(path):
+        from inference.card import ModelCard
+        from inference.nnunet import import_nnunet_folder
+
+        pkg = import_nnunet_folder(path, user_models_dir(), model_id=model_id, progress=progress)
+        return ModelCard.load(pkg).id  # the card the registry will read, accepted
+    if bundle_folder(path):
+        if model_id is not None:
+            raise ImportRefused("--id is not supported for MONAI bundles: their id is their name")
+        from inference.card import ModelCard
+        from inference.training.publish import PublishError
+
+        try:
+            return ModelCard.load(_publish_bundle(path, replace=False)).id
+        except PublishError as exc:
+            raise ImportRefused(str(exc)) from exc
+    raise ImportRefused(
+        f"{path}: not a model RadLens can import; supported are an nnU-Net v2 trained-model"
+        " folder (dataset.json, plans.json and fold_N/checkpoint_final.pth) and a MONAI bundle"
+        " folder (configs/metadata.json)"
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    from inference.card import CardError
+    from inference.weights import WeightsError
+
+    try:
+        mid = import_model(args.path, args.model_id)
+    except (CardError, WeightsError, UserError) as exc:
+        print(f"radlens models import: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"radlens models import: error: {args.path}: {exc}", file=sys.stderr)
+        return 2
+    print(mid)
+    return 0
 
 
 def _metrics(metrics: dict) -> str:
@@ -72,7 +142,7 @@ def _publish(args: argparse.Namespace) -> int:
     from inference.weights import WeightsError
 
     src: Path = args.model_dir
-    is_bundle = not (src / "model.json").exists() and (src / "configs" / "metadata.json").is_file()
+    is_bundle = bundle_folder(src)
     try:
         dest = (
             _publish_bundle(src, args.replace) if is_bundle else publish(src, replace=args.replace)
@@ -90,6 +160,8 @@ def _publish(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "models_action", None) == "publish":
         return _publish(args)
+    if getattr(args, "models_action", None) == "import":
+        return _import(args)
     from inference import registry
 
     # Usable = the card reads AND the files match their SHA-256; the rest are refused.

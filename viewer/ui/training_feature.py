@@ -1,4 +1,4 @@
-"""Models dock and Tools > Train model…, wired to Analyze's model menu.
+"""Models dock, File > Import model… and Tools > Train model…, wired to Analyze's model menu.
 
 ``TrainingFeature(services, analyze)`` plugs in through the window's ``WindowServices``
 (viewer.ui.feature): a **Models** dock (``ModelsPanel``), a **Tools** menu with "Train model…"
@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog
 
 from viewer.ui.activity import Activity
 from viewer.ui.feature import WindowServices
 from viewer.ui.panels.models import ModelEntry, ModelsPanel
 from viewer.ui.train_dialog import TrainDialog
 from viewer.ui.train_runner import EpochProgress
+from viewer.ui.workers import Task, TaskContext
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
@@ -59,6 +60,19 @@ class TrainingFeature(QObject):
         self.train_action.setToolTip("Train or fine-tune a model on an exported dataset (offline)")
         self.train_action.triggered.connect(lambda *_: self.open_dialog())
         services.add_action("Tools", self.train_action, "train")
+        self.import_action = QAction("&Import model…", window)
+        self.import_action.setToolTip(
+            "Import an nnU-Net v2 trained-model folder or a MONAI bundle as a model package"
+        )
+        self.import_action.triggered.connect(lambda *_: self.choose_import())
+        services.add_action("File", self.import_action, "import_model")
+        file_menu = services.menu("File")
+        quit_action = next(
+            (a for a in file_menu.actions() if a.text().replace("&", "") == "Quit"), None
+        )
+        if quit_action is not None:  # the window's own Quit stays last
+            file_menu.removeAction(self.import_action)
+            file_menu.insertAction(quit_action, self.import_action)
         models_toggle = self.dock.toggleViewAction()
         models_toggle.setText("&Models panel")
         self.tools_menu = services.menu("&Tools")
@@ -104,6 +118,35 @@ class TrainingFeature(QObject):
         # The trainer publishes into user_models_dir()/<card id>.
         self.panel.rescan(select=Path(path).name)
         self.services.show_message(f"New model installed: {Path(path).name}", 8000)
+
+    def choose_import(self) -> Task | None:
+        folder = QFileDialog.getExistingDirectory(
+            self.window, "Import a model (nnU-Net v2 trained-model folder or MONAI bundle)"
+        )
+        return self.import_model(Path(folder)) if folder else None
+
+    def import_model(self, folder: Path) -> Task:
+        """Import ``folder`` on a worker under the one progress bar (Cancel stops it; the
+        package is written atomically), then rescan and select the new model."""
+        from viewer.commands.models import import_model
+
+        def work(ctx: TaskContext) -> str:
+            def progress(fraction: float, sentence: str) -> None:
+                ctx.check()
+                ctx.progress(fraction, sentence)
+
+            return import_model(folder, progress=progress)
+
+        def failed(message: str) -> None:
+            self.services.show_message(f"Model not imported: {message}", 15000)
+
+        return self.services.run(
+            work, f"Importing model from {folder.name}", self._imported, on_failed=failed
+        )
+
+    def _imported(self, model_id: str) -> None:
+        self.panel.rescan(select=model_id)
+        self.services.show_message(f"Model imported: {model_id}", 8000)
 
     def use_for_analyze(self, card: ModelCard) -> None:
         self.pinned = card
