@@ -37,7 +37,7 @@ def _read_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:  # the size from the header first: never allocate what a hostile header declares
         _size, _spacing, refusal = image_information(path)
     except StudyError as exc:
-        raise LabelImportError(str(exc)) from None
+        raise LabelImportError(f"{path}: cannot read the label map ({exc.reason})") from None
     if refusal is not None:
         raise LabelImportError(f"{path}: {refusal}")
     try:
