@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -12,9 +13,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
 from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
@@ -351,18 +352,70 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
         )
 
 
+NOT_DICOM = "not a DICOM file (no DICM marker)"
+PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+
+
+def _plausible(ds: Dataset, fp: BinaryIO, stop_before_pixels: bool) -> bool:
+    """Whether a dataset parsed without the DICM marker holds what an image needs: a
+    SOP Class UID that is a UID, or rows, columns and pixel data (junk parses as nonsense)."""
+    sop = ds.get("SOPClassUID")
+    if sop is not None and re.fullmatch(r"[0-9]+(\.[0-9]+)+", str(sop)):
+        return True
+    if "Rows" not in ds or "Columns" not in ds:
+        return False
+    if not stop_before_pixels:
+        return "PixelData" in ds
+    # pydicom stops with the file at the PixelData element's tag.
+    at = fp.tell()
+    tag = fp.read(4)
+    fp.seek(at)
+    return tag in PIXEL_DATA_TAGS
+
+
+def read_dataset(path: Path, fp: BinaryIO, stop_before_pixels: bool = True) -> Dataset:
+    """The dataset of an open DICOM file; a file without the 128-byte preamble and DICM
+    marker (old ACR-NEMA style, written by some toolkits) is read too when what it parses
+    to is plausibly an image. Raises UnreadableFile naming the file otherwise; pydicom's
+    own parse errors (HEADER_ERRORS) pass through for the caller to word."""
+    start = fp.tell()
+    try:
+        return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        pass
+    fp.seek(start)
+    try:
+        ds = pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels, force=True)
+        plausible = _plausible(ds, fp, stop_before_pixels)
+    except (InvalidDicomError, *HEADER_ERRORS):
+        plausible = False
+    if not plausible:
+        raise UnreadableFile(path, NOT_DICOM) from None
+    meta = ds.file_meta if ds.file_meta is not None else FileMetaDataset()
+    if "TransferSyntaxUID" not in meta:
+        # No file meta: the syntax is what pydicom found the elements encoded in.
+        implicit, little = ds.original_encoding
+        meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+        )
+        ds.file_meta = meta
+    return ds
+
+
 def read_header(path: Path, keep: bool = False) -> FileHeader:
     """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file."""
     path = Path(path)
     try:
         with open_regular(path) as fp:
             _check_deflated(path, fp)
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            ds = read_dataset(path, fp, stop_before_pixels=True)
             # pydicom rewinds to the start of the PixelData element when it stops there.
             tag_start = fp.tell()
             size = os.fstat(fp.fileno()).st_size
     except InvalidDicomError:
-        raise UnreadableFile(path, "not a DICOM file (no DICM marker)") from None
+        raise UnreadableFile(path, NOT_DICOM) from None
     except PermissionError:
         raise UnreadableFile(path, "permission denied; check the file's read rights") from None
     except HEADER_ERRORS as exc:

@@ -28,7 +28,7 @@ from viewer.study.errors import (
     StudyError,
     UnsupportedFormat,
 )
-from viewer.study.headers import FileHeader, read_header
+from viewer.study.headers import FileHeader, read_dataset, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.opening import open_regular
 from viewer.study.scan import ASSEMBLY_ERRORS, CANCEL_POLL_S, Cancel, Progress, SeriesInfo
@@ -244,7 +244,7 @@ class SeriesReader:
         """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
         try:
             with open_regular(h.path) as fp:
-                ds = pydicom.dcmread(fp)
+                ds = read_dataset(h.path, fp, stop_before_pixels=False)
             _check_declared(h, ds, frame)
             arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
             if h.photometric == "PALETTE COLOR":

@@ -1,0 +1,76 @@
+"""Files other toolkits write that RadiAnt opens: no preamble, RT dose scaling, Modality LUT."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pydicom
+import pydicom.data
+import pytest
+
+from tests import dicom_factory as f
+from viewer.study.scan import scan_folder
+from viewer.study.series import load_series
+from viewer.study.tags import dicom_tags
+
+TEST_FILES = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files")
+
+
+def _strip_preamble(src, dst, implicit=True):
+    """The same dataset written the ACR-NEMA way: no preamble, no DICM, no file meta."""
+    ds = pydicom.dcmread(src)
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.preamble = None
+    ds.save_as(dst, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    raw = open(dst, "rb").read()
+    assert raw[128:132] != b"DICM" and raw[:4] != b"\0\0\0\0"
+    return ds
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_series_without_preamble_is_listed_and_loads_its_values(tmp_path, implicit):
+    truth = f.write_ct_series(tmp_path / "src", shape=(3, 16, 12))
+    out = tmp_path / "bare"
+    out.mkdir()
+    for i, p in enumerate(truth.paths):
+        _strip_preamble(p, out / f"im{i}.dcm", implicit=implicit)
+    result = scan_folder(out)
+    assert result.skipped == []
+    (series,) = result.series
+    assert series.n_images == 3 and series.loadable
+    vol = load_series(series)
+    assert np.array_equal(vol.array, truth.values)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm"])
+def test_pydicoms_own_files_without_preamble_are_read_not_skipped(tmp_path, name):
+    src = os.path.join(TEST_FILES, name)
+    expected = _strip_preamble(src, tmp_path / name, implicit=False)
+    source = pydicom.dcmread(src)
+    result = scan_folder(tmp_path)
+    assert result.skipped == []
+    (series,) = result.series
+    vol = load_series(series)
+    arr = source.pixel_array * float(expected.get("RescaleSlope", 1)) + float(
+        expected.get("RescaleIntercept", 0)
+    )
+    assert np.allclose(vol.array[0], arr)
+    tags = {row[1]: row[3] for row in dicom_tags(tmp_path / name)}
+    assert tags["SOPClassUID"] == str(expected.SOPClassUID)
+
+
+def test_junk_without_preamble_stays_skipped_with_a_reason(tmp_path):
+    f.write_ct_series(tmp_path / "ct", shape=(2, 8, 8))
+    rng = np.random.default_rng(1)
+    (tmp_path / "noise.dcm").write_bytes(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (tmp_path / "notes.dcm").write_text("Patient notes\nnothing to see\n" * 20)
+    # Parses as DICOM elements, but holds nothing an image needs.
+    ds = pydicom.Dataset()
+    ds.PatientName = "Only^Name"
+    ds.save_as(tmp_path / "bare_name.dcm", implicit_vr=True, enforce_file_format=False)
+    result = scan_folder(tmp_path)
+    reasons = {s.path.name: s.reason for s in result.skipped}
+    assert set(reasons) == {"noise.dcm", "notes.dcm", "bare_name.dcm"}
+    assert all("not a DICOM file" in r for r in reasons.values()), reasons
+    assert [s.n_images for s in result.series] == [2]
