@@ -74,3 +74,37 @@ def test_junk_without_preamble_stays_skipped_with_a_reason(tmp_path):
     assert set(reasons) == {"noise.dcm", "notes.dcm", "bare_name.dcm"}
     assert all("not a DICOM file" in r for r in reasons.values()), reasons
     assert [s.n_images for s in result.series] == [2]
+
+
+@pytest.mark.parametrize("name", ["rtdose.dcm", "rtdose_1frame.dcm"])
+def test_rt_dose_is_shown_in_dose_units_not_stored_integers(tmp_path, name):
+    src = os.path.join(TEST_FILES, name)
+    (tmp_path / name).write_bytes(open(src, "rb").read())
+    (series,) = scan_folder(tmp_path).series
+    vol = load_series(series)
+    ds = pydicom.dcmread(src)
+    stored = ds.pixel_array.reshape(-1, ds.Rows, ds.Columns)
+    assert vol.array.dtype.kind == "f"
+    assert float(vol.array.max()) == pytest.approx(stored.max() * 1e-6)  # 1.254, not 1254000
+    assert np.allclose(np.sort(vol.array.ravel()), np.sort(stored.ravel() * 1e-6), rtol=1e-6)
+    assert vol.meta["dose_units"] == str(ds.DoseUnits)
+
+
+def test_generated_dose_grid_in_gray(tmp_path):
+    """795000 stored with DoseGridScaling 1e-6 reads 0.795 Gy."""
+    truth = f.write_ct_series(tmp_path / "src", shape=(2, 8, 8))
+    out = tmp_path / "dose"
+    out.mkdir()
+    for i, p in enumerate(truth.paths):
+        ds = pydicom.dcmread(p)
+        ds.Modality = "RTDOSE"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+        del ds.RescaleSlope, ds.RescaleIntercept
+        ds.DoseUnits, ds.DoseType, ds.DoseSummationType = "GY", "PHYSICAL", "PLAN"
+        ds.DoseGridScaling = "1e-6"
+        ds.PixelData = np.full((8, 8), 795000, np.uint32).tobytes()
+        ds.save_as(out / f"d{i}.dcm", enforce_file_format=True)
+    (series,) = scan_folder(out).series
+    vol = load_series(series)
+    assert np.allclose(vol.array, 0.795)
+    assert vol.meta["dose_units"] == "GY"

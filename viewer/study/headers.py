@@ -272,6 +272,12 @@ def header_from_dataset(
             positions = [tuple(float(v) for v in np.asarray(pos) + o * n) for o in offsets]  # type: ignore[misc]
         else:
             positions = [None] * frames
+    dose_scaling = ds.get("DoseGridScaling")
+    if dose_scaling not in (None, ""):
+        # RT dose: stored value x DoseGridScaling = dose in DoseUnits (Gy or relative).
+        scaling = float(dose_scaling)
+        if math.isfinite(scaling) and scaling > 0:
+            slope *= scaling
     if spacing is not None:
         # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
         spacing = (spacing[1], spacing[0])

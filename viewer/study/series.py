@@ -68,6 +68,7 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
         "frame_index": [f for _, f in layout.order],
         "photometric": headers[0].photometric,
         "transfer_syntax": headers[0].transfer_syntax,
+        "dose_units": text("DoseUnits"),  # RT dose: GY or RELATIVE; values are scaled to it
     }
 
 
