@@ -108,3 +108,66 @@ def test_generated_dose_grid_in_gray(tmp_path):
     vol = load_series(series)
     assert np.allclose(vol.array, 0.795)
     assert vol.meta["dose_units"] == "GY"
+
+
+def _with_modality_lut(src, dst, table, first=0, stored=None):
+    ds = pydicom.dcmread(src)
+    if stored is not None:
+        ds.PixelData = stored.astype(np.int16).tobytes()
+    del ds.RescaleSlope, ds.RescaleIntercept
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [len(table), first, 16]
+    item.ModalityLUTType = "HU"
+    item.LUTData = np.asarray(table, np.uint16).tobytes()
+    ds.ModalityLUTSequence = [item]
+    ds.save_as(dst, enforce_file_format=True)
+    return ds
+
+
+def test_modality_lut_sequence_maps_stored_values(tmp_path):
+    truth = f.write_ct_series(tmp_path / "src", shape=(2, 8, 8))
+    out = tmp_path / "lut"
+    out.mkdir()
+    table = np.arange(256) * 3 + 100  # stored 0..255 -> 100..865
+    rng = np.random.default_rng(4)
+    # Stored values beyond the table take its last value.
+    stored = rng.integers(0, 300, (2, 8, 8))
+    stored[0, 0, 0], stored[1, 0, 0] = 0, 299
+    for i, p in enumerate(truth.paths):
+        _with_modality_lut(p, out / f"s{i}.dcm", table, stored=stored[i])
+    (series,) = scan_folder(out).series
+    vol = load_series(series)
+    names = sorted(out.iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    expected = np.stack(
+        [pydicom.pixels.apply_modality_lut(pydicom.dcmread(p).pixel_array, pydicom.dcmread(p))
+         for p in names]
+    )  # fmt: skip
+    assert np.array_equal(vol.array, expected)
+    assert vol.array.min() == 100 and vol.array.max() == 865
+
+
+def test_modality_lut_with_a_first_mapped_value(tmp_path):
+    truth = f.write_ct_series(tmp_path / "src", shape=(1, 8, 8))
+    table = np.arange(50) * 10  # stored 1000..1049 -> 0..490
+    stored = np.full((8, 8), 1000) + np.arange(64).reshape(8, 8)
+    ds = _with_modality_lut(truth.paths[0], tmp_path / "one.dcm", table, first=1000, stored=stored)
+    (series,) = [s for s in scan_folder(tmp_path).series if "one.dcm" in str(s.files[0])]
+    vol = load_series(series)
+    assert np.array_equal(vol.array[0], np.clip(stored - 1000, 0, 49) * 10)
+    assert np.array_equal(vol.array[0], pydicom.pixels.apply_modality_lut(ds.pixel_array, ds))
+
+
+def test_a_modality_lut_shorter_than_it_declares_is_skipped_with_a_reason(tmp_path):
+    truth = f.write_ct_series(tmp_path / "src", shape=(1, 8, 8))
+    ds = pydicom.dcmread(truth.paths[0])
+    item = pydicom.Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = np.arange(10, dtype=np.uint16).tobytes()
+    ds.ModalityLUTSequence = [item]
+    out = tmp_path / "bad"
+    out.mkdir()
+    ds.save_as(out / "bad.dcm", enforce_file_format=True)
+    result = scan_folder(out)
+    assert result.series == [] or not any(s.loadable for s in result.series)
+    reasons = [s.reason for s in result.skipped]
+    assert len(reasons) == 1 and "invalid header value" in reasons[0], reasons

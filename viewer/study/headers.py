@@ -125,6 +125,11 @@ class FileHeader:
     #: Why this file is refused before any pixel is read (it declares more memory than the
     #: limit); its per-frame positions are then not expanded. None for a usable header.
     refused: str | None = None
+    #: Modality LUT Sequence as (first stored value mapped, output value per stored value
+    #: from there); it replaces slope and intercept. None when the file has none.
+    modality_lut: tuple[int, tuple[int, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
     #: The header dataset itself, kept only when asked (first file of a series for metadata).
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
 
@@ -278,6 +283,9 @@ def header_from_dataset(
         scaling = float(dose_scaling)
         if math.isfinite(scaling) and scaling > 0:
             slope *= scaling
+    modality_lut = _modality_lut(ds)
+    if modality_lut is not None:
+        slope, intercept = 1.0, 0.0  # the LUT is the modality transform (C.11.1)
     if spacing is not None:
         # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
         spacing = (spacing[1], spacing[0])
@@ -317,6 +325,7 @@ def header_from_dataset(
         windows=_windows(ds),
         slice_thickness=_thickness(ds),
         refused=refused,
+        modality_lut=modality_lut,
         dataset=ds if keep else None,
     )
 
@@ -356,6 +365,22 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
             f"its deflated data inflates to more than {human_bytes(limit)}, the most one "
             f"image may use on this computer; not read ({ENV_VAR} sets the limit)",
         )
+
+
+def _modality_lut(ds: Dataset) -> tuple[int, tuple[int, ...]] | None:
+    """The file's Modality LUT as (first mapped stored value, table), through pydicom's own
+    apply_modality_lut over every stored value the LUT covers; None when there is none."""
+    seq = ds.get("ModalityLUTSequence")
+    if not seq:
+        return None
+    item = seq[0]
+    desc = item.get("LUTDescriptor")
+    if desc is None or "LUTData" not in item:
+        return None
+    entries = int(desc[0]) or 65536  # 0 means 2**16 entries
+    first = int(desc[1])
+    table = pydicom.pixels.apply_modality_lut(np.arange(first, first + entries), ds)
+    return first, tuple(int(v) for v in np.asarray(table).ravel())
 
 
 NOT_DICOM = "not a DICOM file (no DICM marker)"

@@ -181,6 +181,8 @@ class SeriesReader:
 
     def _mirror_range(self) -> tuple[float, float]:
         h = self.headers[0]
+        if h.modality_lut is not None:
+            return float(min(h.modality_lut[1])), float(max(h.modality_lut[1]))
         bits = min(h.bits_stored, h.bits_allocated)
         lo, hi = (
             (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
@@ -275,6 +277,10 @@ class SeriesReader:
         out = self.volume.array[z]
         if self.layout.rgb:
             out[...] = raw
+        elif h.modality_lut is not None:
+            first, table = h.modality_lut
+            lut = np.asarray(table, dtype=out.dtype)  # the layout chose a dtype that holds it
+            out[...] = lut[np.clip(raw.astype(np.int64) - first, 0, len(table) - 1)]
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
         elif out.dtype.kind in "iu" and h.slope == 1.0 and not self.layout.saturate:
