@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -13,11 +12,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
+from viewer.study.dataset import HEADER_ERRORS, NOT_DICOM, modality_lut, read_dataset
 from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
 from viewer.study.opening import open_regular
 
@@ -34,20 +34,6 @@ NON_IMAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
     "1.2.840.10008.1.3.10": "media directory (DICOMDIR)",
 }
-#: What a damaged header can make pydicom raise while parsing or converting values.
-HEADER_ERRORS = (
-    OSError,
-    EOFError,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    OverflowError,
-    NotImplementedError,
-    RecursionError,
-    struct.error,
-)
 #: Uncompressed little-endian syntaxes whose pixels can be read straight from the file.
 RAW_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 
@@ -283,8 +269,8 @@ def header_from_dataset(
         scaling = float(dose_scaling)
         if math.isfinite(scaling) and scaling > 0:
             slope *= scaling
-    modality_lut = _modality_lut(ds)
-    if modality_lut is not None:
+    lut = modality_lut(ds)
+    if lut is not None:
         slope, intercept = 1.0, 0.0  # the LUT is the modality transform (C.11.1)
     if spacing is not None:
         # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
@@ -325,7 +311,7 @@ def header_from_dataset(
         windows=_windows(ds),
         slice_thickness=_thickness(ds),
         refused=refused,
-        modality_lut=modality_lut,
+        modality_lut=lut,
         dataset=ds if keep else None,
     )
 
@@ -365,74 +351,6 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
             f"its deflated data inflates to more than {human_bytes(limit)}, the most one "
             f"image may use on this computer; not read ({ENV_VAR} sets the limit)",
         )
-
-
-def _modality_lut(ds: Dataset) -> tuple[int, tuple[int, ...]] | None:
-    """The file's Modality LUT as (first mapped stored value, table), through pydicom's own
-    apply_modality_lut over every stored value the LUT covers; None when there is none."""
-    seq = ds.get("ModalityLUTSequence")
-    if not seq:
-        return None
-    item = seq[0]
-    desc = item.get("LUTDescriptor")
-    if desc is None or "LUTData" not in item:
-        return None
-    entries = int(desc[0]) or 65536  # 0 means 2**16 entries
-    first = int(desc[1])
-    table = pydicom.pixels.apply_modality_lut(np.arange(first, first + entries), ds)
-    return first, tuple(int(v) for v in np.asarray(table).ravel())
-
-
-NOT_DICOM = "not a DICOM file (no DICM marker)"
-PIXEL_DATA_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
-
-
-def _plausible(ds: Dataset, fp: BinaryIO, stop_before_pixels: bool) -> bool:
-    """Whether a dataset parsed without the DICM marker holds what an image needs: a
-    SOP Class UID that is a UID, or rows, columns and pixel data (junk parses as nonsense)."""
-    sop = ds.get("SOPClassUID")
-    if sop is not None and re.fullmatch(r"[0-9]+(\.[0-9]+)+", str(sop)):
-        return True
-    if "Rows" not in ds or "Columns" not in ds:
-        return False
-    if not stop_before_pixels:
-        return "PixelData" in ds
-    # pydicom stops with the file at the PixelData element's tag.
-    at = fp.tell()
-    tag = fp.read(4)
-    fp.seek(at)
-    return tag in PIXEL_DATA_TAGS
-
-
-def read_dataset(path: Path, fp: BinaryIO, stop_before_pixels: bool = True) -> Dataset:
-    """The dataset of an open DICOM file; a file without the 128-byte preamble and DICM
-    marker (old ACR-NEMA style, written by some toolkits) is read too when what it parses
-    to is plausibly an image. Raises UnreadableFile naming the file otherwise; pydicom's
-    own parse errors (HEADER_ERRORS) pass through for the caller to word."""
-    start = fp.tell()
-    try:
-        return pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels)
-    except InvalidDicomError:
-        pass
-    fp.seek(start)
-    try:
-        ds = pydicom.dcmread(fp, stop_before_pixels=stop_before_pixels, force=True)
-        plausible = _plausible(ds, fp, stop_before_pixels)
-    except (InvalidDicomError, *HEADER_ERRORS):
-        plausible = False
-    if not plausible:
-        raise UnreadableFile(path, NOT_DICOM) from None
-    meta = ds.file_meta if ds.file_meta is not None else FileMetaDataset()
-    if "TransferSyntaxUID" not in meta:
-        # No file meta: the syntax is what pydicom found the elements encoded in.
-        implicit, little = ds.original_encoding
-        meta.TransferSyntaxUID = (
-            ImplicitVRLittleEndian
-            if implicit
-            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
-        )
-        ds.file_meta = meta
-    return ds
 
 
 def read_header(path: Path, keep: bool = False) -> FileHeader:

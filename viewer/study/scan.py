@@ -13,6 +13,7 @@ import numpy as np
 
 from radlens_core.files import sha256_file
 from viewer.study.budget import check_series_size
+from viewer.study.dataset import read_dataset
 from viewer.study.errors import (
     BadGeometry,
     NotAnImage,
@@ -24,7 +25,6 @@ from viewer.study.headers import (
     HEADER_ERRORS,
     FileHeader,
     non_image_kind,
-    read_dataset,
     read_header,
 )
 from viewer.study.layout import plan_series, split_parts

@@ -21,6 +21,7 @@ from pydicom.encaps import generate_frames, get_frame
 
 from viewer.study.budget import check_series_size
 from viewer.study.codestream import frame_size
+from viewer.study.dataset import read_dataset
 from viewer.study.errors import (
     LoadCancelled,
     NotAnImage,
@@ -28,7 +29,7 @@ from viewer.study.errors import (
     StudyError,
     UnsupportedFormat,
 )
-from viewer.study.headers import FileHeader, read_dataset, read_header
+from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.opening import open_regular
 from viewer.study.scan import ASSEMBLY_ERRORS, CANCEL_POLL_S, Cancel, Progress, SeriesInfo

@@ -8,8 +8,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from viewer.study.dataset import NOT_DICOM, read_dataset
 from viewer.study.errors import UnreadableFile
-from viewer.study.headers import NOT_DICOM, read_dataset
 from viewer.study.opening import open_regular
 
 #: Longest value text shown; the panel is for reading, not for dumping binary data.
