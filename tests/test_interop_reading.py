@@ -171,3 +171,28 @@ def test_a_modality_lut_shorter_than_it_declares_is_skipped_with_a_reason(tmp_pa
     assert result.series == [] or not any(s.loadable for s in result.series)
     reasons = [s.reason for s in result.skipped]
     assert len(reasons) == 1 and "invalid header value" in reasons[0], reasons
+
+
+def test_a_deflate_bomb_without_preamble_is_measured_and_refused(tmp_path):
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from radlens_core import limits
+
+    src = f.write_2d(tmp_path / "src.dcm", np.zeros((1024, 1024), np.uint16))
+    ds = f.read_back(src)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(src, enforce_file_format=True)
+    out = tmp_path / "in"
+    out.mkdir()
+    raw = src.read_bytes()
+    assert raw[128:132] == b"DICM"
+    (out / "bomb.dcm").write_bytes(raw[132:])  # meta group first, no preamble, no DICM
+    limits.set_max_alloc_bytes(2**20)
+    try:
+        result = scan_folder(out)
+    finally:
+        limits.set_max_alloc_bytes(None)
+    (skip,) = result.skipped
+    assert skip.reason.startswith("its deflated data inflates to more than 1 MiB")
+    (series,) = scan_folder(out).series  # under the usual limit it is an ordinary image
+    assert load_series(series).shape == (1, 1024, 1024)

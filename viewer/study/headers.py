@@ -324,15 +324,18 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
     deflate expands up to a thousandfold: measure what it inflates to (streaming, nothing
     kept) and refuse it above the memory limit. Leaves ``fp`` at the start."""
     head = fp.read(144)
-    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+    # The file meta group follows the preamble and DICM, or opens a file written without them.
+    start = 132 if head[128:132] == b"DICM" else 0
+    if len(head) < start + 12 or head[start : start + 4] != b"\x02\x00\x00\x00":
         fp.seek(0)
         return
-    (group_length,) = struct.unpack("<I", head[140:144])
+    (group_length,) = struct.unpack("<I", head[start + 8 : start + 12])
+    fp.seek(start + 12)
     meta = fp.read(min(group_length, 1 << 16))
     if DEFLATED not in meta:
         fp.seek(0)
         return
-    fp.seek(144 + group_length)
+    fp.seek(start + 12 + group_length)
     limit = max_alloc_bytes()
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
