@@ -117,4 +117,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     if args.no_deid:
         print("warning: --no-deid: these files identify the patient", file=sys.stderr)
-    return 0
+    failed = result.info.get("failed", {})
+    for fmt in failed:
+        print(f"radlens export: {fmt} was not written (see the warning above)", file=sys.stderr)
+    # Exit 1 when a requested format is missing, so scripts notice; the rest is written.
+    return 1 if failed else 0

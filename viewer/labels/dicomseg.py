@@ -66,6 +66,38 @@ def read_sources(volume: Volume) -> list[Any]:
     return out
 
 
+#: Type-2 attributes of the Patient and General Study modules that highdicom copies from the
+#: first source into the SEG. Type 2 means present, possibly empty: a source that omits one
+#: (as many toolkits' files do) gets it zero-length, which the standard allows.
+TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+    "ReferringPhysicianName",
+)
+
+
+def with_type2(sources: list[Any]) -> list[Any]:
+    """The sources with every absent TYPE2_COPIED attribute present and empty: copies of
+    the datasets that lack one (the caller's datasets, and the files, are never changed)."""
+    import copy
+
+    out = []
+    for ds in sources:
+        missing = [k for k in TYPE2_COPIED if k not in ds]
+        if missing:
+            ds = copy.deepcopy(ds)
+            for keyword in missing:
+                setattr(ds, keyword, "")
+        out.append(ds)
+    return out
+
+
 def build_segmentation(
     volume: Volume,
     labelmap: np.ndarray,
@@ -113,7 +145,7 @@ def build_segmentation(
         )
     try:
         seg = hd.seg.Segmentation(
-            source_images=sources,
+            source_images=with_type2(sources),
             pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,

@@ -364,8 +364,19 @@ def _write_all(
     if "coco" in formats:
         _write_json(folder, "coco.json", coco(doc, volume, case_id), files, final)
     if "dicom-seg" in formats:
-        info["dicom_seg"] = _write_seg(volume, doc, folder / "seg.dcm", deid, d, final)
-        files.append("seg.dcm")
+        from viewer.labels.dicomseg import SegExportError
+
+        try:
+            info["dicom_seg"] = _write_seg(volume, doc, folder / "seg.dcm", deid, d, final)
+            files.append("seg.dcm")
+        except SegExportError as exc:
+            # What the source cannot give a SEG never costs the other formats: the failure is
+            # reported per format. Asked for alone, nothing would be exported: an error.
+            if all(f == "dicom-seg" for f in formats):
+                raise
+            (folder / "seg.dcm").unlink(missing_ok=True)
+            info["failed"] = {**info.get("failed", {}), "dicom-seg": str(exc)}
+            info["warnings"].append(f"DICOM-SEG not written: {exc}")
 
     rows = model_vs_final(doc)
     _write_json(

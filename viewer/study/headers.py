@@ -17,6 +17,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
+from viewer.study.dataset import HEADER_ERRORS, NOT_DICOM, modality_lut, read_dataset
 from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
 from viewer.study.opening import open_regular
 
@@ -33,20 +34,6 @@ NON_IMAGE_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.66.4": "segmentation",
     "1.2.840.10008.1.3.10": "media directory (DICOMDIR)",
 }
-#: What a damaged header can make pydicom raise while parsing or converting values.
-HEADER_ERRORS = (
-    OSError,
-    EOFError,
-    ValueError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    IndexError,
-    OverflowError,
-    NotImplementedError,
-    RecursionError,
-    struct.error,
-)
 #: Uncompressed little-endian syntaxes whose pixels can be read straight from the file.
 RAW_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 
@@ -124,6 +111,11 @@ class FileHeader:
     #: Why this file is refused before any pixel is read (it declares more memory than the
     #: limit); its per-frame positions are then not expanded. None for a usable header.
     refused: str | None = None
+    #: Modality LUT Sequence as (first stored value mapped, output value per stored value
+    #: from there); it replaces slope and intercept. None when the file has none.
+    modality_lut: tuple[int, tuple[int, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
     #: The header dataset itself, kept only when asked (first file of a series for metadata).
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
 
@@ -271,6 +263,15 @@ def header_from_dataset(
             positions = [tuple(float(v) for v in np.asarray(pos) + o * n) for o in offsets]  # type: ignore[misc]
         else:
             positions = [None] * frames
+    dose_scaling = ds.get("DoseGridScaling")
+    if dose_scaling not in (None, ""):
+        # RT dose: stored value x DoseGridScaling = dose in DoseUnits (Gy or relative).
+        scaling = float(dose_scaling)
+        if math.isfinite(scaling) and scaling > 0:
+            slope *= scaling
+    lut = modality_lut(ds)
+    if lut is not None:
+        slope, intercept = 1.0, 0.0  # the LUT is the modality transform (C.11.1)
     if spacing is not None:
         # DICOM PixelSpacing is (row spacing, column spacing); Volume wants (x, y).
         spacing = (spacing[1], spacing[0])
@@ -310,6 +311,7 @@ def header_from_dataset(
         windows=_windows(ds),
         slice_thickness=_thickness(ds),
         refused=refused,
+        modality_lut=lut,
         dataset=ds if keep else None,
     )
 
@@ -322,15 +324,18 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
     deflate expands up to a thousandfold: measure what it inflates to (streaming, nothing
     kept) and refuse it above the memory limit. Leaves ``fp`` at the start."""
     head = fp.read(144)
-    if len(head) < 144 or head[128:132] != b"DICM" or head[132:136] != b"\x02\x00\x00\x00":
+    # The file meta group follows the preamble and DICM, or opens a file written without them.
+    start = 132 if head[128:132] == b"DICM" else 0
+    if len(head) < start + 12 or head[start : start + 4] != b"\x02\x00\x00\x00":
         fp.seek(0)
         return
-    (group_length,) = struct.unpack("<I", head[140:144])
+    (group_length,) = struct.unpack("<I", head[start + 8 : start + 12])
+    fp.seek(start + 12)
     meta = fp.read(min(group_length, 1 << 16))
     if DEFLATED not in meta:
         fp.seek(0)
         return
-    fp.seek(144 + group_length)
+    fp.seek(start + 12 + group_length)
     limit = max_alloc_bytes()
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     total = 0
@@ -357,12 +362,12 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
     try:
         with open_regular(path) as fp:
             _check_deflated(path, fp)
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            ds = read_dataset(path, fp, stop_before_pixels=True)
             # pydicom rewinds to the start of the PixelData element when it stops there.
             tag_start = fp.tell()
             size = os.fstat(fp.fileno()).st_size
     except InvalidDicomError:
-        raise UnreadableFile(path, "not a DICOM file (no DICM marker)") from None
+        raise UnreadableFile(path, NOT_DICOM) from None
     except PermissionError:
         raise UnreadableFile(path, "permission denied; check the file's read rights") from None
     except HEADER_ERRORS as exc:

@@ -56,6 +56,8 @@ NO_PIXEL_SPACING = "no pixel spacing in the file: distances are in pixels, not m
 
 
 def _rescaled_range(h: FileHeader) -> tuple[float, float]:
+    if h.modality_lut is not None:
+        return float(min(h.modality_lut[1])), float(max(h.modality_lut[1]))
     bits = max(1, min(h.bits_stored, h.bits_allocated))
     if h.pixel_representation == 1:
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1

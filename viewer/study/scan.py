@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 
 from radlens_core.files import sha256_file
 from viewer.study.budget import check_series_size
+from viewer.study.dataset import read_dataset
 from viewer.study.errors import (
     BadGeometry,
     NotAnImage,
@@ -21,7 +21,12 @@ from viewer.study.errors import (
     SeriesNotFound,
     StudyError,
 )
-from viewer.study.headers import HEADER_ERRORS, FileHeader, non_image_kind, read_header
+from viewer.study.headers import (
+    HEADER_ERRORS,
+    FileHeader,
+    non_image_kind,
+    read_header,
+)
 from viewer.study.layout import plan_series, split_parts
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
@@ -236,7 +241,7 @@ def scan_folder(
         except NotAnImage as exc:
             try:
                 with open_regular(f) as fp:
-                    return "non-image", (pydicom.dcmread(fp, stop_before_pixels=True), exc.reason)
+                    return "non-image", (read_dataset(f, fp, stop_before_pixels=True), exc.reason)
             except StudyError as again:
                 return "skip", again.reason
             except HEADER_ERRORS as again:

@@ -21,6 +21,7 @@ from pydicom.encaps import generate_frames, get_frame
 
 from viewer.study.budget import check_series_size
 from viewer.study.codestream import frame_size
+from viewer.study.dataset import read_dataset
 from viewer.study.errors import (
     LoadCancelled,
     NotAnImage,
@@ -68,6 +69,7 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
         "frame_index": [f for _, f in layout.order],
         "photometric": headers[0].photometric,
         "transfer_syntax": headers[0].transfer_syntax,
+        "dose_units": text("DoseUnits"),  # RT dose: GY or RELATIVE; values are scaled to it
     }
 
 
@@ -180,6 +182,8 @@ class SeriesReader:
 
     def _mirror_range(self) -> tuple[float, float]:
         h = self.headers[0]
+        if h.modality_lut is not None:
+            return float(min(h.modality_lut[1])), float(max(h.modality_lut[1]))
         bits = min(h.bits_stored, h.bits_allocated)
         lo, hi = (
             (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
@@ -244,7 +248,7 @@ class SeriesReader:
         """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
         try:
             with open_regular(h.path) as fp:
-                ds = pydicom.dcmread(fp)
+                ds = read_dataset(h.path, fp, stop_before_pixels=False)
             _check_declared(h, ds, frame)
             arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
             if h.photometric == "PALETTE COLOR":
@@ -274,6 +278,10 @@ class SeriesReader:
         out = self.volume.array[z]
         if self.layout.rgb:
             out[...] = raw
+        elif h.modality_lut is not None:
+            first, table = h.modality_lut
+            lut = np.asarray(table, dtype=out.dtype)  # the layout chose a dtype that holds it
+            out[...] = lut[np.clip(raw.astype(np.int64) - first, 0, len(table) - 1)]
         elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
             out[...] = raw
         elif out.dtype.kind in "iu" and h.slope == 1.0 and not self.layout.saturate:

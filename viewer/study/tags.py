@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
+from viewer.study.dataset import NOT_DICOM, read_dataset
 from viewer.study.errors import UnreadableFile
 from viewer.study.opening import open_regular
 
@@ -55,9 +55,9 @@ def dicom_tags(path: Path | str) -> list[tuple[str, str, str, str]]:
     path = Path(path)
     try:
         with open_regular(path) as fp:  # never blocks on a FIFO; raises UnreadableFile
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            ds = read_dataset(path, fp, stop_before_pixels=True)  # with or without preamble
     except InvalidDicomError:
-        raise UnreadableFile(path, "not a DICOM file (no DICM marker)") from None
+        raise UnreadableFile(path, NOT_DICOM) from None
     except (OSError, EOFError, ValueError, KeyError) as exc:
         raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
     out: list[tuple[str, str, str, str]] = []
