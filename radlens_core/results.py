@@ -175,6 +175,11 @@ class Classification:
         return name, float(self.probabilities[name])
 
 
+def total_seconds(timings: Mapping[str, float]) -> float:
+    """A run's wall time: its "total" timing, else the sum of its stages."""
+    return float(timings.get("total", sum(v for k, v in timings.items() if k != "total")))
+
+
 @dataclass(frozen=True)
 class Flag:
     """A reason not to trust a result as it stands: ``code`` for programs (e.g.
@@ -216,8 +221,7 @@ class RunInfo:
 
     @property
     def total_seconds(self) -> float:
-        t = self.timings
-        return float(t.get("total", sum(v for k, v in t.items() if k != "total")))
+        return total_seconds(self.timings)
 
 
 @dataclass(frozen=True, eq=False)

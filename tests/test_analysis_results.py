@@ -19,6 +19,7 @@ from radlens_core.results import (
     Task,
 )
 from radlens_core.series import series_key as core_series_key
+from tests.analysis_fakes import phantom_result
 from viewer.labels.result_findings import summarise
 from viewer.labels.results import (
     ResultStore,
@@ -44,19 +45,6 @@ def _result(model_id: str = "fake-seg", task: Task = Task.SEGMENTATION, **parts)
 
 def _label_map(array: np.ndarray, names: dict[int, str]) -> LabelMap:
     return LabelMap(array, tuple(LabelClass(i, n, "#ff7043") for i, n in names.items()))
-
-
-def phantom_result(ct) -> AnalysisResult:
-    """What a perfect segmenter + detector would answer for a chest CT phantom."""
-    labels = (LabelClass(1, "lung", "#4fc3f7"), LabelClass(2, "nodule", "#ff7043"))
-    heat = (ct.labels == NODULE).astype(np.float32) * 0.9
-    boxes = []
-    for n in ct.nodules:
-        lo, hi = n.box_zyx(ct.spacing)
-        boxes.append(Box((*lo, *hi), "nodule", 0.8))
-    return _result(
-        label_map=LabelMap(ct.labels.copy(), labels), heat_map=HeatMap(heat), boxes=tuple(boxes)
-    )
 
 
 @pytest.fixture(scope="module")

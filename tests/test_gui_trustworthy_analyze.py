@@ -349,3 +349,23 @@ def test_models_panel_shows_card_text_plainly_with_format_labels_origin_and_lice
     qtbot.addWidget(dialog)
     assert dialog.browser.label.textFormat() == Qt.TextFormat.PlainText
     assert link in dialog.browser.toPlainText()
+
+
+def test_the_dicom_reader_states_whether_pixel_spacing_is_calibrated(tmp_path):
+    """The loader says it in the volume's meta; the facts a card is checked against read it."""
+    import pydicom
+
+    from tests.dicom_factory import write_ct_series
+    from viewer.study.facts import series_facts
+    from viewer.study.scan import scan_folder
+    from viewer.study.series import load_series
+
+    write_ct_series(tmp_path / "ct")
+    vol = load_series(scan_folder(tmp_path / "ct").series[0])
+    assert vol.meta["pixel_spacing_calibrated"] is True and series_facts(vol).has_spacing
+    for f in (tmp_path / "ct").iterdir():  # the same files without PixelSpacing
+        ds = pydicom.dcmread(f)
+        del ds.PixelSpacing
+        ds.save_as(f)
+    vol = load_series(scan_folder(tmp_path / "ct").series[0])
+    assert vol.meta["pixel_spacing_calibrated"] is False and not series_facts(vol).has_spacing

@@ -52,3 +52,31 @@ def test_import_linter_contracts_are_kept():
         env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_no_code_unpickles_or_loads_torchscript():
+    """Model packages are untrusted input: every torch.load is weights-only, nothing calls
+    pickle or torch.jit.load (DESIGN.md "Model package")."""
+
+    def calls(text: str, name: str):
+        """The argument text of every ``name(...)`` call, parentheses balanced."""
+        start = text.find(name)
+        while start != -1:
+            i, depth = start + len(name), 1
+            while i < len(text) and depth:
+                depth += {"(": 1, ")": -1}.get(text[i], 0)
+                i += 1
+            yield text[start + len(name) : i - 1]
+            start = text.find(name, i)
+
+    bad: list[str] = []
+    for package in ("radlens_core", "phantoms", "viewer", "inference", "demo_models"):
+        for path in (REPO / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            for args in calls(text, "torch.load("):
+                if "weights_only=True" not in args:
+                    bad.append(f"{path.relative_to(REPO)}: torch.load({args})")
+            for forbidden in ("torch.jit.load(", "pickle.load(", "pickle.loads("):
+                if forbidden in text:
+                    bad.append(f"{path.relative_to(REPO)}: {forbidden}")
+    assert bad == []

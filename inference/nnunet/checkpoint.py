@@ -1,7 +1,7 @@
 """nnU-Net checkpoints (``fold_N/checkpoint_final.pth``) read without running their pickle.
 
-nnU-Net's own predictor calls ``torch.load(weights_only=False)``, which runs whatever a pickle
-asks for. Here ``torch.load(weights_only=True)`` rebuilds only tensors, plain containers and
+nnU-Net's own predictor unpickles the whole checkpoint (weights-only mode switched off), which
+runs whatever a pickle asks for. Here ``torch.load(weights_only=True)`` rebuilds only tensors, plain containers and
 the few numpy scalar/dtype types nnU-Net's training log contains (:data:`SAFE_GLOBALS`); any
 other global refuses the file with its name. Only the network weights and three plain facts
 (trainer name, configuration, mirroring axes) are kept.

@@ -30,6 +30,8 @@ from radlens_core.results import (
     Flag,
     LabelClass,
     LayerKind,
+    label_name,
+    total_seconds,
 )
 from radlens_core.series import series_key
 
@@ -92,8 +94,7 @@ class ResultRecord:
 
     @property
     def total_seconds(self) -> float:
-        t = self.timings
-        return float(t.get("total", sum(v for k, v in t.items() if k != "total")))
+        return total_seconds(self.timings)
 
     def layers(self) -> list[str]:
         """Layer kinds this record can show, minus those the user removed."""
@@ -107,10 +108,7 @@ class ResultRecord:
         return [k for k in present if k not in self.removed_layers]
 
     def label_name(self, index: int) -> str:
-        for info in self.labels:
-            if info.index == index:
-                return info.name
-        return f"label {index}"
+        return label_name(self.labels, index)
 
 
 class ModelInfo(Protocol):

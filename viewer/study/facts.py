@@ -12,8 +12,8 @@ UNCALIBRATED_FORMATS = frozenset({"png", "jpg", "jpeg", "bmp", "gif", "tif", "ti
 
 def has_calibrated_spacing(volume: Volume) -> bool:
     """Whether the pixel spacing is real millimetres. ``meta["pixel_spacing_calibrated"]``
-    decides when a loader states it; otherwise the DICOM loader's warning that the file has
-    neither PixelSpacing nor ImagerPixelSpacing, or a plain raster file, says no."""
+    decides when the loader states it (the DICOM series reader does); for volumes built
+    elsewhere, the reader's no-spacing warning or a plain raster file says no."""
     stated = volume.meta.get("pixel_spacing_calibrated")
     if isinstance(stated, bool):
         return stated

@@ -70,6 +70,8 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
         "photometric": headers[0].photometric,
         "transfer_syntax": headers[0].transfer_syntax,
         "dose_units": text("DoseUnits"),  # RT dose: GY or RELATIVE; values are scaled to it
+        # False when the files carry no pixel spacing (1 mm is then a placeholder).
+        "pixel_spacing_calibrated": headers[0].pixel_spacing is not None,
     }
 
 
