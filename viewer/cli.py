@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "train": "train",
     "eval": "evaluate",
+    "pacs": "pacs",
+    "batch": "batch",
 }
 
 
