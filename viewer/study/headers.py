@@ -17,7 +17,17 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
-from viewer.study.dataset import HEADER_ERRORS, NOT_DICOM, modality_lut, read_dataset
+from viewer.study.dataset import (
+    HEADER_ERRORS,
+    NOT_DICOM,
+    frame_attributes,
+    frame_time_ms,
+    has_patient_orientation,
+    modality_lut,
+    read_dataset,
+    ultrasound_spacing,
+    voi_lut,
+)
 from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
 from viewer.study.opening import open_regular
 
@@ -116,8 +126,39 @@ class FileHeader:
     modality_lut: tuple[int, tuple[int, ...]] | None = field(
         default=None, compare=False, repr=False
     )
+    #: Where ``pixel_spacing`` comes from: "patient" (PixelSpacing), "detector"
+    #: (ImagerPixelSpacing), "ultrasound" (SequenceOfUltrasoundRegions) or "none".
+    spacing_source: str = "patient"
+    #: False for images without patient orientation (US, SC, OT, XC, ophthalmic, or no
+    #: ImageOrientationPatient): their rows and columns point nowhere in the patient.
+    patient_orientation: bool = True
+    #: Time between frames of a cine (FrameTime, or the mean of FrameTimeVector), in ms.
+    frame_time_ms: float | None = None
+    #: Per frame, the attributes that may tell volumes of one series apart (echo, b-value,
+    #: temporal position...), as sorted (name, value) pairs; see ``volume_attributes``.
+    frame_attributes: tuple[tuple[tuple[str, Any], ...], ...] = field(
+        default=(), compare=False, repr=False
+    )
+    #: The frames of the file this header stands for when a multi-frame file is split into
+    #: volumes (indices into its frames); None means every frame.
+    frame_numbers: tuple[int, ...] | None = field(default=None, compare=False)
+    #: Which volume of a multi-volume series these frames are ("echo 2, TE 30 ms").
+    volume_label: str | None = field(default=None, compare=False)
+    #: Its number (1-based) and how many volumes the series holds.
+    volume_index: int = field(default=1, compare=False)
+    volume_count: int = field(default=1, compare=False)
+    #: VOI LUT Sequence's first item as (first mapped value, bits per entry, table); None
+    #: when the file has none.
+    voi_lut: tuple[int, int, tuple[int, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
     #: The header dataset itself, kept only when asked (first file of a series for metadata).
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def selected_frames(self) -> tuple[int, ...]:
+        """The frame indices of the file that belong to this header's series or volume."""
+        return self.frame_numbers if self.frame_numbers is not None else tuple(range(self.frames))
 
     @property
     def has_pixels(self) -> bool:
@@ -225,7 +266,7 @@ def header_from_dataset(
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
 
-    spacing = _floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
     orientation = _floats(ds.get("ImageOrientationPatient"), 6)
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
@@ -263,6 +304,17 @@ def header_from_dataset(
             positions = [tuple(float(v) for v in np.asarray(pos) + o * n) for o in offsets]  # type: ignore[misc]
         else:
             positions = [None] * frames
+    spacing_source = "patient"
+    if spacing is None:
+        # Projection images: the size at the detector (the patient is magnified onto it).
+        spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+        spacing_source = "detector"
+    if spacing is None:
+        regions = ultrasound_spacing(ds)  # already (x, y)
+        spacing = None if regions is None else (regions[1], regions[0])
+        spacing_source = "ultrasound"
+    if spacing is None:
+        spacing_source = "none"
     dose_scaling = ds.get("DoseGridScaling")
     if dose_scaling not in (None, ""):
         # RT dose: stored value x DoseGridScaling = dose in DoseUnits (Gy or relative).
@@ -280,6 +332,7 @@ def header_from_dataset(
         if ds.get("file_meta") is not None
         else str(ImplicitVRLittleEndian)
     )
+    modality = str(ds.get("Modality", "OT") or "OT")
     inst = ds.get("InstanceNumber")
     try:
         instance_number = int(inst) if inst not in (None, "") else None
@@ -291,7 +344,7 @@ def header_from_dataset(
         series_uid=str(ds.get("SeriesInstanceUID", "")),
         sop_class_uid=sop_class,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-        modality=str(ds.get("Modality", "OT") or "OT"),
+        modality=modality,
         instance_number=instance_number,
         rows=rows,
         cols=cols,
@@ -311,6 +364,11 @@ def header_from_dataset(
         windows=_windows(ds),
         slice_thickness=_thickness(ds),
         refused=refused,
+        spacing_source=spacing_source,
+        patient_orientation=has_patient_orientation(modality, orientation),
+        frame_time_ms=frame_time_ms(ds) if frames > 1 else None,
+        frame_attributes=frame_attributes(ds, frames) if refused is None else (),
+        voi_lut=voi_lut(ds),
         modality_lut=lut,
         dataset=ds if keep else None,
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 
 from radlens_core.files import sha256_file
 from viewer.study.budget import check_series_size
@@ -28,6 +29,7 @@ from viewer.study.headers import (
     read_header,
 )
 from viewer.study.layout import plan_series, split_parts
+from viewer.study.multivolume import split_volumes
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
 from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
@@ -170,29 +172,100 @@ def _finish_series(info: SeriesInfo) -> list[SeriesInfo]:
         why = exc.reason.split("; open the parts separately")[0]
         parts = split_parts(info.headers)
     else:
-        parts = []
+        parts = [info.headers]
     if len(parts) <= 1:
-        _plan(info)
-        return [info]
+        return _volumes(info, info.headers, info.series_uid, [])
     # Each stack of one size and orientation is shown on its own; the problem says why.
     out = []
     for k, headers in enumerate(parts):
-        part = replace(
-            info,
-            series_uid=info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}",
-            files=[h.path for h in headers],
-            headers=list(headers),
-            rows=headers[0].rows,
-            cols=headers[0].cols,
-            problems=[f"part {k + 1} of {len(parts)}: {why}"],
-        )
-        _plan(part)
-        out.append(part)
+        uid = info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}"
+        out.extend(_volumes(info, list(headers), uid, [f"part {k + 1} of {len(parts)}: {why}"]))
     return out
 
 
+def _volumes(
+    info: SeriesInfo, headers: list[FileHeader], uid: str, problems: list[str]
+) -> list[SeriesInfo]:
+    """One stack of a series as its volumes: copies collapsed, repeats split (each volume
+    keyed ``<uid>#vol<k>`` so its labels are its own; a single volume keeps ``uid``)."""
+    split = split_volumes(headers, same_frame_pixels)
+    notes = problems + split.notes
+    if split.refusal is not None:
+        refused = replace(
+            info,
+            series_uid=uid,
+            files=[h.path for h in headers],
+            headers=list(headers),
+            problems=[*notes, split.refusal],
+            loadable=False,
+            shape=None,
+            duplicates=split.duplicates,
+        )
+        refused.n_images = sum(len(h.selected_frames) for h in headers)
+        return [refused]
+    out = []
+    for part in split.volumes:
+        several = part.count > 1
+        volume = replace(
+            info,
+            series_uid=f"{uid}#vol{part.index}" if several else uid,
+            files=list(dict.fromkeys(h.path for h in part.headers)),
+            headers=list(part.headers),
+            rows=part.headers[0].rows,
+            cols=part.headers[0].cols,
+            problems=list(notes),
+            volume_index=part.index,
+            volume_count=part.count,
+            volume_label=part.label,
+            volume_group=uid if several else "",
+            time_series=part.temporal and several,
+            duplicates=split.duplicates,
+        )
+        _plan(volume)
+        out.append(volume)
+    return out
+
+
+#: Decoded frames kept while one series' copies are compared (path, frame) -> pixels.
+_Pixels = dict[tuple[Path, int], "np.ndarray | None"]
+
+
+def _frame_pixels(h: FileHeader, frame: int, cache: _Pixels) -> np.ndarray | None:
+    key = (h.path, frame)
+    if key not in cache:
+        try:
+            with open_regular(h.path) as fp:
+                ds = read_dataset(h.path, fp, stop_before_pixels=False)
+            cache[key] = np.asarray(pydicom.pixels.pixel_array(ds, index=frame))
+        except Exception:  # noqa: BLE001 - a frame that cannot be decoded is not compared
+            cache[key] = None
+    return cache[key]
+
+
+def same_frame_pixels(a: FileHeader, fa: int, b: FileHeader, fb: int) -> bool | None:
+    """Whether two frames are the same image: the same size, photometric interpretation
+    and rescale, and identical decoded pixels (whatever transfer syntax stored them)."""
+    if a.refused is not None or b.refused is not None:
+        return None
+    if (a.rows, a.cols, a.samples_per_pixel, a.photometric, a.slope, a.intercept) != (
+        b.rows,
+        b.cols,
+        b.samples_per_pixel,
+        b.photometric,
+        b.slope,
+        b.intercept,
+    ) or a.modality_lut != b.modality_lut:
+        return False
+    cache: _Pixels = {}
+    pa = _frame_pixels(a, fa, cache)
+    pb = _frame_pixels(b, fb, cache)
+    if pa is None or pb is None:
+        return None
+    return pa.shape == pb.shape and bool(np.array_equal(pa, pb))
+
+
 def _plan(info: SeriesInfo) -> None:
-    info.n_images = sum(h.frames for h in info.headers)
+    info.n_images = sum(len(h.selected_frames) for h in info.headers)
     try:
         check_series_size(info.headers)
         layout = plan_series(info.headers)

@@ -45,6 +45,8 @@ def _read_headers(files: list[Path]) -> list[FileHeader]:
 
 
 def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str, Any]:
+    from viewer.study.layout import rescaled_range
+
     def text(keyword: str) -> str:
         value = ds.get(keyword, "")
         return str(value) if value is not None else ""
@@ -72,6 +74,21 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
         "dose_units": text("DoseUnits"),  # RT dose: GY or RELATIVE; values are scaled to it
         # False when the files carry no pixel spacing (1 mm is then a placeholder).
         "pixel_spacing_calibrated": headers[0].pixel_spacing is not None,
+        # How honestly it can be labelled (viewer.study.facts reads these).
+        "spacing_source": headers[0].spacing_source,
+        "patient_orientation": all(h.patient_orientation for h in headers),
+        "frame_time_ms": headers[0].frame_time_ms if len(headers) == 1 else None,
+        # Of a multi-volume series: which volume this is; the real UID (the key may differ).
+        "volume_label": headers[0].volume_label,
+        "volume_index": headers[0].volume_index,
+        "volume_count": headers[0].volume_count,
+        "series_instance_uid": text("SeriesInstanceUID"),
+        # VOI LUT (first, bits, table) over the stored series' values; MONOCHROME1 values
+        # are mirrored by the reader, so the mirror sum maps them back first.
+        "voi_lut": headers[0].voi_lut,
+        "voi_lut_mirror": (
+            sum(rescaled_range(headers[0])) if headers[0].photometric == "MONOCHROME1" else None
+        ),
     }
 
 
