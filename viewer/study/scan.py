@@ -64,19 +64,23 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + sha256_file(path)
 
 
-def _image_series(path: Path) -> SeriesInfo:
-    from viewer.study.formats import image_information
+def image_series(path: Path) -> list[SeriesInfo]:
+    """The series of one image file: one, or one per volume of a 4D NIfTI (each keyed
+    ``<file hash>#vol<k>``, a time series)."""
+    from viewer.study.formats import image_information, image_volume_count, nifti_volume_label
 
     size, spacing, refused = image_information(path)
+    count = image_volume_count(path)
     nx, ny = size[0], size[1] if len(size) > 1 else 1
     nz = size[2] if len(size) > 2 else 1
     name = path.name
     problems = [] if refused is None else [refused]
-    bad = [v for v in spacing if not (v > 0 and v < float("inf"))]
+    bad = [v for v in spacing[:3] if not (v > 0 and v < float("inf"))]
     if bad:
         problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
-    return SeriesInfo(
-        series_uid=file_sha256(path),
+    key = file_sha256(path)
+    first = SeriesInfo(
+        series_uid=key,
         study_uid="",
         patient_name="",
         patient_id="",
@@ -99,6 +103,30 @@ def _image_series(path: Path) -> SeriesInfo:
         problems=problems,
         loadable=not problems,
     )
+    if count == 1:
+        return [first]
+    return [
+        replace(
+            first,
+            series_uid=f"{key}#vol{k + 1}",
+            volume_index=k + 1,
+            volume_count=count,
+            volume_label=nifti_volume_label(path, k),
+            volume_group=key,
+            time_series=True,
+            problems=list(problems),
+        )
+        for k in range(count)
+    ]
+
+
+def _image_series(path: Path) -> SeriesInfo:
+    """The first series of an image file (``image_series`` lists every volume of a 4D one)."""
+    listed = image_series(path)
+    first = listed[0]
+    if len(listed) > 1:
+        first.problems.append(f"a 4D file of {len(listed)} volumes: volume 1 is shown")
+    return first
 
 
 def _text(ds: Any, keyword: str) -> str:
