@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from radlens_core.nifti import (
 from viewer.study.errors import StudyError, TooLarge, UnreadableFile, UnsupportedFormat
 from viewer.study.opening import not_regular
 from viewer.study.volume import Volume
+
+if TYPE_CHECKING:
+    from viewer.study.records import SeriesInfo
 
 #: Endings SimpleITK reads and writes for us.
 SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -280,3 +284,60 @@ def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> No
         fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def image_series(path: Path, key: str) -> list[SeriesInfo]:
+    """The series of one image file keyed ``key`` (its hash): one, or one per volume of a
+    4D NIfTI (each keyed ``<key>#vol<k>``, a time series)."""
+    from dataclasses import replace
+
+    from viewer.study.records import SeriesInfo
+
+    size, spacing, refused = image_information(path)
+    count = image_volume_count(path)
+    nx, ny = size[0], size[1] if len(size) > 1 else 1
+    nz = size[2] if len(size) > 2 else 1
+    name = path.name
+    problems = [] if refused is None else [refused]
+    bad = [v for v in spacing[:3] if not (v > 0 and v < float("inf"))]
+    if bad:
+        problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
+    first = SeriesInfo(
+        series_uid=key,
+        study_uid="",
+        patient_name="",
+        patient_id="",
+        study_date="",
+        study_description="",
+        modality="OT",
+        description=name,
+        series_number=None,
+        n_images=nz,
+        rows=ny,
+        cols=nx,
+        files=[path],
+        kind="image",
+        shape=(nz, ny, nx),
+        spacing=(
+            spacing[0],
+            spacing[1] if len(spacing) > 1 else 1.0,
+            spacing[2] if len(spacing) > 2 else 1.0,
+        ),
+        problems=problems,
+        loadable=not problems,
+    )
+    if count == 1:
+        return [first]
+    return [
+        replace(
+            first,
+            series_uid=f"{key}#vol{k + 1}",
+            volume_index=k + 1,
+            volume_count=count,
+            volume_label=nifti_volume_label(path, k),
+            volume_group=key,
+            time_series=True,
+            problems=list(problems),
+        )
+        for k in range(count)
+    ]

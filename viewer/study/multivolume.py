@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 
+from viewer.study.dataset import read_dataset
 from viewer.study.headers import FileHeader, slice_normal
+from viewer.study.opening import open_regular
 
 #: Positions closer than this (mm) along the normal are the same slice (as in the layout).
 SAME_POSITION_MM = 1e-3
@@ -333,3 +337,41 @@ def _restrict(
                 )
             )
     return out
+
+
+#: Decoded frames kept while one series' copies are compared (path, frame) -> pixels.
+_Pixels = dict[tuple[Path, int], "np.ndarray | None"]
+
+
+def _frame_pixels(h: FileHeader, frame: int, cache: _Pixels) -> np.ndarray | None:
+    key = (h.path, frame)
+    if key not in cache:
+        try:
+            with open_regular(h.path) as fp:
+                ds = read_dataset(h.path, fp, stop_before_pixels=False)
+            cache[key] = np.asarray(pydicom.pixels.pixel_array(ds, index=frame))
+        except Exception:  # noqa: BLE001 - a frame that cannot be decoded is not compared
+            cache[key] = None
+    return cache[key]
+
+
+def same_frame_pixels(a: FileHeader, fa: int, b: FileHeader, fb: int) -> bool | None:
+    """Whether two frames are the same image: the same size, photometric interpretation
+    and rescale, and identical decoded pixels (whatever transfer syntax stored them)."""
+    if a.refused is not None or b.refused is not None:
+        return None
+    if (a.rows, a.cols, a.samples_per_pixel, a.photometric, a.slope, a.intercept) != (
+        b.rows,
+        b.cols,
+        b.samples_per_pixel,
+        b.photometric,
+        b.slope,
+        b.intercept,
+    ) or a.modality_lut != b.modality_lut:
+        return False
+    cache: _Pixels = {}
+    pa = _frame_pixels(a, fa, cache)
+    pb = _frame_pixels(b, fb, cache)
+    if pa is None or pb is None:
+        return None
+    return pa.shape == pb.shape and bool(np.array_equal(pa, pb))

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 
 from radlens_core.files import sha256_file
 from viewer.study.budget import check_series_size
@@ -29,7 +28,7 @@ from viewer.study.headers import (
     read_header,
 )
 from viewer.study.layout import plan_series, split_parts
-from viewer.study.multivolume import split_volumes
+from viewer.study.multivolume import same_frame_pixels, split_volumes
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
 from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
@@ -65,59 +64,10 @@ def file_sha256(path: Path) -> str:
 
 
 def image_series(path: Path) -> list[SeriesInfo]:
-    """The series of one image file: one, or one per volume of a 4D NIfTI (each keyed
-    ``<file hash>#vol<k>``, a time series)."""
-    from viewer.study.formats import image_information, image_volume_count, nifti_volume_label
+    """The series of one image file: one, or one per volume of a 4D NIfTI."""
+    from viewer.study.formats import image_series as listed
 
-    size, spacing, refused = image_information(path)
-    count = image_volume_count(path)
-    nx, ny = size[0], size[1] if len(size) > 1 else 1
-    nz = size[2] if len(size) > 2 else 1
-    name = path.name
-    problems = [] if refused is None else [refused]
-    bad = [v for v in spacing[:3] if not (v > 0 and v < float("inf"))]
-    if bad:
-        problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
-    key = file_sha256(path)
-    first = SeriesInfo(
-        series_uid=key,
-        study_uid="",
-        patient_name="",
-        patient_id="",
-        study_date="",
-        study_description="",
-        modality="OT",
-        description=name,
-        series_number=None,
-        n_images=nz,
-        rows=ny,
-        cols=nx,
-        files=[path],
-        kind="image",
-        shape=(nz, ny, nx),
-        spacing=(
-            spacing[0],
-            spacing[1] if len(spacing) > 1 else 1.0,
-            spacing[2] if len(spacing) > 2 else 1.0,
-        ),
-        problems=problems,
-        loadable=not problems,
-    )
-    if count == 1:
-        return [first]
-    return [
-        replace(
-            first,
-            series_uid=f"{key}#vol{k + 1}",
-            volume_index=k + 1,
-            volume_count=count,
-            volume_label=nifti_volume_label(path, k),
-            volume_group=key,
-            time_series=True,
-            problems=list(problems),
-        )
-        for k in range(count)
-    ]
+    return listed(path, file_sha256(path))
 
 
 def _image_series(path: Path) -> SeriesInfo:
@@ -252,44 +202,6 @@ def _volumes(
         _plan(volume)
         out.append(volume)
     return out
-
-
-#: Decoded frames kept while one series' copies are compared (path, frame) -> pixels.
-_Pixels = dict[tuple[Path, int], "np.ndarray | None"]
-
-
-def _frame_pixels(h: FileHeader, frame: int, cache: _Pixels) -> np.ndarray | None:
-    key = (h.path, frame)
-    if key not in cache:
-        try:
-            with open_regular(h.path) as fp:
-                ds = read_dataset(h.path, fp, stop_before_pixels=False)
-            cache[key] = np.asarray(pydicom.pixels.pixel_array(ds, index=frame))
-        except Exception:  # noqa: BLE001 - a frame that cannot be decoded is not compared
-            cache[key] = None
-    return cache[key]
-
-
-def same_frame_pixels(a: FileHeader, fa: int, b: FileHeader, fb: int) -> bool | None:
-    """Whether two frames are the same image: the same size, photometric interpretation
-    and rescale, and identical decoded pixels (whatever transfer syntax stored them)."""
-    if a.refused is not None or b.refused is not None:
-        return None
-    if (a.rows, a.cols, a.samples_per_pixel, a.photometric, a.slope, a.intercept) != (
-        b.rows,
-        b.cols,
-        b.samples_per_pixel,
-        b.photometric,
-        b.slope,
-        b.intercept,
-    ) or a.modality_lut != b.modality_lut:
-        return False
-    cache: _Pixels = {}
-    pa = _frame_pixels(a, fa, cache)
-    pb = _frame_pixels(b, fb, cache)
-    if pa is None or pb is None:
-        return None
-    return pa.shape == pb.shape and bool(np.array_equal(pa, pb))
 
 
 def _plan(info: SeriesInfo) -> None:
