@@ -20,6 +20,11 @@ from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
 from viewer.study.dataset import (
     HEADER_ERRORS,
     NOT_DICOM,
+    _count,
+    _first_item,
+    _floats,
+    _thickness,
+    _windows,
     frame_attributes,
     frame_time_ms,
     has_patient_orientation,
@@ -55,34 +60,6 @@ def non_image_kind(sop_class_uid: str) -> str | None:
     if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
         return "structured report"
     return None
-
-
-def _floats(value: Any, n: int | None = None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        seq = (
-            list(value)
-            if isinstance(value, (list, tuple)) or hasattr(value, "__iter__")
-            else [value]
-        )
-        out = tuple(float(v) for v in seq)
-    except (TypeError, ValueError):
-        return None
-    if n is not None and len(out) != n:
-        return None
-    return out
-
-
-def _first_item(ds: Dataset, seq_name: str, *inner: str) -> Dataset | None:
-    """ds.<seq_name>[0].<inner[0]>[0]... or None when any link is missing."""
-    cur: Any = ds
-    for name in (seq_name, *inner):
-        seq = getattr(cur, name, None)
-        if not seq:
-            return None
-        cur = seq[0]
-    return cur
 
 
 @dataclass(frozen=True)
@@ -197,50 +174,6 @@ def frames_text(frames: int, rows: int, cols: int, samples: int, bits: int) -> s
     if samples != 1:
         what += f" with {samples} samples per pixel"
     return f"{what} at {bits} bits"
-
-
-def _count(ds: Dataset, keyword: str, default: int, lo: int, hi: int) -> int:
-    """An integer header attribute within [lo, hi]; ValueError naming it otherwise."""
-    value = ds.get(keyword, default)
-    if value in (None, ""):
-        value = default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{keyword} is {value!r}, not a whole number") from None
-    if not lo <= number <= hi:
-        raise ValueError(f"{keyword} is {number}, outside {lo}..{hi}")
-    return number
-
-
-def _windows(ds: Dataset) -> tuple[tuple[float, float, str], ...]:
-    src = ds
-    if "WindowCenter" not in ds:
-        voi = _first_item(ds, "SharedFunctionalGroupsSequence", "FrameVOILUTSequence") or (
-            _first_item(ds, "PerFrameFunctionalGroupsSequence", "FrameVOILUTSequence")
-        )
-        if voi is None:
-            return ()
-        src = voi
-    centers = _floats(src.get("WindowCenter"))
-    widths = _floats(src.get("WindowWidth"))
-    if not centers or not widths:
-        return ()
-    names = src.get("WindowCenterWidthExplanation", "")
-    names = list(names) if isinstance(names, (list, tuple)) or hasattr(names, "append") else [names]
-    out = []
-    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        if w > 0:
-            out.append((c, w, str(names[i]) if i < len(names) else ""))
-    return tuple(out)
-
-
-def _thickness(ds: Dataset) -> float | None:
-    value = _floats(ds.get("SliceThickness"), 1)
-    if value is None:
-        pm = _first_item(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence")
-        value = _floats(pm.get("SliceThickness"), 1) if pm is not None else None
-    return value[0] if value else None
 
 
 def header_from_dataset(
