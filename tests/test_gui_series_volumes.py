@@ -62,7 +62,7 @@ def test_each_volume_is_an_entry_in_volume_order(qtbot, tmp_path):
     _dynamic(tmp_path)
     b = _browser(qtbot, tmp_path)
     texts = [b.tree.topLevelItem(r).text(3) for r in range(b.tree.topLevelItemCount())]
-    assert texts == [f"Perfusion · Volume {t}/4 — time point {t}" for t in range(1, 5)]
+    assert texts == [f"Volume {t}/4 — time point {t} · Perfusion" for t in range(1, 5)]
     tip = b.tree.topLevelItem(1).toolTip(0)
     assert "Volume: Volume 2/4 — time point 2 (a time series)" in tip
     assert not b.play_bar.isVisible()  # nothing shown yet
@@ -85,6 +85,8 @@ def test_play_steps_through_every_volume_loading_each_once_then_from_cache(qtbot
     keys = [s.series_uid for s in sorted(b.series, key=lambda s: s.volume_index)]
     assert window.shown[:9] == (keys * 3)[:9]  # in order, wrapping round
     assert window.loaded == keys  # each volume loaded once; the rest came from the cache
+    current = b.series[b.tree.currentItem().data(0, Qt.ItemDataRole.UserRole)]
+    assert current is b.current  # the list shows which volume is on screen
 
 
 def test_cache_is_bounded_and_reloads_what_it_dropped(qtbot, tmp_path):

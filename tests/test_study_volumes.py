@@ -232,3 +232,12 @@ def test_scan_json_and_table_say_volumes_and_duplicates(tmp_path, capsys):
     volumes = [s["volume"] for s in data["series"] if s["volume"]]
     assert [v["label"] for v in volumes] == ["echo 1, TE 10 ms", "echo 2, TE 30 ms"]
     assert [s["duplicates_ignored"] for s in data["series"]].count(1) == 1
+
+
+def test_a_reused_sop_uid_at_another_position_is_not_a_copy(tmp_path):
+    truth = f.write_ct_series(tmp_path, shape=(3, 4, 4))
+    uid = pydicom.dcmread(truth.paths[0]).SOPInstanceUID
+    f.set_attribute(truth.paths[1], "SOPInstanceUID", uid)
+    (info,) = _images(tmp_path)
+    assert info.loadable and info.shape == (3, 4, 4) and info.duplicates == 0
+    assert np.array_equal(load_series(info).array, truth.values)

@@ -352,3 +352,16 @@ def _thickness(ds: Dataset) -> float | None:
         pm = _first_item(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence")
         value = _floats(pm.get("SliceThickness"), 1) if pm is not None else None
     return value[0] if value else None
+
+
+#: What the calibration, cine and volume facts read (a fast header reader must read them
+#: too): keywords, and sequences whose presence sends a file to pydicom.
+CALIBRATION_KEYWORDS = (
+    "ImagerPixelSpacing",
+    "FrameTime",
+    "FrameTimeVector",
+    "RecommendedDisplayFrameRate",
+    "CineRate",
+    *CLASSIC_VOLUME_ATTRIBUTES,
+)
+CALIBRATION_SEQUENCES = ("SequenceOfUltrasoundRegions", "VOILUTSequence")

@@ -113,11 +113,13 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _unique_by_sop(headers: list[FileHeader]) -> tuple[list[FileHeader], int]:
-    """Headers without exact copies (one SOP Instance UID stored twice); the copies dropped."""
-    seen: set[tuple[str, int]] = set()
+    """Headers without exact copies (one SOP Instance UID stored twice at the same place);
+    the copies dropped. A reused UID on another position is not a copy (a careless
+    anonymiser): both stay."""
+    seen: set[tuple[str, int, tuple]] = set()
     kept, dropped = [], 0
     for h in headers:
-        key = (h.sop_instance_uid, h.frames)
+        key = (h.sop_instance_uid, h.frames, h.positions)
         if h.sop_instance_uid and key in seen:
             dropped += 1
             continue

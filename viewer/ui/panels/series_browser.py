@@ -52,11 +52,12 @@ def _date_text(value: str | None) -> str:
 
 
 def description_text(info: SeriesInfo) -> str:
-    """The Description cell: the series description, then which volume this entry is."""
+    """The Description cell: which volume this entry is (first: the dock is narrow and the
+    volumes of one series share their description), then the series description."""
     volume = info.volume_text
     if not volume:
         return info.description or ""
-    return f"{info.description} · {volume}" if info.description else volume
+    return f"{volume} · {info.description}" if info.description else volume
 
 
 class _Row(QTreeWidgetItem):
@@ -257,6 +258,9 @@ class SeriesBrowser(QWidget):
         """Show ``info``: from the cache when its volume was loaded before and the window
         takes volumes (``volume_activated`` is connected), else by loading it."""
         self.current = info
+        item = self.item_for(info)
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.setCurrentItem(item)  # the row follows stepping and playing
         cached = self.cache.get(info.series_uid) if info.volume_count > 1 else None
         takes_volumes = self.isSignalConnected(QMetaMethod.fromSignal(self.volume_activated))
         self._update_play_bar()
