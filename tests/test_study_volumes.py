@@ -241,3 +241,14 @@ def test_a_reused_sop_uid_at_another_position_is_not_a_copy(tmp_path):
     (info,) = _images(tmp_path)
     assert info.loadable and info.shape == (3, 4, 4) and info.duplicates == 0
     assert np.array_equal(load_series(info).array, truth.values)
+
+
+def test_picking_a_multi_volume_series_by_its_uid_lists_its_volumes(tmp_path):
+    from viewer.study.errors import SeriesNotFound
+    from viewer.study.scan import pick_series
+
+    uid, _ = _multi_echo(tmp_path, echoes=((1, 10.0), (2, 30.0)))
+    with pytest.raises(SeriesNotFound, match="holds 2 volumes") as err:
+        pick_series(tmp_path, uid)
+    assert f"{uid}#vol2  Volume 2/2 — echo 2, TE 30 ms" in str(err.value)
+    assert pick_series(tmp_path, f"{uid}#vol2").volume_label == "echo 2, TE 30 ms"

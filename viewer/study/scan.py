@@ -346,6 +346,13 @@ def pick_series(path: Path | str, uid: str | None = None) -> SeriesInfo:
         for s in usable:
             if s.series_uid == uid:
                 return s
+        volumes = [s for s in usable if s.volume_group == uid]
+        if volumes:
+            listing = "\n".join(f"  {s.series_uid}  {s.volume_text}" for s in volumes)
+            raise SeriesNotFound(
+                path,
+                f"series {uid} holds {len(volumes)} volumes; choose one with --series:\n" + listing,
+            )
         have = ", ".join(s.series_uid for s in usable) or "none"
         raise SeriesNotFound(path, f"no loadable series {uid!r} (found: {have})")
     if not usable:
