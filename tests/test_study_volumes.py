@@ -252,3 +252,34 @@ def test_picking_a_multi_volume_series_by_its_uid_lists_its_volumes(tmp_path):
         pick_series(tmp_path, uid)
     assert f"{uid}#vol2  Volume 2/2 — echo 2, TE 30 ms" in str(err.value)
     assert pick_series(tmp_path, f"{uid}#vol2").volume_label == "echo 2, TE 30 ms"
+
+
+def _series_in_two_more_syntaxes(folder, n=40):
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    truth = f.write_ct_series(folder / "orig", shape=(n, 8, 8))
+    for syntax, name in ((RLELossless, "rle"), (ImplicitVRLittleEndian, "implicit")):
+        for path in truth.paths:
+            ds = pydicom.dcmread(path)
+            ds.SOPInstanceUID = generate_uid()  # re-encoded by a tool that renames them
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            f.save(ds, folder / name / path.name, syntax)
+    return truth
+
+
+def test_a_whole_series_in_three_syntaxes_is_one_volume(tmp_path):
+    truth = _series_in_two_more_syntaxes(tmp_path)
+    (info,) = _images(tmp_path)
+    assert info.loadable and info.duplicates == 80 and info.volume_count == 1
+    assert any(p.startswith("80 duplicate copies ignored") for p in info.problems)
+    assert np.array_equal(load_series(info).array, truth.values)
+
+
+def test_copies_beyond_the_decoding_bound_are_refused_not_split(tmp_path, monkeypatch):
+    from viewer.study import multivolume
+
+    _series_in_two_more_syntaxes(tmp_path, n=6)
+    monkeypatch.setattr(multivolume, "MAX_COMPARE_BYTES", 8 * 8 * 2 * 4)  # four frames
+    (info,) = _images(tmp_path)
+    assert not info.loadable and info.volume_count == 1
+    assert "not every copy could be compared" in info.problems[-1]

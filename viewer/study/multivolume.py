@@ -2,12 +2,14 @@
 other repeated acquisitions of the same positions split by the attribute that separates them.
 
 Headers only, except where two frames at one position agree on every attribute: then the
-pixels decide (``same_pixels``, a bounded number of frames) whether they are copies of one
-image (the same image stored in several transfer syntaxes) or a repeat nothing labels.
+pixels decide (``FramePixels``: each frame decoded once, a bounded number of bytes in all)
+whether they are copies of one image (the same image stored in several transfer syntaxes)
+or a repeat nothing labels.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import combinations
@@ -23,8 +25,9 @@ from viewer.study.opening import open_regular
 
 #: Positions closer than this (mm) along the normal are the same slice (as in the layout).
 SAME_POSITION_MM = 1e-3
-#: At most this many frame comparisons decode pixels per series (each decodes two frames).
-MAX_PIXEL_COMPARISONS = 32
+#: At most this many frame comparisons per series (FramePixels also bounds the bytes
+#: decoded; each frame is decoded once).
+MAX_PIXEL_COMPARISONS = 4096
 #: The attributes that may tell volumes apart, most telling first.
 SEPARATORS = (
     "TemporalPositionIdentifier",
@@ -221,7 +224,9 @@ def split_volumes(
                 same = same_pixels(  # type: ignore[misc]
                     headers[fk.header], fk.frame, headers[fi.header], fi.frame
                 )
-                if same:
+                if same is None:
+                    unknown = True
+                elif same:
                     copy = True
                     break
             if copy:
@@ -252,7 +257,7 @@ def split_volumes(
         temporal = keys[0] in TEMPORAL
     else:
         sizes = {len(g) for g in groups}
-        if len(sizes) != 1:
+        if len(sizes) != 1 or unknown:
             big = max(groups, key=len)
             a, b = frames[big[0]], frames[big[1]]
             return VolumeSplit(
@@ -263,7 +268,11 @@ def split_volumes(
                     f"{headers[a.header].path.name} and {headers[b.header].path.name}, with "
                     "different pixels, and no attribute (temporal position, echo, b-value, "
                     "acquisition, trigger time) tells them apart"
-                    + (" (not every pair was compared)" if unknown else "")
+                    + (
+                        " (not every copy could be compared: too many or undecodable)"
+                        if unknown
+                        else ""
+                    )
                     + ": not loaded"
                 ),
                 duplicates=duplicates,
@@ -341,39 +350,54 @@ def _restrict(
     return out
 
 
-#: Decoded frames kept while one series' copies are compared (path, frame) -> pixels.
-_Pixels = dict[tuple[Path, int], "np.ndarray | None"]
+#: Decoded pixels one series' comparison of copies may read in all (each frame once).
+MAX_COMPARE_BYTES = 512 * 1024 * 1024
 
 
-def _frame_pixels(h: FileHeader, frame: int, cache: _Pixels) -> np.ndarray | None:
-    key = (h.path, frame)
-    if key not in cache:
+class FramePixels:
+    """Compares frames by a digest of their decoded pixels, decoding each frame once and
+    at most ``max_bytes`` of pixels in all; beyond that a comparison answers None (not
+    compared). One instance serves one series."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.max_bytes = MAX_COMPARE_BYTES if max_bytes is None else max_bytes
+        self.decoded_bytes = 0
+        self._digests: dict[tuple[Path, int], tuple[tuple[int, ...], str, str] | None] = {}
+
+    def digest(self, h: FileHeader, frame: int) -> tuple[tuple[int, ...], str, str] | None:
+        key = (h.path, frame)
+        if key in self._digests:
+            return self._digests[key]
+        if self.decoded_bytes >= self.max_bytes or h.refused is not None:
+            return None
         try:
             with open_regular(h.path) as fp:
                 ds = read_dataset(h.path, fp, stop_before_pixels=False)
-            cache[key] = np.asarray(pydicom.pixels.pixel_array(ds, index=frame))
+            pixels = np.asarray(pydicom.pixels.pixel_array(ds, index=frame))
+            # Big-endian files decode to big-endian arrays: compare values, not byte order.
+            pixels = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<"))
         except Exception:  # noqa: BLE001 - a frame that cannot be decoded is not compared
-            cache[key] = None
-    return cache[key]
+            self._digests[key] = None
+            return None
+        self.decoded_bytes += pixels.nbytes
+        found = (pixels.shape, pixels.dtype.str, hashlib.sha256(pixels.tobytes()).hexdigest())
+        self._digests[key] = found
+        return found
 
-
-def same_frame_pixels(a: FileHeader, fa: int, b: FileHeader, fb: int) -> bool | None:
-    """Whether two frames are the same image: the same size, photometric interpretation
-    and rescale, and identical decoded pixels (whatever transfer syntax stored them)."""
-    if a.refused is not None or b.refused is not None:
-        return None
-    if (a.rows, a.cols, a.samples_per_pixel, a.photometric, a.slope, a.intercept) != (
-        b.rows,
-        b.cols,
-        b.samples_per_pixel,
-        b.photometric,
-        b.slope,
-        b.intercept,
-    ) or a.modality_lut != b.modality_lut:
-        return False
-    cache: _Pixels = {}
-    pa = _frame_pixels(a, fa, cache)
-    pb = _frame_pixels(b, fb, cache)
-    if pa is None or pb is None:
-        return None
-    return pa.shape == pb.shape and bool(np.array_equal(pa, pb))
+    def __call__(self, a: FileHeader, fa: int, b: FileHeader, fb: int) -> bool | None:
+        """Whether two frames are the same image: the same size, photometric
+        interpretation and rescale, and identical decoded pixels (whatever transfer
+        syntax stored them); None when they could not be compared."""
+        if (a.rows, a.cols, a.samples_per_pixel, a.photometric, a.slope, a.intercept) != (
+            b.rows,
+            b.cols,
+            b.samples_per_pixel,
+            b.photometric,
+            b.slope,
+            b.intercept,
+        ) or a.modality_lut != b.modality_lut:
+            return False
+        da, db = self.digest(a, fa), self.digest(b, fb)
+        if da is None or db is None:
+            return None
+        return da == db

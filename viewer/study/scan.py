@@ -28,7 +28,7 @@ from viewer.study.headers import (
     read_header,
 )
 from viewer.study.layout import plan_series, split_parts
-from viewer.study.multivolume import same_frame_pixels, split_volumes
+from viewer.study.multivolume import FramePixels, split_volumes
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
 from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
@@ -166,7 +166,7 @@ def _volumes(
 ) -> list[SeriesInfo]:
     """One stack of a series as its volumes: copies collapsed, repeats split (each volume
     keyed ``<uid>#vol<k>`` so its labels are its own; a single volume keeps ``uid``)."""
-    split = split_volumes(headers, same_frame_pixels)
+    split = split_volumes(headers, FramePixels())
     notes = problems + split.notes
     if split.refusal is not None:
         refused = replace(
