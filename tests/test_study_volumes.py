@@ -283,3 +283,11 @@ def test_copies_beyond_the_decoding_bound_are_refused_not_split(tmp_path, monkey
     (info,) = _images(tmp_path)
     assert not info.loadable and info.volume_count == 1
     assert "not every copy could be compared" in info.problems[-1]
+
+
+def test_volumes_of_one_series_keep_their_labels_apart(tmp_path):
+    from viewer.labels.store import store_key
+
+    _multi_echo(tmp_path, echoes=((1, 10.0), (2, 30.0)))
+    keys = {store_key(load_series(s).key) for s in _images(tmp_path)}
+    assert len(keys) == 2

@@ -49,6 +49,9 @@ def series_facts(volume: Volume, modality: str | None = None) -> SeriesFacts:
 #                                ophthalmic, no ImageOrientationPatient): no letters, no plane names
 #   meta["frame_time_ms"]        the time between frames of a multi-frame cine, when stated
 #   meta["volume_label"]         which volume of a multi-volume series this is ("echo 2, TE 30 ms")
+#   meta["volume_index"], meta["volume_count"]  its number (1-based) and how many there are;
+#                                Volume.key is then "<SeriesInstanceUID>#vol<k>" (labels apart)
+#   meta["series_instance_uid"]  the file's own SeriesInstanceUID (the key may carry "#...")
 
 SPACING_SOURCES = ("patient", "detector", "ultrasound", "none")
 
