@@ -142,3 +142,42 @@ def test_the_window_opens_the_chosen_volume_with_its_label(qtbot, tmp_path):
     assert facts.volume_position(volume) == (3, 3)
     assert np.array_equal(volume.array, f.ct_values((3, 6, 5), seed=3))
     win.close()
+
+
+def test_the_window_shows_a_volume_stepped_back_to_from_the_cache(qtbot, tmp_path):
+    from viewer.ui.main_window import MainWindow
+
+    _dynamic(tmp_path, times=3)
+    win = MainWindow()
+    qtbot.addWidget(win)
+    loads: list[str] = []
+    real_open = win.open_series
+
+    def counting_open(info):
+        loads.append(info.series_uid)
+        real_open(info)
+
+    win.browser.series_activated.disconnect(win.open_series)
+    win.browser.series_activated.connect(counting_open)
+    win.open_path(tmp_path)
+    qtbot.waitUntil(lambda: win.browser.tree.topLevelItemCount() == 3, timeout=20000)
+    win.wait_idle()
+    first = win.browser.siblings(win.browser.series[0])[0]
+    win.browser.activate(first)
+    qtbot.waitUntil(
+        lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
+        timeout=20000,
+    )
+    win.wait_idle()
+    first_array = win.state.volume.array
+    win.browser.step(1)
+    second = win.browser.current
+    qtbot.waitUntil(lambda: win.state.volume.key == second.series_uid, timeout=20000)
+    win.wait_idle()
+    loaded_before = len(loads)
+    win.browser.step(-1)  # back to the first volume: shown from the cache, not loaded again
+    qtbot.waitUntil(lambda: win.state.volume.key == first.series_uid, timeout=20000)
+    assert len(loads) == loaded_before
+    assert win.current_series is not None and win.current_series.series_uid == first.series_uid
+    assert np.array_equal(win.state.volume.array, first_array)
+    win.close()

@@ -85,6 +85,10 @@ class MainWindow(QMainWindow):
         self.series_loaded.connect(services.series_loaded)
         self.browser = SeriesBrowser(self)
         self.browser.series_activated.connect(self.open_series)
+        # Volumes of a multi-volume series: each loads once (the browser's cache), then is shown
+        # from the cache when stepped or played to.
+        self.series_loaded.connect(self.browser.remember)
+        self.browser.volume_activated.connect(self._volume_from_cache)
         self.browser.set_shown_columns(str(self.settings.get("series/columns", "")).split(","))
         self.browser.columns_changed.connect(
             lambda names: self.settings.set("series/columns", ",".join(names))
@@ -240,6 +244,13 @@ class MainWindow(QMainWindow):
         self.current_series = info
         name = info.description or info.series_uid or "series"
         self._start_load(series_task(info), f"Loading {name}", info)
+
+    def _volume_from_cache(self, volume: Volume) -> None:
+        if self._load is not None:
+            self._load.cancel()
+            self._load = None
+        self.current_series = self.browser.current
+        self._loaded(volume)
 
     def _start_load(
         self, fn: Callable[[TaskContext], Any], label: str, info: SeriesInfo | None
