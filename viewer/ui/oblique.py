@@ -1,0 +1,216 @@
+"""Oblique MPR: the three linked planes as frames in the patient (LPS) that the user rotates
+about the crosshair, and the slices resampled along a rotated frame. Qt-free.
+
+Each plane keeps a rotation applied to its orthogonal frame (screen-right, screen-down and
+slice normal, from ``viewer.ui.planes.Plane``). Rotating in one view turns the *other* two
+planes about that view's line of sight, as 3D Slicer and RadiAnt do: the view itself keeps its
+image and only its crosshair lines tilt, while the other views resample oblique slices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from radlens_core.grid import Grid
+from viewer.study.volume import orientation_letters
+from viewer.ui.planes import PLANES, Plane
+from viewer.ui.slab import Slab, reduce_stack
+
+#: the largest oblique image edge in pixels (keeps each resampling to a few tens of ms)
+MAX_EDGE_PX = 1024
+
+
+def rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
+    """3x3 rotation by ``angle`` radians about unit-normalised ``axis`` (right-handed)."""
+    k = np.asarray(axis, dtype=float)
+    k = k / np.linalg.norm(k)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * (kx @ kx)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A plane's screen-right, screen-down and slice-normal unit vectors in LPS."""
+
+    right: np.ndarray
+    down: np.ndarray
+    normal: np.ndarray
+
+    @classmethod
+    def of(cls, plane: Plane, rotation: np.ndarray | None = None) -> Frame:
+        r = np.eye(3) if rotation is None else np.asarray(rotation, dtype=float)
+        return cls(
+            r @ np.asarray(plane.right), r @ np.asarray(plane.down), r @ np.asarray(plane.normal)
+        )
+
+    @property
+    def sight(self) -> np.ndarray:
+        """The direction the viewer looks into the screen (right x down)."""
+        return np.cross(self.right, self.down)
+
+    def edge_letters(self) -> dict[str, str]:
+        return {
+            "top": orientation_letters(-self.down),
+            "bottom": orientation_letters(self.down),
+            "left": orientation_letters(-self.right),
+            "right": orientation_letters(self.right),
+        }
+
+    def line_angle(self, other_normal: np.ndarray) -> float | None:
+        """Screen angle (degrees; x right, y down) of the line where a plane with
+        ``other_normal`` cuts this one, None when the planes are parallel."""
+        d = np.cross(self.sight, np.asarray(other_normal, dtype=float))
+        x, y = float(d @ self.right), float(d @ self.down)
+        if np.hypot(x, y) < 1e-9:
+            return None
+        return float(np.degrees(np.arctan2(y, x)))
+
+
+class ObliqueFrames:
+    """The rotation of each linked plane; identity everywhere is the orthogonal MPR."""
+
+    def __init__(self) -> None:
+        self.rotations: dict[str, np.ndarray] = {p: np.eye(3) for p in PLANES}
+
+    def reset(self) -> None:
+        self.rotations = {p: np.eye(3) for p in PLANES}
+
+    def is_oblique(self, plane: str) -> bool:
+        return not np.allclose(self.rotations[plane], np.eye(3), atol=1e-9)
+
+    @property
+    def any_oblique(self) -> bool:
+        return any(self.is_oblique(p) for p in PLANES)
+
+    def frame(self, plane: Plane) -> Frame:
+        return Frame.of(plane, self.rotations[plane.name])
+
+    def rotate(self, about: Plane, angle: float) -> None:
+        """Turn every plane but ``about`` by ``angle`` radians about ``about``'s line of sight
+        (positive: clockwise on that view's screen, as the mouse turns)."""
+        turn = rotation_matrix(self.frame(about).sight, angle)
+        for name in PLANES:
+            if name != about.name:
+                self.rotations[name] = turn @ self.rotations[name]
+
+
+@dataclass(frozen=True)
+class ObliqueSlice:
+    """Where an oblique plane's pixels lie: scene (x, y) mm from the image's top-left corner,
+    and depth ``t`` mm along the normal, both measured from the volume's centre ``centre``."""
+
+    frame: Frame
+    grid: Grid
+    centre: np.ndarray
+    x0: float
+    y0: float
+    t0: float
+    t1: float
+    pixel_mm: float
+    rows: int
+    cols: int
+
+    @classmethod
+    def build(cls, grid: Grid, frame: Frame, max_edge_px: int = MAX_EDGE_PX) -> ObliqueSlice:
+        nz, ny, nx = grid.shape
+        corners = np.array(
+            [
+                [z, y, x]
+                for z in (-0.5, nz - 0.5)
+                for y in (-0.5, ny - 0.5)
+                for x in (-0.5, nx - 0.5)
+            ]
+        )
+        lps = grid.index_to_patient(corners)
+        centre = grid.index_to_patient(np.array([(nz - 1) / 2, (ny - 1) / 2, (nx - 1) / 2]))
+        rel = lps - centre
+        u, v, t = rel @ frame.right, rel @ frame.down, rel @ frame.normal
+        pixel = float(min(grid.spacing))
+        width, height = float(u.max() - u.min()), float(v.max() - v.min())
+        pixel = max(pixel, max(width, height) / max_edge_px)
+        return cls(
+            frame,
+            grid,
+            centre,
+            float(u.min()),
+            float(v.min()),
+            float(t.min()),
+            float(t.max()),
+            pixel,
+            max(1, int(np.ceil(height / pixel))),
+            max(1, int(np.ceil(width / pixel))),
+        )
+
+    # ---- mapping -------------------------------------------------------------------------
+    @property
+    def width_mm(self) -> float:
+        return self.cols * self.pixel_mm
+
+    @property
+    def height_mm(self) -> float:
+        return self.rows * self.pixel_mm
+
+    def patient_of(self, x: float, y: float, t: float) -> np.ndarray:
+        """LPS mm of scene point (x, y) at depth ``t``."""
+        f = self.frame
+        return self.centre + (self.x0 + x) * f.right + (self.y0 + y) * f.down + t * f.normal
+
+    def scene_of(self, lps: np.ndarray) -> tuple[float, float, float]:
+        """(x, y, t) of an LPS point: scene mm and depth along the normal."""
+        rel = np.asarray(lps, dtype=float) - self.centre
+        f = self.frame
+        return float(rel @ f.right - self.x0), float(rel @ f.down - self.y0), float(rel @ f.normal)
+
+    def depth_of(self, lps: np.ndarray) -> float:
+        return float((np.asarray(lps, dtype=float) - self.centre) @ self.frame.normal)
+
+    # ---- resampling ----------------------------------------------------------------------
+    def _index_coords(self, t: float) -> np.ndarray:
+        """(3, rows, cols) continuous (z, y, x) voxel indices of the pixel centres at ``t``."""
+        g = self.grid
+        origin_idx = g.patient_to_index(self.patient_of(0.0, 0.0, t))
+        step_r = g.patient_to_index(self.patient_of(0.0, self.pixel_mm, t)) - origin_idx
+        step_c = g.patient_to_index(self.patient_of(self.pixel_mm, 0.0, t)) - origin_idx
+        rows = (np.arange(self.rows) + 0.5)[:, None]
+        cols = (np.arange(self.cols) + 0.5)[None, :]
+        return np.stack(
+            [origin_idx[k] + rows * step_r[k] + cols * step_c[k] for k in range(3)], axis=0
+        )
+
+    def sample(
+        self, array: np.ndarray, t: float, order: int = 1, background: float = 0.0
+    ) -> np.ndarray:
+        """The (rows, cols) image of ``array`` (z, y, x) on this plane at depth ``t``; outside
+        the volume the image takes ``background`` (the view passes the volume's minimum, black
+        in any window)."""
+        if array.ndim != 3:
+            raise ValueError("oblique slices are resampled from scalar volumes only")
+        out_dtype = np.float32 if order > 0 else array.dtype
+        return ndimage.map_coordinates(
+            array,
+            self._index_coords(t),
+            order=order,
+            mode="constant",
+            cval=background,
+            output=out_dtype,
+        )
+
+    def sample_slab(
+        self, array: np.ndarray, t: float, slab: Slab, order: int = 1, background: float = 0.0
+    ) -> np.ndarray:
+        """The slab ``slab`` around depth ``t``: parallel oblique slices one finest voxel
+        spacing apart, reduced by the slab's mode."""
+        if not slab.active:
+            return self.sample(array, t, order, background)
+        step = self.slice_step()
+        n = slab.count(step)
+        offsets = (np.arange(n) - (n - 1) / 2.0) * step
+        stack = np.stack([self.sample(array, t + o, order, background) for o in offsets])
+        return reduce_stack(stack, slab.mode, axis=0)[0]
+
+    def slice_step(self) -> float:
+        """Millimetres one wheel step moves along the normal (the finest voxel spacing)."""
+        return float(min(self.grid.spacing))
