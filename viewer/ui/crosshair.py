@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt
 
 from viewer.ui.oblique import Frame
 
@@ -44,6 +44,10 @@ class Crosshair:
             pen = pg.mkPen(PLANE_COLOURS[other], width=1)
             line = pg.InfiniteLine(angle=90 if other == VERTICAL_OF[plane] else 0, pen=pen)
             line.setZValue(30)
+            # A press on a line is a press on the image (move or turn the crosshair): the
+            # lines themselves never take the mouse.
+            line.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            line.setAcceptHoverEvents(False)
             view_box.addItem(line, ignoreBounds=True)
             self.lines[other] = line
 

@@ -104,7 +104,7 @@ class SliceView(QWidget):
         state.cursor_moved.connect(self._cursor_moved)
         state.window_changed.connect(self._window_changed)
         state.oblique_changed.connect(self._oblique_changed)
-        state.slab_changed.connect(self._data_updated)
+        state.slab_changed.connect(self._slab_changed)
         state.layers.subscribe(self._layer_event)
         self._volume_changed()
 
@@ -251,6 +251,10 @@ class SliceView(QWidget):
             overlay.refresh_oblique(ob, self._depth(ob))
         else:
             overlay.clear()  # boxes are drawn on the planes they were found on
+
+    def _slab_changed(self) -> None:
+        self._draw_image(force=True)
+        self._update_text()
 
     def _data_updated(self) -> None:
         self._background = None  # slices arrived: the minimum may have changed

@@ -52,12 +52,13 @@ def study_date(value: object) -> str:
 class SliceText:
     """What the bottom-left corner says about the slice shown."""
 
-    position: str
+    #: which slice, and where (one line each, so a narrow pane elides neither)
+    position: tuple[str, ...]
     slab: str
     size: str
 
     def text(self) -> str:
-        return "\n".join(s for s in (self.position, self.slab, self.size) if s)
+        return "\n".join(s for s in (*self.position, self.slab, self.size) if s)
 
 
 def slice_text(
@@ -77,22 +78,22 @@ def slice_text(
         n = int(np.floor((oblique.t1 - oblique.t0) / step)) + 1
         i = int(np.clip(round((depth - oblique.t0) / step), 0, n - 1)) + 1
         return SliceText(
-            f"Oblique {i}/{n}  LPS ({x:.1f}, {y:.1f}, {z:.1f}) mm",
+            (f"Oblique {i}/{n}", f"LPS {x:.1f}, {y:.1f}, {z:.1f} mm"),
             slab,
             f"{oblique.cols}×{oblique.rows}",
         )
     size = f"{g.n_cols}×{g.n_rows}"
     if vol.is_2d:
-        return SliceText("", "", size)
+        return SliceText((), "", size)
     if not has_patient_orientation(vol):
         ms = frame_time_ms(vol)
-        timing = f"  {ms:g} ms/frame" if ms else ""
-        return SliceText(f"Frame {index + 1}/{g.n_slices}{timing}", "", size)
+        timing = f"{ms:g} ms/frame" if ms else ""
+        return SliceText((f"Frame {index + 1}/{g.n_slices}", timing), "", size)
     zyx = state.cursor.copy()
     zyx[g.normal_axis] = index
     lps = np.asarray(vol.index_to_patient(zyx), dtype=float)
     k = int(np.argmax(np.abs(np.asarray(g.normal))))
-    position = f"Slice {index + 1}/{g.n_slices}  LPS {'xyz'[k]} {lps[k]:.1f} mm"
+    position = (f"Slice {index + 1}/{g.n_slices}", f"LPS {'xyz'[k]} {lps[k]:.1f} mm")
     return SliceText(position, slab, size)
 
 
