@@ -146,6 +146,10 @@ def test_an_echo_clip_shows_frames_and_frame_time_not_slices_and_planes(qtbot, w
     assert window.controls.plane_combo.currentText() == "Frames"
     assert window.controls.fps_spin.value() == 30  # plays at the acquired rate
     assert window.action_map["cine"].isEnabled()
+    view.hovered.emit(np.array([60.0, 10.0, 20.0]))
+    status = window.statusBar().findChildren(type(view.corner["bl"]))
+    readout = next(s.text() for s in status if "pixel (" in s.text())
+    assert "pixel (x 20, y 10)   frame 61/120" in readout and "LPS" not in readout
 
 
 def test_a_stack_of_radiographs_is_not_called_axial(qtbot, window):

@@ -68,9 +68,14 @@ def test_an_unturned_oblique_slice_reproduces_the_stored_voxels():
     )
     plane = Plane.of(vol, "axial")
     ob = ObliqueSlice.build(vol.grid, Frame.of(plane))
-    assert (ob.rows, ob.cols) == (9, 11)
+    # A square as wide as the diagonal (sqrt(6^2 + 9^2 + 11^2) = 15.4 mm), odd-sized so the
+    # voxel centres of an odd-sized volume fall on pixel centres.
+    assert (ob.rows, ob.cols) == (17, 17)
     depth = ob.depth_of(vol.index_to_patient(np.array([4.0, 0.0, 0.0])))
-    assert ob.sample(vol.array, depth) == pytest.approx(vol.array[4], abs=1e-5)
+    image = ob.sample(vol.array, depth, background=-99.0)
+    assert image[4:13, 3:14] == pytest.approx(vol.array[4], abs=1e-5)
+    image[4:13, 3:14] = -99.0
+    assert np.all(image == -99.0)  # outside the volume: the background
 
 
 @pytest.mark.parametrize("plane_name", ["axial", "coronal", "sagittal"])

@@ -115,6 +115,9 @@ class ObliqueSlice:
 
     @classmethod
     def build(cls, grid: Grid, frame: Frame, max_edge_px: int = MAX_EDGE_PX) -> ObliqueSlice:
+        """The plane's image is a square as wide as the volume's diagonal, centred on the
+        volume's centre: it holds the whole cut at any angle, and its scene stays put while
+        the plane turns (no jump of zoom or pan during a Ctrl+drag)."""
         nz, ny, nx = grid.shape
         corners = np.array(
             [
@@ -126,22 +129,14 @@ class ObliqueSlice:
         )
         lps = grid.index_to_patient(corners)
         centre = grid.index_to_patient(np.array([(nz - 1) / 2, (ny - 1) / 2, (nx - 1) / 2]))
-        rel = lps - centre
-        u, v, t = rel @ frame.right, rel @ frame.down, rel @ frame.normal
-        pixel = float(min(grid.spacing))
-        width, height = float(u.max() - u.min()), float(v.max() - v.min())
-        pixel = max(pixel, max(width, height) / max_edge_px)
+        t = (lps - centre) @ frame.normal
+        half = float(np.max(np.linalg.norm(lps - centre, axis=1)))
+        pixel = max(float(min(grid.spacing)), 2 * half / max_edge_px)
+        edge = max(1, int(np.ceil(2 * half / pixel)))
+        edge += 1 - edge % 2  # odd: a pixel centre sits on the volume's centre
+        start = -edge * pixel / 2
         return cls(
-            frame,
-            grid,
-            centre,
-            float(u.min()),
-            float(v.min()),
-            float(t.min()),
-            float(t.max()),
-            pixel,
-            max(1, int(np.ceil(height / pixel))),
-            max(1, int(np.ceil(width / pixel))),
+            frame, grid, centre, start, start, float(t.min()), float(t.max()), pixel, edge, edge
         )
 
     # ---- mapping -------------------------------------------------------------------------
