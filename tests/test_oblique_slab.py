@@ -155,6 +155,10 @@ def test_a_slab_refuses_nonsense():
     with pytest.raises(ValueError):
         Slab("mip", 0)
     assert Slab("mip", 1e9).count(0.5) == 256  # bounded
+    vol = linear_volume()
+    ob = ObliqueSlice.build(vol.grid, Frame.of(planes_for(vol)["coronal"]))
+    offsets = ob.slab_offsets(Slab("mip", 200.0))
+    assert len(offsets) == 16 and offsets[-1] - offsets[0] == pytest.approx(200 * 15 / 16)
 
 
 def test_lengths_carry_their_honest_unit():

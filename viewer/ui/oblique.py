@@ -17,10 +17,12 @@ from scipy import ndimage
 from radlens_core.grid import Grid
 from viewer.study.volume import orientation_letters
 from viewer.ui.planes import PLANES, Plane
-from viewer.ui.slab import Slab, reduce_stack
+from viewer.ui.slab import Slab
 
 #: the largest oblique image edge in pixels (keeps each resampling to a few tens of ms)
 MAX_EDGE_PX = 1024
+#: the most parallel slices an oblique slab resamples (a thicker slab steps further apart)
+MAX_OBLIQUE_SLAB = 16
 
 
 def rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
@@ -163,17 +165,49 @@ class ObliqueSlice:
         return float((np.asarray(lps, dtype=float) - self.centre) @ self.frame.normal)
 
     # ---- resampling ----------------------------------------------------------------------
-    def _index_coords(self, t: float) -> np.ndarray:
-        """(3, rows, cols) continuous (z, y, x) voxel indices of the pixel centres at ``t``."""
+    def _index_coords(
+        self, t: float, window: tuple[int, int, int, int] | None = None
+    ) -> np.ndarray:
+        """(3, rows, cols) continuous (z, y, x) voxel indices of the pixel centres at ``t``,
+        of the whole image or of ``window`` (row0, row1, col0, col1)."""
+        r0, r1, c0, c1 = window if window is not None else (0, self.rows, 0, self.cols)
         g = self.grid
         origin_idx = g.patient_to_index(self.patient_of(0.0, 0.0, t))
         step_r = g.patient_to_index(self.patient_of(0.0, self.pixel_mm, t)) - origin_idx
         step_c = g.patient_to_index(self.patient_of(self.pixel_mm, 0.0, t)) - origin_idx
-        rows = (np.arange(self.rows) + 0.5)[:, None]
-        cols = (np.arange(self.cols) + 0.5)[None, :]
+        rows = (np.arange(r0, r1) + 0.5)[:, None]
+        cols = (np.arange(c0, c1) + 0.5)[None, :]
         return np.stack(
             [origin_idx[k] + rows * step_r[k] + cols * step_c[k] for k in range(3)], axis=0
         )
+
+    def footprint(self, t0: float, t1: float) -> tuple[int, int, int, int] | None:
+        """(row0, row1, col0, col1) pixels where the volume meets the planes at depths
+        t0..t1 (the rest of the image is background and need not be resampled), or None."""
+        nz, ny, nx = self.grid.shape
+        lo_hi = [(-0.5, n - 0.5) for n in (nz, ny, nx)]
+        corners = np.array([[z, y, x] for z in lo_hi[0] for y in lo_hi[1] for x in lo_hi[2]])
+        lps = self.grid.index_to_patient(corners)
+        depth = (lps - self.centre) @ self.frame.normal
+        points = [lps[i] for i in range(8) if t0 <= depth[i] <= t1]
+        for i in range(8):
+            for j in range(i + 1, 8):
+                if np.count_nonzero(corners[i] != corners[j]) != 1:
+                    continue  # not an edge of the box
+                for t in (t0, t1):
+                    da, db = depth[i] - t, depth[j] - t
+                    if da * db <= 0 and da != db:
+                        points.append(lps[i] + (da / (da - db)) * (lps[j] - lps[i]))
+        if not points:
+            return None
+        rel = np.asarray(points) - self.centre
+        x = (rel @ self.frame.right - self.x0) / self.pixel_mm
+        y = (rel @ self.frame.down - self.y0) / self.pixel_mm
+        r0, r1 = int(np.floor(y.min())) - 1, int(np.ceil(y.max())) + 1
+        c0, c1 = int(np.floor(x.min())) - 1, int(np.ceil(x.max())) + 1
+        r0, c0 = max(r0, 0), max(c0, 0)
+        r1, c1 = min(r1, self.rows), min(c1, self.cols)
+        return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
 
     def sample(
         self, array: np.ndarray, t: float, order: int = 1, background: float = 0.0
@@ -181,30 +215,79 @@ class ObliqueSlice:
         """The (rows, cols) image of ``array`` (z, y, x) on this plane at depth ``t``; outside
         the volume the image takes ``background`` (the view passes the volume's minimum, black
         in any window)."""
+        return self._sample(array, t, (0.0,), "mip", order, background)
+
+    @staticmethod
+    def _sample_at(
+        array: np.ndarray, coords: np.ndarray, order: int, background: float
+    ) -> np.ndarray:
         if array.ndim != 3:
             raise ValueError("oblique slices are resampled from scalar volumes only")
-        out_dtype = np.float32 if order > 0 else array.dtype
         return ndimage.map_coordinates(
             array,
-            self._index_coords(t),
+            coords,
             order=order,
             mode="constant",
             cval=background,
-            output=out_dtype,
+            output=np.float32 if order > 0 else array.dtype,
         )
+
+    def slab_offsets(self, slab: Slab) -> np.ndarray:
+        """Depths (mm, about the slab's centre) of the parallel slices a slab reduces: one
+        finest voxel spacing apart, at most ``MAX_OBLIQUE_SLAB`` of them (each is a full
+        resampling)."""
+        step = max(self.slice_step(), slab.thickness_mm / MAX_OBLIQUE_SLAB)
+        n = slab.count(step)
+        return (np.arange(n) - (n - 1) / 2.0) * step
 
     def sample_slab(
         self, array: np.ndarray, t: float, slab: Slab, order: int = 1, background: float = 0.0
     ) -> np.ndarray:
-        """The slab ``slab`` around depth ``t``: parallel oblique slices one finest voxel
-        spacing apart, reduced by the slab's mode."""
+        """The slab ``slab`` around depth ``t``: parallel oblique slices (``slab_offsets``)
+        reduced by the slab's mode."""
         if not slab.active:
             return self.sample(array, t, order, background)
-        step = self.slice_step()
-        n = slab.count(step)
-        offsets = (np.arange(n) - (n - 1) / 2.0) * step
-        stack = np.stack([self.sample(array, t + o, order, background) for o in offsets])
-        return reduce_stack(stack, slab.mode, axis=0)[0]
+        return self._sample(array, t, tuple(self.slab_offsets(slab)), slab.mode, order, background)
+
+    def _sample(
+        self,
+        array: np.ndarray,
+        t: float,
+        offsets: tuple[float, ...],
+        mode: str,
+        order: int,
+        background: float,
+    ) -> np.ndarray:
+        """Resample the planes at ``t + offsets`` where they meet the volume, reduce them by
+        ``mode``, and place the result in a background image."""
+        dtype = np.float32 if order > 0 else array.dtype
+        full = np.full((self.rows, self.cols), background, dtype=dtype)
+        window = self.footprint(t + min(offsets), t + max(offsets))
+        if window is None:
+            return full
+        coords = self._index_coords(t, window)
+        # Moving along the normal shifts every pixel by the same step in index space.
+        shift = self.grid.patient_to_index(self.frame.normal) - self.grid.patient_to_index(
+            np.zeros(3)
+        )
+        out: np.ndarray | None = None
+        for offset in offsets:
+            moved = coords + (offset * shift)[:, None, None] if offset else coords
+            image = self._sample_at(array, moved, order, background)
+            if out is None:
+                out = image.astype(np.float64) if mode == "mean" else image
+            elif mode == "mip":
+                np.maximum(out, image, out=out)
+            elif mode == "minip":
+                np.minimum(out, image, out=out)
+            else:
+                out += image
+        assert out is not None
+        if mode == "mean":
+            out = out / len(offsets)
+        r0, r1, c0, c1 = window
+        full[r0:r1, c0:c1] = out
+        return full
 
     def slice_step(self) -> float:
         """Millimetres one wheel step moves along the normal (the finest voxel spacing)."""
