@@ -71,5 +71,6 @@ class Crosshair:
             line.setVisible(visible and angle is not None)
             if angle is None:
                 continue
-            line.setAngle(angle % 180.0)
+            if abs(float(line.angle) - angle % 180.0) > 1e-9:
+                line.setAngle(angle % 180.0)  # each set re-rotates the item: only on a turn
             line.setPos(centre)

@@ -10,6 +10,7 @@ image and only its crosshair lines tilt, while the other views resample oblique 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -33,6 +34,13 @@ def rotation_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * (kx @ kx)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The cross product of two 3-vectors (np.cross costs ~50 us; this runs per redraw)."""
+    return np.array(
+        [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    )
+
+
 @dataclass(frozen=True)
 class Frame:
     """A plane's screen-right, screen-down and slice-normal unit vectors in LPS."""
@@ -48,10 +56,10 @@ class Frame:
             r @ np.asarray(plane.right), r @ np.asarray(plane.down), r @ np.asarray(plane.normal)
         )
 
-    @property
+    @cached_property
     def sight(self) -> np.ndarray:
         """The direction the viewer looks into the screen (right x down)."""
-        return np.cross(self.right, self.down)
+        return _cross(self.right, self.down)
 
     def edge_letters(self) -> dict[str, str]:
         return {
@@ -64,7 +72,7 @@ class Frame:
     def line_angle(self, other_normal: np.ndarray) -> float | None:
         """Screen angle (degrees; x right, y down) of the line where a plane with
         ``other_normal`` cuts this one, None when the planes are parallel."""
-        d = np.cross(self.sight, np.asarray(other_normal, dtype=float))
+        d = _cross(self.sight, np.asarray(other_normal, dtype=float))
         x, y = float(d @ self.right), float(d @ self.down)
         if np.hypot(x, y) < 1e-9:
             return None
@@ -76,19 +84,28 @@ class ObliqueFrames:
 
     def __init__(self) -> None:
         self.rotations: dict[str, np.ndarray] = {p: np.eye(3) for p in PLANES}
+        #: whether each plane is turned, kept with the rotations (asked on every redraw)
+        self._oblique = dict.fromkeys(PLANES, False)
+        self._frames: dict[tuple[str, int], Frame] = {}
 
     def reset(self) -> None:
         self.rotations = {p: np.eye(3) for p in PLANES}
+        self._oblique = dict.fromkeys(PLANES, False)
+        self._frames.clear()
 
     def is_oblique(self, plane: str) -> bool:
-        return not np.allclose(self.rotations[plane], np.eye(3), atol=1e-9)
+        return self._oblique[plane]
 
     @property
     def any_oblique(self) -> bool:
-        return any(self.is_oblique(p) for p in PLANES)
+        return any(self._oblique.values())
 
     def frame(self, plane: Plane) -> Frame:
-        return Frame.of(plane, self.rotations[plane.name])
+        key = (plane.name, id(plane))
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = Frame.of(plane, self.rotations[plane.name])
+        return frame
 
     def rotate(self, about: Plane, angle: float) -> None:
         """Turn every plane but ``about`` by ``angle`` radians about ``about``'s line of sight
@@ -97,6 +114,8 @@ class ObliqueFrames:
         for name in PLANES:
             if name != about.name:
                 self.rotations[name] = turn @ self.rotations[name]
+                self._oblique[name] = not np.allclose(self.rotations[name], np.eye(3), atol=1e-9)
+        self._frames.clear()
 
 
 @dataclass(frozen=True)
