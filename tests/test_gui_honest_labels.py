@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QApplication
 from viewer.study.volume import Volume
 from viewer.ui import actions
 from viewer.ui.main_window import MainWindow
+from viewer.ui.slab import Slab
 from viewer.ui.state import CT_PRESETS
 
 pytestmark = pytest.mark.gui
@@ -263,3 +264,22 @@ def test_the_preset_box_follows_the_window_shown(qtbot, window):
     assert combo.currentText() == "File: MEDIASTINUM"
     window.state.set_window(*CT_PRESETS["Bone"])
     assert combo.currentText() == "Bone"
+
+
+@pytest.mark.parametrize("size", [(120, 120), (160, 140), (200, 260)])
+def test_no_corner_text_covers_a_letter_even_in_the_smallest_pane(qtbot, window, size):
+    ct = Volume(np.zeros((20, 64, 64), np.int16), (0.7, 0.7, 2.5), modality="CT", meta=PATIENT)
+    show(window, ct)
+    window.state.set_slab(Slab("mip", 10.0))  # the longest bottom-left text
+    view = window.area.views["axial"]
+    view.text.graphics.resize(*size)
+    view.text.place()
+    for corner in view.corner.values():
+        for letter in view.letters.values():
+            assert not _overlap(corner, letter), (corner.text(), letter.text())
+        bar = view.scale_bar
+        assert not (bar.isVisibleTo(view) and _overlap(bar, corner)), corner.text()
+    tl = view.corner["tl"].text()
+    for part in ("D", "P", "2"):  # name, ID and date each still begin on the pane
+        assert any(line.startswith(part) for line in tl.split("\n")), tl
+    assert view.corner["bl"].text().startswith("Slice ")

@@ -101,6 +101,11 @@ def test_ctrl_drag_on_the_axial_crosshair_tilts_coronal_and_sagittal(qtbot, wind
     assert inside.sum() > 200
     assert shown[inside] == pytest.approx((lps @ COEF + 10.0)[inside], abs=1e-3)
     assert "Oblique (Coronal)" in cor.corner["tr"].text()
+    # Turning further keeps the oblique view's zoom and pan (its scene does not move).
+    shown_range = cor.view_box.viewRange()
+    state.rotate("axial", math.radians(10))
+    assert cor.view_box.viewRange() == shown_range
+    state.rotate("axial", math.radians(-10))
     assert cor.corner["bl"].text().startswith("Oblique ")
     # A click on the oblique view moves the cursor to the patient point under it.
     target = QPointF(ob.width_mm * 0.4, ob.height_mm * 0.6)

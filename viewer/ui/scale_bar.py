@@ -46,13 +46,20 @@ class ScaleBar(QWidget):
     def label(self) -> str:
         return f"{self.length:g} {self.unit}{self.qualifier}" if self.length_px > 0 else ""
 
-    def set_scale(self, units_per_pixel: float, unit: str = "mm", qualifier: str = "") -> None:
-        """``units_per_pixel``: bar units (mm or image pixels) per screen pixel."""
+    def set_scale(
+        self,
+        units_per_pixel: float,
+        unit: str = "mm",
+        qualifier: str = "",
+        target_px: float = 90.0,
+    ) -> None:
+        """``units_per_pixel``: bar units (mm or image pixels) per screen pixel; the bar is
+        the round length closest below ``target_px`` screen pixels."""
         self.unit, self.qualifier = unit, qualifier
-        self.length = nice_length(units_per_pixel)
+        self.length = nice_length(units_per_pixel, target_px)
         self.length_px = self.length / units_per_pixel if units_per_pixel > 0 else 0.0
         text_w = self.fontMetrics().horizontalAdvance(self.label) + 8
-        self.setFixedSize(int(max(130, text_w, self.length_px + 6)), self.HEIGHT)
+        self.setFixedSize(int(max(text_w, self.length_px + 6)), self.HEIGHT)
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802

@@ -107,7 +107,7 @@ class ViewText:
         self.letters = {key: self._label("letter") for key in ("top", "bottom", "left", "right")}
         self.scale_bar = ScaleBar(graphics)
         #: full texts of the corners beside the top and bottom letters; shown elided to fit
-        self._lines: dict[str, list[str]] = {"tl": [], "tr": [], "bl": []}
+        self._lines: dict[str, list[str]] = {"tl": [], "tr": [], "bl": [], "br": []}
 
     def _label(self, role: str) -> QLabel:
         label = QLabel(self.graphics)
@@ -126,7 +126,7 @@ class ViewText:
     def clear(self) -> None:
         for label in self._labels():
             label.setText("")
-        self._lines = {"tl": [], "tr": [], "bl": []}
+        self._lines = {"tl": [], "tr": [], "bl": [], "br": []}
         self.scale_bar.set_scale(0.0)
 
     def set_letters(self, letters: dict[str, str] | None) -> None:
@@ -147,7 +147,9 @@ class ViewText:
         image pixels when it is not."""
         cal = Calibration.of(vol)
         units = cal.scale_per_screen_pixel(scene_per_screen_px, mm_per_image_px)
-        self.scale_bar.set_scale(units, cal.unit, cal.qualifier)
+        # A quarter of the pane at most, so a small pane keeps room for its corner texts.
+        target = min(90.0, 0.25 * self.graphics.width())
+        self.scale_bar.set_scale(units, cal.unit, cal.qualifier, target)
         self.scale_bar.setToolTip(cal.note)
         self.place()
 
@@ -179,33 +181,68 @@ class ViewText:
         wl = "RGB" if vol.is_rgb else f"W {state.width:.0f}  L {state.center:.0f}"
         if state.invert and not vol.is_rgb:
             wl += "  inv"
-        self.corner["br"].setText(f"{wl}\nZoom {zoom:.2f}×")
+        self._lines["br"] = [wl, f"Zoom {zoom:.2f}×"]
         self.place()
 
-    def _fit(self, key: str, width: int) -> None:
-        """Show corner ``key`` elided to ``width`` pixels a line (never hidden)."""
+    def _variants(self, key: str) -> list[list[str]]:
+        """The corner's text from fullest to most compact: a low pane joins lines (the
+        patient's name, ID and date stay) or drops the least needed (size, zoom) first."""
+        lines = self._lines[key]
+        if key in ("tl", "tr"):
+            return [lines, [lines[0], "  ".join(lines[1:])], ["  ".join(lines)]] if lines else [[]]
+        if key == "bl":
+            size_dropped = lines[:-1] if len(lines) > 1 else lines
+            return [lines, size_dropped, size_dropped[:1] + size_dropped[2:], lines[:1]]
+        return [lines, lines[:1]]
+
+    def _fit(self, key: str, width: int, lines: list[str]) -> None:
+        """Show ``lines`` in corner ``key`` elided to ``width`` pixels a line (never hidden)."""
         label = self.corner[key]
         metrics = label.fontMetrics()
-        lines = [
+        shown = [
             metrics.elidedText(line, Qt.TextElideMode.ElideRight, max(width, 12))
-            for line in self._lines[key]
+            for line in lines
+            if line
         ]
-        label.setText("\n".join(lines))
+        label.setText("\n".join(shown))
         label.adjustSize()
+
+    def _fit_beside_letters(self, key: str, width: int, band: tuple[int, int] | None) -> None:
+        """Fit corner ``key`` in ``width`` and clear of the side letter's rows ``band``."""
+        h, m = self.graphics.height(), MARGIN
+        variants = self._variants(key)
+        for lines in variants:
+            self._fit(key, width, lines)
+            height = self.corner[key].height()
+            if band is None:
+                return
+            top, bottom = (m, m + height) if key in ("tl", "tr") else (h - m - height, h - m)
+            if bottom <= band[0] or top >= band[1]:
+                return
 
     def place(self) -> None:
         w, h, m = self.graphics.width(), self.graphics.height(), MARGIN
         c, lt = self.corner, self.letters
         for label in self._labels():
             label.adjustSize()
-        # The corners share the width left beside the top and bottom letters, so none
-        # covers a letter: text is elided instead, never hidden.
-        for key, edge in (("tl", "top"), ("tr", "top"), ("bl", "bottom")):
+        # The corners share the width left beside the top and bottom letters, and the rows
+        # above and below the side letters, so none covers a letter: text is elided or
+        # joined, never hidden.
+        for key, edge, side in (
+            ("tl", "top", "left"),
+            ("tr", "top", "right"),
+            ("bl", "bottom", "left"),
+            ("br", "bottom", "right"),
+        ):
             letter_w = lt[edge].width() if lt[edge].text() else 0
             room = (w - letter_w) // 2 - m - (LETTER_GAP if letter_w else 0)
             if key == "bl" and not letter_w:
                 room = w - c["br"].width() - 3 * m
-            self._fit(key, room)
+            band = None
+            if lt[side].text():
+                y0 = (h - lt[side].height()) // 2
+                band = (y0, y0 + lt[side].height())
+            self._fit_beside_letters(key, room, band)
         for key in ("tl", "tr"):
             c[key].setVisible(self.visible)
         c["tl"].move(m, m)
@@ -216,6 +253,13 @@ class ViewText:
         lt["bottom"].move((w - lt["bottom"].width()) // 2, h - lt["bottom"].height() - m)
         lt["left"].move(m, (h - lt["left"].height()) // 2)
         lt["right"].move(w - lt["right"].width() - m, (h - lt["right"].height()) // 2)
-        self.scale_bar.move(
-            w - self.scale_bar.width() - m, h - c["br"].height() - self.scale_bar.height() - m
+        bar_y = h - c["br"].height() - self.scale_bar.height() - m
+        self.scale_bar.move(w - self.scale_bar.width() - m, bar_y)
+        # The scale bar gives way to the right letter and the bottom-left text in a small pane
+        # (it is the least needed).
+        right, bl = lt["right"], c["bl"]
+        clear = not right.text() or bar_y >= right.y() + right.height()
+        beside = (
+            self.scale_bar.x() >= bl.x() + bl.width() or bar_y + self.scale_bar.height() <= bl.y()
         )
+        self.scale_bar.setVisible(self.visible and clear and beside)
