@@ -144,7 +144,7 @@ def build(w: MainWindow, services: WindowServices) -> WindowControls:
     a["invert"] = _action(w, "&Invert", state.set_invert, "I", "invert", toggle=True)
     a["reset"] = _action(w, "&Reset window and zoom", reset, "Ctrl+R", "reset")
     a["cine"] = _action(w, "&Cine play/stop", area.set_cine, "Space", "play", toggle=True)
-    a["reset_oblique"] = _action(w, "Reset &oblique planes", state.reset_oblique, "Shift+X")
+    a["reset_oblique"] = _action(w, "Reset &oblique planes", state.reset_oblique, "Ctrl+Shift+X")
     a["reset_oblique"].setToolTip(
         "Ctrl+drag in crosshair mode turns the planes; this returns them to orthogonal"
     )
