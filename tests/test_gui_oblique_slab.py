@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 from tests.test_oblique_slab import COEF, linear_volume
 from viewer.study.volume import Volume
 from viewer.ui.main_window import MainWindow
-from viewer.ui.oblique import ObliqueSlice
+from viewer.ui.oblique import OUTSIDE, ObliqueSlice
 
 pytestmark = pytest.mark.gui
 CTRL = Qt.KeyboardModifier.ControlModifier
@@ -100,6 +100,8 @@ def test_ctrl_drag_on_the_axial_crosshair_tilts_coronal_and_sagittal(qtbot, wind
     inside = np.all((idx >= 0) & (idx <= np.asarray(vol.shape) - 1), axis=-1)
     assert inside.sum() > 200
     assert shown[inside] == pytest.approx((lps @ COEF + 10.0)[inside], abs=1e-3)
+    far_outside = np.any((idx < -1) | (idx > np.asarray(vol.shape)), axis=-1)
+    assert far_outside.any() and np.all(shown[far_outside] == OUTSIDE)  # black in any window
     assert "Oblique (Coronal)" in cor.corner["tr"].text()
     # Turning further keeps the oblique view's zoom and pan (its scene does not move).
     shown_range = cor.view_box.viewRange()
@@ -179,7 +181,7 @@ def test_a_slab_on_an_oblique_view_reduces_parallel_oblique_slices(qtbot, window
     cor = window.area.views["coronal"]
     ob = window.state.oblique_slice("coronal")
     t = ob.depth_of(window.state.cursor_patient())
-    background = float(vol.array.min())
+    background = OUTSIDE
     stack = [
         ob.sample(vol.array, t + k * ob.slice_step(), background=background) for k in range(-2, 3)
     ]

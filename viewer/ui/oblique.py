@@ -22,6 +22,9 @@ from viewer.ui.slab import Slab
 
 #: the largest oblique image edge in pixels (keeps each resampling to a few tens of ms)
 MAX_EDGE_PX = 1024
+#: what an oblique slice shows outside the volume: below any window's low level, so black
+#: whatever the window (a float32 that stays finite through pyqtgraph's level scaling)
+OUTSIDE = -1.0e30
 #: the most parallel slices an oblique slab resamples (a thicker slab steps further apart)
 MAX_OBLIQUE_SLAB = 16
 
@@ -232,8 +235,8 @@ class ObliqueSlice:
         self, array: np.ndarray, t: float, order: int = 1, background: float = 0.0
     ) -> np.ndarray:
         """The (rows, cols) image of ``array`` (z, y, x) on this plane at depth ``t``; outside
-        the volume the image takes ``background`` (the view passes the volume's minimum, black
-        in any window)."""
+        the volume the image takes ``background`` (the view passes ``OUTSIDE``, black in any
+        window)."""
         return self._sample(array, t, (0.0,), "mip", order, background)
 
     @staticmethod

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QVBoxLayout, QWidget
 from viewer.study.facts import has_patient_orientation
 from viewer.ui.crosshair import Crosshair
 from viewer.ui.layers import Layer
-from viewer.ui.oblique import ObliqueSlice
+from viewer.ui.oblique import OUTSIDE, ObliqueSlice
 from viewer.ui.overlays import BoxOverlay, RasterOverlay
 from viewer.ui.planes import Plane
 from viewer.ui.slab import slab_of
@@ -73,8 +73,6 @@ class SliceView(ViewInput, QWidget):
         self.text_visible = True
         self._shown_index: int | None = None
         self._shown_key: tuple | None = None
-        #: what an oblique slice shows outside the volume: its minimum (black in any window)
-        self._background: float | None = None
         self._shown_rect = QRectF()
         self._hover_scene: QPointF | None = None
         self._fitted = False
@@ -170,7 +168,6 @@ class SliceView(ViewInput, QWidget):
             self.image.clear()
             self.text.clear()
             return
-        self._background = None
         self._set_letters()
         self._draw_image(force=True)
         self._shown_rect = self.image_rect()
@@ -228,9 +225,7 @@ class SliceView(ViewInput, QWidget):
         self._shown_index, self._shown_key = index, key
         slab = self.state.slab
         if ob is not None:
-            if self._background is None:
-                self._background = float(np.min(vol.array)) if vol.array.size else 0.0
-            data = ob.sample_slab(vol.array, self._depth(ob), slab, background=self._background)
+            data = ob.sample_slab(vol.array, self._depth(ob), slab, background=OUTSIDE)
         elif slab.active and not vol.is_rgb:
             data = slab_of(g, vol.array, index, slab)
         else:
@@ -260,7 +255,6 @@ class SliceView(ViewInput, QWidget):
         self._update_text()
 
     def _data_updated(self) -> None:
-        self._background = None  # slices arrived: the minimum may have changed
         self._draw_image(force=True)
 
     def _window_changed(self) -> None:
