@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from viewer.study.facts import has_patient_orientation
 from viewer.study.volume import Volume
 from viewer.ui.layers import LayerList
+from viewer.ui.oblique import Frame, ObliqueFrames, ObliqueSlice
 from viewer.ui.planes import Plane, planes_for
+from viewer.ui.slab import Slab
 
 #: CT window presets: name -> (center, width) in HU.
 CT_PRESETS: dict[str, tuple[float, float]] = {
@@ -29,6 +32,10 @@ class ViewerState(QObject):
     data_updated = Signal()
     cursor_moved = Signal()
     window_changed = Signal()
+    #: The linked planes were rotated (oblique MPR) or reset to orthogonal.
+    oblique_changed = Signal()
+    #: The slab mode or thickness changed.
+    slab_changed = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -38,6 +45,9 @@ class ViewerState(QObject):
         self.center, self.width = 40.0, 400.0
         self.invert = False
         self.layers = LayerList()
+        self.frames = ObliqueFrames()
+        self.slab = Slab()
+        self._oblique_cache: dict[str, tuple[bytes, ObliqueSlice]] = {}
 
     # ---- volume --------------------------------------------------------------------------
     def set_volume(self, volume: Volume | None, first_slice: int | None = None) -> None:
@@ -45,6 +55,12 @@ class ViewerState(QObject):
         self.layers.clear()
         self.volume = volume
         self.planes = planes_for(volume) if volume is not None else {}
+        if volume is not None and not has_patient_orientation(volume):
+            # Without a patient orientation (US, SC, XC, a CR stack...) only the frames as
+            # stored mean anything: no reformatted planes.
+            self.planes = {"axial": self.planes["axial"]}
+        self.frames.reset()
+        self._oblique_cache.clear()
         if volume is not None:
             nz, ny, nx = volume.shape
             z = nz // 2 if first_slice is None else first_slice
@@ -53,6 +69,7 @@ class ViewerState(QObject):
             self.invert = False
         self.volume_changed.emit()
         self.window_changed.emit()
+        self.oblique_changed.emit()
         self.cursor_moved.emit()
 
     @property
@@ -80,12 +97,77 @@ class ViewerState(QObject):
         self.set_cursor(zyx)
 
     def step_slice(self, plane: str, delta: int) -> None:
+        oblique = self.oblique_slice(plane)
+        if oblique is not None:
+            # An oblique plane moves along its own normal, one finest voxel spacing a step.
+            step = oblique.slice_step() * delta
+            self.set_cursor_patient(self.cursor_patient() + step * oblique.frame.normal)
+            return
         self.set_slice(plane, self.slice_index(plane) + delta)
+
+    def cursor_patient(self) -> np.ndarray:
+        """The cursor in LPS millimetres."""
+        if self.volume is None:
+            return np.zeros(3)
+        return np.asarray(self.volume.index_to_patient(self.cursor), dtype=float)
+
+    def set_cursor_patient(self, lps: np.ndarray) -> None:
+        if self.volume is not None:
+            self.set_cursor(self.volume.patient_to_index(np.asarray(lps, dtype=float)))
+
+    # ---- oblique MPR and slabs -----------------------------------------------------------
+    @property
+    def can_rotate(self) -> bool:
+        """Oblique MPR needs a scalar volume with a patient orientation and all three planes."""
+        return self.volume is not None and not self.volume.is_rgb and len(self.planes) == 3
+
+    def is_oblique(self, plane: str) -> bool:
+        return plane in self.planes and self.frames.is_oblique(plane)
+
+    def frame(self, plane: str) -> Frame:
+        return self.frames.frame(self.planes[plane])
+
+    def oblique_slice(self, plane: str) -> ObliqueSlice | None:
+        """The resampling geometry of ``plane`` while it is oblique, else None."""
+        if self.volume is None or not self.is_oblique(plane):
+            return None
+        key = self.frames.rotations[plane].tobytes()
+        cached = self._oblique_cache.get(plane)
+        if cached is None or cached[0] != key:
+            cached = (key, ObliqueSlice.build(self.volume.grid, self.frame(plane)))
+            self._oblique_cache[plane] = cached
+        return cached[1]
+
+    def rotate(self, about_plane: str, angle: float) -> None:
+        """Tilt the other linked planes by ``angle`` radians about ``about_plane``'s line of
+        sight (clockwise on its screen)."""
+        if not self.can_rotate or about_plane not in self.planes or angle == 0:
+            return
+        self.frames.rotate(self.planes[about_plane], float(angle))
+        self.oblique_changed.emit()
+
+    def reset_oblique(self) -> None:
+        if self.frames.any_oblique:
+            self.frames.reset()
+            self.oblique_changed.emit()
+
+    def set_slab(self, slab: Slab) -> None:
+        if slab != self.slab:
+            self.slab = slab
+            self.slab_changed.emit()
 
     # ---- window --------------------------------------------------------------------------
     def set_window(self, center: float, width: float) -> None:
         self.center, self.width = float(center), float(max(width, 1e-3))
         self.window_changed.emit()
+
+    def window_preset_name(self) -> str | None:
+        """The preset whose window is the one shown, or None (a custom window)."""
+        for name, (c, w) in self.window_presets().items():
+            tol = 1e-4 * max(abs(w), 1.0)
+            if abs(c - self.center) <= tol and abs(w - self.width) <= tol:
+                return name
+        return None
 
     def reset_window(self) -> None:
         if self.volume is not None:
