@@ -283,3 +283,26 @@ def test_no_corner_text_covers_a_letter_even_in_the_smallest_pane(qtbot, window,
     for part in ("D", "P", "2"):  # name, ID and date each still begin on the pane
         assert any(line.startswith(part) for line in tl.split("\n")), tl
     assert view.corner["bl"].text().startswith("Slice ")
+
+
+def test_a_files_voi_lut_is_the_window_it_opens_with_and_a_preset_among_the_others(
+    qtbot, window, tmp_path
+):
+    from tests.test_study_calibration import _load_only, _with_voi_lut
+    from viewer.study import facts
+    from viewer.ui.state import VOI_LUT_PRESET
+
+    _with_voi_lut(tmp_path / "ct" / "x.dcm")
+    _, vol = _load_only(tmp_path / "ct")
+    show(window, vol)
+    combo = window.controls.preset_combo
+    view = window.area.views["axial"]
+    assert combo.currentText() == VOI_LUT_PRESET
+    shown = view.image.image
+    assert np.array_equal(shown, facts.apply_voi_lut(vol, vol.array[0]))  # the table's output
+    combo.activated.emit(combo.findText("Lung"))  # a plain window shows the values themselves
+    assert combo.currentText() == "Lung"
+    assert np.array_equal(view.image.image, vol.array[0])
+    window.action_map["reset"].trigger()  # back to the file's own VOI LUT
+    assert combo.currentText() == VOI_LUT_PRESET
+    assert np.array_equal(view.image.image, facts.apply_voi_lut(vol, vol.array[0]))

@@ -253,9 +253,7 @@ def build(w: MainWindow, services: WindowServices) -> WindowControls:
 
 
 def _apply_preset(w: MainWindow, name: str) -> None:
-    preset = w.state.window_presets().get(name)
-    if preset is not None:
-        w.state.set_window(*preset)
+    w.state.apply_preset(name)
 
 
 def refresh_presets(w: MainWindow, controls: WindowControls) -> None:

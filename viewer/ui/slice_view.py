@@ -73,6 +73,7 @@ class SliceView(ViewInput, QWidget):
         self.text_visible = True
         self._shown_index: int | None = None
         self._shown_key: tuple | None = None
+        self._shown_voi = False  # whether the image shown went through the VOI LUT
         self._shown_rect = QRectF()
         self._hover_scene: QPointF | None = None
         self._fitted = False
@@ -235,6 +236,8 @@ class SliceView(ViewInput, QWidget):
             self.image.setImage(data, autoLevels=False, levels=levels, lut=None)
         else:
             lut = _GREY[::-1] if self.state.invert else _GREY
+            data = self.state.display_values(data)
+            self._shown_voi = self.state.voi_lut
             self.image.setImage(data, autoLevels=False, levels=self.state.levels(), lut=lut)
         for overlay in self.overlays.values():
             self._refresh_overlay(overlay)
@@ -261,6 +264,8 @@ class SliceView(ViewInput, QWidget):
         if self.plane_geometry is None or self.state.is_rgb:
             self._update_text()
             return
+        if self.state.voi_lut != self._shown_voi:  # other values, not only other levels
+            self._draw_image(force=True)
         self.image.setLevels(self.state.levels())
         self.image.setLookupTable(_GREY[::-1] if self.state.invert else _GREY)
         self._update_text()

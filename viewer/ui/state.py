@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from viewer.study.facts import has_patient_orientation
+from viewer.study.facts import apply_voi_lut, has_patient_orientation, has_voi_lut, voi_lut_window
 from viewer.study.volume import Volume
 from viewer.ui.layers import LayerList
 from viewer.ui.oblique import Frame, ObliqueFrames, ObliqueSlice
@@ -22,6 +22,10 @@ CT_PRESETS: dict[str, tuple[float, float]] = {
     "Liver": (60.0, 160.0),
     "Stroke": (40.0, 40.0),
 }
+
+
+#: The window preset that shows the file's own VOI LUT (a non-linear window).
+VOI_LUT_PRESET = "File: VOI LUT"
 
 
 class ViewerState(QObject):
@@ -44,6 +48,7 @@ class ViewerState(QObject):
         self.cursor = np.zeros(3)  # (z, y, x) continuous voxel index
         self.center, self.width = 40.0, 400.0
         self.invert = False
+        self.voi_lut = False  # the file's VOI LUT maps values before the window
         self.layers = LayerList()
         self.frames = ObliqueFrames()
         self.slab = Slab()
@@ -65,8 +70,9 @@ class ViewerState(QObject):
             nz, ny, nx = volume.shape
             z = nz // 2 if first_slice is None else first_slice
             self.cursor = np.array([float(z), (ny - 1) / 2.0, (nx - 1) / 2.0])
-            self.center, self.width = volume.default_window()
             self.invert = False
+            self.voi_lut = False
+            self._default_window()
         self.volume_changed.emit()
         self.window_changed.emit()
         self.oblique_changed.emit()
@@ -161,9 +167,37 @@ class ViewerState(QObject):
         self.center, self.width = float(center), float(max(width, 1e-3))
         self.window_changed.emit()
 
+    def _default_window(self) -> None:
+        """The file's VOI LUT when it has one (what its author meant to be seen), else the
+        volume's default window."""
+        if self.volume is None:
+            return
+        window = voi_lut_window(self.volume)
+        self.voi_lut = window is not None
+        self.center, self.width = window or self.volume.default_window()
+
+    def apply_preset(self, name: str) -> None:
+        """Show the window preset ``name``: the VOI LUT preset maps values through the file's
+        table, every other preset shows the values themselves."""
+        preset = self.window_presets().get(name)
+        if preset is None:
+            return
+        self.voi_lut = name == VOI_LUT_PRESET
+        self.set_window(*preset)
+
+    def display_values(self, data: np.ndarray) -> np.ndarray:
+        """What a slice shows before the window: the VOI LUT's output when it is in use."""
+        if self.voi_lut and self.volume is not None:
+            mapped = apply_voi_lut(self.volume, data)
+            if mapped is not None:
+                return mapped
+        return data
+
     def window_preset_name(self) -> str | None:
         """The preset whose window is the one shown, or None (a custom window)."""
         for name, (c, w) in self.window_presets().items():
+            if (name == VOI_LUT_PRESET) != self.voi_lut:
+                continue
             tol = 1e-4 * max(abs(w), 1.0)
             if abs(c - self.center) <= tol and abs(w - self.width) <= tol:
                 return name
@@ -171,7 +205,8 @@ class ViewerState(QObject):
 
     def reset_window(self) -> None:
         if self.volume is not None:
-            self.set_window(*self.volume.default_window())
+            self._default_window()
+            self.window_changed.emit()
 
     def set_invert(self, invert: bool) -> None:
         self.invert = bool(invert)
@@ -186,6 +221,10 @@ class ViewerState(QObject):
         out: dict[str, tuple[float, float]] = {}
         if self.volume is None:
             return out
+        if has_voi_lut(self.volume):
+            window = voi_lut_window(self.volume)
+            assert window is not None
+            out[VOI_LUT_PRESET] = window
         for i, (c, w, text) in enumerate(self.volume.windows):
             out[f"File: {text or i + 1}"] = (float(c), float(w))
         if self.volume.modality == "CT":
