@@ -18,7 +18,8 @@ def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
         name,
         help="export the labels stored for a series (NIfTI, NRRD, DICOM-SEG, JSON, CSV, COCO)",
         description=(
-            "Export the autosaved labels of one series to DIR/<case_id>/. De-identification "
+            "Export the autosaved labels of one series to DIR/<case_id>/ (a series with AI "
+            "results and no labels drawn exports the AI results, marked so). De-identification "
             "(DICOM PS3.15 basic profile) is on unless --no-deid; existing exports are kept "
             "unless --overwrite."
         ),
@@ -51,6 +52,13 @@ def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
         "(BurnedInAnnotation YES, or a secondary capture / ultrasound without the attribute)",
     )
     p.add_argument(
+        "--seg-type",
+        choices=("labelmap", "binary"),
+        default="labelmap",
+        help="DICOM-SEG type: labelmap (one frame per slice, default) or binary (one frame per "
+        "label and slice, for readers without LABELMAP support)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="replace an existing export of this case"
     )
     return p
@@ -80,12 +88,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = pick_series(args.path, args.series)
         volume = load_series(info)
-        if not (store_dir(volume.series_uid) / "info.json").exists():
-            raise ExportCommandError(
-                f"no labels are stored for series {volume.series_uid} (open it in RadLens and draw first)"
-            )
-        # Read-only: the series may be open in the viewer, whose store must stay the one writer.
-        document = LabelStore.read(volume)
+        ai = None
+        if (store_dir(volume.series_uid) / "info.json").exists():
+            # Read-only: the series may be open in the viewer, whose store must stay the one writer.
+            document = LabelStore.read(volume)
+        else:
+            document, ai = _ai_results(volume)
         result = export_case(
             volume,
             document,
@@ -95,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             with_image=args.with_image,
             overwrite=args.overwrite,
             include_burned_in=args.include_burned_in,
+            seg_type=args.seg_type,
+            ai=ai,
         )
     except (UserError, LabelError, StudyError, ValueError) as exc:
         print(f"radlens export: {exc}", file=sys.stderr)
@@ -111,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"exported case {result.case_id} to {result.folder}")
+    if ai is not None:
+        print(f"these labels are AI results, not drawn by a person: {ai.summary}")
     for name in result.files:
         print(f"  {name}")
     for warning in result.info.get("warnings", []):
@@ -122,3 +134,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"radlens export: {fmt} was not written (see the warning above)", file=sys.stderr)
     # Exit 1 when a requested format is missing, so scripts notice; the rest is written.
     return 1 if failed else 0
+
+
+def _ai_results(volume: Any) -> tuple[Any, Any]:
+    """(document, AiSource) of the series' stored AI results; an error when there are none."""
+    from viewer.labels.ai_labels import ai_document
+    from viewer.labels.results import ResultStore
+
+    found = ai_document(
+        volume.series_uid, volume.shape, ResultStore().latest_per_model(volume.series_uid)
+    )
+    if found is None:
+        raise ExportCommandError(
+            f"no labels are stored for series {volume.series_uid}, nor AI results with a label "
+            "map (open it in RadLens and draw, or analyze it, first)"
+        )
+    return found
