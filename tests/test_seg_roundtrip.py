@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.seg_series import blobs, load, write_series
 
+from tests.seg_series import blobs, load, write_series
 from viewer.labels.deid import Deidentifier
 from viewer.labels.document import Document
 from viewer.labels.export import export_case

@@ -343,30 +343,22 @@ def import_seg_into(doc: Any, path: Path | str, volume: Volume) -> SegImport:
         raise SegImportError(f"{path}: the series is {volume.shape}, the labels {doc.shape}")
     table = doc.label_set
     used = set(doc.labelmap.labels_present()) | {a.label for a in doc.annotations.values()}
-    taken = {c.index for c in table}
+    incoming = {s.label.index for s in imp.segments}
     lut = np.arange(256, dtype=np.uint8)
     segments = []
     for s in imp.segments:
         c = s.label
-        clash = c.index in table and table.get(c.index).name != c.name and c.index in used
-        same_name = [k for k in table if k.name == c.name]
-        if same_name and same_name[0].index != c.index:
-            clash = True
-        if clash:
-            free = (
-                same_name[0].index
-                if same_name
-                else min(set(range(1, 256)) - taken - {x.label.index for x in imp.segments})
-            )
-            imp.notes.append(
-                f"segment {c.name!r} imported as label {free} (label {c.index} is {table.get(c.index).name!r})"
-                if c.index in table
-                else f"segment {c.name!r} imported as label {free}"
-            )
+        named = [k.index for k in table if k.name == c.name]
+        held = c.index in table and table.get(c.index).name != c.name and c.index in used
+        if named and named[0] != c.index or held:
+            taken = {k.index for k in table} | incoming
+            free = named[0] if named else min(set(range(1, 256)) - taken, default=0)
+            if not free:
+                raise SegImportError(f"{path}: no free label index left for {c.name!r}")
+            imp.notes.append(f"segment {c.name!r} imported as label {free}")
             lut[c.index] = free
             c = annotation_class(free, c.name, c.color)
-        taken.add(c.index)
-        table = LabelSet(tuple(k for k in table if k.index != c.index and k.name != c.name) + (c,))
+        table = LabelSet((*(k for k in table if k.index != c.index and k.name != c.name), c))
         segments.append(Segment(s.number, c, s.algorithm_type, s.algorithm_name))
     imp.segments = segments
     imp.array = lut[imp.array]
