@@ -64,7 +64,7 @@ def source_layout(volume: Volume) -> tuple[list[str], list[int] | None]:
     """(distinct source files, frame order) of a DICOM volume: one file per slice (frame
     order None), or one multi-frame file whose frame ``order[z]`` is slice z."""
     files = [str(f) for f in volume.meta.get("source_files") or []]
-    if not files:
+    if not files or volume.meta.get("format") not in (None, "", "dicom"):
         raise SegExportError(
             "DICOM-SEG needs the source DICOM files of the series; this series was not loaded "
             "from DICOM (export NIfTI or NRRD instead)"
