@@ -45,7 +45,7 @@ from viewer.labels.export_records import (  # noqa: F401 - re-exported for impor
 from viewer.labels.export_seg import SEG_REQUIRED  # noqa: F401 - re-exported
 from viewer.labels.findings import model_vs_final, summary
 from viewer.labels.model import LabelError, ModelMask
-from viewer.labels.stats import label_stats
+from viewer.labels.stats import label_measures
 from viewer.study.volume import Volume
 
 FORMATS = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
@@ -267,8 +267,9 @@ def _write_all(
     }  # fmt: skip
     info["dicom"] = safe_meta
     mask = doc.labelmap.array
+    measures = label_measures(volume, mask)
     info["labels"] = {
-        str(c.index): {"name": c.name, "color": c.color, **_label_measures(volume, mask, c.index)}
+        str(c.index): {"name": c.name, "color": c.color, **measures.get(c.index, {"voxels": 0})}
         for c in doc.label_set
     }
     _write_json(folder, "label_table.json", doc.label_set.to_table(), files, final)
@@ -325,14 +326,6 @@ def _write_all(
     files.append("export.json")
     _write_json(folder, "export.json", info, [], final)
     return files, info
-
-
-def _label_measures(volume: Volume, mask: np.ndarray, index: int) -> dict[str, Any]:
-    n = int(np.count_nonzero(mask == index))
-    if n == 0 or volume.is_rgb:
-        return {"voxels": n}
-    s = label_stats(volume, mask, index)
-    return {"voxels": n, "volume_ml": s.volume_ml, "mean": s.mean, "sd": s.sd}
 
 
 def _case_seg(
