@@ -192,17 +192,20 @@ def build_segmentation(
     if seg_type not in SEG_TYPES:
         raise SegExportError(f"unknown DICOM-SEG type {seg_type!r}; choose labelmap or binary")
     labelmap = np.asarray(labelmap)
-    values = np.flatnonzero(np.bincount(labelmap.ravel(), minlength=256))
-    present = [label_set.get(int(v)) for v in values if v and int(v) in label_set]
+    seen = np.zeros(256, dtype=bool)  # the values present (a bincount of 78 M voxels is 10x slower)
+    seen[labelmap.reshape(-1)] = True
+    present = [label_set.get(int(v)) for v in np.flatnonzero(seen) if v and int(v) in label_set]
     if not present:
         raise SegExportError("the label map is empty: there is nothing to write as DICOM-SEG")
-    numbers = (
-        [c.index for c in present] if seg_type == "labelmap" else list(range(1, len(present) + 1))
-    )
+    if seg_type == "labelmap":
+        numbers = [c.index for c in present]
+    else:
+        numbers = list(range(1, len(present) + 1))
     lut = np.zeros(256, dtype=np.uint8)  # orphan values (no class) -> background
     for number, c in zip(numbers, present, strict=True):
         lut[c.index] = number
-    pixels = lut[labelmap]
+    identity = np.arange(256, dtype=np.uint8)
+    pixels = labelmap if np.array_equal(lut[seen], identity[seen]) else lut[labelmap]
     _, frame_order = source_layout(volume)
     if frame_order is not None:  # one multi-frame source: SEG frame i is source frame i
         pixels = pixels[np.argsort(frame_order)]

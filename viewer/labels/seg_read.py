@@ -16,20 +16,25 @@ from typing import Any
 
 import numpy as np
 
-from radlens_core.errors import UserError
 from radlens_core.results import LabelClass
-from viewer.labels.model import LabelError, LabelSet, annotation_class
+from viewer.labels.model import LabelSet, annotation_class
+from viewer.labels.seg_geometry import (
+    SegImportError,
+    _item,
+    _Placer,
+    frame_region,
+    iter_frames,
+    referenced_sops,
+)
 from viewer.study.volume import Volume
+
+__all__ = ["SegImport", "SegImportError", "Segment", "import_seg_into", "read_seg"]
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
 #: A SEG larger than this (frames x rows x columns) is refused before its pixels are read.
 MAX_SEG_PIXELS = 4 * 1024**3
 _TRACKED_INDEX = re.compile(r"\((\d{1,3})\)\s*$")
-
-
-class SegImportError(LabelError, UserError):
-    """A DICOM-SEG that cannot be imported onto a series; the message names the file and why."""
 
 
 @dataclass(frozen=True)
@@ -109,72 +114,9 @@ def _segments(ds: Any, path: Path) -> list[Segment]:
     return out
 
 
-def _item(group: Any, keyword: str) -> Any:
-    seq = group.get(keyword) if group is not None else None
-    return seq[0] if seq else None
-
-
-class _Placer:
-    """Maps frames of one orientation/spacing onto the series array (z, y, x) by slicing."""
-
-    def __init__(self, volume: Volume, iop: Any, spacing: Any, path: Path) -> None:
-        self.volume, self.path = volume, path
-        row_cos, col_cos = np.asarray(iop[:3], float), np.asarray(iop[3:], float)
-        dy, dx = float(spacing[0]), float(spacing[1])
-        self.inv = np.linalg.inv(volume.affine_lps)
-        inv3 = self.inv[:3, :3]
-        steps = [inv3 @ (col_cos * dy), inv3 @ (row_cos * dx)]  # per frame row, per frame column
-        self.axes, self.signs = [], []
-        for step in steps:
-            axis = int(np.argmax(np.abs(step)))
-            unit = np.zeros(3)
-            unit[axis] = np.sign(step[axis])
-            if not np.allclose(step, unit, atol=2e-3):
-                raise SegImportError(
-                    f"{path}: its frames are not on the series' voxel grid (orientation or pixel "
-                    "spacing differs); resample the SEG to the series first"
-                )
-            self.axes.append(axis)
-            self.signs.append(int(unit[axis]))
-        if self.axes[0] == self.axes[1]:
-            raise SegImportError(f"{path}: its frame orientation is degenerate")
-        self.fixed = 3 - sum(self.axes)  # the (x, y, z) axis a frame lies across
-
-    def region(
-        self, position: Any, shape: tuple[int, int]
-    ) -> tuple[tuple[Any, ...], bool, bool, bool]:
-        """(index into the (z, y, x) array, flip rows, flip columns, transpose)."""
-        o = self.inv @ np.append(np.asarray(position, float), 1.0)
-        if not np.allclose(o[:3], np.round(o[:3]), atol=0.05):
-            raise SegImportError(
-                f"{self.path}: a frame at {tuple(np.round(position, 2))} mm falls between the "
-                "series' voxels; resample the SEG to the series first"
-            )
-        o = np.round(o[:3]).astype(int)
-        size = self.volume.shape[::-1]  # (x, y, z)
-        index: list[Any] = [None, None, None]
-        if not 0 <= o[self.fixed] < size[self.fixed]:
-            raise SegImportError(
-                f"{self.path}: a frame at {tuple(np.round(position, 2))} mm lies outside the series"
-            )
-        index[2 - self.fixed] = int(o[self.fixed])
-        flips = []
-        for axis, sign, n in zip(self.axes, self.signs, shape, strict=True):
-            lo = o[axis] if sign > 0 else o[axis] - n + 1
-            if lo < 0 or lo + n > size[axis]:
-                raise SegImportError(
-                    f"{self.path}: a frame at {tuple(np.round(position, 2))} mm extends outside the series"
-                )
-            index[2 - axis] = slice(int(lo), int(lo + n))
-            flips.append(sign < 0)
-        transpose = (2 - self.axes[0]) > (2 - self.axes[1])
-        return tuple(index), flips[0], flips[1], transpose
-
-
 def read_seg(path: Path | str, volume: Volume) -> SegImport:
     """The SEG at ``path`` on ``volume``'s grid. Raises SegImportError with a sentence."""
     import pydicom
-    from pydicom.pixels import iter_pixels
 
     path = Path(path)
     try:
@@ -201,7 +143,7 @@ def read_seg(path: Path | str, volume: Volume) -> SegImport:
             "it belongs to another series, or its UIDs were remapped by de-identification "
             "(a de-identified SEG can only be shown over the de-identified images exported with it)"
         )
-        if ref_series and ref_series == volume.series_uid or sop_refs & _referenced_sops(ds):
+        if ref_series and ref_series == volume.series_uid or sop_refs & referenced_sops(ds):
             why = "the SEG references this series but another frame of reference"
         raise SegImportError(
             f"{path}: its frame of reference {for_uid} is not this series' ({own_for}): {why}"
@@ -230,39 +172,44 @@ def read_seg(path: Path | str, volume: Volume) -> SegImport:
     by_sop = {str(u): z for z, u in enumerate(volume.meta.get("sop_instance_uids") or [])}
     frame_index = [int(f or 0) for f in volume.meta.get("frame_index") or []]
     try:
-        frames = iter_pixels(str(path))
-        for i, frame in enumerate(frames):
+        for i, frame in enumerate(iter_frames(path, ds, n_frames)):
             if i >= n_frames:
                 break
             group = per_frame[i] if per_frame else None
-            frame = np.asarray(frame)
             if seg_type == "LABELMAP":
-                labels = lut[frame.astype(np.int64)] if frame.dtype != np.uint8 else lut[frame]
+                on = frame != 0
+                value = None
             else:
                 seg_item = _item(group, "SegmentIdentificationSequence") or _item(
                     shared, "SegmentIdentificationSequence"
                 )
                 if seg_item is None:
                     raise SegImportError(f"{path}: frame {i + 1} names no segment")
-                value = lut[int(seg_item.ReferencedSegmentNumber)]
+                value = int(lut[int(seg_item.ReferencedSegmentNumber)])
                 on = frame > threshold if seg_type == "FRACTIONAL" else frame != 0
-                labels = np.where(on, value, 0).astype(np.uint8)
-            if not labels.any():
+            # Only the frame's bounding box is touched: a BINARY frame is mostly empty.
+            r = np.flatnonzero(on.any(axis=1))
+            if not r.size:
                 continue
-            region = _frame_region(ds, group, shared, volume, path, placers, by_sop, frame_index, i)
-            index, flip_r, flip_c, transpose = region
-            if flip_r:
-                labels = labels[::-1]
-            if flip_c:
-                labels = labels[:, ::-1]
+            c = np.flatnonzero(on.any(axis=0))
+            box = (slice(int(r[0]), int(r[-1]) + 1), slice(int(c[0]), int(c[-1]) + 1))
+            index, flip_r, flip_c, transpose = frame_region(
+                ds, group, shared, volume, path, placers, by_sop, frame_index, i
+            )
+            view = out[index]  # the target plane, viewed in the frame's (row, column) order
             if transpose:
-                labels = labels.T
-            target = out[index]
-            if target.shape != labels.shape:
+                view = view.T
+            if flip_c:
+                view = view[:, ::-1]
+            if flip_r:
+                view = view[::-1]
+            if view.shape != frame.shape:
                 raise SegImportError(f"{path}: frame {i + 1} does not fit the series' slice size")
-            on = labels != 0
-            overlap += int(np.count_nonzero(on & (target != 0) & (target != labels)))
-            target[on] = labels[on]
+            target, inside = view[box], on[box]
+            labels = lut[frame[box]] if value is None else np.uint8(value)
+            clash = inside & (target != 0) & (target != labels)
+            overlap += int(np.count_nonzero(clash))
+            np.copyto(target, labels, where=inside)
     except (ValueError, NotImplementedError, AttributeError, KeyError) as exc:
         raise SegImportError(f"{path}: cannot read its frames ({exc})") from exc
     if seg_type == "FRACTIONAL":
@@ -280,56 +227,6 @@ def read_seg(path: Path | str, volume: Volume) -> SegImport:
             "and geometry"
         )
     return SegImport(out, segments, seg_type, ref_series, notes)
-
-
-def _referenced_sops(ds: Any) -> set[str]:
-    out = set()
-    for series in ds.get("ReferencedSeriesSequence") or []:
-        for inst in series.get("ReferencedInstanceSequence") or []:
-            out.add(str(inst.ReferencedSOPInstanceUID))
-    return out
-
-
-def _frame_region(
-    ds: Any,
-    group: Any,
-    shared: Any,
-    volume: Volume,
-    path: Path,
-    placers: dict[tuple[Any, ...], _Placer],
-    by_sop: dict[str, int],
-    frame_index: list[int],
-    i: int,
-) -> tuple[tuple[Any, ...], bool, bool, bool]:
-    """Where frame ``i`` lands: by its plane position and orientation, else by the source
-    instance (and frame) it was derived from."""
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    position = _item(group, "PlanePositionSequence") or _item(shared, "PlanePositionSequence")
-    orient = _item(group, "PlaneOrientationSequence") or _item(shared, "PlaneOrientationSequence")
-    measures = _item(group, "PixelMeasuresSequence") or _item(shared, "PixelMeasuresSequence")
-    if position is not None and orient is not None and measures is not None:
-        iop = tuple(float(v) for v in orient.ImageOrientationPatient)
-        spacing = tuple(float(v) for v in measures.PixelSpacing)
-        key = iop + spacing
-        if key not in placers:
-            placers[key] = _Placer(volume, iop, spacing, path)
-        return placers[key].region([float(v) for v in position.ImagePositionPatient], (rows, cols))
-    derivation = _item(group, "DerivationImageSequence")
-    source = _item(derivation, "SourceImageSequence")
-    if source is not None and str(source.ReferencedSOPInstanceUID) in by_sop:
-        uid = str(source.ReferencedSOPInstanceUID)
-        frame = int(source.get("ReferencedFrameNumber", 1) or 1) - 1
-        candidates = [z for u, z in by_sop.items() if u == uid]
-        if frame_index:
-            zs = [z for z, u in enumerate(volume.meta["sop_instance_uids"]) if str(u) == uid]
-            candidates = [z for z in zs if frame_index[z] == frame] or candidates
-        z = candidates[0]
-        if (rows, cols) != volume.shape[1:]:
-            raise SegImportError(f"{path}: frame {i + 1} does not fit the series' slice size")
-        return (z, slice(0, rows), slice(0, cols)), False, False, False
-    raise SegImportError(
-        f"{path}: frame {i + 1} has neither a plane position nor a source image of this series"
-    )
 
 
 def import_seg_into(doc: Any, path: Path | str, volume: Volume) -> SegImport:
