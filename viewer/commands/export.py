@@ -10,13 +10,13 @@ from typing import Any
 from radlens_core.errors import UserError
 from viewer.labels.model import LabelError
 
-FORMAT_CHOICES = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
+FORMAT_CHOICES = ("nifti", "nrrd", "dicom-seg", "rtstruct", "sr", "json", "csv", "coco")
 
 
 def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         name,
-        help="export the labels stored for a series (NIfTI, NRRD, DICOM-SEG, JSON, CSV, COCO)",
+        help="export the labels stored for a series (NIfTI, NRRD, DICOM-SEG, RTSTRUCT, SR, JSON, CSV, COCO)",
         description=(
             "Export the autosaved labels of one series to DIR/<case_id>/ (a series with AI "
             "results and no labels drawn exports the AI results, marked so). De-identification "

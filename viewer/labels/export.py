@@ -1,8 +1,9 @@
 """Export one series' labels to ``DIR/<case_id>/``, the layout the training station reads.
 
 Files: ``mask.nii.gz`` / ``mask.nrrd`` (+ ``image.*`` with ``with_image``), ``label_table.json``,
-``annotations.json``, ``annotations.csv``, ``coco.json``, ``seg.dcm`` (LABELMAP by default, BINARY on request; with ``images/``, the
-de-identified images it references, when de-identified with the image), ``model_vs_final.json``
+``annotations.json``, ``annotations.csv``, ``coco.json``, ``seg.dcm`` (LABELMAP by default, BINARY on request), ``rtstruct.dcm``,
+``measurements.dcm`` (SR TID 1500) with ``images/`` (the de-identified images they reference,
+when de-identified with the image), ``model_vs_final.json``
 and ``export.json`` (case id, pseudonymous patient id, geometry, format versions, de-id report).
 The case folder is built in a hidden temporary folder beside it and moved into place with
 ``os.replace``; an existing case folder is an error unless ``overwrite``.
@@ -48,7 +49,7 @@ from viewer.labels.model import LabelError, ModelMask
 from viewer.labels.stats import label_measures
 from viewer.study.volume import Volume
 
-FORMATS = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
+FORMATS = ("nifti", "nrrd", "dicom-seg", "rtstruct", "sr", "json", "csv", "coco")
 EXPORT_FORMAT_VERSION = 1
 ANNOTATIONS_FORMAT_VERSION = 1
 
@@ -306,8 +307,8 @@ def _write_all(
         files.append("annotations.csv")
     if "coco" in formats:
         _write_json(folder, "coco.json", coco(doc, volume, case_id), files, final)
-    if "dicom-seg" in formats:
-        _case_seg(volume, doc, folder, final, formats, deid, d, image, seg_type, ai, files, info)
+    if any(f in formats for f in ("dicom-seg", "rtstruct", "sr")):
+        _case_dicom(volume, doc, folder, final, formats, deid, d, image, seg_type, ai, files, info)
 
     rows = model_vs_final(doc)
     _write_json(
@@ -328,7 +329,7 @@ def _write_all(
     return files, info
 
 
-def _case_seg(
+def _case_dicom(
     volume: Volume,
     doc: Document,
     folder: Path,
@@ -343,26 +344,26 @@ def _case_seg(
     info: dict[str, Any],
 ) -> None:
     from viewer.labels.dicomseg import SegExportError
-    from viewer.labels.export_seg import IMAGES_FOLDER, write_case_seg
+    from viewer.labels.export_seg import DICOM_FORMATS, IMAGES_FOLDER, write_case_dicom
 
-    try:
-        seg_info, written, warnings = write_case_seg(
-            volume, doc, folder, final, deid, d, image, seg_type,
-            ai.algorithm if ai is not None else None,
-        )  # fmt: skip
-    except SegExportError as exc:
-        # What the source cannot give a SEG never costs the other formats: the failure is
-        # reported per format. Asked for alone, nothing would be exported: an error.
-        if all(f == "dicom-seg" for f in formats):
-            raise
-        (folder / "seg.dcm").unlink(missing_ok=True)
+    out = write_case_dicom(
+        volume, doc, folder, final, formats, deid, d, image, seg_type,
+        ai.algorithm if ai is not None else None,
+    )  # fmt: skip
+    if out.failed and all(f in out.failed for f in formats):
+        # Asked for DICOM objects alone and none could be made: nothing would be exported.
         shutil.rmtree(folder / IMAGES_FOLDER, ignore_errors=True)
-        info["failed"] = {**info.get("failed", {}), "dicom-seg": str(exc)}
-        info["warnings"].append(f"DICOM-SEG not written: {exc}")
-        return
-    info["dicom_seg"] = seg_info
-    files.extend(written)
-    info["warnings"].extend(warnings)
+        raise SegExportError("; ".join(dict.fromkeys(out.failed.values())))
+    # What the source cannot give a DICOM object never costs the other formats: each
+    # failure is reported on its own.
+    titles = {"dicom-seg": "DICOM-SEG", "rtstruct": "RTSTRUCT", "sr": "SR measurement report"}
+    for fmt, why in out.failed.items():
+        (folder / DICOM_FORMATS[fmt]).unlink(missing_ok=True)
+        info["failed"] = {**info.get("failed", {}), fmt: why}
+        info["warnings"].append(f"{titles[fmt]} not written: {why}")
+    info.update(out.info)
+    files.extend(out.files)
+    info["warnings"].extend(out.warnings)
 
 
 @dataclass(frozen=True)

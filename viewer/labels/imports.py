@@ -150,3 +150,60 @@ def import_annotations_into(doc: Any, path: Path | str) -> list[Annotation]:
             )
         )
     return anns
+
+
+#: What "Import labels…" reads, for the file dialog.
+LABEL_FILE_FILTER = (
+    "Label files (*.dcm *.DCM *.nii *.nii.gz *.nrrd *.mha *.json);;"
+    "DICOM-SEG or RTSTRUCT (*.dcm *.DCM *);;Masks (*.nii *.nii.gz *.nrrd *.mha);;"
+    "Annotations (*.json)"
+)
+
+
+def import_labels_into(doc: Any, path: Path | str, volume: Volume) -> str:
+    """Import any label file RadLens reads onto ``volume`` as one undoable step: DICOM-SEG,
+    RTSTRUCT, a NIfTI/NRRD/MHA label map or an annotations.json. Returns a sentence saying
+    what was imported (and any note the reader made)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".json"):
+        anns = import_annotations_into(doc, path)
+        return f"Imported {len(anns)} annotations from {path.name}."
+    if name.endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+        import_mask_into(doc, path, volume)
+        return f"Imported the label map {path.name}."
+    kind = _dicom_kind(path)
+    if kind == "seg":
+        from viewer.labels.seg_read import import_seg_into
+
+        imp = import_seg_into(doc, path, volume)
+        names = ", ".join(s.label.name for s in imp.segments)
+        made = " (AI result)" if imp.automatic else ""
+        return " ".join(
+            [f"Imported {imp.seg_type} DICOM-SEG{made} {path.name}: {names}.", *imp.notes]
+        )
+    if kind == "rtstruct":
+        from viewer.labels.rtstruct import import_rtstruct_into
+
+        rt = import_rtstruct_into(doc, path, volume)
+        return " ".join([f"Imported RTSTRUCT {path.name}: {', '.join(rt.names)}.", *rt.notes])
+    raise LabelImportError(
+        f"{path}: not a label file RadLens reads (DICOM-SEG, RTSTRUCT, NIfTI, NRRD, MHA or "
+        "annotations JSON)"
+    )
+
+
+def _dicom_kind(path: Path) -> str:
+    """'seg', 'rtstruct' or '' for a DICOM file (any other file is '')."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except (OSError, pydicom.errors.InvalidDicomError):
+        return ""
+    uid = str(ds.get("SOPClassUID", ""))
+    if uid in ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"):
+        return "seg"
+    if uid == "1.2.840.10008.5.1.4.1.1.481.3":
+        return "rtstruct"
+    return ""
