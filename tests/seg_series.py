@@ -17,12 +17,19 @@ def write_series(
     col_cos: tuple[float, float, float] = (0.0, 1.0, 0.0),
     origin: tuple[float, float, float] = (-10.0, -12.0, 30.0),
     slice_sign: float = 1.0,
+    for_uid: str | None = None,
+    modality: str = "CT",
 ) -> dict:
     """One CT file per slice; slice z is at origin + z * slice_sign * spacing along
     row x col. Files are written in reverse so the reader must sort by position.
     Returns the UIDs (study, series, for, sops in slice order)."""
     folder.mkdir(parents=True, exist_ok=True)
-    uids = {"study": generate_uid(), "series": generate_uid(), "for": generate_uid(), "sops": []}
+    uids = {
+        "study": generate_uid(),
+        "series": generate_uid(),
+        "for": for_uid or generate_uid(),
+        "sops": [],
+    }
     normal = np.cross(row_cos, col_cos) * slice_sign
     arr = (np.arange(np.prod(shape)).reshape(shape) % 300 - 100).astype(np.int16)
     for z in reversed(range(shape[0])):
@@ -37,7 +44,7 @@ def write_series(
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, sop
         ds.StudyInstanceUID, ds.SeriesInstanceUID = uids["study"], uids["series"]
         ds.FrameOfReferenceUID = uids["for"]
-        ds.Modality, ds.StudyDate, ds.StudyTime, ds.StudyID = "CT", "20240301", "080000", "1"
+        ds.Modality, ds.StudyDate, ds.StudyTime, ds.StudyID = modality, "20240301", "080000", "1"
         ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer = 2, z + 1, "Phantom"
         pos = np.asarray(origin) + normal * spacing_xyz[2] * z
         ds.ImagePositionPatient = [float(v) for v in pos]

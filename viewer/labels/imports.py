@@ -199,7 +199,14 @@ def _dicom_kind(path: Path) -> str:
 
     try:
         ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
-    except (OSError, pydicom.errors.InvalidDicomError):
+    except pydicom.errors.InvalidDicomError:
+        try:  # no preamble: the SOP class decides whether it is a label object
+            ds = pydicom.dcmread(
+                str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True
+            )
+        except (OSError, pydicom.errors.InvalidDicomError, ValueError):
+            return ""
+    except OSError:
         return ""
     uid = str(ds.get("SOPClassUID", ""))
     if uid in ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"):

@@ -51,10 +51,15 @@ def read_rtstruct(path: Path | str, volume: Volume) -> RtImport:
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(str(path))
+        try:
+            ds = pydicom.dcmread(str(path))
+        except pydicom.errors.InvalidDicomError:
+            # Written without the preamble (as pydicom's own test file is): read when its
+            # dataset says it is an RTSTRUCT, which is checked next.
+            ds = pydicom.dcmread(str(path), force=True)
     except FileNotFoundError:
         raise RtStructError(f"{path}: no such file") from None
-    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+    except (OSError, pydicom.errors.InvalidDicomError, ValueError) as exc:
         raise RtStructError(f"{path}: cannot read it as DICOM ({exc})") from exc
     if str(ds.get("SOPClassUID", "")) != RTSTRUCT_STORAGE:
         raise RtStructError(f"{path}: not an RTSTRUCT (SOP class {ds.get('SOPClassUID', '?')})")
@@ -116,8 +121,13 @@ def read_rtstruct(path: Path | str, volume: Volume) -> RtImport:
     classes = []
     names: set[str] = set()
     overlap = 0
+    empty = [masks[k][0] for k in order if not masks[k][2].any()]
+    if empty:
+        notes.append(f"ROIs with no closed contour on this series: {', '.join(empty)}")
     for k in order:
         name, colour, mask = masks[k]
+        if not mask.any():
+            continue
         index = k + 1
         if name in names:
             name = f"{name} ({index})"
