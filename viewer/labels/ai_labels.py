@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from radlens_core.results import AnalysisResult
+from radlens_core.results import AnalysisResult, LabelClass
 from viewer.labels.dicomseg import Algorithm
 from viewer.labels.document import Document
 from viewer.labels.export import AiSource
@@ -31,9 +31,9 @@ def ai_document(
         return None
     doc = Document(shape, series_uid, LabelSet(()))
     array = np.zeros(tuple(shape), dtype=np.uint8)
-    classes = []
+    classes: list[LabelClass] = []
     names: set[str] = set()
-    report = []
+    report: list[dict[str, Any]] = []
     for rec in runs:
         assert rec.label_map is not None
         if tuple(rec.label_map.shape) != tuple(shape):
@@ -68,8 +68,8 @@ def ai_document(
     doc.labelmap.array[...] = array
     algorithm = Algorithm(
         "AUTOMATIC",
-        "+".join(dict.fromkeys(r["model_id"] for r in report)),
-        "+".join(dict.fromkeys(r["model_version"] for r in report)),
+        "+".join(dict.fromkeys(str(r["model_id"]) for r in report)),
+        "+".join(dict.fromkeys(str(r["model_version"]) for r in report)),
     )
     flagged = any(r["outside_intended_use"] or r["flags"] for r in report)
     summary = ", ".join(f"{r['model_id']}@{r['model_version']} run {r['run_id']}" for r in report)

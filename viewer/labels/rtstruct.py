@@ -189,7 +189,7 @@ def build_rtstruct(
     de-identified when the export is)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence as Seq
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     from viewer.labels.dicomseg import TYPE2_COPIED
 
@@ -198,7 +198,7 @@ def build_rtstruct(
     first = sources[0]
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_STORAGE
+    ds.file_meta.MediaStorageSOPClassUID = UID(RTSTRUCT_STORAGE)
     ds.file_meta.MediaStorageSOPInstanceUID = sop = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.SOPClassUID, ds.SOPInstanceUID = RTSTRUCT_STORAGE, sop
