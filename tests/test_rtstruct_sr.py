@@ -157,3 +157,48 @@ def test_sr_measurement_report_reads_back_through_highdicom(tmp_path):
         for n, idx in res.info["dicom_seg"]["segments"].items()
     }
     assert got == pytest.approx(expected_ml, rel=1e-4)
+
+
+def test_cli_exports_seg_rtstruct_and_sr_deidentified_with_their_images(tmp_path, capsys):
+    from viewer.cli import main
+    from viewer.labels.seg_read import read_seg
+    from viewer.labels.store import LabelStore
+
+    write_series(tmp_path / "src")
+    volume = load(tmp_path / "src")
+    with LabelStore.open(volume) as store:
+        doc = store.document
+        doc.set_label_set(TABLE)
+        mask = np.zeros(volume.shape[1:], bool)
+        mask[4:10, 5:12] = True
+        doc.paint(2, mask, 2)
+        doc.paint(3, mask, 5)
+        doc.add(Ruler(2, id="r1", start=(2.0, 4.0, 5.0), end=(2.0, 9.0, 11.0)))
+        expected = doc.labelmap.array.copy()
+    out = tmp_path / "export"
+    rc = main(["export", str(tmp_path / "src"), "--format", "dicom-seg,rtstruct,sr",
+               "--seg-type", "binary", "--with-image", "--out", str(out)])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    (case,) = out.iterdir()
+    names = {p.name for p in case.iterdir()}
+    assert {"seg.dcm", "rtstruct.dcm", "measurements.dcm", "images"} <= names
+    blob = b"".join(p.read_bytes() for p in case.rglob("*") if p.is_file())
+    assert b"Doe^Jane" not in blob and b"PID-42" not in blob
+    assert volume.series_uid.encode() not in blob
+    deid_volume = load(case / "images")
+    assert pydicom.dcmread(case / "seg.dcm").SegmentationType == "BINARY"
+    np.testing.assert_array_equal(read_seg(case / "seg.dcm", deid_volume).array, expected)
+    rt = read_rtstruct(case / "rtstruct.dcm", deid_volume)
+    for c in TABLE:
+        np.testing.assert_array_equal(
+            rt.array == rt.label_set.by_name(c.name).index, expected == c.index
+        )
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    sr = hd.sr.srread(str(case / "measurements.dcm"))
+    assert sr.PatientID == pydicom.dcmread(case / "seg.dcm").PatientID
+    (group,) = sr.content.get_planar_roi_measurement_groups()
+    (length,) = group.get_measurements(name=codes.SCT.Length)
+    assert length.value == pytest.approx(np.hypot(5 * 0.9, 6 * 0.7), rel=1e-4)
+    assert len(sr.content.get_volumetric_roi_measurement_groups()) == 2

@@ -174,7 +174,12 @@ def _rtstruct(
 
     rt = build_rtstruct(volume, doc.labelmap.array, doc.label_set, sources)
     if deid:
+        names = [str(r.ROIName) for r in rt.StructureSetROISequence]
         d.scrub(rt)
+        # The profile empties ROI Name (a free text that may name a person in other systems);
+        # these are the label table's names, exported as they are in seg.dcm and label_table.json.
+        for item, name in zip(rt.StructureSetROISequence, names, strict=True):
+            item.ROIName = name
     _save(rt, folder / DICOM_FORMATS["rtstruct"], final)
     return {
         "rois": {str(r.ROINumber): str(r.ROIName) for r in rt.StructureSetROISequence},

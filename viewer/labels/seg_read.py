@@ -139,11 +139,13 @@ def read_seg(path: Path | str, volume: Volume) -> SegImport:
     own_for = str(volume.meta.get("frame_of_reference_uid") or "")
     if for_uid and own_for and for_uid != own_for:
         sop_refs = set(map(str, volume.meta.get("sop_instance_uids") or []))
+        other = f"series {ref_series}" if ref_series else "another series"
         why = (
-            "it belongs to another series, or its UIDs were remapped by de-identification "
-            "(a de-identified SEG can only be shown over the de-identified images exported with it)"
+            f"it belongs to {other} (open that series to import it), or its UIDs were remapped "
+            "by de-identification (a de-identified SEG can only be shown over the de-identified "
+            "images exported with it)"
         )
-        if ref_series and ref_series == volume.series_uid or sop_refs & referenced_sops(ds):
+        if (ref_series and ref_series == volume.series_uid) or sop_refs & referenced_sops(ds):
             why = "the SEG references this series but another frame of reference"
         raise SegImportError(
             f"{path}: its frame of reference {for_uid} is not this series' ({own_for}): {why}"
