@@ -92,3 +92,33 @@ def test_export_dialog_writes_the_seg_type_chosen(opened, qtbot):
     qtbot.waitUntil(lambda: dialog.result is not None, timeout=20000)
     ds = pydicom.dcmread(dialog.result.folder / "seg.dcm")
     assert ds.SegmentationType == "BINARY"
+
+
+def test_export_dialog_exports_the_ai_results_of_an_unlabelled_series(opened, qtbot):
+    from radlens_core.results import LabelClass
+    from viewer.labels.results import ResultRecord, ResultStore
+    from viewer.ui.export_dialog import ExportDialog
+
+    window, volume, tmp_path = opened
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[2:4, 10:20, 12:30] = 1
+    ResultStore().save(
+        volume.series_uid,
+        ResultRecord(
+            model_id="demo-seg", model_name="Demo", model_version="0.3", task="segmentation",
+            shape=volume.shape, label_map=mask, labels=[LabelClass(1, "lesion", "#ff00aa")],
+        ),
+    )  # fmt: skip
+    doc = window.annotations.controller.document
+    dialog = ExportDialog(volume, doc, tmp_path / "exp")
+    qtbot.addWidget(dialog)
+    assert dialog.ai_box.isChecked()  # nothing drawn: the AI results are what there is
+    for fmt, box in dialog.format_boxes.items():
+        box.setChecked(fmt in ("dicom-seg", "nifti"))
+    dialog.deid_box.setChecked(False)
+    assert dialog.start_export()
+    qtbot.waitUntil(lambda: dialog.result is not None, timeout=20000)
+    info = dialog.result.info
+    assert info["labels_source"] == "ai" and info["ai_results"][0]["model_id"] == "demo-seg"
+    item = pydicom.dcmread(dialog.result.folder / "seg.dcm").SegmentSequence[-1]
+    assert item.SegmentAlgorithmType == "AUTOMATIC" and item.SegmentLabel == "lesion"
