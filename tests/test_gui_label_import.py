@@ -39,13 +39,21 @@ def _seg_file(volume, tmp_path):
     return tmp_path / "their-seg.dcm", labels
 
 
-def test_import_button_puts_a_seg_on_the_series_with_names_and_colours(opened):
+def _import(qtbot, panel, path) -> tuple[bool, str]:
+    """Import… as the user gets it: read on a worker, applied when it is done."""
+    with qtbot.waitSignal(panel.import_finished, timeout=20000) as done:
+        assert panel.import_file(path)
+    return done.args[0], done.args[1]
+
+
+def test_import_button_puts_a_seg_on_the_series_with_names_and_colours(opened, qtbot):
     window, volume, tmp_path = opened
     panel = window.annotations.panel
     ctrl = window.annotations.controller
     assert panel.import_button.isVisible() and panel.import_button.text() == "Import…"
     path, labels = _seg_file(volume, tmp_path)
-    assert panel.import_file(path)
+    ok, message = _import(qtbot, panel, path)
+    assert ok and message == panel.import_status.text()
     doc = ctrl.document
     np.testing.assert_array_equal(doc.labelmap.array, labels)
     names = [panel.class_table.item(r, 1).text() for r in range(panel.class_table.rowCount())]
@@ -56,7 +64,7 @@ def test_import_button_puts_a_seg_on_the_series_with_names_and_colours(opened):
     assert not doc.labelmap.array.any()
 
 
-def test_import_of_a_deidentified_seg_says_why_it_cannot_be_shown(opened):
+def test_import_of_a_deidentified_seg_says_why_it_cannot_be_shown(opened, qtbot):
     from viewer.labels.deid import Deidentifier
     from viewer.labels.document import Document
     from viewer.labels.export import export_case
@@ -66,8 +74,8 @@ def test_import_of_a_deidentified_seg_says_why_it_cannot_be_shown(opened):
     doc.labelmap.array[2, 3:6, 3:6] = 1
     res = export_case(volume, doc, tmp_path / "out", ["dicom-seg"], deidentifier=Deidentifier(b"x"))
     panel = window.annotations.panel
-    assert not panel.import_file(res.folder / "seg.dcm")
-    text = panel.import_status.text()
+    ok, text = _import(qtbot, panel, res.folder / "seg.dcm")
+    assert not ok and text == panel.import_status.text()
     assert text.startswith("Not imported:") and "de-identif" in text
     assert not window.annotations.controller.document.labelmap.array.any()
 

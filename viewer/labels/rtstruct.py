@@ -146,39 +146,25 @@ def read_rtstruct(path: Path | str, volume: Volume) -> RtImport:
     return RtImport(out, LabelSet(tuple(sorted(classes, key=lambda c: c.index))), notes)
 
 
-def import_rtstruct_into(doc: Any, path: Path | str, volume: Volume) -> RtImport:
-    """Read an RTSTRUCT onto ``volume`` and add its ROIs to the document's label map and label
-    table (names, colours) as one undoable step; an index held by another class in use moves
-    the ROI to a free index."""
-    from viewer.labels.document import CompoundEdit, LabelSetEdit
+def merge_rtstruct(doc: Any, rt: RtImport, path: Path | str) -> RtImport:
+    """Put read ROIs into the document's label map and label table as one undoable step; an
+    index held by another class in use moves the ROI to a free index (said in ``notes``)."""
+    from viewer.labels.merge import merge_labels
 
-    rt = read_rtstruct(path, volume)
-    table = doc.label_set
-    used = set(doc.labelmap.labels_present()) | {a.label for a in doc.annotations.values()}
-    lut = np.arange(256, dtype=np.uint8)
-    final = []
-    taken = {c.index for c in table} | {c.index for c in rt.label_set}
-    for c in rt.label_set:
-        held = c.index in table and table.get(c.index).name != c.name and c.index in used
-        named = [k.index for k in table if k.name == c.name]
-        if held or (named and named[0] != c.index):
-            free = named[0] if named else min(set(range(1, 256)) - taken, default=0)
-            if not free:
-                raise RtStructError(f"{path}: no free label index left for {c.name!r}")
-            taken.add(free)
-            lut[c.index] = free
-            rt.notes.append(f"ROI {c.name!r} imported as label {free}")
-            c = annotation_class(free, c.name, c.color)
-        final.append(c)
-        table = LabelSet((*(k for k in table if k.index != c.index and k.name != c.name), c))
-    rt.array = lut[rt.array]
-    rt.label_set = LabelSet(tuple(final))
-    new = doc.labelmap.array.copy()
-    on = rt.array != 0
-    new[on] = rt.array[on]
-    mask_edit = doc.labelmap.set_array(new)
-    doc.apply(CompoundEdit((LabelSetEdit(doc.label_set, table), mask_edit), "import RTSTRUCT"))
+    try:
+        merged, notes = merge_labels(
+            doc, rt.array, list(rt.label_set), str(path), f"import {Path(path).name}"
+        )
+    except LabelError as exc:
+        raise RtStructError(str(exc)) from exc
+    rt.label_set = LabelSet(tuple(merged.values()))
+    rt.notes += [f"ROI {n}" for n in notes]
     return rt
+
+
+def import_rtstruct_into(doc: Any, path: Path | str, volume: Volume) -> RtImport:
+    """Read an RTSTRUCT onto ``volume`` and merge it into the document (``merge_rtstruct``)."""
+    return merge_rtstruct(doc, read_rtstruct(path, volume), path)
 
 
 def build_rtstruct(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from radlens_core.results import LabelClass
-from viewer.labels.model import LabelSet, annotation_class
+from viewer.labels.model import LabelError, LabelSet, annotation_class
 from viewer.labels.seg_geometry import (
     SegImportError,
     _item,
@@ -28,7 +28,7 @@ from viewer.labels.seg_geometry import (
 )
 from viewer.study.volume import Volume
 
-__all__ = ["SegImport", "SegImportError", "Segment", "import_seg_into", "read_seg"]
+__all__ = ["SegImport", "SegImportError", "Segment", "import_seg_into", "merge_seg", "read_seg"]
 
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABELMAP_SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
@@ -231,44 +231,27 @@ def read_seg(path: Path | str, volume: Volume) -> SegImport:
     return SegImport(out, segments, seg_type, ref_series, notes)
 
 
-def import_seg_into(doc: Any, path: Path | str, volume: Volume) -> SegImport:
-    """Read a SEG onto ``volume`` and put its segments into the document's label map and
-    label table (names and colours kept) as one undoable step. A segment whose index holds
-    another class the document uses moves to a free index (said in ``notes``)."""
-    from viewer.labels.document import CompoundEdit, LabelSetEdit
+def merge_seg(doc: Any, imp: SegImport, path: Path | str) -> SegImport:
+    """Put a read SEG into the document's label map and label table (names and colours
+    kept) as one undoable step; a segment whose index holds another class the document uses
+    moves to a free index (said in ``notes``)."""
+    from viewer.labels.merge import merge_labels
 
-    imp = read_seg(path, volume)
-    if imp.array.shape != doc.shape:
-        raise SegImportError(f"{path}: the series is {volume.shape}, the labels {doc.shape}")
-    table = doc.label_set
-    used = set(doc.labelmap.labels_present()) | {a.label for a in doc.annotations.values()}
-    incoming = {s.label.index for s in imp.segments}
-    lut = np.arange(256, dtype=np.uint8)
-    segments = []
-    for s in imp.segments:
-        c = s.label
-        named = [k.index for k in table if k.name == c.name]
-        held = c.index in table and table.get(c.index).name != c.name and c.index in used
-        if named and named[0] != c.index or held:
-            taken = {k.index for k in table} | incoming
-            free = named[0] if named else min(set(range(1, 256)) - taken, default=0)
-            if not free:
-                raise SegImportError(f"{path}: no free label index left for {c.name!r}")
-            imp.notes.append(f"segment {c.name!r} imported as label {free}")
-            lut[c.index] = free
-            c = annotation_class(free, c.name, c.color)
-        table = LabelSet((*(k for k in table if k.index != c.index and k.name != c.name), c))
-        segments.append(Segment(s.number, c, s.algorithm_type, s.algorithm_name))
-    imp.segments = segments
-    imp.array = lut[imp.array]
-    new = doc.labelmap.array.copy()
-    on = imp.array != 0
-    new[on] = imp.array[on]
-    mask_edit = doc.labelmap.set_array(new)
-    doc.apply(
-        CompoundEdit(
-            (LabelSetEdit(doc.label_set, table), mask_edit),
-            f"import {path.name if isinstance(path, Path) else Path(path).name}",
+    name = Path(path).name
+    try:
+        merged, notes = merge_labels(
+            doc, imp.array, [s.label for s in imp.segments], str(path), f"import {name}"
         )
-    )
+    except LabelError as exc:
+        raise SegImportError(str(exc)) from exc
+    imp.segments = [
+        Segment(s.number, merged[s.label.index], s.algorithm_type, s.algorithm_name)
+        for s in imp.segments
+    ]
+    imp.notes += [f"segment {n}" for n in notes]
     return imp
+
+
+def import_seg_into(doc: Any, path: Path | str, volume: Volume) -> SegImport:
+    """Read a SEG onto ``volume`` and merge it into the document (``merge_seg``)."""
+    return merge_seg(doc, read_seg(path, volume), path)

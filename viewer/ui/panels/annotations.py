@@ -9,16 +9,13 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QApplication,
     QCheckBox,
     QColorDialog,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QInputDialog,
-    QLabel,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -38,6 +35,7 @@ from viewer.labels.model import (
     RoiRect,
     Ruler,
 )
+from viewer.ui.panels.label_import import LabelImporter
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -93,21 +91,14 @@ class AnnotationsPanel(QWidget):
         self.add_class_button.clicked.connect(self._ask_new_class)
         self.remove_class_button = QPushButton("Remove")
         self.remove_class_button.clicked.connect(self.remove_current_class)
-        self.import_button = QPushButton("Import…")
-        self.import_button.setObjectName("import_labels")
-        self.import_button.setToolTip(
-            "Import labels onto this series: DICOM-SEG (binary, fractional, labelmap), "
-            "RTSTRUCT, a NIfTI/NRRD label map or an annotations.json; one undo step"
-        )
-        self.import_button.clicked.connect(self._ask_import)
+        #: Import… (DICOM-SEG, RTSTRUCT, masks, annotations) and the line saying how it went
+        self.importer = LabelImporter(self)
+        self.import_button, self.import_status = self.importer.button, self.importer.status
+        self.import_finished = self.importer.import_finished
         row.addWidget(self.add_class_button)
         row.addWidget(self.remove_class_button)
         row.addWidget(self.import_button)
         cl.addLayout(row)
-        self.import_status = QLabel("")
-        self.import_status.setObjectName("import_status")
-        self.import_status.setWordWrap(True)
-        self.import_status.hide()
         cl.addWidget(self.import_status)
         layout.addWidget(classes)
 
@@ -166,38 +157,9 @@ class AnnotationsPanel(QWidget):
         controller.selection_changed.connect(self._controller_selected)
         self.reload()
 
-    # ---- import -----------------------------------------------------------------------------
-    def _ask_import(self) -> None:
-        from viewer.labels.imports import LABEL_FILE_FILTER
-
-        path, _ = QFileDialog.getOpenFileName(self, "Import labels", "", LABEL_FILE_FILTER)
-        if path:
-            self.import_file(path)
-
     def import_file(self, path) -> bool:
-        """Import a label file onto the open series (one undo step); the outcome, or why
-        not, is shown under the label classes. True when something was imported."""
-        from radlens_core.errors import UserError
-        from viewer.labels.imports import import_labels_into
-
-        volume = self.ctrl.state.volume
-        if self.doc is None or volume is None:
-            return self._import_said("Open a series before importing labels.", False)
-        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            message = import_labels_into(self.doc, path, volume)
-        except (UserError, LabelError) as exc:
-            return self._import_said(f"Not imported: {exc}", False)
-        finally:
-            QApplication.restoreOverrideCursor()
-        self.reload()
-        return self._import_said(message, True)
-
-    def _import_said(self, message: str, ok: bool) -> bool:
-        self.import_status.setText(message)
-        self.import_status.setStyleSheet("" if ok else "color: #e57373;")
-        self.import_status.show()
-        return ok
+        """Import a label file onto the open series (see ``LabelImporter.import_file``)."""
+        return self.importer.import_file(path)
 
     # ---- state ----------------------------------------------------------------------------
     @property
