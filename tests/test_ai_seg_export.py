@@ -109,3 +109,42 @@ def test_analyze_format_dicom_seg_of_a_nifti_is_reported_not_fatal(tmp_path, cap
     data = json.loads((out / "findings.json").read_text())
     assert "source DICOM files" in data["failed"]["dicom-seg"]
     assert (out / "mask.nii.gz").exists() and not (out / "seg.dcm").exists()
+
+
+def test_export_of_a_series_opened_and_analysed_but_not_labelled_writes_the_ai_results(
+    tmp_path, capsys
+):
+    from viewer.labels.store import LabelStore
+
+    write_series(tmp_path / "src")
+    volume = load(tmp_path / "src")
+    with LabelStore.open(volume):  # opened in the viewer: a store exists, nothing drawn
+        pass
+    mask = np.zeros(volume.shape, np.uint8)
+    mask[2, 5:9, 6:10] = 1
+    ResultStore().save(
+        volume.series_uid,
+        ResultRecord(
+            model_id="demo-nodule", model_name="Demo", model_version="2", task="segmentation",
+            shape=volume.shape, label_map=mask, labels=[LabelClass(1, "nodule", "#ff8800")],
+        ),
+    )  # fmt: skip
+    out = tmp_path / "export"
+    rc = main(["export", str(tmp_path / "src"), "--format", "dicom-seg", "--out", str(out),
+               "--no-deid"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    (case,) = out.iterdir()
+    assert json.loads((case / "export.json").read_text())["labels_source"] == "ai"
+    np.testing.assert_array_equal(read_seg(case / "seg.dcm", volume).array, mask)
+
+    # Once a person paints, the export is theirs again.
+    with LabelStore.open(volume) as store:
+        square = np.zeros(volume.shape[1:], bool)
+        square[1:3, 1:3] = True
+        store.document.paint(1, square, 2)
+    rc = main(["export", str(tmp_path / "src"), "--format", "dicom-seg", "--out", str(out),
+               "--no-deid", "--overwrite"])  # fmt: skip
+    assert rc == 0
+    info = json.loads((case / "export.json").read_text())
+    assert info["labels_source"] == "human"
+    assert pydicom.dcmread(case / "seg.dcm").SegmentSequence[-1].SegmentAlgorithmType == "MANUAL"

@@ -69,6 +69,7 @@ class ExportCommandError(LabelError, UserError):
 
 
 def run(args: argparse.Namespace) -> int:
+    from viewer.labels.ai_labels import has_human_labels
     from viewer.labels.export import export_case, write_problem
     from viewer.labels.store import LabelStore, store_dir
     from viewer.study.errors import StudyError
@@ -89,11 +90,16 @@ def run(args: argparse.Namespace) -> int:
         info = pick_series(args.path, args.series)
         volume = load_series(info)
         ai = None
+        document = None
         if (store_dir(volume.series_uid) / "info.json").exists():
             # Read-only: the series may be open in the viewer, whose store must stay the one writer.
             document = LabelStore.read(volume)
-        else:
-            document, ai = _ai_results(volume)
+        if document is None or not has_human_labels(document):
+            # Opened and analysed but not labelled by a person: the AI results are the labels.
+            found = _ai_results(volume, required=document is None)
+            if found is not None:
+                document, ai = found
+        assert document is not None
         result = export_case(
             volume,
             document,
@@ -136,15 +142,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _ai_results(volume: Any) -> tuple[Any, Any]:
-    """(document, AiSource) of the series' stored AI results; an error when there are none."""
+def _ai_results(volume: Any, required: bool) -> tuple[Any, Any] | None:
+    """(document, AiSource) of the series' stored AI results; when there are none, an error
+    if ``required`` (nothing else to export), else None."""
     from viewer.labels.ai_labels import ai_document
     from viewer.labels.results import ResultStore
 
     found = ai_document(
         volume.series_uid, volume.shape, ResultStore().latest_per_model(volume.series_uid)
     )
-    if found is None:
+    if found is None and required:
         raise ExportCommandError(
             f"no labels are stored for series {volume.series_uid}, nor AI results with a label "
             "map (open it in RadLens and draw, or analyze it, first)"

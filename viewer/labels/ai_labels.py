@@ -117,3 +117,13 @@ def write_analysis_seg(
     except (SegExportError, ExportError, LabelError) as exc:
         data.setdefault("failed", {})["dicom-seg"] = str(exc)
         print(f"radlens analyze: DICOM-SEG not written: {exc}", file=sys.stderr)
+
+
+def has_human_labels(doc: Document) -> bool:
+    """Whether a person labelled the series: painted voxels, or annotations that are not a
+    model's unreviewed proposals (accepted or edited model findings count as the person's)."""
+    if doc.labelmap.array.any():
+        return True
+    return any(
+        not a.from_model or a.status in ("accepted", "edited") for a in doc.annotations.values()
+    )

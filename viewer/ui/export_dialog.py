@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.labels.ai_labels import has_human_labels
 from viewer.labels.deid import Deidentifier
 from viewer.labels.dicomseg import DEFAULT_SEG_TYPE
 from viewer.labels.document import Document
@@ -103,7 +104,7 @@ class ExportDialog(QDialog):
                 seg_row = QFormLayout()
                 seg_row.addRow("    DICOM-SEG type", self.seg_type_box)
                 layout.addLayout(seg_row)
-        drawn = bool(document.annotations) or bool(document.labelmap.labels_present())
+        drawn = has_human_labels(document)
         self.ai_box = QCheckBox("Export the AI results of this series (marked as AI results)")
         self.ai_box.setToolTip(
             "The label maps of the latest analysis runs instead of drawn labels; the export's "
@@ -195,7 +196,7 @@ class ExportDialog(QDialog):
         burned_in = with_image and self.burned_in_box.isChecked()
         out_dir = Path(folder_text).expanduser()
         seg_type, use_ai = self.seg_type(), self.ai_box.isChecked()
-        drawn = bool(document.annotations) or bool(document.labelmap.labels_present())
+        drawn = has_human_labels(document)
 
         def work(ctx: TaskContext) -> ExportResult:
             ctx.progress(0.0, "Exporting labels")
