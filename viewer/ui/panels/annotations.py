@@ -35,6 +35,7 @@ from viewer.labels.model import (
     RoiRect,
     Ruler,
 )
+from viewer.ui.panels.label_import import LabelImporter
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -90,9 +91,15 @@ class AnnotationsPanel(QWidget):
         self.add_class_button.clicked.connect(self._ask_new_class)
         self.remove_class_button = QPushButton("Remove")
         self.remove_class_button.clicked.connect(self.remove_current_class)
+        #: Import… (DICOM-SEG, RTSTRUCT, masks, annotations) and the line saying how it went
+        self.importer = LabelImporter(self)
+        self.import_button, self.import_status = self.importer.button, self.importer.status
+        self.import_finished = self.importer.import_finished
         row.addWidget(self.add_class_button)
         row.addWidget(self.remove_class_button)
+        row.addWidget(self.import_button)
         cl.addLayout(row)
+        cl.addWidget(self.import_status)
         layout.addWidget(classes)
 
         settings = QGroupBox("Tool settings")
@@ -149,6 +156,10 @@ class AnnotationsPanel(QWidget):
         controller.document_changed.connect(self.reload)
         controller.selection_changed.connect(self._controller_selected)
         self.reload()
+
+    def import_file(self, path) -> bool:
+        """Import a label file onto the open series (see ``LabelImporter.import_file``)."""
+        return self.importer.import_file(path)
 
     # ---- state ----------------------------------------------------------------------------
     @property
