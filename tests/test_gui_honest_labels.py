@@ -306,3 +306,16 @@ def test_a_files_voi_lut_is_the_window_it_opens_with_and_a_preset_among_the_othe
     window.action_map["reset"].trigger()  # back to the file's own VOI LUT
     assert combo.currentText() == VOI_LUT_PRESET
     assert np.array_equal(view.image.image, facts.apply_voi_lut(vol, vol.array[0]))
+
+
+def test_the_annotations_list_gives_a_ruler_in_pixels_without_spacing_and_in_mm_with_it():
+    from viewer.labels.model import Ruler
+    from viewer.ui.calibration import Calibration
+    from viewer.ui.panels.annotations import describe
+
+    ruler = Ruler(id="r1", label="x", start=(0.0, 0.0, 0.0), end=(0.0, 30.0, 40.0))
+    image = np.zeros((1, 64, 64), np.uint8)
+    bare = Volume(image, (0.5, 0.5, 1.0), modality="US", meta={"spacing_source": "none"})
+    assert describe(ruler, Calibration.of(bare)) == "50.0 px"
+    calibrated = Volume(image, (0.5, 0.5, 1.0), modality="CT")
+    assert describe(ruler, Calibration.of(calibrated)) == "25.0 mm"

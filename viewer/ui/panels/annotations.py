@@ -35,18 +35,20 @@ from viewer.labels.model import (
     RoiRect,
     Ruler,
 )
+from viewer.ui.calibration import Calibration
 from viewer.ui.panels.label_import import LabelImporter
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
-def describe(a: Annotation, spacing_xyz) -> str:
-    """Where/how big, in a few words: 'slice 12', 'slices 4–9', '23.4 mm'."""
+def describe(a: Annotation, cal: Calibration) -> str:
+    """Where/how big, in a few words: 'slice 12', 'slices 4–9', '23.4 mm' (in pixels when
+    the series states no spacing)."""
     if isinstance(a, Box):
         lo, hi = a.bounds_zyx()
         return f"slice {int(lo[0])}" if not a.is_3d else f"slices {int(lo[0])}–{int(hi[0])}"
     if isinstance(a, Ruler):
-        return f"{a.length_mm(spacing_xyz):.1f} mm"
+        return cal.ruler_text(a.start, a.end)
     if isinstance(a, ModelMask):
         return a.layer
     if isinstance(a, (Polygon, RoiRect)):
@@ -216,7 +218,7 @@ class AnnotationsPanel(QWidget):
         self.tree.clear()
         if self.doc is None:
             return
-        spacing = self.ctrl.state.volume.spacing if self.ctrl.state.volume else (1, 1, 1)
+        cal = Calibration.of(self.ctrl.state.volume)
         selected = self.ctrl.ctx.selected if self.ctrl.ctx else None
         for a in self.doc.annotations.values():
             label = (
@@ -224,7 +226,7 @@ class AnnotationsPanel(QWidget):
             )
             score = "" if a.score is None else f"{a.score:.2f}"
             item = QTreeWidgetItem(
-                [a.kind, str(label), a.source, a.status, score, describe(a, spacing)]
+                [a.kind, str(label), a.source, a.status, score, describe(a, cal)]
             )
             item.setData(0, ID_ROLE, a.id)
             if a.status == "proposed":
