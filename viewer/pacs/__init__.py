@@ -1,0 +1,64 @@
+"""PACS access without Qt: nodes, C-ECHO/C-FIND/C-GET/C-MOVE/C-STORE (pynetdicom), QIDO/WADO/STOW
+(dicomweb-client), the local retrieve cache and RadLens's storage SCP.
+
+The viewer's PACS panel, ``radlens pacs`` and a batch over an archive all use the same calls:
+
+    from viewer.pacs import NodeBook, connect, PacsCache, StudyQuery
+    node = NodeBook.load().get("hospital")
+    with connect(node) as client:
+        studies = client.find_studies(StudyQuery(modality="CT"))
+        series = client.find_series(studies[0].study_uid)
+        report = retrieve(client, PacsCache.default(), studies[0].study_uid)
+
+Every failure a user can meet (node down, association refused, timeout, error status, partial
+study) is a ``PacsError`` (a ``UserError``) whose message names the node and what happened.
+"""
+
+from viewer.pacs.cache import PacsCache
+from viewer.pacs.client import PacsClient, connect
+from viewer.pacs.errors import (
+    AssociationRefused,
+    NodeConfigError,
+    NodeUnreachable,
+    PacsError,
+    PacsStatusError,
+    PacsTimeout,
+    PartialRetrieve,
+)
+from viewer.pacs.nodes import DimseNode, Node, NodeBook, WebNode
+from viewer.pacs.records import (
+    InstanceRef,
+    RetrieveReport,
+    SendReport,
+    SeriesRecord,
+    StudyQuery,
+    StudyRecord,
+)
+from viewer.pacs.retrieve import retrieve
+from viewer.pacs.send import collect_files, send
+
+__all__ = [
+    "AssociationRefused",
+    "DimseNode",
+    "InstanceRef",
+    "Node",
+    "NodeBook",
+    "NodeConfigError",
+    "NodeUnreachable",
+    "PacsCache",
+    "PacsClient",
+    "PacsError",
+    "PacsStatusError",
+    "PacsTimeout",
+    "PartialRetrieve",
+    "RetrieveReport",
+    "SendReport",
+    "SeriesRecord",
+    "StudyQuery",
+    "StudyRecord",
+    "WebNode",
+    "collect_files",
+    "connect",
+    "retrieve",
+    "send",
+]
