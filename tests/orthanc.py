@@ -1,7 +1,6 @@
 """A real Orthanc for the tests: started on free loopback ports with a generated configuration.
 
-    from tests.orthanc import loopback_network as _no_network  # loopback allowed, rest blocked
-    from tests.orthanc import orthanc  # noqa: F401  (the fixture)
+    from tests.orthanc import loopback_network, orthanc, orthanc_factory  # noqa: F401
 
     def test_x(orthanc):
         orthanc.upload(paths); orthanc.dimse_port; orthanc.web_url ...
@@ -22,6 +21,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -65,10 +65,12 @@ class OrthancServer:
     aet: str = ORTHANC_AET
     #: the port Orthanc knows RadLens's storage SCP by (C-MOVE), when registered
     radlens_port: int | None = None
+    #: "https" when started with a TLS certificate
+    scheme: str = "http"
 
     @property
     def http_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.http_port}"
+        return f"{self.scheme}://{LOOPBACK}:{self.http_port}"
 
     @property
     def web_url(self) -> str:
@@ -88,7 +90,11 @@ class OrthancServer:
             req.add_header("Authorization", f"Basic {token}")
         if body is not None:
             req.add_header("Content-Type", "application/dicom")
-        with urllib.request.urlopen(req, timeout=30) as answer:
+        context = None
+        if self.scheme == "https":  # the test's own admin view of its self-signed server
+            context = ssl.create_default_context()
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with urllib.request.urlopen(req, timeout=30, context=context) as answer:
             return answer.read()
 
     def rest(self, path: str) -> object:
@@ -159,9 +165,11 @@ def start_orthanc(
     radlens_aet: str = RADLENS_AET,
     extra: dict | None = None,
     timeout_s: float = 60.0,
+    tls_certificate: Path | None = None,
 ) -> OrthancServer:
     """Start Orthanc with storage in ``folder``; ``users`` turns HTTP basic authentication on;
-    ``radlens_port`` registers RadLens's storage SCP (``radlens_aet`` on loopback) for C-MOVE."""
+    ``radlens_port`` registers RadLens's storage SCP (``radlens_aet`` on loopback) for C-MOVE;
+    ``tls_certificate`` (certificate + key, PEM) serves HTTPS."""
     reason = missing_reason()
     if reason:
         raise FileNotFoundError(reason)
@@ -177,6 +185,8 @@ def start_orthanc(
         "StorageDirectory": str(folder / "storage"),
         "IndexDirectory": str(folder / "index"),
         "StorageCompression": False,
+        # No in-memory copy of stored files: a test that breaks the storage sees it at once.
+        "MaximumStorageCacheSize": 0,
         "HttpPort": http_port,
         "HttpServerEnabled": True,
         "RemoteAccessAllowed": False,
@@ -204,6 +214,8 @@ def start_orthanc(
         "LimitFindResults": 0,
         "LimitFindInstances": 0,
     }
+    if tls_certificate is not None:  # one PEM file: certificate then private key
+        config.update(SslEnabled=True, SslCertificate=str(tls_certificate))
     config.update(extra or {})
     cfg = folder / "orthanc.json"
     cfg.write_text(json.dumps(config, indent=2))
@@ -217,7 +229,13 @@ def start_orthanc(
     )
     log.close()
     server = OrthancServer(
-        folder, dimse_port, http_port, process, dict(users or {}), radlens_port=radlens_port
+        folder,
+        dimse_port,
+        http_port,
+        process,
+        dict(users or {}),
+        radlens_port=radlens_port,
+        scheme="https" if tls_certificate is not None else "http",
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -233,9 +251,9 @@ def start_orthanc(
     raise TimeoutError(f"Orthanc did not answer within {timeout_s:.0f} s")
 
 
-@pytest.fixture
+@pytest.fixture(name="_no_network")
 def loopback_network(monkeypatch):
-    """Override conftest's ``_no_network`` in a module that imports it under that name: inet
+    """Overrides conftest's ``_no_network`` in a module that imports it: inet
     connections to 127.0.0.1 are allowed (Orthanc, RadLens's SCP), everything else blocked."""
     from tests.conftest import NetworkBlocked, _real_socket
 
@@ -300,3 +318,47 @@ def env_without_proxy() -> dict[str, str]:
         env.pop(key, None)
     env["no_proxy"] = "127.0.0.1,localhost"
     return env
+
+
+@dataclass
+class StudyFiles:
+    study_uid: str
+    series_uids: list[str]
+    paths: list[Path]
+    sop_uids: set[str]
+
+
+def write_study(
+    folder: Path,
+    patient_name: str = "DOE^JANE",
+    patient_id: str = "P-001",
+    date: str = "20260105",
+    accession: str = "ACC-001",
+    modality: str = "CT",
+    series: int = 1,
+    slices: int = 4,
+    size: int = 16,
+) -> StudyFiles:
+    """A study of ``series`` CT-like series (written with pydicom by tests.dicom_factory),
+    with the patient and study attributes a PACS search matches on."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from tests.dicom_factory import write_ct_series
+
+    study_uid = generate_uid()
+    paths: list[Path] = []
+    series_uids: list[str] = []
+    sops: set[str] = set()
+    for k in range(series):
+        truth = write_ct_series(folder / f"s{k}", shape=(slices, size, size), study_uid=study_uid)
+        series_uids.append(truth.series_uid)
+        for p in truth.paths:
+            ds = pydicom.dcmread(p)
+            ds.PatientName, ds.PatientID = patient_name, patient_id
+            ds.StudyDate, ds.AccessionNumber, ds.Modality = date, accession, modality
+            ds.SeriesNumber = k + 1
+            ds.save_as(p, enforce_file_format=True)
+            sops.add(str(ds.SOPInstanceUID))
+        paths.extend(truth.paths)
+    return StudyFiles(study_uid, series_uids, paths, sops)

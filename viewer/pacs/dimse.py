@@ -15,7 +15,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, build_role, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (
     PatientRootQueryRetrieveInformationModelFind,  # noqa: F401 (documented alternative)
@@ -47,7 +47,7 @@ from viewer.pacs.scp import StorageSCP, loopback
 #: Instances asked for in one image-level C-GET/C-MOVE (a UID list), when resuming.
 UID_CHUNK = 100
 #: An association carries at most 128 presentation contexts (PS3.8); one is the Q/R model.
-MAX_STORAGE_CONTEXTS = 120
+MAX_STORAGE_CONTEXTS = 127
 #: Statuses of a finished C-GET/C-MOVE whose sub-operations partly failed.
 WARNING_SUBOPS = 0xB000
 
@@ -276,8 +276,8 @@ class DimseClient:
         ds.QueryRetrieveLevel = "IMAGE"
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
+        # Only the UID: a PACS answers it from its index, without reading every file.
         ds.SOPInstanceUID = ""
-        ds.SOPClassUID = ""
         found = self._find(ds, 100_000, "the instance listing")
         return [
             InstanceRef(study_uid, series_uid, _text(f, "SOPInstanceUID"), _text(f, "SOPClassUID"))
@@ -313,14 +313,15 @@ class DimseClient:
                 yield ds
                 continue
             for i in range(0, len(sops), UID_CHUNK):
-                ds = Dataset()
-                ds.QueryRetrieveLevel = "IMAGE"
-                ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-                ds.SOPInstanceUID = sops[i : i + UID_CHUNK]
-                yield ds
+                yield _image_request(study, series, sops[i : i + UID_CHUNK])
 
-    def _run_retrieve(self, assoc: Association, responses, what: str, table: dict, cancel) -> str:
-        """Walk one C-GET/C-MOVE's responses; '' or a warning sentence."""
+    def _run_retrieve(
+        self, assoc: Association, responses, what: str, table: dict, cancel, hint: str, arrived
+    ) -> str:
+        """Walk one C-GET/C-MOVE's responses; '' or a warning sentence. A failure status
+        after some instances arrived is a warning (the caller then names what is missing);
+        a failure before anything arrived is the node's error."""
+        before = arrived()
         for status, _ in responses:
             if cancel():
                 assoc.abort()
@@ -333,18 +334,48 @@ class DimseClient:
             if code == 0x0000:
                 return ""
             failed = int(status.get("NumberOfFailedSuboperations", 0) or 0)
-            if code == WARNING_SUBOPS or (code & 0xF000) == 0xB000:
+            if (code & 0xF000) == 0xB000:
                 return f"{failed} instance(s) could not be sent by the node"
+            if arrived() > before:
+                return f"the node stopped with status {_status_text(code, table)}"
             raise PacsStatusError(
                 self.node.name,
-                f"{self.where} answered {what} with error status {_status_text(code, table)}.",
+                f"{self.where} answered {what} with error status {_status_text(code, table)}"
+                f"{hint}.",
                 code,
             )
         return ""
 
+    def _retrieve_all(
+        self, assoc, send, refs, whole_series, cache, what, table, cancel, hint, arrived
+    ) -> list[str]:
+        """Every request; after a failure, the instances still missing one by one, so that
+        one broken instance costs only itself."""
+        warnings = []
+        for request in self._requests(refs, whole_series):
+            warning = self._run_retrieve(assoc, send(request), what, table, cancel, hint, arrived)
+            if warning:
+                warnings.append(warning)
+        if warnings:
+            for r in refs:
+                if not cache.has(r.study_uid, r.series_uid, r.sop_uid):
+                    request = _image_request(r.study_uid, r.series_uid, [r.sop_uid])
+                    try:
+                        self._run_retrieve(assoc, send(request), what, table, cancel, hint, arrived)
+                    except PacsStatusError:
+                        continue  # named by the caller as missing
+        return warnings
+
     def _get(self, refs, whole_series, cache, stored, cancel) -> list[str]:
         wanted = {r.sop_uid: r for r in refs}
-        sop_classes = sorted({r.sop_class_uid for r in refs if r.sop_class_uid})
+        # The listing does not say each instance's class: propose the common storage classes
+        # (those listed first), as the SCP role of C-GET asks.
+        sop_classes = list(
+            dict.fromkeys(
+                [r.sop_class_uid for r in refs if r.sop_class_uid]
+                + [cx.abstract_syntax for cx in StoragePresentationContexts]
+            )
+        )
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         roles = []
@@ -352,22 +383,31 @@ class DimseClient:
             ae.add_requested_context(uid, ALL_TRANSFER_SYNTAXES)
             roles.append(build_role(uid, scp_role=True))
         errors: list[str] = []
+        count = [0]
+
+        def counted(ref: InstanceRef, nbytes: int) -> None:
+            count[0] += 1
+            stored(ref, nbytes)
 
         def on_store(event: evt.Event) -> int:
             if cancel():
                 return 0xA700  # refuse further data; the response loop aborts
-            return _store_event(event, wanted, cache, stored, errors)
+            return _store_event(event, wanted, cache, counted, errors)
 
         assoc = self._associate(ae, roles, [(evt.EVT_C_STORE, on_store)])
-        warnings = []
         try:
-            for request in self._requests(refs, whole_series):
-                responses = assoc.send_c_get(request, StudyRootQueryRetrieveInformationModelGet)
-                warning = self._run_retrieve(
-                    assoc, responses, "the retrieve (C-GET)", QR_GET_SERVICE_CLASS_STATUS, cancel
-                )
-                if warning:
-                    warnings.append(warning)
+            warnings = self._retrieve_all(
+                assoc,
+                lambda rq: assoc.send_c_get(rq, StudyRootQueryRetrieveInformationModelGet),
+                refs,
+                whole_series,
+                cache,
+                "the retrieve (C-GET)",
+                QR_GET_SERVICE_CLASS_STATUS,
+                cancel,
+                "",
+                lambda: count[0],
+            )
         finally:
             _close(assoc)
         if cancel():
@@ -383,27 +423,39 @@ class DimseClient:
             scp.start()
         wanted = {r.sop_uid: r for r in refs}
         errors: list[str] = []
+        count = [0]
+
+        def counted(ref: InstanceRef, nbytes: int) -> None:
+            count[0] += 1
+            stored(ref, nbytes)
+
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = self._associate(ae)
-        warnings = []
-        with scp.expecting(wanted, stored, errors):
+        hint = (
+            f" (the PACS must know RadLens's AE title '{self.node.local_aet}' with this "
+            f"computer's address and port {self.node.local_port} to send to it)"
+        )
+        with scp.expecting(wanted, counted, errors):
             try:
-                for request in self._requests(refs, whole_series):
-                    responses = assoc.send_c_move(
-                        request, self.node.local_aet, StudyRootQueryRetrieveInformationModelMove
-                    )
-                    warning = self._run_retrieve(
-                        assoc,
-                        responses,
-                        f"the retrieve (C-MOVE to {self.node.local_aet})",
-                        QR_MOVE_SERVICE_CLASS_STATUS,
-                        cancel,
-                    )
-                    if warning:
-                        warnings.append(warning)
+                warnings = self._retrieve_all(
+                    assoc,
+                    lambda rq: assoc.send_c_move(
+                        rq, self.node.local_aet, StudyRootQueryRetrieveInformationModelMove
+                    ),
+                    refs,
+                    whole_series,
+                    cache,
+                    f"the retrieve (C-MOVE to {self.node.local_aet})",
+                    QR_MOVE_SERVICE_CLASS_STATUS,
+                    cancel,
+                    hint,
+                    lambda: count[0],
+                )
             finally:
                 _close(assoc)
+        if cancel():
+            raise Cancelled()
         return warnings + errors
 
     # ---- send ------------------------------------------------------------------------------
@@ -478,6 +530,14 @@ def _store_event(
     if stored is not None:
         stored(ref, len(data))
     return 0x0000
+
+
+def _image_request(study: str, series: str, sops: list[str]) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+    ds.SOPInstanceUID = sops if len(sops) > 1 else sops[0]
+    return ds
 
 
 def _close(assoc: Association) -> None:
