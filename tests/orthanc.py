@@ -1,6 +1,7 @@
 """A real Orthanc for the tests: started on free loopback ports with a generated configuration.
 
-    from tests.orthanc import loopback_network, orthanc, orthanc_factory  # noqa: F401
+    # fixtures "_no_network" (loopback allowed), "orthanc" and "orthanc_factory":
+    from tests.orthanc import loopback_network, orthanc_factory_fixture, orthanc_server  # noqa: F401
 
     def test_x(orthanc):
         orthanc.upload(paths); orthanc.dimse_port; orthanc.web_url ...
@@ -276,8 +277,8 @@ def loopback_network(monkeypatch):
     yield
 
 
-@pytest.fixture
-def orthanc_factory(tmp_path) -> Iterator:
+@pytest.fixture(name="orthanc_factory")
+def orthanc_factory_fixture(tmp_path) -> Iterator:
     """``make(**start_orthanc kwargs)`` -> a running OrthancServer, all stopped after."""
     reason = missing_reason()
     if reason:
@@ -295,8 +296,8 @@ def orthanc_factory(tmp_path) -> Iterator:
         server.stop()
 
 
-@pytest.fixture
-def orthanc(orthanc_factory) -> OrthancServer:
+@pytest.fixture(name="orthanc")
+def orthanc_server(orthanc_factory) -> OrthancServer:
     """One Orthanc without authentication, RadLens's AE registered for C-MOVE on a free port
     (``orthanc.radlens_port``)."""
     return orthanc_factory(radlens_port=free_port())

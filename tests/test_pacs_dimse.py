@@ -10,13 +10,13 @@ import pydicom
 import pytest
 
 from radlens_core.progress import Cancelled
-from tests.orthanc import (  # noqa: F401 (fixtures)
+from tests.orthanc import (  # noqa: F401 (fixtures: pytest registers them by their own names)
     ORTHANC_AET,
     dcmtk,
     free_port,
     loopback_network,
-    orthanc,
-    orthanc_factory,
+    orthanc_factory_fixture,
+    orthanc_server,
     write_study,
 )
 from viewer.pacs import (

@@ -56,8 +56,19 @@ SERIES_FIELDS = (
 )
 
 
+class _Session(requests.Session):
+    """Sends QIDO wildcards as '*' (legal in a query): requests writes '%2A', which some
+    servers (Orthanc's DICOMweb plugin) then match literally."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs):  # type: ignore[override]
+        if request.url and "%2A" in request.url:
+            base, _, query = request.url.partition("?")
+            request.url = f"{base}?{query.replace('%2A', '*')}"
+        return super().send(request, **kwargs)
+
+
 def _session(node: WebNode) -> requests.Session:
-    session = requests.Session()
+    session = _Session()
     session.verify = node.verify_tls
     if node.user:
         session.auth = (node.user, node.password)
