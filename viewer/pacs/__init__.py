@@ -14,8 +14,10 @@ Every failure a user can meet (node down, association refused, timeout, error st
 study) is a ``PacsError`` (a ``UserError``) whose message names the node and what happened.
 """
 
+from typing import TYPE_CHECKING
+
+# Light (no networking library): settings, records, errors, the cache.
 from viewer.pacs.cache import PacsCache
-from viewer.pacs.client import PacsClient, connect
 from viewer.pacs.errors import (
     AssociationRefused,
     NodeConfigError,
@@ -34,8 +36,30 @@ from viewer.pacs.records import (
     StudyQuery,
     StudyRecord,
 )
-from viewer.pacs.retrieve import retrieve
-from viewer.pacs.send import collect_files, send
+
+if TYPE_CHECKING:
+    from viewer.pacs.client import PacsClient, connect
+    from viewer.pacs.retrieve import retrieve
+    from viewer.pacs.send import collect_files, send
+
+#: Imported on first use (pynetdicom, requests): the window starts without them.
+_LAZY = {
+    "PacsClient": "viewer.pacs.client",
+    "connect": "viewer.pacs.client",
+    "retrieve": "viewer.pacs.retrieve",
+    "collect_files": "viewer.pacs.send",
+    "send": "viewer.pacs.send",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'viewer.pacs' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AssociationRefused",

@@ -8,12 +8,15 @@ UID list. What did not arrive is named in a ``PartialRetrieve``; what did stays 
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from radlens_core.progress import CancelCheck, Progress, ignore_progress, never_cancelled
 from viewer.pacs.cache import PacsCache
-from viewer.pacs.client import PacsClient
 from viewer.pacs.errors import PacsStatusError, PartialRetrieve
 from viewer.pacs.records import InstanceRef, RetrieveReport
+
+if TYPE_CHECKING:
+    from viewer.pacs.client import PacsClient
 
 #: Bound on what one retrieve lists (instances of a study).
 MAX_INSTANCES = 200_000

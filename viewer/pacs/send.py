@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from radlens_core.errors import UserError
 from radlens_core.progress import CancelCheck, Progress, ignore_progress, never_cancelled
-from viewer.pacs.client import PacsClient
 from viewer.pacs.records import SendReport
+
+if TYPE_CHECKING:
+    from viewer.pacs.client import PacsClient
 
 #: Bound on one send (files).
 MAX_FILES = 100_000
