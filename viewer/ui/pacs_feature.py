@@ -65,9 +65,8 @@ class PacsFeature(QObject):
         self.dock = QDockWidget("PACS", window)
         self.dock.setObjectName("dock_pacs")
         self.dock.setWidget(self.panel)
-        services.add_dock(
-            "pacs", self.dock, Qt.DockWidgetArea.LeftDockWidgetArea, beside="series", restore=True
-        )
+        # The window's default layout tabs it behind the series browser (dock_layout.LEFT_TABS).
+        services.add_dock("pacs", self.dock, Qt.DockWidgetArea.LeftDockWidgetArea, restore=True)
         self.show_action = QAction("Query &PACS…", window)
         self.show_action.setToolTip("Search a PACS and retrieve studies into RadLens's cache")
         self.show_action.triggered.connect(lambda *_: self.show())

@@ -226,9 +226,6 @@ class PacsPanel(QWidget):
         t.setSortingEnabled(False)
         t.setRowCount(len(studies))
         for row, s in enumerate(studies):
-            images = s.instance_count if s.instance_count is not None else ""
-            if s.series_count is not None:
-                images = f"{images} ({s.series_count} series)"
             values = (
                 s.patient_name.replace("^", " ").strip(),
                 s.patient_id,
@@ -236,11 +233,13 @@ class PacsPanel(QWidget):
                 "/".join(s.modalities),
                 s.description,
                 s.accession,
-                images,
+                "" if s.series_count is None else s.series_count,
+                "" if s.instance_count is None else s.instance_count,
             )
             for col, value in enumerate(values):
                 t.setItem(row, col, _item(value, row if col == 0 else None))
         t.setSortingEnabled(True)
+        t.sortItems(2, Qt.SortOrder.DescendingOrder)  # the most recent study first
         self.set_retrieved(False)
 
     def selected_study(self) -> StudyRecord | None:
