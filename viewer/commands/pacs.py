@@ -229,7 +229,7 @@ def copy_out(report, out: Path) -> int:
 
 def _get(args: argparse.Namespace, client) -> int:
     from viewer.pacs.cache import PacsCache
-    from viewer.pacs.retrieve import retrieve
+    from viewer.pacs.retrieval import retrieve
 
     cache = PacsCache.default()
     report = retrieve(client, cache, args.study, args.series or None, _progress_printer())
@@ -247,7 +247,7 @@ def _get(args: argparse.Namespace, client) -> int:
 
 
 def _send(args: argparse.Namespace, client) -> int:
-    from viewer.pacs.send import collect_files, send
+    from viewer.pacs.sending import collect_files, send
 
     files = collect_files(args.paths)
     report = send(client, files, _progress_printer())

@@ -39,16 +39,16 @@ from viewer.pacs.records import (
 
 if TYPE_CHECKING:
     from viewer.pacs.client import PacsClient, connect
-    from viewer.pacs.retrieve import retrieve
-    from viewer.pacs.send import collect_files, send
+    from viewer.pacs.retrieval import retrieve
+    from viewer.pacs.sending import collect_files, send
 
 #: Imported on first use (pynetdicom, requests): the window starts without them.
 _LAZY = {
     "PacsClient": "viewer.pacs.client",
     "connect": "viewer.pacs.client",
-    "retrieve": "viewer.pacs.retrieve",
-    "collect_files": "viewer.pacs.send",
-    "send": "viewer.pacs.send",
+    "retrieve": "viewer.pacs.retrieval",
+    "collect_files": "viewer.pacs.sending",
+    "send": "viewer.pacs.sending",
 }
 
 

@@ -222,7 +222,7 @@ class PacsFeature(QObject):
 
         def work(ctx: TaskContext) -> RetrieveReport | PartialRetrieve:
             from viewer.pacs.client import connect
-            from viewer.pacs.retrieve import retrieve
+            from viewer.pacs.retrieval import retrieve
 
             with connect(node) as client:
                 try:
@@ -308,7 +308,7 @@ class PacsFeature(QObject):
         if node is None:
             self.panel.say("Choose a PACS node to send to.", error=True)
             return None
-        from viewer.pacs.send import collect_files
+        from viewer.pacs.sending import collect_files
 
         try:
             files = collect_files(paths)
@@ -320,7 +320,7 @@ class PacsFeature(QObject):
 
         def work(ctx: TaskContext):
             from viewer.pacs.client import connect
-            from viewer.pacs.send import send
+            from viewer.pacs.sending import send
 
             with connect(node) as client:
                 return send(client, files, ctx.progress, ctx.cancelled)
