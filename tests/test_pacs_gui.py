@@ -68,6 +68,7 @@ def test_search_lists_studies_then_series(qtbot, orthanc, archive):
     panel.dates.setText("20260201-")
     panel.search_button.click()
     qtbot.waitUntil(lambda: "1 study found" in panel.status.text(), timeout=30_000)
+    _idle(qtbot, win)
     assert panel.study_table.item(0, 1).text() == "P-002"
     panel.dates.setText("2026-02")  # a bad range is a sentence, nothing is asked
     panel.search_button.click()

@@ -48,6 +48,8 @@ from viewer.pacs.scp import StorageSCP, loopback
 UID_CHUNK = 100
 #: An association carries at most 128 presentation contexts (PS3.8); one is the Q/R model.
 MAX_STORAGE_CONTEXTS = 127
+#: Single-instance requests that may fail in a row, with nothing arrived, before giving up.
+GIVE_UP_AFTER = 3
 #: Statuses of a finished C-GET/C-MOVE whose sub-operations partly failed.
 WARNING_SUBOPS = 0xB000
 
@@ -350,20 +352,37 @@ class DimseClient:
         self, assoc, send, refs, whole_series, cache, what, table, cancel, hint, arrived
     ) -> list[str]:
         """Every request; after a failure, the instances still missing one by one, so that
-        one broken instance costs only itself."""
-        warnings = []
+        one broken instance costs only itself. The node's error status is raised when
+        nothing arrives at all (e.g. an unknown C-MOVE destination), after at most
+        ``GIVE_UP_AFTER`` single-instance failures in a row."""
+        warnings: list[str] = []
+        first_error: PacsStatusError | None = None
         for request in self._requests(refs, whole_series):
-            warning = self._run_retrieve(assoc, send(request), what, table, cancel, hint, arrived)
+            try:
+                warning = self._run_retrieve(
+                    assoc, send(request), what, table, cancel, hint, arrived
+                )
+            except PacsStatusError as exc:
+                first_error = first_error or exc
+                warning = f"the node answered with status 0x{exc.status or 0:04X}"
             if warning:
                 warnings.append(warning)
         if warnings:
+            failures_in_a_row = 0
             for r in refs:
-                if not cache.has(r.study_uid, r.series_uid, r.sop_uid):
-                    request = _image_request(r.study_uid, r.series_uid, [r.sop_uid])
-                    try:
-                        self._run_retrieve(assoc, send(request), what, table, cancel, hint, arrived)
-                    except PacsStatusError:
-                        continue  # named by the caller as missing
+                if cache.has(r.study_uid, r.series_uid, r.sop_uid):
+                    continue
+                if failures_in_a_row >= GIVE_UP_AFTER and arrived() == 0:
+                    break
+                request = _image_request(r.study_uid, r.series_uid, [r.sop_uid])
+                before = arrived()
+                try:
+                    self._run_retrieve(assoc, send(request), what, table, cancel, hint, arrived)
+                except PacsStatusError as exc:
+                    first_error = first_error or exc
+                failures_in_a_row = 0 if arrived() > before else failures_in_a_row + 1
+        if first_error is not None and arrived() == 0:
+            raise first_error
         return warnings
 
     def _get(self, refs, whole_series, cache, stored, cancel) -> list[str]:
