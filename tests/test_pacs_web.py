@@ -250,3 +250,53 @@ def test_the_command_line_end_to_end(orthanc, study, tmp_path, capsys, monkeypat
     assert cli.main(["pacs", "echo", "main"]) == 2
     err = capsys.readouterr().err
     assert "PACS node 'main'" in err and "cannot be reached" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A real TLS server on loopback (openssl s_server -WWW: serves files from its folder) with
+    a self-signed certificate: what a hospital's HTTPS endpoint with an unknown CA looks like.
+    (Orthanc 1.10.1's own HTTPS resets connections in this build, so openssl stands in.)"""
+    import shutil
+    import socket
+    import time
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = free_port()
+    proc = subprocess.Popen(
+        [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", str(cert),
+         "-key", str(key), "-WWW", "-quiet"],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"https://127.0.0.1:{port}/dicom-web"
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_tls_certificates_are_verified_unless_turned_off_for_the_node(tls_server):
+    with pytest.raises(AssociationRefused) as err:
+        connect(WebNode("tls-node", tls_server)).echo()
+    assert "'tls-node'" in str(err.value) and "TLS certificate could not be verified" in str(
+        err.value
+    )
+    # Verification off for this node: the handshake passes and the server's own answer comes
+    # back (openssl's file server speaks no DICOMweb, which is named as such).
+    with pytest.raises(PacsStatusError) as err:
+        connect(WebNode("tls-node", tls_server, verify_tls=False, timeout_s=5)).echo()
+    assert "TLS" not in str(err.value) and "'tls-node'" in str(err.value)

@@ -66,6 +66,13 @@ class _Session(requests.Session):
             request.url = f"{base}?{query.replace('%2A', '*')}"
         return super().send(request, **kwargs)
 
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+        # requests lets REQUESTS_CA_BUNDLE turn verification back on; the node's "off" wins.
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is False:
+            settings["verify"] = False
+        return settings
+
 
 def _session(node: WebNode) -> requests.Session:
     session = _Session()
@@ -90,6 +97,9 @@ class WebClient:
             session=self.session,
             timeout=(min(node.timeout_s, 15.0), node.timeout_s),
         )
+        # dicomweb-client's retrying also repeats every exception 5 times with back-off (a
+        # down node or a bad certificate would take ~30 s to say so): the user has Retry.
+        self.client.set_http_retry_params(retry=False)
 
     def __enter__(self) -> WebClient:
         return self
@@ -115,11 +125,17 @@ class WebClient:
         try:
             yield
         except requests.exceptions.SSLError as exc:
-            reason = str(exc.__context__ or exc).split("(Caused by")[-1][:160]
+            text = str(exc)
+            marker = "certificate verify failed:"
+            reason = (
+                text.split(marker, 1)[1].split("(_ssl")[0].strip(" ()'\"")
+                if marker in text
+                else "TLS handshake failed"
+            )
             raise AssociationRefused(
                 self.node.name,
                 f"{self.where}: its TLS certificate could not be verified during {what} "
-                f"({reason.strip(' )')}); install the hospital's CA, or turn TLS verification "
+                f"({reason[:120]}); install the hospital's CA, or turn TLS verification "
                 "off for this node only if you trust it.",
             ) from None
         except requests.exceptions.Timeout:
