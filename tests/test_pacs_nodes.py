@@ -120,7 +120,9 @@ def test_cli_add_and_list_never_print_credentials(monkeypatch, capsys, caplog):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("RADLENS_PACS_PASSWORD", SECRET)
     monkeypatch.setenv("RADLENS_PACS_TOKEN", TOKEN)
-    assert cli.main(["pacs", "add", "web", "--dicomweb", "https://p/dicom-web", "--user", "al"]) == 0
+    assert (
+        cli.main(["pacs", "add", "web", "--dicomweb", "https://p/dicom-web", "--user", "al"]) == 0
+    )
     assert cli.main(["pacs", "add", "cloud", "--dicomweb", "https://q/dw", "--token"]) == 0
     assert cli.main(["pacs", "add", "dimse", "--dimse", "ORTHANC@pacs:4242", "--move"]) == 0
     assert cli.main(["pacs", "list"]) == 0
@@ -140,3 +142,23 @@ def test_cli_add_and_list_never_print_credentials(monkeypatch, capsys, caplog):
     assert "already exists" in capsys.readouterr().err
     assert cli.main(["pacs", "remove", "cloud"]) == 0
     assert set(NodeBook.load().nodes) == {"web", "dimse"}
+
+
+def test_a_pacs_source_string_is_a_node_and_a_query():
+    from viewer.pacs.source import parse_pacs_source
+
+    node, query = parse_pacs_source("pacs:hospital?Modality=CT&StudyDate=20260101-20260131")
+    assert node == "hospital"
+    assert query == StudyQuery(modality="CT", date_from="20260101", date_to="20260131")
+    assert parse_pacs_source("pacs:web")[1] == StudyQuery()
+    assert parse_pacs_source("pacs:w?PatientName=DOE%5EJ*&limit=20")[1] == StudyQuery(
+        patient_name="DOE^J*", limit=20
+    )
+    for bad, words in (
+        ("folder/x", "not a PACS source"),
+        ("pacs:w?Colour=red", "'Colour' is not a PACS query key"),
+        ("pacs:w?StudyDate=2026", "not YYYYMMDD"),
+        ("pacs:w?limit=lots", "not a number"),
+    ):
+        with pytest.raises(NodeConfigError, match=words):
+            parse_pacs_source(bad)

@@ -10,6 +10,9 @@ The viewer's PACS panel, ``radlens pacs`` and a batch over an archive all use th
         series = client.find_series(studies[0].study_uid)
         report = retrieve(client, PacsCache.default(), studies[0].study_uid)
 
+A batch names its source ``pacs:NODE?Modality=CT&StudyDate=20260101-20260131``:
+``parse_pacs_source`` turns it into the node's name and a ``StudyQuery``.
+
 Every failure a user can meet (node down, association refused, timeout, error status, partial
 study) is a ``PacsError`` (a ``UserError``) whose message names the node and what happened.
 """
@@ -36,6 +39,7 @@ from viewer.pacs.records import (
     StudyQuery,
     StudyRecord,
 )
+from viewer.pacs.source import is_pacs_source, parse_pacs_source
 
 if TYPE_CHECKING:
     from viewer.pacs.client import PacsClient, connect
@@ -82,6 +86,8 @@ __all__ = [
     "StudyRecord",
     "WebNode",
     "collect_files",
+    "is_pacs_source",
+    "parse_pacs_source",
     "connect",
     "retrieve",
     "send",
