@@ -1,4 +1,5 @@
-"""DIMSE: C-ECHO, C-FIND, C-GET, C-MOVE and C-STORE against one node, with pynetdicom.
+"""DIMSE: C-ECHO, C-FIND, C-GET, C-MOVE and C-STORE against one node, with pynetdicom (one
+client: its five services share the association, status and timeout handling, hence ~470 lines).
 
 Each operation opens its own association and releases it; a refused, unanswered or aborted
 association becomes a ``PacsError`` naming the node. Retrieved instances are written to the
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydicom import dcmread
@@ -40,9 +41,10 @@ from viewer.pacs.errors import (
     PacsStatusError,
     PacsTimeout,
 )
+from viewer.pacs.identifiers import series_record, study_identifier, study_record, text_value
 from viewer.pacs.nodes import DimseNode
 from viewer.pacs.records import InstanceRef, SendReport, SeriesRecord, StudyQuery, StudyRecord
-from viewer.pacs.scp import StorageSCP, loopback
+from viewer.pacs.scp import StorageSCP, Stored, loopback, write_received
 
 #: Instances asked for in one image-level C-GET/C-MOVE (a UID list), when resuming.
 UID_CHUNK = 100
@@ -53,79 +55,10 @@ GIVE_UP_AFTER = 3
 #: Statuses of a finished C-GET/C-MOVE whose sub-operations partly failed.
 WARNING_SUBOPS = 0xB000
 
-Stored = Callable[[InstanceRef, int], None]
-
 
 def _status_text(code: int, table: dict) -> str:
     entry = table.get(code)
     return f"0x{code:04X} ({entry[1]})" if entry and entry[1] else f"0x{code:04X}"
-
-
-def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
-
-
-def _int(ds: Dataset, keyword: str) -> int | None:
-    try:
-        return int(str(ds.get(keyword, "")).strip())
-    except (TypeError, ValueError):
-        return None
-
-
-def study_identifier(query: StudyQuery) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    name = query.patient_name
-    if name and not any(c in name for c in "*?"):
-        name += "*"  # "doe" finds DOE^JOHN, as every viewer's search box does
-    ds.PatientName = name
-    ds.PatientID = query.patient_id
-    ds.PatientBirthDate = ""
-    ds.StudyDate = query.date_range
-    ds.StudyTime = ""
-    ds.AccessionNumber = query.accession
-    ds.ModalitiesInStudy = query.modality
-    ds.StudyDescription = ""
-    ds.StudyInstanceUID = query.study_uid
-    ds.NumberOfStudyRelatedSeries = ""
-    ds.NumberOfStudyRelatedInstances = ""
-    return ds
-
-
-def study_record(ds: Dataset) -> StudyRecord:
-    modalities = ds.get("ModalitiesInStudy", "")
-    if isinstance(modalities, str):
-        modalities = [m for m in modalities.split("\\") if m]
-    return StudyRecord(
-        study_uid=_text(ds, "StudyInstanceUID"),
-        patient_name=_text(ds, "PatientName"),
-        patient_id=_text(ds, "PatientID"),
-        birth_date=_text(ds, "PatientBirthDate"),
-        study_date=_text(ds, "StudyDate"),
-        study_time=_text(ds, "StudyTime"),
-        description=_text(ds, "StudyDescription"),
-        accession=_text(ds, "AccessionNumber"),
-        modalities=tuple(str(m) for m in (modalities or ())),
-        series_count=_int(ds, "NumberOfStudyRelatedSeries"),
-        instance_count=_int(ds, "NumberOfStudyRelatedInstances"),
-    )
-
-
-def series_record(ds: Dataset, study_uid: str) -> SeriesRecord:
-    return SeriesRecord(
-        study_uid=_text(ds, "StudyInstanceUID") or study_uid,
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        modality=_text(ds, "Modality"),
-        number=_int(ds, "SeriesNumber"),
-        description=_text(ds, "SeriesDescription"),
-        body_part=_text(ds, "BodyPartExamined"),
-        instance_count=_int(ds, "NumberOfSeriesRelatedInstances"),
-    )
 
 
 class DimseClient:
@@ -282,9 +215,11 @@ class DimseClient:
         ds.SOPInstanceUID = ""
         found = self._find(ds, 100_000, "the instance listing")
         return [
-            InstanceRef(study_uid, series_uid, _text(f, "SOPInstanceUID"), _text(f, "SOPClassUID"))
+            InstanceRef(
+                study_uid, series_uid, text_value(f, "SOPInstanceUID"), text_value(f, "SOPClassUID")
+            )
             for f in found
-            if _text(f, "SOPInstanceUID")
+            if text_value(f, "SOPInstanceUID")
         ]
 
     # ---- retrieve --------------------------------------------------------------------------
@@ -411,7 +346,7 @@ class DimseClient:
         def on_store(event: evt.Event) -> int:
             if cancel():
                 return 0xA700  # refuse further data; the response loop aborts
-            return _store_event(event, wanted, cache, counted, errors)
+            return write_received(event, wanted, cache, counted, errors)
 
         assoc = self._associate(ae, roles, [(evt.EVT_C_STORE, on_store)])
         try:
@@ -523,32 +458,6 @@ class DimseClient:
         finally:
             _close(assoc)
         return SendReport(self.node.name, sent, tuple(failed))
-
-
-def _store_event(
-    event: evt.Event,
-    wanted: dict[str, InstanceRef],
-    cache: PacsCache,
-    stored: Stored | None,
-    errors: list[str],
-) -> int:
-    """Write one received instance into the cache (C-STORE handler of C-GET and the SCP)."""
-    try:
-        sop = str(event.request.AffectedSOPInstanceUID)
-        ref = wanted.get(sop)
-        if ref is None:
-            ds = event.dataset
-            ref = InstanceRef(
-                str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop, str(ds.SOPClassUID)
-            )
-        data = event.encoded_dataset(include_meta=True)
-        cache.put(ref.study_uid, ref.series_uid, sop, data)
-    except (OSError, AttributeError, ValueError) as exc:
-        errors.append(f"an instance could not be written to the cache ({exc})")
-        return 0xA700
-    if stored is not None:
-        stored(ref, len(data))
-    return 0x0000
 
 
 def _image_request(study: str, series: str, sops: list[str]) -> Dataset:

@@ -19,6 +19,9 @@ from viewer.pacs.cache import PacsCache
 from viewer.pacs.errors import NodeConfigError
 from viewer.pacs.records import InstanceRef
 
+#: called per instance written to the cache: (its reference, its size in bytes)
+Stored = Callable[[InstanceRef, int], None]
+
 
 def loopback(host: str) -> bool:
     if host == "localhost":
@@ -87,12 +90,38 @@ class StorageSCP:
                 self._wanted, self._stored, self._errors = {}, None, []
 
     def _on_store(self, event: evt.Event) -> int:
-        from viewer.pacs.dimse import _store_event
-
         with self._lock:
             wanted, stored, errors = self._wanted, self._stored, self._errors
         sop = str(event.request.AffectedSOPInstanceUID)
-        status = _store_event(event, wanted, self.cache, stored if sop in wanted else None, errors)
+        status = write_received(
+            event, wanted, self.cache, stored if sop in wanted else None, errors
+        )
         if status == 0:
             self.received += 1
         return status
+
+
+def write_received(
+    event: evt.Event,
+    wanted: dict[str, InstanceRef],
+    cache: PacsCache,
+    stored: Stored | None,
+    errors: list[str],
+) -> int:
+    """Write one received instance into the cache (C-STORE handler of C-GET and the SCP)."""
+    try:
+        sop = str(event.request.AffectedSOPInstanceUID)
+        ref = wanted.get(sop)
+        if ref is None:
+            ds = event.dataset
+            ref = InstanceRef(
+                str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop, str(ds.SOPClassUID)
+            )
+        data = event.encoded_dataset(include_meta=True)
+        cache.put(ref.study_uid, ref.series_uid, sop, data)
+    except (OSError, AttributeError, ValueError) as exc:
+        errors.append(f"an instance could not be written to the cache ({exc})")
+        return 0xA700
+    if stored is not None:
+        stored(ref, len(data))
+    return 0x0000

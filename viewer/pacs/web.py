@@ -18,7 +18,7 @@ from pydicom.errors import InvalidDicomError
 
 from radlens_core.progress import CancelCheck, Cancelled, Progress
 from viewer.pacs.cache import PacsCache
-from viewer.pacs.dimse import Stored, series_record, study_record
+from viewer.pacs.dimse import Stored
 from viewer.pacs.errors import (
     AssociationRefused,
     NodeUnreachable,
@@ -26,6 +26,7 @@ from viewer.pacs.errors import (
     PacsStatusError,
     PacsTimeout,
 )
+from viewer.pacs.identifiers import series_record, study_record
 from viewer.pacs.nodes import WebNode
 from viewer.pacs.records import InstanceRef, SendReport, SeriesRecord, StudyQuery, StudyRecord
 
