@@ -63,6 +63,9 @@ def test_search_lists_studies_then_series(qtbot, orthanc, archive):
     _idle(qtbot, win)
     assert panel.study_table.item(0, 0).text() == "DOE JANE"
     assert panel.study_table.item(0, 2).text() == "2026-01-05"
+    headers = [panel.study_table.horizontalHeaderItem(c).text() for c in range(8)]
+    assert headers[6:] == ["Series", "Images"]
+    assert [panel.study_table.item(0, c).text() for c in (6, 7)] == ["2", "8"]
     assert "1 study found" in panel.status.text()
     panel.patient.clear()
     panel.dates.setText("20260201-")

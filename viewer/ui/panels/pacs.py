@@ -34,6 +34,7 @@ STUDY_COLUMNS = (
     "Modalities",
     "Description",
     "Accession",
+    "Series",
     "Images",
 )
 SERIES_COLUMNS = ("#", "Modality", "Description", "Images", "In cache")
