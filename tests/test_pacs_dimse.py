@@ -276,3 +276,19 @@ def test_a_partial_study_is_named_and_retry_fetches_the_rest(orthanc_factory, tm
     client.close()
     assert (report.fetched, report.reused) == (1, 4)
     assert _cached_sops(cache, study) == study.sop_uids
+
+
+def test_a_resumed_study_whose_last_instance_fails_is_partial_not_lost(orthanc, tmp_path):
+    study = write_study(tmp_path / "r", series=1, slices=4)
+    orthanc.upload(study.paths)
+    cache = PacsCache(tmp_path / "cache")
+    client = connect(_node(orthanc))
+    retrieve(client, cache, study.study_uid)
+    gone = cache.series_files(study.study_uid, study.series_uids[0])[0]
+    sop = str(pydicom.dcmread(gone, stop_before_pixels=True).SOPInstanceUID)
+    gone.unlink()
+    orthanc.break_instance(sop)  # the one instance still to fetch cannot be served
+    with pytest.raises(PartialRetrieve) as err:
+        retrieve(client, cache, study.study_uid)
+    assert (err.value.received, err.value.expected) == (3, 4)
+    assert "Retry asks only for the 1 missing" in str(err.value)

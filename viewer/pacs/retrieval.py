@@ -73,7 +73,12 @@ def retrieve(
     warnings: list[str] = []
     if missing:
         progress(reused / expected, f"Retrieving from {node_name}: {reused}/{expected} images")
-        warnings = client.fetch(missing, whole, cache, stored, cancel)
+        try:
+            warnings = client.fetch(missing, whole, cache, stored, cancel)
+        except PacsStatusError as exc:
+            if not reused:
+                raise  # nothing of the study is here: the node's error, as it said it
+            warnings = [str(exc)]  # a resumed study whose rest fails: a partial study
     still = [r for r in refs if not cache.has(r.study_uid, r.series_uid, r.sop_uid)]
     folders = tuple(sorted({cache.series_dir(r.study_uid, r.series_uid) for r in refs}))
     for folder in folders:
