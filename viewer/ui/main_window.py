@@ -37,6 +37,7 @@ from viewer.ui.loading import (
     scan_task,
     series_task,
 )
+from viewer.ui.pacs_feature import PacsFeature
 from viewer.ui.panels.layers_panel import LayersPanel
 from viewer.ui.panels.problems import ProblemsDialog
 from viewer.ui.panels.series_browser import SeriesBrowser
@@ -120,6 +121,7 @@ class MainWindow(QMainWindow):
         self.analyze = services.register(AnalyzeFeature(services))
         self.annotations.connect_analyze(self.analyze)  # model results become proposals
         self.training = services.register(TrainingFeature(services, self.analyze))
+        self.pacs = services.register(PacsFeature(services, open_path=self.open_path))
         self.banner = IntendedUseBanner(self.analyze, self)
         self.central_layout.insertWidget(0, self.banner)
         self._restore()  # last: every dock exists, so a saved layout puts each one back
