@@ -1,0 +1,167 @@
+"""Click-to-segment and grow from seeds on generated volumes, and the Qt-free tools that
+apply them to a label Document (one undo step each)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from viewer.labels.document import Document
+from viewer.labels.grow import RegionGrower, SeedGrower
+from viewer.labels.model import LabelError
+from viewer.ui.tools import PlaneEvent, ToolContext, make_tools
+from viewer.ui.tools.document_sink import DocumentSink
+from viewer.ui.tools.planes import Plane
+from viewer.ui.tools.segment import Operation, operation_work
+
+SHAPE = (24, 48, 48)
+SPACING = (2.0, 1.0, 1.0)  # (z, y, x) mm
+
+
+def ball(shape, centre, radius_mm, spacing=SPACING) -> np.ndarray:
+    zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    sz, sy, sx = spacing
+    d2 = ((zz - centre[0]) * sz) ** 2 + ((yy - centre[1]) * sy) ** 2 + ((xx - centre[2]) * sx) ** 2
+    return d2 <= radius_mm**2
+
+
+def dice(a, b) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+@pytest.fixture
+def scene():
+    """Two bright spheres (100) apart in a dark background (0), with noise."""
+    rng = np.random.default_rng(0)
+    a = ball(SHAPE, (12, 16, 16), 10.0)
+    b = ball(SHAPE, (12, 34, 34), 7.0)
+    image = np.where(a | b, 100.0, 0.0) + rng.normal(0, 5, SHAPE)
+    return image.astype(np.float32), a, b
+
+
+def test_region_grows_in_3d_over_the_clicked_structure_only(scene):
+    image, a, b = scene
+    grown = RegionGrower(image).grow((12, 16, 16), tolerance=3.0)
+    full = grown.full(SHAPE)
+    assert dice(full, a) > 0.97 and not (full & b).any()
+    assert grown.lower < 100 < grown.upper
+
+
+def test_region_grows_in_2d_on_the_slice_shown(scene):
+    image, a, _ = scene
+    grower = RegionGrower(image)
+    axial = grower.grow((12, 16, 16), tolerance=3.0, axis=0).full(SHAPE)
+    assert axial[12].sum() > 0 and axial.sum() == axial[12].sum()
+    assert dice(axial[12], a[12]) > 0.97
+    coronal = grower.grow((12, 16, 16), tolerance=3.0, axis=1).full(SHAPE)
+    assert coronal.sum() == coronal[:, 16, :].sum() and dice(coronal[:, 16], a[:, 16]) > 0.95
+
+
+def test_region_grow_refuses_points_outside_and_silly_tolerances(scene):
+    grower = RegionGrower(scene[0])
+    with pytest.raises(LabelError, match="outside"):
+        grower.grow((99, 0, 0))
+    with pytest.raises(LabelError, match="tolerance"):
+        grower.grow((1, 1, 1), tolerance=0)
+
+
+def test_grow_from_two_labels_of_seeds_finds_the_sphere(scene):
+    image, a, _ = scene
+    seeds = np.zeros(SHAPE, np.uint8)
+    seeds[12, 14:19, 12:21] = 1  # a stroke inside the big sphere
+    seeds[12, 2, 2:46] = 2  # a stroke in the background
+    seeds[3, 40:46, 5] = 2
+    grower = SeedGrower(image, SPACING, preview_voxels=20_000)  # force a strided preview
+    preview = grower.preview(seeds)
+    assert preview.step != (1, 1, 1) and preview.labels == (1, 2)
+    region = preview.region
+    truth = a[region]
+    assert dice(preview.values == 1, truth) > 0.85
+    full = grower.refine(seeds, preview)
+    assert full.step == (1, 1, 1) and full.region == region
+    assert dice(full.values == 1, truth) > 0.95
+    assert dice(full.values == 1, truth) >= dice(preview.values == 1, truth)
+    # Every stroke keeps its own label.
+    assert (full.values[seeds[region] == 1] == 1).all()
+
+
+def test_one_label_of_seeds_grows_against_the_regions_border(scene):
+    image, a, _ = scene
+    seeds = np.zeros(SHAPE, np.uint8)
+    seeds[12, 16, 8:25] = 1
+    result = SeedGrower(image, SPACING).refine(seeds)
+    grown = np.zeros(SHAPE, bool)
+    grown[result.region] = result.values == 1
+    assert dice(grown, a) > 0.9
+
+
+def test_grow_from_seeds_needs_strokes():
+    with pytest.raises(LabelError, match="strokes"):
+        SeedGrower(np.zeros(SHAPE), SPACING).preview(np.zeros(SHAPE, np.uint8))
+
+
+def test_preview_step_coarsens_the_finest_axis_first():
+    grower = SeedGrower(np.zeros((10, 100, 100)), (5.0, 1.0, 1.0), preview_voxels=30_000)
+    step = grower.step_for((slice(0, 10), slice(0, 100), slice(0, 100)))
+    assert step[0] == 1 and step[1] > 1 and step[2] > 1
+
+
+# ---- the tools on a Document ------------------------------------------------------------------
+@pytest.fixture
+def tools(scene):
+    image, a, b = scene
+    doc = Document(SHAPE)
+    ctx = ToolContext(sink=DocumentSink(doc), hu=image, spacing_zyx=SPACING, label=1)
+    return doc, ctx, make_tools(ctx)
+
+
+def _event(zyx, shift=False, plane="axial"):
+    p = Plane(plane, SHAPE, SPACING)
+    r, c, s = p.from_volume(np.asarray(zyx, dtype=float))
+    return PlaneEvent(p, int(round(s)), r, c, shift=shift)
+
+
+def test_click_adds_a_grown_region_and_shift_click_removes_one(tools, scene):
+    _, a, b = scene
+    doc, ctx, all_tools = tools
+    click = all_tools["click_segment"]
+    ctx.tolerance = 3.0
+    click.press(_event((12, 16, 16)))
+    assert dice(doc.labelmap.array[12] == 1, a[12]) > 0.97
+    assert (doc.labelmap.array[11] == 0).all()
+    ctx.segment_3d = True
+    click.press(_event((12, 34, 34)))
+    assert dice((doc.labelmap.array == 1)[:, 25:, 25:], b[:, 25:, 25:]) > 0.97
+    click.press(_event((12, 16, 16), shift=True))  # removes the 3D region around (12, 16, 16)
+    assert not (doc.labelmap.array[:, :25, :25] == 1).any()
+    doc.undo()
+    assert dice(doc.labelmap.array[12] == 1, a[12] | b[12]) > 0.97
+    doc.undo()
+    doc.undo()
+    assert not doc.labelmap.array.any()
+
+
+def test_island_click_keeps_the_one_clicked(tools, scene):
+    _, a, b = scene
+    doc, ctx, all_tools = tools
+    doc.labelmap.array[a | b] = 1
+    ctx.island_mode = "keep_selected"
+    all_tools["island"].press(_event((12, 34, 34)))
+    assert np.array_equal(doc.labelmap.array == 1, b)
+    doc.undo()
+    assert np.array_equal(doc.labelmap.array == 1, a | b)
+
+
+def test_panel_operations_compute_one_edit_each(tools, scene):
+    _, a, b = scene
+    doc, ctx, _ = tools
+    doc.labelmap.array[a | b] = 1
+    edit = operation_work(
+        Operation("islands", "keep_largest"), doc.labelmap.array, 1, SPACING, None
+    )(lambda: False)
+    ctx.sink.apply_mask_edit(edit)
+    assert np.array_equal(doc.labelmap.array == 1, a)
+    with pytest.raises(LabelError, match="empty"):
+        operation_work(Operation("margin", mm=1), doc.labelmap.array, 3, SPACING, None)(
+            lambda: False
+        )
