@@ -56,14 +56,20 @@ class RegionGrower:
     """Click-to-segment on one image. The SimpleITK copy of the volume is made once, at the
     first 3D click, and reused (a 300x512x512 conversion costs a tenth of a second)."""
 
-    #: neighbourhood half-size (voxels) whose statistics set the intensity band
-    STATS_RADIUS = 2
+    #: neighbourhood half-size (mm, at least one voxel) whose statistics set the band
+    STATS_MM = 3.0
 
-    def __init__(self, image: np.ndarray) -> None:
+    #: structures thicker than this (mm, at the click) are taken whole: nothing to guard
+    THICK_MM = 15.0
+    #: connections thinner than this fraction of the clicked structure's thickness are cut
+    NECK_FRACTION = 0.6
+
+    def __init__(self, image: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
         image = np.asarray(image)
         if image.ndim != 3:
             raise LabelError(f"click-to-segment needs a (z, y, x) image, got {image.shape}")
         self.image = image
+        self.spacing = np.asarray(spacing_zyx, dtype=float)
         self._sitk: sitk.Image | None = None
         # A floor for the spread: a perfectly flat neighbourhood must still grow across
         # quantisation steps (1% of the image's robust range).
@@ -72,17 +78,24 @@ class RegionGrower:
         self.min_spread = max(float(hi - lo) * 0.01, 1e-6)
 
     def band(self, zyx: Sequence[int], tolerance: float, axis: int | None) -> tuple[float, float]:
-        """[lower, upper] intensities: neighbourhood mean -+ ``tolerance`` x its spread."""
+        """[lower, upper] intensities: the neighbourhood's median -+ ``tolerance`` x the
+        standard deviation of its inliers (within 3 robust deviations of the median), so a
+        click near an edge is not widened by the other side's voxels; always including the
+        clicked value."""
         if not 0 < float(tolerance) <= 20:
             raise LabelError(f"the tolerance must be within 0..20, got {tolerance}")
-        r = self.STATS_RADIUS
         cut = []
         for a, (i, n) in enumerate(zip(zyx, self.image.shape, strict=True)):
+            r = max(int(self.STATS_MM / self.spacing[a]), 1)
             flat = axis is not None and a == axis
             cut.append(slice(i, i + 1) if flat else slice(max(i - r, 0), min(i + r + 1, n)))
-        patch = self.image[tuple(cut)].astype(np.float64)
-        mean, spread = float(patch.mean()), max(float(patch.std()), self.min_spread)
-        return mean - tolerance * spread, mean + tolerance * spread
+        patch = self.image[tuple(cut)].astype(np.float64).ravel()
+        centre = float(np.median(patch))
+        mad = 1.4826 * float(np.median(np.abs(patch - centre)))
+        inliers = patch[np.abs(patch - centre) <= 3 * mad + 1e-9]
+        spread = max(float(inliers.std()), self.min_spread)
+        value = float(self.image[tuple(zyx)])  # an outlier click still grows from itself
+        return min(centre - tolerance * spread, value), max(centre + tolerance * spread, value)
 
     def grow(
         self,
@@ -123,7 +136,50 @@ class RegionGrower:
             sub = arr[tuple(slice(0, 1) if a == axis else s for a, s in enumerate(region))]
         else:
             sub = arr[region]
-        return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)  # type: ignore[arg-type]
+        region, sub = self._guard_leaks(idx, region, sub, axis)  # type: ignore[arg-type]
+        return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
+
+    def _guard_leaks(
+        self, idx: tuple[int, ...], region: Region, sub: np.ndarray, axis: int | None
+    ) -> tuple[Region, np.ndarray]:
+        """Cut the region where it leaks through a neck (a nodule into the vessels that
+        touch it, both soft tissue): for a structure thinner than ``THICK_MM`` at the click,
+        keep what an opening by ``NECK_FRACTION`` of its local radius leaves connected to
+        the click (restored to its own border), within a few radii of the click -- the
+        automatic form of Slicer's "minimum diameter" of its local threshold."""
+        sp = self.spacing.copy()
+        if axis is not None:
+            sp[axis] = 1e6  # nothing reaches across the slice
+        local = [int(np.ceil(2 * self.THICK_MM / s)) for s in sp]
+        offset = [s.start for s in region]
+        c = [i - o for i, o in zip(idx, offset, strict=True)]
+        win = tuple(
+            slice(max(ci - w, 0), min(ci + w + 1, n))
+            for ci, w, n in zip(c, local, sub.shape, strict=True)
+        )
+        near = sub[win]
+        cw = tuple(ci - s.start for ci, s in zip(c, win, strict=True))
+        radius = float(ndimage.distance_transform_edt(near, sampling=sp)[cw])
+        if radius >= self.THICK_MM or not near[cw]:
+            return region, sub
+        neck = self.NECK_FRACTION * radius
+        reach = [int(np.ceil((4 * radius + neck) / s)) for s in sp]
+        win = tuple(
+            slice(max(ci - w, 0), min(ci + w + 1, n))
+            for ci, w, n in zip(c, reach, sub.shape, strict=True)
+        )
+        near = np.ascontiguousarray(sub[win])
+        cw = tuple(ci - s.start for ci, s in zip(c, win, strict=True))
+        core = ndimage.distance_transform_edt(near, sampling=sp) > neck
+        labels, _ = ndimage.label(core)
+        if labels[cw]:
+            keep = labels == labels[cw]
+            kept = (ndimage.distance_transform_edt(~keep, sampling=sp) <= neck + 1e-6) & near
+        else:  # the click sits on a neck itself: the window bounds it
+            labels, _ = ndimage.label(near)
+            kept = labels == labels[cw]
+        full = tuple(slice(o + s.start, o + s.stop) for o, s in zip(offset, win, strict=True))
+        return full, kept  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -249,8 +305,14 @@ class SeedGrower:
         if len(labels) == 1 and coarse is None:
             # One label: the region's border (where it is not the series' edge or a stroke)
             # stands for "everything else".
-            border = np.ones(markers.shape, bool)
-            border[1:-1, 1:-1, 1:-1] = False
+            border = np.zeros(markers.shape, bool)
+            for axis, s in enumerate(region):
+                faces = [(0, s.start > 0), (-1, s.stop < seeds.shape[axis])]
+                for end, inside_series in faces:
+                    if inside_series:
+                        cut = [slice(None)] * 3
+                        cut[axis] = end  # type: ignore[call-overload]
+                        border[tuple(cut)] = True
             markers[border & (markers == 0)] = _BORDER
         _check(cancel)
         grown = ndimage.watershed_ift(grad, markers)

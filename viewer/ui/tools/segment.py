@@ -48,7 +48,7 @@ class ClickSegmentTool(Tool):
         if self.ctx.hu is None:
             raise LabelError("click-to-segment needs a greyscale image")
         if self._grower is None or self._grower.image is not self.ctx.hu:
-            self._grower = RegionGrower(self.ctx.hu)
+            self._grower = RegionGrower(self.ctx.hu, self.ctx.spacing_zyx)
         return self._grower
 
     def press(self, ev: PlaneEvent) -> bool:
