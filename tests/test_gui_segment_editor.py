@@ -136,6 +136,7 @@ def test_keep_largest_island_from_the_panel_and_undo(ui, qtbot):
     ui.ctrl.undo()
     assert np.array_equal(ui.doc.labelmap.array == 1, big | small)
     # Keep the one clicked: a click on the small island with the island tool.
+    panel.in_3d.setChecked(True)  # the island in 3D, not only on the slice shown
     panel.island_mode.setCurrentIndex(panel.island_mode.findData("keep_selected"))
     qtbot.mouseClick(panel.findChild(type(panel.seeds_start), "islands_apply"), LEFT)
     assert ui.ctrl.tool_name == "island"

@@ -146,8 +146,16 @@ def test_island_click_keeps_the_one_clicked(tools, scene):
     doc, ctx, all_tools = tools
     doc.labelmap.array[a | b] = 1
     ctx.island_mode = "keep_selected"
+    all_tools["island"].press(_event((12, 34, 34)))  # on the slice shown (2D)
+    arr = doc.labelmap.array
+    assert np.array_equal(arr[12] == 1, b[12])
+    assert np.array_equal(np.delete(arr, 12, axis=0) == 1, np.delete(a | b, 12, axis=0))
+    doc.undo()
+    assert np.array_equal(doc.labelmap.array == 1, a | b)
+    ctx.segment_3d = True
+    ctx.island_mode = "remove_selected"
     all_tools["island"].press(_event((12, 34, 34)))
-    assert np.array_equal(doc.labelmap.array == 1, b)
+    assert np.array_equal(doc.labelmap.array == 1, a)
     doc.undo()
     assert np.array_equal(doc.labelmap.array == 1, a | b)
 

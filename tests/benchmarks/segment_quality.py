@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one phantom, a smaller grid")
     args = parser.parse_args(argv)
-    shape = (48, 96, 96) if args.quick else (80, 160, 160)
+    shape = (48, 96, 96) if args.quick else (100, 256, 256)
     seeds = HELD_OUT_SEEDS[:1] if args.quick else HELD_OUT_SEEDS
     rows: dict[tuple[str, str], list[list[float]]] = {}
     for seed in seeds:

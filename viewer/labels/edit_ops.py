@@ -115,11 +115,30 @@ def islands(
     spacing_zyx: Spacing,
     min_mm3: float = 0.0,
     at_zyx: Sequence[float] | None = None,
+    axis: int | None = None,
 ) -> np.ndarray:
     """Keep the largest island, remove islands smaller than ``min_mm3``, or keep/remove the
-    island under ``at_zyx``. (``split`` has its own function: it makes several labels.)"""
+    island under ``at_zyx``. (``split`` has its own function: it makes several labels.)
+
+    With ``axis``, only the slice through ``at_zyx`` across that array axis is worked on
+    (its islands in 2D, ``min_mm3`` then being an area in mm² times the slice thickness);
+    the other slices are returned unchanged."""
     if mode not in ISLAND_MODES or mode == "split":
         raise LabelError(f"island mode must be one of {ISLAND_MODES[:2] + ISLAND_MODES[3:]}")
+    mask = _bool3d(mask)
+    if axis is not None:
+        if at_zyx is None or axis not in (0, 1, 2):
+            raise LabelError("islands on one slice need the slice's axis and a point on it")
+        index = int(round(float(at_zyx[axis])))
+        if not 0 <= index < mask.shape[axis]:
+            raise LabelError(f"slice {index} is outside the series")
+        cut = [slice(None)] * 3
+        cut[axis] = slice(index, index + 1)
+        out = mask.copy()
+        at = list(at_zyx)
+        at[axis] = 0
+        out[tuple(cut)] = islands(mask[tuple(cut)], mode, spacing_zyx, min_mm3, at)
+        return out
     labels, sizes = components(mask)
     if not len(sizes):
         return np.zeros(labels.shape, bool)

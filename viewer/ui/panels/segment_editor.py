@@ -109,7 +109,10 @@ class SegmentEditorPanel(QWidget):
             "How far from the clicked voxel's neighbourhood an intensity "
             "may be, in multiples of its spread"
         )
-        self.in_3d = QCheckBox("Grow in 3D (else on the slice shown)", box)
+        self.in_3d = QCheckBox("In 3D (else on the slice shown)", box)
+        self.in_3d.setToolTip(
+            "Click to segment and the island tool work in 3D, or on the slice shown"
+        )
         self.in_3d.setObjectName("seg_3d")
         form.addRow("Tolerance", self.tolerance)
         form.addRow(self.in_3d)

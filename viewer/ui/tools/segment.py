@@ -97,7 +97,8 @@ class ClickSegmentTool(Tool):
 
 
 class IslandTool(Tool):
-    """Click an island of the current label: keep only it, or remove it (``ctx.island_mode``)."""
+    """Click an island of the current label: keep only it, or remove it (``ctx.island_mode``);
+    in 3D, or on the slice shown (``ctx.segment_3d`` off)."""
 
     name, title = "island", "Pick island"
 
@@ -109,16 +110,29 @@ class IslandTool(Tool):
         at = ev.zyx
         array = ctx.sink.label_array()
         spacing = ctx.spacing_zyx
+        axis = None if ctx.segment_3d else ev.plane.slice_axis
 
         def work(cancelled: CancelCheck) -> MaskEdit:
-            mask = _label_mask(array, label)
+            if axis is None:
+                mask, region = _label_mask(array, label), None
+            else:  # the slice shown only: cheap whatever the series' size
+                index = int(round(float(at[axis])))
+                cut = [slice(None)] * 3
+                cut[axis] = slice(index, index + 1)
+                region = tuple(cut)
+                mask = array[region] == label
             if cancelled():
                 raise Cancelled()
-            new = edit_ops.islands(mask, mode, spacing, at_zyx=at)
+            point = list(at)
+            if axis is not None:
+                point[axis] = 0
+            new = edit_ops.islands(mask, mode, spacing, at_zyx=point)
             word = "keep island" if mode == "keep_selected" else "remove island"
-            return label_mask_edit(array, label, new, word)
+            where = "3D" if axis is None else "2D"
+            return label_mask_edit(array, label, new, f"{word} ({where})", region=region)  # type: ignore[arg-type]
 
-        ctx.run_job("Finding islands…", work, ctx.sink.apply_mask_edit, array.size > SYNC_VOXELS)
+        heavy = axis is None and array.size > SYNC_VOXELS
+        ctx.run_job("Finding islands…", work, ctx.sink.apply_mask_edit, heavy)
         return True
 
 
