@@ -173,3 +173,32 @@ def test_panel_operations_compute_one_edit_each(tools, scene):
         operation_work(Operation("margin", mm=1), doc.labelmap.array, 3, SPACING, None)(
             lambda: False
         )
+
+
+def test_grown_lung_never_reaches_the_air_outside_the_chest_wall():
+    """Strokes in both lungs and background strokes in the mediastinum and the outside air of
+    one slice: the lung label may not cross the chest wall into the air of other slices
+    (scipy's watershed_ift did, hundreds of voxels)."""
+    from phantoms.chest import LUNG, chest_ct
+
+    ct = chest_ct(shape=(64, 192, 192), seed=11, n_nodules=2)
+    lab, z = ct.labels, 32
+    seeds = np.zeros(lab.shape, np.uint8)
+    lung = np.argwhere(lab[z] == LUNG)
+    y, x = lung[len(lung) // 4]
+    seeds[z, y - 12 : y + 12, x - 1 : x + 2] = 1
+    row = np.flatnonzero((lab[z, y] == 0) & (ct.hu[z, y] > -300))
+    mx = int(row[np.argmin(np.abs(row - 96))])
+    seeds[z, y - 15 : y + 15, mx - 1 : mx + 2] = 4
+    seeds[z, 20:24, 60:130] = 4
+    cols = np.arange(192)
+    other = np.argwhere((lab[z] == LUNG) & ((cols > mx) if x < mx else (cols < mx)))
+    oy, ox = other[len(other) // 2]
+    seeds[z, oy - 10 : oy + 10, ox - 1 : ox + 2] = 1
+    seeds[z + 12, oy - 10 : oy + 10, ox - 1 : ox + 2] = 1
+    grower = SeedGrower(ct.hu, ct.spacing[::-1])
+    for result in (grower.preview(seeds), grower.refine(seeds)):
+        air = ct.hu[result.region] < -950
+        assert not ((result.values == 1) & air).any()
+        lungs = lab[result.region] == LUNG
+        assert dice(result.values == 1, lungs) > 0.9
