@@ -201,7 +201,7 @@ class SeedGrower:
         self,
         image: np.ndarray,
         spacing_zyx: Sequence[float],
-        preview_voxels: int = 1_000_000,
+        preview_voxels: int = 750_000,
         margin_fraction: float = 0.15,
         margin_mm: float = 10.0,
     ) -> None:
@@ -220,18 +220,18 @@ class SeedGrower:
         """The strokes' bounding box plus the margin (a fraction of its size, at least
         ``margin_mm``; twice that with strokes of one label, whose border is the only
         background), clipped to the series."""
-        box = bounding_region(seeds > 0)
-        if box is None:
-            raise LabelError("paint strokes of at least one label before growing from seeds")
-        one_label = len(_labels_in(seeds[box])) == 1
-        pad = []
-        for axis, s in enumerate(box):
-            extent_mm = (s.stop - s.start) * self.spacing[axis]
+        return self._region(_Strokes.of(seeds))
+
+    def _region(self, strokes: _Strokes) -> Region:
+        one_label = len(strokes.labels) == 1
+        region = []
+        for axis in range(3):
+            lo, hi = int(strokes.coords[axis].min()), int(strokes.coords[axis].max()) + 1
+            extent_mm = (hi - lo) * self.spacing[axis]
             mm = max(self.margin_mm, self.margin_fraction * extent_mm) * (2 if one_label else 1)
-            pad.append(int(np.ceil(mm / self.spacing[axis])))
-        region = bounding_region(seeds > 0, pad)
-        assert region is not None
-        return region
+            pad = int(np.ceil(mm / self.spacing[axis]))
+            region.append(slice(max(lo - pad, 0), min(hi + pad, strokes.shape[axis])))
+        return tuple(region)  # type: ignore[return-value]
 
     def step_for(self, region: Region) -> tuple[int, int, int]:
         """Per-axis strides bringing ``region`` under ``preview_voxels``, coarsening the
@@ -266,9 +266,9 @@ class SeedGrower:
     # ---- growing ----------------------------------------------------------------------------
     def preview(self, seeds: np.ndarray, cancel: CancelCheck | None = None) -> SeedResult:
         """Grown labels at preview resolution, expanded to full resolution on the region."""
-        region = self.region_of(seeds)
-        step = self.step_for(region)
-        return self._grow(seeds, region, step, None, cancel)
+        strokes = _Strokes.of(seeds)
+        region = self._region(strokes)
+        return self._grow(strokes, region, self.step_for(region), None, cancel)
 
     def refine(
         self, seeds: np.ndarray, coarse: SeedResult | None = None, cancel: CancelCheck | None = None
@@ -276,23 +276,23 @@ class SeedGrower:
         """Full-resolution labels: where ``coarse`` (a preview of the same strokes) is sure
         -- farther than two preview voxels from any of its boundaries -- it is kept as a
         seed; the band in between is grown again on the full-resolution gradient."""
-        region = self.region_of(seeds)
+        strokes = _Strokes.of(seeds)
+        region = self._region(strokes)
         if coarse is not None and coarse.region != region:
             coarse = None  # strokes moved the region: grow from scratch
         if coarse is not None and coarse.step == (1, 1, 1):
             return coarse
-        return self._grow(seeds, region, (1, 1, 1), coarse, cancel)
+        return self._grow(strokes, region, (1, 1, 1), coarse, cancel)
 
     def _grow(
         self,
-        seeds: np.ndarray,
+        strokes: _Strokes,
         region: Region,
         step: tuple[int, int, int],
         coarse: SeedResult | None,
         cancel: CancelCheck | None,
     ) -> SeedResult:
-        sub_seeds = seeds[region]
-        labels = _labels_in(sub_seeds)
+        labels = strokes.labels
         _check(cancel)
         grad = self._gradient(region, step)
         _check(cancel)
@@ -300,14 +300,14 @@ class SeedGrower:
         if coarse is not None:
             markers[...] = _sure(coarse, step_band=2)
         # Strokes win over anything: every stroke voxel marks its preview voxel.
-        pts = np.nonzero(sub_seeds)
-        markers[pts[0] // step[0], pts[1] // step[1], pts[2] // step[2]] = sub_seeds[pts]
+        at = tuple((c - s.start) // k for c, s, k in zip(strokes.coords, region, step, strict=True))
+        markers[at] = strokes.values
         if len(labels) == 1 and coarse is None:
             # One label: the region's border (where it is not the series' edge or a stroke)
             # stands for "everything else".
             border = np.zeros(markers.shape, bool)
             for axis, s in enumerate(region):
-                faces = [(0, s.start > 0), (-1, s.stop < seeds.shape[axis])]
+                faces = [(0, s.start > 0), (-1, s.stop < strokes.shape[axis])]
                 for end, inside_series in faces:
                     if inside_series:
                         cut = [slice(None)] * 3
@@ -319,17 +319,50 @@ class SeedGrower:
         _check(cancel)
         if coarse is None or step == (1, 1, 1):
             sub_image = self.image[region][:: step[0], :: step[1], :: step[2]]
-            for _ in range(2):  # a rim two voxels thick moves in two passes
+            # A rim two voxels thick moves in two passes (one at preview resolution).
+            for _ in range(2 if step == (1, 1, 1) else 1):
                 grown = _snap_boundary(grown, sub_image)
         grown[grown == _BORDER] = 0
         values = grown.astype(np.uint8)
         if step != (1, 1, 1):
             shape = tuple(s.stop - s.start for s in region)
             for axis, k in enumerate(step):
-                if k > 1:
-                    values = np.repeat(values, k, axis=axis)
-            values = np.ascontiguousarray(values[: shape[0], : shape[1], : shape[2]])
+                if k > 1:  # k copies of each, the last one cut to the region's edge
+                    counts = np.full(values.shape[axis], k)
+                    counts[-1] = shape[axis] - k * (values.shape[axis] - 1)
+                    values = np.repeat(values, counts, axis=axis)
         return SeedResult(region, values, labels, step)
+
+
+@dataclass(frozen=True)
+class _Strokes:
+    """The stroke voxels of a label map: coordinates, values, the labels present (found in
+    one pass over the map; strokes are sparse, the map is not)."""
+
+    shape: tuple[int, int, int]
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray]
+    values: np.ndarray
+    labels: tuple[int, ...]
+
+    @classmethod
+    def of(cls, seeds: np.ndarray) -> _Strokes:
+        seeds = np.asarray(seeds)
+        if seeds.ndim != 3:
+            raise LabelError(f"strokes must be a (z, y, x) label map, got {seeds.shape}")
+        flat = seeds.reshape(-1)
+        if seeds.dtype == np.uint8 and flat.flags.c_contiguous and flat.size % 8 == 0:
+            # Eight voxels at a time: the words holding a stroke, then their bytes.
+            words = np.flatnonzero(flat.view(np.uint64))
+            idx = (words[:, None] * 8 + np.arange(8)).reshape(-1)
+            idx = idx[flat[idx] != 0]
+        else:
+            idx = np.flatnonzero(flat)
+        if not len(idx):
+            raise LabelError("paint strokes of at least one label before growing from seeds")
+        values = flat[idx]
+        coords = np.unravel_index(idx, seeds.shape)
+        labels = tuple(int(v) for v in np.unique(values))
+        return cls(seeds.shape, coords, values, labels)  # type: ignore[arg-type]
 
 
 def _watershed(gradient: np.ndarray, markers: np.ndarray) -> np.ndarray:
@@ -374,11 +407,6 @@ def _snap_boundary(grown: np.ndarray, image: np.ndarray) -> np.ndarray:
     cur[pick_b] = b[pick_b]
     out[band] = cur
     return out
-
-
-def _labels_in(seeds: np.ndarray) -> tuple[int, ...]:
-    present = np.flatnonzero(np.bincount(seeds.ravel(), minlength=256)[1:]) + 1
-    return tuple(int(v) for v in present)
 
 
 def _sure(coarse: SeedResult, step_band: int) -> np.ndarray:
