@@ -58,6 +58,8 @@ FILL_CHOICES = (
 def _combo(parent: QWidget, name: str, choices) -> QComboBox:
     box = QComboBox(parent)
     box.setObjectName(name)
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(8)
     for text, data in choices:
         box.addItem(text, data)
     return box
@@ -72,6 +74,7 @@ def _spin(
     spin.setSingleStep(step)
     spin.setValue(value)
     spin.setSuffix(suffix)
+    spin.setMaximumWidth(100)
     return spin
 
 
@@ -156,6 +159,8 @@ class SegmentEditorPanel(QWidget):
         # Operations on the current label
         box = QGroupBox("Operations on the current label (one undo step each)", self)
         form = QFormLayout(box)
+        # Name above its controls: the row keeps the column's whole width (no side scroll).
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapAllRows)
         self.island_mode = _combo(box, "island_mode", ISLAND_CHOICES)
         self.island_min = _spin(box, "island_min", 0.0, 1e6, 100.0, " mm³", 10.0)
         form.addRow(
@@ -194,6 +199,10 @@ class SegmentEditorPanel(QWidget):
         self.logical_op = _combo(box, "logical_op", LOGICAL_CHOICES)
         self.logical_other = QComboBox(box)
         self.logical_other.setObjectName("logical_other")
+        self.logical_other.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.logical_other.setMinimumContentsLength(8)
         form.addRow(
             "Logical",
             self._row(

@@ -60,8 +60,6 @@ class Annotations:
         self.dock.setObjectName("dock_annotations")
         self.dock.setWidget(self.panel)
         services.add_dock("annotations", self.dock)
-        # Choosing a tool shows its settings and list (Findings rises on Analyze).
-        ctrl.tool_changed.connect(lambda name: self.dock.raise_() if name else None)
 
         # The Segment Editor: model-free interactive segmentation on the same Document.
         self.segment_editor = SegmentEditor(ctrl, services, window)
@@ -72,10 +70,14 @@ class Annotations:
         # Scrolls rather than widening the one right-hand column it shares with the others.
         scroll = QScrollArea(window)
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setWidget(self.segment_panel)
         self.segment_dock.setWidget(scroll)
         services.add_dock("segment_editor", self.segment_dock, beside="annotations")
         bar.label_selected.connect(lambda *_: self.segment_panel.refresh())
+        # Choosing a tool shows its settings and list (Findings rises on Analyze); the
+        # Segment Editor's own tools, and the brush while it grows from seeds, show it.
+        ctrl.tool_changed.connect(self._raise_panel)
 
         self.actions = {
             "undo": _action(window, "&Undo", ctrl.undo, "Ctrl+Z"),
@@ -199,6 +201,14 @@ class Annotations:
             crosshair = self.services.actions.get("mode_crosshair")
             if crosshair is not None:
                 crosshair.setChecked(True)
+
+    def _raise_panel(self, name: str | None) -> None:
+        if not name:
+            return
+        if name in ("click_segment", "island") or self.segment_editor.seeds_on:
+            self.segment_dock.raise_()
+        else:
+            self.dock.raise_()
 
     def _refresh_labels(self) -> None:
         doc, ctx = self.controller.document, self.controller.ctx

@@ -237,8 +237,12 @@ class SegmentEditor(QObject):
             self._preview_array[...] = 0
         self._preview_array[result.region] = result.values
         colours = self.controller._colours()
+        # The background label's region is "everything else": outlining it only clutters.
+        hidden = frozenset(c.index for c in document.label_set if c.name.lower() == BACKGROUND_NAME)
         if PREVIEW_LAYER in layers.names():
-            layers.update(PREVIEW_LAYER, data=self._preview_array, colours=colours)
+            layers.update(
+                PREVIEW_LAYER, data=self._preview_array, colours=colours, hidden_labels=hidden
+            )
         else:
             layers.add(
                 Layer(
@@ -248,6 +252,7 @@ class SegmentEditor(QObject):
                     opacity=0.9,
                     colours=colours,
                     outline=True,
+                    hidden_labels=hidden,
                 )
             )
         step = "x".join(str(s) for s in result.step[::-1])
