@@ -20,7 +20,8 @@ from scipy import ndimage
 from viewer.labels.model import LabelError
 
 Region = tuple[slice, slice, slice]
-Spacing = Sequence[float]
+Spacing = Sequence[float] | np.ndarray
+Voxels = Sequence[int] | np.ndarray
 
 ISLAND_MODES = ("keep_largest", "remove_small", "split", "keep_selected", "remove_selected")
 SMOOTHING_METHODS = ("median", "opening", "closing", "gaussian")
@@ -31,7 +32,7 @@ MAX_MM = 100.0
 
 
 # ---- regions -----------------------------------------------------------------------------
-def bounding_region(mask: np.ndarray, pad: Sequence[int] = (0, 0, 0)) -> Region | None:
+def bounding_region(mask: np.ndarray, pad: Voxels = (0, 0, 0)) -> Region | None:
     """The (z, y, x) slices of ``mask``'s bounding box grown by ``pad`` voxels per axis and
     clipped to the array; None when the mask is empty."""
     region = []
@@ -75,7 +76,7 @@ def _bool3d(mask: np.ndarray) -> np.ndarray:
     return m.astype(bool, copy=False)
 
 
-def _in_region(mask: np.ndarray, pad: Sequence[int], fn) -> np.ndarray:
+def _in_region(mask: np.ndarray, pad: Voxels, fn) -> np.ndarray:
     """Run ``fn(sub_mask) -> sub_result`` on the padded bounding box; outside it nothing
     changes (an empty mask stays empty)."""
     region = bounding_region(mask, pad)

@@ -99,7 +99,7 @@ class RegionGrower:
 
     def grow(
         self,
-        zyx: Sequence[float],
+        zyx: Sequence[float] | np.ndarray,
         tolerance: float = 2.5,
         axis: int | None = None,
         cancel: CancelCheck | None = None,
