@@ -144,3 +144,29 @@ def test_keep_largest_island_from_the_panel_and_undo(ui, qtbot):
     view = ui.views["axial"].graphics.viewport()
     QTest.mouseClick(view, LEFT, Qt.KeyboardModifier.NoModifier, ui.at("axial", (5, 31, 31)))
     assert np.array_equal(ui.doc.labelmap.array == 1, small)
+
+
+def test_a_result_computed_while_the_labels_changed_is_dropped(ui, qtbot):
+    import threading
+
+    from viewer.labels.mask_edits import apply_label_mask, label_mask_edit
+
+    release = threading.Event()
+    arr = ui.doc.labelmap.array
+    mask = np.zeros(arr.shape, bool)
+    mask[2:4, 5:9, 5:9] = True
+
+    def work(cancelled):
+        release.wait(10)
+        return label_mask_edit(arr, 1, mask, "late")
+
+    applied = []
+    ui.editor.run_job("Late work…", work, lambda edit: applied.append(edit), True)
+    other = np.zeros(arr.shape, bool)
+    other[10, 1:3, 1:3] = True
+    apply_label_mask(ui.doc, 2, other, "paint meanwhile")  # the user goes on editing
+    release.set()
+    with qtbot.waitSignal(ui.editor.operation_finished, timeout=10_000) as finished:
+        pass
+    assert finished.args == ["dropped"] and not applied
+    assert not (ui.doc.labelmap.array == 1).any()
