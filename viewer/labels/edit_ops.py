@@ -140,29 +140,35 @@ def islands(
         at[axis] = 0
         out[tuple(cut)] = islands(mask[tuple(cut)], mode, spacing_zyx, min_mm3, at)
         return out
+    if mode in ("keep_selected", "remove_selected"):
+        # Only the island clicked matters: flood it, rather than label every island.
+        island = _island_at(mask, at_zyx)
+        return island if mode == "keep_selected" else mask & ~island
     labels, sizes = components(mask)
-    if not len(sizes):
-        return np.zeros(labels.shape, bool)
-    if mode == "keep_largest":
+    if not len(sizes) or mode == "keep_largest":
         return labels == 1
-    if mode == "remove_small":
-        voxel_mm3 = float(np.prod(_spacing(spacing_zyx)))
-        keep = np.flatnonzero(sizes * voxel_mm3 >= float(min_mm3)) + 1
-        return np.isin(labels, keep) if len(keep) < len(sizes) else labels > 0
-    hit = _island_at(labels, at_zyx)
-    return labels == hit if mode == "keep_selected" else (labels > 0) & (labels != hit)
+    voxel_mm3 = float(np.prod(_spacing(spacing_zyx)))
+    keep = np.flatnonzero(sizes * voxel_mm3 >= float(min_mm3)) + 1
+    return np.isin(labels, keep) if len(keep) < len(sizes) else labels > 0
 
 
-def _island_at(labels: np.ndarray, at_zyx: Sequence[float] | None) -> int:
+def _island_at(mask: np.ndarray, at_zyx: Sequence[float] | None) -> np.ndarray:
+    """The 6-connected island of ``mask`` holding ``at_zyx`` (flooded with SimpleITK)."""
     if at_zyx is None:
         raise LabelError("click an island to choose it")
     idx = tuple(int(round(float(v))) for v in at_zyx)
-    if len(idx) != 3 or not all(0 <= i < n for i, n in zip(idx, labels.shape, strict=True)):
+    if len(idx) != 3 or not all(0 <= i < n for i, n in zip(idx, mask.shape, strict=True)):
         raise LabelError(f"the point {idx} is outside the series")
-    hit = int(labels[idx])
-    if hit == 0:
+    if not mask[idx]:
         raise LabelError("there is no island of this label under the pointer")
-    return hit
+    region = bounding_region(mask)
+    assert region is not None
+    sub = np.ascontiguousarray(mask[region], dtype=np.uint8)
+    seed = [i - s.start for i, s in zip(idx, region, strict=True)][::-1]
+    flood = sitk.ConnectedThreshold(sitk.GetImageFromArray(sub), seedList=[seed], lower=1, upper=1)
+    out = np.zeros(mask.shape, bool)
+    out[region] = sitk.GetArrayViewFromImage(flood).astype(bool)
+    return out
 
 
 def split_islands(mask: np.ndarray, spacing_zyx: Spacing, min_mm3: float = 0.0) -> np.ndarray:
