@@ -1,17 +1,15 @@
-"""Interactive segmentation with no model (Qt-free): click-to-segment and grow from seeds.
+"""Interactive segmentation with no model (Qt-free): grow from seeds (and, re-exported,
+click-to-segment's ``RegionGrower`` from ``viewer.labels.region_grow``).
 
-- ``RegionGrower``: a click grows a region from the clicked voxel's intensity statistics
-  (mean and spread of its neighbourhood; connected-threshold region growing, SimpleITK) on
-  the slice shown or in 3D, within a tolerance in multiples of that spread.
 - ``SeedGrower``: strokes of two or more labels (or one label, the region's border then
   being background) compete over the image by a seeded watershed on the gradient magnitude
   (SimpleITK's morphological watershed from markers: the equivalent of grow-cut that
-  Slicer's "Watershed" effect uses). The region
-  is the strokes' bounding box plus a margin; a preview is computed on a strided copy of at
-  most ``preview_voxels`` voxels (its gradient kept between updates), the accepted result
-  at full resolution in a band around the preview's boundaries.
+  Slicer's "Watershed" effect uses). The region is the strokes' bounding box plus a
+  margin; a preview is computed on a strided copy of at most ``preview_voxels`` voxels
+  (its gradient kept between updates), the accepted result at full resolution with the
+  preview's sure interior as seeds, and boundary voxels snapped to the closer label.
 
-Neither class holds Qt or a label Document: they take arrays and return (region, values).
+No Qt and no label Document here: arrays in, (region, values) out.
 """
 
 from __future__ import annotations
@@ -23,163 +21,16 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from radlens_core.progress import CancelCheck, Cancelled
-from viewer.labels.edit_ops import Region, bounding_region
+from radlens_core.progress import CancelCheck
+from viewer.labels.edit_ops import Region
 from viewer.labels.model import LabelError
+from viewer.labels.region_grow import GrownRegion, RegionGrower, check_cancel
+
+__all__ = ["GrownRegion", "RegionGrower", "SeedGrower", "SeedResult"]
 
 #: internal marker for "the region's border is background" when only one label has strokes:
 #: above every label (1..255), within the watershed's unsigned 16-bit markers
 _BORDER = 256
-
-
-def _check(cancel: CancelCheck | None) -> None:
-    if cancel is not None and cancel():
-        raise Cancelled()
-
-
-@dataclass(frozen=True)
-class GrownRegion:
-    """A grown mask: ``mask`` covers ``region`` of the series (z, y, x)."""
-
-    region: Region
-    mask: np.ndarray
-    lower: float
-    upper: float
-
-    def full(self, shape: Sequence[int]) -> np.ndarray:
-        out = np.zeros(tuple(shape), bool)
-        out[self.region] = self.mask
-        return out
-
-
-class RegionGrower:
-    """Click-to-segment on one image. The SimpleITK copy of the volume is made once, at the
-    first 3D click, and reused (a 300x512x512 conversion costs a tenth of a second)."""
-
-    #: neighbourhood half-size (mm, at least one voxel) whose statistics set the band
-    STATS_MM = 3.0
-
-    #: structures thicker than this (mm, at the click) are taken whole: nothing to guard
-    THICK_MM = 15.0
-    #: connections thinner than this fraction of the clicked structure's thickness are cut
-    NECK_FRACTION = 0.6
-
-    def __init__(self, image: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
-        image = np.asarray(image)
-        if image.ndim != 3:
-            raise LabelError(f"click-to-segment needs a (z, y, x) image, got {image.shape}")
-        self.image = image
-        self.spacing = np.asarray(spacing_zyx, dtype=float)
-        self._sitk: sitk.Image | None = None
-        # A floor for the spread: a perfectly flat neighbourhood must still grow across
-        # quantisation steps (1% of the image's robust range).
-        sample = image[:: max(image.shape[0] // 16, 1), ::8, ::8]
-        lo, hi = np.percentile(sample, (1, 99)) if sample.size else (0.0, 1.0)
-        self.min_spread = max(float(hi - lo) * 0.01, 1e-6)
-
-    def band(self, zyx: Sequence[int], tolerance: float, axis: int | None) -> tuple[float, float]:
-        """[lower, upper] intensities: the neighbourhood's median -+ ``tolerance`` x the
-        standard deviation of its inliers (within 3 robust deviations of the median), so a
-        click near an edge is not widened by the other side's voxels; always including the
-        clicked value."""
-        if not 0 < float(tolerance) <= 20:
-            raise LabelError(f"the tolerance must be within 0..20, got {tolerance}")
-        cut = []
-        for a, (i, n) in enumerate(zip(zyx, self.image.shape, strict=True)):
-            r = max(int(self.STATS_MM / self.spacing[a]), 1)
-            flat = axis is not None and a == axis
-            cut.append(slice(i, i + 1) if flat else slice(max(i - r, 0), min(i + r + 1, n)))
-        patch = self.image[tuple(cut)].astype(np.float64).ravel()
-        centre = float(np.median(patch))
-        mad = 1.4826 * float(np.median(np.abs(patch - centre)))
-        inliers = patch[np.abs(patch - centre) <= 3 * mad + 1e-9]
-        spread = max(float(inliers.std()), self.min_spread)
-        value = float(self.image[tuple(zyx)])  # an outlier click still grows from itself
-        return min(centre - tolerance * spread, value), max(centre + tolerance * spread, value)
-
-    def grow(
-        self,
-        zyx: Sequence[float] | np.ndarray,
-        tolerance: float = 2.5,
-        axis: int | None = None,
-        cancel: CancelCheck | None = None,
-    ) -> GrownRegion:
-        """The connected region around ``zyx`` within the band; on the slice through it
-        perpendicular to array ``axis`` (2D), or in 3D when ``axis`` is None."""
-        idx = tuple(int(round(float(v))) for v in zyx)
-        if len(idx) != 3 or not all(0 <= i < n for i, n in zip(idx, self.image.shape, strict=True)):
-            raise LabelError(f"the point {idx} is outside the series {self.image.shape}")
-        if axis not in (None, 0, 1, 2):
-            raise LabelError(f"the slice axis must be 0, 1 or 2, got {axis}")
-        lower, upper = self.band(idx, tolerance, axis)
-        _check(cancel)
-        if axis is None:
-            if self._sitk is None:
-                self._sitk = sitk.GetImageFromArray(self.image)
-            img, seed = self._sitk, [idx[2], idx[1], idx[0]]
-        else:
-            plane = np.ascontiguousarray(np.take(self.image, idx[axis], axis=axis))
-            rest = [i for a, i in enumerate(idx) if a != axis]
-            img, seed = sitk.GetImageFromArray(plane), [rest[1], rest[0]]
-        grown = sitk.ConnectedThreshold(img, seedList=[seed], lower=lower, upper=upper)
-        arr = sitk.GetArrayViewFromImage(grown).astype(bool)
-        _check(cancel)
-        if axis is not None:
-            arr = np.expand_dims(arr, axis)
-        region = bounding_region(arr)
-        if region is None:  # the clicked voxel is outside its own band: cannot happen
-            raise LabelError("nothing could be grown from this point")
-        if axis is not None:
-            region = tuple(
-                slice(idx[a], idx[a] + 1) if a == axis else s for a, s in enumerate(region)
-            )  # type: ignore[assignment]
-            sub = arr[tuple(slice(0, 1) if a == axis else s for a, s in enumerate(region))]
-        else:
-            sub = arr[region]
-        region, sub = self._guard_leaks(idx, region, sub, axis)  # type: ignore[arg-type]
-        return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
-
-    def _guard_leaks(
-        self, idx: tuple[int, ...], region: Region, sub: np.ndarray, axis: int | None
-    ) -> tuple[Region, np.ndarray]:
-        """Cut the region where it leaks through a neck (a nodule into the vessels that
-        touch it, both soft tissue): for a structure thinner than ``THICK_MM`` at the click,
-        keep what an opening by ``NECK_FRACTION`` of its local radius leaves connected to
-        the click (restored to its own border), within a few radii of the click -- the
-        automatic form of Slicer's "minimum diameter" of its local threshold."""
-        sp = self.spacing.copy()
-        if axis is not None:
-            sp[axis] = 1e6  # nothing reaches across the slice
-        local = [int(np.ceil(2 * self.THICK_MM / s)) for s in sp]
-        offset = [s.start for s in region]
-        c = [i - o for i, o in zip(idx, offset, strict=True)]
-        win = tuple(
-            slice(max(ci - w, 0), min(ci + w + 1, n))
-            for ci, w, n in zip(c, local, sub.shape, strict=True)
-        )
-        near = sub[win]
-        cw = tuple(ci - s.start for ci, s in zip(c, win, strict=True))
-        radius = float(ndimage.distance_transform_edt(near, sampling=sp)[cw])
-        if radius >= self.THICK_MM or not near[cw]:
-            return region, sub
-        neck = self.NECK_FRACTION * radius
-        reach = [int(np.ceil((4 * radius + neck) / s)) for s in sp]
-        win = tuple(
-            slice(max(ci - w, 0), min(ci + w + 1, n))
-            for ci, w, n in zip(c, reach, sub.shape, strict=True)
-        )
-        near = np.ascontiguousarray(sub[win])
-        cw = tuple(ci - s.start for ci, s in zip(c, win, strict=True))
-        core = ndimage.distance_transform_edt(near, sampling=sp) > neck
-        labels, _ = ndimage.label(core)
-        if labels[cw]:
-            keep = labels == labels[cw]
-            kept = (ndimage.distance_transform_edt(~keep, sampling=sp) <= neck + 1e-6) & near
-        else:  # the click sits on a neck itself: the window bounds it
-            labels, _ = ndimage.label(near)
-            kept = labels == labels[cw]
-        full = tuple(slice(o + s.start, o + s.stop) for o, s in zip(offset, win, strict=True))
-        return full, kept  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -293,9 +144,9 @@ class SeedGrower:
         cancel: CancelCheck | None,
     ) -> SeedResult:
         labels = strokes.labels
-        _check(cancel)
+        check_cancel(cancel)
         grad = self._gradient(region, step)
-        _check(cancel)
+        check_cancel(cancel)
         markers = np.zeros(grad.shape, np.int16)
         if coarse is not None:
             markers[...] = _sure(coarse, step_band=2)
@@ -314,9 +165,9 @@ class SeedGrower:
                         cut[axis] = end  # type: ignore[call-overload]
                         border[tuple(cut)] = True
             markers[border & (markers == 0)] = _BORDER
-        _check(cancel)
+        check_cancel(cancel)
         grown = _watershed(grad, markers)
-        _check(cancel)
+        check_cancel(cancel)
         if coarse is None or step == (1, 1, 1):
             sub_image = self.image[region][:: step[0], :: step[1], :: step[2]]
             # A rim two voxels thick moves in two passes (one at preview resolution).

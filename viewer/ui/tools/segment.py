@@ -17,10 +17,10 @@ import numpy as np
 
 from radlens_core.progress import CancelCheck, Cancelled
 from viewer.labels import edit_ops
-from viewer.labels.grow import RegionGrower
 from viewer.labels.labelmap import MaskEdit
 from viewer.labels.mask_edits import label_mask_edit
 from viewer.labels.model import LabelError
+from viewer.labels.region_grow import RegionGrower
 from viewer.ui.tools.base import PlaneEvent, Preview, Tool, ToolContext
 
 #: regions up to this many voxels are computed at once on the UI thread (well under a
