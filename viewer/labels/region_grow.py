@@ -132,7 +132,8 @@ class RegionGrower:
         touch it, both soft tissue): for a structure thinner than ``THICK_MM`` at the click,
         keep what an opening by ``NECK_FRACTION`` of its local radius leaves connected to
         the click (restored to its own border), within a few radii of the click -- the
-        automatic form of Slicer's "minimum diameter" of its local threshold."""
+        automatic form of Slicer's "minimum diameter" of its local threshold. A structure
+        that goes on beyond those radii is left whole."""
         sp = self.spacing.copy()
         if axis is not None:
             sp[axis] = 1e6  # nothing reaches across the slice
@@ -158,11 +159,26 @@ class RegionGrower:
         cw = tuple(ci - s.start for ci, s in zip(c, win, strict=True))
         core = ndimage.distance_transform_edt(near, sampling=sp) > neck
         labels, _ = ndimage.label(core)
-        if labels[cw]:
-            keep = labels == labels[cw]
-            kept = (ndimage.distance_transform_edt(~keep, sampling=sp) <= neck + 1e-6) & near
-        else:  # the click sits on a neck itself: the window bounds it
-            labels, _ = ndimage.label(near)
-            kept = labels == labels[cw]
+        if not labels[cw]:
+            return region, sub  # the click sits on a neck itself: nothing to cut away
+        keep = labels == labels[cw]
+        if _touches_edge(keep, win, sub.shape):
+            # What the click is on goes on beyond the window (the edge of a large organ, a
+            # long tube): a window would only box it in, so it is taken whole.
+            return region, sub
+        kept = (ndimage.distance_transform_edt(~keep, sampling=sp) <= neck + 1e-6) & near
         full = tuple(slice(o + s.start, o + s.stop) for o, s in zip(offset, win, strict=True))
         return full, kept  # type: ignore[return-value]
+
+
+def _touches_edge(mask: np.ndarray, win: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
+    """Whether ``mask`` (on window ``win`` of an array of ``shape``) reaches a window face
+    that is not the array's own edge."""
+    for axis, s in enumerate(win):
+        if mask.shape[axis] == 1:
+            continue  # the slice of a 2D growing
+        if s.start > 0 and np.take(mask, 0, axis=axis).any():
+            return True
+        if s.stop < shape[axis] and np.take(mask, -1, axis=axis).any():
+            return True
+    return False
