@@ -1,5 +1,5 @@
 """Click-to-segment (Qt-free): a click grows a region from the clicked voxel's intensity
-statistics -- connected-threshold region growing (SimpleITK) on the slice shown or in 3D,
+statistics -- connected-threshold region growing (scipy.ndimage) on the slice shown or in 3D,
 within a tolerance in multiples of the neighbourhood's spread -- cut where it leaks
 through a neck into a neighbour of the same intensity."""
 
@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 from radlens_core.progress import CancelCheck, Cancelled
@@ -39,8 +38,7 @@ class GrownRegion:
 
 
 class RegionGrower:
-    """Click-to-segment on one image. The SimpleITK copy of the volume is made once, at the
-    first 3D click, and reused (a 300x512x512 conversion costs a tenth of a second)."""
+    """Click-to-segment on one image (kept per image: its spread floor is sampled once)."""
 
     #: neighbourhood half-size (mm, at least one voxel) whose statistics set the band
     STATS_MM = 3.0
@@ -56,7 +54,6 @@ class RegionGrower:
             raise LabelError(f"click-to-segment needs a (z, y, x) image, got {image.shape}")
         self.image = image
         self.spacing = np.asarray(spacing_zyx, dtype=float)
-        self._sitk: sitk.Image | None = None
         # A floor for the spread: a perfectly flat neighbourhood must still grow across
         # quantisation steps (1% of the image's robust range).
         sample = image[:: max(image.shape[0] // 16, 1), ::8, ::8]
@@ -100,15 +97,17 @@ class RegionGrower:
         lower, upper = self.band(idx, tolerance, axis)
         check_cancel(cancel)
         if axis is None:
-            if self._sitk is None:
-                self._sitk = sitk.GetImageFromArray(self.image)
-            img, seed = self._sitk, [idx[2], idx[1], idx[0]]
+            image, seed = self.image, idx
         else:
-            plane = np.ascontiguousarray(np.take(self.image, idx[axis], axis=axis))
-            rest = [i for a, i in enumerate(idx) if a != axis]
-            img, seed = sitk.GetImageFromArray(plane), [rest[1], rest[0]]
-        grown = sitk.ConnectedThreshold(img, seedList=[seed], lower=lower, upper=upper)
-        arr = sitk.GetArrayViewFromImage(grown).astype(bool)
+            image = np.take(self.image, idx[axis], axis=axis)
+            seed = tuple(i for a, i in enumerate(idx) if a != axis)
+        # Threshold, then the 6-connected component holding the click. Measured beside
+        # SimpleITK's ConnectedThreshold on 300x512x512 (tests/benchmarks): 3x faster.
+        inside = (image >= lower) & (image <= upper)
+        check_cancel(cancel)
+        labels, _ = ndimage.label(inside)
+        arr = labels == labels[seed]
+        del labels
         check_cancel(cancel)
         if axis is not None:
             arr = np.expand_dims(arr, axis)

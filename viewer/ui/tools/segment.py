@@ -44,7 +44,7 @@ class ClickSegmentTool(Tool):
         self._grower: RegionGrower | None = None
 
     def grower(self) -> RegionGrower:
-        """The image's RegionGrower (its SimpleITK copy is reused across clicks)."""
+        """The image's RegionGrower (made once per image)."""
         if self.ctx.hu is None:
             raise LabelError("click-to-segment needs a greyscale image")
         if self._grower is None or self._grower.image is not self.ctx.hu:
