@@ -96,9 +96,9 @@ class RegionGrower:
             raise LabelError(f"the slice axis must be 0, 1 or 2, got {axis}")
         lower, upper = self.band(idx, tolerance, axis)
         check_cancel(cancel)
-        if axis is None:
-            image, seed = self.image, idx
-        else:
+        seed: tuple[int, ...] = idx
+        image = self.image
+        if axis is not None:
             image = np.take(self.image, idx[axis], axis=axis)
             seed = tuple(i for a, i in enumerate(idx) if a != axis)
         # Threshold, then the 6-connected component holding the click. Measured beside
