@@ -18,7 +18,7 @@ SERIES_WIDTH = 260
 #: width of the one right-hand column of tabbed panels
 RIGHT_WIDTH = 350
 #: tab order of the right column, first tab first; docks missing from a window are skipped
-RIGHT_TABS = ("layers", "findings", "annotations", "models", "tags")
+RIGHT_TABS = ("layers", "findings", "annotations", "segment_editor", "models", "tags")
 #: docks tabbed behind the series browser in the left column (sources of series)
 LEFT_TABS = ("pacs",)
 #: the tab shown when the window first opens
