@@ -319,3 +319,20 @@ def test_the_annotations_list_gives_a_ruler_in_pixels_without_spacing_and_in_mm_
     assert describe(ruler, Calibration.of(bare)) == "50.0 px"
     calibrated = Volume(image, (0.5, 0.5, 1.0), modality="CT")
     assert describe(ruler, Calibration.of(calibrated)) == "25.0 mm"
+
+
+def test_roi_caption_gives_pixels_without_spacing_and_no_volume_at_the_detector():
+    from viewer.labels.stats import RoiStats
+    from viewer.ui.calibration import Calibration
+    from viewer.ui.tools.drawing import format_stats
+
+    stats = RoiStats(
+        voxels=100, mean=10.0, sd=1.0, min=5.0, max=15.0, area_mm2=25.0, volume_ml=0.025
+    )
+    image = np.zeros((1, 64, 64), np.uint8)
+    bare = Calibration.of(Volume(image, (0.5, 0.5, 1.0), meta={"spacing_source": "none"}))
+    detector = Calibration.of(Volume(image, (0.5, 0.5, 1.0), meta={"spacing_source": "detector"}))
+    patient = Calibration.of(Volume(image, (0.5, 0.5, 1.0), modality="CT"))
+    assert format_stats(stats, "", bare).splitlines()[-1] == "100 px²"
+    assert format_stats(stats, "", detector).splitlines()[-1] == "25.0 mm² at detector"
+    assert format_stats(stats, "HU", patient).splitlines()[-1] == "25.0 mm²  0.025 mL"
