@@ -140,6 +140,8 @@ class SeriesReader:
         #: Whole decoded multi-frame files (header index -> frames), kept during read_all.
         self._decoded: dict[int, np.ndarray] = {}
         self._file_locks: dict[int, threading.Lock] = {}
+        #: Per reading thread: the slice-sized buffer raw reads of another item size go to.
+        self._scratch = threading.local()
         self._bulk = False
         if info.kind == "image":
             from viewer.study.formats import read_image
@@ -158,7 +160,7 @@ class SeriesReader:
                 self.headers[0].path,
                 f"cannot be assembled ({type(exc).__name__}: {exc})",
             ) from None
-        first = read_header(self.headers[0].path, keep=True)
+        first = read_header(self.headers[0].path, keep=True, full=True)
         layout = self.layout
         windows = list(self.headers[0].windows)
         self._invert = self.headers[0].photometric == "MONOCHROME1"
@@ -210,25 +212,43 @@ class SeriesReader:
     def is_read(self, z: int) -> bool:
         return bool(self._done[z])
 
-    def _frame_raw(self, h: FileHeader, frame: int, hi: int) -> np.ndarray:
+    def _read_raw(
+        self, h: FileHeader, frame: int, dtype: np.dtype, out: np.ndarray | None
+    ) -> np.ndarray:
+        """Stored values of an uncompressed frame read straight from the file: into ``out``
+        itself when it has the stored item size (rescaled there in place), else into this
+        thread's scratch slice, so no slice-sized buffer is allocated per read."""
+        assert h.pixel_offset is not None
+        n = h.rows * h.cols
+        if out is not None and out.dtype.itemsize == dtype.itemsize and out.flags.c_contiguous:
+            raw = out.view(dtype)
+        else:
+            raw = getattr(self._scratch, "buffer", None)
+            if raw is None or raw.dtype != dtype or raw.size != n:
+                raw = np.empty(n, dtype)
+                self._scratch.buffer = raw
+            raw = raw.reshape(h.rows, h.cols)
+        with open_regular(h.path) as fp:
+            fp.seek(h.pixel_offset + frame * n * dtype.itemsize)
+            got = fp.readinto(memoryview(raw).cast("B"))
+        if got != n * dtype.itemsize:
+            raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
+        unused = h.bits_allocated - h.bits_stored
+        if unused > 0:
+            # High bits beyond BitsStored may hold overlays: mask (or sign-extend) them.
+            if h.pixel_representation:
+                raw <<= unused
+                raw >>= unused
+            else:
+                raw &= np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
+        return raw
+
+    def _frame_raw(
+        self, h: FileHeader, frame: int, hi: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         dtype = _raw_dtype(h)
         if h.pixel_offset is not None and dtype is not None:
-            n = h.rows * h.cols
-            offset = h.pixel_offset + frame * n * dtype.itemsize
-            with open_regular(h.path) as fp:
-                fp.seek(offset)
-                raw = np.fromfile(fp, dtype=dtype, count=n)
-            if raw.size != n:
-                raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
-            raw = raw.reshape(h.rows, h.cols)
-            unused = h.bits_allocated - h.bits_stored
-            if unused > 0:
-                # High bits beyond BitsStored may hold overlays: mask (or sign-extend) them.
-                if h.pixel_representation:
-                    raw = (raw << unused) >> unused
-                else:
-                    raw = raw & np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
-            return raw
+            return self._read_raw(h, frame, dtype, out)
         if h.frames == 1:
             return self._decode(h)
         with self._lock:
@@ -273,11 +293,11 @@ class SeriesReader:
             return
         hi, frame = self.layout.order[z]
         h = self.headers[hi]
-        raw = self._frame_raw(h, frame, hi)
+        out = self.volume.array[z]
+        raw = self._frame_raw(h, frame, hi, None if self.layout.rgb else out)
         expected = (h.rows, h.cols, 3) if self.layout.rgb else (h.rows, h.cols)
         if raw.shape != expected:
             raise UnsupportedFormat(h.path, f"pixels have shape {raw.shape}, expected {expected}")
-        out = self.volume.array[z]
         if self.layout.rgb:
             out[...] = raw
         elif h.modality_lut is not None:
