@@ -360,7 +360,7 @@ class SeriesReader:
             z = next(queue, None)
             if z is None:
                 return False
-            if decoders is not None and self._needs_decoder(z):
+            if decoders is not None and not fallback and self._needs_decoder(z):
                 hi, frame = self.layout.order[z]
                 future: Future
                 try:
@@ -368,11 +368,27 @@ class SeriesReader:
                 except StudyError as exc:
                     future = Future()
                     future.set_result((None, exc))
+                except BrokenProcessPool:
+                    return start_failed(z)
                 pending.append((z, True, future))
             else:
                 pending.append((z, False, threads.submit(work, z)))
             return True
 
+        def start_failed(z: int) -> bool:
+            """Decoder processes that die before any frame came back could not start (a
+            script without a ``__main__`` guard re-runs itself in them): decode here."""
+            fallback.append(True)
+            redo = [z] + [p[0] for p in pending if p[1]]
+            kept = [p for p in pending if not p[1]]
+            pending.clear()
+            pending.extend(kept)
+            for k in redo:
+                pending.append((k, False, threads.submit(work, k)))
+            return True
+
+        fallback: list[bool] = []
+        decoded_any = False
         self._bulk = True
         cancelled_now = False
         count = 0
@@ -387,6 +403,9 @@ class SeriesReader:
                     cancelled_now = True
                     raise
                 except BrokenProcessPool:
+                    if not decoded_any:
+                        start_failed(z)
+                        continue
                     h = self.headers[self.layout.order[z][0]]
                     got = (None, UnsupportedFormat(h.path, "the pixel decoder crashed on it"))
                 if cancel is not None and cancel():
@@ -395,6 +414,7 @@ class SeriesReader:
                 submit()
                 count += 1
                 if is_decoded:
+                    decoded_any = True
                     arr, error = got
                     if error is None:
                         try:
