@@ -126,3 +126,27 @@ def test_cancel_stops_a_parallel_load_and_its_workers(tmp_path, monkeypatch):
         p.join(1.0)
         assert not p.is_alive()
     assert not reader._done.all()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_compressed_multiframe_file_is_never_decoded_whole(tmp_path, monkeypatch, workers):
+    import tracemalloc
+
+    nz, ny, nx = 40, 256, 256
+    zz, yy, xx = np.mgrid[:nz, :ny, :nx]
+    values = ((yy + 3 * zz) % 1500 - 500 + 0 * xx).astype(np.int16)  # rows of one value: RLE runs
+    f.write_enhanced(tmp_path / "mf.dcm", values, transfer_syntax=RLELossless)
+    monkeypatch.setenv(decode.WORKERS_ENV, str(workers))
+    (info,) = scan_folder(tmp_path).series
+    reader = SeriesReader(info)
+    volume_bytes = reader.volume.array.nbytes
+    tracemalloc.start()
+    try:
+        reader.read_all()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    bad = np.argwhere(reader.volume.array != values)
+    assert len(bad) == 0, (bad[:3], reader.volume.warnings)
+    # The volume was allocated before; decoding the file whole would add as much again.
+    assert peak < 0.5 * volume_bytes

@@ -159,7 +159,9 @@ def split_frames(h: FileHeader) -> tuple[Dataset, list[bytes]]:
 def decode_frame_bytes(h: FileHeader, k: int, template: Dataset, data: bytes) -> np.ndarray:
     """Frame ``k`` of a multi-frame file from its own compressed bytes (see split_frames)."""
     _check_frame(h, data, k)
-    ds = Dataset(template)
+    # A dataset of its own: Dataset(template) would share the template's element dict, and
+    # reading threads decode frames of one file at the same time.
+    ds = Dataset({elem.tag: elem for elem in template})
     ds.file_meta = template.file_meta
     ds.PixelData = encapsulate([data])
     ds["PixelData"].VR = "OB"

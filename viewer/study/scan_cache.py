@@ -28,6 +28,7 @@ from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
 from radlens_core.files import PRIVATE_FILE_MODE
+from radlens_core.limits import max_alloc_bytes
 from radlens_core.paths import private_dir, user_data_dir
 from viewer.study.headers import HEADER_KEYWORDS, HEADER_SEQUENCES, FileHeader
 from viewer.study.records import SeriesInfo
@@ -183,6 +184,7 @@ class ScanCache:
             or data.get("root") != self.root
             or not isinstance(data.get("files"), dict)
             or not isinstance(data.get("written_ns"), int)
+            or data.get("limit") != max_alloc_bytes()
         ):
             return
         self._old = data["files"]
@@ -252,6 +254,8 @@ class ScanCache:
             "fingerprint": fingerprint(),
             "root": self.root,
             "written_ns": time.time_ns(),
+            # Headers above the memory limit are refused when read: another limit, another scan.
+            "limit": max_alloc_bytes(),
             "files": self._new,
         }
         try:

@@ -121,7 +121,7 @@ class SeriesReader:
             return
         self.headers = list(info.headers) or _read_headers(list(info.files))
         # What the headers declare is checked before anything is allocated.
-        check_series_size(self.headers, READ_THREADS)
+        check_series_size(self.headers, READ_THREADS, decode_workers())
         try:
             self.layout = plan_series(self.headers)
         except ASSEMBLY_ERRORS as exc:
