@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -187,6 +189,31 @@ def decode_task(
     return arr, None
 
 
+_SERVER_LOCK = threading.Lock()
+
+
+def _start_fork_server() -> None:
+    """Start the fork server able to import this package. It is a fresh interpreter that
+    gets the environment, not this process's ``sys.path`` (a script or test that put the
+    package on ``sys.path`` itself would leave every worker unable to unpickle its task),
+    so the folder holding ``viewer`` is put on its PYTHONPATH while it starts."""
+    from multiprocessing import forkserver
+
+    package_root = str(Path(__file__).resolve().parents[2])
+    with _SERVER_LOCK:
+        before = os.environ.get("PYTHONPATH")
+        parts = before.split(os.pathsep) if before else []
+        if package_root not in parts:
+            os.environ["PYTHONPATH"] = os.pathsep.join([package_root, *parts])
+        try:
+            forkserver.ensure_running()
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = before
+
+
 class DecoderPool:
     """Decoder processes for one load, forked from a fork server (never from the loading
     process, which runs Qt and reading threads; forking those is unsafe)."""
@@ -197,6 +224,7 @@ class DecoderPool:
         if method == "forkserver":
             # Workers fork from a server that has imported pydicom, numpy and the decoders.
             context.set_forkserver_preload(["viewer.study.decoder_preload"])
+            _start_fork_server()
         self.workers = workers
         self._executor = ProcessPoolExecutor(workers, mp_context=context)
 
