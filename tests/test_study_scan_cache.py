@@ -146,7 +146,10 @@ def test_a_damaged_cache_file_is_ignored_and_rewritten(tmp_path, data_dir, reads
 
         data = json.loads(cache.read_text())
         for k, entry in enumerate(data["files"].values()):
-            entry[2] = [] if k % 2 else {"header": {"h": {"rows": "x"}}, "tags": 5}
+            if k % 2:
+                entry[2] = []
+            else:
+                entry[2][0][scan_cache._HEADER_FIELDS.index("rows")] = "many"
         cache.write_text(json.dumps(data))
     else:
         cache.write_bytes(damage)

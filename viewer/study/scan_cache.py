@@ -139,6 +139,52 @@ def _fields(record: Any) -> dict[str, Any]:
     return out
 
 
+#: FileHeader fields in order, without the dataset: a cached header is the list of their
+#: values (arrays read back as tuples: FileHeader holds no lists).
+_HEADER_FIELDS = [f.name for f in dataclasses.fields(FileHeader) if f.name != "dataset"]
+_HEADER_OK = not any(
+    str(f.type).startswith(("list", "dict", "set")) for f in dataclasses.fields(FileHeader)
+)
+
+
+def _tuples(value: list[Any]) -> tuple[Any, ...]:
+    return tuple(_tuples(v) if type(v) is list else v for v in value)
+
+
+def _header_row(header: FileHeader) -> list[Any]:
+    row = []
+    for name in _HEADER_FIELDS:
+        value = getattr(header, name)
+        if name == "path":
+            value = str(value)
+        elif not (value is None or isinstance(value, (bool, int, float, str, tuple))):
+            raise _NotCached
+        row.append(value)
+    return row
+
+
+#: Plain field types a cached value is checked against (a damaged entry is not used).
+_PLAIN = {"int": (int,), "str": (str,), "float": (int, float), "Path": (str,)}
+_HEADER_TYPES = {
+    f.name: _PLAIN.get(str(f.type)) for f in dataclasses.fields(FileHeader) if f.name != "dataset"
+}
+
+
+def _header_from_row(row: list[Any], tags: TagSet) -> FileHeader:
+    if not isinstance(row, list) or len(row) != len(_HEADER_FIELDS):
+        raise ValueError("header row")
+    for name, value in zip(_HEADER_FIELDS, row, strict=True):
+        kinds = _HEADER_TYPES[name]
+        if kinds is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise ValueError(f"{name} is {value!r}")
+    values = {
+        name: _tuples(v) if type(v) is list else v
+        for name, v in zip(_HEADER_FIELDS, row, strict=True)
+    }
+    values["path"] = Path(values["path"])
+    return FileHeader(**values, dataset=tags)
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, list):
         return [_decode(v) for v in value]
@@ -166,6 +212,8 @@ class ScanCache:
         self._old: dict[str, Any] = {}
         self._new: dict[str, Any] = {}
         self._written_ns = 0
+        self._bases: list[dict[str, Any]] = []
+        self._changed = False
         self._lock = threading.Lock()
         self.hits = 0
         self._load()
@@ -187,7 +235,11 @@ class ScanCache:
             or data.get("limit") != max_alloc_bytes()
         ):
             return
+        bases = data.get("bases")
+        if not isinstance(bases, list) or not all(isinstance(b, dict) for b in bases):
+            return
         self._old = data["files"]
+        self._bases = bases
         self._written_ns = data["written_ns"]
 
     def lookup(self, path: Path, st: os.stat_result) -> tuple[str, Any] | None:
@@ -199,13 +251,24 @@ class ScanCache:
         if key != _key(st) or st.st_mtime_ns >= self._written_ns - RACY_NS:
             return None
         try:
+            if what == "header":
+                value = self._expand(value)
             got = self._revive(what, value)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError):
             return None  # an entry this code cannot use: read the file
         with self._lock:
-            self._new[str(path)] = entry
+            self._new[str(path)] = [key, what, value]
             self.hits += 1
         return got
+
+    def _expand(self, value: Any) -> list[Any]:
+        """[header row, tags] from [header row, base index, tags that differ, tags absent]."""
+        row, base, differ, absent = value
+        tags = dict(self._bases[base])
+        tags.update(differ)
+        for keyword in absent:
+            tags.pop(keyword, None)
+        return [row, tags]
 
     @staticmethod
     def _revive(what: str, value: Any) -> tuple[str, Any]:
@@ -214,11 +277,11 @@ class ScanCache:
                 raise ValueError("reason")
             return "skip", value
         if what == "header":
-            header = _decode(value["header"])
-            if not isinstance(header, FileHeader):
-                raise ValueError("header")
-            tags = _tagset(value["tags"], header.transfer_syntax)
-            return "header", dataclasses.replace(header, dataset=tags)
+            row, tags = value
+            if not isinstance(tags, dict):
+                raise ValueError("tags")
+            syntax = row[_HEADER_FIELDS.index("transfer_syntax")]
+            return "header", _header_from_row(row, _tagset(tags, str(syntax)))
         if what == "non-image":
             return "non-image", (_tagset(value["tags"], ""), str(value["reason"]))
         if what == "image":
@@ -232,7 +295,9 @@ class ScanCache:
             if what == "skip":
                 payload: Any = value
             elif what == "header":
-                payload = {"header": _encode(value), "tags": _tags(value.dataset)}
+                if not _HEADER_OK:
+                    return
+                payload = [_header_row(value), _tags(value.dataset)]
             elif what == "non-image":
                 ds, reason = value
                 payload = {"tags": _tags(ds), "reason": reason}
@@ -244,19 +309,24 @@ class ScanCache:
             return
         with self._lock:
             self._new[str(path)] = [_key(st), what, payload]
+            self._changed = True
 
     def save(self) -> None:
         """Write the entries of this scan (only files seen in it) and keep the folder of
         caches within its bounds. A failure to write only costs the next scan its speed."""
-        if not self._new or len(self._new) > MAX_ENTRIES or self._new == self._old:
+        if not self._new or len(self._new) > MAX_ENTRIES:
             return
+        if not self._changed and len(self._new) == len(self._old):
+            return  # every file came from the cache: it holds this scan already
+        files, bases = _compact(self._new)
         data = {
             "fingerprint": fingerprint(),
             "root": self.root,
             "written_ns": time.time_ns(),
             # Headers above the memory limit are refused when read: another limit, another scan.
             "limit": max_alloc_bytes(),
-            "files": self._new,
+            "bases": bases,
+            "files": files,
         }
         try:
             text = json.dumps(data, separators=(",", ":"))
@@ -273,6 +343,32 @@ class ScanCache:
             _trim(self.path.parent)
         except (OSError, ValueError, TypeError):
             return
+
+
+def _compact(entries: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Entries with each header's tags written as the difference from the first file of its
+    series (the tags of one series are mostly the same: a third of the size)."""
+    study = _HEADER_FIELDS.index("study_uid")
+    series = _HEADER_FIELDS.index("series_uid")
+    base_of: dict[tuple[str, str], int] = {}
+    bases: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    for path, (key, what, value) in entries.items():
+        if what != "header":
+            out[path] = [key, what, value]
+            continue
+        row, tags = value
+        k = base_of.setdefault((row[study], row[series]), len(bases))
+        if k == len(bases):
+            bases.append(tags)
+        base = bases[k]
+        differ = {kw: v for kw, v in tags.items() if base.get(kw, _ABSENT) != v}
+        absent = [kw for kw in base if kw not in tags]
+        out[path] = [key, what, [row, k, differ, absent]]
+    return out, bases
+
+
+_ABSENT = object()
 
 
 def _trim(folder: Path) -> None:
