@@ -9,8 +9,8 @@ is on. ``cores`` pins both sides to that many CPUs (``os.sched_setaffinity``): R
 then starts that many decoder processes for a compressed series, SimpleITK uses its own
 threads on the same CPUs. Peak RSS is the measuring process's (RadLens's decoder
 processes are not counted: each is a fork of a server that has imported pydicom, numpy
-and the decoders). CPU seconds are the measuring process's own (all its threads; RadLens's
-decoder processes not included): a contention-proof view of the work on a busy machine.
+and the decoders). CPU seconds are the measuring process's own (all its threads) and, apart, what RadLens's
+decoder processes spent on the frames: a view of the work that a busy machine does not skew.
 
 Run (prints the table; RADLENS_BENCH_DATA keeps the generated series between runs):
 
@@ -80,6 +80,7 @@ print(json.dumps({
     "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     "children_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     "cpu": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - c0,
+    "worker_cpu": __import__("viewer.study.decode").study.decode.worker_cpu_seconds,
 }))
 """
 )
@@ -233,6 +234,7 @@ def _compare(label, folder, cores, what, data_dir, radlens_what=None, sitk=True)
         "radlens_s": statistics.median(r["seconds"] for r in ours),
         "radlens_rss_mib": max(r["rss"] for r in ours) / 2**20,
         "radlens_cpu_s": statistics.median(r["cpu"] for r in ours),
+        "radlens_worker_cpu_s": statistics.median(r.get("worker_cpu", 0.0) for r in ours),
     }
     if sitk:
         line["sitk_s"] = statistics.median(r["seconds"] for r in theirs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -173,20 +174,28 @@ def decode_frame_bytes(h: FileHeader, k: int, template: Dataset, data: bytes) ->
         raise _decoding(h, exc) from None
 
 
+#: CPU seconds decoder processes spent on the frames of this process's loads (a benchmark
+#: adds them to the loading process's own to count the whole work).
+worker_cpu_seconds = 0.0
+
+
 def decode_task(
     h: FileHeader, frame: int, payload: Payload | None
-) -> tuple[np.ndarray | None, StudyError | None]:
-    """What a decoder process runs: (frame, None) or (None, the error naming the file)."""
+) -> tuple[np.ndarray | None, StudyError | None, float]:
+    """What a decoder process runs: (frame, None, cpu) or (None, the error naming the file,
+    cpu), cpu being the seconds of CPU it took."""
+    start = time.process_time()
     try:
         if payload is None:
             arr = decode_file(h, frame if h.frames > 1 else None)
         else:
             arr = decode_frame_bytes(h, frame, *payload)
     except StudyError as exc:
-        return None, exc
+        return None, exc, time.process_time() - start
     except Exception as exc:  # noqa: BLE001 - a worker answers with a sentence, never a traceback
-        return None, UnsupportedFormat(h.path, f"damaged pixel data ({one_line(exc)})")
-    return arr, None
+        error = UnsupportedFormat(h.path, f"damaged pixel data ({one_line(exc)})")
+        return None, error, time.process_time() - start
+    return arr, None, time.process_time() - start
 
 
 _SERVER_LOCK = threading.Lock()
@@ -230,7 +239,7 @@ class DecoderPool:
 
     def submit(
         self, h: FileHeader, frame: int, payload: Payload | None
-    ) -> Future[tuple[np.ndarray | None, StudyError | None]]:
+    ) -> Future[tuple[np.ndarray | None, StudyError | None, float]]:
         return self._executor.submit(decode_task, h, frame, payload)
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from viewer.study import decode
 from viewer.study.budget import check_series_size
 from viewer.study.decode import (
     MIN_PARALLEL_FRAMES,
@@ -367,7 +368,7 @@ class SeriesReader:
                     future = decoders.submit(self.headers[hi], frame, self._payload(z))
                 except StudyError as exc:
                     future = Future()
-                    future.set_result((None, exc))
+                    future.set_result((None, exc, 0.0))
                 except BrokenProcessPool:
                     return start_failed(z)
                 pending.append((z, True, future))
@@ -407,7 +408,11 @@ class SeriesReader:
                         start_failed(z)
                         continue
                     h = self.headers[self.layout.order[z][0]]
-                    got = (None, UnsupportedFormat(h.path, "the pixel decoder crashed on it"))
+                    got = (
+                        None,
+                        UnsupportedFormat(h.path, "the pixel decoder crashed on it"),
+                        0.0,
+                    )
                 if cancel is not None and cancel():
                     cancelled_now = True
                     raise cancelled()
@@ -415,7 +420,8 @@ class SeriesReader:
                 count += 1
                 if is_decoded:
                     decoded_any = True
-                    arr, error = got
+                    arr, error, cpu = got
+                    decode.worker_cpu_seconds += cpu
                     if error is None:
                         try:
                             self._store(z, self.headers[self.layout.order[z][0]], arr)
