@@ -3,7 +3,8 @@
 pydicom parses every element and converts each value it is asked for through several
 layers (about 0.6 ms a file); a scan of thousands of files only needs some thirty
 attributes of files that are nearly always uncompressed-syntax, little-endian and flat.
-This reader walks the element headers of such a file with ``struct``, skips what it does
+This reader walks the element headers of such a file (compressed syntaxes included: their
+elements are explicit little-endian too) with ``struct``, skips what it does
 not need (nested sequences included), converts the listed attributes itself and stops at
 the pixel data. Anything outside that plain case returns None and the caller reads the
 file with pydicom as before: another transfer syntax (deflated, big-endian, or no file
@@ -22,7 +23,7 @@ from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 #: The most header bytes read before giving the file to pydicom.
 MAX_HEADER_BYTES = 4 << 20
@@ -60,6 +61,25 @@ _EXPLICIT = struct.Struct("<I2sH")
 _IMPLICIT = struct.Struct("<II")
 _LENGTH = struct.Struct("<I")
 _BINARY = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d"}
+
+
+_NATIVE = {ExplicitVRLittleEndian, ImplicitVRLittleEndian}
+
+
+def _encapsulated_le(syntax: str) -> bool:
+    """A compressed syntax (JPEG, JPEG 2000, JPEG-LS, RLE...) whose elements are explicit
+    VR little-endian: the header reads the same, the pixel data is encapsulated."""
+    try:
+        uid = UID(syntax)
+        return (
+            uid.is_transfer_syntax
+            and uid.is_encapsulated
+            and uid.is_little_endian
+            and not uid.is_implicit_VR
+            and not uid.is_deflated
+        )
+    except (ValueError, AttributeError):
+        return False
 
 
 class _Fallback(Exception):
@@ -245,10 +265,10 @@ def _read(r: _Reader, table: KeywordTable) -> tuple[TagSet, int] | None:
             r.need(start + length)
             syntax = r.data[start : start + length].decode("ascii").rstrip(" \0")
         pos = start + length
-    if syntax == ExplicitVRLittleEndian:
-        implicit = False
-    elif syntax == ImplicitVRLittleEndian:
+    if syntax == ImplicitVRLittleEndian:
         implicit = True
+    elif syntax == ExplicitVRLittleEndian or _encapsulated_le(syntax):
+        implicit = False
     else:
         return None
     values: dict[str, Any] = {}
@@ -284,8 +304,8 @@ def _read(r: _Reader, table: KeywordTable) -> tuple[TagSet, int] | None:
             vr = vr_bytes.decode("ascii")
         tag = (swapped & 0xFFFF) << 16 | swapped >> 16
         if tag in _PIXEL_TAGS:
-            if tag != _PIXEL_DATA or length == _UNDEFINED:
-                return None
+            if tag != _PIXEL_DATA or (length == _UNDEFINED) != (syntax not in _NATIVE):
+                return None  # float pixels, or pixel data not stored as its syntax says
             return TagSet(values, table.keywords, syntax, implicit), start
         if tag in fallback:
             return None
