@@ -106,6 +106,41 @@ def check_declared(h: FileHeader, ds: Any, frame: int | None) -> None:
         return  # fragments pydicom's own decoders may still sort out: let them say
 
 
+#: The fastest installed lossless decoder per syntax family, measured on 512×512 CT frames
+#: (ms per frame: JPEG 2000 pylibjpeg 32, pillow 35, gdcm 36; JPEG-LS pyjpegls 5.2, gdcm
+#: 7.1, pylibjpeg 22; JPEG lossless gdcm 6.2, pylibjpeg 10.6). pydicom's own order is used
+#: when the preferred one is not installed or fails on a frame.
+PREFERRED_DECODERS = {
+    **{f"1.2.840.10008.1.2.4.{n}": "pylibjpeg" for n in (90, 91)},
+    **{f"1.2.840.10008.1.2.4.{n}": "pyjpegls" for n in (80, 81)},
+    **{f"1.2.840.10008.1.2.4.{n}": "gdcm" for n in (57, 70)},
+}
+
+
+def _pixels(ds: Dataset, syntax: str, frame: int | None) -> np.ndarray:
+    plugin = PREFERRED_DECODERS.get(syntax)
+    if plugin is not None and plugin in _available(syntax):
+        try:
+            return pydicom.pixels.pixel_array(ds, index=frame, decoding_plugin=plugin)
+        except (RuntimeError, ValueError, NotImplementedError):
+            pass  # the other decoders may still read it; they word the damage otherwise
+    return ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
+
+
+_AVAILABLE: dict[str, frozenset[str]] = {}
+
+
+def _available(syntax: str) -> frozenset[str]:
+    if syntax not in _AVAILABLE:
+        from pydicom.pixels.decoders.base import get_decoder
+
+        try:
+            _AVAILABLE[syntax] = frozenset(get_decoder(syntax).available_plugins)
+        except (NotImplementedError, ValueError):
+            _AVAILABLE[syntax] = frozenset()
+    return _AVAILABLE[syntax]
+
+
 def _finish(h: FileHeader, arr: np.ndarray, ds: Dataset) -> np.ndarray:
     if h.photometric == "PALETTE COLOR":
         arr = pydicom.pixels.apply_color_lut(arr, ds)
@@ -130,7 +165,7 @@ def decode_file(h: FileHeader, frame: int | None = None) -> np.ndarray:
         with open_regular(h.path) as fp:
             ds = read_dataset(h.path, fp, stop_before_pixels=False)
         check_declared(h, ds, frame)
-        arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
+        arr = _pixels(ds, h.transfer_syntax, frame)
         return _finish(h, arr, ds)
     except (NotImplementedError, RuntimeError, *DECODE_ERRORS) as exc:
         raise _decoding(h, exc) from None
@@ -169,7 +204,7 @@ def decode_frame_bytes(h: FileHeader, k: int, template: Dataset, data: bytes) ->
     ds.PixelData = encapsulate([data])
     ds["PixelData"].VR = "OB"
     try:
-        return _finish(h, ds.pixel_array, ds)
+        return _finish(h, _pixels(ds, h.transfer_syntax, None), ds)
     except (NotImplementedError, RuntimeError, *DECODE_ERRORS) as exc:
         raise _decoding(h, exc) from None
 
