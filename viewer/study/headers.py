@@ -35,6 +35,52 @@ from viewer.study.dataset import (
 )
 from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
 from viewer.study.opening import open_regular
+from viewer.study.tag_reader import KeywordTable, read_tags
+
+#: Every attribute the header code (header_from_dataset, modality_lut, the scan's series
+#: fields) reads from a dataset. The folder scan reads these, and only these, with the fast
+#: tag reader (viewer.study.tag_reader): a keyword read but missing here raises at once.
+#: Add a keyword here when the header code starts reading it.
+HEADER_KEYWORDS = (
+    "BitsAllocated",
+    "BitsStored",
+    "Columns",
+    "DoseGridScaling",
+    "GridFrameOffsetVector",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "ImagerPixelSpacing",
+    "InstanceNumber",
+    "Modality",
+    "NumberOfFrames",
+    "PatientID",
+    "PatientName",
+    "PhotometricInterpretation",
+    "PixelRepresentation",
+    "PixelSpacing",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "Rows",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SamplesPerPixel",
+    "SeriesDescription",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SliceThickness",
+    "StudyDate",
+    "StudyDescription",
+    "StudyInstanceUID",
+    "WindowCenter",
+    "WindowCenterWidthExplanation",
+    "WindowWidth",
+)
+#: Sequences the header code reads: a file holding one is read with pydicom instead.
+HEADER_SEQUENCES = (
+    "ModalityLUTSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+)
 
 #: SOP classes that hold no pixels to show: listed by the scan, never loaded.
 NON_IMAGE_SOP_CLASSES: dict[str, str] = {
@@ -347,15 +393,35 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
         )
 
 
-def read_header(path: Path, keep: bool = False) -> FileHeader:
-    """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file."""
+_TABLE: list[KeywordTable] = []
+
+
+def _keyword_table() -> KeywordTable:
+    if not _TABLE:
+        _TABLE.append(KeywordTable(HEADER_KEYWORDS, HEADER_SEQUENCES))
+    return _TABLE[0]
+
+
+def read_header(path: Path, keep: bool = False, full: bool = False) -> FileHeader:
+    """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file.
+
+    A plain file (uncompressed little-endian, flat, ASCII) is read by the fast tag reader;
+    the dataset ``keep`` keeps is then its TagSet, which answers HEADER_KEYWORDS only (what
+    the folder scan needs). ``full`` reads with pydicom and keeps the whole header.
+    """
     path = Path(path)
+    fast = None
     try:
         with open_regular(path) as fp:
-            _check_deflated(path, fp)
-            ds = read_dataset(path, fp, stop_before_pixels=True)
-            # pydicom rewinds to the start of the PixelData element when it stops there.
-            tag_start = fp.tell()
+            if not full:
+                fast = read_tags(fp, _keyword_table())
+                if fast is None:
+                    fp.seek(0)
+            if fast is None:
+                _check_deflated(path, fp)
+                ds = read_dataset(path, fp, stop_before_pixels=True)
+                # pydicom rewinds to the start of the PixelData element when it stops there.
+                tag_start = fp.tell()
             size = os.fstat(fp.fileno()).st_size
     except InvalidDicomError:
         raise UnreadableFile(path, NOT_DICOM) from None
@@ -363,6 +429,8 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         raise UnreadableFile(path, "permission denied; check the file's read rights") from None
     except HEADER_ERRORS as exc:
         raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
+    if fast is not None:
+        ds, offset = fast  # type: ignore[assignment]
     if "SOPClassUID" not in ds and "Rows" not in ds and "PatientID" not in ds:
         raise UnreadableFile(path, "not a DICOM file (no image or patient attributes)")
     sop_name = pydicom.uid.UID(str(ds.get("SOPClassUID", ""))).name
@@ -371,8 +439,9 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         raise UnreadableFile(
             path, f"truncated or damaged {sop_name}: the image attributes are missing"
         )
-    explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
-    offset = tag_start + (12 if explicit else 8)
+    if fast is None:
+        explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
+        offset = tag_start + (12 if explicit else 8)
     try:
         header = header_from_dataset(ds, path, offset, keep=keep)
     except HEADER_ERRORS as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -31,6 +33,8 @@ from viewer.study.layout import plan_series, split_parts
 from viewer.study.multivolume import FramePixels, split_volumes
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
+from viewer.study.scan_cache import ScanCache
+from viewer.study.scan_cache import enabled as scan_cache_enabled
 from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
 
 __all__ = [
@@ -222,12 +226,15 @@ def scan_folder(
     path: Path | str,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    use_cache: bool = True,
 ) -> ScanResult:
     """Index every series under ``path`` (recursively; a single file works too).
 
     Unreadable and non-DICOM files are listed in ``skipped`` with the reason; objects without
     pixels (SR, RTSTRUCT, PDF) become ``kind="non-image"`` series. ``cancel`` is checked before
     each file; a cancelled scan returns what it found so far with ``cancelled=True``.
+    What each unchanged file held is taken from the scan cache (viewer.study.scan_cache)
+    unless ``use_cache`` is False.
     """
     root = Path(path)
     if not root.exists():
@@ -240,13 +247,35 @@ def scan_folder(
     total = max(len(ordered), 1)
     stop = threading.Event()
 
+    cache = ScanCache(root) if use_cache and scan_cache_enabled() else None
+
+    def cached(f: Path) -> tuple[str, Any] | None:
+        """What the cache holds for ``f`` when it is unchanged (looked up on this thread:
+        cheaper than a trip through the pool)."""
+        if cache is None:
+            return None
+        try:
+            st = os.stat(f)
+        except OSError:
+            return None
+        return cache.lookup(f, st) if stat.S_ISREG(st.st_mode) else None
+
     def read_one(f: Path) -> tuple[str, Any]:
         if stop.is_set():
             return "stopped", None
         # Only regular files are opened: a FIFO would block the scan for ever.
-        why = not_regular(f)
-        if why is not None:
-            return "skip", why
+        try:
+            st = os.stat(f)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return "skip", not_regular(f) or "cannot be examined"
+        got = read_file(f)
+        if cache is not None:
+            cache.store(f, st, *got)
+        return got
+
+    def read_file(f: Path) -> tuple[str, Any]:
         try:
             if is_image_file(f):
                 return "image", _image_series(f)
@@ -280,7 +309,13 @@ def scan_folder(
     try:
         futures = []
         for f in ordered:
-            futures.append(pool.submit(read_one, f))
+            known = cached(f)
+            if known is None:
+                futures.append(pool.submit(read_one, f))
+            else:
+                done: Future = Future()
+                done.set_result(known)
+                futures.append(done)
         for i, (f, future) in enumerate(zip(ordered, futures, strict=True)):
             got = result_of(future)
             if got is None or (cancel is not None and cancel()):
@@ -317,6 +352,8 @@ def scan_folder(
         stop.set()
         # A cancelled scan returns at once; a file still being read finishes on its own.
         pool.shutdown(wait=not cancelled, cancel_futures=True)
+    if cache is not None:
+        cache.save()
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
     finished = [part for info in series.values() for part in _finish(info)]
