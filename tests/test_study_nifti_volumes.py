@@ -80,3 +80,25 @@ def test_4d_nifti2_volume(tmp_path):
     vol = read_image(path, volume=2)
     assert np.array_equal(vol.array, np.transpose(data[..., 2], (2, 1, 0)))
     assert vol.meta["volume_label"] == "volume 3"  # no time step in the header
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_folder_scan_lists_every_volume_of_a_4d_file_and_loads_the_chosen_one(
+    tmp_path, monkeypatch, cached
+):
+    from viewer.study.scan import scan_folder
+    from viewer.study.series import load_series
+
+    monkeypatch.setenv("RADLENS_DATA_DIR", str(tmp_path / "data"))
+    folder = tmp_path / "study"
+    folder.mkdir()
+    data = _four_d(folder / "dyn.nii.gz", t=3)
+    if cached:
+        scan_folder(folder)  # the second scan answers from the scan cache
+    listed = sorted(scan_folder(folder).series, key=lambda s: s.volume_index)
+    assert [(s.volume_index, s.volume_count) for s in listed] == [(1, 3), (2, 3), (3, 3)]
+    assert not any("volume 1 is shown" in p for s in listed for p in s.problems)
+    for k, info in enumerate(listed):
+        vol = load_series(info)
+        assert vol.key == info.series_uid
+        assert np.array_equal(vol.array, np.transpose(data[..., k], (2, 1, 0)))

@@ -18,6 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
 from viewer.study.dataset import (
+    CALIBRATION_KEYWORDS,
+    CALIBRATION_SEQUENCES,
     HEADER_ERRORS,
     NOT_DICOM,
     _count,
@@ -74,12 +76,15 @@ HEADER_KEYWORDS = (
     "WindowCenter",
     "WindowCenterWidthExplanation",
     "WindowWidth",
+    # what the multi-volume split, calibration, cine and VOI LUT read (viewer.study.dataset)
+    *CALIBRATION_KEYWORDS,
 )
 #: Sequences the header code reads: a file holding one is read with pydicom instead.
 HEADER_SEQUENCES = (
     "ModalityLUTSequence",
     "PerFrameFunctionalGroupsSequence",
     "SharedFunctionalGroupsSequence",
+    *CALIBRATION_SEQUENCES,
 )
 
 #: SOP classes that hold no pixels to show: listed by the scan, never loaded.

@@ -74,15 +74,6 @@ def image_series(path: Path) -> list[SeriesInfo]:
     return listed(path, file_sha256(path))
 
 
-def _image_series(path: Path) -> SeriesInfo:
-    """The first series of an image file (``image_series`` lists every volume of a 4D one)."""
-    listed = image_series(path)
-    first = listed[0]
-    if len(listed) > 1:
-        first.problems.append(f"a 4D file of {len(listed)} volumes: volume 1 is shown")
-    return first
-
-
 def _text(ds: Any, keyword: str) -> str:
     value = ds.get(keyword, "") if ds is not None else ""
     return str(value) if value is not None else ""
@@ -278,7 +269,7 @@ def scan_folder(
     def read_file(f: Path) -> tuple[str, Any]:
         try:
             if is_image_file(f):
-                return "image", _image_series(f)
+                return "image", image_series(f)  # one entry per volume of a 4D file
             return "header", read_header(f, keep=True)
         except NotAnImage as exc:
             try:
@@ -325,7 +316,7 @@ def scan_folder(
             if progress is not None:
                 progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
             if what == "image":
-                images.append(value)
+                images.extend(value)
             elif what == "skip":
                 skipped.append(SkippedFile(f, value))
             elif what == "non-image":

@@ -284,9 +284,12 @@ class ScanCache:
             return "header", _header_from_row(row, _tagset(tags, str(syntax)))
         if what == "non-image":
             return "non-image", (_tagset(value["tags"], ""), str(value["reason"]))
-        if what == "image":
-            fields = {k: _decode(v) for k, v in value.items()}
-            return "image", SeriesInfo(**fields)
+        if what == "image":  # one SeriesInfo per volume of the file
+            if not isinstance(value, list):
+                raise ValueError("image")
+            return "image", [
+                SeriesInfo(**{k: _decode(v) for k, v in item.items()}) for item in value
+            ]
         raise ValueError(what)
 
     def store(self, path: Path, st: os.stat_result, what: str, value: Any) -> None:
@@ -302,7 +305,7 @@ class ScanCache:
                 ds, reason = value
                 payload = {"tags": _tags(ds), "reason": reason}
             elif what == "image":
-                payload = _fields(value)
+                payload = [_fields(v) for v in value]
             else:
                 return
         except (_NotCached, TypeError, ValueError, KeyError, AttributeError):

@@ -134,7 +134,8 @@ class SeriesReader:
             from viewer.study.formats import read_image
 
             self.headers: list[FileHeader] = []
-            self.volume: Volume = read_image(info.files[0])
+            volume = info.volume_index - 1 if info.volume_count > 1 else None  # of a 4D file
+            self.volume: Volume = read_image(info.files[0], volume=volume)
             self._done = np.ones(self.volume.shape[0], bool)
             return
         self.headers = list(info.headers) or _read_headers(list(info.files))
