@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -258,8 +260,16 @@ def _write_outputs(
     atomic_write_text(out / "findings.json", json.dumps(data, indent=2) + "\n")
 
 
+def _import_torch() -> None:
+    """torch, imported while the series is scanned and read (its native libraries load off
+    the interpreter lock, so the two overlap); a missing torch is reported by the engine."""
+    from viewer.ui.engine_warm_up import native_loading_off_the_lock
+
+    with native_loading_off_the_lock(), contextlib.suppress(ImportError):
+        import torch  # noqa: F401  (the import is the point)
+
+
 def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
-    from inference.engine import Engine
     from viewer.study.scan import pick_series
     from viewer.study.series import load_series
 
@@ -271,14 +281,21 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         )
     info = pick_series(args.path, args.series)
     bar(0.0, f"loading {info.description or info.series_uid}")
-    volume = load_series(info)
-    modality = (args.modality or volume.modality or "OT").upper()
-    card, outside = _pick_model(args, volume, modality)
+    torch_import = threading.Thread(target=_import_torch, name="torch-import", daemon=True)
+    torch_import.start()
+    try:
+        volume = load_series(info)
+        modality = (args.modality or volume.modality or "OT").upper()
+        card, outside = _pick_model(args, volume, modality)
+    finally:
+        torch_import.join()  # never left importing while the interpreter shuts down
     if modality == "OT" and not args.modality:
         # A NIfTI/MHA file names no modality; trust the chosen model's and say so.
         modality = card.modalities[0]
         volume.warnings.append(f"the file names no modality; analysed as {modality}")
     out.mkdir(parents=True, exist_ok=True)
+    from inference.engine import Engine
+
     engine = Engine(args.device, num_threads=args.threads)
     t0 = time.perf_counter()
     result = engine.run(
