@@ -70,3 +70,36 @@ def test_outputs_are_fast_gzip_nifti_with_the_engine_label_map(folder, tmp_path)
         assert data["volumes_ml"][entry["name"]] == pytest.approx(
             np.count_nonzero(mask == entry["index"]) * vox_ml, abs=1e-3
         )
+
+
+def test_a_process_started_for_analyze_ends_with_its_outputs_and_exit_code(folder, tmp_path):
+    """`python -m viewer analyze` ends without the interpreter's teardown (see _end_process):
+    the exit code, the printed summary and every output file are all there."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    base = [sys.executable, "-m", "viewer", "analyze", str(folder), "--device", "cpu"]
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [*base, "--model", "tiny-seg", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tiny-seg@0.1 on cpu" in done.stdout and "100.0%" in done.stderr
+    data = json.loads((out / "findings.json").read_text())
+    assert data["files"] == {"mask": "mask.nii.gz", "heatmap": "heatmap.nii.gz"}
+    assert gzip.decompress((out / "heatmap.nii.gz").read_bytes())[:4] == (348).to_bytes(4, "little")
+    refused = subprocess.run(
+        [*base, "--model", "no-such-model", "--out", str(tmp_path / "other")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 2 and "no-such-model" in refused.stderr

@@ -315,6 +315,36 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    rc = _run(args)
+    if _started_for_this_command():
+        _end_process(rc)
+    return rc
+
+
+def _started_for_this_command() -> bool:
+    """True when this process is ``radlens analyze ...`` (or ``python -m viewer analyze``)
+    itself, not a program or test that calls the command's ``main`` among other work."""
+    return sys.argv[1:2] == ["analyze"] and threading.current_thread() is threading.main_thread()
+
+
+def _end_process(rc: int) -> None:
+    """End the process now with ``rc``: every output is written (atomically, fsynced) and
+    printed, and the interpreter's teardown of torch and MONAI (thousands of modules, the
+    libraries' static destructors: seconds) would only keep the user waiting. The atexit
+    handlers (logging's flush among them) still run, then the streams are flushed."""
+    import atexit
+    import os
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(rc)
+
+
+def _run(args: argparse.Namespace) -> int:
     from inference.card import CardError
     from inference.engine import EngineError
     from inference.weights import WeightsError
