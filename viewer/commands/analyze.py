@@ -261,8 +261,9 @@ def _write_outputs(
 
 
 def _import_torch() -> None:
-    """torch, imported while the series is scanned and read (its native libraries load off
-    the interpreter lock, so the two overlap); a missing torch is reported by the engine."""
+    """torch, imported while the folder is scanned, the series read and the model chosen (its
+    native libraries load off the interpreter lock, so they overlap); a missing torch is
+    reported by the engine."""
     from viewer.ui.engine_warm_up import native_loading_off_the_lock
 
     with native_loading_off_the_lock(), contextlib.suppress(ImportError):
@@ -279,11 +280,11 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         raise AnalyzeError(
             f"{out}: already holds {', '.join(clash)}; use --overwrite or another --out"
         )
-    info = pick_series(args.path, args.series)
-    bar(0.0, f"loading {info.description or info.series_uid}")
     torch_import = threading.Thread(target=_import_torch, name="torch-import", daemon=True)
     torch_import.start()
     try:
+        info = pick_series(args.path, args.series)
+        bar(0.0, f"loading {info.description or info.series_uid}")
         volume = load_series(info)
         modality = (args.modality or volume.modality or "OT").upper()
         card, outside = _pick_model(args, volume, modality)
