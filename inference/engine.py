@@ -13,6 +13,7 @@ import numpy as np
 from inference import nnunet
 from inference.card import CardError, ModelCard
 from inference.components import plausibility_flags
+from inference.memory import check_run
 from inference.runtime import (
     Cancelled,
     EngineError,
@@ -20,7 +21,6 @@ from inference.runtime import (
     RunContext,
     Step,
     TaskRun,
-    check_run,
     describe_run,
     fallback_steps,
     forward,
@@ -108,9 +108,29 @@ def clear_cache() -> None:
 class Engine:
     """Runs model packages on numpy images; one run at a time per loaded model."""
 
-    def __init__(self, device: str = "auto", num_threads: int | None = None) -> None:
+    #: Where resampling to the model grid and mapping back run: "auto" = in torch on the
+    #: run's device when that is a GPU, else the numpy path on the CPU; "torch" = in torch on
+    #: the run's device always (CPU tensors on the CPU); "numpy" = the CPU path always.
+    RESAMPLE_CHOICES = ("auto", "torch", "numpy")
+
+    def __init__(
+        self, device: str = "auto", num_threads: int | None = None, resample: str = "auto"
+    ) -> None:
+        if resample not in self.RESAMPLE_CHOICES:
+            raise ValueError(f"resample must be one of {self.RESAMPLE_CHOICES}, not {resample!r}")
         self.device_preference = device
         self.num_threads = num_threads
+        self.resample = resample
+
+    def resample_device(self, device: str) -> str | None:
+        """The torch device resampling runs on for a run on ``device`` (None: numpy, CPU)."""
+        if self.resample == "torch":
+            return device
+        if self.resample == "auto" and device.startswith("cuda"):
+            import torch
+
+            return device if torch.cuda.is_available() else None
+        return None
 
     def load(self, card: ModelCard) -> str:
         """Verify and load ``card``'s network now (e.g. on a worker when a series opens), so the
@@ -141,13 +161,30 @@ class Engine:
         t0 = time.perf_counter()
         image = np.asarray(image)
         self._check_input(image, modality, card)
-        check_run(card, spatial_shape(image, card), spacing)  # EngineError when it cannot fit
         device = requested = choose_device(self.device_preference)
+        # EngineError when it cannot fit; on CUDA the rung of the ladder the GPU can hold.
+        estimate = check_run(
+            card,
+            spatial_shape(image, card),
+            spacing,
+            device=device,
+            resample_on_gpu=self.resample_device(device) is not None,
+        )
+        plan = estimate.gpu
         if self.num_threads:
             torch.set_num_threads(int(self.num_threads))
         if progress is not None:
             progress(0.0, "loading model")
-        early_warnings: list[str] = []
+        early_warnings: list[str] = [plan.note] if plan is not None and plan.note else []
+        first_rung = 0
+        resample_device = self.resample_device(device)
+        if plan is not None:
+            if plan.on_cpu:
+                device = "cpu"
+                resample_device = self.resample_device(device)
+            else:
+                first_rung = plan.rung
+                resample_device = resample_device if plan.resample_on_gpu else None
         try:
             entry = loaded_network(card, device)
         except Exception as exc:
@@ -156,6 +193,7 @@ class Engine:
             free_memory()
             early_warnings.append(f"the model does not fit in {device} memory; running on the CPU")
             device = "cpu"
+            first_rung, resample_device = 0, self.resample_device(device)
             entry = loaded_network(card, device)
         ctx = RunContext(
             card,
@@ -166,6 +204,8 @@ class Engine:
             loader=loaded_network,
             warnings=early_warnings,
             requested=requested,
+            resample_device=resample_device,
+            first_rung=first_rung,
         )
         ctx.timings["load"] = time.perf_counter() - t0
         if card.source == "monai_bundle":

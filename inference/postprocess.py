@@ -22,14 +22,22 @@ def from_model_axes(array: np.ndarray, frame: Frame) -> np.ndarray:
 
 
 def labels_to_input(
-    probs, frame: Frame, output: str, indices: list[int], threshold: float = 0.5
+    probs,
+    frame: Frame,
+    output: str,
+    indices: list[int],
+    threshold: float = 0.5,
+    device: str | None = None,
 ) -> np.ndarray:
     """Class probabilities (C, *model_shape) -> uint8 label map in the input grid.
 
     Probabilities are resampled back first and the decision taken at full resolution, so
     boundaries are smooth and exact. ``softmax``: channel k is label index k (0 = background).
     ``sigmoid``: channel k is ``indices[k]``, above ``threshold``; later channels win overlaps.
+    ``device``: do it in torch there (``labels_to_input_on``) instead of numpy on the CPU.
     """
+    if device is not None:
+        return labels_to_input_on(probs, frame, output, indices, threshold, device)
     if output != "sigmoid" and len(frame.oriented_shape) == 3:
         return from_model_axes(_argmax_upsampled(probs, frame.oriented_shape), frame)
     out = np.zeros(frame.oriented_shape, dtype=np.uint8)
@@ -49,15 +57,88 @@ def labels_to_input(
 def argmax_uint8(slab) -> np.ndarray:
     """Channel argmax (first maximum wins, like torch.argmax) as uint8; a running maximum
     with masked fills is ~4x faster on the CPU than argmax over the leading axis."""
+    return argmax_tensor(slab).cpu().numpy()
+
+
+def argmax_tensor(slab):
+    """``argmax_uint8`` as a uint8 tensor on the slab's own device."""
     import torch
 
     best = slab[0]
-    idx = torch.zeros(slab.shape[1:], dtype=torch.uint8)
+    idx = torch.zeros(slab.shape[1:], dtype=torch.uint8, device=slab.device)
     for k in range(1, slab.shape[0]):
         better = slab[k] > best
         idx.masked_fill_(better, k)
         best = torch.maximum(best, slab[k])
-    return idx.numpy()
+    return idx
+
+
+# ---- the same mapping in torch on a device (CUDA when the run is there) ---------------------
+#: Output slices per upsampling step on a device: big enough to keep a GPU busy, small
+#: enough that one slab of a 512 x 512 multi-channel map stays a few hundred MB.
+DEVICE_CHUNK = 32
+
+
+def from_model_axes_tensor(t, frame: Frame):
+    """``from_model_axes`` for a torch tensor (on any device)."""
+    dims = [k for k, f in enumerate(frame.flip) if f]
+    if dims:
+        t = t.flip(dims)
+    return t.permute(*(int(a) for a in np.argsort(frame.perm))).contiguous()
+
+
+def labels_to_input_on(
+    probs, frame: Frame, output: str, indices: list[int], threshold: float, device: str
+) -> np.ndarray:
+    """``labels_to_input`` in torch on ``device``: the probabilities are upsampled slab by
+    slab (trilinear/bilinear, align_corners=False, as the CPU path) and the decision taken
+    there; only the uint8 label map comes back to the host."""
+    import torch
+
+    p = probs.to(device).float()
+    out = torch.empty(frame.oriented_shape, dtype=torch.uint8, device=p.device)
+    lut = torch.as_tensor(np.asarray(indices, dtype=np.uint8), device=p.device)
+    for z0, z1, slab in upsample_chunks(p, frame.oriented_shape, chunk=DEVICE_CHUNK):
+        if output == "sigmoid":
+            res = torch.zeros(slab.shape[1:], dtype=torch.uint8, device=p.device)
+            for k in range(slab.shape[0]):
+                res[slab[k] >= threshold] = lut[k]
+        else:
+            res = argmax_tensor(slab)
+        out[z0:z1] = res
+    return from_model_axes_tensor(out, frame).cpu().numpy()
+
+
+def heat_to_input_on(channel, frame: Frame, device: str, floor: float = 1e-4) -> np.ndarray:
+    """``heat_to_input`` in torch on ``device`` (the same slabs skipped below ``floor``)."""
+    import torch
+
+    from inference.preprocess import axis_weights
+
+    shape = frame.oriented_shape
+    c = channel.to(device).float().clamp(0.0, 1.0)
+    if len(shape) == 2:
+        _, _, slab = next(upsample_chunks(c[None], shape))
+        return from_model_axes_tensor(slab[0], frame).cpu().numpy()
+    out = torch.zeros(shape, dtype=torch.float32, device=c.device)
+    i0, i1, _ = axis_weights(shape[0], c.shape[0])
+    slice_max = c.amax(dim=(1, 2)).cpu().numpy()
+    # The CPU path's 8-slice slabs decide what is skipped; runs of kept slabs upsample together.
+    keep = [
+        z0
+        for z0 in range(0, shape[0], 8)
+        if slice_max[i0[z0] : i1[min(shape[0], z0 + 8) - 1] + 1].max() >= floor
+    ]
+    start, per_step = 0, max(1, DEVICE_CHUNK // 8)
+    while start < len(keep):
+        end = start
+        while end + 1 < len(keep) and keep[end + 1] == keep[end] + 8 and end - start + 1 < per_step:
+            end += 1
+        z0, z1 = keep[start], min(shape[0], keep[end] + 8)
+        _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0))
+        out[z0:z1] = slab[0]
+        start = end + 1
+    return from_model_axes_tensor(out, frame).cpu().numpy()
 
 
 def _uniform_cubes(labels: np.ndarray) -> np.ndarray:
@@ -133,12 +214,18 @@ def _dense_slab(probs, shape: tuple[int, int, int], z0: int, z1: int) -> np.ndar
     return argmax_uint8(slab)
 
 
-def heat_to_input(channel, frame: Frame, floor: float = 1e-4) -> np.ndarray:
+def heat_to_input(
+    channel, frame: Frame, floor: float = 1e-4, device: str | None = None
+) -> np.ndarray:
     """One probability channel (*model_shape) -> float32 in [0, 1] in the input grid.
 
     Slabs whose coarse source slices stay below ``floor`` everywhere are written as zeros
-    without interpolating (error < ``floor``): a nodule heat map is empty almost everywhere."""
+    without interpolating (error < ``floor``): a nodule heat map is empty almost everywhere.
+    ``device``: do it in torch there (``heat_to_input_on``)."""
     from inference.preprocess import axis_weights
+
+    if device is not None:
+        return heat_to_input_on(channel, frame, device, floor)
 
     shape = frame.oriented_shape
     out = np.zeros(shape, dtype=np.float32)

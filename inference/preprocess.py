@@ -114,7 +114,7 @@ def resample(array: np.ndarray, shape: tuple[int, ...], mode: str = "linear"):
     import torch
     import torch.nn.functional as F
 
-    t = torch.as_tensor(np.ascontiguousarray(array))
+    t = array if isinstance(array, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(array))
     spatial = len(shape)
     squeeze = t.ndim == spatial
     t = t.float()
@@ -196,7 +196,7 @@ def upsample_chunks(
     scale = zm / nz
     for z0 in range(start, nz, chunk):
         z1 = min(nz, z0 + chunk)
-        src = (torch.arange(z0, z1, dtype=torch.float64) + 0.5) * scale - 0.5
+        src = (torch.arange(z0, z1, dtype=torch.float64, device=probs.device) + 0.5) * scale - 0.5
         src = src.clamp(0, zm - 1)
         i0 = src.floor().long()
         i1 = (i0 + 1).clamp(max=zm - 1)
@@ -210,6 +210,56 @@ def upsample_chunks(
                 plane, size=tuple(shape[1:]), mode="bilinear", align_corners=False
             )
         yield z0, z1, plane
+
+
+#: numpy dtypes torch cannot move or convert everywhere: widened on the CPU first
+_TORCH_WIDEN = {
+    np.dtype(np.uint16): np.int32,
+    np.dtype(np.uint32): np.int64,
+    np.dtype(bool): np.uint8,
+}
+
+
+def to_model_axes(t, perm: tuple[int, ...], flip: tuple[bool, ...], lead: int = 0):
+    """``reorient`` for a torch tensor whose first ``lead`` axes are not spatial (a view)."""
+    out = t.permute(*range(lead), *(lead + p for p in perm))
+    dims = [lead + k for k, f in enumerate(flip) if f]
+    return out.flip(dims) if dims else out
+
+
+def resample_on(image: np.ndarray, frame: Frame, channels_last: bool, device: str):
+    """The input, reoriented and resampled to ``frame.model_shape`` in torch on ``device``:
+    (C, *model_shape) float32 there. Same semantics as the numpy path (linear, i.e.
+    ``F.interpolate`` trilinear/bilinear with align_corners=False); only the input's own
+    dtype crosses to the device, the float copy is made there."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.ascontiguousarray(image)
+    widen = _TORCH_WIDEN.get(arr.dtype)
+    if widen is not None:
+        arr = arr.astype(widen)
+    t = torch.from_numpy(arr).to(device)
+    t = t.movedim(-1, 0) if channels_last else t[None]
+    t = to_model_axes(t, frame.perm, frame.flip, lead=1).float()
+    shape = tuple(frame.model_shape)
+    if tuple(t.shape[1:]) != shape:
+        mode = "trilinear" if len(shape) == 3 else "bilinear"
+        t = F.interpolate(t[None], size=shape, mode=mode, align_corners=False)[0]
+    return t.contiguous()
+
+
+def resample_labels_on(labels: np.ndarray, shape: tuple[int, ...], device: str) -> np.ndarray:
+    """``resample_labels`` in torch on ``device``: nearest neighbour ("nearest-exact", the
+    CPU path's rule), never blending label values."""
+    import torch
+    import torch.nn.functional as F
+
+    arr = np.ascontiguousarray(labels)
+    t = torch.from_numpy(arr.astype(np.float32)).to(device)
+    if tuple(t.shape) != tuple(shape):
+        t = F.interpolate(t[None, None], size=shape, mode="nearest-exact")[0, 0]
+    return t.round().cpu().numpy().astype(labels.dtype)
 
 
 # ---- intensity ------------------------------------------------------------------------------
@@ -258,8 +308,18 @@ def resize_of(steps: list[dict[str, Any]]) -> tuple[int, ...] | None:
     return None
 
 
-def prepare(image: np.ndarray, spacing: Any, direction: Any, card, channels_last: bool = False):
-    """Image -> (model input tensor (C, *model_shape) float32, Frame), following the card."""
+def prepare(
+    image: np.ndarray,
+    spacing: Any,
+    direction: Any,
+    card,
+    channels_last: bool = False,
+    device: str | None = None,
+):
+    """Image -> (model input tensor (C, *model_shape) float32, Frame), following the card.
+
+    ``device`` None: numpy slabs on the CPU (``resample_volume``); a torch device name: the
+    same resampling in torch on that device (``resample_on``), the tensor left there."""
     import torch
 
     steps = card.preprocessing.get("steps", [])
@@ -272,16 +332,19 @@ def prepare(image: np.ndarray, spacing: Any, direction: Any, card, channels_last
         resize_of(steps),
         reorient_axes=card.preprocessing.get("reorient", True),
     )
-    arr = np.moveaxis(image, -1, 0) if channels_last else image[None]
-    oriented = (
-        np.stack([reorient(a, frame.perm, frame.flip) for a in arr]) if len(arr) > 1 else None
-    )
-    if oriented is None:
-        oriented = reorient(arr[0], frame.perm, frame.flip)[None]  # a view: no copy yet
-    if len(frame.model_shape) == 3:
-        x = resample_volume(oriented, frame.model_shape)
+    if device is not None:
+        x = resample_on(image, frame, channels_last, device)
     else:
-        x = resample(oriented.astype(np.float32), frame.model_shape)
+        arr = np.moveaxis(image, -1, 0) if channels_last else image[None]
+        oriented = (
+            np.stack([reorient(a, frame.perm, frame.flip) for a in arr]) if len(arr) > 1 else None
+        )
+        if oriented is None:
+            oriented = reorient(arr[0], frame.perm, frame.flip)[None]  # a view: no copy yet
+        if len(frame.model_shape) == 3:
+            x = resample_volume(oriented, frame.model_shape)
+        else:
+            x = resample(oriented.astype(np.float32), frame.model_shape)
     x = intensity(x, steps)
     if x.shape[0] != card.input_channels:
         if x.shape[0] == 1:

@@ -9,8 +9,6 @@ imports the engine or a task, and torch is imported inside the functions that ne
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,13 +17,6 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from inference.card import ModelCard
-from inference.networks import (
-    FLOAT_BYTES,
-    MAX_INPUT_VOXELS,
-    human_bytes,
-    int_or,
-    network_shape,
-)
 from radlens_core.errors import UserError
 from radlens_core.progress import Cancelled, Progress
 from radlens_core.results import Box, Classification, HeatMap, LabelMap
@@ -227,12 +218,37 @@ class RunContext:
     ran: dict[str, tuple[Step, str]] = field(default_factory=dict)
     windows_run: int = 0
     last_fraction: float = 0.0
+    #: where resampling and mapping back run in torch (the run's CUDA device), or None for
+    #: the numpy path on the CPU
+    resample_device: str | None = None
+    #: the rung of the window ladder the memory estimate chose to start on (0: the top)
+    first_rung: int = 0
 
     def report(self, fraction: float, sentence: str) -> None:
         # Never moves backwards, even when an out-of-memory retry starts the windows again.
         self.last_fraction = max(self.last_fraction, min(max(float(fraction), 0.0), 1.0))
         if self.progress is not None:
             self.progress(self.last_fraction, sentence)
+
+    def resampled(self, stage: str, work: Callable[[str | None], T]) -> T:
+        """``work(self.resample_device)``; out of memory on that device runs ``work(None)``
+        (the numpy path on the CPU) with a warning, and later stages stay there too."""
+        device = self.resample_device
+        if device is None:
+            return work(None)
+        try:
+            return work(device)
+        except Cancelled:
+            raise
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            free_memory()
+            self.resample_device = None
+            self.warnings.append(
+                f"out of {device} memory while {stage}; resampling on the CPU instead"
+            )
+            return work(None)
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel():
@@ -273,104 +289,7 @@ class RunContext:
         return [s for s in fallback_steps(self.device, 1) if s.sw_device == s.device]
 
     def window_steps(self) -> list[Step]:
-        """The ladder for sliding-window work, from the card's ``sw_batch_size``."""
-        return fallback_steps(self.device, int(self.card.inference.get("sw_batch_size", 1)))
-
-
-# ---- what a run asks of the machine, before anything is allocated ---------------------------
-#: Environment override of the memory a run may use, in MB (tests; a shared machine).
-MEMORY_ENV = "RADLENS_MEMORY_LIMIT_MB"
-
-
-def available_memory() -> int:
-    """Bytes a run may use: $RADLENS_MEMORY_LIMIT_MB if set, else MemAvailable from
-    /proc/meminfo, else the physical memory (os.sysconf); psutil is not a dependency."""
-    env = os.environ.get(MEMORY_ENV, "").strip()
-    if env:
-        try:
-            return int(float(env) * 1e6)
-        except ValueError:
-            pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 * 10**9  # unknown platform: assume a modest workstation
-
-
-@dataclass(frozen=True)
-class RunEstimate:
-    """Bytes a run is expected to hold at its peak, by part, and the model-grid shape."""
-
-    model_shape: tuple[int, ...]
-    parts: dict[str, int]
-
-    @property
-    def total(self) -> int:
-        return sum(self.parts.values())
-
-
-def estimate_run(card: ModelCard, shape: tuple[int, ...], spacing: Any) -> RunEstimate:
-    """What running ``card`` on a spatial ``shape`` ((z, y, x) or (y, x)) with ``spacing``
-    (x, y[, z]) asks for; nothing is allocated. ``card`` is an ``inference.card.ModelCard``."""
-    from inference.preprocess import make_frame, resize_of
-
-    if (
-        card.spatial_dims == 2 and len(shape) == 3
-    ):  # a (1, y, x) single slice: the model sees (y, x)
-        shape = tuple(shape[1:])
-    steps = card.preprocessing.get("steps", [])
-    frame = make_frame(
-        tuple(shape),
-        spacing,
-        None,
-        card.target_spacing,
-        resize_of(steps),
-        reorient_axes=False,
-    )
-    model = frame.model_shape
-    n_in, n_model = math.prod(shape), math.prod(model)
-    net = card.network
-    params, ch, down = network_shape(net.get("architecture", ""), net.get("kwargs", {}))
-    out_ch = int_or(net.get("kwargs", {}).get("out_channels"), max(len(card.labels) + 1, 2))
-    if card.task == "classification":
-        window, batch = n_model, 1
-    else:
-        window = math.prod(card.patch_size) if card.patch_size else n_model
-        batch = int_or(card.inference.get("sw_batch_size"), 1)
-    features = sum(c / (d**card.spatial_dims) for c, d in zip(ch, down, strict=False)) or 16
-    parts = {
-        "input": n_in * FLOAT_BYTES * 2,  # the float copy and its reoriented view materialised
-        "model grid": n_model * FLOAT_BYTES * (card.input_channels + 2 * out_ch + 1),
-        "windows": int(window * batch * features * FLOAT_BYTES * 4),
-        "weights": params * FLOAT_BYTES * 2,  # the state dict and the module during loading
-        "results": n_in * (FLOAT_BYTES + 2),  # heat map, label map and its working copy
-    }
-    return RunEstimate(tuple(model), parts)
-
-
-def check_run(card: ModelCard, shape: tuple[int, ...], spacing: Any) -> RunEstimate:
-    """BudgetError naming the model, what it asks and the limit, when a run would not fit."""
-    n_in = math.prod(shape)
-    if n_in > MAX_INPUT_VOXELS:
-        raise EngineError(
-            f"model {card.name!r} cannot analyse an image of {n_in:,} voxels; the limit is"
-            f" {MAX_INPUT_VOXELS:,}"
-        )
-    est = estimate_run(card, shape, spacing)
-    limit = available_memory()
-    if est.total > limit:
-        grid = "×".join(str(s) for s in est.model_shape[::-1])
-        biggest = max(est.parts, key=est.parts.__getitem__)
-        raise EngineError(
-            f"model {card.name!r} would need about {human_bytes(est.total)} of memory for this"
-            f" image (resampled to {grid} voxels; most of it for the {biggest}); this machine"
-            f" has {human_bytes(limit)} available, so the run was refused"
-        )
-    return est
+        """The ladder for sliding-window work, from the card's ``sw_batch_size``, starting at
+        the rung the memory estimate chose (``first_rung``)."""
+        steps = fallback_steps(self.device, int(self.card.inference.get("sw_batch_size", 1)))
+        return steps[min(self.first_rung, len(steps) - 1) :]

@@ -90,7 +90,7 @@ def test_analyze_format_dicom_seg_writes_the_label_map_as_an_automatic_seg(tmp_p
     np.testing.assert_array_equal(read_seg(out / "seg.dcm", volume).array, mask)
 
 
-def test_analyze_format_dicom_seg_of_a_nifti_is_reported_not_fatal(tmp_path, capsys):
+def test_analyze_format_dicom_seg_of_a_nifti_is_reported_and_the_rest_written(tmp_path, capsys):
     pytest.importorskip("torch")
     from radlens_core.paths import user_models_dir
     from tests.inference_factory import save_seg_package
@@ -104,7 +104,7 @@ def test_analyze_format_dicom_seg_of_a_nifti_is_reported_not_fatal(tmp_path, cap
     rc = main(["analyze", str(tmp_path / "ct.nii.gz"), "--model", "tiny-seg", "--modality", "CT",
                "--out", str(out), "--device", "cpu", "--quiet", "--format", "dicom-seg"])  # fmt: skip
     err = capsys.readouterr().err
-    assert rc == 0
+    assert rc == 1  # as `radlens export` does when one asked-for format fails
     assert "DICOM-SEG not written" in err and "source DICOM files" in err
     data = json.loads((out / "findings.json").read_text())
     assert "source DICOM files" in data["failed"]["dicom-seg"]

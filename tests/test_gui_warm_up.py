@@ -52,3 +52,33 @@ def test_warm_up_starts_one_thread_per_process(monkeypatch):
     first = analysis.warm_up_engine()
     first.join(5)
     assert analysis.warm_up_engine() is first and started == ["warm"]
+
+
+NATIVE_SCRIPT = """
+import sys, threading
+from viewer.ui.engine_warm_up import native_loading_off_the_lock
+seen = {}
+def other_thread():  # imports elsewhere pass through untouched
+    import _bz2
+    seen['other'] = _bz2.__name__
+with native_loading_off_the_lock() as finder:
+    t = threading.Thread(target=other_thread)
+    t.start(); t.join()
+    import _lzma, torch
+    ok = float(torch.ones(3).sum()) == 3.0 and _lzma.FORMAT_XZ is not None
+print(ok, finder in sys.meta_path, seen['other'], ' '.join(sorted(finder.loaded)))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="dlopen through libc: Linux")
+def test_native_extensions_load_through_ctypes_on_the_importing_thread_only(tmp_path):
+    pytest.importorskip("torch")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RADLENS_DATA_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", NATIVE_SCRIPT], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr
+    ok, still_installed, other, *loaded = out.stdout.split()
+    assert (ok, still_installed, other) == ("True", "False", "_bz2")
+    # torch's own extension (which pulls in libtorch_cpu) and the stdlib one, not _bz2
+    assert "torch._C" in loaded and "_lzma" in loaded and "_bz2" not in loaded

@@ -102,7 +102,10 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
         except KeyError:
             ctx.warnings.append(f"Grad-CAM layer {layer!r} is not in the network; no heat map")
         else:
-            heat = postprocess.heat_to_input(cam, frame)
+            heat = ctx.resampled(
+                "mapping the heat map back",
+                lambda device: postprocess.heat_to_input(cam, frame, device=device),
+            )
             heat_map = HeatMap(heat.reshape(out_shape), f"Grad-CAM: {classes[target]}")
         ctx.timings["gradcam"] = time.perf_counter() - t
     return TaskOutput(

@@ -30,7 +30,12 @@ def prepare_input(
     t = time.perf_counter()
     arr, channels_last, out_shape = model_view(image, ctx.card)
     ctx.report(fraction, "resampling")
-    x, frame = preprocess.prepare(arr, spacing, direction, ctx.card, channels_last)
+    x, frame = ctx.resampled(
+        "resampling",
+        lambda device: preprocess.prepare(
+            arr, spacing, direction, ctx.card, channels_last, device=device
+        ),
+    )
     ctx.timings["preprocess"] = time.perf_counter() - t
     ctx.check_cancel()
     return x, frame, out_shape

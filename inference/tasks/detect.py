@@ -119,7 +119,11 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     boxes = tuple(
         Box(postprocess.box_to_input(corners, frame), name, score) for corners, score in found
     )
-    heat = postprocess.heat_to_input(torch.sigmoid(out[0]), frame)
+    likelihood = torch.sigmoid(out[0])
+    heat = ctx.resampled(
+        "mapping the heat map back",
+        lambda device: postprocess.heat_to_input(likelihood, frame, device=device),
+    )
     heat_map = HeatMap(heat.reshape(out_shape), f"{name} centre likelihood")
     ctx.timings["postprocess"] = time.perf_counter() - t
     return TaskOutput(

@@ -150,7 +150,12 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     # Decided on the coarse model grid (cheap), removed from the probabilities before
     # back-mapping, so the label map and the heat map both lose the specks.
     components.apply_on_model_grid(probs, output, indices, threshold, rules, frame.model_spacing)
-    labels = postprocess.labels_to_input(probs, frame, output, indices, threshold)
+    labels = ctx.resampled(
+        "mapping the labels back",
+        lambda device: postprocess.labels_to_input(
+            probs, frame, output, indices, threshold, device=device
+        ),
+    )
     sp = preprocess.axis_spacing(spacing, labels.ndim)[::-1]
     components.apply_on_input_grid(labels, rules, sp[::-1])
     postprocess.clean_components(labels, card.thresholds, [e.index for e in card.labels])
@@ -163,7 +168,10 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     if hidx is not None:
         channel = indices.index(hidx) if hidx in indices else None
         if channel is not None:
-            heat = postprocess.heat_to_input(probs[channel], frame)
+            heat = ctx.resampled(
+                "mapping the heat map back",
+                lambda device: postprocess.heat_to_input(probs[channel], frame, device=device),
+            )
             heat_map = HeatMap(heat.reshape(out_shape), f"{card.label_name(hidx)} probability")
     ctx.timings["postprocess"] = time.perf_counter() - t
     return TaskOutput(label_map=label_map, heat_map=heat_map, ood_score=ood)

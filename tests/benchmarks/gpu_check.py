@@ -1,6 +1,7 @@
 """GPU check for the engine (run by hand on a CUDA machine; CI has no GPU).
 
     python tests/benchmarks/gpu_check.py [--big]
+    python tests/benchmarks/gpu_check.py --resampling   # issue 14: the segmenter's GPU/CPU ratio
 
 For each shipped CT model: runs the engine on the demo-sized phantom (and, with --big, a
 300x512x512 phantom) on the CPU (fp32) and on CUDA (autocast), prints wall times, the
@@ -29,10 +30,73 @@ def run(engine, vol, card):
     return res, time.perf_counter() - t
 
 
+def resampling_check(repeats: int = 2) -> None:
+    """The shipped segmenter on a 300x512x512 CT: the CPU run against the CUDA run with
+    resampling and mapping back on the GPU (the default there) and on the CPU (as before
+    issue 14). Prints one JSON line per run and the ratios; goal: CPU / GPU >= 3."""
+    import torch
+
+    from inference.engine import Engine
+    from inference.registry import find_model
+    from phantoms.chest import chest_ct
+
+    card = find_model("radlens-ct-chest-seg")
+    ct = chest_ct((75, 128, 128), seed=7, n_nodules=3)  # repeated 4x per axis, as the benchmarks
+    hu = np.repeat(np.repeat(np.repeat(ct.hu, 4, 0), 4, 1), 4, 2).astype(np.int16)
+    spacing = tuple(s / 4 for s in ct.spacing)
+    print(
+        "torch",
+        torch.__version__,
+        torch.cuda.get_device_name(0),
+        "cpu threads",
+        torch.get_num_threads(),
+    )
+    best: dict[str, float] = {}
+    results = {}
+    runs = {
+        "cpu": Engine("cpu"),
+        "cuda, resampling on the GPU": Engine("cuda"),
+        "cuda, resampling on the CPU": Engine("cuda", resample="numpy"),
+    }
+    for name, engine in runs.items():
+        engine.run(hu, spacing, np.eye(3), "CT", card)  # warm-up: model load, CUDA context
+        for _ in range(repeats):
+            if name != "cpu":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            res = engine.run(hu, spacing, np.eye(3), "CT", card)
+            if name != "cpu":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - t
+            if wall < best.get(name, float("inf")):
+                best[name], results[name] = wall, res
+        res = results[name]
+        row = {"run": name, "s": round(best[name], 3), "device": res.device}
+        row.update({k: round(v, 3) for k, v in res.timings.items()})
+        print(json.dumps(row))
+    cpu = results["cpu"].label_map.array
+    for name in list(runs)[1:]:
+        gpu = results[name].label_map.array
+        dices = {e.name: round(dice(cpu == e.index, gpu == e.index), 4) for e in card.labels}
+        print(
+            json.dumps(
+                {
+                    "run": name,
+                    "cpu_over_gpu": round(best["cpu"] / best[name], 2),
+                    "dice_vs_cpu": dices,
+                }
+            )
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--big", action="store_true")
+    ap.add_argument("--resampling", action="store_true", help="only the issue-14 ratio check")
     args = ap.parse_args()
+    if args.resampling:
+        resampling_check()
+        return
 
     import torch
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,13 @@ if TYPE_CHECKING:
     from viewer.study.volume import Volume
 
 OUTPUTS = ("findings.json", "mask.nii.gz", "heatmap.nii.gz")
+
+#: A heat map is written without --heatmap up to this many voxels (64 MB as float32): the
+#: demo's is, a 300 x 512 x 512 CT's (315 MB, seconds to compress) only when asked.
+HEATMAP_AUTO_VOXELS = 2**24
+#: gzip level of the NIfTI outputs: 1 compresses a label map nearly as well as 6 (long runs
+#: of one value) in a fraction of the time; any reader decompresses every level alike.
+GZIP_LEVEL = 1
 
 
 class AnalyzeError(UserError):
@@ -48,6 +57,12 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--modality", help="override the modality (NIfTI files carry none)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    p.add_argument(
+        "--heatmap",
+        action="store_true",
+        help="write heatmap.nii.gz whatever its size (by default only up to"
+        f" {HEATMAP_AUTO_VOXELS:,} voxels)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(  # seg13: output formats beyond findings.json + NIfTI
         "--format",
@@ -192,34 +207,79 @@ def findings_json(
     return data
 
 
+def _nifti_gz(array: np.ndarray, volume: Volume) -> bytes:
+    """``array`` on the series grid as .nii.gz bytes, compressed at ``GZIP_LEVEL`` (zlib
+    releases the interpreter lock: several of these run in parallel threads)."""
+    import gzip
+
+    from radlens_core.nifti import nifti_bytes
+
+    raw = nifti_bytes(array.reshape(volume.shape), volume.grid, compress=False)
+    return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def _check_orthogonal(volume: Volume) -> None:
+    d = np.asarray(volume.direction, float)
+    if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
+        raise AnalyzeError(
+            "this volume is sheared (gantry tilt): NIfTI needs an orthogonal grid, so the mask"
+            " cannot be written; findings.json holds the boxes and volumes"
+        )
+
+
 def _write_outputs(
-    out: Path, volume: Volume, data: dict[str, Any], result: AnalysisResult, overwrite: bool
+    out: Path,
+    volume: Volume,
+    data: dict[str, Any],
+    result: AnalysisResult,
+    overwrite: bool,
+    heatmap: bool | None = None,
 ) -> None:
-    from viewer.study.formats import write_image
-    from viewer.study.volume import Volume
+    """mask.nii.gz, heatmap.nii.gz (when ``heatmap``, or None and it is small) and
+    findings.json, each written atomically; the two images compress in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    def like(array: np.ndarray) -> Volume:
-        return Volume(
-            array.reshape(volume.shape),
-            spacing=volume.spacing,
-            origin=volume.origin,
-            direction=volume.direction,
-            modality=volume.modality,
-        )
+    from radlens_core.files import atomic_write_bytes
 
+    images: dict[str, np.ndarray] = {}
     if result.label_map is not None:
-        write_image(like(result.label_map.array), out / "mask.nii.gz", overwrite=overwrite)
-        data["files"]["mask"] = "mask.nii.gz"
+        images["mask"] = result.label_map.array
     if result.heat_map is not None:
-        write_image(
-            like(result.heat_map.array.astype(np.float32)), out / "heatmap.nii.gz", overwrite
-        )
-        data["files"]["heatmap"] = "heatmap.nii.gz"
+        size = int(result.heat_map.array.size)
+        if heatmap or (heatmap is None and size <= HEATMAP_AUTO_VOXELS):
+            images["heatmap"] = result.heat_map.array.astype(np.float32, copy=False)
+        else:
+            data["heatmap_not_written"] = (
+                f"the heat map has {size:,} voxels; add --heatmap to write it"
+            )
+    if images:
+        _check_orthogonal(volume)
+    for name in images:
+        target = out / f"{name}.nii.gz"
+        if target.exists() and not overwrite:
+            raise AnalyzeError(f"{target}: already exists; use --overwrite or another --out")
+
+    def write(name: str) -> None:
+        atomic_write_bytes(out / f"{name}.nii.gz", _nifti_gz(images[name], volume))
+
+    with ThreadPoolExecutor(max(1, len(images))) as pool:
+        for name, done in [(n, pool.submit(write, n)) for n in images]:
+            done.result()
+            data["files"][name] = f"{name}.nii.gz"
     atomic_write_text(out / "findings.json", json.dumps(data, indent=2) + "\n")
 
 
+def _import_torch() -> None:
+    """torch, imported while the folder is scanned, the series read and the model chosen (its
+    native libraries load off the interpreter lock, so they overlap); a missing torch is
+    reported by the engine."""
+    from viewer.ui.engine_warm_up import native_loading_off_the_lock
+
+    with native_loading_off_the_lock(), contextlib.suppress(ImportError):
+        import torch  # noqa: F401  (the import is the point)
+
+
 def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
-    from inference.engine import Engine
     from viewer.study.scan import pick_series
     from viewer.study.series import load_series
 
@@ -229,16 +289,23 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         raise AnalyzeError(
             f"{out}: already holds {', '.join(clash)}; use --overwrite or another --out"
         )
-    info = pick_series(args.path, args.series)
-    bar(0.0, f"loading {info.description or info.series_uid}")
-    volume = load_series(info)
-    modality = (args.modality or volume.modality or "OT").upper()
-    card, outside = _pick_model(args, volume, modality)
+    torch_import = threading.Thread(target=_import_torch, name="torch-import", daemon=True)
+    torch_import.start()
+    try:
+        info = pick_series(args.path, args.series)
+        bar(0.0, f"loading {info.description or info.series_uid}")
+        volume = load_series(info)
+        modality = (args.modality or volume.modality or "OT").upper()
+        card, outside = _pick_model(args, volume, modality)
+    finally:
+        torch_import.join()  # never left importing while the interpreter shuts down
     if modality == "OT" and not args.modality:
         # A NIfTI/MHA file names no modality; trust the chosen model's and say so.
         modality = card.modalities[0]
         volume.warnings.append(f"the file names no modality; analysed as {modality}")
     out.mkdir(parents=True, exist_ok=True)
+    from inference.engine import Engine
+
     engine = Engine(args.device, num_threads=args.threads)
     t0 = time.perf_counter()
     result = engine.run(
@@ -253,14 +320,45 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
     bar.close()
     data = findings_json(args.path, volume, modality, card, result)
     data["timings_s"]["wall"] = round(time.perf_counter() - t0, 3)
-    from viewer.labels.ai_labels import write_analysis_seg  # seg13: --format dicom-seg
+    if "dicom-seg" in (args.formats or ()):
+        from viewer.labels.ai_labels import write_analysis_seg
 
-    write_analysis_seg(out, volume, result, data, args)
-    _write_outputs(out, volume, data, result, args.overwrite)
+        write_analysis_seg(out, volume, result, data, args)
+    _write_outputs(out, volume, data, result, args.overwrite, True if args.heatmap else None)
     return data
 
 
 def run(args: argparse.Namespace) -> int:
+    rc = _run(args)
+    if _started_for_this_command():
+        _end_process(rc)
+    return rc
+
+
+def _started_for_this_command() -> bool:
+    """True when this process is ``radlens analyze ...`` (or ``python -m viewer analyze``)
+    itself, not a program or test that calls the command's ``main`` among other work."""
+    return sys.argv[1:2] == ["analyze"] and threading.current_thread() is threading.main_thread()
+
+
+def _end_process(rc: int) -> None:
+    """End the process now with ``rc``: every output is written (atomically, fsynced) and
+    printed, and the interpreter's teardown of torch and MONAI (thousands of modules, the
+    libraries' static destructors: seconds) would only keep the user waiting. The atexit
+    handlers (logging's flush among them) still run, then the streams are flushed."""
+    import atexit
+    import os
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(rc)
+
+
+def _run(args: argparse.Namespace) -> int:
     from inference.card import CardError
     from inference.engine import EngineError
     from inference.weights import WeightsError
@@ -279,9 +377,13 @@ def run(args: argparse.Namespace) -> int:
     model = data["model"]
     print(f"{model['id']}@{model['version']} on {data['device']}: {_summary(data)}")
     print(f"wrote {', '.join(['findings.json', *data['files'].values()])} to {args.out}")
+    if "heatmap_not_written" in data:
+        print(f"not written: {data['heatmap_not_written']}")
     print(f"intended use: {data['intended_use']}")
     for flag in data["flags"]:
         print(f"FLAGGED: {flag['message']}")
+    if data.get("failed"):  # an asked-for format could not be written (said on stderr)
+        return 1
     return 0
 
 

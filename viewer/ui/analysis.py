@@ -59,7 +59,11 @@ class AnalysisOutcome:
 
 
 def _default_engine_factory(device: str) -> Any:
-    from inference.engine import Engine  # lazy: torch loads on the first Analyze only
+    # Lazy: torch loads on the first Analyze only. Clicked before the background warm-up
+    # finished, this thread does (or waits for) the same imports, its native libraries
+    # loaded off the interpreter lock, so the UI thread keeps drawing meanwhile.
+    import_engine()
+    from inference.engine import Engine
 
     limit_torch_threads()
     return Engine(device)

@@ -1,5 +1,13 @@
 """The analysis threads' CPU priority, relative to the UI thread, and the engine's warm-up.
 
+Importing torch and MONAI on a worker still stalls the UI thread wherever the import holds
+the interpreter lock in one long C call: loading a native extension (``dlopen`` of
+``torch/_C`` pulls in libtorch_cpu, hundreds of milliseconds of relocations and static
+initialisers) runs with the lock held. ``native_loading_off_the_lock`` loads each extension's
+shared object first through ``ctypes`` (a foreign call: the lock is released), so the
+import's own ``dlopen`` finds it loaded and only the module's init function runs under the
+lock. The UI thread, which only waits on signals, then keeps its frames.
+
 On Linux ``nice`` is per thread (and threads inherit it from the thread that starts them):
 the analysis worker and the warm-up run ``WORKER_NICE`` steps below the UI thread, so when
 both want the same core the UI gets it (scrolling stays smooth; the model takes a little
@@ -8,9 +16,15 @@ longer). Relative, not absolute: a RadLens started under ``nice`` keeps the same
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import importlib.machinery
 import logging
 import os
+import sys
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +70,103 @@ def limit_torch_threads() -> None:
         torch.set_num_threads(wanted)
 
 
-def import_engine() -> None:
-    """Import what a first Analyze needs (on a background thread: it takes seconds)."""
-    from inference.engine import warm_up
-
+def _dlopen() -> Any:
+    """libc's ``dlopen`` as a ctypes foreign function (called without the interpreter lock),
+    or None where there is none (Windows)."""
     try:
-        warm_up()
-    except ImportError as exc:  # an install without torch: Analyze will say so when asked
-        log.info("warm-up: the engine cannot start (%s)", exc)
+        libc = ctypes.CDLL(None)
+        fn = libc.dlopen
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.restype = ctypes.c_void_p
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return fn
+
+
+class _LockFreeNativeLoading:
+    """A meta-path finder active for one thread: it finds a module as the finders after it
+    would and, for a native extension, ``dlopen``s its file through ctypes first (the
+    interpreter lock released; same flags as the import will use), then hands the same spec
+    on. Other threads' imports pass through untouched."""
+
+    def __init__(self, dlopen: Any) -> None:
+        self.thread = threading.get_ident()
+        self.dlopen = dlopen
+        self.busy = False
+        self.loaded: list[str] = []
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if self.busy or threading.get_ident() != self.thread:
+            return None
+        self.busy = True
+        try:
+            spec = None
+            for finder in list(sys.meta_path):
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    break
+        finally:
+            self.busy = False
+        if spec is None:
+            return None
+        if isinstance(spec.loader, importlib.machinery.ExtensionFileLoader) and spec.origin:
+            if self.dlopen(os.fsencode(spec.origin), sys.getdlopenflags()):
+                self.loaded.append(name)
+        return spec
+
+
+def _torch_global_deps(dlopen: Any) -> None:
+    """torch's ``__init__`` loads ``lib/libtorch_global_deps.so`` (and on CUDA builds the
+    CUDA libraries it needs) through ``ctypes.CDLL``, under the lock: load it first, off the
+    lock, with the same RTLD_GLOBAL, so that call finds it there. Finds torch without
+    importing it."""
+    if "torch" in sys.modules:
         return
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return
+    if spec is None or not spec.submodule_search_locations:
+        return
+    for folder in spec.submodule_search_locations:
+        lib = os.path.join(folder, "lib", "libtorch_global_deps.so")
+        if os.path.isfile(lib):
+            dlopen(os.fsencode(lib), os.RTLD_NOW | os.RTLD_GLOBAL)
+            return
+
+
+@contextlib.contextmanager
+def native_loading_off_the_lock() -> Iterator[_LockFreeNativeLoading | None]:
+    """While active, native extensions imported on the calling thread load their shared
+    objects without holding the interpreter lock (see the module's docstring)."""
+    dlopen = _dlopen() if sys.platform.startswith("linux") else None
+    if dlopen is None:
+        yield None
+        return
+    finder = _LockFreeNativeLoading(dlopen)
+    _torch_global_deps(dlopen)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield finder
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)
+
+
+def import_engine() -> None:
+    """Import what a first Analyze needs (on a background thread: it takes seconds), the
+    native libraries loaded off the interpreter lock. Cheap once done."""
+    with native_loading_off_the_lock():
+        try:
+            from inference.engine import warm_up
+
+            warm_up()
+        except ImportError as exc:  # an install without torch: Analyze will say so when asked
+            log.info("warm-up: the engine cannot start (%s)", exc)
+            return
     limit_torch_threads()
