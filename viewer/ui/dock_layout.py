@@ -58,13 +58,22 @@ def apply_default_layout(window: QMainWindow, docks: Docks) -> None:
         docks[FIRST_TAB].raise_()
 
 
-def show_full_tab_titles(window: QMainWindow) -> None:
+def show_full_tab_titles(window: QMainWindow, docks: Docks | None = None) -> None:
     """Dock tabs show whole titles ("Annotations", not "Annotati..."); scroll arrows appear
-    should a narrowed column not hold them all."""
+    should a narrowed column not hold them all. With ``docks``: a tab bar Qt left behind from
+    an earlier grouping (its tabs are no group of docks now) is hidden, not drawn over a panel."""
+    groups = set()
+    for dock in (docks or {}).values():
+        if not dock.isHidden() and not dock.isFloating():
+            group = [dock, *window.tabifiedDockWidgets(dock)]
+            groups.add(frozenset(d.windowTitle() for d in group))
     for bar in window.findChildren(QTabBar):
         if bar.parent() is window:  # the tab bars QMainWindow makes for tabified docks
             bar.setElideMode(Qt.TextElideMode.ElideNone)
             bar.setUsesScrollButtons(True)
+            titles = frozenset(bar.tabText(i) for i in range(bar.count()))
+            if docks is not None and titles not in groups:
+                bar.hide()
 
 
 def resize_default_docks(window: QMainWindow, docks: Docks) -> None:
@@ -104,5 +113,5 @@ def restore_layout(window: QMainWindow, docks: Docks, state: QByteArray | None) 
     restored = state is not None and not state.isEmpty() and window.restoreState(state)
     if not restored:
         apply_default_layout(window, docks)
-    show_full_tab_titles(window)
+    show_full_tab_titles(window, docks)
     return restored

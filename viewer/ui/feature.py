@@ -58,6 +58,9 @@ class WindowServices(QObject):
         self.activity = ActivityBar(window)
         self.actions: dict[str, QAction] = {}
         self._docks: dict[str, QDockWidget] = {}
+        #: set once the window laid its docks out: only docks added later are tabbed here
+        #: (tabbing earlier, then again in the default layout, leaves Qt's old tab bars drawn)
+        self.laid_out = False
         self._toolbars: dict[str, QToolBar] = {}
         self._features: list[Feature] = []
         self._loading: Task | None = None
@@ -144,7 +147,7 @@ class WindowServices(QObject):
         ``restore``: a dock made after the window restored its layout gets its saved place."""
         if not (restore and self.window.restoreDockWidget(dock)):
             self.window.addDockWidget(area, dock)
-            other = self._docks.get(beside)
+            other = self._docks.get(beside) if self.laid_out else None
             if other is not None and self.window.dockWidgetArea(other) == area:
                 self.window.tabifyDockWidget(other, dock)
         self._docks[key] = dock

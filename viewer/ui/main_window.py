@@ -27,6 +27,7 @@ from viewer.ui.dock_layout import (
     fit_default_size,
     resize_default_docks,
     restore_layout,
+    show_full_tab_titles,
 )
 from viewer.ui.feature import WindowServices
 from viewer.ui.loading import (
@@ -159,6 +160,7 @@ class MainWindow(QMainWindow):
         if geometry is not None:
             self.restoreGeometry(geometry)
         self._default_layout = not restore_layout(self, self.docks, state)
+        self.services.laid_out = True
         if geometry is None:
             fit_default_size(self)
         self.area.set_layout(str(self.settings.get("view/layout", "single")))
@@ -181,6 +183,7 @@ class MainWindow(QMainWindow):
         for dock in self.docks.values():
             dock.show()
         apply_default_layout(self, self.docks)
+        show_full_tab_titles(self, self.docks)
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
         super().showEvent(event)
