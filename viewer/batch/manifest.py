@@ -32,6 +32,7 @@ SUMMARY_COLUMNS = (
     "analyse_s",
     "total_s",
     "finished_utc",
+    "sent",
 )
 
 _SCHEMA = """
@@ -46,7 +47,9 @@ CREATE TABLE IF NOT EXISTS series (
     load_s REAL,
     analyse_s REAL,
     total_s REAL,
-    finished_utc TEXT NOT NULL DEFAULT ''
+    finished_utc TEXT NOT NULL DEFAULT '',
+    -- --send: '' (not sent), 'sent to NODE at <utc>', or 'not sent: <reason>'
+    sent TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS run (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -69,6 +72,7 @@ class Row:
     analyse_s: float | None
     total_s: float | None
     finished_utc: str
+    sent: str
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,17 @@ class Manifest:
                 outcome.key,
             ),
         )
+
+    def record_sent(self, key: str, text: str) -> None:
+        self.db.execute("UPDATE series SET sent = ? WHERE key = ?", (text, key))
+
+    def to_send(self) -> list[str]:
+        """Done series whose results have not reached the --send node yet."""
+        cur = self.db.execute(
+            "SELECT key FROM series WHERE status = 'done' AND sent NOT LIKE 'sent to %'"
+            " ORDER BY key"
+        )
+        return [r[0] for r in cur.fetchall()]
 
     def rows(self) -> list[Row]:
         cur = self.db.execute(f"SELECT {', '.join(SUMMARY_COLUMNS)} FROM series ORDER BY key")

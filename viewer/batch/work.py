@@ -183,10 +183,34 @@ def _outputs(
 
     if result.label_map is not None:
         image("mask.nii.gz", result.label_map.array)
+        seg = _seg(volume, result, data, scratch)
+        if seg is not None:
+            files.append(("seg.dcm", seg))
     if result.heat_map is not None:
         image("heatmap.nii.gz", result.heat_map.array.astype(np.float32))
     files.append(("findings.json", (json.dumps(data, indent=2) + "\n").encode()))
     return tuple(files)
+
+
+def _seg(volume: Any, result: Any, data: dict[str, Any], scratch: Path) -> bytes | None:
+    """The label map as DICOM-SEG (seg13's writer, where this build has it); a series that
+    cannot give one (not from DICOM, empty map) says why in ``findings['failed']``."""
+    try:
+        from viewer.labels.ai_labels import write_analysis_seg
+    except ModuleNotFoundError:  # a build without the DICOM-SEG writer: NIfTI only
+        return None
+    import contextlib
+    import io
+    from types import SimpleNamespace
+
+    folder = scratch / "seg"
+    folder.mkdir()
+    with contextlib.redirect_stderr(io.StringIO()):  # the reason goes to findings, not stderr
+        write_analysis_seg(
+            folder, volume, result, data, SimpleNamespace(formats=("dicom-seg",), overwrite=True)
+        )
+    path = folder / "seg.dcm"
+    return path.read_bytes() if path.is_file() else None
 
 
 def _since(t0: float) -> float:

@@ -64,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
         if args.workers is not None and args.workers < 1:
             raise UserError("--workers must be at least 1")
         if args.send:
-            raise UserError("--send is not available yet: it needs the DICOM-SEG writer")
+            from viewer.batch.sending import Sender
+
+            Sender(args.send)  # an unknown node is refused before any work
         source = open_source(args.source)
         out.mkdir(parents=True, exist_ok=True)
         manifest = Manifest(out)
@@ -91,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
                 planned = len({i.key for i in items} | set(manifest.status_of()))
                 bar = None if args.quiet else ProgressLine(planned, counts)
                 report = run_batch(items, out, manifest, runner, args.retry_failed, bar)
+            sent = unsent = 0
+            if args.send:
+                from viewer.batch.sending import send_finished
+
+                sent, unsent = send_finished(args.send, out, manifest)
         except KeyboardInterrupt:
             c = manifest.counts()
             print(
@@ -107,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         f"{c[DONE]} done, {c[FAILED]} failed, {c[SKIPPED]} skipped ({report.ran} this run,"
         f" {report.seconds:.0f} s); see {out / 'summary.csv'}"
     )
+    if args.send:
+        print(f"sent {sent} series' DICOM-SEG to {args.send}; {unsent} not sent (see summary.csv)")
     if c[FAILED]:
         print("run again with --retry-failed to retry the failed series")
-    return 1 if c[FAILED] else 0
+    return 1 if c[FAILED] or unsent else 0
