@@ -30,7 +30,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         " series gets the best model meant for it",
     )
     p.add_argument(
-        "--workers", type=int, default=None, help="worker processes or Ray actors (default: one)"
+        "--workers",
+        type=int,
+        default=None,
+        help="local worker processes (default 1), or Ray actors (default: one per GPU of the"
+        " cluster, else one per CPU / --threads)",
     )
     p.add_argument(
         "--ray",
@@ -39,7 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
         " a local Ray for this run",
     )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per worker (default: the cores shared among the local workers;"
+        " 1 per Ray actor, which asks Ray for that many CPUs)",
+    )
     p.add_argument(
         "--retry-failed", action="store_true", help="analyse again the series that failed before"
     )
@@ -80,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
             for note in notes[:20]:
                 print(f"radlens batch: skipped file {note}", file=sys.stderr)
             workers = args.workers or 1
-            threads = args.threads or threads_per_worker(workers)
+            # Locally the cores are shared out; on Ray each actor asks for its threads' CPUs
+            # and Ray packs the actors onto the cluster's nodes.
+            threads = args.threads or (1 if args.ray else threads_per_worker(workers))
             options = Options(args.model, args.device, threads)
             runner = (
                 RayWorkers(args.ray, args.workers, options)
