@@ -106,3 +106,14 @@ def test_unknown_node_and_bad_query_are_sentences(tmp_path, capsys):
     assert "there is no PACS node called 'nowhere'" in capsys.readouterr().err
     assert main(["batch", "pacs:x?Colour=blue", "--out", out]) == 2
     assert "unknown query key 'Colour'" in capsys.readouterr().err
+
+
+def test_c_move_node_with_several_workers_is_refused(tmp_path, capsys):
+    from viewer.pacs import DimseNode, NodeBook
+
+    book = NodeBook.load()
+    book.put(DimseNode("moving", "PACS", "127.0.0.1", 104, local_port=11112, retrieve="move"))
+    book.save()
+    out = str(tmp_path / "out")
+    assert main(["batch", "pacs:moving?Modality=CT", "--out", out, "--workers", "2"]) == 2
+    assert "only one worker at a time can receive on; use --workers 1" in capsys.readouterr().err

@@ -98,6 +98,19 @@ class PacsSource:
     def identity(self) -> str:
         return self.text
 
+    def check_workers(self, workers: int, on_ray: bool) -> None:
+        """A node retrieved by C-MOVE sends to one storage port: one worker at a time."""
+        from viewer.pacs import DimseNode, NodeBook
+
+        name, _ = parse(self.text)
+        node = NodeBook.load().get(name)
+        if isinstance(node, DimseNode) and node.retrieve == "move" and (workers > 1 or on_ray):
+            raise PacsSourceError(
+                f"PACS node '{name}' is retrieved by C-MOVE to one storage port"
+                f" ({node.local_port}), which only one worker at a time can receive on; use"
+                " --workers 1 without --ray, or set the node to C-GET or DICOMweb"
+            )
+
     def items(self) -> tuple[list[WorkItem], list[str]]:
         """Every series of every study the query finds (series of another modality than a
         Modality= key asks for are left out)."""

@@ -65,6 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
 def run(args: argparse.Namespace) -> int:
     from viewer.batch.driver import ProgressLine, run_batch
     from viewer.batch.manifest import DONE, FAILED, PENDING, SKIPPED, Manifest
+    from viewer.batch.pacs_source import PacsSource
     from viewer.batch.runners import LocalPool, RayWorkers, threads_per_worker
     from viewer.batch.sources import open_source
     from viewer.batch.work import Options
@@ -86,10 +87,12 @@ def run(args: argparse.Namespace) -> int:
     with manifest:
         try:
             manifest.bind_source(source.identity)
+            workers = args.workers or 1
+            if isinstance(source, PacsSource):
+                source.check_workers(workers, bool(args.ray))
             items, notes = source.items()
             for note in notes[:20]:
                 print(f"radlens batch: skipped file {note}", file=sys.stderr)
-            workers = args.workers or 1
             # Locally the cores are shared out; on Ray each actor asks for its threads' CPUs
             # and Ray packs the actors onto the cluster's nodes.
             threads = args.threads or (1 if args.ray else threads_per_worker(workers))
