@@ -96,25 +96,31 @@ def test_summary_csv_lists_every_series(archive, first_run):
     assert by_key[archive.skipped[0]]["source"].endswith("mr")
 
 
-def test_two_workers_and_local_ray_find_the_same(archive, first_run, tmp_path):
+def _same_as_first(archive, out, out1) -> None:
+    got = rows(out)
+    assert {k: r["status"] for k, r in got.items()} == {
+        k: r["status"] for k, r in rows(out1).items()
+    }
+    for key in archive.ct:
+        assert findings(out, key) == findings(out1, key)
+        a, _ = read_nifti(out / key / "mask.nii.gz")
+        b, _ = read_nifti(out1 / key / "mask.nii.gz")
+        assert np.array_equal(a, b)
+
+
+def test_two_local_workers_find_the_same_as_one(archive, first_run, tmp_path):
     out1, _ = first_run
     out2 = tmp_path / "two"
     assert batch(archive.root, "--out", out2, "--workers", 2) == 1
-    runs = [out2]
-    if _has_ray():
-        out3 = tmp_path / "ray"
-        assert batch(archive.root, "--out", out3, "--workers", 2, "--ray", "auto") == 1
-        runs.append(out3)
-    for out in runs:
-        got = rows(out)
-        assert {k: r["status"] for k, r in got.items()} == {
-            k: r["status"] for k, r in rows(out1).items()
-        }
-        for key in archive.ct:
-            assert findings(out, key) == findings(out1, key)
-            a, _ = read_nifti(out / key / "mask.nii.gz")
-            b, _ = read_nifti(out1 / key / "mask.nii.gz")
-            assert np.array_equal(a, b)
+    _same_as_first(archive, out2, out1)
+
+
+def test_a_local_ray_finds_the_same_as_the_local_pool(archive, first_run, tmp_path):
+    pytest.importorskip("ray", reason="Ray is the 'ray' extra: pip install 'radlens[ray]'")
+    out1, _ = first_run
+    out3 = tmp_path / "ray"
+    assert batch(archive.root, "--out", out3, "--workers", 2, "--ray", "auto") == 1
+    _same_as_first(archive, out3, out1)
 
 
 def test_resume_redoes_only_what_is_unfinished_and_retry_failed(archive, first_run, tmp_path):
@@ -208,11 +214,3 @@ def _done(out: Path) -> int:
         return int(n)
     except sqlite3.Error:
         return 0
-
-
-def _has_ray() -> bool:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        return False
-    return True
