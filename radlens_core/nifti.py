@@ -1,4 +1,7 @@
-"""The one NIfTI reader and writer: arrays (z, y, x) on an LPS ``Grid``, RAS in the file."""
+"""The one NIfTI reader and writer: arrays (z, y, x) on an LPS ``Grid``, RAS in the file.
+
+NIfTI-1 and NIfTI-2 are read (nibabel tells them apart); a 4D file (x, y, z, t) is a series of
+volumes, each read on its own (``volume=``)."""
 
 from __future__ import annotations
 
@@ -45,16 +48,56 @@ def _load_header(path: Path) -> Any:
         raise NiftiError(f"{path}: cannot read as NIfTI ({exc})") from exc
 
 
-def _shape_xyz(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """The (x, y, z) voxel counts read_nifti returns (2D gets z = 1, trailing 1s dropped)."""
+def _dims(shape: tuple[int, ...]) -> list[int]:
     dims = list(shape)
     if len(dims) == 2:
         dims.append(1)
     while len(dims) > 3 and dims[-1] == 1:
         dims.pop()
+    return dims
+
+
+def _shape_xyz(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The (x, y, z) voxel counts read_nifti returns (2D gets z = 1, trailing 1s dropped)."""
+    dims = _dims(shape)
     if len(dims) != 3:
         raise NiftiError(f"{path}: expected a 2D or 3D image, got shape {tuple(shape)}")
     return dims[0], dims[1], dims[2]
+
+
+def _volumes_xyz(path: Path, shape: tuple[int, ...]) -> tuple[tuple[int, int, int], int]:
+    """(x, y, z) of each volume and how many volumes: 1 for 3D, t for a 4D (x, y, z, t)."""
+    dims = _dims(shape)
+    if len(dims) == 3:
+        return (dims[0], dims[1], dims[2]), 1
+    if len(dims) == 4:
+        return (dims[0], dims[1], dims[2]), dims[3]
+    raise NiftiError(
+        f"{path}: expected a 2D, 3D or 4D (time series) image, got shape {tuple(shape)}"
+    )
+
+
+def nifti_volumes(path: str | Path) -> tuple[Grid, int]:
+    """The grid of each volume and the number of volumes (t of a 4D file, else 1), from
+    the header alone."""
+    path = Path(path)
+    img = _load_header(path)
+    (x, y, z), count = _volumes_xyz(path, tuple(int(n) for n in img.header.get_data_shape()))
+    return _grid(path, (z, y, x), img.affine), count
+
+
+def frame_time_ms(path: str | Path) -> float | None:
+    """The time between the volumes of a 4D file (pixdim[4] in its time unit), in ms."""
+    img = _load_header(Path(path))
+    try:
+        step = float(img.header["pixdim"][4])
+        unit = img.header.get_xyzt_units()[1]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    scale = {"sec": 1000.0, "msec": 1.0, "usec": 0.001}.get(str(unit))
+    if scale is None or not math.isfinite(step) or step <= 0:
+        return None
+    return step * scale
 
 
 def _grid(path: Path, shape_zyx: tuple[int, int, int], ras_affine: Any) -> Grid:
@@ -84,20 +127,24 @@ def _read_itemsize(img: Any) -> int:
     return max(itemsize, 8) if scaled else itemsize
 
 
-def check_nifti_size(path: str | Path, dtype: Any = None, img: Any = None) -> int:
-    """The bytes reading ``path`` declares (from its header); raises NiftiTooLarge, naming
-    the file, its declared size and the limit, when that is more than the limit."""
+def check_nifti_size(path: str | Path, dtype: Any = None, img: Any = None, volumes: int = 1) -> int:
+    """The bytes reading ``path`` declares (from its header; one of ``volumes`` equal parts
+    when one volume of a 4D file is read); raises NiftiTooLarge, naming the file, its
+    declared size and the limit, when that is more than the limit."""
     path = Path(path)
     img = _load_header(path) if img is None else img
     shape = tuple(int(n) for n in img.header.get_data_shape())
-    voxels = math.prod(shape) if shape else 0
+    voxels = (math.prod(shape) if shape else 0) // max(1, volumes)
     read = voxels * _read_itemsize(img)
     out = voxels * (np.dtype(dtype).itemsize if dtype is not None else _read_itemsize(img))
     declared = max(read, out)
     # The voxels are read, transposed into a contiguous copy, then converted: up to three
     # arrays at the peak.
     peak = 2 * read + (out if dtype is not None else 0)
-    reason = refusal(declared, f"{'×'.join(map(str, shape))} voxels", peak)
+    what = f"{'×'.join(map(str, shape))} voxels"
+    if volumes > 1:
+        what = f"one volume of {what}"
+    reason = refusal(declared, what, peak)
     if reason is not None:
         raise NiftiTooLarge(path, reason, declared)
     return declared
@@ -111,9 +158,12 @@ def read_nifti_grid(path: str | Path) -> Grid:
     return _grid(path, (z, y, x), img.affine)
 
 
-def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
-    """Read a 2D or 3D NIfTI file (a trailing axis of length 1 is dropped); returns the
-    array indexed (z, y, x) and its grid in LPS. The file is opened read-only.
+def read_nifti(
+    path: str | Path, dtype: Any = None, volume: int | None = None
+) -> tuple[np.ndarray, Grid]:
+    """Read a 2D or 3D NIfTI-1 or NIfTI-2 file (a trailing axis of length 1 is dropped), or
+    volume ``volume`` (0-based) of a 4D one; returns the array indexed (z, y, x) and its
+    grid in LPS. A 4D file without ``volume`` is refused. The file is opened read-only.
 
     The size the header declares is checked against ``radlens_core.limits`` first:
     NiftiTooLarge, before any voxel is read, when it does not fit."""
@@ -121,10 +171,24 @@ def read_nifti(path: str | Path, dtype: Any = None) -> tuple[np.ndarray, Grid]:
 
     path = Path(path)
     img = _load_header(path)
-    _shape_xyz(path, tuple(int(n) for n in img.header.get_data_shape()))
-    check_nifti_size(path, dtype, img)
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    if volume is None:
+        _shape_xyz(path, shape)
+        count = 1
+    else:
+        _, count = _volumes_xyz(path, shape)
+        if not 0 <= volume < count:
+            raise NiftiError(f"{path}: has {count} volume(s); there is no volume {volume + 1}")
+    check_nifti_size(path, dtype, img, volumes=count)
     try:
-        data = np.asanyarray(img.dataobj)
+        if count > 1:
+            dims = _dims(shape)
+            # Only this volume's voxels are read (nibabel slices its proxy).
+            index = (slice(None),) * 3 + (volume,) + (0,) * (len(shape) - 4)
+            data = np.asanyarray(img.dataobj[index])
+            data = data.reshape(dims[:3])
+        else:
+            data = np.asanyarray(img.dataobj)
     except (OSError, ValueError, EOFError, MemoryError, ImageFileError) as exc:
         raise NiftiError(f"{path}: cannot read as NIfTI ({exc})") from exc
     if data.ndim == 2:

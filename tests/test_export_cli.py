@@ -43,7 +43,7 @@ def test_cli_exports_stored_labels_deidentified(labelled_series, tmp_path, capsy
     assert info["labels"]["2"]["voxels"] == 32
     ann = json.loads((case / "annotations.json").read_text())["annotations"]
     assert [a["id"] for a in ann] == ["b1"]
-    blob = b"".join(p.read_bytes() for p in case.iterdir())
+    blob = b"".join(p.read_bytes() for p in case.rglob("*") if p.is_file())
     assert not [
         v
         for v in (*PHI.values(), uids["series"], uids["study"], *uids["sops"])

@@ -29,7 +29,7 @@ def test_seg_is_written_when_the_source_lacks_type2_attributes(tmp_path, deid):
     before = {p: open(p, "rb").read() for p in vol.meta["source_files"]}
     res = export_case(
         vol, _doc(vol), tmp_path / "out", ["nifti", "dicom-seg"], deid=deid,
-        deidentifier=Deidentifier(SALT),
+        deidentifier=Deidentifier(SALT), seg_type="binary",
     )  # fmt: skip
     assert "seg.dcm" in res.files and "mask.nii.gz" in res.files
     seg = pydicom.dcmread(res.folder / "seg.dcm")

@@ -8,6 +8,8 @@
     radlens analyze PATH --out DIR   run a model without the GUI
     radlens export PATH --out DIR    export labels
     radlens train / radlens eval     the training station
+    radlens pacs add|list|echo|find|get|send   query, retrieve from and send to a PACS
+    radlens batch SOURCE --out DIR   analyse every series of a folder tree or a PACS query
 
 Each subcommand lives in ``viewer/commands/<name>.py`` with ``add_parser`` and ``run``;
 modules are imported only when needed, so ``radlens --help`` never imports torch or Qt.

@@ -49,6 +49,15 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(  # seg13: output formats beyond findings.json + NIfTI
+        "--format",
+        dest="formats",
+        action="append",
+        choices=("nifti", "dicom-seg"),
+        default=None,
+        help="also write the label map as DICOM-SEG (seg.dcm, LABELMAP, marked AUTOMATIC with "
+        "the model id and version); repeatable; NIfTI is always written",
+    )
     return p
 
 
@@ -244,6 +253,9 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
     bar.close()
     data = findings_json(args.path, volume, modality, card, result)
     data["timings_s"]["wall"] = round(time.perf_counter() - t0, 3)
+    from viewer.labels.ai_labels import write_analysis_seg  # seg13: --format dicom-seg
+
+    write_analysis_seg(out, volume, result, data, args)
     _write_outputs(out, volume, data, result, args.overwrite)
     return data
 

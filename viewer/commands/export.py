@@ -10,15 +10,16 @@ from typing import Any
 from radlens_core.errors import UserError
 from viewer.labels.model import LabelError
 
-FORMAT_CHOICES = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
+FORMAT_CHOICES = ("nifti", "nrrd", "dicom-seg", "rtstruct", "sr", "json", "csv", "coco")
 
 
 def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         name,
-        help="export the labels stored for a series (NIfTI, NRRD, DICOM-SEG, JSON, CSV, COCO)",
+        help="export the labels stored for a series (NIfTI, NRRD, DICOM-SEG, RTSTRUCT, SR, JSON, CSV, COCO)",
         description=(
-            "Export the autosaved labels of one series to DIR/<case_id>/. De-identification "
+            "Export the autosaved labels of one series to DIR/<case_id>/ (a series with AI "
+            "results and no labels drawn exports the AI results, marked so). De-identification "
             "(DICOM PS3.15 basic profile) is on unless --no-deid; existing exports are kept "
             "unless --overwrite."
         ),
@@ -51,6 +52,13 @@ def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
         "(BurnedInAnnotation YES, or a secondary capture / ultrasound without the attribute)",
     )
     p.add_argument(
+        "--seg-type",
+        choices=("labelmap", "binary"),
+        default="labelmap",
+        help="DICOM-SEG type: labelmap (one frame per slice, default) or binary (one frame per "
+        "label and slice, for readers without LABELMAP support)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="replace an existing export of this case"
     )
     return p
@@ -61,6 +69,7 @@ class ExportCommandError(LabelError, UserError):
 
 
 def run(args: argparse.Namespace) -> int:
+    from viewer.labels.ai_labels import has_human_labels
     from viewer.labels.export import export_case, write_problem
     from viewer.labels.store import LabelStore, store_dir
     from viewer.study.errors import StudyError
@@ -80,12 +89,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         info = pick_series(args.path, args.series)
         volume = load_series(info)
-        if not (store_dir(volume.series_uid) / "info.json").exists():
-            raise ExportCommandError(
-                f"no labels are stored for series {volume.series_uid} (open it in RadLens and draw first)"
-            )
-        # Read-only: the series may be open in the viewer, whose store must stay the one writer.
-        document = LabelStore.read(volume)
+        ai = None
+        document = None
+        if (store_dir(volume.series_uid) / "info.json").exists():
+            # Read-only: the series may be open in the viewer, whose store must stay the one writer.
+            document = LabelStore.read(volume)
+        if document is None or not has_human_labels(document):
+            # Opened and analysed but not labelled by a person: the AI results are the labels.
+            found = _ai_results(volume, required=document is None)
+            if found is not None:
+                document, ai = found
+        assert document is not None
         result = export_case(
             volume,
             document,
@@ -95,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             with_image=args.with_image,
             overwrite=args.overwrite,
             include_burned_in=args.include_burned_in,
+            seg_type=args.seg_type,
+            ai=ai,
         )
     except (UserError, LabelError, StudyError, ValueError) as exc:
         print(f"radlens export: {exc}", file=sys.stderr)
@@ -111,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"exported case {result.case_id} to {result.folder}")
+    if ai is not None:
+        print(f"these labels are AI results, not drawn by a person: {ai.summary}")
     for name in result.files:
         print(f"  {name}")
     for warning in result.info.get("warnings", []):
@@ -122,3 +140,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"radlens export: {fmt} was not written (see the warning above)", file=sys.stderr)
     # Exit 1 when a requested format is missing, so scripts notice; the rest is written.
     return 1 if failed else 0
+
+
+def _ai_results(volume: Any, required: bool) -> tuple[Any, Any] | None:
+    """(document, AiSource) of the series' stored AI results; when there are none, an error
+    if ``required`` (nothing else to export), else None."""
+    from viewer.labels.ai_labels import ai_document
+    from viewer.labels.results import ResultStore
+
+    found = ai_document(
+        volume.series_uid, volume.shape, ResultStore().latest_per_model(volume.series_uid)
+    )
+    if found is None and required:
+        raise ExportCommandError(
+            f"no labels are stored for series {volume.series_uid}, nor AI results with a label "
+            "map (open it in RadLens and draw, or analyze it, first)"
+        )
+    return found

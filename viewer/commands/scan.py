@@ -29,6 +29,9 @@ def _table(result) -> str:  # result: ScanResult
             f"{(s.description or '(no description)')[:32]:<32} {shape:>13} {spacing:>15} mm  "
             f"{s.kind}  {s.patient_name}  {s.series_uid}"
         )
+        if s.volume_text:
+            where = "time series" if s.time_series else "series"
+            lines.append(f"        {s.volume_text} (of {where} {s.volume_group})")
         for problem in s.problems:
             lines.append(f"        ! {problem}")
     for skip in result.skipped:

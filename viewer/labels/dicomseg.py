@@ -1,7 +1,16 @@
-"""DICOM-SEG (BINARY, one segment per label) referencing the source series, via highdicom."""
+"""DICOM-SEG writer: a label map as a LABELMAP (default) or BINARY segmentation, via highdicom.
+
+LABELMAP (DICOM 2024, highdicom's ``SegmentationTypeValues.LABELMAP``) stores one frame per
+slice whatever the number of labels, the segment number being the label index; BINARY stores
+one 1-bit frame per label and slice, numbered 1..N over the labels present, as the standard
+requires. Either way each segment's TrackingID ends in "(<label index>)" so RadLens reads its
+own SEGs back to the same label indices (``seg_read``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +20,29 @@ from radlens_core.errors import UserError
 from viewer.labels.model import LabelError, LabelSet
 from viewer.study.volume import Volume
 
+SEG_TYPES = ("labelmap", "binary")
+DEFAULT_SEG_TYPE = "labelmap"
+
 
 class SegExportError(LabelError, UserError):
     """A DICOM-SEG that cannot be made; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """Who made the segments: MANUAL, SEMIAUTOMATIC (a person accepted a model's) or
+    AUTOMATIC (a model's, unreviewed), with the model's id and version when a model did."""
+
+    kind: str = "MANUAL"
+    name: str = ""
+    version: str = ""
+
+    @property
+    def automatic(self) -> bool:
+        return self.kind == "AUTOMATIC"
+
+
+MANUAL = Algorithm()
 
 
 def _property_codes(name: str) -> tuple[Any, Any]:
@@ -31,26 +60,36 @@ def _property_codes(name: str) -> tuple[Any, Any]:
     return codes.SCT.Tissue, codes.SCT.Tissue
 
 
-def read_sources(volume: Volume) -> list[Any]:
-    """The source datasets in z order, read (read-only, no pixels) from Volume.meta['source_files']."""
-    import pydicom
-
-    files = volume.meta.get("source_files")
-    if not files:
+def source_layout(volume: Volume) -> tuple[list[str], list[int] | None]:
+    """(distinct source files, frame order) of a DICOM volume: one file per slice (frame
+    order None), or one multi-frame file whose frame ``order[z]`` is slice z."""
+    files = [str(f) for f in volume.meta.get("source_files") or []]
+    if not files or volume.meta.get("format") not in (None, "", "dicom"):
         raise SegExportError(
             "DICOM-SEG needs the source DICOM files of the series; this series was not loaded "
             "from DICOM (export NIfTI or NRRD instead)"
         )
     if len(files) != volume.shape[0]:
         raise SegExportError(
-            f"DICOM-SEG needs one source file per slice: {len(files)} files for {volume.shape[0]} slices "
-            "(multi-frame sources are not supported yet)"
+            f"DICOM-SEG needs one source file per slice (or one multi-frame file): {len(files)} "
+            f"for {volume.shape[0]} slices"
         )
-    frames = volume.meta.get("frame_index") or []
-    if any(frames) or len(set(map(str, files))) != len(files):
-        raise SegExportError(
-            "DICOM-SEG export of a multi-frame source series is not supported yet; export NIfTI instead"
-        )
+    frames = [int(f or 0) for f in volume.meta.get("frame_index") or [0] * len(files)]
+    if len(set(files)) == len(files) and not any(frames):
+        return files, None
+    if len(set(files)) == 1 and sorted(frames) == list(range(len(files))):
+        return files[:1], frames
+    raise SegExportError(
+        "DICOM-SEG export of a series built from several multi-frame files is not supported; "
+        "export NIfTI instead"
+    )
+
+
+def read_sources(volume: Volume) -> list[Any]:
+    """The source datasets (no pixels, read-only): in z order, or the one multi-frame file."""
+    import pydicom
+
+    files, _ = source_layout(volume)
     out = []
     for f in files:
         try:
@@ -98,57 +137,88 @@ def with_type2(sources: list[Any]) -> list[Any]:
     return out
 
 
-def build_segmentation(
-    volume: Volume,
-    labelmap: np.ndarray,
-    label_set: LabelSet,
-    sources: list[Any],
-    algorithm: str = "MANUAL",
-    series_uid: str | None = None,
-    sop_uid: str | None = None,
-) -> tuple[Any, dict[int, int]]:
-    """A highdicom Segmentation plus {segment number: label index}.
-
-    ``sources`` must be in z order (already de-identified when the export is). Segment
-    numbers run 1..N over the labels present, as BINARY segmentations require."""
+def _descriptions(
+    present: Sequence[Any], numbers: Sequence[int], algorithm: Algorithm
+) -> list[Any]:
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    present = [c for c in label_set if np.any(labelmap == c.index)]
-    if not present:
-        raise SegExportError("the label map is empty: there is nothing to write as DICOM-SEG")
-    if any(c.index not in label_set for c in present):
-        raise SegExportError("the label map uses labels missing from the label table")
-    pixels = np.stack([labelmap == c.index for c in present], axis=-1)
-    descriptions = []
-    for number, c in enumerate(present, start=1):
+    algo = None
+    if algorithm.kind != "MANUAL":
+        algo = hd.AlgorithmIdentificationSequence(
+            name=(algorithm.name or "RadLens")[:64],
+            family=hd.sr.CodedConcept("123110", "DCM", "Artificial Intelligence"),
+            version=(algorithm.version or "1")[:64],
+        )
+    out = []
+    for number, c in zip(numbers, present, strict=True):
         category, prop_type = _property_codes(c.name)
-        algo = None
-        if algorithm != "MANUAL":
-            algo = hd.AlgorithmIdentificationSequence(
-                name="RadLens",
-                family=hd.sr.CodedConcept("123110", "DCM", "Artificial Intelligence"),
-                version="1",
-            )
-        descriptions.append(
+        out.append(
             hd.seg.SegmentDescription(
                 segment_number=number,
                 segment_label=c.name[:64],
                 segmented_property_category=category,
                 segmented_property_type=prop_type,
-                algorithm_type=algorithm,
+                algorithm_type=algorithm.kind,
                 algorithm_identification=algo,
                 tracking_uid=generate_uid(),
-                tracking_id=f"{c.name} ({c.index})"[:64],
+                tracking_id=f"{c.name[:56]} ({c.index})",
                 display_color=hd.color.CIELabColor.from_string(c.color),
             )
         )
+    return out
+
+
+def build_segmentation(
+    volume: Volume,
+    labelmap: np.ndarray,
+    label_set: LabelSet,
+    sources: list[Any],
+    algorithm: str | Algorithm = "MANUAL",
+    series_uid: str | None = None,
+    sop_uid: str | None = None,
+    seg_type: str = DEFAULT_SEG_TYPE,
+) -> tuple[Any, dict[int, int]]:
+    """A highdicom Segmentation plus {segment number: label index}.
+
+    ``sources`` are those of ``read_sources`` (already de-identified when the export is).
+    LABELMAP numbers each segment by its label index; BINARY numbers them 1..N."""
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    if isinstance(algorithm, str):
+        algorithm = Algorithm(algorithm)
+    seg_type = seg_type.lower()
+    if seg_type not in SEG_TYPES:
+        raise SegExportError(f"unknown DICOM-SEG type {seg_type!r}; choose labelmap or binary")
+    labelmap = np.asarray(labelmap)
+    seen = np.zeros(256, dtype=bool)  # the values present (a bincount of 78 M voxels is 10x slower)
+    seen[labelmap.reshape(-1)] = True
+    present = [label_set.get(int(v)) for v in np.flatnonzero(seen) if v and int(v) in label_set]
+    if not present:
+        raise SegExportError("the label map is empty: there is nothing to write as DICOM-SEG")
+    if seg_type == "labelmap":
+        numbers = [c.index for c in present]
+    else:
+        numbers = list(range(1, len(present) + 1))
+    lut = np.zeros(256, dtype=np.uint8)  # orphan values (no class) -> background
+    for number, c in zip(numbers, present, strict=True):
+        lut[c.index] = number
+    identity = np.arange(256, dtype=np.uint8)
+    pixels = labelmap if np.array_equal(lut[seen], identity[seen]) else lut[labelmap]
+    _, frame_order = source_layout(volume)
+    if frame_order is not None:  # one multi-frame source: SEG frame i is source frame i
+        pixels = pixels[np.argsort(frame_order)]
     try:
         seg = hd.seg.Segmentation(
             source_images=with_type2(sources),
             pixel_array=pixels,
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
+            segmentation_type=(
+                hd.seg.SegmentationTypeValues.LABELMAP
+                if seg_type == "labelmap"
+                else hd.seg.SegmentationTypeValues.BINARY
+            ),
+            segment_descriptions=_descriptions(present, numbers, algorithm),
             series_instance_uid=series_uid or generate_uid(),
             series_number=900,
             sop_instance_uid=sop_uid or generate_uid(),
@@ -157,13 +227,17 @@ def build_segmentation(
             manufacturer_model_name="RadLens viewer",
             software_versions="0.1.0",
             device_serial_number="0",
-            content_label="LABELS",
-            content_description="RadLens labels",
+            content_label="AI_RESULT" if algorithm.automatic else "LABELS",
+            content_description=(
+                f"AI result of {algorithm.name} {algorithm.version}"[:64]
+                if algorithm.automatic
+                else "RadLens labels"
+            ),
             omit_empty_frames=True,
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise SegExportError(f"highdicom refused the segmentation: {exc}") from exc
-    return seg, {n: c.index for n, c in enumerate(present, start=1)}
+    return seg, dict(zip(numbers, (c.index for c in present), strict=True))
 
 
 def write_segmentation(seg: Any, path: Path) -> None:

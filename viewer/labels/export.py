@@ -1,10 +1,9 @@
 """Export one series' labels to ``DIR/<case_id>/``, the layout the training station reads.
 
-(About 420 lines: every writer here goes through ``writing``; the JSON/CSV/COCO record
-builders are the part to move to their own module when it grows again.)
-
 Files: ``mask.nii.gz`` / ``mask.nrrd`` (+ ``image.*`` with ``with_image``), ``label_table.json``,
-``annotations.json``, ``annotations.csv``, ``coco.json``, ``seg.dcm``, ``model_vs_final.json``
+``annotations.json``, ``annotations.csv``, ``coco.json``, ``seg.dcm`` (LABELMAP by default, BINARY on request), ``rtstruct.dcm``,
+``measurements.dcm`` (SR TID 1500) with ``images/`` (the de-identified images they reference,
+when de-identified with the image), ``model_vs_final.json``
 and ``export.json`` (case id, pseudonymous patient id, geometry, format versions, de-id report).
 The case folder is built in a hidden temporary folder beside it and moved into place with
 ``os.replace``; an existing case folder is an error unless ``overwrite``.
@@ -12,10 +11,8 @@ The case folder is built in a hidden temporary folder beside it and moved into p
 
 from __future__ import annotations
 
-import csv
 import errno
 import gzip
-import io
 import os
 import shutil
 import tempfile
@@ -37,17 +34,22 @@ from radlens_core.files import (
 from radlens_core.nifti import write_nifti as core_write_nifti
 from viewer.labels.deid import Deidentifier
 from viewer.labels.deid_burned_in import ImageDecision, image_decision
+from viewer.labels.dicomseg import DEFAULT_SEG_TYPE, SEG_TYPES, Algorithm
 from viewer.labels.document import Document
+from viewer.labels.export_records import (  # noqa: F401 - re-exported for importers
+    COORDINATES,
+    CSV_COLUMNS,
+    annotation_record,
+    annotations_csv,
+    coco,
+)
+from viewer.labels.export_seg import SEG_REQUIRED  # noqa: F401 - re-exported
 from viewer.labels.findings import model_vs_final, summary
-from viewer.labels.model import Annotation, Box, LabelError, ModelMask, Ruler
-from viewer.labels.planar import is_planar
-from viewer.labels.stats import label_stats, roi_stats
+from viewer.labels.model import LabelError, ModelMask
+from viewer.labels.stats import label_measures
 from viewer.study.volume import Volume
 
-#: What the DICOM-SEG needs present among the table's combined rows: the Enhanced General
-#: Equipment module's Device Serial Number (Type 1), RadLens's own dummy value.
-SEG_REQUIRED = {"DeviceSerialNumber": "D"}
-FORMATS = ("nifti", "nrrd", "dicom-seg", "json", "csv", "coco")
+FORMATS = ("nifti", "nrrd", "dicom-seg", "rtstruct", "sr", "json", "csv", "coco")
 EXPORT_FORMAT_VERSION = 1
 ANNOTATIONS_FORMAT_VERSION = 1
 
@@ -137,86 +139,6 @@ def write_nrrd(array: np.ndarray, volume: Volume, path: Path) -> None:
     sitk.WriteImage(img, str(path), useCompression=True)
 
 
-def annotation_record(a: Annotation, volume: Volume, doc: Document) -> dict[str, Any]:
-    """An annotation as JSON: its own fields plus points in voxel and patient (LPS mm) space."""
-    rec = a.to_dict()
-    pts = a.points()
-    rec["label_name"] = doc.label_set.get(a.label).name if a.label in doc.label_set else ""
-    rec["points_voxel_zyx"] = [list(p) for p in pts]
-    rec["points_patient_lps_mm"] = [list(map(float, volume.index_to_patient(p))) for p in pts]
-    if isinstance(a, Ruler):
-        rec["length_mm"] = a.length_mm(volume.spacing)
-    if is_planar(a) and not volume.is_rgb:
-        rec["stats"] = roi_stats(volume, a).to_dict()
-    if isinstance(a, Box):
-        lo, hi = a.bounds_zyx()
-        sz = np.asarray(volume.spacing[::-1])
-        rec["size_mm_zyx"] = list(map(float, (np.subtract(hi, lo) + 1) * sz))
-    return rec
-
-
-COORDINATES = (
-    "points_voxel_zyx: voxel indices (z, y, x); points_patient_lps_mm: DICOM LPS (x, y, z); "
-    "Polygon/RoiRect/RoiEllipse lie on slice 'z' along array 'axis' (0: z, 1: y, 2: x) and "
-    "their vertices/bounds are in the other two array axes, in (z, y, x) order"
-)
-
-CSV_COLUMNS = [
-    "id", "kind", "label", "label_name", "source", "status", "score",
-    "z0", "y0", "x0", "z1", "y1", "x1",
-    "x0_mm", "y0_mm", "z0_mm", "x1_mm", "y1_mm", "z1_mm",
-    "length_mm", "area_mm2", "mean", "sd", "min", "max", "volume_ml", "n_points", "axis",
-]  # fmt: skip
-
-
-def annotations_csv(records: Iterable[dict[str, Any]]) -> str:
-    """One row per annotation: the first and last characteristic point, measures, ROI stats."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in records:
-        row = {k: r.get(k, "") for k in CSV_COLUMNS}
-        vox, mm = r["points_voxel_zyx"], r["points_patient_lps_mm"]
-        if vox:
-            row.update(zip(("z0", "y0", "x0"), vox[0], strict=True))
-            row.update(zip(("z1", "y1", "x1"), vox[-1], strict=True))
-            row.update(zip(("x0_mm", "y0_mm", "z0_mm"), mm[0], strict=True))
-            row.update(zip(("x1_mm", "y1_mm", "z1_mm"), mm[-1], strict=True))
-        row["n_points"] = len(vox)
-        for k in ("area_mm2", "mean", "sd", "min", "max", "volume_ml"):
-            row[k] = r.get("stats", {}).get(k, "")
-        w.writerow(row)
-    return buf.getvalue()
-
-
-def coco(doc: Document, volume: Volume, case_id: str) -> dict[str, Any]:
-    """COCO detection JSON of the 2D boxes: one image per slice that has any (a radiograph: one)."""
-    by_slice: dict[int, list[Box]] = {}
-    for a in doc.annotations.values():
-        if isinstance(a, Box) and not a.is_3d and a.status != "rejected":
-            by_slice.setdefault(int(a.z), []).append(a)  # type: ignore[arg-type]
-    ny, nx = volume.shape[1:]
-    images: list[dict[str, Any]] = []
-    anns: list[dict[str, Any]] = []
-    for i, z in enumerate(sorted(by_slice), start=1):
-        name = "image" if volume.is_2d else f"slice_{z:04d}"
-        images.append({"id": i, "file_name": name, "width": nx, "height": ny, "slice_index": z})
-        for b in by_slice[z]:
-            y0, x0, y1, x1 = b.corners
-            w, h = x1 - x0 + 1, y1 - y0 + 1  # inclusive voxel centres -> pixel-edge extent
-            anns.append(
-                {"id": len(anns) + 1, "image_id": i, "category_id": b.label,
-                 "bbox": [x0 - 0.5, y0 - 0.5, w, h], "area": w * h, "iscrowd": 0,
-                 "score": b.score, "status": b.status, "annotation_id": b.id}
-            )  # fmt: skip
-    return {
-        "info": {"description": f"RadLens boxes of {case_id}", "version": "1.0"},
-        "images": images,
-        "annotations": anns,
-        "categories": [{"id": c.index, "name": c.name} for c in doc.label_set],
-    }
-
-
 # ---- the whole case ----------------------------------------------------------------------------
 def export_case(
     volume: Volume,
@@ -228,13 +150,22 @@ def export_case(
     overwrite: bool = False,
     deidentifier: Deidentifier | None = None,
     include_burned_in: bool = False,
+    seg_type: str = DEFAULT_SEG_TYPE,
+    ai: AiSource | None = None,
 ) -> ExportResult:
     """Write ``out_dir/<case_id>/`` atomically and return what was written.
+
+    ``seg_type`` is the DICOM-SEG's type (labelmap or binary). ``ai`` says the labels are a
+    model's results, not a person's: the report marks them so and the SEG says AUTOMATIC.
 
     With ``with_image``, an image that may show burned-in text (see ``deid_burned_in``) is
     left out, with a warning in ``export.json``, unless ``include_burned_in``. A write that
     fails is an ExportError naming the file and the problem; the previous export stays."""
     formats = list(dict.fromkeys(formats))
+    if seg_type not in SEG_TYPES:
+        raise ExportError(
+            f"unknown DICOM-SEG type {seg_type!r}; choose from {', '.join(SEG_TYPES)}"
+        )
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ExportError(f"unknown export format(s) {unknown}; choose from {', '.join(FORMATS)}")
@@ -253,7 +184,9 @@ def export_case(
         tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}.partial-", dir=out_dir))
     try:
         image = image_decision(volume, with_image, include_burned_in)
-        files, info = _write_all(volume, doc, tmp, case_id, formats, deid, image, d, final)
+        files, info = _write_all(
+            volume, doc, tmp, case_id, formats, deid, image, d, final, seg_type, ai
+        )
         with writing(tmp, tmp, final):
             _fsync_files(tmp)
             _move_into_place(tmp, final, overwrite)
@@ -269,6 +202,8 @@ def _fsync_files(folder: Path) -> None:
         if path.is_file():
             with open(path, "rb") as f:
                 os.fsync(f.fileno())
+        elif path.is_dir():
+            _fsync_files(path)
     fsync_dir(folder)
 
 
@@ -301,6 +236,8 @@ def _write_all(
     image: ImageDecision,
     d: Deidentifier,
     final: Path,
+    seg_type: str = DEFAULT_SEG_TYPE,
+    ai: AiSource | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     files: list[str] = []
     meta = volume.meta
@@ -319,14 +256,21 @@ def _write_all(
         "formats": {"export": EXPORT_FORMAT_VERSION, "annotations": ANNOTATIONS_FORMAT_VERSION,
                     "label_table": 1, "model_vs_final": 1},
         "files": {},
+        "labels_source": "ai" if ai is not None else "human",
     }  # fmt: skip
+    if ai is not None:
+        info["ai_results"] = ai.report
+        info["labels_note"] = (
+            "these labels are AI results (no person drew or reviewed them): " + ai.summary
+        )
     safe_meta = d.meta(meta, patient_id) if deid else {
         k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None
     }  # fmt: skip
     info["dicom"] = safe_meta
     mask = doc.labelmap.array
+    measures = label_measures(volume, mask)
     info["labels"] = {
-        str(c.index): {"name": c.name, "color": c.color, **_label_measures(volume, mask, c.index)}
+        str(c.index): {"name": c.name, "color": c.color, **measures.get(c.index, {"voxels": 0})}
         for c in doc.label_set
     }
     _write_json(folder, "label_table.json", doc.label_set.to_table(), files, final)
@@ -363,20 +307,8 @@ def _write_all(
         files.append("annotations.csv")
     if "coco" in formats:
         _write_json(folder, "coco.json", coco(doc, volume, case_id), files, final)
-    if "dicom-seg" in formats:
-        from viewer.labels.dicomseg import SegExportError
-
-        try:
-            info["dicom_seg"] = _write_seg(volume, doc, folder / "seg.dcm", deid, d, final)
-            files.append("seg.dcm")
-        except SegExportError as exc:
-            # What the source cannot give a SEG never costs the other formats: the failure is
-            # reported per format. Asked for alone, nothing would be exported: an error.
-            if all(f == "dicom-seg" for f in formats):
-                raise
-            (folder / "seg.dcm").unlink(missing_ok=True)
-            info["failed"] = {**info.get("failed", {}), "dicom-seg": str(exc)}
-            info["warnings"].append(f"DICOM-SEG not written: {exc}")
+    if any(f in formats for f in ("dicom-seg", "rtstruct", "sr")):
+        _case_dicom(volume, doc, folder, final, formats, deid, d, image, seg_type, ai, files, info)
 
     rows = model_vs_final(doc)
     _write_json(
@@ -397,42 +329,47 @@ def _write_all(
     return files, info
 
 
-def _label_measures(volume: Volume, mask: np.ndarray, index: int) -> dict[str, Any]:
-    n = int(np.count_nonzero(mask == index))
-    if n == 0 or volume.is_rgb:
-        return {"voxels": n}
-    s = label_stats(volume, mask, index)
-    return {"voxels": n, "volume_ml": s.volume_ml, "mean": s.mean, "sd": s.sd}
+def _case_dicom(
+    volume: Volume,
+    doc: Document,
+    folder: Path,
+    final: Path,
+    formats: list[str],
+    deid: bool,
+    d: Deidentifier,
+    image: ImageDecision,
+    seg_type: str,
+    ai: AiSource | None,
+    files: list[str],
+    info: dict[str, Any],
+) -> None:
+    from viewer.labels.dicomseg import SegExportError
+    from viewer.labels.export_seg import DICOM_FORMATS, IMAGES_FOLDER, write_case_dicom
+
+    out = write_case_dicom(
+        volume, doc, folder, final, formats, deid, d, image, seg_type,
+        ai.algorithm if ai is not None else None,
+    )  # fmt: skip
+    if out.failed and all(f in out.failed for f in formats):
+        # Asked for DICOM objects alone and none could be made: nothing would be exported.
+        shutil.rmtree(folder / IMAGES_FOLDER, ignore_errors=True)
+        raise SegExportError("; ".join(dict.fromkeys(out.failed.values())))
+    # What the source cannot give a DICOM object never costs the other formats: each
+    # failure is reported on its own.
+    titles = {"dicom-seg": "DICOM-SEG", "rtstruct": "RTSTRUCT", "sr": "SR measurement report"}
+    for fmt, why in out.failed.items():
+        (folder / DICOM_FORMATS[fmt]).unlink(missing_ok=True)
+        info["failed"] = {**info.get("failed", {}), fmt: why}
+        info["warnings"].append(f"{titles[fmt]} not written: {why}")
+    info.update(out.info)
+    files.extend(out.files)
+    info["warnings"].extend(out.warnings)
 
 
-def _write_seg(
-    volume: Volume, doc: Document, path: Path, deid: bool, d: Deidentifier, final: Path
-) -> dict[str, Any]:
-    from viewer.labels.dicomseg import build_segmentation, read_sources, write_segmentation
+@dataclass(frozen=True)
+class AiSource:
+    """Labels that are a model's results: what the report and the SEG say about them."""
 
-    sources = read_sources(volume)
-    if deid:
-        sources = [
-            d.dataset(s, source=str(f))
-            for s, f in zip(sources, volume.meta["source_files"], strict=True)
-        ]
-    accepted_model = any(
-        isinstance(a, ModelMask) and a.status in ("accepted", "edited")
-        for a in doc.annotations.values()
-    )
-    seg, segments = build_segmentation(
-        volume,
-        doc.labelmap.array,
-        doc.label_set,
-        sources,
-        "SEMIAUTOMATIC" if accepted_model else "MANUAL",
-    )
-    if deid:  # the SEG's own header came from de-identified sources; the table applies to it too
-        d.scrub(seg, required=SEG_REQUIRED)
-    with writing(path, path.parent, final / path.name):
-        write_segmentation(seg, path)
-    return {
-        "segments": {str(n): idx for n, idx in segments.items()},
-        "series_instance_uid": str(seg.SeriesInstanceUID),
-        "referenced_series_uid": str(sources[0].SeriesInstanceUID),
-    }
+    algorithm: Algorithm
+    report: list[dict[str, Any]]
+    summary: str

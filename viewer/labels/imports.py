@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,10 @@ def _load_json(path: Path) -> Any:
 
 def import_mask_into(doc: Any, path: Path | str, volume: Volume) -> Any:
     """Replace the document's label map by a mask file, as one undoable edit (a MaskEdit)."""
-    new = import_mask(path, volume).array
+    return _set_mask(doc, import_mask(path, volume).array, path)
+
+
+def _set_mask(doc: Any, new: np.ndarray, path: Path | str) -> Any:
     if new.shape != doc.shape:
         raise LabelImportError(
             f"{path}: label map {new.shape} does not match the document {doc.shape}"
@@ -137,9 +141,13 @@ def import_mask_into(doc: Any, path: Path | str, volume: Volume) -> Any:
 
 def import_annotations_into(doc: Any, path: Path | str) -> list[Annotation]:
     """Add the annotations of an ``annotations.json`` (ids already present are refused), one undo step."""
+    anns, _ = import_annotations(path)
+    return _add_annotations(doc, anns, path)
+
+
+def _add_annotations(doc: Any, anns: list[Annotation], path: Path | str) -> list[Annotation]:
     from viewer.labels.document import AnnotationEdit, CompoundEdit
 
-    anns, _ = import_annotations(path)
     clash = [a.id for a in anns if a.id in doc.annotations]
     if clash:
         raise LabelImportError(f"{path}: annotations {clash[:3]} are already in this series")
@@ -150,3 +158,96 @@ def import_annotations_into(doc: Any, path: Path | str) -> list[Annotation]:
             )
         )
     return anns
+
+
+#: What "Import labels…" reads, for the file dialog.
+LABEL_FILE_FILTER = (
+    "Label files (*.dcm *.DCM *.nii *.nii.gz *.nrrd *.mha *.json);;"
+    "DICOM-SEG or RTSTRUCT (*.dcm *.DCM *);;Masks (*.nii *.nii.gz *.nrrd *.mha);;"
+    "Annotations (*.json)"
+)
+
+
+#: Puts what a label file held into a document (on the thread that owns it) and says what.
+Apply = Callable[[Any], str]
+
+
+def prepare_label_import(path: Path | str, volume: Volume) -> Apply:
+    """Read any label file RadLens reads onto ``volume`` (the slow part, fine on a worker):
+    DICOM-SEG, RTSTRUCT, a NIfTI/NRRD/MHA label map or an annotations.json. Returns the
+    step that puts it into a document as one undoable edit and answers a sentence saying
+    what was imported (with any note the reader made)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".json"):
+        anns, _ = import_annotations(path)
+
+        def add_annotations(doc: Any) -> str:
+            _add_annotations(doc, anns, path)
+            return f"Imported {len(anns)} annotations from {path.name}."
+
+        return add_annotations
+    if name.endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+        mask = import_mask(path, volume).array
+
+        def set_mask(doc: Any) -> str:
+            _set_mask(doc, mask, path)
+            return f"Imported the label map {path.name}."
+
+        return set_mask
+    kind = _dicom_kind(path)
+    if kind == "seg":
+        from viewer.labels.seg_read import merge_seg, read_seg
+
+        seg = read_seg(path, volume)
+
+        def put_seg(doc: Any) -> str:
+            imp = merge_seg(doc, seg, path)
+            names = ", ".join(s.label.name for s in imp.segments)
+            made = " (AI result)" if imp.automatic else ""
+            head = f"Imported {imp.seg_type} DICOM-SEG{made} {path.name}: {names}."
+            return " ".join([head, *imp.notes])
+
+        return put_seg
+    if kind == "rtstruct":
+        from viewer.labels.rtstruct import merge_rtstruct, read_rtstruct
+
+        rois = read_rtstruct(path, volume)
+
+        def put_rtstruct(doc: Any) -> str:
+            rt = merge_rtstruct(doc, rois, path)
+            return " ".join([f"Imported RTSTRUCT {path.name}: {', '.join(rt.names)}.", *rt.notes])
+
+        return put_rtstruct
+    raise LabelImportError(
+        f"{path}: not a label file RadLens reads (DICOM-SEG, RTSTRUCT, NIfTI, NRRD, MHA or "
+        "annotations JSON)"
+    )
+
+
+def import_labels_into(doc: Any, path: Path | str, volume: Volume) -> str:
+    """Read a label file onto ``volume`` and put it into ``doc`` (one undoable step)."""
+    return prepare_label_import(path, volume)(doc)
+
+
+def _dicom_kind(path: Path) -> str:
+    """'seg', 'rtstruct' or '' for a DICOM file (any other file is '')."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except pydicom.errors.InvalidDicomError:
+        try:  # no preamble: the SOP class decides whether it is a label object
+            ds = pydicom.dcmread(
+                str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"], force=True
+            )
+        except (OSError, pydicom.errors.InvalidDicomError, ValueError):
+            return ""
+    except OSError:
+        return ""
+    uid = str(ds.get("SOPClassUID", ""))
+    if uid in ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"):
+        return "seg"
+    if uid == "1.2.840.10008.5.1.4.1.1.481.3":
+        return "rtstruct"
+    return ""

@@ -19,6 +19,10 @@ class StudyError(UserError):
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}" if self.path is not None else self.reason
 
+    def __reduce__(self) -> tuple[type, tuple[Path | None, str]]:
+        # Rebuilt from (path, reason): a decoder process sends its errors back pickled.
+        return type(self), (self.path, self.reason)
+
 
 class UnreadableFile(StudyError):
     """The file cannot be parsed (not DICOM, truncated, permission denied...)."""

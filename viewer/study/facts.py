@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from radlens_core.admission import SeriesFacts
 from viewer.study.layout import NO_PIXEL_SPACING
 from viewer.study.volume import Volume
@@ -47,6 +49,9 @@ def series_facts(volume: Volume, modality: str | None = None) -> SeriesFacts:
 #                                ophthalmic, no ImageOrientationPatient): no letters, no plane names
 #   meta["frame_time_ms"]        the time between frames of a multi-frame cine, when stated
 #   meta["volume_label"]         which volume of a multi-volume series this is ("echo 2, TE 30 ms")
+#   meta["volume_index"], meta["volume_count"]  its number (1-based) and how many there are;
+#                                Volume.key is then "<SeriesInstanceUID>#vol<k>" (labels apart)
+#   meta["series_instance_uid"]  the file's own SeriesInstanceUID (the key may carry "#...")
 
 SPACING_SOURCES = ("patient", "detector", "ultrasound", "none")
 
@@ -75,3 +80,58 @@ def volume_label(volume: Volume) -> str | None:
     """Which volume of a multi-volume series this is, in words, or None for a single volume."""
     value = volume.meta.get("volume_label")
     return str(value) if value else None
+
+
+def volume_position(volume: Volume) -> tuple[int, int] | None:
+    """(index 1-based, count) of this volume in its multi-volume series, when stated."""
+    index, count = volume.meta.get("volume_index"), volume.meta.get("volume_count")
+    if isinstance(index, int) and isinstance(count, int) and count > 1:
+        return index, count
+    return None
+
+
+# -- VOI LUT (display) ----------------------------------------------------------------------
+#
+#   meta["voi_lut"]         (first mapped value, bits per entry, table) from VOILUTSequence
+#   meta["voi_lut_mirror"]  for MONOCHROME1 (stored mirrored so that higher is brighter): the
+#                           sum that maps a shown value back to the file's modality value
+
+
+def has_voi_lut(volume: Volume) -> bool:
+    return _voi(volume) is not None
+
+
+def _voi(volume: Volume) -> tuple[int, int, np.ndarray] | None:
+    stated = volume.meta.get("voi_lut")
+    if not stated or volume.is_rgb:
+        return None
+    first, bits, table = stated
+    return int(first), int(bits), np.asarray(table)
+
+
+def voi_lut_window(volume: Volume) -> tuple[float, float] | None:
+    """(center, width) that shows ``apply_voi_lut``'s output range in full, or None."""
+    voi = _voi(volume)
+    if voi is None:
+        return None
+    top = float(2 ** voi[1] - 1)
+    return top / 2.0, top + 1.0
+
+
+def apply_voi_lut(volume: Volume, values: np.ndarray) -> np.ndarray | None:
+    """The file's VOI LUT applied to values of this volume, as pydicom's apply_voi_lut maps
+    the file's modality values (below the first entry: the first output; above the last:
+    the last). Higher is brighter (a MONOCHROME1 output is inverted). None without a LUT."""
+    voi = _voi(volume)
+    if voi is None:
+        return None
+    first, bits, table = voi
+    arr = np.asarray(values)
+    mirror = volume.meta.get("voi_lut_mirror")
+    if isinstance(mirror, (int, float)):
+        arr = mirror - arr.astype(np.float64)  # back to the file's own values
+    index = np.clip(np.rint(arr).astype(np.int64) - first, 0, len(table) - 1)
+    out = table[index]
+    if isinstance(mirror, (int, float)):
+        out = (2**bits - 1) - out
+    return out

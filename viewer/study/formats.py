@@ -12,15 +12,28 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from radlens_core.files import fsync_dir
 from radlens_core.limits import refusal
-from radlens_core.nifti import NiftiError, NiftiTooLarge, is_nifti, read_nifti, write_nifti
+from radlens_core.nifti import (
+    NiftiError,
+    NiftiTooLarge,
+    check_nifti_size,
+    frame_time_ms,
+    is_nifti,
+    nifti_volumes,
+    read_nifti,
+    write_nifti,
+)
 from viewer.study.errors import StudyError, TooLarge, UnreadableFile, UnsupportedFormat
 from viewer.study.opening import not_regular
 from viewer.study.volume import Volume
+
+if TYPE_CHECKING:
+    from viewer.study.records import SeriesInfo
 
 #: Endings SimpleITK reads and writes for us.
 SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -42,6 +55,10 @@ def image_information(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], s
     why = not_regular(path)
     if why is not None:
         raise UnreadableFile(path, why)
+    if is_nifti(path):
+        listed = _nifti_information(path)
+        if listed is not None:
+            return listed[0], listed[1], listed[2]
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -65,8 +82,44 @@ def image_information(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], s
     return size, spacing, refusal(declared, what, 2 * declared)
 
 
-def read_image(path: Path | str) -> Volume:
-    """A NIfTI (.nii/.nii.gz), NRRD or MHA/MHD file as a Volume in LPS (ITK's own space)."""
+def _nifti_information(
+    path: Path,
+) -> tuple[tuple[int, ...], tuple[float, ...], str | None, int] | None:
+    """(size x-first of one volume, spacing, refusal or None, volumes) of a NIfTI-1 or
+    NIfTI-2 file from its header (nibabel); None when nibabel cannot read it."""
+    from nibabel.filebasedimages import ImageFileError
+
+    try:
+        grid, count = nifti_volumes(path)
+    except (NiftiError, ImageFileError):
+        return None
+    z, y, x = grid.shape
+    refused = None
+    try:
+        check_nifti_size(path, volumes=count)
+    except NiftiTooLarge as exc:
+        # Worded as for every other image file the scan lists.
+        bits = 8 * max(1, exc.declared // max(1, x * y * z))
+        what = f"an image of {x}×{y}×{z} at {bits} bits"
+        if count > 1:
+            what = f"volumes of {x}×{y}×{z} at {bits} bits"
+        refused = refusal(exc.declared, what, 2 * exc.declared) or exc.reason
+    return (x, y, z), tuple(float(v) for v in grid.spacing), refused, count
+
+
+def image_volume_count(path: Path | str) -> int:
+    """How many volumes an image file holds: t of a 4D NIfTI, else 1."""
+    path = Path(path)
+    if not is_nifti(path):
+        return 1
+    listed = _nifti_information(path)
+    return listed[3] if listed is not None else 1
+
+
+def read_image(path: Path | str, volume: int | None = None) -> Volume:
+    """A NIfTI (.nii/.nii.gz, NIfTI-1 or -2), NRRD or MHA/MHD file as a Volume in LPS (ITK's
+    own space); of a 4D NIfTI, volume ``volume`` (0-based; the first when not given), keyed
+    apart from the others."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -80,14 +133,26 @@ def read_image(path: Path | str) -> Volume:
     if is_nifti(path):
         from nibabel.filebasedimages import ImageFileError  # read_nifti lets it through
 
+        count = image_volume_count(path)
+        index = (volume or 0) if count > 1 else None
+        if index is not None and not 0 <= index < count:
+            raise UnsupportedFormat(path, f"holds {count} volumes; there is no volume {index + 1}")
         try:
-            array, grid = read_nifti(path)
+            array, grid = read_nifti(path, volume=index)
         except NiftiTooLarge as exc:
             raise TooLarge(path, exc.reason) from None
         except (NiftiError, ImageFileError):
             pass  # colour or unreadable: SimpleITK reads the one and words the other
         else:
-            return _volume_of(path, array, grid.spacing, grid.origin, grid.direction)
+            out = _volume_of(path, array, grid.spacing, grid.origin, grid.direction)
+            if index is not None:
+                out.series_uid = f"{out.series_uid}#vol{index + 1}"
+                out.meta.update(
+                    volume_index=index + 1,
+                    volume_count=count,
+                    volume_label=nifti_volume_label(path, index),
+                )
+            return out
     _size, _spacing, refused = image_information(path)
     if refused is not None:
         raise TooLarge(path, refused)
@@ -114,6 +179,15 @@ def read_image(path: Path | str) -> Volume:
         d3[:2, :2] = direction
         direction = d3
     return _volume_of(path, arr, spacing, origin, direction)
+
+
+def nifti_volume_label(path: Path, index: int) -> str:
+    """ "t = 4 s" from the file's time step, else "volume 3"."""
+    step = frame_time_ms(path)
+    if step is None:
+        return f"volume {index + 1}"
+    seconds = index * step / 1000.0
+    return f"t = {seconds:g} s"
 
 
 def _volume_of(
@@ -210,3 +284,60 @@ def write_image(volume: Volume, path: Path | str, overwrite: bool = False) -> No
         fsync_dir(path.parent)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def image_series(path: Path, key: str) -> list[SeriesInfo]:
+    """The series of one image file keyed ``key`` (its hash): one, or one per volume of a
+    4D NIfTI (each keyed ``<key>#vol<k>``, a time series)."""
+    from dataclasses import replace
+
+    from viewer.study.records import SeriesInfo
+
+    size, spacing, refused = image_information(path)
+    count = image_volume_count(path)
+    nx, ny = size[0], size[1] if len(size) > 1 else 1
+    nz = size[2] if len(size) > 2 else 1
+    name = path.name
+    problems = [] if refused is None else [refused]
+    bad = [v for v in spacing[:3] if not (v > 0 and v < float("inf"))]
+    if bad:
+        problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
+    first = SeriesInfo(
+        series_uid=key,
+        study_uid="",
+        patient_name="",
+        patient_id="",
+        study_date="",
+        study_description="",
+        modality="OT",
+        description=name,
+        series_number=None,
+        n_images=nz,
+        rows=ny,
+        cols=nx,
+        files=[path],
+        kind="image",
+        shape=(nz, ny, nx),
+        spacing=(
+            spacing[0],
+            spacing[1] if len(spacing) > 1 else 1.0,
+            spacing[2] if len(spacing) > 2 else 1.0,
+        ),
+        problems=problems,
+        loadable=not problems,
+    )
+    if count == 1:
+        return [first]
+    return [
+        replace(
+            first,
+            series_uid=f"{key}#vol{k + 1}",
+            volume_index=k + 1,
+            volume_count=count,
+            volume_label=nifti_volume_label(path, k),
+            volume_group=key,
+            time_series=True,
+            problems=list(problems),
+        )
+        for k in range(count)
+    ]

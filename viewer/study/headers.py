@@ -17,9 +17,75 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radlens_core.limits import ENV_VAR, human_bytes, max_alloc_bytes, refusal
-from viewer.study.dataset import HEADER_ERRORS, NOT_DICOM, modality_lut, read_dataset
+from viewer.study.dataset import (
+    CALIBRATION_KEYWORDS,
+    CALIBRATION_SEQUENCES,
+    HEADER_ERRORS,
+    NOT_DICOM,
+    _count,
+    _first_item,
+    _floats,
+    _thickness,
+    _windows,
+    frame_attributes,
+    frame_time_ms,
+    has_patient_orientation,
+    modality_lut,
+    read_dataset,
+    ultrasound_spacing,
+    voi_lut,
+)
 from viewer.study.errors import NotAnImage, TooLarge, UnreadableFile
 from viewer.study.opening import open_regular
+from viewer.study.tag_reader import KeywordTable, read_tags
+
+#: Every attribute the header code (header_from_dataset, modality_lut, the scan's series
+#: fields) reads from a dataset. The folder scan reads these, and only these, with the fast
+#: tag reader (viewer.study.tag_reader): a keyword read but missing here raises at once.
+#: Add a keyword here when the header code starts reading it.
+HEADER_KEYWORDS = (
+    "BitsAllocated",
+    "BitsStored",
+    "Columns",
+    "DoseGridScaling",
+    "GridFrameOffsetVector",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "ImagerPixelSpacing",
+    "InstanceNumber",
+    "Modality",
+    "NumberOfFrames",
+    "PatientID",
+    "PatientName",
+    "PhotometricInterpretation",
+    "PixelRepresentation",
+    "PixelSpacing",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "Rows",
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "SamplesPerPixel",
+    "SeriesDescription",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "SliceThickness",
+    "StudyDate",
+    "StudyDescription",
+    "StudyInstanceUID",
+    "WindowCenter",
+    "WindowCenterWidthExplanation",
+    "WindowWidth",
+    # what the multi-volume split, calibration, cine and VOI LUT read (viewer.study.dataset)
+    *CALIBRATION_KEYWORDS,
+)
+#: Sequences the header code reads: a file holding one is read with pydicom instead.
+HEADER_SEQUENCES = (
+    "ModalityLUTSequence",
+    "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence",
+    *CALIBRATION_SEQUENCES,
+)
 
 #: SOP classes that hold no pixels to show: listed by the scan, never loaded.
 NON_IMAGE_SOP_CLASSES: dict[str, str] = {
@@ -45,34 +111,6 @@ def non_image_kind(sop_class_uid: str) -> str | None:
     if sop_class_uid.startswith("1.2.840.10008.5.1.4.1.1.88."):
         return "structured report"
     return None
-
-
-def _floats(value: Any, n: int | None = None) -> tuple[float, ...] | None:
-    if value is None:
-        return None
-    try:
-        seq = (
-            list(value)
-            if isinstance(value, (list, tuple)) or hasattr(value, "__iter__")
-            else [value]
-        )
-        out = tuple(float(v) for v in seq)
-    except (TypeError, ValueError):
-        return None
-    if n is not None and len(out) != n:
-        return None
-    return out
-
-
-def _first_item(ds: Dataset, seq_name: str, *inner: str) -> Dataset | None:
-    """ds.<seq_name>[0].<inner[0]>[0]... or None when any link is missing."""
-    cur: Any = ds
-    for name in (seq_name, *inner):
-        seq = getattr(cur, name, None)
-        if not seq:
-            return None
-        cur = seq[0]
-    return cur
 
 
 @dataclass(frozen=True)
@@ -116,8 +154,39 @@ class FileHeader:
     modality_lut: tuple[int, tuple[int, ...]] | None = field(
         default=None, compare=False, repr=False
     )
+    #: Where ``pixel_spacing`` comes from: "patient" (PixelSpacing), "detector"
+    #: (ImagerPixelSpacing), "ultrasound" (SequenceOfUltrasoundRegions) or "none".
+    spacing_source: str = "patient"
+    #: False for images without patient orientation (US, SC, OT, XC, ophthalmic, or no
+    #: ImageOrientationPatient): their rows and columns point nowhere in the patient.
+    patient_orientation: bool = True
+    #: Time between frames of a cine (FrameTime, or the mean of FrameTimeVector), in ms.
+    frame_time_ms: float | None = None
+    #: Per frame, the attributes that may tell volumes of one series apart (echo, b-value,
+    #: temporal position...), as sorted (name, value) pairs; see ``volume_attributes``.
+    frame_attributes: tuple[tuple[tuple[str, Any], ...], ...] = field(
+        default=(), compare=False, repr=False
+    )
+    #: The frames of the file this header stands for when a multi-frame file is split into
+    #: volumes (indices into its frames); None means every frame.
+    frame_numbers: tuple[int, ...] | None = field(default=None, compare=False)
+    #: Which volume of a multi-volume series these frames are ("echo 2, TE 30 ms").
+    volume_label: str | None = field(default=None, compare=False)
+    #: Its number (1-based) and how many volumes the series holds.
+    volume_index: int = field(default=1, compare=False)
+    volume_count: int = field(default=1, compare=False)
+    #: VOI LUT Sequence's first item as (first mapped value, bits per entry, table); None
+    #: when the file has none.
+    voi_lut: tuple[int, int, tuple[int, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
     #: The header dataset itself, kept only when asked (first file of a series for metadata).
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def selected_frames(self) -> tuple[int, ...]:
+        """The frame indices of the file that belong to this header's series or volume."""
+        return self.frame_numbers if self.frame_numbers is not None else tuple(range(self.frames))
 
     @property
     def has_pixels(self) -> bool:
@@ -158,50 +227,6 @@ def frames_text(frames: int, rows: int, cols: int, samples: int, bits: int) -> s
     return f"{what} at {bits} bits"
 
 
-def _count(ds: Dataset, keyword: str, default: int, lo: int, hi: int) -> int:
-    """An integer header attribute within [lo, hi]; ValueError naming it otherwise."""
-    value = ds.get(keyword, default)
-    if value in (None, ""):
-        value = default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{keyword} is {value!r}, not a whole number") from None
-    if not lo <= number <= hi:
-        raise ValueError(f"{keyword} is {number}, outside {lo}..{hi}")
-    return number
-
-
-def _windows(ds: Dataset) -> tuple[tuple[float, float, str], ...]:
-    src = ds
-    if "WindowCenter" not in ds:
-        voi = _first_item(ds, "SharedFunctionalGroupsSequence", "FrameVOILUTSequence") or (
-            _first_item(ds, "PerFrameFunctionalGroupsSequence", "FrameVOILUTSequence")
-        )
-        if voi is None:
-            return ()
-        src = voi
-    centers = _floats(src.get("WindowCenter"))
-    widths = _floats(src.get("WindowWidth"))
-    if not centers or not widths:
-        return ()
-    names = src.get("WindowCenterWidthExplanation", "")
-    names = list(names) if isinstance(names, (list, tuple)) or hasattr(names, "append") else [names]
-    out = []
-    for i, (c, w) in enumerate(zip(centers, widths, strict=False)):
-        if w > 0:
-            out.append((c, w, str(names[i]) if i < len(names) else ""))
-    return tuple(out)
-
-
-def _thickness(ds: Dataset) -> float | None:
-    value = _floats(ds.get("SliceThickness"), 1)
-    if value is None:
-        pm = _first_item(ds, "SharedFunctionalGroupsSequence", "PixelMeasuresSequence")
-        value = _floats(pm.get("SliceThickness"), 1) if pm is not None else None
-    return value[0] if value else None
-
-
 def header_from_dataset(
     ds: Dataset, path: Path, pixel_offset: int | None = None, keep: bool = False
 ) -> FileHeader:
@@ -225,7 +250,7 @@ def header_from_dataset(
     shared = ds.get("SharedFunctionalGroupsSequence")
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
 
-    spacing = _floats(ds.get("PixelSpacing"), 2) or _floats(ds.get("ImagerPixelSpacing"), 2)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
     orientation = _floats(ds.get("ImageOrientationPatient"), 6)
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
@@ -263,6 +288,17 @@ def header_from_dataset(
             positions = [tuple(float(v) for v in np.asarray(pos) + o * n) for o in offsets]  # type: ignore[misc]
         else:
             positions = [None] * frames
+    spacing_source = "patient"
+    if spacing is None:
+        # Projection images: the size at the detector (the patient is magnified onto it).
+        spacing = _floats(ds.get("ImagerPixelSpacing"), 2)
+        spacing_source = "detector"
+    if spacing is None:
+        regions = ultrasound_spacing(ds)  # already (x, y)
+        spacing = None if regions is None else (regions[1], regions[0])
+        spacing_source = "ultrasound"
+    if spacing is None:
+        spacing_source = "none"
     dose_scaling = ds.get("DoseGridScaling")
     if dose_scaling not in (None, ""):
         # RT dose: stored value x DoseGridScaling = dose in DoseUnits (Gy or relative).
@@ -280,6 +316,7 @@ def header_from_dataset(
         if ds.get("file_meta") is not None
         else str(ImplicitVRLittleEndian)
     )
+    modality = str(ds.get("Modality", "OT") or "OT")
     inst = ds.get("InstanceNumber")
     try:
         instance_number = int(inst) if inst not in (None, "") else None
@@ -291,7 +328,7 @@ def header_from_dataset(
         series_uid=str(ds.get("SeriesInstanceUID", "")),
         sop_class_uid=sop_class,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
-        modality=str(ds.get("Modality", "OT") or "OT"),
+        modality=modality,
         instance_number=instance_number,
         rows=rows,
         cols=cols,
@@ -311,6 +348,11 @@ def header_from_dataset(
         windows=_windows(ds),
         slice_thickness=_thickness(ds),
         refused=refused,
+        spacing_source=spacing_source,
+        patient_orientation=has_patient_orientation(modality, orientation),
+        frame_time_ms=frame_time_ms(ds) if frames > 1 else None,
+        frame_attributes=frame_attributes(ds, frames) if refused is None else (),
+        voi_lut=voi_lut(ds),
         modality_lut=lut,
         dataset=ds if keep else None,
     )
@@ -356,15 +398,35 @@ def _check_deflated(path: Path, fp: BinaryIO) -> None:
         )
 
 
-def read_header(path: Path, keep: bool = False) -> FileHeader:
-    """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file."""
+_TABLE: list[KeywordTable] = []
+
+
+def _keyword_table() -> KeywordTable:
+    if not _TABLE:
+        _TABLE.append(KeywordTable(HEADER_KEYWORDS, HEADER_SEQUENCES))
+    return _TABLE[0]
+
+
+def read_header(path: Path, keep: bool = False, full: bool = False) -> FileHeader:
+    """Read one file's header (no pixels); raises UnreadableFile or NotAnImage naming the file.
+
+    A plain file (uncompressed little-endian, flat, ASCII) is read by the fast tag reader;
+    the dataset ``keep`` keeps is then its TagSet, which answers HEADER_KEYWORDS only (what
+    the folder scan needs). ``full`` reads with pydicom and keeps the whole header.
+    """
     path = Path(path)
+    fast = None
     try:
         with open_regular(path) as fp:
-            _check_deflated(path, fp)
-            ds = read_dataset(path, fp, stop_before_pixels=True)
-            # pydicom rewinds to the start of the PixelData element when it stops there.
-            tag_start = fp.tell()
+            if not full:
+                fast = read_tags(fp, _keyword_table())
+                if fast is None:
+                    fp.seek(0)
+            if fast is None:
+                _check_deflated(path, fp)
+                ds = read_dataset(path, fp, stop_before_pixels=True)
+                # pydicom rewinds to the start of the PixelData element when it stops there.
+                tag_start = fp.tell()
             size = os.fstat(fp.fileno()).st_size
     except InvalidDicomError:
         raise UnreadableFile(path, NOT_DICOM) from None
@@ -372,6 +434,8 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         raise UnreadableFile(path, "permission denied; check the file's read rights") from None
     except HEADER_ERRORS as exc:
         raise UnreadableFile(path, f"damaged or truncated DICOM header ({exc})") from None
+    if fast is not None:
+        ds, offset = fast  # type: ignore[assignment]
     if "SOPClassUID" not in ds and "Rows" not in ds and "PatientID" not in ds:
         raise UnreadableFile(path, "not a DICOM file (no image or patient attributes)")
     sop_name = pydicom.uid.UID(str(ds.get("SOPClassUID", ""))).name
@@ -380,8 +444,9 @@ def read_header(path: Path, keep: bool = False) -> FileHeader:
         raise UnreadableFile(
             path, f"truncated or damaged {sop_name}: the image attributes are missing"
         )
-    explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
-    offset = tag_start + (12 if explicit else 8)
+    if fast is None:
+        explicit = not ds.original_encoding[0] if ds.original_encoding[0] is not None else False
+        offset = tag_start + (12 if explicit else 8)
     try:
         header = header_from_dataset(ds, path, offset, keep=keep)
     except HEADER_ERRORS as exc:

@@ -55,7 +55,8 @@ class SeriesLayout:
 NO_PIXEL_SPACING = "no pixel spacing in the file: distances are in pixels, not mm"
 
 
-def _rescaled_range(h: FileHeader) -> tuple[float, float]:
+def rescaled_range(h: FileHeader) -> tuple[float, float]:
+    """The lowest and highest value the modality transform can give (stored range mapped)."""
     if h.modality_lut is not None:
         return float(min(h.modality_lut[1])), float(max(h.modality_lut[1]))
     bits = max(1, min(h.bits_stored, h.bits_allocated))
@@ -77,8 +78,8 @@ def output_dtype(headers: list[FileHeader]) -> tuple[np.dtype, bool]:
     exact = all(float(h.slope).is_integer() and float(h.intercept).is_integer() for h in headers)
     if not exact:
         return np.dtype(np.float32), False
-    lo = min(_rescaled_range(h)[0] for h in headers)
-    hi = max(_rescaled_range(h)[1] for h in headers)
+    lo = min(rescaled_range(h)[0] for h in headers)
+    hi = max(rescaled_range(h)[1] for h in headers)
     if lo >= -32768 and hi <= 32767:
         return np.dtype(np.int16), False
     if all(h.modality == "CT" for h in headers):
@@ -225,7 +226,13 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
         row, col = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     normal = slice_normal(tuple(row) + tuple(col))
 
-    frames = [(i, j, p) for i, h in enumerate(headers) for j, p in enumerate(h.positions)]
+    # A multi-frame file split into volumes contributes only the frames of this volume.
+    frames = [
+        (i, j, h.positions[j])
+        for i, h in enumerate(headers)
+        for j in h.selected_frames
+        if j < len(h.positions)
+    ]
     dtype, saturate = (np.dtype(np.uint8), False) if rgb else output_dtype(headers)
 
     def layout(order, spacing_z, origin, zdir) -> SeriesLayout:
@@ -250,9 +257,13 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
     if not known:
         # Cine, NM or secondary captures without geometry: keep the file's own order.
         frames.sort(key=lambda f: (headers[f[0]].instance_number or 0, f[0], f[1]))
-        warnings.append(
-            "the slices have no ImagePositionPatient: stacked in file order, z distances unknown"
-        )
+        if len(headers) > 1 or headers[0].patient_orientation:
+            # A cine (one multi-frame file without patient orientation) is frames in time,
+            # not slices: nothing to warn about.
+            warnings.append(
+                "the slices have no ImagePositionPatient: stacked in file order, "
+                "z distances unknown"
+            )
         return layout([(f[0], f[1]) for f in frames], 1.0, (0.0, 0.0, 0.0), normal)
     if len(known) < len(frames):
         hdr, fi, _ = next(f for f in frames if f[2] is None)
@@ -279,14 +290,17 @@ def plan_series(headers: list[FileHeader]) -> SeriesLayout:
             frames = [f for f, k in zip(frames, keep, strict=True) if k]
             dist, pos = dist[keep], pos[keep]
             gaps = np.diff(dist)
-            warnings.append(f"{dup.size} duplicate copies of the same slice ignored")
+            warnings.append(
+                f"{dup.size} duplicate cop{'y' if dup.size == 1 else 'ies'} ignored "
+                "(the same SOP Instance UID stored more than once)"
+            )
         else:
             a, b = frames[dup[0]], frames[dup[0] + 1]
             raise SeriesAssemblyError(
                 headers[a[0]].path.parent,
                 f"{dup.size + 1} slices share the same position ({dist[dup[0]]:.2f} mm along the "
                 f"normal), e.g. {headers[a[0]].path.name} and {headers[b[0]].path.name}: "
-                "the series holds more than one volume (phases or echoes)",
+                "they are not one volume",
             )
     order = [(f[0], f[1]) for f in frames]
     if len(order) == 1:

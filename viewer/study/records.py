@@ -47,8 +47,28 @@ class SeriesInfo:
     spacing: tuple[float, float, float] | None = None
     #: False when the series cannot be opened as a volume (problems say why).
     loadable: bool = True
+    #: Of a series that holds several volumes (phases, echoes, b-values...): this volume's
+    #: number (1-based), how many there are, and what tells it apart ("echo 2, TE 30 ms").
+    #: A single-volume series has 1, 1 and None.
+    volume_index: int = 1
+    volume_count: int = 1
+    volume_label: str | None = None
+    #: The key shared by every volume of one series (its SeriesInstanceUID, or a file's hash)
+    #: and whether those volumes follow one another in time (playable); "" for one volume.
+    volume_group: str = ""
+    time_series: bool = False
+    #: How many exact copies (same SOP Instance UID, or same position and pixels) were ignored.
+    duplicates: int = 0
     #: Headers already read by the scan, so opening the series does not read them again.
     headers: list[FileHeader] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def volume_text(self) -> str:
+        """ "Volume 2/5 — echo 2, TE 30 ms" for a volume of a multi-volume series, else ""."""
+        if self.volume_count <= 1:
+            return ""
+        text = f"Volume {self.volume_index}/{self.volume_count}"
+        return f"{text} — {self.volume_label}" if self.volume_label else text
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +89,18 @@ class SeriesInfo:
             "kind": self.kind,
             "loadable": self.loadable,
             "problems": list(self.problems),
+            "volume": (
+                {
+                    "index": self.volume_index,
+                    "count": self.volume_count,
+                    "label": self.volume_label,
+                    "group": self.volume_group,
+                    "time_series": self.time_series,
+                }
+                if self.volume_count > 1
+                else None
+            ),
+            "duplicates_ignored": self.duplicates,
             "files": [str(p) for p in self.files],
         }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -28,8 +30,11 @@ from viewer.study.headers import (
     read_header,
 )
 from viewer.study.layout import plan_series, split_parts
+from viewer.study.multivolume import FramePixels, split_volumes
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
+from viewer.study.scan_cache import ScanCache
+from viewer.study.scan_cache import enabled as scan_cache_enabled
 from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
 
 __all__ = [
@@ -62,41 +67,11 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + sha256_file(path)
 
 
-def _image_series(path: Path) -> SeriesInfo:
-    from viewer.study.formats import image_information
+def image_series(path: Path) -> list[SeriesInfo]:
+    """The series of one image file: one, or one per volume of a 4D NIfTI."""
+    from viewer.study.formats import image_series as listed
 
-    size, spacing, refused = image_information(path)
-    nx, ny = size[0], size[1] if len(size) > 1 else 1
-    nz = size[2] if len(size) > 2 else 1
-    name = path.name
-    problems = [] if refused is None else [refused]
-    bad = [v for v in spacing if not (v > 0 and v < float("inf"))]
-    if bad:
-        problems.append(f"file {name}: spacing is {'×'.join(f'{v:g}' for v in spacing)}")
-    return SeriesInfo(
-        series_uid=file_sha256(path),
-        study_uid="",
-        patient_name="",
-        patient_id="",
-        study_date="",
-        study_description="",
-        modality="OT",
-        description=name,
-        series_number=None,
-        n_images=nz,
-        rows=ny,
-        cols=nx,
-        files=[path],
-        kind="image",
-        shape=(nz, ny, nx),
-        spacing=(
-            spacing[0],
-            spacing[1] if len(spacing) > 1 else 1.0,
-            spacing[2] if len(spacing) > 2 else 1.0,
-        ),
-        problems=problems,
-        loadable=not problems,
-    )
+    return listed(path, file_sha256(path))
 
 
 def _text(ds: Any, keyword: str) -> str:
@@ -170,29 +145,62 @@ def _finish_series(info: SeriesInfo) -> list[SeriesInfo]:
         why = exc.reason.split("; open the parts separately")[0]
         parts = split_parts(info.headers)
     else:
-        parts = []
+        parts = [info.headers]
     if len(parts) <= 1:
-        _plan(info)
-        return [info]
+        return _volumes(info, info.headers, info.series_uid, [])
     # Each stack of one size and orientation is shown on its own; the problem says why.
     out = []
     for k, headers in enumerate(parts):
-        part = replace(
+        uid = info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}"
+        out.extend(_volumes(info, list(headers), uid, [f"part {k + 1} of {len(parts)}: {why}"]))
+    return out
+
+
+def _volumes(
+    info: SeriesInfo, headers: list[FileHeader], uid: str, problems: list[str]
+) -> list[SeriesInfo]:
+    """One stack of a series as its volumes: copies collapsed, repeats split (each volume
+    keyed ``<uid>#vol<k>`` so its labels are its own; a single volume keeps ``uid``)."""
+    split = split_volumes(headers, FramePixels())
+    notes = problems + split.notes
+    if split.refusal is not None:
+        refused = replace(
             info,
-            series_uid=info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}",
+            series_uid=uid,
             files=[h.path for h in headers],
             headers=list(headers),
-            rows=headers[0].rows,
-            cols=headers[0].cols,
-            problems=[f"part {k + 1} of {len(parts)}: {why}"],
+            problems=[*notes, split.refusal],
+            loadable=False,
+            shape=None,
+            duplicates=split.duplicates,
         )
-        _plan(part)
-        out.append(part)
+        refused.n_images = sum(len(h.selected_frames) for h in headers)
+        return [refused]
+    out = []
+    for part in split.volumes:
+        several = part.count > 1
+        volume = replace(
+            info,
+            series_uid=f"{uid}#vol{part.index}" if several else uid,
+            files=list(dict.fromkeys(h.path for h in part.headers)),
+            headers=list(part.headers),
+            rows=part.headers[0].rows,
+            cols=part.headers[0].cols,
+            problems=list(notes),
+            volume_index=part.index,
+            volume_count=part.count,
+            volume_label=part.label,
+            volume_group=uid if several else "",
+            time_series=part.temporal and several,
+            duplicates=split.duplicates,
+        )
+        _plan(volume)
+        out.append(volume)
     return out
 
 
 def _plan(info: SeriesInfo) -> None:
-    info.n_images = sum(h.frames for h in info.headers)
+    info.n_images = sum(len(h.selected_frames) for h in info.headers)
     try:
         check_series_size(info.headers)
         layout = plan_series(info.headers)
@@ -209,12 +217,15 @@ def scan_folder(
     path: Path | str,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    use_cache: bool = True,
 ) -> ScanResult:
     """Index every series under ``path`` (recursively; a single file works too).
 
     Unreadable and non-DICOM files are listed in ``skipped`` with the reason; objects without
     pixels (SR, RTSTRUCT, PDF) become ``kind="non-image"`` series. ``cancel`` is checked before
     each file; a cancelled scan returns what it found so far with ``cancelled=True``.
+    What each unchanged file held is taken from the scan cache (viewer.study.scan_cache)
+    unless ``use_cache`` is False.
     """
     root = Path(path)
     if not root.exists():
@@ -227,16 +238,38 @@ def scan_folder(
     total = max(len(ordered), 1)
     stop = threading.Event()
 
+    cache = ScanCache(root) if use_cache and scan_cache_enabled() else None
+
+    def cached(f: Path) -> tuple[str, Any] | None:
+        """What the cache holds for ``f`` when it is unchanged (looked up on this thread:
+        cheaper than a trip through the pool)."""
+        if cache is None:
+            return None
+        try:
+            st = os.stat(f)
+        except OSError:
+            return None
+        return cache.lookup(f, st) if stat.S_ISREG(st.st_mode) else None
+
     def read_one(f: Path) -> tuple[str, Any]:
         if stop.is_set():
             return "stopped", None
         # Only regular files are opened: a FIFO would block the scan for ever.
-        why = not_regular(f)
-        if why is not None:
-            return "skip", why
+        try:
+            st = os.stat(f)
+        except OSError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            return "skip", not_regular(f) or "cannot be examined"
+        got = read_file(f)
+        if cache is not None:
+            cache.store(f, st, *got)
+        return got
+
+    def read_file(f: Path) -> tuple[str, Any]:
         try:
             if is_image_file(f):
-                return "image", _image_series(f)
+                return "image", image_series(f)  # one entry per volume of a 4D file
             return "header", read_header(f, keep=True)
         except NotAnImage as exc:
             try:
@@ -267,7 +300,13 @@ def scan_folder(
     try:
         futures = []
         for f in ordered:
-            futures.append(pool.submit(read_one, f))
+            known = cached(f)
+            if known is None:
+                futures.append(pool.submit(read_one, f))
+            else:
+                done: Future = Future()
+                done.set_result(known)
+                futures.append(done)
         for i, (f, future) in enumerate(zip(ordered, futures, strict=True)):
             got = result_of(future)
             if got is None or (cancel is not None and cancel()):
@@ -277,7 +316,7 @@ def scan_folder(
             if progress is not None:
                 progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
             if what == "image":
-                images.append(value)
+                images.extend(value)
             elif what == "skip":
                 skipped.append(SkippedFile(f, value))
             elif what == "non-image":
@@ -304,6 +343,8 @@ def scan_folder(
         stop.set()
         # A cancelled scan returns at once; a file still being read finishes on its own.
         pool.shutdown(wait=not cancelled, cancel_futures=True)
+    if cache is not None:
+        cache.save()
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
     finished = [part for info in series.values() for part in _finish(info)]
@@ -333,6 +374,13 @@ def pick_series(path: Path | str, uid: str | None = None) -> SeriesInfo:
         for s in usable:
             if s.series_uid == uid:
                 return s
+        volumes = [s for s in usable if s.volume_group == uid]
+        if volumes:
+            listing = "\n".join(f"  {s.series_uid}  {s.volume_text}" for s in volumes)
+            raise SeriesNotFound(
+                path,
+                f"series {uid} holds {len(volumes)} volumes; choose one with --series:\n" + listing,
+            )
         have = ", ".join(s.series_uid for s in usable) or "none"
         raise SeriesNotFound(path, f"no loadable series {uid!r} (found: {have})")
     if not usable:

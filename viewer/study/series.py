@@ -9,19 +9,28 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.encaps import generate_frames, get_frame
 
+from viewer.study import decode
 from viewer.study.budget import check_series_size
-from viewer.study.codestream import frame_size
-from viewer.study.dataset import read_dataset
+from viewer.study.decode import (
+    MIN_PARALLEL_FRAMES,
+    DecoderPool,
+    Payload,
+    decode_file,
+    decode_frame_bytes,
+    decode_workers,
+    split_frames,
+)
 from viewer.study.errors import (
     LoadCancelled,
     NotAnImage,
@@ -45,6 +54,8 @@ def _read_headers(files: list[Path]) -> list[FileHeader]:
 
 
 def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str, Any]:
+    from viewer.study.layout import rescaled_range
+
     def text(keyword: str) -> str:
         value = ds.get(keyword, "")
         return str(value) if value is not None else ""
@@ -72,13 +83,22 @@ def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str,
         "dose_units": text("DoseUnits"),  # RT dose: GY or RELATIVE; values are scaled to it
         # False when the files carry no pixel spacing (1 mm is then a placeholder).
         "pixel_spacing_calibrated": headers[0].pixel_spacing is not None,
+        # How honestly it can be labelled (viewer.study.facts reads these).
+        "spacing_source": headers[0].spacing_source,
+        "patient_orientation": all(h.patient_orientation for h in headers),
+        "frame_time_ms": headers[0].frame_time_ms if len(headers) == 1 else None,
+        # Of a multi-volume series: which volume this is; the real UID (the key may differ).
+        "volume_label": headers[0].volume_label,
+        "volume_index": headers[0].volume_index,
+        "volume_count": headers[0].volume_count,
+        "series_instance_uid": text("SeriesInstanceUID"),
+        # VOI LUT (first, bits, table) over the stored series' values; MONOCHROME1 values
+        # are mirrored by the reader, so the mirror sum maps them back first.
+        "voi_lut": headers[0].voi_lut,
+        "voi_lut_mirror": (
+            sum(rescaled_range(headers[0])) if headers[0].photometric == "MONOCHROME1" else None
+        ),
     }
-
-
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """A decoder's (often multi-line) message as one short line for a status bar."""
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _raw_dtype(h: FileHeader) -> np.dtype | None:
@@ -92,40 +112,6 @@ def _raw_dtype(h: FileHeader) -> np.dtype | None:
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
 
 
-def _check_declared(h: FileHeader, ds: Any, frame: int | None) -> None:
-    """Refuse to decode pixels that would not be what the scan measured: a header changed on
-    disk since, or a compressed frame whose own codestream declares another size (decoders
-    allocate what the codestream says)."""
-    now = (
-        int(ds.get("Rows", 0) or 0),
-        int(ds.get("Columns", 0) or 0),
-        int(ds.get("NumberOfFrames", 1) or 1),
-        int(ds.get("SamplesPerPixel", 1) or 1),
-        int(ds.get("BitsAllocated", 16) or 16),
-    )
-    if now != (h.rows, h.cols, h.frames, h.samples_per_pixel, h.bits_allocated):
-        raise UnsupportedFormat(
-            h.path, "the file changed on disk since the folder was scanned; scan it again"
-        )
-    if not pydicom.uid.UID(h.transfer_syntax).is_encapsulated or "PixelData" not in ds:
-        return
-    try:
-        if frame is None:
-            frames = enumerate(generate_frames(ds.PixelData, number_of_frames=h.frames))
-        else:
-            frames = iter([(frame, get_frame(ds.PixelData, frame, number_of_frames=h.frames))])
-        for k, data in frames:
-            size = frame_size(data, h.transfer_syntax)
-            if size is not None and size[:2] != (h.rows, h.cols):
-                raise UnsupportedFormat(
-                    h.path,
-                    f"frame {k + 1}'s compressed data declares {size[1]}×{size[0]} pixels but "
-                    f"the header says {h.cols}×{h.rows}: not decoded",
-                )
-    except (ValueError, IndexError, KeyError, TypeError, OverflowError):
-        return  # fragments pydicom's own decoders may still sort out: let them say
-
-
 class SeriesReader:
     """Progressive loader: ``volume`` has its final geometry at once; slices fill in as read."""
 
@@ -137,20 +123,24 @@ class SeriesReader:
                 f"{info.description or 'this object'} has no images to show",
             )
         self._lock = threading.Lock()
-        #: Whole decoded multi-frame files (header index -> frames), kept during read_all.
-        self._decoded: dict[int, np.ndarray] = {}
+        #: Multi-frame files (header index -> frames' compressed bytes, or the file decoded
+        #: whole when its syntax is not encapsulated), kept during read_all.
+        self._decoded: dict[int, Any] = {}
         self._file_locks: dict[int, threading.Lock] = {}
+        #: Per reading thread: the slice-sized buffer raw reads of another item size go to.
+        self._scratch = threading.local()
         self._bulk = False
         if info.kind == "image":
             from viewer.study.formats import read_image
 
             self.headers: list[FileHeader] = []
-            self.volume: Volume = read_image(info.files[0])
+            volume = info.volume_index - 1 if info.volume_count > 1 else None  # of a 4D file
+            self.volume: Volume = read_image(info.files[0], volume=volume)
             self._done = np.ones(self.volume.shape[0], bool)
             return
         self.headers = list(info.headers) or _read_headers(list(info.files))
         # What the headers declare is checked before anything is allocated.
-        check_series_size(self.headers, READ_THREADS)
+        check_series_size(self.headers, READ_THREADS, decode_workers())
         try:
             self.layout = plan_series(self.headers)
         except ASSEMBLY_ERRORS as exc:
@@ -158,7 +148,7 @@ class SeriesReader:
                 self.headers[0].path,
                 f"cannot be assembled ({type(exc).__name__}: {exc})",
             ) from None
-        first = read_header(self.headers[0].path, keep=True)
+        first = read_header(self.headers[0].path, keep=True, full=True)
         layout = self.layout
         windows = list(self.headers[0].windows)
         self._invert = self.headers[0].photometric == "MONOCHROME1"
@@ -210,62 +200,87 @@ class SeriesReader:
     def is_read(self, z: int) -> bool:
         return bool(self._done[z])
 
-    def _frame_raw(self, h: FileHeader, frame: int, hi: int) -> np.ndarray:
+    def _read_raw(
+        self, h: FileHeader, frame: int, dtype: np.dtype, out: np.ndarray | None
+    ) -> np.ndarray:
+        """Stored values of an uncompressed frame read straight from the file: into ``out``
+        itself when it has the stored item size (rescaled there in place), else into this
+        thread's scratch slice, so no slice-sized buffer is allocated per read."""
+        assert h.pixel_offset is not None
+        n = h.rows * h.cols
+        if out is not None and out.dtype.itemsize == dtype.itemsize and out.flags.c_contiguous:
+            raw = out.view(dtype)
+        else:
+            raw = getattr(self._scratch, "buffer", None)
+            if raw is None or raw.dtype != dtype or raw.size != n:
+                raw = np.empty(n, dtype)
+                self._scratch.buffer = raw
+            raw = raw.reshape(h.rows, h.cols)
+        with open_regular(h.path) as fp:
+            fp.seek(h.pixel_offset + frame * n * dtype.itemsize)
+            got = fp.readinto(memoryview(raw).cast("B"))
+        if got != n * dtype.itemsize:
+            raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
+        unused = h.bits_allocated - h.bits_stored
+        if unused > 0:
+            # High bits beyond BitsStored may hold overlays: mask (or sign-extend) them.
+            if h.pixel_representation:
+                raw <<= unused
+                raw >>= unused
+            else:
+                raw &= np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
+        return raw
+
+    def _frame_raw(
+        self, h: FileHeader, frame: int, hi: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
         dtype = _raw_dtype(h)
         if h.pixel_offset is not None and dtype is not None:
-            n = h.rows * h.cols
-            offset = h.pixel_offset + frame * n * dtype.itemsize
-            with open_regular(h.path) as fp:
-                fp.seek(offset)
-                raw = np.fromfile(fp, dtype=dtype, count=n)
-            if raw.size != n:
-                raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
-            raw = raw.reshape(h.rows, h.cols)
-            unused = h.bits_allocated - h.bits_stored
-            if unused > 0:
-                # High bits beyond BitsStored may hold overlays: mask (or sign-extend) them.
-                if h.pixel_representation:
-                    raw = (raw << unused) >> unused
-                else:
-                    raw = raw & np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
-            return raw
+            return self._read_raw(h, frame, dtype, out)
         if h.frames == 1:
-            return self._decode(h)
-        with self._lock:
-            cached = self._decoded.get(hi)
-            file_lock = self._file_locks.setdefault(hi, threading.Lock())
-        if cached is None and not self._bulk:
+            return decode_file(h)
+        if not self._bulk:
             # A single slice asked for (the first one on screen): decode only that frame.
-            return self._decode(h, frame)
-        with file_lock:  # one thread decodes a multi-frame file; the others wait for it
+            return decode_file(h, frame)
+        cached = self._file_data(hi)
+        if isinstance(cached, tuple):
+            template, frames = cached
+            return decode_frame_bytes(h, frame, template, frames[frame])
+        return cached[frame]
+
+    def _file_data(self, hi: int) -> tuple[Any, list[bytes]] | np.ndarray:
+        """What the frames of multi-frame file ``hi`` are decoded from during read_all, read
+        once: its frames' compressed bytes (encapsulated syntaxes: each frame is decoded on
+        its own), else the whole file decoded (big-endian, deflated, palette colour)."""
+        h = self.headers[hi]
+        with self._lock:
+            file_lock = self._file_locks.setdefault(hi, threading.Lock())
+        with file_lock:  # one thread reads a multi-frame file; the others wait for it
             with self._lock:
                 cached = self._decoded.get(hi)
             if cached is None:
-                cached = self._decode(h)
+                if pydicom.uid.UID(h.transfer_syntax).is_encapsulated:
+                    cached = split_frames(h)
+                else:
+                    cached = decode_file(h)
                 with self._lock:
                     self._decoded[hi] = cached
-        return cached[frame]
+        return cached
 
-    def _decode(self, h: FileHeader, frame: int | None = None) -> np.ndarray:
-        """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
-        try:
-            with open_regular(h.path) as fp:
-                ds = read_dataset(h.path, fp, stop_before_pixels=False)
-            _check_declared(h, ds, frame)
-            arr = ds.pixel_array if frame is None else pydicom.pixels.pixel_array(ds, index=frame)
-            if h.photometric == "PALETTE COLOR":
-                arr = pydicom.pixels.apply_color_lut(arr, ds)
-                if arr.dtype != np.uint8:
-                    arr = (arr >> 8).astype(np.uint8)  # 16-bit LUT entries -> 8-bit RGB
-        except (NotImplementedError, RuntimeError) as exc:
-            raise UnsupportedFormat(
-                h.path,
-                f"cannot decode pixels stored as {pydicom.uid.UID(h.transfer_syntax).name} "
-                f"({_one_line(exc)})",
-            ) from None
-        except (OSError, ValueError, EOFError, AttributeError, KeyError, IndexError) as exc:
-            raise UnsupportedFormat(h.path, f"damaged pixel data ({_one_line(exc)})") from None
-        return arr
+    def _needs_decoder(self, z: int) -> bool:
+        h = self.headers[self.layout.order[z][0]]
+        return h.pixel_offset is None or _raw_dtype(h) is None
+
+    def _payload(self, z: int) -> Payload | None:
+        """What a decoder process needs besides the header to decode slice ``z``."""
+        hi, frame = self.layout.order[z]
+        if self.headers[hi].frames == 1:
+            return None
+        cached = self._file_data(hi)
+        if not isinstance(cached, tuple):
+            return None  # decoded whole already: the parent has the frame
+        template, frames = cached
+        return template, frames[frame]
 
     def read_slice(self, z: int) -> None:
         """Read slice ``z`` from its file into ``volume.array`` (rescaled, inverted, RGB)."""
@@ -273,11 +288,16 @@ class SeriesReader:
             return
         hi, frame = self.layout.order[z]
         h = self.headers[hi]
-        raw = self._frame_raw(h, frame, hi)
+        out = self.volume.array[z]
+        raw = self._frame_raw(h, frame, hi, None if self.layout.rgb else out)
+        self._store(z, h, raw)
+
+    def _store(self, z: int, h: FileHeader, raw: np.ndarray) -> None:
+        """Put a frame's stored values into slice ``z``: rescaled, inverted, or RGB."""
+        out = self.volume.array[z]
         expected = (h.rows, h.cols, 3) if self.layout.rgb else (h.rows, h.cols)
         if raw.shape != expected:
             raise UnsupportedFormat(h.path, f"pixels have shape {raw.shape}, expected {expected}")
-        out = self.volume.array[z]
         if self.layout.rgb:
             out[...] = raw
         elif h.modality_lut is not None:
@@ -317,8 +337,12 @@ class SeriesReader:
         todo = [z for z in self.slice_order() if not self._done[z]]
         n = len(self._done)
         stop = threading.Event()
-
         failures: list[tuple[int, StudyError]] = []
+        decoded = sum(1 for z in todo if self._needs_decoder(z))
+        workers = min(decode_workers(), decoded)
+        # Compressed frames go to decoder processes (pydicom's decoders hold the GIL); raw
+        # reads and small series stay on this process's threads.
+        use_processes = workers > 1 and decoded >= MIN_PARALLEL_FRAMES
 
         def work(z: int) -> tuple[int, StudyError | None]:
             if stop.is_set():
@@ -335,26 +359,96 @@ class SeriesReader:
                 self.volume.meta.get("source_files", [None])[0], "loading cancelled by the user"
             )
 
-        pool = ThreadPoolExecutor(READ_THREADS)
+        def wait(future: Future) -> Any:
+            """The future's result; cancel is looked at every CANCEL_POLL_S meanwhile."""
+            while True:
+                try:
+                    return future.result(timeout=CANCEL_POLL_S)
+                except FutureTimeout:
+                    if cancel is not None and cancel():
+                        raise cancelled() from None
+
+        threads = ThreadPoolExecutor(READ_THREADS)
+        decoders = DecoderPool(workers) if use_processes else None
+        pending: deque[tuple[int, bool, Future]] = deque()
+        queue = iter(todo)
+        # One frame in flight per decoder process: the volume plus a frame per worker.
+        window = len(todo) if decoders is None else workers
+
+        def submit() -> bool:
+            z = next(queue, None)
+            if z is None:
+                return False
+            if decoders is not None and not fallback and self._needs_decoder(z):
+                hi, frame = self.layout.order[z]
+                future: Future
+                try:
+                    future = decoders.submit(self.headers[hi], frame, self._payload(z))
+                except StudyError as exc:
+                    future = Future()
+                    future.set_result((None, exc, 0.0))
+                except BrokenProcessPool:
+                    return start_failed(z)
+                pending.append((z, True, future))
+            else:
+                pending.append((z, False, threads.submit(work, z)))
+            return True
+
+        def start_failed(z: int) -> bool:
+            """Decoder processes that die before any frame came back could not start (a
+            script without a ``__main__`` guard re-runs itself in them): decode here."""
+            fallback.append(True)
+            redo = [z] + [p[0] for p in pending if p[1]]
+            kept = [p for p in pending if not p[1]]
+            pending.clear()
+            pending.extend(kept)
+            for k in redo:
+                pending.append((k, False, threads.submit(work, k)))
+            return True
+
+        fallback: list[bool] = []
+        decoded_any = False
         self._bulk = True
         cancelled_now = False
+        count = 0
         try:
-            futures = [pool.submit(work, z) for z in todo]
-            for count, future in enumerate(futures, start=1):
-                while True:
-                    # Cancel is looked at every CANCEL_POLL_S even while a slice decodes.
-                    try:
-                        z, error = future.result(timeout=CANCEL_POLL_S)
-                        break
-                    except FutureTimeout:
-                        if cancel is not None and cancel():
-                            cancelled_now = True
-                            raise cancelled() from None
+            while len(pending) < window and submit():
+                pass
+            while pending:
+                z, is_decoded, future = pending.popleft()
+                try:
+                    got = wait(future)
+                except LoadCancelled:
+                    cancelled_now = True
+                    raise
+                except BrokenProcessPool:
+                    if not decoded_any:
+                        start_failed(z)
+                        continue
+                    h = self.headers[self.layout.order[z][0]]
+                    got = (
+                        None,
+                        UnsupportedFormat(h.path, "the pixel decoder crashed on it"),
+                        0.0,
+                    )
                 if cancel is not None and cancel():
                     cancelled_now = True
                     raise cancelled()
-                if z < 0:
-                    continue
+                submit()
+                count += 1
+                if is_decoded:
+                    decoded_any = True
+                    arr, error, cpu = got
+                    decode.worker_cpu_seconds += cpu
+                    if error is None:
+                        try:
+                            self._store(z, self.headers[self.layout.order[z][0]], arr)
+                        except StudyError as exc:
+                            error = exc
+                else:
+                    z, error = got
+                    if z < 0:
+                        continue
                 if error is not None:
                     failures.append((z, error))
                 elif on_slice is not None:
@@ -364,8 +458,14 @@ class SeriesReader:
                     progress(done / n, f"Loaded slice {done} of {n}")
         finally:
             stop.set()
-            # Cancelled: return at once; a slice still decoding finishes on its own thread.
-            pool.shutdown(wait=not cancelled_now, cancel_futures=True)
+            # Cancelled: return at once; a slice still being read finishes on its own thread,
+            # decoder processes are stopped.
+            threads.shutdown(wait=not cancelled_now, cancel_futures=True)
+            if decoders is not None:
+                if cancelled_now:
+                    decoders.terminate()
+                else:
+                    decoders.close()
             self._bulk = False
             self._decoded.clear()
         if failures:

@@ -138,3 +138,40 @@ class Volume:
             return 0.0, 1.0
         lo, hi = np.percentile(finite[:: max(1, finite.size // 200_000)], [0.5, 99.5])
         return float((lo + hi) / 2), float(max(hi - lo, 1e-6))
+
+
+class VolumeCache:
+    """Loaded volumes of a multi-volume series kept by ``Volume.key``, least recently used
+    dropped first once their pixels pass ``max_bytes`` (stepping or playing through a time
+    series loads each volume once)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max(0, int(max_bytes))
+        self._items: dict[str, Volume] = {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.array.nbytes for v in self._items.values())
+
+    def get(self, key: str) -> Volume | None:
+        volume = self._items.pop(key, None)
+        if volume is not None:
+            self._items[key] = volume  # most recently used last
+        return volume
+
+    def put(self, volume: Volume) -> None:
+        self._items.pop(volume.key, None)
+        if volume.array.nbytes > self.max_bytes:
+            return
+        self._items[volume.key] = volume
+        while self.nbytes > self.max_bytes:
+            self._items.pop(next(iter(self._items)))
+
+    def clear(self) -> None:
+        self._items.clear()

@@ -31,19 +31,40 @@ def walk(root: Path, cancel: Cancel | None, skipped: list[SkippedFile]) -> tuple
         )
 
     real_root = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
+    # os.walk's order and rules (top-down, folders sorted, links to folders not followed)
+    # from os.scandir's entries, which know a link without a system call per file.
+    stack = [str(root)]
+    while stack:
         if cancel is not None and cancel():
             return files, True
-        dirnames.sort()
-        for name in sorted(filenames):
+        dirpath = stack.pop()
+        try:
+            with os.scandir(dirpath) as it:
+                entries = list(it)
+        except OSError as err:
+            unreadable(err)
+            continue
+        subdirs, names = [], []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():
+                    subdirs.append(entry.name)
+            else:
+                names.append((entry.name, entry.is_symlink()))
+        for name, is_link in sorted(names):
             f = Path(dirpath) / name
-            if f.is_symlink() and not _resolves_inside(f, real_root):
+            if is_link and not _resolves_inside(f, real_root):
                 # Nothing outside the opened folder is read, also not through a link.
                 skipped.append(
                     SkippedFile(f, "a link to a file outside the opened folder: skipped")
                 )
                 continue
             files.append(f)
+        stack.extend(os.path.join(dirpath, d) for d in sorted(subdirs, reverse=True))
     return files, False
 
 

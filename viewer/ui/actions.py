@@ -15,6 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QLabel,
     QMenu,
@@ -23,8 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.study.facts import frame_time_ms, has_patient_orientation
 from viewer.ui.help import ShortcutsDialog
 from viewer.ui.planes import PLANES
+from viewer.ui.slab import SLAB_MODES, Slab
 from viewer.ui.theme import icon
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 MODE_KEYS = {"crosshair": "Q", "window": "W", "zoom": "Z", "pan": "P"}
 PLANE_KEYS = {"axial": "A", "coronal": "C", "sagittal": "S"}
 LAYOUT_KEYS = {"single": "Ctrl+1", "1x3": "Ctrl+2", "2x2": "Ctrl+3"}
+#: the preset box's entry while the window shown is none of the presets
+CUSTOM_WINDOW = "Custom"
 
 
 def _action(
@@ -68,6 +73,8 @@ class WindowControls:
     plane_combo: QComboBox
     preset_combo: QComboBox
     fps_spin: QSpinBox
+    slab_combo: QComboBox
+    slab_spin: QDoubleSpinBox
     dialogs: dict[str, QWidget] = field(default_factory=dict)
 
 
@@ -137,7 +144,12 @@ def build(w: MainWindow, services: WindowServices) -> WindowControls:
     a["invert"] = _action(w, "&Invert", state.set_invert, "I", "invert", toggle=True)
     a["reset"] = _action(w, "&Reset window and zoom", reset, "Ctrl+R", "reset")
     a["cine"] = _action(w, "&Cine play/stop", area.set_cine, "Space", "play", toggle=True)
+    a["reset_oblique"] = _action(w, "Reset &oblique planes", state.reset_oblique, "Ctrl+Shift+X")
+    a["reset_oblique"].setToolTip(
+        "Ctrl+drag in crosshair mode turns the planes; this returns them to orthogonal"
+    )
     view.addActions([a["text"], a["crosshair"], a["fit"], a["invert"], a["reset"], a["cine"]])
+    view.addAction(a["reset_oblique"])
     # Every dock joins it once the features have added theirs (MainWindow does that).
     panels_menu = view.addMenu("&Panels")
 
@@ -196,23 +208,52 @@ def build(w: MainWindow, services: WindowServices) -> WindowControls:
     fps_spin.setToolTip("Cine speed")
     fps_spin.valueChanged.connect(lambda v: area.set_cine(area.cine.isActive(), v))
     bar.addWidget(fps_spin)
+    bar.addSeparator()
+    slab_combo = QComboBox(bar)
+    slab_combo.setObjectName("slab_mode")
+    slab_combo.addItems(list(SLAB_MODES.values()))
+    slab_combo.setToolTip("Thick slab: maximum (MIP), minimum (MinIP) or mean over a thickness")
+    slab_spin = QDoubleSpinBox(bar)
+    slab_spin.setObjectName("slab_thickness")
+    slab_spin.setRange(0.5, 500.0)
+    slab_spin.setDecimals(1)
+    slab_spin.setValue(Slab().thickness_mm)
+    slab_spin.setSuffix(" mm")
+    slab_spin.setToolTip("Slab thickness")
+
+    def slab_chosen(*_: object) -> None:
+        mode = list(SLAB_MODES)[slab_combo.currentIndex()]
+        state.set_slab(Slab(mode, float(slab_spin.value())))
+
+    slab_combo.currentIndexChanged.connect(slab_chosen)
+    slab_spin.valueChanged.connect(slab_chosen)
+    bar.addWidget(slab_combo)
+    bar.addWidget(slab_spin)
     bar.addWidget(QLabel("  "))
     services.add_toolbar("main", bar)
     controls = WindowControls(
-        a, recent_menu, panels_menu, presets_menu, bar, plane_combo, preset_combo, fps_spin
+        a,
+        recent_menu,
+        panels_menu,
+        presets_menu,
+        bar,
+        plane_combo,
+        preset_combo,
+        fps_spin,
+        slab_combo,
+        slab_spin,
     )
     controls.dialogs = dialogs
     refresh_recent(w, controls)
     refresh_presets(w, controls)
     state.volume_changed.connect(lambda *_: refresh_planes(w, controls))
+    state.window_changed.connect(lambda *_: sync_preset(w, controls))
     refresh_planes(w, controls)
     return controls
 
 
 def _apply_preset(w: MainWindow, name: str) -> None:
-    preset = w.state.window_presets().get(name)
-    if preset is not None:
-        w.state.set_window(*preset)
+    w.state.apply_preset(name)
 
 
 def refresh_presets(w: MainWindow, controls: WindowControls) -> None:
@@ -232,24 +273,59 @@ def refresh_presets(w: MainWindow, controls: WindowControls) -> None:
         act.setEnabled(not rgb)
         menu.addAction(act)
         controls.preset_combo.addItem(name)
+    if presets:
+        controls.preset_combo.addItem(CUSTOM_WINDOW)
     menu.setEnabled(bool(presets) and not rgb)
     controls.preset_combo.setEnabled(bool(presets) and not rgb)
+    sync_preset(w, controls)
+
+
+def sync_preset(w: MainWindow, controls: WindowControls) -> None:
+    """Show in the preset box the window actually shown: its preset's name, else "Custom"."""
+    combo = controls.preset_combo
+    if combo.count() == 0:
+        return
+    name = w.state.window_preset_name() or CUSTOM_WINDOW
+    index = combo.findText(name)
+    if index >= 0 and index != combo.currentIndex():
+        combo.blockSignals(True)
+        combo.setCurrentIndex(index)
+        combo.blockSignals(False)
 
 
 def refresh_planes(w: MainWindow, controls: WindowControls) -> None:
     """Plane, MPR layout and cine controls only for volumes: a 2D image (z = 1) has one plane
     and one slice."""
     volume = w.state.volume
-    three_d = volume is None or not volume.is_2d
-    for key in ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal", "cine"):
-        controls.actions[key].setEnabled(three_d)
-    controls.plane_combo.setEnabled(three_d)
-    controls.fps_spin.setEnabled(three_d)
-    controls.plane_combo.setToolTip(
-        "Plane shown in the single layout (A / C / S)"
-        if three_d
-        else "A 2D image has one plane: coronal, sagittal and MPR layouts need a volume"
-    )
+    stack = volume is None or not volume.is_2d
+    oriented = volume is None or has_patient_orientation(volume)
+    mpr = stack and oriented
+    for key in ("layout_1x3", "layout_2x2", "plane_coronal", "plane_sagittal", "reset_oblique"):
+        controls.actions[key].setEnabled(mpr)
+    controls.actions["cine"].setEnabled(stack)
+    controls.plane_combo.setEnabled(mpr)
+    controls.fps_spin.setEnabled(stack)
+    slabs = mpr and (volume is None or not volume.is_rgb)
+    controls.slab_combo.setEnabled(slabs)
+    controls.slab_spin.setEnabled(slabs)
+    # Without a patient orientation the one plane is the frames as stored, not "Axial".
+    first = "Axial" if oriented else ("Frames" if stack else "Image")
+    controls.plane_combo.setItemText(0, first)
+    controls.actions["plane_axial"].setText(first)
+    if not stack:
+        tip = "A 2D image has one plane: coronal, sagittal and MPR layouts need a volume"
+    elif not oriented:
+        tip = (
+            "These frames have no patient orientation (ultrasound, secondary capture, a "
+            "projection stack): they are shown as stored; other planes need a volume"
+        )
+    else:
+        tip = "Plane shown in the single layout (A / C / S)"
+    controls.plane_combo.setToolTip(tip)
+    ms = frame_time_ms(volume) if volume is not None else None
+    if ms:
+        # Cine plays at the rate the frames were acquired.
+        controls.fps_spin.setValue(int(min(max(round(1000.0 / ms), 1), 60)))
 
 
 def refresh_recent(w: MainWindow, controls: WindowControls) -> None:

@@ -18,7 +18,9 @@ SERIES_WIDTH = 260
 #: width of the one right-hand column of tabbed panels
 RIGHT_WIDTH = 350
 #: tab order of the right column, first tab first; docks missing from a window are skipped
-RIGHT_TABS = ("layers", "findings", "annotations", "models", "tags")
+RIGHT_TABS = ("layers", "findings", "annotations", "segment_editor", "models", "tags")
+#: docks tabbed behind the series browser in the left column (sources of series)
+LEFT_TABS = ("pacs",)
 #: the tab shown when the window first opens
 FIRST_TAB = "layers"
 #: the window's size when no geometry was saved (shrunk to fit a smaller screen)
@@ -31,11 +33,21 @@ Docks = Mapping[str, QDockWidget]
 def apply_default_layout(window: QMainWindow, docks: Docks) -> None:
     """Series on the left; the right-hand panels tabified into one column; sizes as above."""
     right = [docks[name] for name in RIGHT_TABS if name in docks]
-    right += [d for name, d in docks.items() if name not in RIGHT_TABS and name != "series"]
+    right += [
+        d
+        for name, d in docks.items()
+        if name not in RIGHT_TABS and name != "series" and name not in LEFT_TABS
+    ]
     series = docks.get("series")
     if series is not None:
         series.setFloating(False)
         window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, series)
+        for name in LEFT_TABS:
+            if name in docks:
+                docks[name].setFloating(False)
+                window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, docks[name])
+                window.tabifyDockWidget(series, docks[name])
+        series.raise_()
     for dock in right:
         dock.setFloating(False)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)

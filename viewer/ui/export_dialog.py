@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -26,9 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from viewer.labels.ai_labels import has_human_labels
 from viewer.labels.deid import Deidentifier
+from viewer.labels.dicomseg import DEFAULT_SEG_TYPE
 from viewer.labels.document import Document
-from viewer.labels.export import FORMATS, ExportResult, export_case
+from viewer.labels.export import FORMATS, AiSource, ExportError, ExportResult, export_case
 from viewer.study.volume import Volume
 from viewer.ui.workers import Task, TaskContext
 
@@ -39,11 +42,17 @@ FORMAT_TITLES = {
     "nifti": "NIfTI mask (.nii.gz)",
     "nrrd": "NRRD mask (.nrrd)",
     "dicom-seg": "DICOM-SEG (seg.dcm)",
+    "rtstruct": "RT Structure Set (rtstruct.dcm)",
+    "sr": "SR measurement report, TID 1500 (measurements.dcm)",
     "json": "Annotations JSON",
     "csv": "Annotations CSV",
     "coco": "COCO boxes (coco.json)",
 }
 DEFAULT_FORMATS = ("nifti", "json", "csv")
+SEG_TYPE_TITLES = {
+    "labelmap": "Labelmap (one frame per slice; compact, fast)",
+    "binary": "Binary (one frame per label and slice; for older readers)",
+}
 
 
 class ExportDialog(QDialog):
@@ -84,6 +93,25 @@ class ExportDialog(QDialog):
             box.setChecked(fmt in DEFAULT_FORMATS)
             self.format_boxes[fmt] = box
             layout.addWidget(box)
+            if fmt == "dicom-seg":
+                self.seg_type_box = QComboBox()
+                self.seg_type_box.setObjectName("seg_type")
+                for key, title in SEG_TYPE_TITLES.items():
+                    self.seg_type_box.addItem(title, key)
+                self.seg_type_box.setCurrentIndex(list(SEG_TYPE_TITLES).index(DEFAULT_SEG_TYPE))
+                self.seg_type_box.setEnabled(box.isChecked())
+                box.toggled.connect(self.seg_type_box.setEnabled)
+                seg_row = QFormLayout()
+                seg_row.addRow("    DICOM-SEG type", self.seg_type_box)
+                layout.addLayout(seg_row)
+        drawn = has_human_labels(document)
+        self.ai_box = QCheckBox("Export the AI results of this series (marked as AI results)")
+        self.ai_box.setToolTip(
+            "The label maps of the latest analysis runs instead of drawn labels; the export's "
+            "report and the DICOM-SEG say they are a model's (AUTOMATIC, model id and version)"
+        )
+        self.ai_box.setChecked(not drawn)
+        layout.addWidget(self.ai_box)
         self.deid_box = QCheckBox("De-identify (pseudonymous IDs, shifted dates, new UIDs)")
         self.deid_box.setChecked(True)
         self.image_box = QCheckBox("Include the image volume")
@@ -117,6 +145,9 @@ class ExportDialog(QDialog):
     # ---- choices --------------------------------------------------------------------------
     def formats(self) -> list[str]:
         return [f for f, box in self.format_boxes.items() if box.isChecked()]
+
+    def seg_type(self) -> str:
+        return str(self.seg_type_box.currentData())
 
     def target(self) -> Path:
         """The case folder the export will create: <folder>/<case id>."""
@@ -164,14 +195,25 @@ class ExportDialog(QDialog):
         deid, with_image = self.deid_box.isChecked(), self.image_box.isChecked()
         burned_in = with_image and self.burned_in_box.isChecked()
         out_dir = Path(folder_text).expanduser()
+        seg_type, use_ai = self.seg_type(), self.ai_box.isChecked()
+        drawn = has_human_labels(document)
 
         def work(ctx: TaskContext) -> ExportResult:
             ctx.progress(0.0, "Exporting labels")
             # The Document is only read here; edits stay on the main thread meanwhile
             # because the dialog is modal.
+            doc, ai = document, None
+            found = ai_results(volume) if use_ai else None
+            if found is not None:
+                doc, ai = found
+            elif use_ai and drawn:  # asked for over drawn labels, and there are none
+                raise ExportError(
+                    "no AI results with a label map are stored for this series: analyze it "
+                    "first, or untick 'Export the AI results'"
+                )
             return export_case(
-                volume, document, out_dir, formats, deid, with_image, overwrite,
-                include_burned_in=burned_in,
+                volume, doc, out_dir, formats, deid, with_image, overwrite,
+                include_burned_in=burned_in, seg_type=seg_type, ai=ai,
             )  # fmt: skip
 
         self.status.setText(f"Exporting to {target}…")
@@ -235,3 +277,14 @@ class ExportDialog(QDialog):
             self.task.wait(10000)
             self.task = None
         self.reject()
+
+
+def ai_results(volume: Volume) -> tuple[Document, AiSource] | None:
+    """(document, AiSource) of the series' stored AI label maps, or None (on the worker:
+    it reads the result store)."""
+    from viewer.labels.ai_labels import ai_document
+    from viewer.labels.results import ResultStore
+
+    return ai_document(
+        volume.series_uid, volume.shape, ResultStore().latest_per_model(volume.series_uid)
+    )

@@ -19,6 +19,10 @@ MOUSE_BINDINGS: tuple[tuple[str, str], ...] = (
     ("Right-drag", "Window (left/right = width) and level (up/down = centre)"),
     ("Middle-drag", "Pan"),
     ("Left-click / drag", "Move the crosshair (or the chosen left-button mode)"),
+    (
+        "Ctrl + left-drag",
+        "Turn the crosshair: the other planes tilt (oblique MPR; Ctrl+Shift+X resets)",
+    ),
     ("Double-click a series", "Open it"),
     ("Drop a folder on the window", "Open it"),
 )

@@ -37,6 +37,7 @@ from viewer.ui.loading import (
     scan_task,
     series_task,
 )
+from viewer.ui.pacs_feature import PacsFeature
 from viewer.ui.panels.layers_panel import LayersPanel
 from viewer.ui.panels.problems import ProblemsDialog
 from viewer.ui.panels.series_browser import SeriesBrowser
@@ -85,6 +86,10 @@ class MainWindow(QMainWindow):
         self.series_loaded.connect(services.series_loaded)
         self.browser = SeriesBrowser(self)
         self.browser.series_activated.connect(self.open_series)
+        # Volumes of a multi-volume series: each loads once (the browser's cache), then is shown
+        # from the cache when stepped or played to.
+        self.series_loaded.connect(self.browser.remember)
+        self.browser.volume_activated.connect(self._volume_from_cache)
         self.browser.set_shown_columns(str(self.settings.get("series/columns", "")).split(","))
         self.browser.columns_changed.connect(
             lambda names: self.settings.set("series/columns", ",".join(names))
@@ -116,6 +121,7 @@ class MainWindow(QMainWindow):
         self.analyze = services.register(AnalyzeFeature(services))
         self.annotations.connect_analyze(self.analyze)  # model results become proposals
         self.training = services.register(TrainingFeature(services, self.analyze))
+        self.pacs = services.register(PacsFeature(services, open_path=self.open_path))
         self.banner = IntendedUseBanner(self.analyze, self)
         self.central_layout.insertWidget(0, self.banner)
         self._restore()  # last: every dock exists, so a saved layout puts each one back
@@ -240,6 +246,13 @@ class MainWindow(QMainWindow):
         self.current_series = info
         name = info.description or info.series_uid or "series"
         self._start_load(series_task(info), f"Loading {name}", info)
+
+    def _volume_from_cache(self, volume: Volume) -> None:
+        if self._load is not None:
+            self._load.cancel()
+            self._load = None
+        self.current_series = self.browser.current
+        self._loaded(volume)
 
     def _start_load(
         self, fn: Callable[[TaskContext], Any], label: str, info: SeriesInfo | None

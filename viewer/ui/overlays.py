@@ -14,6 +14,7 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QGraphicsRectItem
 
 from viewer.ui.layers import BoxItem, Layer
+from viewer.ui.oblique import ObliqueSlice
 from viewer.ui.planes import Plane
 
 # (position, r, g, b) anchors for the heat-map colour maps; interpolated to 256 entries.
@@ -105,6 +106,29 @@ class RasterOverlay(pg.ImageItem):
             rgba = heat_rgba(sl, layer.colour_map, layer.threshold)
         self.setImage(rgba, autoLevels=False, levels=(0, 255))
         self.setRect(QRectF(0.0, 0.0, geom.width_mm, geom.height_mm))
+
+    def refresh_oblique(self, oblique: ObliqueSlice, depth: float) -> None:
+        """Draw the layer on a tilted plane: labels resampled nearest-neighbour (no invented
+        classes), heat maps linearly."""
+        layer = self.layer
+        arr = layer.data
+        assert isinstance(arr, np.ndarray)
+        self.setVisible(layer.visible)
+        self.setOpacity(layer.opacity)
+        if not layer.visible:
+            return
+        if arr.shape[:3] != oblique.grid.shape or arr.ndim != 3:
+            self.setVisible(False)
+            return
+        if layer.kind == "labels":
+            if self._lut is None:
+                self._lut = layer.label_lut()
+            sl = oblique.sample(arr, depth, order=0)
+            rgba = label_rgba(sl, self._lut, layer.outline)
+        else:
+            rgba = heat_rgba(oblique.sample(arr, depth, order=1), layer.colour_map, layer.threshold)
+        self.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.setRect(QRectF(0.0, 0.0, oblique.width_mm, oblique.height_mm))
 
     def layer_changed(self) -> None:
         self._lut = None

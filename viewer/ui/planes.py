@@ -17,13 +17,15 @@ Qt-free so it can be tested without a QApplication.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import permutations
 
 import numpy as np
 
 from radlens_core.grid import Grid
+from viewer.study.facts import spacing_source
 from viewer.study.volume import Volume, orientation_letters
+from viewer.ui.calibration import Calibration
 
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 
@@ -86,6 +88,9 @@ class Plane:
     flip_cols: bool = False
     #: where the voxels are in the patient; None: unit axes from the origin
     grid: Grid | None = field(default=None, compare=False)
+    #: where the spacing comes from (``viewer.study.facts.SPACING_SOURCES``): "none" measures
+    #: in pixels
+    spacing_source: str = field(default="patient", compare=False)
 
     def __post_init__(self) -> None:
         if self.axes_ is None and self.name not in PLANE_AXES:
@@ -114,8 +119,16 @@ class Plane:
             flip_c = float(axis_direction(grid, col) @ want_right) < 0
             flip_r = float(axis_direction(grid, row) @ want_down) < 0
         sx, sy, sz = grid.spacing
+        source = spacing_source(volume) if isinstance(volume, Volume) else "patient"
         return cls(
-            name, grid.shape, (sz, sy, sx), (normal, row, col), bool(flip_r), bool(flip_c), grid
+            name,
+            grid.shape,
+            (sz, sy, sx),
+            (normal, row, col),
+            bool(flip_r),
+            bool(flip_c),
+            grid,
+            source,
         )
 
     # ---- axes and sizes (both frames) ----------------------------------------------------
@@ -334,9 +347,22 @@ class Plane:
         pr, pc = self.pixel_mm
         return float(np.hypot((a_rc[0] - b_rc[0]) * pr, (a_rc[1] - b_rc[1]) * pc))
 
+    @property
+    def calibration(self) -> Calibration:
+        """How lengths on this plane are given: mm (in the patient, at the detector, from an
+        ultrasound region) or pixels."""
+        return Calibration(self.spacing_source, self.spacing_zyx)
+
+    def distance_text(self, a_rc: tuple[float, float], b_rc: tuple[float, float]) -> str:
+        """The length between two stored (row, col) points with its honest unit."""
+        a = self.to_volume(a_rc[0], a_rc[1], 0.0)
+        b = self.to_volume(b_rc[0], b_rc[1], 0.0)
+        return self.calibration.ruler_text(a, b)
+
 
 def planes_for(volume: Volume) -> dict[str, Plane]:
     """Every plane a volume offers (only axial for a single 2D image)."""
     names = ("axial",) if volume.is_2d else PLANES
     grid = grid_of(volume)
-    return {p: Plane.of(grid, p) for p in names}
+    source = spacing_source(volume)
+    return {p: replace(Plane.of(grid, p), spacing_source=source) for p in names}

@@ -10,6 +10,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QDockWidget, QLabel
 
+from viewer.study.facts import has_patient_orientation
 from viewer.ui.panels.tags_panel import TagsPanel
 from viewer.ui.state import ViewerState
 from viewer.ui.viewer_area import ViewerArea
@@ -58,6 +59,11 @@ class CursorReadout(QObject):
             return
         idx = np.rint(zyx).astype(int)
         value = format_value(self.state.value_at(idx), vol.modality)
+        if not has_patient_orientation(vol):
+            # No patient orientation: a pixel and a frame, never a position in the patient.
+            frame = f"   frame {idx[0] + 1}/{vol.shape[0]}" if vol.shape[0] > 1 else ""
+            self.label.setText(f"{value}   pixel (x {idx[2]}, y {idx[1]}){frame}")
+            return
         x, y, z = vol.index_to_patient(idx)
         self.label.setText(
             f"{value}   voxel (x {idx[2]}, y {idx[1]}, z {idx[0]})   "

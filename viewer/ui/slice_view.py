@@ -2,7 +2,10 @@
 
 The scene is in millimetres (image top-left at 0, 0) so the locked aspect ratio shows
 true anatomy whatever the pixel or slice spacing. Mouse: wheel scrolls, ctrl-wheel zooms,
-right-drag windows, middle-drag pans, left-drag does the current ``left_mode``.
+right-drag windows, middle-drag pans, left-drag does the current ``left_mode``;
+Ctrl+left-drag in crosshair mode turns the linked crosshair (oblique MPR): the other views
+then show slices resampled along their tilted planes (``viewer.ui.oblique``). The state's
+slab (MIP / MinIP / mean over a thickness) applies to every view, oblique or not.
 """
 
 from __future__ import annotations
@@ -10,13 +13,17 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from viewer.study.facts import has_patient_orientation
+from viewer.ui.crosshair import Crosshair
 from viewer.ui.layers import Layer
+from viewer.ui.oblique import OUTSIDE, ObliqueSlice
 from viewer.ui.overlays import BoxOverlay, RasterOverlay
 from viewer.ui.planes import Plane
+from viewer.ui.slab import slab_of
 from viewer.ui.state import ViewerState
+from viewer.ui.view_input import ViewInput
 from viewer.ui.view_text import ViewText
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
@@ -49,7 +56,7 @@ class _SliceViewBox(pg.ViewBox):
             ev.ignore()
 
 
-class SliceView(QWidget):
+class SliceView(ViewInput, QWidget):
     """One plane ("axial", "coronal", "sagittal") of ``state``'s volume."""
 
     #: (z, y, x) voxel under the mouse, or None when it leaves the image.
@@ -65,6 +72,9 @@ class SliceView(QWidget):
         self.show_crosshair = True
         self.text_visible = True
         self._shown_index: int | None = None
+        self._shown_key: tuple | None = None
+        self._shown_voi = False  # whether the image shown went through the VOI LUT
+        self._shown_rect = QRectF()
         self._hover_scene: QPointF | None = None
         self._fitted = False
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -75,12 +85,8 @@ class SliceView(QWidget):
         self.graphics.setCentralItem(self.view_box)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.view_box.addItem(self.image)
-        pen = pg.mkPen((80, 200, 255, 160), width=1)
-        self.v_line = pg.InfiniteLine(angle=90, movable=False, pen=pen)
-        self.h_line = pg.InfiniteLine(angle=0, movable=False, pen=pen)
-        for line in (self.v_line, self.h_line):
-            line.setZValue(30)
-            self.view_box.addItem(line, ignoreBounds=True)
+        self.crosshair = Crosshair(self.view_box, plane)
+        self.v_line, self.h_line = self.crosshair.vertical, self.crosshair.horizontal
         self.overlays: dict[str, RasterOverlay | BoxOverlay] = {}
 
         layout = QVBoxLayout(self)
@@ -97,20 +103,46 @@ class SliceView(QWidget):
         state.data_updated.connect(self._data_updated)
         state.cursor_moved.connect(self._cursor_moved)
         state.window_changed.connect(self._window_changed)
+        state.oblique_changed.connect(self._oblique_changed)
+        state.slab_changed.connect(self._slab_changed)
         state.layers.subscribe(self._layer_event)
         self._volume_changed()
 
     # ---- geometry ------------------------------------------------------------------------
     @property
-    def geometry_(self) -> Plane | None:
+    def plane_geometry(self) -> Plane | None:
+        """The orthogonal plane this view is (or was, before it was tilted)."""
         return self.state.planes.get(self.plane)
 
+    @property
+    def oblique(self) -> ObliqueSlice | None:
+        """The resampling geometry while this view's plane is tilted, else None."""
+        return self.state.oblique_slice(self.plane)
+
+    @property
+    def geometry_(self) -> Plane | None:
+        """The un-resampled plane the tools and overlays draw on; None while the view shows a
+        resampled oblique slice (no tool draws on an interpolated image)."""
+        g = self.plane_geometry
+        return None if g is None or self.oblique is not None else g
+
     def index(self) -> int:
-        return self.state.slice_index(self.plane) if self.geometry_ else 0
+        return self.state.slice_index(self.plane) if self.plane_geometry else 0
 
     def image_rect(self) -> QRectF:
-        g = self.geometry_
+        ob = self.oblique
+        if ob is not None:
+            return QRectF(0.0, 0.0, ob.width_mm, ob.height_mm)
+        g = self.plane_geometry
         return QRectF(0.0, 0.0, g.width_mm, g.height_mm) if g else QRectF(0, 0, 1, 1)
+
+    def pixel_mm(self) -> float:
+        """Scene millimetres per image pixel along the columns."""
+        ob = self.oblique
+        if ob is not None:
+            return ob.pixel_mm
+        g = self.plane_geometry
+        return g.col_spacing if g is not None else 1.0
 
     def fit(self) -> None:
         """Fit the whole slice in the view (and keep it fitted on resize until zoomed)."""
@@ -119,9 +151,8 @@ class SliceView(QWidget):
 
     def zoom_factor(self) -> float:
         """Screen pixels per image pixel along the columns."""
-        g = self.geometry_
         px = self.view_box.viewPixelSize()[0]
-        return float(g.col_spacing / px) if g and px > 0 else 1.0
+        return float(self.pixel_mm() / px) if self.plane_geometry and px > 0 else 1.0
 
     def zoom_by(self, factor: float, centre: QPointF | None = None) -> None:
         self._fitted = False
@@ -129,8 +160,8 @@ class SliceView(QWidget):
 
     # ---- drawing -------------------------------------------------------------------------
     def _volume_changed(self) -> None:
-        g = self.geometry_
-        self._shown_index = None
+        g = self.plane_geometry
+        self._shown_index = self._shown_key = None
         self.setEnabled(g is not None)
         for overlay in list(self.overlays):
             self._remove_overlay(overlay)
@@ -138,62 +169,131 @@ class SliceView(QWidget):
             self.image.clear()
             self.text.clear()
             return
-        vol = self.state.volume
-        # A projection image (CR/DX/MG...) carries no patient orientation in its geometry: the
-        # identity direction it gets would print wrong letters, so show none.
-        known = not vol.is_2d or vol.modality in SECTIONAL_MODALITIES  # type: ignore[union-attr]
-        self.text.set_letters(g.edge_letters() if known else None)
+        self._set_letters()
         self._draw_image(force=True)
-        self.image.setRect(self.image_rect())
+        self._shown_rect = self.image_rect()
+        self.image.setRect(self._shown_rect)
         self.fit()
         self._cursor_moved()
         self.text.place()
 
+    def orientation_known(self) -> bool:
+        """Whether this image has a patient orientation: letters and plane names mean something."""
+        vol = self.state.volume
+        if vol is None or not has_patient_orientation(vol):
+            return False
+        # A projection image (CR/DX/MG...) carries no patient orientation in its geometry: the
+        # identity direction it gets would print wrong letters, so show none.
+        return not vol.is_2d or vol.modality in SECTIONAL_MODALITIES
+
+    def _set_letters(self) -> None:
+        g = self.plane_geometry
+        if g is None or not self.orientation_known():
+            self.text.set_letters(None)
+            return
+        ob = self.oblique
+        self.text.set_letters(ob.frame.edge_letters() if ob is not None else g.edge_letters())
+
+    def _oblique_changed(self) -> None:
+        """The planes turned (or were reset): resample, re-letter and re-place this view."""
+        if self.plane_geometry is None:
+            return
+        old = self._shown_rect
+        self._set_letters()
+        self._draw_image(force=True)
+        rect = self.image_rect()
+        self.image.setRect(rect)
+        self._shown_rect = rect
+        for name in list(self.overlays):
+            self._refresh_overlay(self.overlays[name])
+        if rect != old:
+            self.fit()  # into or out of oblique: the scene changed; turning keeps it
+        self._cursor_moved()
+        self._range_changed()
+
+    def _depth(self, ob: ObliqueSlice) -> float:
+        return ob.depth_of(self.state.cursor_patient())
+
     def _draw_image(self, force: bool = False) -> None:
-        g, vol = self.geometry_, self.state.volume
+        g, vol = self.plane_geometry, self.state.volume
         if g is None or vol is None:
             return
         index = self.index()
-        if not force and index == self._shown_index:
+        ob = self.oblique
+        key = (index,) if ob is None else ("oblique", round(self._depth(ob), 4))
+        if not force and key == self._shown_key:
             return
-        self._shown_index = index
-        data = g.slice_of(vol.array, index)
+        self._shown_index, self._shown_key = index, key
+        slab = self.state.slab
+        if ob is not None:
+            data = ob.sample_slab(vol.array, self._depth(ob), slab, background=OUTSIDE)
+        elif slab.active and not vol.is_rgb:
+            data = slab_of(g, vol.array, index, slab)
+        else:
+            data = g.slice_of(vol.array, index)
         if vol.is_rgb:
             levels = (0, 255) if data.dtype == np.uint8 else (float(data.min()), float(data.max()))
             self.image.setImage(data, autoLevels=False, levels=levels, lut=None)
         else:
             lut = _GREY[::-1] if self.state.invert else _GREY
+            data = self.state.display_values(data)
+            self._shown_voi = self.state.voi_lut
             self.image.setImage(data, autoLevels=False, levels=self.state.levels(), lut=lut)
         for overlay in self.overlays.values():
-            overlay.refresh(g, index)
+            self._refresh_overlay(overlay)
+
+    def _refresh_overlay(self, overlay: RasterOverlay | BoxOverlay) -> None:
+        g, ob = self.plane_geometry, self.oblique
+        if g is None:
+            return
+        if ob is None:
+            overlay.refresh(g, self.index())
+        elif isinstance(overlay, RasterOverlay):
+            overlay.refresh_oblique(ob, self._depth(ob))
+        else:
+            overlay.clear()  # boxes are drawn on the planes they were found on
+
+    def _slab_changed(self) -> None:
+        self._draw_image(force=True)
+        self._update_text()
 
     def _data_updated(self) -> None:
         self._draw_image(force=True)
 
     def _window_changed(self) -> None:
-        if self.geometry_ is None or self.state.is_rgb:
+        if self.plane_geometry is None or self.state.is_rgb:
             self._update_text()
             return
+        if self.state.voi_lut != self._shown_voi:  # other values, not only other levels
+            self._draw_image(force=True)
         self.image.setLevels(self.state.levels())
         self.image.setLookupTable(_GREY[::-1] if self.state.invert else _GREY)
         self._update_text()
 
-    def _cursor_moved(self) -> None:
-        g = self.geometry_
-        if g is None:
-            return
-        shown = self._shown_index
-        self._draw_image()
-        if shown != self._shown_index and self._hover_scene is not None and self.underMouse():
-            # The slice changed under a still mouse (wheel, keys, cine): refresh the value.
-            self._mouse_moved(self._hover_scene)
+    def cursor_scene(self) -> QPointF:
+        """Where the cursor lies in this view's scene (mm)."""
+        ob, g = self.oblique, self.plane_geometry
+        if ob is not None:
+            x, y, _ = ob.scene_of(self.state.cursor_patient())
+            return QPointF(x, y)
+        assert g is not None
         _, row, col = g.from_voxel(self.state.cursor)
         x, y = g.pixel_to_scene(row, col)
-        self.v_line.setPos(x)
-        self.h_line.setPos(y)
-        show = self.show_crosshair and not self.state.volume.is_2d  # type: ignore[union-attr]
-        self.v_line.setVisible(show)
-        self.h_line.setVisible(show)
+        return QPointF(x, y)
+
+    def _cursor_moved(self) -> None:
+        g = self.plane_geometry
+        if g is None:
+            return
+        shown = self._shown_key
+        self._draw_image()
+        if shown != self._shown_key and self._hover_scene is not None and self.underMouse():
+            # The slice changed under a still mouse (wheel, keys, cine): refresh the value.
+            self._mouse_moved(self._hover_scene)
+        show = self.show_crosshair and len(self.state.planes) == 3
+        others = {p: self.state.frame(p) for p in self.state.planes if p != self.plane}
+        own = self.state.frame(self.plane)
+        self.crosshair.update(own, others, self.cursor_scene(), show)
         self._update_text()
 
     def set_crosshair_visible(self, visible: bool) -> None:
@@ -205,12 +305,16 @@ class SliceView(QWidget):
         self.text.set_visible(visible)
 
     def _update_text(self) -> None:
-        g, vol = self.geometry_, self.state.volume
+        g, vol = self.plane_geometry, self.state.volume
         if g is not None and vol is not None:
-            self.text.update(g, vol, self.state, self.plane, self.index(), self.zoom_factor())
+            self.text.update(
+                g, vol, self.state, self.plane, self.index(), self.zoom_factor(), self.oblique
+            )
 
     def _range_changed(self, *_: object) -> None:
-        self.scale_bar.set_mm_per_pixel(self.view_box.viewPixelSize()[0])
+        vol = self.state.volume
+        if vol is not None and self.plane_geometry is not None:
+            self.text.set_scale(vol, self.view_box.viewPixelSize()[0], self.pixel_mm())
         self._update_text()
 
     def resizeEvent(self, event) -> None:  # noqa: N802
@@ -224,7 +328,7 @@ class SliceView(QWidget):
         if event == "removed":
             self._remove_overlay(layer.name)
             return
-        g = self.geometry_
+        g = self.plane_geometry
         if g is None:
             return
         if event == "added" or layer.name not in self.overlays:
@@ -238,7 +342,7 @@ class SliceView(QWidget):
         overlay = self.overlays[layer.name]
         if isinstance(overlay, RasterOverlay):
             overlay.layer_changed()
-        overlay.refresh(g, self.index())
+        self._refresh_overlay(overlay)
 
     def _remove_overlay(self, name: str) -> None:
         overlay = self.overlays.pop(name, None)
@@ -246,91 +350,3 @@ class SliceView(QWidget):
             overlay.clear()
         elif overlay is not None:
             self.view_box.removeItem(overlay)
-
-    # ---- input ---------------------------------------------------------------------------
-    def scene_to_voxel(self, pos: QPointF) -> np.ndarray | None:
-        """View (mm) position -> (z, y, x) voxel indices on this view's slice, None outside."""
-        g = self.geometry_
-        if g is None:
-            return None
-        row, col = g.scene_to_pixel(pos.x(), pos.y())
-        if not (-0.5 <= row < g.n_rows - 0.5 and -0.5 <= col < g.n_cols - 0.5):
-            return None
-        return g.to_voxel(self.index(), row, col)
-
-    def move_cursor_to(self, pos: QPointF) -> None:
-        zyx = self.scene_to_voxel(pos)
-        if zyx is not None:
-            self.activated.emit(self.plane)
-            self.state.set_cursor(zyx)
-
-    def _mouse_moved(self, scene_pos: QPointF) -> None:
-        if self.geometry_ is None:
-            return
-        self._hover_scene = scene_pos
-        self.hovered.emit(self.scene_to_voxel(self.view_box.mapSceneToView(scene_pos)))
-
-    def handle_wheel(self, ev) -> None:
-        if self.geometry_ is None:
-            return
-        ev.accept()
-        self.activated.emit(self.plane)
-        delta = ev.delta() if hasattr(ev, "delta") else ev.angleDelta().y()
-        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            centre = self.view_box.mapSceneToView(ev.scenePos())
-            self.zoom_by(1.15 if delta > 0 else 1 / 1.15, centre)
-        elif delta:
-            # Wheel away from the user goes to the next slice, like most PACS viewers.
-            self.state.step_slice(self.plane, 1 if delta > 0 else -1)
-
-    def handle_drag(self, ev) -> bool:
-        """Right-drag windows; left-drag follows ``left_mode``. False: default (pan)."""
-        button = ev.button()
-        mode = "window" if button == Qt.MouseButton.RightButton else None
-        if button == Qt.MouseButton.LeftButton:
-            mode = self.left_mode
-        if mode in (None, "pan"):
-            self._fitted = False
-            return False
-        ev.accept()
-        self.activated.emit(self.plane)
-        delta = ev.screenPos() - ev.lastScreenPos()
-        if mode == "window":
-            if not self.state.is_rgb:
-                # Sensitivity follows the current width so fine and coarse windows both work.
-                step = max(self.state.width, 10.0) / 250.0
-                self.state.set_window(
-                    self.state.center - delta.y() * step, self.state.width + delta.x() * step
-                )
-        elif mode == "zoom":
-            centre = self.view_box.mapSceneToView(ev.buttonDownScenePos())
-            self.zoom_by(float(np.exp(-delta.y() * 0.01)), centre)
-        else:  # crosshair
-            self.move_cursor_to(self.view_box.mapSceneToView(ev.scenePos()))
-        return True
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
-        g = self.geometry_
-        if g is None:
-            super().keyPressEvent(event)
-            return
-        page = max(1, g.n_slices // 10)
-        key = event.key()
-        steps = {
-            Qt.Key.Key_Up: 1,
-            Qt.Key.Key_Right: 1,
-            Qt.Key.Key_Down: -1,
-            Qt.Key.Key_Left: -1,
-            Qt.Key.Key_PageUp: page,
-            Qt.Key.Key_PageDown: -page,
-        }
-        if key in steps:
-            self.state.step_slice(self.plane, steps[key])
-        elif key == Qt.Key.Key_Home:
-            self.state.set_slice(self.plane, 0)
-        elif key == Qt.Key.Key_End:
-            self.state.set_slice(self.plane, g.n_slices - 1)
-        else:
-            super().keyPressEvent(event)
-            return
-        event.accept()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
+from viewer.study.facts import has_patient_orientation
+from viewer.ui.calibration import Calibration
 from viewer.ui.planes import PLANES
 from viewer.ui.slice_view import SliceView
 from viewer.ui.state import ViewerState
@@ -50,9 +52,9 @@ class ViewerArea(QWidget):
     def set_layout(self, name: str) -> None:
         if name not in LAYOUTS:
             raise ValueError(f"unknown layout {name!r}; expected one of {LAYOUTS}")
-        volume = self.state.volume
-        if volume is not None and volume.is_2d:
-            name = "single"  # a 2D image has one plane only
+        if self.state.volume is not None and len(self.state.planes) < 3:
+            # A 2D image, or frames without a patient orientation, have one plane only.
+            name = "single"
         for i in reversed(range(self.grid.count())):
             self.grid.takeAt(i)
         for view in self.views.values():
@@ -97,7 +99,7 @@ class ViewerArea(QWidget):
 
     def _volume_changed(self) -> None:
         volume = self.state.volume
-        if volume is not None and volume.is_2d:
+        if volume is not None and len(self.state.planes) < 3:
             self.active_plane = "axial"
             self.set_layout("single")
         self._update_info()
@@ -109,12 +111,16 @@ class ViewerArea(QWidget):
             return
         nz, ny, nx = vol.shape
         sx, sy, sz = vol.spacing
-        lines = [
-            vol.description or vol.modality,
-            f"{nx}×{ny}×{nz} voxels",
-            f"{sx:.2f} × {sy:.2f} × {sz:.2f} mm",
-            *vol.warnings,
-        ]
+        cal = Calibration.of(vol)
+        if not has_patient_orientation(vol):
+            size = f"{nx}×{ny} pixels, {nz} frames" if nz > 1 else f"{nx}×{ny} pixels"
+        else:
+            size = f"{nx}×{ny}×{nz} voxels"
+        if cal.calibrated:
+            spacing = f"{sx:.2f} × {sy:.2f} × {sz:.2f} mm{cal.qualifier}"
+        else:
+            spacing = "no pixel spacing stated: measured in pixels"
+        lines = [vol.description or vol.modality, size, spacing, *vol.warnings]
         self.info_cell.setText("\n".join(s for s in lines if s))
 
     # ---- cine ----------------------------------------------------------------------------

@@ -35,17 +35,20 @@ from viewer.labels.model import (
     RoiRect,
     Ruler,
 )
+from viewer.ui.calibration import Calibration
+from viewer.ui.panels.label_import import LabelImporter
 
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
-def describe(a: Annotation, spacing_xyz) -> str:
-    """Where/how big, in a few words: 'slice 12', 'slices 4–9', '23.4 mm'."""
+def describe(a: Annotation, cal: Calibration) -> str:
+    """Where/how big, in a few words: 'slice 12', 'slices 4–9', '23.4 mm' (in pixels when
+    the series states no spacing)."""
     if isinstance(a, Box):
         lo, hi = a.bounds_zyx()
         return f"slice {int(lo[0])}" if not a.is_3d else f"slices {int(lo[0])}–{int(hi[0])}"
     if isinstance(a, Ruler):
-        return f"{a.length_mm(spacing_xyz):.1f} mm"
+        return cal.ruler_text(a.start, a.end)
     if isinstance(a, ModelMask):
         return a.layer
     if isinstance(a, (Polygon, RoiRect)):
@@ -90,9 +93,15 @@ class AnnotationsPanel(QWidget):
         self.add_class_button.clicked.connect(self._ask_new_class)
         self.remove_class_button = QPushButton("Remove")
         self.remove_class_button.clicked.connect(self.remove_current_class)
+        #: Import… (DICOM-SEG, RTSTRUCT, masks, annotations) and the line saying how it went
+        self.importer = LabelImporter(self)
+        self.import_button, self.import_status = self.importer.button, self.importer.status
+        self.import_finished = self.importer.import_finished
         row.addWidget(self.add_class_button)
         row.addWidget(self.remove_class_button)
+        row.addWidget(self.import_button)
         cl.addLayout(row)
+        cl.addWidget(self.import_status)
         layout.addWidget(classes)
 
         settings = QGroupBox("Tool settings")
@@ -150,6 +159,10 @@ class AnnotationsPanel(QWidget):
         controller.selection_changed.connect(self._controller_selected)
         self.reload()
 
+    def import_file(self, path) -> bool:
+        """Import a label file onto the open series (see ``LabelImporter.import_file``)."""
+        return self.importer.import_file(path)
+
     # ---- state ----------------------------------------------------------------------------
     @property
     def doc(self):
@@ -205,7 +218,7 @@ class AnnotationsPanel(QWidget):
         self.tree.clear()
         if self.doc is None:
             return
-        spacing = self.ctrl.state.volume.spacing if self.ctrl.state.volume else (1, 1, 1)
+        cal = Calibration.of(self.ctrl.state.volume)
         selected = self.ctrl.ctx.selected if self.ctrl.ctx else None
         for a in self.doc.annotations.values():
             label = (
@@ -213,7 +226,7 @@ class AnnotationsPanel(QWidget):
             )
             score = "" if a.score is None else f"{a.score:.2f}"
             item = QTreeWidgetItem(
-                [a.kind, str(label), a.source, a.status, score, describe(a, spacing)]
+                [a.kind, str(label), a.source, a.status, score, describe(a, cal)]
             )
             item.setData(0, ID_ROLE, a.id)
             if a.status == "proposed":

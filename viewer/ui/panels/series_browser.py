@@ -1,23 +1,36 @@
-"""Series browser: every series found in the opened folder; double-click one to read it."""
+"""Series browser: every series found in the opened folder; double-click one to read it.
+
+Each volume of a multi-volume series (echoes, phases, b-values, a 4D NIfTI) is an entry of
+its own; the play bar under the list steps through the volumes of the series shown and plays
+a time series, keeping the volumes it loaded (up to a memory bound) so each loads once."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtCore import QMetaMethod, QPoint, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QHeaderView,
+    QLabel,
     QMenu,
+    QToolButton,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from radlens_core.limits import max_alloc_bytes
+from viewer.study.volume import Volume, VolumeCache
+
 if TYPE_CHECKING:
     from viewer.study.scan import SeriesInfo
+
+#: Milliseconds between volumes while a time series plays.
+PLAY_INTERVAL_MS = 500
 
 #: Full column names (header tooltips and the header's right-click menu).
 COLUMNS = ("Patient", "Date", "Modality", "Description", "Images", "Size", "Series number")
@@ -38,6 +51,36 @@ def _date_text(value: str | None) -> str:
     return f"{s[:4]}-{s[4:6]}-{s[6:8]}" if len(s) == 8 and s.isdigit() else s
 
 
+def description_text(info: SeriesInfo) -> str:
+    """The Description cell: which volume this entry is (first: the dock is narrow and the
+    volumes of one series share their description), then the series description."""
+    volume = info.volume_text
+    if not volume:
+        return info.description or ""
+    return f"{volume} · {info.description}" if info.description else volume
+
+
+class _Row(QTreeWidgetItem):
+    """A row that sorts numbers as numbers and the volumes of one series by their number."""
+
+    def _key(self, col: int) -> tuple:
+        value = self.data(col, Qt.ItemDataRole.DisplayRole)
+        if value is None or value == "":
+            first: tuple = (0, 0, "")
+        elif isinstance(value, (int, float)):
+            first = (1, float(value), "")
+        else:
+            first = (2, 0, str(value).lower())
+        return (*first, self.data(1, Qt.ItemDataRole.UserRole) or 0)
+
+    def __lt__(self, other: QTreeWidgetItem) -> bool:
+        tree = self.treeWidget()
+        col = tree.sortColumn() if tree is not None else 0
+        if not isinstance(other, _Row):
+            return False
+        return self._key(col) < other._key(col)
+
+
 def row_tooltip(info: SeriesInfo) -> str:
     """Every field of a series, one per line: hidden or cut columns are still readable."""
     name, pid = info.patient_name or "", info.patient_id or ""
@@ -47,6 +90,7 @@ def row_tooltip(info: SeriesInfo) -> str:
         ("Study", info.study_description or ""),
         ("Modality", info.modality or ""),
         ("Series", info.description or ""),
+        ("Volume", info.volume_text + (" (a time series)" if info.time_series else "")),
         ("Series number", str(info.series_number or "")),
         ("Images", str(info.n_images or "")),
         ("Size", _size_text(info)),
@@ -63,6 +107,8 @@ class SeriesBrowser(QWidget):
     """A flat, sortable table of series; non-image series are greyed out with their reason."""
 
     series_activated = Signal(object)
+    #: a volume of a multi-volume series already loaded (from the cache): show it as loaded
+    volume_activated = Signal(object)
     #: the shown columns' full names, after the user turned one on or off
     columns_changed = Signal(list)
 
@@ -92,6 +138,12 @@ class SeriesBrowser(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.tree)
         self.series: list[SeriesInfo] = []
+        self._build_play_bar(layout)
+        #: Volumes of multi-volume series already loaded (``remember``), by key.
+        self.cache = VolumeCache(max_alloc_bytes() // 2)
+        #: The volume last asked for, and whether it has arrived (playing waits for it).
+        self.current: SeriesInfo | None = None
+        self._waiting = False
 
     def _size_columns(self) -> None:
         # Fixed widths from the font, not ResizeToContents: seven content-wide columns made
@@ -150,16 +202,21 @@ class SeriesBrowser(QWidget):
         menu.popup(self.tree.header().mapToGlobal(pos))
 
     def set_series(self, series: list[SeriesInfo]) -> None:
+        self.stop()
+        self.cache.clear()
+        self.current = None
+        self._waiting = False
+        self._update_play_bar()
         self.tree.setSortingEnabled(False)
         self.tree.clear()
         self.series = list(series)
         for i, info in enumerate(self.series):
-            item = QTreeWidgetItem(
+            item = _Row(
                 [
                     info.patient_name or info.patient_id or "",
                     _date_text(info.study_date),
                     info.modality or "",
-                    info.description or "",
+                    description_text(info),
                     "",
                     _size_text(info),
                     "",
@@ -171,6 +228,7 @@ class SeriesBrowser(QWidget):
             if number is not None:
                 item.setData(6, Qt.ItemDataRole.DisplayRole, int(number))
             item.setData(0, Qt.ItemDataRole.UserRole, i)
+            item.setData(1, Qt.ItemDataRole.UserRole, info.volume_index)
             tip = row_tooltip(info)
             for col in range(len(COLUMNS)):
                 item.setToolTip(col, tip)
@@ -193,7 +251,116 @@ class SeriesBrowser(QWidget):
         return None
 
     def _activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
-        self.series_activated.emit(self.series[item.data(0, Qt.ItemDataRole.UserRole)])
+        self.activate(self.series[item.data(0, Qt.ItemDataRole.UserRole)])
+
+    # ---- volumes of one series: step, play, cache ---------------------------------------
+    def activate(self, info: SeriesInfo) -> None:
+        """Show ``info``: from the cache when its volume was loaded before and the window
+        takes volumes (``volume_activated`` is connected), else by loading it."""
+        self.current = info
+        item = self.item_for(info)
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.setCurrentItem(item)  # the row follows stepping and playing
+        cached = self.cache.get(info.series_uid) if info.volume_count > 1 else None
+        takes_volumes = self.isSignalConnected(QMetaMethod.fromSignal(self.volume_activated))
+        self._update_play_bar()
+        if cached is not None and takes_volumes:
+            self._waiting = False
+            self.volume_activated.emit(cached)
+            return
+        self._waiting = True
+        self.series_activated.emit(info)
+
+    def remember(self, volume: Volume) -> None:
+        """A series finished loading (connect the window's ``series_loaded``): keep it when it
+        is one volume of several, and let a playing series go on."""
+        if any(s.series_uid == volume.key and s.volume_count > 1 for s in self.series):
+            self.cache.put(volume)
+        if self.current is not None and volume.key == self.current.series_uid:
+            self._waiting = False
+
+    def siblings(self, info: SeriesInfo | None = None) -> list[SeriesInfo]:
+        """The volumes of ``info``'s series (the current one by default), in order."""
+        info = info or self.current
+        if info is None or info.volume_count <= 1 or not info.volume_group:
+            return []
+        same = [
+            s
+            for s in self.series
+            if s.volume_group == info.volume_group and s.study_uid == info.study_uid
+        ]
+        return sorted(same, key=lambda s: s.volume_index)
+
+    def step(self, delta: int) -> None:
+        """Show the next (``delta`` 1) or previous (-1) volume of the current series."""
+        volumes = self.siblings()
+        if not volumes or self.current is None:
+            return
+        at = next((k for k, s in enumerate(volumes) if s.series_uid == self.current.series_uid), 0)
+        self.activate(volumes[(at + delta) % len(volumes)])
+
+    def play(self) -> None:
+        """Step through the volumes of the current time series until ``stop``."""
+        if self.current is None or not self.current.time_series or not self.siblings():
+            self.play_button.setChecked(False)
+            return
+        self.play_timer.start()
+        self.play_button.setChecked(True)
+
+    def stop(self) -> None:
+        self.play_timer.stop()
+        self.play_button.setChecked(False)
+
+    @property
+    def playing(self) -> bool:
+        return self.play_timer.isActive()
+
+    def _tick(self) -> None:
+        # The next volume only once the last one is on screen: a load is never cancelled
+        # by the next one, so every volume is shown (and cached) once.
+        if not self._waiting:
+            self.step(1)
+
+    def _build_play_bar(self, layout: QVBoxLayout) -> None:
+        self.play_bar = QWidget(self)
+        self.play_bar.setObjectName("volume_play_bar")
+        row = QHBoxLayout(self.play_bar)
+        row.setContentsMargins(2, 0, 2, 2)
+        self.prev_button = QToolButton(self.play_bar)
+        self.prev_button.setText("◀")
+        self.prev_button.setToolTip("Previous volume of this series")
+        self.prev_button.clicked.connect(lambda: self.step(-1))
+        self.play_button = QToolButton(self.play_bar)
+        self.play_button.setText("▶ Play")
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Play the volumes of this time series one after another")
+        self.play_button.toggled.connect(lambda on: self.play() if on else self.stop())
+        self.next_button = QToolButton(self.play_bar)
+        self.next_button.setText("▶|")
+        self.next_button.setToolTip("Next volume of this series")
+        self.next_button.clicked.connect(lambda: self.step(1))
+        self.volume_label = QLabel(self.play_bar)
+        self.volume_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for widget in (self.prev_button, self.play_button, self.next_button):
+            row.addWidget(widget)
+        row.addWidget(self.volume_label, 1)
+        layout.addWidget(self.play_bar)
+        self.play_timer = QTimer(self)
+        self.play_timer.setInterval(PLAY_INTERVAL_MS)
+        self.play_timer.timeout.connect(self._tick)
+        self.play_bar.setVisible(False)
+
+    def _update_play_bar(self) -> None:
+        info = self.current
+        several = bool(self.siblings())
+        self.play_bar.setVisible(several)
+        if not several or info is None:
+            if self.playing:
+                self.stop()
+            return
+        self.play_button.setEnabled(info.time_series)
+        self.volume_label.setText(info.volume_text)
+        self.volume_label.setToolTip(info.volume_text)
 
     def first_image_series(self) -> SeriesInfo | None:
         """The series to open automatically: the one with the most images."""

@@ -13,6 +13,7 @@ from viewer.ui.tools.base import (
 from viewer.ui.tools.brush import BrushTool
 from viewer.ui.tools.edit import BoxEditTool
 from viewer.ui.tools.planes import Plane
+from viewer.ui.tools.segment import ClickSegmentTool, IslandTool
 from viewer.ui.tools.shapes import BoxTool, PointTool, PolygonTool, RoiTool, RulerTool
 
 #: (name, title, shortcut, class, keyword arguments) of every tool, in tool-bar order.
@@ -29,6 +30,8 @@ TOOL_TABLE: tuple[tuple[str, str, str, type[Tool], dict], ...] = (
     ("ruler", "Ruler", "M", RulerTool, {}),
     ("roi_ellipse", "Ellipse ROI", "N", RoiTool, {"shape": "ellipse"}),
     ("roi_rect", "Rectangle ROI", "Shift+N", RoiTool, {"shape": "rect"}),
+    ("click_segment", "Click to segment (Shift+click removes)", "K", ClickSegmentTool, {}),
+    ("island", "Pick island (keep or remove the one clicked)", "Shift+K", IslandTool, {}),
 )
 
 
@@ -48,6 +51,8 @@ __all__ = [
     "BoxInfo",
     "BoxTool",
     "BrushTool",
+    "ClickSegmentTool",
+    "IslandTool",
     "Plane",
     "PlaneEvent",
     "PointTool",

@@ -25,6 +25,8 @@ SHORT = {
     "ruler": "Ruler",
     "roi_ellipse": "Ellipse",
     "roi_rect": "Rect",
+    "click_segment": "Click",
+    "island": "Island",
 }
 
 

@@ -7,12 +7,28 @@ tool changes goes through the sink, so every edit is journalled and undoable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from radlens_core.progress import CancelCheck, never_cancelled
+from viewer.labels.labelmap import MaskEdit
 from viewer.ui.tools.planes import Plane
+
+#: run_job(label, work, done, heavy): ``work(cancelled)`` computes (on a worker thread when
+#: ``heavy``, under the window's progress bar), ``done(result)`` applies it on the caller's
+#: thread -- or is never called when the labels changed meanwhile or the user cancelled.
+JobRunner = Callable[[str, Callable[[CancelCheck], Any], Callable[[Any], None], bool], None]
+
+
+def run_now(
+    label: str, work: Callable[[CancelCheck], Any], done: Callable[[Any], None], heavy: bool
+) -> None:
+    """The JobRunner without a window: compute and apply at once."""
+    done(work(never_cancelled))
+
 
 #: review status of an annotation; model proposals start "proposed".
 STATUSES = ("proposed", "accepted", "rejected", "edited")
@@ -103,6 +119,14 @@ class AnnotationSink(Protocol):
 
     def remove(self, annotation_id: str) -> None: ...
 
+    def label_array(self) -> np.ndarray:
+        """The (z, y, x) label map, to read (segment editor operations compute on it)."""
+        ...
+
+    def apply_mask_edit(self, edit: MaskEdit) -> None:
+        """Apply a computed label-map edit as one undo step."""
+        ...
+
 
 @dataclass
 class ToolContext:
@@ -116,6 +140,16 @@ class ToolContext:
     box_3d: bool = False
     threshold: tuple[float, float] = (-400.0, 400.0)
     selected: str | None = None
+    #: voxel spacing (z, y, x) in mm: brush sizes, margins and island volumes are physical
+    spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: how long operations run (the window sets one that uses a worker and the progress bar)
+    run_job: JobRunner = run_now
+    #: click-to-segment: band half-width in multiples of the clicked neighbourhood's spread
+    tolerance: float = 2.5
+    #: click-to-segment grows in 3D (else on the slice shown)
+    segment_3d: bool = False
+    #: what a click with the island tool does: "keep_selected" or "remove_selected"
+    island_mode: str = "keep_selected"
     #: ids the last edit touched (the panel selects them)
     changed: list[str] = field(default_factory=list)
 

@@ -146,7 +146,8 @@ class AnnotationController(QObject):
         self.document = document
         self.sink = DocumentSink(document, on_painted=self._painted)
         hu = None if volume.is_rgb else np.asarray(volume.array)
-        self.ctx = ToolContext(sink=self.sink, hu=hu)
+        sx, sy, sz = (float(v) for v in volume.spacing)
+        self.ctx = ToolContext(sink=self.sink, hu=hu, spacing_zyx=(sz, sy, sx))
         if document.label_set.classes:
             self.ctx.label = document.label_set.classes[0].index
         self.tools = make_tools(self.ctx)

@@ -214,3 +214,14 @@ class DocumentSink:
 
     def remove(self, annotation_id: str) -> None:
         self.document.remove(annotation_id)
+
+    # ---- segment editor ---------------------------------------------------------------------
+    def label_array(self) -> np.ndarray:
+        return self.document.labelmap.array
+
+    def apply_mask_edit(self, edit: MaskEdit) -> None:
+        if edit.empty:
+            return
+        if self._saved is not None:
+            self.end_stroke()  # a stroke in progress is its own undo step, before this one
+        self.document.apply(edit)

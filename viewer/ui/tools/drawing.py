@@ -34,6 +34,7 @@ from viewer.labels.model import (
 from viewer.labels.planar import cut_segments
 from viewer.labels.stats import RoiStats, roi_stats
 from viewer.study.volume import Volume
+from viewer.ui.calibration import Calibration
 from viewer.ui.tools.base import Preview
 from viewer.ui.tools.planes import Plane
 
@@ -48,14 +49,18 @@ PREVIEW_COLOUR = QColor(255, 255, 255)
 HANDLE_MM_PX = 7.0  # handle squares, in screen pixels
 
 
-def format_stats(stats: RoiStats, unit: str = "HU") -> str:
-    """The caption beside an ROI: mean ± SD, range, area and volume."""
+def format_stats(stats: RoiStats, unit: str = "HU", cal: Calibration | None = None) -> str:
+    """The caption beside an ROI: mean ± SD, range, area (in pixels without calibrated
+    spacing) and volume (only with spacing in the patient)."""
     if stats.voxels == 0:
         return "empty ROI"
+    cal = cal or Calibration()
+    area = cal.area_text(stats.voxels, stats.area_mm2 / stats.voxels)
+    volume = f"  {stats.volume_ml:.3f} mL" if cal.source == "patient" else ""
     return (
         f"{stats.mean:.1f} ± {stats.sd:.1f} {unit}\n"
         f"min {stats.min:.0f}  max {stats.max:.0f}\n"
-        f"{stats.area_mm2:.1f} mm²  {stats.volume_ml:.3f} mL"
+        f"{area}{volume}"
     )
 
 
@@ -145,8 +150,8 @@ class ViewDrawing:
                     self._add(QGraphicsLineItem(p.x(), p.y(), q.x(), q.y())).setPen(
                         self._pen(colour)
                     )
-                    mm = a.length_mm(volume.spacing) if volume is not None else 0.0
-                    self._text(f"{mm:.1f} mm", q, colour, anchor=(0, 0))
+                    text = Calibration.of(volume).ruler_text(a.start, a.end)
+                    self._text(text, q, colour, anchor=(0, 0))
 
     def _box(self, a: Box, index: int, colour: QColor, name: str, selected: bool) -> None:
         lo, hi = a.bounds_zyx()
@@ -221,7 +226,9 @@ class ViewDrawing:
             if a not in self._stats:
                 try:
                     unit = "HU" if volume.modality == "CT" else ""
-                    self._stats[a] = format_stats(roi_stats(volume, a), unit)
+                    self._stats[a] = format_stats(
+                        roi_stats(volume, a), unit, Calibration.of(volume)
+                    )
                 except LabelError as exc:
                     self._stats[a] = str(exc)
             # Beside the ROI, on the side with more room, so the numbers are not cut off.

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QScrollArea, QWidget
 
 from viewer.labels.findings import apply_proposal, plan_result, prepare_proposal
 from viewer.labels.model import LabelError
 from viewer.ui.feature import WindowServices
 from viewer.ui.panels.annotations import AnnotationsPanel
+from viewer.ui.panels.segment_editor import SegmentEditorPanel
 from viewer.ui.tools.annotation_bar import AnnotationToolBar
 from viewer.ui.tools.controller import AnnotationController
+from viewer.ui.tools.segment_editor import SegmentEditor
 from viewer.ui.workers import Task
 
 #: Label maps up to this many voxels are turned into proposals at once on the UI thread
@@ -58,8 +60,24 @@ class Annotations:
         self.dock.setObjectName("dock_annotations")
         self.dock.setWidget(self.panel)
         services.add_dock("annotations", self.dock)
-        # Choosing a tool shows its settings and list (Findings rises on Analyze).
-        ctrl.tool_changed.connect(lambda name: self.dock.raise_() if name else None)
+
+        # The Segment Editor: model-free interactive segmentation on the same Document.
+        self.segment_editor = SegmentEditor(ctrl, services, window)
+        self.segment_editor.message_posted.connect(lambda text: services.show_message(text, 8000))
+        self.segment_panel = SegmentEditorPanel(self.segment_editor, self.set_tool, window)
+        self.segment_dock = QDockWidget("Segment Editor", window)
+        self.segment_dock.setObjectName("dock_segment_editor")
+        # Scrolls rather than widening the one right-hand column it shares with the others.
+        scroll = QScrollArea(window)
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.segment_panel)
+        self.segment_dock.setWidget(scroll)
+        services.add_dock("segment_editor", self.segment_dock, beside="annotations")
+        bar.label_selected.connect(lambda *_: self.segment_panel.refresh())
+        # Choosing a tool shows its settings and list (Findings rises on Analyze); the
+        # Segment Editor's own tools, and the brush while it grows from seeds, show it.
+        ctrl.tool_changed.connect(self._raise_panel)
 
         self.actions = {
             "undo": _action(window, "&Undo", ctrl.undo, "Ctrl+Z"),
@@ -183,6 +201,14 @@ class Annotations:
             crosshair = self.services.actions.get("mode_crosshair")
             if crosshair is not None:
                 crosshair.setChecked(True)
+
+    def _raise_panel(self, name: str | None) -> None:
+        if not name:
+            return
+        if name in ("click_segment", "island") or self.segment_editor.seeds_on:
+            self.segment_dock.raise_()
+        else:
+            self.dock.raise_()
 
     def _refresh_labels(self) -> None:
         doc, ctx = self.controller.document, self.controller.ctx

@@ -56,10 +56,10 @@ class _DragTool(Tool):
 
     def _size_text(self) -> str:
         assert self.start is not None and self.current is not None
-        pr, pc = self.start.plane.pixel_mm
-        h = abs(self.current.row - self.start.row) * pr
-        w = abs(self.current.col - self.start.col) * pc
-        return f"{w:.1f} × {h:.1f} mm"
+        plane = self.start.plane
+        rows = self.current.row - self.start.row
+        cols = self.current.col - self.start.col
+        return plane.calibration.size_text(rows, cols, plane.pixel_mm)
 
 
 class BoxTool(_DragTool):
@@ -138,7 +138,8 @@ class RoiTool(_DragTool):
 
 
 class RulerTool(_DragTool):
-    """A distance in millimetres between two points on a slice."""
+    """A distance between two points on a slice: millimetres when the image is calibrated
+    (saying so when at the detector), pixels when it is not."""
 
     name, title = "ruler", "Ruler"
 
@@ -152,14 +153,14 @@ class RulerTool(_DragTool):
     def preview(self) -> list[Preview]:
         if self.start is None or self.current is None:
             return []
-        mm = self.start.plane.distance_mm(self.start.rc, self.current.rc)
+        text = self.start.plane.distance_text(self.start.rc, self.current.rc)
         return [
             Preview(
                 "line",
                 self.start.plane.name,
                 self.start.slice_index,
                 (self.start.rc, self.current.rc),
-                f"{mm:.1f} mm",
+                text,
             )
         ]
 

@@ -1,0 +1,215 @@
+"""Quality of the model-free interactive tools on held-out chest phantoms: NoC@90 and Dice
+after 1, 3 and 5 clicks per structure, with the simulated user of the interactive
+segmentation literature (each next click at the centre -- the point farthest from its
+border -- of the largest error region; positive when the region is missed structure,
+negative when it is wrongly included).
+
+- click-to-segment: a 3D region grown from the click (default tolerance) is added, or, for
+  a negative click, removed;
+- grow from seeds: a click is a stroke (a cross through the click over the error region,
+  on the axial, coronal or sagittal slice where that region is largest) of the
+  structure's label or of a background label; the result is the full-resolution accept of
+  ``SeedGrower`` (one label at first: the region's border is then background).
+
+Run: PYTHONPATH=. python -m tests.benchmarks.segment_quality [--quick]
+(the phantoms' seeds 101 and 102 are used by no test and no default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from phantoms.chest import LUNG, NODULE, chest_ct
+from viewer.labels.grow import RegionGrower, SeedGrower
+from viewer.labels.model import LabelError
+
+HELD_OUT_SEEDS = (101, 102)
+MAX_CLICKS = 20
+REPORT_AT = (1, 3, 5)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = float(a.sum() + b.sum())
+    return 2.0 * float((a & b).sum()) / s if s else 1.0
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def structures(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple, dict]:
+    """(image, spacing zyx, {name: truth}) of one held-out phantom."""
+    ct = chest_ct(shape, seed=seed, n_nodules=(2, 3), nodule_radius_mm=(5.0, 10.0))
+    hu = ct.hu
+    lung = ct.labels == LUNG
+    nodules, _ = ndimage.label(ct.labels == NODULE)
+    sizes = np.bincount(nodules.ravel())[1:]
+    nodule = nodules == (int(np.argmax(sizes)) + 1)
+    # The vessels are the soft-tissue tubes the phantom draws inside the lungs (the lung
+    # label includes them); the biggest connected tree is the structure.
+    vessel = _largest(lung & (hu > -400))
+    # The body: everything not outside air, holes (lungs) filled slice by slice.
+    outside = _largest(ndimage.median_filter(hu, 3) < -950)
+    body = ndimage.binary_fill_holes(~outside, structure=np.ones((1, 3, 3), bool))
+    truth = {"lung": lung, "nodule": nodule, "vessel": vessel, "body": body}
+    return hu, tuple(float(s) for s in ct.spacing[::-1]), truth
+
+
+@dataclass
+class Click:
+    zyx: tuple[int, int, int]
+    positive: bool
+
+
+def next_click(pred: np.ndarray, truth: np.ndarray, spacing) -> Click | None:
+    """The centre of the largest error region (missed structure or wrong inclusion)."""
+    best: tuple[int, np.ndarray, bool] | None = None
+    for positive, err in ((True, truth & ~pred), (False, pred & ~truth)):
+        if not err.any():
+            continue
+        comp = _largest(err)
+        n = int(comp.sum())
+        if best is None or n > best[0]:
+            best = (n, comp, positive)
+    if best is None:
+        return None
+    _, comp, positive = best
+    region = ndimage.find_objects(comp.astype(np.uint8))[0]
+    # The series' edge is the region's border too (a body spanning every slice).
+    padded = np.pad(comp[region], 1)
+    dist = ndimage.distance_transform_edt(padded, sampling=spacing)
+    at = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    zyx = tuple(int(a - 1 + s.start) for a, s in zip(at, region, strict=True))
+    return Click(zyx, positive)  # type: ignore[arg-type]
+
+
+def run_click_to_segment(image, spacing, truth) -> list[float]:
+    grower = RegionGrower(image, spacing)
+    pred = np.zeros(truth.shape, bool)
+    scores = []
+    for _ in range(MAX_CLICKS):
+        click = next_click(pred, truth, spacing)
+        if click is None:
+            scores.append(1.0)
+            continue
+        grown = grower.grow(click.zyx, tolerance=2.5).full(truth.shape)
+        pred = pred | grown if click.positive else pred & ~grown
+        scores.append(dice(pred, truth))
+    return scores
+
+
+def stroke(click: Click, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """A user's stroke for ``click``: on the axial, coronal or sagittal slice through it where
+    the error region's cross-section is largest, a cross (its row and its column through the
+    click) over the error region, kept a voxel away from the region's edge."""
+    err = truth & ~pred if click.positive else pred & ~truth
+    comp = _component_at(err, click.zyx)
+    best_axis = max(range(3), key=lambda a: int(np.take(comp, click.zyx[a], axis=a).sum()))
+    section = np.take(comp, click.zyx[best_axis], axis=best_axis)
+    inner = ndimage.binary_erosion(section) if section.sum() > 9 else section
+    r, c = (v for a, v in enumerate(click.zyx) if a != best_axis)
+    cross = np.zeros(section.shape, bool)
+    cross[r, :] = _run_through(inner[r, :], c)
+    cross[:, c] |= _run_through(inner[:, c], r)
+    cross[r, c] = True
+    out = np.zeros(truth.shape, bool)
+    cut = [slice(None)] * 3
+    cut[best_axis] = slice(click.zyx[best_axis], click.zyx[best_axis] + 1)
+    out[tuple(cut)] = np.expand_dims(cross, best_axis)
+    return out
+
+
+def _component_at(mask: np.ndarray, zyx) -> np.ndarray:
+    labels, _ = ndimage.label(mask)
+    return labels == labels[zyx] if labels[zyx] else mask
+
+
+def _run_through(line: np.ndarray, i: int) -> np.ndarray:
+    """The run of True values of ``line`` containing index ``i``."""
+    out = np.zeros(line.shape, bool)
+    if not line[i]:
+        return out
+    lo, hi = i, i
+    while lo > 0 and line[lo - 1]:
+        lo -= 1
+    while hi + 1 < len(line) and line[hi + 1]:
+        hi += 1
+    out[lo : hi + 1] = True
+    return out
+
+
+def run_grow_from_seeds(image, spacing, truth) -> list[float]:
+    grower = SeedGrower(image, spacing)
+    seeds = np.zeros(truth.shape, np.uint8)
+    pred = np.zeros(truth.shape, bool)
+    scores = []
+    for _ in range(MAX_CLICKS):
+        click = next_click(pred, truth, spacing)
+        if click is None:
+            scores.append(1.0)
+            continue
+        seeds[stroke(click, pred, truth)] = 1 if click.positive else 2
+        try:
+            result = grower.refine(seeds)
+        except LabelError:
+            scores.append(dice(pred, truth))
+            continue
+        pred = np.zeros(truth.shape, bool)
+        pred[result.region] = result.values == 1
+        scores.append(dice(pred, truth))
+    return scores
+
+
+def noc(scores: list[float], target: float = 0.9) -> str:
+    for i, s in enumerate(scores, start=1):
+        if s >= target:
+            return str(i)
+    return f">{len(scores)}"
+
+
+METHODS: dict[str, Callable] = {
+    "click-to-segment (3D)": run_click_to_segment,
+    "grow from seeds": run_grow_from_seeds,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one phantom, a smaller grid")
+    args = parser.parse_args(argv)
+    shape = (48, 96, 96) if args.quick else (100, 256, 256)
+    seeds = HELD_OUT_SEEDS[:1] if args.quick else HELD_OUT_SEEDS
+    rows: dict[tuple[str, str], list[list[float]]] = {}
+    for seed in seeds:
+        image, spacing, truths = structures(seed, shape)
+        for method, fn in METHODS.items():
+            for name, truth in truths.items():
+                t0 = time.perf_counter()
+                rows.setdefault((method, name), []).append(fn(image, spacing, truth))
+                print(
+                    f"  phantom {seed} {method} {name}: {time.perf_counter() - t0:.1f} s",
+                    file=sys.stderr,
+                )
+    print(f"Phantoms {list(seeds)} at {shape} (z, y, x); up to {MAX_CLICKS} clicks.\n")
+    print("| method | structure | NoC@90 (per phantom) | Dice@1 | Dice@3 | Dice@5 |")
+    print("|---|---|---|---|---|---|")
+    for (method, name), runs in rows.items():
+        nocs = ", ".join(noc(r) for r in runs)
+        means = [np.mean([r[k - 1] for r in runs]) for k in REPORT_AT]
+        print(f"| {method} | {name} | {nocs} | " + " | ".join(f"{m:.3f}" for m in means) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

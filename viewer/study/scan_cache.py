@@ -1,0 +1,391 @@
+"""What the folder scan read from each file, kept between runs so reopening a folder is quick.
+
+One JSON file per scanned folder in the user data folder (``scan-cache/``, 0700, files 0600),
+never beside the sources. An entry is used only when the file's size, modification time,
+change time and inode are what they were when it was read, and its modification time is
+older than the cache by ``RACY_NS`` (a file written in the same clock tick as the cache
+could change again unseen: it is read again, as git does with its index). A cache written
+by other code (any change to the header reading modules or the records it holds), for
+another folder, or that cannot be parsed is ignored and rewritten. At most
+``MAX_CACHE_FILES`` folders and ``MAX_CACHE_BYTES`` are kept, least recently used dropped
+first. ``RADLENS_SCAN_CACHE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import stat
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from radlens_core.files import PRIVATE_FILE_MODE
+from radlens_core.limits import max_alloc_bytes
+from radlens_core.paths import private_dir, user_data_dir
+from viewer.study.headers import HEADER_KEYWORDS, HEADER_SEQUENCES, FileHeader
+from viewer.study.records import SeriesInfo
+from viewer.study.tag_reader import TagSet
+
+ENV_VAR = "RADLENS_SCAN_CACHE"
+CACHE_VERSION = 1
+#: Folders remembered, and bytes all their caches may take together.
+MAX_CACHE_FILES = 64
+MAX_CACHE_BYTES = 256 << 20
+#: A folder with more files than this is not cached (its cache would be too big to help).
+MAX_ENTRIES = 200_000
+#: Files modified this close to (or after) the cache's writing are read again.
+RACY_NS = 2_000_000_000
+#: The modules whose code decides what an entry holds: a change to any invalidates caches.
+_SOURCES = ("headers", "tag_reader", "dataset", "records", "scan", "layout", "scan_cache")
+
+_KNOWN = frozenset(HEADER_KEYWORDS) | frozenset(HEADER_SEQUENCES)
+_fingerprint: list[str] = []
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_VAR, "1").strip() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    return private_dir(user_data_dir() / "scan-cache")
+
+
+def fingerprint() -> str:
+    """What an entry's meaning depends on: the record fields, the keyword list and the code
+    of the modules that read headers (a cache written by other code is not used)."""
+    if not _fingerprint:
+        h = hashlib.sha256()
+        h.update(str(CACHE_VERSION).encode())
+        for cls in (FileHeader, SeriesInfo):
+            for f in dataclasses.fields(cls):
+                h.update(f"{cls.__name__}.{f.name}:{f.type};".encode())
+        h.update(repr((HEADER_KEYWORDS, HEADER_SEQUENCES)).encode())
+        here = Path(__file__).resolve().parent
+        for name in _SOURCES:
+            try:
+                h.update((here / f"{name}.py").read_bytes())
+            except OSError:
+                h.update(name.encode())
+        _fingerprint.append(h.hexdigest())
+    return _fingerprint[0]
+
+
+class _NotCached(Exception):
+    """A value this cache does not know how to keep: the entry is simply not stored."""
+
+
+def _plain(value: Any) -> Any:
+    """A header value as JSON: text, numbers, lists of them."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)  # IS and other int subclasses
+    if isinstance(value, float):
+        return float(value)  # DSfloat
+    if isinstance(value, Sequence):
+        raise _NotCached
+    if isinstance(value, (list, tuple, MultiValue)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bytes, bytearray)):
+        raise _NotCached
+    return str(value)  # PersonName, UID and other str-like values
+
+
+def _tags(ds: Any) -> dict[str, Any]:
+    out = {}
+    for kw in HEADER_KEYWORDS:
+        if kw in ds:
+            try:
+                out[kw] = _plain(ds.get(kw))
+            except _NotCached:
+                continue
+    return out
+
+
+def _tagset(tags: dict[str, Any], syntax: str) -> TagSet:
+    return TagSet(dict(tags), _KNOWN, syntax, False)
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return {"p": str(value)}
+    if isinstance(value, tuple):
+        return {"t": [_encode(v) for v in value]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, FileHeader):
+        return {"h": _fields(value)}
+    if hasattr(value, "item") and hasattr(value, "dtype"):
+        return value.item()  # a numpy scalar
+    raise _NotCached
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(record):
+        if f.name == "dataset":
+            continue
+        out[f.name] = _encode(getattr(record, f.name))
+    return out
+
+
+#: FileHeader fields in order, without the dataset: a cached header is the list of their
+#: values (arrays read back as tuples: FileHeader holds no lists).
+_HEADER_FIELDS = [f.name for f in dataclasses.fields(FileHeader) if f.name != "dataset"]
+_HEADER_OK = not any(
+    str(f.type).startswith(("list", "dict", "set")) for f in dataclasses.fields(FileHeader)
+)
+
+
+def _tuples(value: list[Any]) -> tuple[Any, ...]:
+    return tuple(_tuples(v) if type(v) is list else v for v in value)
+
+
+def _header_row(header: FileHeader) -> list[Any]:
+    row = []
+    for name in _HEADER_FIELDS:
+        value = getattr(header, name)
+        if name == "path":
+            value = str(value)
+        elif not (value is None or isinstance(value, (bool, int, float, str, tuple))):
+            raise _NotCached
+        row.append(value)
+    return row
+
+
+#: Plain field types a cached value is checked against (a damaged entry is not used).
+_PLAIN = {"int": (int,), "str": (str,), "float": (int, float), "Path": (str,)}
+_HEADER_TYPES = {
+    f.name: _PLAIN.get(str(f.type)) for f in dataclasses.fields(FileHeader) if f.name != "dataset"
+}
+
+
+def _header_from_row(row: list[Any], tags: TagSet) -> FileHeader:
+    if not isinstance(row, list) or len(row) != len(_HEADER_FIELDS):
+        raise ValueError("header row")
+    for name, value in zip(_HEADER_FIELDS, row, strict=True):
+        kinds = _HEADER_TYPES[name]
+        if kinds is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise ValueError(f"{name} is {value!r}")
+    values = {
+        name: _tuples(v) if type(v) is list else v
+        for name, v in zip(_HEADER_FIELDS, row, strict=True)
+    }
+    values["path"] = Path(values["path"])
+    return FileHeader(**values, dataset=tags)
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if "p" in value:
+            return Path(value["p"])
+        if "t" in value:
+            return tuple(_decode(v) for v in value["t"])
+        if "h" in value:
+            return FileHeader(**{k: _decode(v) for k, v in value["h"].items()})
+        raise ValueError("unknown entry")
+    return value
+
+
+def _key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+class ScanCache:
+    """The cache of one folder during one scan: look files up, store what was read, save."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(Path(root).resolve())
+        self.path = cache_dir() / (hashlib.sha256(self.root.encode()).hexdigest()[:32] + ".json")
+        self._old: dict[str, Any] = {}
+        self._new: dict[str, Any] = {}
+        self._written_ns = 0
+        self._bases: list[dict[str, Any]] = []
+        self._changed = False
+        self._lock = threading.Lock()
+        self.hits = 0
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, "rb") as fp:
+                if not stat.S_ISREG(os.fstat(fp.fileno()).st_mode):
+                    return
+                data = json.loads(fp.read(MAX_CACHE_BYTES + 1))
+        except (OSError, ValueError, RecursionError):
+            return  # no cache, or a damaged one: read everything again
+        if (
+            not isinstance(data, dict)
+            or data.get("fingerprint") != fingerprint()
+            or data.get("root") != self.root
+            or not isinstance(data.get("files"), dict)
+            or not isinstance(data.get("written_ns"), int)
+            or data.get("limit") != max_alloc_bytes()
+        ):
+            return
+        bases = data.get("bases")
+        if not isinstance(bases, list) or not all(isinstance(b, dict) for b in bases):
+            return
+        self._old = data["files"]
+        self._bases = bases
+        self._written_ns = data["written_ns"]
+
+    def lookup(self, path: Path, st: os.stat_result) -> tuple[str, Any] | None:
+        """What the scan read from ``path`` last time, when the file is unchanged."""
+        entry = self._old.get(str(path))
+        if not isinstance(entry, list) or len(entry) != 3:
+            return None
+        key, what, value = entry
+        if key != _key(st) or st.st_mtime_ns >= self._written_ns - RACY_NS:
+            return None
+        try:
+            if what == "header":
+                value = self._expand(value)
+            got = self._revive(what, value)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            return None  # an entry this code cannot use: read the file
+        with self._lock:
+            self._new[str(path)] = [key, what, value]
+            self.hits += 1
+        return got
+
+    def _expand(self, value: Any) -> list[Any]:
+        """[header row, tags] from [header row, base index, tags that differ, tags absent]."""
+        row, base, differ, absent = value
+        tags = dict(self._bases[base])
+        tags.update(differ)
+        for keyword in absent:
+            tags.pop(keyword, None)
+        return [row, tags]
+
+    @staticmethod
+    def _revive(what: str, value: Any) -> tuple[str, Any]:
+        if what == "skip":
+            if not isinstance(value, str):
+                raise ValueError("reason")
+            return "skip", value
+        if what == "header":
+            row, tags = value
+            if not isinstance(tags, dict):
+                raise ValueError("tags")
+            syntax = row[_HEADER_FIELDS.index("transfer_syntax")]
+            return "header", _header_from_row(row, _tagset(tags, str(syntax)))
+        if what == "non-image":
+            return "non-image", (_tagset(value["tags"], ""), str(value["reason"]))
+        if what == "image":  # one SeriesInfo per volume of the file
+            if not isinstance(value, list):
+                raise ValueError("image")
+            return "image", [
+                SeriesInfo(**{k: _decode(v) for k, v in item.items()}) for item in value
+            ]
+        raise ValueError(what)
+
+    def store(self, path: Path, st: os.stat_result, what: str, value: Any) -> None:
+        """Remember what was read from ``path`` (called from the scan's reading threads)."""
+        try:
+            if what == "skip":
+                payload: Any = value
+            elif what == "header":
+                if not _HEADER_OK:
+                    return
+                payload = [_header_row(value), _tags(value.dataset)]
+            elif what == "non-image":
+                ds, reason = value
+                payload = {"tags": _tags(ds), "reason": reason}
+            elif what == "image":
+                payload = [_fields(v) for v in value]
+            else:
+                return
+        except (_NotCached, TypeError, ValueError, KeyError, AttributeError):
+            return
+        with self._lock:
+            self._new[str(path)] = [_key(st), what, payload]
+            self._changed = True
+
+    def save(self) -> None:
+        """Write the entries of this scan (only files seen in it) and keep the folder of
+        caches within its bounds. A failure to write only costs the next scan its speed."""
+        if not self._new or len(self._new) > MAX_ENTRIES:
+            return
+        if not self._changed and len(self._new) == len(self._old):
+            return  # every file came from the cache: it holds this scan already
+        files, bases = _compact(self._new)
+        data = {
+            "fingerprint": fingerprint(),
+            "root": self.root,
+            "written_ns": time.time_ns(),
+            # Headers above the memory limit are refused when read: another limit, another scan.
+            "limit": max_alloc_bytes(),
+            "bases": bases,
+            "files": files,
+        }
+        try:
+            text = json.dumps(data, separators=(",", ":"))
+            fd, tmp = tempfile.mkstemp(prefix=".scan.", suffix=".tmp", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fp:
+                    if os.name == "posix":
+                        os.fchmod(fp.fileno(), PRIVATE_FILE_MODE)
+                    fp.write(text)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            _trim(self.path.parent)
+        except (OSError, ValueError, TypeError):
+            return
+
+
+def _compact(entries: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Entries with each header's tags written as the difference from the first file of its
+    series (the tags of one series are mostly the same: a third of the size)."""
+    study = _HEADER_FIELDS.index("study_uid")
+    series = _HEADER_FIELDS.index("series_uid")
+    base_of: dict[tuple[str, str], int] = {}
+    bases: list[dict[str, Any]] = []
+    out: dict[str, Any] = {}
+    for path, (key, what, value) in entries.items():
+        if what != "header":
+            out[path] = [key, what, value]
+            continue
+        row, tags = value
+        k = base_of.setdefault((row[study], row[series]), len(bases))
+        if k == len(bases):
+            bases.append(tags)
+        base = bases[k]
+        differ = {kw: v for kw, v in tags.items() if base.get(kw, _ABSENT) != v}
+        absent = [kw for kw in base if kw not in tags]
+        out[path] = [key, what, [row, k, differ, absent]]
+    return out, bases
+
+
+_ABSENT = object()
+
+
+def _trim(folder: Path) -> None:
+    """Drop the least recently written caches beyond MAX_CACHE_FILES or MAX_CACHE_BYTES."""
+    caches = []
+    for p in folder.glob("*.json"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        caches.append((st.st_mtime_ns, st.st_size, p))
+    caches.sort(reverse=True)
+    total = 0
+    for k, (_, size, p) in enumerate(caches):
+        total += size
+        if k >= MAX_CACHE_FILES or total > MAX_CACHE_BYTES:
+            p.unlink(missing_ok=True)
