@@ -214,3 +214,16 @@ def _done(out: Path) -> int:
         return int(n)
     except sqlite3.Error:
         return 0
+
+
+def test_each_volume_of_a_multi_volume_series_is_its_own_item(tmp_path):
+    import nibabel as nib
+
+    from viewer.batch.items import folder_items
+
+    data = np.random.default_rng(0).normal(size=(8, 8, 4, 3)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([2.0, 2.0, 3.0, 1.0])), tmp_path / "perfusion.nii.gz")
+    items, _ = folder_items(tmp_path)
+    assert len(items) == 3 and len({i.key for i in items}) == 3
+    assert sorted(i.description.split("—")[0].split()[-1] for i in items) == ["1/3", "2/3", "3/3"]
+    assert not any(i.skip for i in items)

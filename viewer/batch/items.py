@@ -26,7 +26,7 @@ class WorkItem:
 
 def _describe(info: Any) -> str:
     number = f"#{info.series_number}" if info.series_number is not None else ""
-    bits = [info.modality or "", number, info.description or ""]
+    bits = [info.modality or "", number, info.description or "", info.volume_text]
     text = " ".join(b for b in bits if b)
     return text or info.series_uid
 
