@@ -35,6 +35,7 @@ def _tag(paths, **attributes) -> None:
 
 def test_batch_over_a_pacs_query_analyses_the_matching_series(orthanc, tmp_path, capsys):
     from pydicom.uid import generate_uid
+
     from viewer.pacs import DimseNode, NodeBook
 
     study = generate_uid()
@@ -73,6 +74,7 @@ def test_send_puts_each_series_seg_on_the_node_once(orthanc, tmp_path, capsys):
         "viewer.labels.ai_labels", reason="needs the DICOM-SEG writer of the SEG work"
     )
     import pydicom
+
     from viewer.pacs import DimseNode, NodeBook
 
     archive = tmp_path / "archive"
