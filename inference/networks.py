@@ -195,6 +195,10 @@ def network_shape(architecture: str, kwargs: dict[str, Any]) -> tuple[int, list[
         ch = [init * 2**i for i in range(len(blocks))]
         params = k * cin * init + sum(b * 2 * k * c * c for b, c in zip(blocks, ch, strict=True))
         return params * 2, ch, [2**i for i in range(len(ch))]
+    if architecture == "onnx":  # inference.onnx_model: parameters from the graph file's size
+        # The graph's layers are not known without parsing it: a typical encoder's widths.
+        params = int_or(kw.get("parameters"), 0)
+        return params, [32, 64, 128, 256], [1, 2, 4, 8]
     if architecture in ("monai.DenseNet", "monai.DenseNet121"):
         init = int_or(kw.get("init_features"), 64)
         growth = int_or(kw.get("growth_rate"), 32)

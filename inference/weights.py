@@ -11,6 +11,7 @@ from typing import Any
 
 from inference.card import REFUSED_FORMATS, ModelCard
 from inference.card_data import CardError, package_file
+from inference.onnx_model import ONNX_FORMAT
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -69,6 +70,13 @@ def load_network(card: ModelCard):
         path = package_file(card.path, card.network["weights"])
     except CardError as exc:
         raise WeightsError(str(exc)) from exc
+    if fmt == ONNX_FORMAT:
+        from inference.onnx_model import load_onnx_network
+
+        try:
+            return load_onnx_network(card, path).eval()
+        except CardError as exc:  # OnnxError: the graph refused, in a sentence
+            raise WeightsError(str(exc)) from exc
     from inference.networks import build_network
 
     try:
