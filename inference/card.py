@@ -384,6 +384,13 @@ class _Validator:
             raise self.error(
                 "network.weights", f"must be a file name inside the package, got {weights!r}"
             )
+        if "axes" in net:  # the axes the network sees (a converted MONAI bundle: "RAS")
+            try:
+                net = {**net, "axes": networks.check_axes(net["axes"])}
+            except ValueError as exc:
+                raise self.error("network.axes", str(exc)) from exc
+            if dims != 3:
+                raise self.error("network.axes", "applies to 3D networks only")
         if net.get("output", "softmax") not in OUTPUTS:
             raise self.error("network.output", f"must be one of {', '.join(OUTPUTS)}")
         return {"output": "softmax", **net}
