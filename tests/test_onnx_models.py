@@ -260,6 +260,24 @@ def test_models_publish_accepts_an_onnx_package_and_refuses_a_custom_op(tmp_path
     shutil.rmtree(dest)
 
 
+def test_radlens_models_import_installs_an_onnx_folder_and_refuses_a_bad_graph(tmp_path, capsys):
+    import argparse
+
+    from viewer.commands import models as command
+    from viewer.commands.models import add_parser
+
+    card = _tiny_package(tmp_path / "ok", _tiny_graph(), id="tiny-onnx-import")
+    assert command.import_model(card.path) == "tiny-onnx-import"
+    assert registry.find_model("tiny-onnx-import").network["format"] == "onnx"
+    _tiny_package(tmp_path / "bad", _tiny_graph(opset=99), id="tiny-onnx-bad")
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"), "models")
+    args = parser.parse_args(["models", "import", str(tmp_path / "bad")])
+    assert command._import(args) == 2
+    err = capsys.readouterr().err
+    assert "radlens models import: error:" in err and "ONNX opset 99 is not supported" in err
+
+
 def test_torchscript_is_still_refused_and_points_to_onnx(tmp_path):
     from inference.card import CardError
 
