@@ -84,6 +84,8 @@ def test_onnx_export_of_the_shipped_segmenter_gives_the_torch_result(tmp_path):
     got = eng.run(ct.hu, ct.spacing, np.eye(3), "CT", onnx_card)
     a, b = ref.label_map.array, got.label_map.array
     agreement = float((a == b).mean())
+    heat_diff = float(np.abs(ref.heat_map.array - got.heat_map.array).max())
+    print(f"ONNX segmenter: agreement {agreement:.6f}, heat map max |diff| {heat_diff:.2e}")
     assert agreement >= 0.9999, agreement
     for entry in card.labels:
         if (a == entry.index).any():
@@ -102,6 +104,11 @@ def test_onnx_export_of_the_shipped_classifier_gives_the_torch_probabilities(tmp
         xr = chest_radiograph(128, seed=seed, nodule=nodule)
         ref = eng.run(xr.image, (*xr.spacing, 1.0), np.eye(3), "DX", card)
         got = eng.run(xr.image, (*xr.spacing, 1.0), np.eye(3), "DX", onnx_card)
+        diffs = [
+            abs(p - got.classification.probabilities[n])
+            for n, p in ref.classification.probabilities.items()
+        ]
+        print(f"ONNX classifier seed {seed}: max |probability diff| {max(diffs):.2e}")
         for name, p in ref.classification.probabilities.items():
             assert got.classification.probabilities[name] == pytest.approx(p, abs=1e-5)
         assert got.heat_map is None  # no Grad-CAM from a graph
