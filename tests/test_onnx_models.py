@@ -291,3 +291,13 @@ def test_torchscript_is_still_refused_and_points_to_onnx(tmp_path):
     net = {"format": "torchscript", "weights": "model.onnx"}
     with pytest.raises(CardError, match="export the model to ONNX"):
         _tiny_package(tmp_path / "ts", _tiny_graph(), network=net)
+
+
+def test_models_panel_details_say_the_weights_are_an_onnx_graph(tmp_path):
+    pytest.importorskip("PySide6")
+    from viewer.ui.panels.models import ModelEntry
+    from viewer.ui.panels.package_details import entry_text
+
+    card = _tiny_package(tmp_path / "ok", _tiny_graph())
+    text = entry_text(ModelEntry(card.path, "user", card))
+    assert "Weights: onnx (an ONNX graph run by onnxruntime, checked against its card" in text
