@@ -26,6 +26,7 @@ from typing import Any
 
 from demo_models import data as demo_data
 from demo_models import evaluate as demo_eval
+from demo_models.calibrate import calibrate
 from demo_models.recipes import IDS, TASKS, Recipe, card_for, recipes
 from radlens_core.files import atomic_write_text
 
@@ -51,7 +52,7 @@ CARD_KEY_ORDER = (
     "schema_version", "id", "name", "version", "task", "spatial_dims", "modalities", "body_part",
     "input_channels", "target_spacing", "patch_size", "preprocessing", "labels", "thresholds",
     "inference", "network", "files", "classes", "gradcam_layer", "training", "metrics",
-    "intended_use",
+    "intended_use", "ood", "plausibility",
 )  # fmt: skip
 
 
@@ -200,6 +201,10 @@ def run(
             card["metrics"] = metrics
             if task == "detection":
                 card["thresholds"] = {**card["thresholds"], "score": metrics["score_threshold"]}
+            write_package(out, card, state)
+            # The OOD range and plausibility are measured on these weights, with the card's
+            # final thresholds, on validation phantoms (demo_models.calibrate).
+            card.update(calibrate(ModelCard.load(Path(out) / IDS[task]), quick))
             write_package(out, card, state)
             seconds = card["training"]["seconds"]
             log(f"{task}: {pkg} trained in {seconds:.0f} s; held-out {metrics}")

@@ -86,6 +86,18 @@ def _transforms(config: dict) -> list[dict]:
     return []
 
 
+def _axes(config: dict, path: Path) -> str:
+    """The axcodes the bundle's network sees: its Orientationd's, else "RAS" (MONAI feeds a
+    NIfTI's own voxel axes, (x, y, z), which is RAS for the usual files)."""
+    for i, t in enumerate(_transforms(config)):
+        if str(t.get("_target_", "")).rsplit(".", 1)[-1] in ("Orientationd", "Orientation"):
+            codes = refuse_expressions(
+                t.get("axcodes"), f"preprocessing.transforms[{i}].axcodes", path
+            )
+            return str(codes or "RAS")
+    return "RAS"
+
+
 def _preprocessing(config: dict, path: Path) -> tuple[list[dict], list[float] | None]:
     steps: list[dict] = []
     spacing = None
@@ -197,6 +209,8 @@ def bundle_card_data(folder: str | Path) -> dict[str, Any]:
     }
     if arch:
         data["network"]["architecture"] = arch
+    if dims == 3:
+        data["network"]["axes"] = _axes(config, config_path)
     # A bundle may carry RadLens card fields (modalities, body_part, labels...) as plain data.
     extra = meta.get("radlens")
     if isinstance(extra, dict):

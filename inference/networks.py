@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from radlens_core.errors import UserError
 
 
@@ -195,6 +197,10 @@ def network_shape(architecture: str, kwargs: dict[str, Any]) -> tuple[int, list[
         ch = [init * 2**i for i in range(len(blocks))]
         params = k * cin * init + sum(b * 2 * k * c * c for b, c in zip(blocks, ch, strict=True))
         return params * 2, ch, [2**i for i in range(len(ch))]
+    if architecture == "onnx":  # inference.onnx_model: parameters from the graph file's size
+        # The graph's layers are not known without parsing it: a typical encoder's widths.
+        params = int_or(kw.get("parameters"), 0)
+        return params, [32, 64, 128, 256], [1, 2, 4, 8]
     if architecture in ("monai.DenseNet", "monai.DenseNet121"):
         init = int_or(kw.get("init_features"), 64)
         growth = int_or(kw.get("growth_rate"), 32)
@@ -222,3 +228,62 @@ def check_card_network(architecture: str, kwargs: dict[str, Any]) -> int:
             f" the limit is {MAX_PARAMETERS:,}"
         )
     return params
+
+
+# ---- the axes a network sees ----------------------------------------------------------------
+#: RadLens feeds a 3D network (C, z, y, x) in the LPS-aligned frame: axis 0 runs to S, axis 1
+#: to P, axis 2 to L ("SPL" in MONAI's axcodes). A network trained elsewhere may expect another
+#: order (a MONAI bundle with Orientationd("RAS") sees (C, x, y, z) running to R, A, S).
+MODEL_AXES = "SPL"
+_OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def check_axes(codes: Any) -> str:
+    """``codes`` as three upper-case axcodes naming each of R/L, A/P, S/I once; ValueError."""
+    text = str(codes).upper() if isinstance(codes, str) else ""
+    lines = [{c, _OPPOSITE[c]} for c in text if c in _OPPOSITE]
+    if len(text) != 3 or len(lines) != 3 or any(a == b for a in lines for b in lines if a is not b):
+        raise ValueError(f"must be three axcodes naming R/L, A/P and S/I once each, got {codes!r}")
+    return text
+
+
+def axes_mapping(codes: str) -> tuple[tuple[int, ...], tuple[bool, ...]]:
+    """(perm, flip): the network's axis k is RadLens model axis perm[k], flipped when
+    flip[k] (its direction is the opposite of RadLens's)."""
+    perm, flip = [], []
+    for c in check_axes(codes):
+        for k, own in enumerate(MODEL_AXES):
+            if c in (own, _OPPOSITE[own]):
+                perm.append(k)
+                flip.append(c != own)
+    return tuple(perm), tuple(flip)
+
+
+def adapt_axes(net: Any, codes: str) -> Any:
+    """``net`` wrapped so it takes and gives RadLens's (N, C, z, y, x) while the network itself
+    sees the axes ``codes`` names; ``net`` itself when they are RadLens's own."""
+    if check_axes(codes) == MODEL_AXES:
+        return net
+    import torch
+
+    perm, flip = axes_mapping(codes)
+    to_net = (0, 1, *(2 + p for p in perm))
+    back = tuple(int(i) for i in np.argsort(to_net))
+    flipped = [2 + k for k, f in enumerate(flip) if f]
+
+    class AxesAdapter(torch.nn.Module):
+        """RadLens's frame in and out, the network's own axes inside (a view: no copies
+        beyond the flips)."""
+
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            y = x.permute(*to_net)
+            y = torch.flip(y, flipped) if flipped else y
+            out = self.inner(y)
+            out = torch.flip(out, flipped) if flipped else out
+            return out.permute(*back)
+
+    return AxesAdapter(net)

@@ -11,6 +11,7 @@ from typing import Any
 
 from inference.card import REFUSED_FORMATS, ModelCard
 from inference.card_data import CardError, package_file
+from inference.onnx_model import ONNX_FORMAT
 from radlens_core.errors import UserError
 from radlens_core.files import atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -59,8 +60,12 @@ def _state_dict(card: ModelCard, path: Path) -> dict[str, Any]:
     return obj
 
 
-def load_network(card: ModelCard):
-    """Verify hashes and build the card's network on the CPU in eval mode (a torch Module)."""
+def load_network(card: ModelCard, own_axes: bool = False):
+    """Verify hashes and build the card's network on the CPU in eval mode (a torch Module).
+
+    A network that sees other axes than RadLens's frame (``network.axes``, e.g. a converted
+    MONAI bundle's "RAS") comes wrapped so it takes and gives RadLens's; ``own_axes`` gives
+    the bare network (its state dict is the package's)."""
     fmt = card.network.get("format")
     if fmt in REFUSED_FORMATS:  # a card validated elsewhere, or built by hand: never loaded
         raise WeightsError(f"{card.path}: {REFUSED_FORMATS[fmt]}")
@@ -69,6 +74,13 @@ def load_network(card: ModelCard):
         path = package_file(card.path, card.network["weights"])
     except CardError as exc:
         raise WeightsError(str(exc)) from exc
+    if fmt == ONNX_FORMAT:
+        from inference.onnx_model import load_onnx_network
+
+        try:
+            return load_onnx_network(card, path).eval()
+        except CardError as exc:  # OnnxError: the graph refused, in a sentence
+            raise WeightsError(str(exc)) from exc
     from inference.networks import build_network
 
     try:
@@ -87,7 +99,11 @@ def load_network(card: ModelCard):
         raise WeightsError(
             f"{path}: weights do not fit the declared network: {str(exc)[:300]}"
         ) from exc
-    return net.eval()
+    if own_axes:
+        return net.eval()
+    from inference.networks import MODEL_AXES, adapt_axes
+
+    return adapt_axes(net, card.network.get("axes", MODEL_AXES)).eval()
 
 
 def save_package(folder: str | Path, card: dict[str, Any], net: Any) -> ModelCard:
@@ -118,7 +134,7 @@ def bundle_to_package(bundle: str | Path, dest: str | Path) -> ModelCard:
     card = ModelCard.load(bundle)
     if card.source != "monai_bundle":
         raise CardError(f"{bundle}: not a MONAI bundle (it has a model.json)")
-    net = load_network(card)
+    net = load_network(card, own_axes=True)
     data = card.to_json()
     data.pop("files", None)
     for key in ("classes", "gradcam_layer", "max_input_size"):

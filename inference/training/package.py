@@ -108,9 +108,10 @@ def load_parent(ref: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
 
     folder = resolve_model(ref)
     card = ModelCard.load(folder)
-    if card.network.get("format") == "torchscript":
+    if card.network.get("format") in ("torchscript", "onnx"):
         raise PackageError(
-            f"{folder}: a TorchScript package cannot be fine-tuned (no architecture)"
+            f"{folder}: a {card.network['format']} package cannot be fine-tuned (its graph has"
+            " no trainable network); fine-tune the safetensors model it was exported from"
         )
     net = load_network(card)
     data = card.to_json()

@@ -38,6 +38,11 @@ def publish(model_dir: str | Path, replace: bool = False) -> Path:
     try:
         card = ModelCard.load(src)
         verify_files(card)
+        if card.network.get("format") == "onnx":  # the graph, read as data, fits its card
+            from inference.card_data import package_file
+            from inference.onnx_model import check_graph
+
+            check_graph(card, package_file(card.path, card.network["weights"]))
     except (CardError, WeightsError) as exc:
         raise PublishError(f"{src}: cannot publish: {exc}") from exc
     root = paths.user_models_dir()

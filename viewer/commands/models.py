@@ -1,5 +1,6 @@
 """`radlens models [--json] [--dir DIR]` lists model packages; `radlens models publish DIR` installs
-one; `radlens models import PATH [--id ID]` imports an nnU-Net v2 model folder or a MONAI bundle."""
+one; `radlens models import PATH [--id ID]` imports an nnU-Net v2 model folder, a MONAI bundle or
+an ONNX model beside its model.json."""
 
 from __future__ import annotations
 
@@ -44,12 +45,13 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.Ar
     )
     imp = actions.add_parser(
         "import",
-        help="import an nnU-Net v2 trained-model folder or a MONAI bundle as a model package",
+        help="import an nnU-Net v2 trained-model folder, a MONAI bundle or an ONNX model",
         description=(
             "Validate a model made elsewhere and write it as a RadLens package into the user "
             "model folder (weights converted to safetensors, so nothing is unpickled when it "
             "runs). PATH is an nnU-Net v2 trained-model folder (dataset.json, plans.json and "
-            "fold_N/checkpoint_final.pth) or a MONAI bundle folder (configs/metadata.json)."
+            "fold_N/checkpoint_final.pth), a MONAI bundle folder (configs/metadata.json) or a "
+            "folder with an ONNX graph and its model.json (network format 'onnx')."
         ),
     )
     imp.add_argument("path", type=Path, metavar="PATH", help="the model folder to import")
@@ -91,11 +93,38 @@ def import_model(path: Path, model_id: str | None = None, progress=None) -> str:
             return ModelCard.load(_publish_bundle(path, replace=False)).id
         except PublishError as exc:
             raise ImportRefused(str(exc)) from exc
+    if onnx_folder(path):
+        if model_id is not None:
+            raise ImportRefused(
+                "--id is not supported for ONNX packages: their id is in model.json"
+            )
+        from inference.card import ModelCard
+        from inference.training.publish import PublishError, publish
+
+        try:  # the graph is checked against its card before it is installed
+            return ModelCard.load(publish(path)).id
+        except PublishError as exc:
+            raise ImportRefused(str(exc)) from exc
     raise ImportRefused(
         f"{path}: not a model RadLens can import; supported are an nnU-Net v2 trained-model"
-        " folder (dataset.json, plans.json and fold_N/checkpoint_final.pth) and a MONAI bundle"
-        " folder (configs/metadata.json)"
+        " folder (dataset.json, plans.json and fold_N/checkpoint_final.pth), a MONAI bundle"
+        " folder (configs/metadata.json) and an ONNX model beside a model.json card whose"
+        " network format is 'onnx'"
     )
+
+
+def onnx_folder(path: Path) -> bool:
+    """Whether ``path`` holds a model.json naming an ONNX graph (read capped, as data)."""
+    from inference.card_data import CardError, read_json_capped
+
+    if not (path / "model.json").is_file():
+        return False
+    try:
+        data = read_json_capped(path / "model.json")
+    except CardError:
+        return False
+    net = data.get("network") if isinstance(data, dict) else None
+    return isinstance(net, dict) and net.get("format") == "onnx"
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -36,6 +36,16 @@ ANATOMY_NAMES = frozenset(
 )
 #: A label filling more than this fraction of the volume is anatomy whatever its name.
 ANATOMY_FRACTION = 0.02
+#: Words that make a mask label a lesion (a finding) whatever its size or the model's.
+LESION_WORDS = (
+    "nodule", "tumor", "tumour", "lesion", "mass", "metasta", "cyst", "hemorrhage",
+    "haemorrhage", "bleed", "fracture", "infarct", "polyp", "stone", "calculus", "effusion",
+    "pneumothorax", "aneurysm", "embol", "abscess", "edema", "oedema", "cancer", "carcinoma",
+    "opacity", "consolidation",
+)  # fmt: skip
+#: A model with more labels than this segments anatomy (TotalSegmentator's 117 structures):
+#: only its lesion-named labels are findings, the rest are structures with their volumes.
+MANY_LABELS = 8
 #: The findings list stays readable: beyond this many components per label, the largest win.
 MAX_COMPONENTS_PER_LABEL = 200
 
@@ -125,6 +135,21 @@ def is_anatomy(name: str, voxels: int, total_voxels: int) -> bool:
     return name.strip().lower() in ANATOMY_NAMES or voxels > ANATOMY_FRACTION * total_voxels
 
 
+def is_lesion(name: str) -> bool:
+    low = name.strip().lower()
+    return any(word in low for word in LESION_WORDS)
+
+
+def is_finding_label(name: str, voxels: int, total_voxels: int, n_labels: int) -> bool:
+    """Whether a mask label's components are findings (else the label is a structure): a
+    lesion name always is; anatomy never is; other names are findings only in a small model."""
+    if is_lesion(name):
+        return True
+    if is_anatomy(name, voxels, total_voxels):
+        return False
+    return n_labels <= MANY_LABELS
+
+
 def _label_counts(lm: np.ndarray, known: list[int]) -> dict[int, int]:
     """Voxels per non-zero label. Counting the card's labels one by one is ~40× faster than
     a bincount over a 300×512×512 map; bincount only when other values are present."""
@@ -180,9 +205,11 @@ def region_findings(
     two_d = lm.shape[0] == 1
     findings: list[Finding] = []
     structures: list[StructureVolume] = []
-    for index, n in _label_counts(lm, [i.index for i in rec.labels]).items():
+    counts = _label_counts(lm, [i.index for i in rec.labels])
+    n_labels = max(len([e for e in rec.labels if e.index]), len(counts))
+    for index, n in counts.items():
         name = rec.label_name(index)
-        if is_anatomy(name, n, lm.size):
+        if not is_finding_label(name, n, lm.size, n_labels):
             structures.append(StructureVolume(name, n, n * voxel_ml))
             continue
         for size, centre, sl in _components(lm == index):
@@ -204,6 +231,7 @@ def region_findings(
                     run_id=rec.run_id,
                 )
             )
+    structures.sort(key=lambda v: v.label.casefold())
     return findings, structures
 
 

@@ -1,7 +1,9 @@
 """The findings panel: what the AI found, grouped by run, with the model's intended use on top.
 
 Clicking (or activating) a finding emits ``finding_activated(Finding)``; the window jumps
-every plane to its centre. Anatomy labels (e.g. lung) are listed as structure volumes. A run
+every plane to its centre. Anatomy labels (e.g. lung, or every organ of a many-label model) are
+one collapsible "Structures" group, sorted by name, with volumes; detections, classifications,
+lesion components and flags are the findings. A run
 that ran outside its intended use, or has plausibility / out-of-distribution flags, never
 looks like a plain result: its heading says so, a warning row per reason comes first, and
 each of its findings carries the warning icon and the reasons in its tooltip.
@@ -20,12 +22,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from viewer.labels.result_findings import OUTSIDE_INTENDED_USE, Finding, ResultSummary, caveats
+from viewer.labels.result_findings import (
+    OUTSIDE_INTENDED_USE,
+    Finding,
+    ResultSummary,
+    StructureVolume,
+    caveats,
+)
 from viewer.labels.results import ResultRecord
 
 _FINDING_ROLE = Qt.ItemDataRole.UserRole + 1
 #: Item data marking a caveat row (outside intended use or a flag): the reason sentence.
 CAVEAT_ROLE = Qt.ItemDataRole.UserRole + 2
+#: Item data marking a run's structures group: how many structures it holds.
+STRUCTURES_ROLE = Qt.ItemDataRole.UserRole + 3
+#: Up to this many structures (a lung model's one or two) are rows of their run; more go into
+#: one closed "Structures" group.
+STRUCTURES_INLINE_UP_TO = 6
 _AMBER = QColor("#ffb74d")
 _RED = QColor("#ef9a9a")
 
@@ -39,6 +52,13 @@ def run_title(rec: ResultRecord) -> str:
     if caveats(rec):
         return f"⚠ FLAGGED — {title}"
     return title
+
+
+def volume_text(ml: float) -> str:
+    """'5,150 mL', '12.4 mL', '0.31 mL': three significant figures at most below 100 mL."""
+    if ml >= 100:
+        return f"{ml:,.0f} mL"
+    return f"{ml:.3g} mL" if ml >= 0.01 else "<0.01 mL"
 
 
 class FindingsPanel(QWidget):
@@ -125,13 +145,7 @@ class FindingsPanel(QWidget):
                     row.setToolTip(0, reason)
                     row.setFlags(Qt.ItemFlag.ItemIsEnabled)
                     top.addChild(row)
-            for s in summary.structures:
-                item = QTreeWidgetItem([f"{s.label}: {s.volume_ml:,.0f} mL (structure)"])
-                item.setFlags(Qt.ItemFlag.ItemIsEnabled)
-                if reasons:
-                    item.setIcon(0, warn)
-                    item.setToolTip(0, "\n".join(reasons))
-                top.addChild(item)
+            self._add_structures(top, summary.structures, reasons, warn)
             for f in summary.findings:
                 item = QTreeWidgetItem([f.describe()])
                 item.setData(0, _FINDING_ROLE, f)
@@ -148,6 +162,50 @@ class FindingsPanel(QWidget):
         self.intended_use.setVisible(bool(uses))
         self.empty.setVisible(not self._runs)
         self.tree.setVisible(bool(self._runs))
+
+    def _add_structures(
+        self,
+        top: QTreeWidgetItem,
+        structures: list[StructureVolume],
+        reasons: list[str],
+        warn: object,
+    ) -> None:
+        """Each structure and its volume, sorted by name: a lung model's few as rows of the
+        run, an anatomy model's dozens inside one 'Structures (N)' row that starts closed, so
+        the findings stay in view."""
+        rows = []
+        for s in sorted(structures, key=lambda v: v.label.casefold()):
+            item = QTreeWidgetItem([f"{s.label}: {volume_text(s.volume_ml)}"])
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            if reasons:
+                item.setIcon(0, warn)  # type: ignore[arg-type]
+                item.setToolTip(0, "\n".join(reasons))
+            rows.append(item)
+        if len(rows) <= STRUCTURES_INLINE_UP_TO:
+            for item in rows:
+                item.setText(0, f"{item.text(0)} (structure)")
+                top.addChild(item)
+            return
+        total = sum(s.volume_ml for s in structures)
+        group = QTreeWidgetItem([f"Structures ({len(rows)}, {volume_text(total)} in all)"])
+        group.setData(0, STRUCTURES_ROLE, len(rows))
+        group.setFlags(Qt.ItemFlag.ItemIsEnabled)
+        group.setToolTip(0, "Segmented anatomy with its volume, by name; click to open")
+        group.addChildren(rows)
+        top.addChild(group)
+        group.setExpanded(False)
+
+    def structure_rows(self) -> list[tuple[str, list[str], bool]]:
+        """(group title, its rows, expanded) of each run's structures group, top to bottom."""
+        out = []
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for j in range(top.childCount()):
+                group = top.child(j)
+                if group.data(0, STRUCTURES_ROLE) is not None:
+                    rows = [group.child(k).text(0) for k in range(group.childCount())]
+                    out.append((group.text(0), rows, group.isExpanded()))
+        return out
 
     def caveat_rows(self) -> list[str]:
         """The warning rows shown (one per reason of each flagged run), top to bottom."""

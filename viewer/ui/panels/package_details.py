@@ -14,6 +14,12 @@ from viewer.ui.panels.model_info import SOURCE_WORDS, PlainTextView, card_text
 if TYPE_CHECKING:
     from viewer.ui.panels.models import ModelEntry
 
+#: what each weights format means for the user
+WEIGHT_WORDS = {
+    "safetensors": "tensors only, nothing in it runs",
+    "torch_state_dict": "a PyTorch state dict read weights-only",
+    "onnx": "an ONNX graph run by onnxruntime, checked against its card before it runs",
+}
 #: evaluation plots shown under a card, and their width in the panel
 MAX_PLOTS = 4
 PLOT_WIDTH = 300
@@ -33,6 +39,8 @@ def entry_text(entry: ModelEntry) -> str:
         lines.append("This package cannot be used.")
         return "\n".join([entry.folder.name, *lines])
     lines.append(f"Source format: {card.source} ({SOURCE_WORDS.get(card.source, card.source)})")
+    fmt = str(card.network.get("format", ""))
+    lines.append(f"Weights: {fmt} ({WEIGHT_WORDS.get(fmt, 'unknown format')})")
     origin = card.training.get("imported_from") or card.training.get("origin")
     if origin:
         lines.append(f"Imported from: {origin}")
