@@ -8,10 +8,10 @@ import pytest
 
 from phantoms.chest import chest_ct
 from tests.analysis_fakes import CARD, Cancelled, FakeEngine, phantom_result
+from viewer.engine_warm_up import MAX_NICE, WORKER_NICE
 from viewer.labels.results import ResultStore
 from viewer.study.volume import Volume
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
-from viewer.ui.engine_warm_up import MAX_NICE, WORKER_NICE
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.model_info import ModelMenu, card_text
 
@@ -174,7 +174,7 @@ def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, vol
 
 NICE_SCRIPT = """
 import os, threading
-from viewer.ui.engine_warm_up import lower_thread_priority, thread_nice
+from viewer.engine_warm_up import lower_thread_priority, thread_nice
 os.nice(3)  # as if RadLens itself were started with `nice -n 3` (or more)
 ui = thread_nice()
 seen = []

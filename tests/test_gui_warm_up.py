@@ -56,7 +56,7 @@ def test_warm_up_starts_one_thread_per_process(monkeypatch):
 
 NATIVE_SCRIPT = """
 import sys, threading
-from viewer.ui.engine_warm_up import native_loading_off_the_lock
+from viewer.engine_warm_up import native_loading_off_the_lock
 seen = {}
 def other_thread():  # imports elsewhere pass through untouched
     import _bz2

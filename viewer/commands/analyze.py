@@ -273,7 +273,7 @@ def _import_torch() -> None:
     """torch, imported while the folder is scanned, the series read and the model chosen (its
     native libraries load off the interpreter lock, so they overlap); a missing torch is
     reported by the engine."""
-    from viewer.ui.engine_warm_up import native_loading_off_the_lock
+    from viewer.engine_warm_up import native_loading_off_the_lock
 
     with native_loading_off_the_lock(), contextlib.suppress(ImportError):
         import torch  # noqa: F401  (the import is the point)

@@ -21,15 +21,15 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
 
 from radlens_core.errors import UserError
 from radlens_core.progress import Cancelled
-from viewer.labels.result_findings import ResultSummary, summarise
-from viewer.labels.results import ResultRecord, ResultStore, record_from_result
-from viewer.study.volume import Volume
-from viewer.ui.engine_warm_up import (
+from viewer.engine_warm_up import (
     import_engine,
     limit_torch_threads,
     lower_thread_priority,
     thread_nice,
 )
+from viewer.labels.result_findings import ResultSummary, summarise
+from viewer.labels.results import ResultRecord, ResultStore, record_from_result
+from viewer.study.volume import Volume
 
 if TYPE_CHECKING:
     from inference.card import ModelCard

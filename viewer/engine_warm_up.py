@@ -1,4 +1,5 @@
-"""The analysis threads' CPU priority, relative to the UI thread, and the engine's warm-up.
+"""The analysis threads' CPU priority, relative to the UI thread, and the engine's warm-up
+(Qt-free: the viewer's analysis worker and `radlens analyze` both use it).
 
 Importing torch and MONAI on a worker still stalls the UI thread wherever the import holds
 the interpreter lock in one long C call: loading a native extension (``dlopen`` of
