@@ -240,7 +240,7 @@ def test_onnx_card_fields_are_checked_when_the_card_is_read(tmp_path):
 
 
 def test_onnx_memory_estimate_counts_the_graph_weights(tmp_path):
-    from inference.runtime import estimate_run
+    from inference.memory import estimate_run
 
     big = _tiny_graph(channels=1, out_channels=3)
     extra = np.zeros(2_000_000, np.float32)  # 8 MB of stored weights
