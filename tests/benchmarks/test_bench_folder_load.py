@@ -231,6 +231,9 @@ def _compare(label, folder, cores, what, data_dir, radlens_what=None, sitk=True)
     line = {
         "what": label,
         "cores": cores,
+        # The machine's load while this line ran (1-minute average, after the rounds).
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "cpus": os.cpu_count(),
         "radlens_s": statistics.median(r["seconds"] for r in ours),
         "radlens_rss_mib": max(r["rss"] for r in ours) / 2**20,
         "radlens_cpu_s": statistics.median(r["cpu"] for r in ours),
