@@ -2,7 +2,8 @@
 
 Each side runs in a fresh process of its own, sides alternating round by round; the time
 is measured inside the process from just before the first call (folder path in hand,
-libraries imported) to the finished array, so it includes RadLens's whole scan and load
+libraries imported) to the finished array, so it includes RadLens's whole scan and load (the first-slice lines: the scan up to the
+first series found, as the viewer opens it while the scan goes on, and that slice)
 and SimpleITK's ``GetGDCMSeriesFileNames`` sort and ``ImageSeriesReader.Execute``. Both
 read the same files from a warm page cache; the scan cache is off unless a line says it
 is on. ``cores`` pins both sides to that many CPUs (``os.sched_setaffinity``): RadLens
@@ -63,13 +64,23 @@ from viewer.study.series import SeriesReader, load_series
 folder, what = sys.argv[1], sys.argv[3]
 c0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 t0 = time.perf_counter()
-result = scan_folder(folder, use_cache=(what == "first-cached"))
+shown = {}
+
+def first_slice(found):
+    # As the viewer does: the first loadable series found, while the scan goes on.
+    usable = [s for s in found if s.kind == "dicom" and s.loadable]
+    if what.startswith("first") and usable and not shown:
+        reader = SeriesReader(usable[0])
+        z = reader.slice_order()[0]
+        reader.read_slice(z)
+        shown.update(seconds=time.perf_counter() - t0, reader=reader, z=z)
+
+result = scan_folder(folder, use_cache=(what == "first-cached"), on_series=first_slice)
 series = [s for s in result.series if s.kind == "dicom" and s.loadable]
 if what.startswith("first"):
-    reader = SeriesReader(series[0])
-    z = reader.slice_order()[0]
-    reader.read_slice(z)
-    seconds, check = time.perf_counter() - t0, int(reader.volume.array[z].astype("i8").sum())
+    first_slice(result.series)  # one folder: found when the scan ends
+    z = shown["z"]
+    seconds, check = shown["seconds"], int(shown["reader"].volume.array[z].astype("i8").sum())
 elif what == "scan":
     seconds, check = time.perf_counter() - t0, sum(s.n_images for s in result.series)
 else:

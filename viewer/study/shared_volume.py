@@ -89,7 +89,7 @@ class SharedVolume:
         try:
             # Mapped on its own: the array then keeps the mapping alive without the
             # SharedMemory object (whose close() refuses while an array uses its buffer).
-            mapping = mmap.mmap(block._fd, nbytes)  # noqa: SLF001 - the POSIX descriptor
+            mapping = mmap.mmap(block._fd, nbytes)  # type: ignore[attr-defined]  # POSIX only
         finally:
             block.close()
         self.array: np.ndarray = np.frombuffer(mapping, dtype, int(np.prod(shape))).reshape(shape)
@@ -119,7 +119,7 @@ def init_worker(
 ) -> None:
     """Pool initializer: map the volume and keep the series' headers for every task."""
     block = shared_memory.SharedMemory(name)
-    mapping = mmap.mmap(block._fd, block.size)  # noqa: SLF001 - see SharedVolume
+    mapping = mmap.mmap(block._fd, block.size)  # type: ignore[attr-defined]
     block.close()
     count = int(np.prod(shape))
     _WORKER.update(
