@@ -116,7 +116,8 @@ def test_several_series_still_wait_for_a_double_click_without_open_first(qtbot, 
     assert window.browser.tree.topLevelItemCount() == 2
 
 
-def test_scan_reports_series_as_each_folder_is_done(tmp_path):
+def test_scan_reports_series_as_each_folder_is_done(tmp_path, monkeypatch):
+    monkeypatch.setattr(scan_module, "REPORT_INTERVAL_S", 0.0)  # every folder, not throttled
     write_ct_series(tmp_path / "a", shape=(3, 8, 8), description="first")
     write_ct_series(tmp_path / "b", shape=(4, 8, 8), description="second")
     write_ct_series(tmp_path / "c", shape=(2, 8, 8), description="third")

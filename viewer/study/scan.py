@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -214,6 +216,9 @@ def _plan(info: SeriesInfo) -> None:
     info.spacing = layout.spacing
 
 
+#: Seconds at least between two reports of the series found so far after the first (a tree
+#: with a folder per file would otherwise redo its series and the browser per file).
+REPORT_INTERVAL_S = 0.5
 #: Called with the series found so far each time a folder of the walk is complete.
 SeriesFound = Callable[[list[SeriesInfo]], None]
 
@@ -339,10 +344,12 @@ def scan_folder(
     touched: set[tuple[str, str, str]] = set()
     folder: Path | None = None
     images_seen = [0]
+    last_report = [-math.inf]
 
     def report() -> None:
-        if on_series is None:
+        if on_series is None or time.monotonic() - last_report[0] < REPORT_INTERVAL_S:
             return
+        last_report[0] = time.monotonic()
         for key in touched:
             snapshots[key] = _snapshot(series[key])
         touched.clear()
