@@ -8,6 +8,7 @@ import threading
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from tests.dicom_factory import write_ct_series
 from viewer.study import scan as scan_module
@@ -63,6 +64,8 @@ def test_first_series_is_shown_before_the_scan_ends(qtbot, window, tmp_path, mon
     finally:
         release.set()
     assert shown[0] == ("first", False), "the first series should show while the scan runs"
+    selected = window.browser.tree.currentItem()
+    assert window.browser.series[selected.data(0, Qt.ItemDataRole.UserRole)].description == "first"
     # The browser ends with every series; the one shown was loaded once, complete.
     assert sorted(s.description for s in window.browser.series) == ["first", "second", "third"]
     assert loaded == ["first"]

@@ -237,10 +237,21 @@ class MainWindow(QMainWindow):
         if not isinstance(obj, SeriesSoFar):
             return
         self.browser.set_series(list(obj.series))
-        if self._open_first_after_scan and self._opened_during_scan is None:
+        shown = self._opened_during_scan
+        if shown is not None:  # the row of the series on screen stays the selected one
+            self._select_row(
+                next((s for s in obj.series if s.series_uid == shown.series_uid), None)
+            )
+        elif self._open_first_after_scan:
             first = next((s for s in obj.series if s.kind != "non-image" and s.loadable), None)
             if first is not None:
                 self.open_series(first)
+                self._select_row(first)
+
+    def _select_row(self, info: SeriesInfo | None) -> None:
+        item = self.browser.item_for(info) if info is not None else None
+        if item is not None:
+            self.browser.tree.setCurrentItem(item)
 
     def _reopen_after_scan(self, early: SeriesInfo, series: list[SeriesInfo]) -> None:
         """A series opened before the scan ended: kept when the scan found no more of it,
@@ -251,9 +262,7 @@ class MainWindow(QMainWindow):
             final = next((s for s in series if s.series_uid.split("#")[0] == base), None)
         if final is None:
             return
-        item = self.browser.item_for(final)
-        if item is not None:
-            self.browser.tree.setCurrentItem(item)
+        self._select_row(final)
         if final.series_uid == early.series_uid and list(final.files) == list(early.files):
             self.current_series = final
         else:
