@@ -150,3 +150,27 @@ def test_a_compressed_multiframe_file_is_never_decoded_whole(tmp_path, monkeypat
     assert len(bad) == 0, (bad[:3], reader.volume.warnings)
     # The volume was allocated before; decoding the file whole would add as much again.
     assert peak < 0.5 * volume_bytes
+
+
+def test_decoder_processes_write_into_a_shared_volume_whose_name_is_removed(tmp_path, monkeypatch):
+    import mmap
+    from multiprocessing import shared_memory
+
+    truth = _write(tmp_path, JPEG2000Lossless)
+    monkeypatch.setenv(decode.WORKERS_ENV, "2")
+    (info,) = scan_folder(tmp_path).series
+    reader = SeriesReader(info)
+    shared = reader._shared
+    assert shared is not None, "a parallel load should decode into shared memory"
+    assert reader.volume.array is shared.array
+    assert isinstance(reader.volume.array.base.base.obj, mmap.mmap)
+    cpu_before = decode.worker_cpu_seconds
+    name = shared.name
+    volume = reader.read_all()
+    assert np.array_equal(volume.array, truth.values)
+    assert decode.worker_cpu_seconds > cpu_before  # the frames came from decoder processes
+    # The block's name is gone once the load ends; the volume's mapping stays valid.
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name)
+    volume.array[0, 0, 0] += 1
+    assert reader._shared is None

@@ -2,12 +2,13 @@
 
 Each side runs in a fresh process of its own, sides alternating round by round; the time
 is measured inside the process from just before the first call (folder path in hand,
-libraries imported) to the finished array, so it includes RadLens's whole scan and load
+libraries imported) to the finished array, so it includes RadLens's whole scan and load (the first-slice lines: the scan up to the
+first series found, as the viewer opens it while the scan goes on, and that slice)
 and SimpleITK's ``GetGDCMSeriesFileNames`` sort and ``ImageSeriesReader.Execute``. Both
 read the same files from a warm page cache; the scan cache is off unless a line says it
 is on. ``cores`` pins both sides to that many CPUs (``os.sched_setaffinity``): RadLens
 then starts that many decoder processes for a compressed series, SimpleITK uses its own
-threads on the same CPUs. Peak RSS is the measuring process's (RadLens's decoder
+threads on the same CPUs. Peak RSS is the measuring process's own (VmHWM; RadLens's decoder
 processes are not counted: each is a fork of a server that has imported pydicom, numpy
 and the decoders). CPU seconds are the measuring process's own (all its threads) and, apart, what RadLens's
 decoder processes spent on the frames: a view of the work that a busy machine does not skew.
@@ -51,6 +52,19 @@ import os, sys
 cores = int(sys.argv[2])
 if cores and hasattr(os, "sched_setaffinity"):
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
+
+def peak_rss():
+    # VmHWM is this program's own peak: Linux carries ru_maxrss across exec, so it would
+    # report the (large) benchmark process this one was started from.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 """
 
 RADLENS = (
@@ -63,21 +77,34 @@ from viewer.study.series import SeriesReader, load_series
 folder, what = sys.argv[1], sys.argv[3]
 c0 = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
 t0 = time.perf_counter()
-result = scan_folder(folder, use_cache=(what == "first-cached"))
+shown = {}
+
+def first_slice(found):
+    # As the viewer does: the first loadable series found, while the scan goes on.
+    usable = [s for s in found if s.kind == "dicom" and s.loadable]
+    if what.startswith("first") and usable and not shown:
+        reader = SeriesReader(usable[0])
+        z = reader.slice_order()[0]
+        reader.read_slice(z)
+        shown.update(seconds=time.perf_counter() - t0, reader=reader, z=z)
+
+result = scan_folder(folder, use_cache=(what == "first-cached"), on_series=first_slice)
 series = [s for s in result.series if s.kind == "dicom" and s.loadable]
 if what.startswith("first"):
-    reader = SeriesReader(series[0])
-    z = reader.slice_order()[0]
-    reader.read_slice(z)
-    seconds, check = time.perf_counter() - t0, int(reader.volume.array[z].astype("i8").sum())
+    first_slice(result.series)  # one folder: found when the scan ends
+    z = shown["z"]
+    seconds, check = shown["seconds"], int(shown["reader"].volume.array[z].astype("i8").sum())
 elif what == "scan":
     seconds, check = time.perf_counter() - t0, sum(s.n_images for s in result.series)
 else:
     vol = load_series(series[0])
     seconds, check = time.perf_counter() - t0, int(vol.array[::7, ::5, ::3].astype("i8").sum())
+    # After the clock: every page of the volume read once, so a volume that decoder
+    # processes wrote into shared memory counts in this process's peak RSS like any other.
+    vol.array.sum(dtype="i8")
 print(json.dumps({
     "seconds": seconds, "check": check,
-    "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "rss": peak_rss(),
     "children_rss": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
     "cpu": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - c0,
     "worker_cpu": __import__("viewer.study.decode").study.decode.worker_cpu_seconds,
@@ -110,7 +137,7 @@ else:
     seconds, check = time.perf_counter() - t0, int(arr[::7, ::5, ::3].astype("i8").sum())
 print(json.dumps({
     "seconds": seconds, "check": check,
-    "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "children_rss": 0,
+    "rss": peak_rss(), "children_rss": 0,
     "cpu": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]) - c0,
 }))
 """
@@ -231,6 +258,9 @@ def _compare(label, folder, cores, what, data_dir, radlens_what=None, sitk=True)
     line = {
         "what": label,
         "cores": cores,
+        # The machine's load while this line ran (1-minute average, after the rounds).
+        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "cpus": os.cpu_count(),
         "radlens_s": statistics.median(r["seconds"] for r in ours),
         "radlens_rss_mib": max(r["rss"] for r in ours) / 2**20,
         "radlens_cpu_s": statistics.median(r["cpu"] for r in ours),

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -262,7 +263,9 @@ class DecoderPool:
     """Decoder processes for one load, forked from a fork server (never from the loading
     process, which runs Qt and reading threads; forking those is unsafe)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(
+        self, workers: int, initializer: Callable[..., None] | None = None, initargs: tuple = ()
+    ) -> None:
         method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
         context = multiprocessing.get_context(method)
         if method == "forkserver":
@@ -270,12 +273,22 @@ class DecoderPool:
             context.set_forkserver_preload(["viewer.study.decoder_preload"])
             _start_fork_server()
         self.workers = workers
-        self._executor = ProcessPoolExecutor(workers, mp_context=context)
+        self._executor = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=initializer, initargs=initargs
+        )
 
     def submit(
         self, h: FileHeader, frame: int, payload: Payload | None
     ) -> Future[tuple[np.ndarray | None, StudyError | None, float]]:
         return self._executor.submit(decode_task, h, frame, payload)
+
+    def submit_into(
+        self, z: int, hi: int, frame: int, payload: Payload | None
+    ) -> Future[tuple[StudyError | None, float]]:
+        """Decode into slice ``z`` of the shared volume the pool was started with."""
+        from viewer.study.shared_volume import decode_into
+
+        return self._executor.submit(decode_into, z, hi, frame, payload)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

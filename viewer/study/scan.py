@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
@@ -213,11 +216,45 @@ def _plan(info: SeriesInfo) -> None:
     info.spacing = layout.spacing
 
 
+#: Seconds at least between two reports of the series found so far after the first (a tree
+#: with a folder per file would otherwise redo its series and the browser per file).
+REPORT_INTERVAL_S = 0.5
+#: Called with the series found so far each time a folder of the walk is complete.
+SeriesFound = Callable[[list[SeriesInfo]], None]
+
+
+def _in_order(found: list[SeriesInfo]) -> list[SeriesInfo]:
+    return sorted(
+        found,
+        key=lambda s: (
+            s.study_date,
+            s.study_uid,
+            s.kind != "dicom",
+            s.series_number or 0,
+            s.series_uid,
+        ),
+    )
+
+
+def _snapshot(info: SeriesInfo) -> list[SeriesInfo]:
+    """A series as far as it is known now, finished on a copy (the scan goes on adding to
+    ``info``)."""
+    return _finish(
+        replace(
+            info,
+            files=list(info.files),
+            headers=list(info.headers),
+            problems=list(info.problems),
+        )
+    )
+
+
 def scan_folder(
     path: Path | str,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
     use_cache: bool = True,
+    on_series: SeriesFound | None = None,
 ) -> ScanResult:
     """Index every series under ``path`` (recursively; a single file works too).
 
@@ -226,6 +263,12 @@ def scan_folder(
     each file; a cancelled scan returns what it found so far with ``cancelled=True``.
     What each unchanged file held is taken from the scan cache (viewer.study.scan_cache)
     unless ``use_cache`` is False.
+
+    ``on_series(found)`` (on the calling thread) gets the series found so far, finished as
+    if the scan ended there, each time the scan leaves a folder in which it found series
+    files: a viewer can open one before the scan has finished. A later folder may still add
+    files to a series reported earlier (it is then reported again, with them); the returned
+    result is the complete one.
     """
     root = Path(path)
     if not root.exists():
@@ -296,6 +339,23 @@ def scan_folder(
     # Threads overlap the waiting on slow disks and network shares; results are consumed
     # in order here, so grouping, progress and cancel stay on the calling thread, which
     # looks at the cancel flag at least every CANCEL_POLL_S even while a file is slow.
+    # Partial reports: a series' snapshot is redone only when a folder added to it.
+    snapshots: dict[tuple[str, str, str], list[SeriesInfo]] = {}
+    touched: set[tuple[str, str, str]] = set()
+    folder: Path | None = None
+    images_seen = [0]
+    last_report = [-math.inf]
+
+    def report() -> None:
+        if on_series is None or time.monotonic() - last_report[0] < REPORT_INTERVAL_S:
+            return
+        last_report[0] = time.monotonic()
+        for key in touched:
+            snapshots[key] = _snapshot(series[key])
+        touched.clear()
+        images_seen[0] = len(images)
+        on_series(_in_order([s for parts in snapshots.values() for s in parts]) + images)
+
     pool = ThreadPoolExecutor(SCAN_THREADS)
     try:
         futures = []
@@ -313,6 +373,10 @@ def scan_folder(
                 cancelled = True
                 break
             what, value = got
+            if f.parent != folder:
+                if folder is not None and (touched or len(images) > images_seen[0]):
+                    report()
+                folder = f.parent
             if progress is not None:
                 progress(i / total, f"Reading {f.name} ({i + 1} of {total})")
             if what == "image":
@@ -330,6 +394,7 @@ def scan_folder(
                     info.problems.append(reason)
                     series[key] = info
                 series[key].files.append(f)
+                touched.add(key)
             elif what == "header":
                 # A file without SeriesInstanceUID is a series of its own, keyed by its bytes.
                 uid = value.series_uid or file_sha256(f)
@@ -339,6 +404,7 @@ def scan_folder(
                     series[key].series_uid = uid
                 series[key].files.append(f)
                 series[key].headers.append(replace(value, dataset=None))
+                touched.add(key)
     finally:
         stop.set()
         # A cancelled scan returns at once; a file still being read finishes on its own.
@@ -348,16 +414,7 @@ def scan_folder(
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
     finished = [part for info in series.values() for part in _finish(info)]
-    result = sorted(
-        finished,
-        key=lambda s: (
-            s.study_date,
-            s.study_uid,
-            s.kind != "dicom",
-            s.series_number or 0,
-            s.series_uid,
-        ),
-    )
+    result = _in_order(finished)
     return ScanResult(root=root, series=result + images, skipped=skipped, cancelled=cancelled)
 
 

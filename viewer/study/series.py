@@ -42,6 +42,7 @@ from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.opening import open_regular
 from viewer.study.scan import ASSEMBLY_ERRORS, CANCEL_POLL_S, Cancel, Progress, SeriesInfo
+from viewer.study.shared_volume import SharedVolume, StoreRule, init_worker, store_frame
 from viewer.study.volume import Volume
 
 #: Reading threads: file reads and numpy conversions release the GIL.
@@ -112,6 +113,10 @@ def _raw_dtype(h: FileHeader) -> np.dtype | None:
     return np.dtype(f"<{kind}{h.bits_allocated // 8}")
 
 
+def _needs_decoder(h: FileHeader) -> bool:
+    return h.pixel_offset is None or _raw_dtype(h) is None
+
+
 class SeriesReader:
     """Progressive loader: ``volume`` has its final geometry at once; slices fill in as read."""
 
@@ -130,6 +135,8 @@ class SeriesReader:
         #: Per reading thread: the slice-sized buffer raw reads of another item size go to.
         self._scratch = threading.local()
         self._bulk = False
+        #: The volume in shared memory when decoder processes will write into it.
+        self._shared: SharedVolume | None = None
         if info.kind == "image":
             from viewer.study.formats import read_image
 
@@ -157,8 +164,18 @@ class SeriesReader:
             # higher always means brighter, like every other greyscale image.
             lo, hi = self._mirror_range()
             windows = [(lo + hi - c, w, e) for c, w, e in windows]
+        self._rule = StoreRule(
+            rgb=layout.rgb,
+            saturate=layout.saturate,
+            mirror=sum(self._mirror_range()) if self._invert and not layout.rgb else None,
+        )
+        decoded = sum(1 for hi, _ in layout.order if _needs_decoder(self.headers[hi]))
+        if min(decode_workers(), decoded) > 1 and decoded >= MIN_PARALLEL_FRAMES:
+            nbytes = int(np.prod(layout.shape)) * np.dtype(layout.dtype).itemsize
+            if SharedVolume.fits(nbytes):
+                self._shared = SharedVolume(layout.shape, np.dtype(layout.dtype))
         self.volume = Volume(
-            np.zeros(layout.shape, layout.dtype),
+            np.zeros(layout.shape, layout.dtype) if self._shared is None else self._shared.array,
             spacing=layout.spacing,
             origin=layout.origin,
             direction=layout.direction,
@@ -268,8 +285,7 @@ class SeriesReader:
         return cached
 
     def _needs_decoder(self, z: int) -> bool:
-        h = self.headers[self.layout.order[z][0]]
-        return h.pixel_offset is None or _raw_dtype(h) is None
+        return _needs_decoder(self.headers[self.layout.order[z][0]])
 
     def _payload(self, z: int) -> Payload | None:
         """What a decoder process needs besides the header to decode slice ``z``."""
@@ -294,31 +310,7 @@ class SeriesReader:
 
     def _store(self, z: int, h: FileHeader, raw: np.ndarray) -> None:
         """Put a frame's stored values into slice ``z``: rescaled, inverted, or RGB."""
-        out = self.volume.array[z]
-        expected = (h.rows, h.cols, 3) if self.layout.rgb else (h.rows, h.cols)
-        if raw.shape != expected:
-            raise UnsupportedFormat(h.path, f"pixels have shape {raw.shape}, expected {expected}")
-        if self.layout.rgb:
-            out[...] = raw
-        elif h.modality_lut is not None:
-            first, table = h.modality_lut
-            lut = np.asarray(table, dtype=out.dtype)  # the layout chose a dtype that holds it
-            out[...] = lut[np.clip(raw.astype(np.int64) - first, 0, len(table) - 1)]
-        elif h.slope == 1.0 and h.intercept == 0.0 and not self._invert:
-            out[...] = raw
-        elif out.dtype.kind in "iu" and h.slope == 1.0 and not self.layout.saturate:
-            # Integer HU in one pass, computed wider then stored (the layout checked the range).
-            np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
-        else:
-            # Scaled in float64 first so an integer slope cannot overflow before the intercept.
-            scaled = raw * np.float64(h.slope) + h.intercept
-            if out.dtype.kind in "iu":
-                info = np.iinfo(out.dtype)
-                scaled = np.clip(np.rint(scaled), info.min, info.max)
-            out[...] = scaled
-        if self._invert and not self.layout.rgb:
-            lo, hi_ = self._mirror_range()
-            np.subtract(np.array(lo + hi_).astype(out.dtype), out, out=out)
+        store_frame(self.volume.array[z], h, raw, self._rule)
         self._done[z] = True
 
     def read_all(
@@ -369,11 +361,22 @@ class SeriesReader:
                         raise cancelled() from None
 
         threads = ThreadPoolExecutor(READ_THREADS)
-        decoders = DecoderPool(workers) if use_processes else None
+        shared = self._shared if use_processes else None
+        decoders = None
+        if use_processes and shared is not None:
+            # Headers and the volume's block go to each worker once; a task is four ints
+            # (and a multi-frame file's frame bytes), its answer an error or None.
+            array = self.volume.array
+            start = (self.headers, shared.name, array.shape, array.dtype.str, self._rule)
+            decoders = DecoderPool(workers, init_worker, start)
+        elif use_processes:
+            decoders = DecoderPool(workers)
         pending: deque[tuple[int, bool, Future]] = deque()
         queue = iter(todo)
         # One frame in flight per decoder process: the volume plus a frame per worker.
-        window = len(todo) if decoders is None else workers
+        # Into shared memory a queued task holds no decoded frame: two per worker keep each
+        # busy while the parent answers (a worker still decodes one frame at a time).
+        window = len(todo) if decoders is None else workers * (2 if shared is not None else 1)
 
         def submit() -> bool:
             z = next(queue, None)
@@ -383,10 +386,13 @@ class SeriesReader:
                 hi, frame = self.layout.order[z]
                 future: Future
                 try:
-                    future = decoders.submit(self.headers[hi], frame, self._payload(z))
+                    if shared is not None:
+                        future = decoders.submit_into(z, hi, frame, self._payload(z))
+                    else:
+                        future = decoders.submit(self.headers[hi], frame, self._payload(z))
                 except StudyError as exc:
                     future = Future()
-                    future.set_result((None, exc, 0.0))
+                    future.set_result((exc, 0.0) if shared is not None else (None, exc, 0.0))
                 except BrokenProcessPool:
                     return start_failed(z)
                 pending.append((z, True, future))
@@ -426,17 +432,20 @@ class SeriesReader:
                         start_failed(z)
                         continue
                     h = self.headers[self.layout.order[z][0]]
-                    got = (
-                        None,
-                        UnsupportedFormat(h.path, "the pixel decoder crashed on it"),
-                        0.0,
-                    )
+                    crashed = UnsupportedFormat(h.path, "the pixel decoder crashed on it")
+                    got = (crashed, 0.0) if shared is not None else (None, crashed, 0.0)
                 if cancel is not None and cancel():
                     cancelled_now = True
                     raise cancelled()
                 submit()
                 count += 1
-                if is_decoded:
+                if is_decoded and shared is not None:
+                    decoded_any = True
+                    error, cpu = got
+                    decode.worker_cpu_seconds += cpu
+                    if error is None:
+                        self._done[z] = True  # the worker wrote it into the shared volume
+                elif is_decoded:
                     decoded_any = True
                     arr, error, cpu = got
                     decode.worker_cpu_seconds += cpu
@@ -468,6 +477,11 @@ class SeriesReader:
                     decoders.close()
             self._bulk = False
             self._decoded.clear()
+            if decoders is not None and self._shared is not None:
+                # Every worker has mapped it or is gone: the name is no longer needed (and
+                # a later read_all decodes the old way).
+                self._shared.release()
+                self._shared = None
         if failures:
             if not self._done.any():
                 raise failures[0][1]

@@ -37,18 +37,29 @@ class SlicesArrived:
     count: int
 
 
+@dataclass(frozen=True)
+class SeriesSoFar:
+    """Partial result of a scan: the series found so far (a folder of the walk is done)."""
+
+    series: tuple[SeriesInfo, ...]
+
+
 def is_image_file(path: Path) -> bool:
     name = path.name.lower()
     return path.is_file() and name.endswith(IMAGE_SUFFIXES)
 
 
 def scan_task(path: Path) -> Callable[[TaskContext], ScanResult]:
-    """A task that scans ``path`` and returns its ScanResult."""
+    """A task that scans ``path`` and returns its ScanResult; ``SeriesSoFar`` partial
+    results list the series found as each folder of the walk is done."""
 
     def run(ctx: TaskContext) -> ScanResult:
         from viewer.study.scan import scan_folder
 
-        return scan_folder(path, progress=ctx.progress, cancel=ctx.cancelled)
+        def found(series: list[SeriesInfo]) -> None:
+            ctx.partial(SeriesSoFar(tuple(series)))
+
+        return scan_folder(path, progress=ctx.progress, cancel=ctx.cancelled, on_series=found)
 
     return run
 

@@ -32,6 +32,7 @@ from viewer.ui.dock_layout import (
 from viewer.ui.feature import WindowServices
 from viewer.ui.loading import (
     FirstSlice,
+    SeriesSoFar,
     SlicesArrived,
     image_file_task,
     is_image_file,
@@ -193,9 +194,13 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self, lambda: resize_default_docks(self, self.docks))
 
     # ---- opening -------------------------------------------------------------------------
-    def open_path(self, path: str | Path) -> None:
-        """Scan a folder (series appear in the browser) or open one NIfTI/NRRD/MHA file."""
+    def open_path(self, path: str | Path, open_first: bool = False) -> None:
+        """Scan a folder (series appear in the browser as each of its folders is scanned) or
+        open one NIfTI/NRRD/MHA file. ``open_first``: show the first loadable series as soon
+        as it is found, while the scan goes on (else only a folder's only series opens)."""
         path = Path(path).expanduser()
+        if open_first:
+            self._open_first_after_scan = True
         if is_image_file(path):
             self._start_load(image_file_task(path), f"Reading {path.name}", None)
         elif path.is_dir() or path.is_file():
@@ -204,7 +209,11 @@ class MainWindow(QMainWindow):
                 ui_actions.refresh_recent(self, self.controls)
             self.cancel_work()
             self.browser.set_series([])
-            self._scan = self._run(scan_task(path), f"Scanning {path}", self._scan_done)
+            self._opened_during_scan = None
+            self._scanning = True
+            self._scan = self._run(
+                scan_task(path), f"Scanning {path}", self._scan_done, self._scan_partial
+            )
         else:
             self.show_error(f"Cannot open {path}: no such folder or file.")
 
@@ -220,9 +229,49 @@ class MainWindow(QMainWindow):
         self.open_path(folder)
 
     _open_first_after_scan = False
+    #: A series opened while the scan ran: its final listing may hold more files.
+    _opened_during_scan: SeriesInfo | None = None
+    _scanning = False
+
+    def _scan_partial(self, obj: Any) -> None:
+        if not isinstance(obj, SeriesSoFar):
+            return
+        self.browser.set_series(list(obj.series))
+        shown = self._opened_during_scan
+        if shown is not None:  # the row of the series on screen stays the selected one
+            self._select_row(
+                next((s for s in obj.series if s.series_uid == shown.series_uid), None)
+            )
+        elif self._open_first_after_scan:
+            first = next((s for s in obj.series if s.kind != "non-image" and s.loadable), None)
+            if first is not None:
+                self.open_series(first)
+                self._select_row(first)
+
+    def _select_row(self, info: SeriesInfo | None) -> None:
+        item = self.browser.item_for(info) if info is not None else None
+        if item is not None:
+            self.browser.tree.setCurrentItem(item)
+
+    def _reopen_after_scan(self, early: SeriesInfo, series: list[SeriesInfo]) -> None:
+        """A series opened before the scan ended: kept when the scan found no more of it,
+        loaded again (complete) when a later folder held more of its files."""
+        final = next((s for s in series if s.series_uid == early.series_uid), None)
+        if final is None:  # split into parts or volumes once all its files were seen
+            base = early.series_uid.split("#")[0]
+            final = next((s for s in series if s.series_uid.split("#")[0] == base), None)
+        if final is None:
+            return
+        self._select_row(final)
+        if final.series_uid == early.series_uid and list(final.files) == list(early.files):
+            self.current_series = final
+        else:
+            self.open_series(final)
 
     def _scan_done(self, result: ScanResult) -> None:
         self.scan_result = result
+        early, self._opened_during_scan = self._opened_during_scan, None
+        self._scanning = False
         series, skipped = list(result.series), list(result.skipped)
         self.browser.set_series(series)
         self.action_map["problems"].setEnabled(bool(skipped))
@@ -239,7 +288,9 @@ class MainWindow(QMainWindow):
             )
         self.scan_finished.emit(result)
         image_series = [s for s in series if s.kind != "non-image"]
-        if self._open_first_after_scan or len(image_series) == 1:
+        if early is not None:
+            self._reopen_after_scan(early, series)
+        elif self._open_first_after_scan or len(image_series) == 1:
             first = self.browser.first_image_series()
             if first is not None:
                 self.open_series(first)
@@ -247,6 +298,8 @@ class MainWindow(QMainWindow):
 
     def open_series(self, info: SeriesInfo) -> None:
         self.current_series = info
+        if self._scanning:
+            self._opened_during_scan = info
         name = info.description or info.series_uid or "series"
         self._start_load(series_task(info), f"Loading {name}", info)
 
