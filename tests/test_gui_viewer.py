@@ -366,3 +366,19 @@ def test_one_cancel_stops_every_background_job(qtbot, window):
     from viewer.ui import workers
 
     assert workers.Cancelled is Cancelled  # one Cancelled, the core one
+
+
+def test_started_on_a_folder_the_viewer_shows_its_first_series_by_itself(qtbot, tmp_path):
+    """`radlens FOLDER`: the first series is shown (the scan goes on for the rest); a folder
+    opened from the menu still waits for a double-click when it holds several series."""
+    from viewer.ui.app import open_window
+
+    write_ct_series(tmp_path / "a", shape=(3, 8, 8), description="first")
+    write_ct_series(tmp_path / "b", shape=(4, 10, 12), description="second")
+    window = open_window(tmp_path, warm_up=False)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.state.volume is not None, timeout=20000)
+    window.wait_idle()
+    assert window.browser.tree.topLevelItemCount() == 2
+    assert window.state.volume.shape in ((3, 8, 8), (4, 10, 12))
+    window.close()

@@ -43,7 +43,8 @@ def open_window(
     if demo:
         QTimer.singleShot(0, window.open_demo)
     elif path:
-        QTimer.singleShot(0, lambda: window.open_path(path))
+        # Started on a folder: its first series is shown while the rest is still scanned.
+        QTimer.singleShot(0, lambda: window.open_path(path, open_first=True))
     if warm_up:
         QTimer.singleShot(WARM_UP_DELAY_MS, window, lambda: _warm_up_when_idle(window))
     return window
