@@ -4,6 +4,7 @@ re-import is exact, and nothing is overwritten without asking."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 
 import nibabel as nib
@@ -239,3 +240,23 @@ def test_imports_into_a_document_are_single_undo_steps(phantom, tmp_path):
     assert not doc.labelmap.array.any()
     with pytest.raises(LabelImportError, match="already in this series"):
         import_annotations_into(_doc(ct, vol), res.folder / "annotations.json")
+
+
+def test_without_pixel_spacing_json_and_csv_give_pixels_never_millimetres():
+    from viewer.labels.export_records import annotation_record, annotations_csv
+
+    image = np.arange(64 * 64, dtype=np.int16).reshape(1, 64, 64)
+    bare = Volume(image, (0.5, 0.5, 1.0), modality="US", meta={"spacing_source": "none"})
+    doc = Document(bare.shape, "us")
+    doc.add(Ruler(1, id="ruler", start=(0, 4, 5), end=(0, 10, 13)))
+    doc.add(RoiRect(1, id="roi", z=0, bounds=(10, 10, 20, 20)))
+    doc.add(Box(1, id="box", corners=(10, 11, 20, 22), z=0))
+    rec = {a.id: annotation_record(a, bare, doc) for a in doc.annotations.values()}
+    assert rec["ruler"]["length_px"] == pytest.approx(10.0) and "length_mm" not in rec["ruler"]
+    assert rec["roi"]["stats"]["area_px"] > 0
+    assert "area_mm2" not in rec["roi"]["stats"] and "volume_ml" not in rec["roi"]["stats"]
+    assert rec["box"]["size_px_zyx"][1:] == [11.0, 12.0] and "size_mm_zyx" not in rec["box"]
+    rows = {r["id"]: r for r in csv.DictReader(io.StringIO(annotations_csv(rec.values())))}
+    assert float(rows["ruler"]["length_px"]) == pytest.approx(10.0)
+    assert rows["ruler"]["length_mm"] == "" and rows["roi"]["area_mm2"] == ""
+    assert int(rows["roi"]["area_px"]) == rec["roi"]["stats"]["area_px"]

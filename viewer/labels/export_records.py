@@ -14,6 +14,7 @@ from viewer.labels.document import Document
 from viewer.labels.model import Annotation, Box, Ruler
 from viewer.labels.planar import is_planar
 from viewer.labels.stats import roi_stats
+from viewer.study.facts import spacing_source
 from viewer.study.volume import Volume
 
 
@@ -24,14 +25,28 @@ def annotation_record(a: Annotation, volume: Volume, doc: Document) -> dict[str,
     rec["label_name"] = doc.label_set.get(a.label).name if a.label in doc.label_set else ""
     rec["points_voxel_zyx"] = [list(p) for p in pts]
     rec["points_patient_lps_mm"] = [list(map(float, volume.index_to_patient(p))) for p in pts]
+    # Without a stated pixel spacing, lengths and areas are in pixels and named so.
+    calibrated = spacing_source(volume) != "none"
     if isinstance(a, Ruler):
-        rec["length_mm"] = a.length_mm(volume.spacing)
+        if calibrated:
+            rec["length_mm"] = a.length_mm(volume.spacing)
+        else:
+            rec["length_px"] = a.length_mm((1.0, 1.0, 1.0))
     if is_planar(a) and not volume.is_rgb:
-        rec["stats"] = roi_stats(volume, a).to_dict()
+        stats = roi_stats(volume, a).to_dict()
+        if not calibrated:
+            stats["area_px"] = stats.pop("voxels")
+            for key in ("area_mm2", "volume_ml"):
+                stats.pop(key, None)
+        rec["stats"] = stats
     if isinstance(a, Box):
         lo, hi = a.bounds_zyx()
-        sz = np.asarray(volume.spacing[::-1])
-        rec["size_mm_zyx"] = list(map(float, (np.subtract(hi, lo) + 1) * sz))
+        extent = np.subtract(hi, lo) + 1
+        if calibrated:
+            sz = np.asarray(volume.spacing[::-1])
+            rec["size_mm_zyx"] = list(map(float, extent * sz))
+        else:
+            rec["size_px_zyx"] = list(map(float, extent))
     return rec
 
 
@@ -45,7 +60,8 @@ CSV_COLUMNS = [
     "id", "kind", "label", "label_name", "source", "status", "score",
     "z0", "y0", "x0", "z1", "y1", "x1",
     "x0_mm", "y0_mm", "z0_mm", "x1_mm", "y1_mm", "z1_mm",
-    "length_mm", "area_mm2", "mean", "sd", "min", "max", "volume_ml", "n_points", "axis",
+    "length_mm", "area_mm2", "length_px", "area_px",
+    "mean", "sd", "min", "max", "volume_ml", "n_points", "axis",
 ]  # fmt: skip
 
 
@@ -63,7 +79,7 @@ def annotations_csv(records: Iterable[dict[str, Any]]) -> str:
             row.update(zip(("x0_mm", "y0_mm", "z0_mm"), mm[0], strict=True))
             row.update(zip(("x1_mm", "y1_mm", "z1_mm"), mm[-1], strict=True))
         row["n_points"] = len(vox)
-        for k in ("area_mm2", "mean", "sd", "min", "max", "volume_ml"):
+        for k in ("area_mm2", "area_px", "mean", "sd", "min", "max", "volume_ml"):
             row[k] = r.get("stats", {}).get(k, "")
         w.writerow(row)
     return buf.getvalue()
