@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from radlens_core.progress import CancelCheck, Cancelled
-from viewer.labels.edit_ops import Region, bounding_region
+from viewer.labels.edit_ops import Region, component_at
 from viewer.labels.model import LabelError
 
 
@@ -42,6 +42,9 @@ class RegionGrower:
 
     #: neighbourhood half-size (mm, at least one voxel) whose statistics set the band
     STATS_MM = 3.0
+
+    #: half-size (mm) of the first box the region is grown on (doubled where it is reached)
+    START_MM = 20.0
 
     #: structures thicker than this (mm, at the click) are taken whole: nothing to guard
     THICK_MM = 15.0
@@ -96,31 +99,22 @@ class RegionGrower:
             raise LabelError(f"the slice axis must be 0, 1 or 2, got {axis}")
         lower, upper = self.band(idx, tolerance, axis)
         check_cancel(cancel)
-        seed: tuple[int, ...] = idx
-        image = self.image
-        if axis is not None:
-            image = np.take(self.image, idx[axis], axis=axis)
-            seed = tuple(i for a, i in enumerate(idx) if a != axis)
-        # Threshold, then the 6-connected component holding the click. Measured beside
-        # SimpleITK's ConnectedThreshold on 300x512x512 (tests/benchmarks): 3x faster.
-        inside = (image >= lower) & (image <= upper)
-        check_cancel(cancel)
-        labels, _ = ndimage.label(inside)
-        arr = labels == labels[seed]
-        del labels
-        check_cancel(cancel)
-        if axis is not None:
-            arr = np.expand_dims(arr, axis)
-        region = bounding_region(arr)
-        if region is None:  # the clicked voxel is outside its own band: cannot happen
-            raise LabelError("nothing could be grown from this point")
-        if axis is not None:
-            region = tuple(
-                slice(idx[a], idx[a] + 1) if a == axis else s for a, s in enumerate(region)
-            )  # type: ignore[assignment]
-            sub = arr[tuple(slice(0, 1) if a == axis else s for a, s in enumerate(region))]
-        else:
-            sub = arr[region]
+        # The band's 6-connected component holding the click, labelled on a box grown
+        # around it (tests/benchmarks: beside SimpleITK's ConnectedThreshold, same run).
+        view, offset = self.image, [0, 0, 0]
+        if axis is not None:  # the slice shown: a one-voxel slab across ``axis``
+            cut = [slice(None)] * 3
+            cut[axis] = slice(idx[axis], idx[axis] + 1)
+            view, offset[axis] = self.image[tuple(cut)], idx[axis]
+        seed = tuple(i - o for i, o in zip(idx, offset, strict=True))
+
+        def inside(box: Region) -> np.ndarray:
+            sub = view[box]
+            return (sub >= lower) & (sub <= upper)
+
+        start = [max(int(np.ceil(self.START_MM / s)), 8) for s in self.spacing]
+        local, sub = component_at(inside, seed, view.shape, start, cancel)
+        region = tuple(slice(s.start + o, s.stop + o) for s, o in zip(local, offset, strict=True))
         region, sub = self._guard_leaks(idx, region, sub, axis)  # type: ignore[arg-type]
         return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
 
@@ -145,7 +139,7 @@ class RegionGrower:
         )
         near = sub[win]
         cw = tuple(ci - s.start for ci, s in zip(c, win, strict=True))
-        radius = float(ndimage.distance_transform_edt(near, sampling=sp)[cw])
+        radius = _distance_to_background(near, cw, sp)
         if radius >= self.THICK_MM or not near[cw]:
             return region, sub
         neck = self.NECK_FRACTION * radius
@@ -181,3 +175,15 @@ def _touches_edge(mask: np.ndarray, win: tuple[slice, ...], shape: tuple[int, ..
         if s.stop < shape[axis] and np.take(mask, -1, axis=axis).any():
             return True
     return False
+
+
+def _distance_to_background(mask: np.ndarray, at: tuple[int, ...], sp: np.ndarray) -> float:
+    """The distance (mm) from voxel ``at`` to the nearest False voxel of ``mask`` (infinite
+    when there is none): the distance map's value there, without the whole map."""
+    if not mask[at]:
+        return 0.0
+    outside = np.argwhere(~mask)
+    if not len(outside):
+        return float("inf")
+    d2 = (((outside - np.asarray(at)) * sp) ** 2).sum(axis=1)
+    return float(np.sqrt(d2.min()))
