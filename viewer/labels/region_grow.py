@@ -75,14 +75,24 @@ class RegionGrower:
     def band(self, zyx: Sequence[int], tolerance: float, axis: int | None) -> tuple[float, float]:
         """[lower, upper] intensities: the neighbourhood's median -+ ``tolerance`` x the
         standard deviation of its inliers (within 3 robust deviations of the median), so a
-        click near an edge is not widened by the other side's voxels; always including the
-        clicked value."""
+        click near an edge is not widened by the other side's voxels; a click outside that
+        band (a thin vessel) takes the statistics of the neighbourhood's voxels nearer its
+        own value; always including the clicked value."""
         if not 0 < float(tolerance) <= 20:
             raise LabelError(f"the tolerance must be within 0..20, got {tolerance}")
         patch = self.image[self._neighbourhood(zyx, axis)].astype(np.float64).ravel()
         centre = float(np.median(patch))
         spread = max(_inlier_std(patch), self.min_spread)
-        value = float(self.image[tuple(zyx)])  # an outlier click still grows from itself
+        value = float(self.image[tuple(zyx)])
+        if abs(value - centre) > tolerance * spread:
+            # The click is not of its neighbourhood's main tissue (the centre of a vessel
+            # thinner than the neighbourhood): its statistics are those of the voxels
+            # nearer its own value -- a smaller neighbourhood, along its intensity.
+            own = patch[np.abs(patch - value) < np.abs(patch - centre)]
+            if len(own) >= 3:
+                centre = float(np.median(own))
+                spread = max(_inlier_std(own), self.min_spread)
+        # an outlier click still grows from itself
         return min(centre - tolerance * spread, value), max(centre + tolerance * spread, value)
 
     def grow(
@@ -148,8 +158,8 @@ class RegionGrower:
           label's side to half-way towards the other side's median (or to the clicked
           value, when that lies between the two), and only voxels within twice the
           click's distance from the label are added -- the border the label missed, all
-          around it, not a leak. A clicked value beyond both medians is another tissue
-          the user counts in: grown as a new part.
+          around it, not a leak. A clicked value beyond both medians, or of the other
+          side's tissue, is another tissue the user counts in: grown as a new part.
         - A negative click removes the part of the label within the clicked voxel's band
           connected to it, cut where that part narrows into the rest (a leak into a
           neighbour of the same intensity goes, what it leaked from stays), and never
@@ -192,7 +202,9 @@ class RegionGrower:
             lower, upper = (m_in + m_out) / 2, m_in + tolerance * spread
         else:
             lower, upper = m_in - tolerance * spread, (m_in + m_out) / 2
-        if not min(m_out, lower) <= value <= max(m_out, upper):
+        out_spread = max(_inlier_std(outer), self.min_spread)
+        between = min(m_out, lower) <= value <= max(m_out, upper)
+        if not between or abs(value - m_out) <= tolerance * out_spread:
             # Not the label's missed border but another tissue the user counts in (a
             # vessel inside a lung): a new part, grown from its own neighbourhood.
             return self.grow(idx, tolerance, axis, cancel)
@@ -316,7 +328,16 @@ class RegionGrower:
         del labels, dist
         if keep.sum() == sub.sum():
             return sub
-        return (ndimage.distance_transform_edt(~keep, sampling=sp) <= neck + 1e-6) & sub
+        away = ndimage.distance_transform_edt(~keep, sampling=sp)
+        body = (away <= neck + 1e-6) & sub
+        # What the opening took off the body's own corners and surface goes with it; a
+        # part reaching farther than the neck from it (a vessel) is another structure.
+        rest, n = ndimage.label(sub & ~body)
+        if n:
+            reach = ndimage.maximum(away, rest, np.arange(1, n + 1))
+            near = np.flatnonzero(np.asarray(reach) <= neck + float(sp[sp < 1e5].max())) + 1
+            body |= np.isin(rest, near)
+        return body
 
     def _guard_leaks(
         self, idx: tuple[int, ...], region: Region, sub: np.ndarray, axis: int | None
