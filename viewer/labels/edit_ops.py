@@ -64,9 +64,9 @@ def component_at(
     """The 6-connected component holding ``seed`` of the mask ``inside(region)`` computes on
     any box of an array of ``shape``: labelled on a box grown around the seed (``start``
     voxels each way at first) that grows by half its size past every face the component
-    touches, until it touches none but the array's own edges -- never a full-series
-    temporary for a small structure, and a few times the work of its bounding box for a
-    large one.
+    touches, until it touches none but the array's own edges (or, past half of the
+    array, the whole array at once) -- never a full-series temporary for a small
+    structure, and a few times the work of its bounding box for a large one.
     Returns (the component's bounding region, its mask there)."""
     seed = tuple(int(i) for i in seed)
     lo = [max(i - int(r), 0) for i, r in zip(seed, start, strict=True)]
@@ -89,7 +89,11 @@ def component_at(
                 lo[axis], grown = max(lo[axis] - size, 0), True
             if hi[axis] < shape[axis] and np.take(comp, -1, axis=axis).any():
                 hi[axis], grown = min(hi[axis] + size, shape[axis]), True
-        if not grown:
+        if grown and np.prod([b - a for a, b in zip(lo, hi, strict=True)]) > 0.5 * np.prod(shape):
+            # most of the array already: one last labelling of all of it beats several
+            # ever larger boxes
+            lo, hi = [0, 0, 0], [int(n) for n in shape]
+        elif not grown:
             region = bounding_region(comp)
             assert region is not None  # it holds the seed
             full = tuple(slice(a + s.start, a + s.stop) for a, s in zip(lo, region, strict=True))

@@ -111,7 +111,7 @@ class RegionGrower:
 
         def inside(box: Region) -> np.ndarray:
             sub = slab.view[box]
-            return (sub >= lower) & (sub <= upper)
+            return _within(sub, lower, upper)
 
         sp = self._spacing(axis)
         radius = self._thickness(slab, inside, sp)
@@ -157,7 +157,7 @@ class RegionGrower:
           neighbourhood) takes the label's own statistics there: the band runs from the
           label's side to half-way towards the other side's median (or to the clicked
           value, when that lies between the two), and only voxels within twice the
-          click's distance from the label are added -- the border the label missed, all
+          click's distance from the label (a box of that size) are added -- the border the label missed, all
           around it, not a leak. A clicked value beyond both medians, or of the other
           side's tissue, is another tissue the user counts in: grown as a new part.
         - A negative click removes the part of the label within the clicked voxel's band
@@ -180,12 +180,21 @@ class RegionGrower:
 
             def part(box: Region) -> np.ndarray:
                 sub = slab.view[box]
-                return current(box) & (sub >= lower) & (sub <= upper)
+                return current(box) & _within(sub, lower, upper)
 
             region, sub = self._component(slab, part, cancel)
-            sub = self._carve(idx, region, sub, axis)
-            kept = [p for p in self._positive.get(label, ()) if labels[p] == label]
-            sub = self._spare(idx, region, sub, kept, axis)
+            sp = self._spacing(axis)
+            c = tuple(i - r.start for i, r in zip(idx, region, strict=True))
+            sub = _coarse(lambda c, m, sp, _: self._carve(c, m, sp), sub, c, sp, [])
+            kept = [
+                tuple(i - r.start for i, r in zip(p, region, strict=True))
+                for p in self._positive.get(label, ())
+                if labels[p] == label
+                and all(r.start <= i < r.stop for i, r in zip(p, region, strict=True))
+            ]
+            if kept:
+                check_cancel(cancel)
+                sub = _coarse(self._spare, sub, c, sp, kept)
             return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
         self._positive.setdefault(label, []).append(idx)
         del self._positive[label][: -self.REMEMBERED]
@@ -214,13 +223,14 @@ class RegionGrower:
             sp[axis] = 1e6  # nothing reaches across the slice
         at = tuple(i - s.start for i, s in zip(idx, nb, strict=True))
         reach = 2 * _distance_to_background(~near, at, sp) + float(sp[sp < 1e5].max())
-        ball = _ball(reach, sp)
+        size = tuple(2 * int(reach // v) + 1 if v < 1e5 else 1 for v in sp)
         check_cancel(cancel)
 
         def border(box: Region) -> np.ndarray:
             sub = slab.view[box]
-            close = ndimage.binary_dilation(current(box), ball)
-            return close & (sub >= lower) & (sub <= upper)
+            # a box of ``reach`` mm each way: separable, fast on a lung-sized label
+            close = ndimage.maximum_filter(current(box).view(np.uint8), size=size) > 0
+            return close & _within(sub, lower, upper)
 
         region, sub = self._component(slab, border, cancel)
         return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
@@ -279,47 +289,29 @@ class RegionGrower:
         return _distance_to_background(inside(box), at, sp)  # type: ignore[arg-type]
 
     def _spare(
-        self,
-        idx: tuple[int, ...],
-        region: Region,
-        sub: np.ndarray,
-        kept: list[tuple[int, ...]],
-        axis: int | None,
+        self, c: tuple[int, ...], sub: np.ndarray, sp: np.ndarray, inner: list[tuple[int, ...]]
     ) -> np.ndarray:
         """``sub`` less what is geodesically closer (within ``sub``) to one of the label's
-        earlier positive clicks than to the negative click ``idx``: the user said those
-        are in (SimpleITK's fast marching from each side)."""
-        lo = [s.start for s in region]
-        inner = [
-            tuple(p - o for p, o in zip(point, lo, strict=True))
-            for point in kept
-            if all(s.start <= p < s.stop for p, s in zip(point, region, strict=True))
-        ]
+        earlier positive clicks ``inner`` than to the negative click ``c``: the user said
+        those are in (SimpleITK's fast marching from each side)."""
         inner = [p for p in inner if sub[p]]
-        if not inner:
+        if not inner or not sub[c]:
             return sub
         speed = sitk.GetImageFromArray(np.where(sub, 1.0, 1e-6).astype(np.float32))
-        speed.SetSpacing([float(min(v, 1e3)) for v in self._spacing(axis)[::-1]])
+        speed.SetSpacing([float(min(v, 1e3)) for v in sp[::-1]])
 
         def arrival(points: list[tuple[int, ...]]) -> np.ndarray:
             fm = sitk.FastMarchingImageFilter()
             fm.SetTrialPoints([[int(v) for v in p[::-1]] for p in points])
             return sitk.GetArrayFromImage(fm.Execute(speed))
 
-        c = tuple(i - o for i, o in zip(idx, lo, strict=True))
         return sub & (arrival([c]) < arrival(inner))
 
-    def _carve(
-        self, idx: tuple[int, ...], region: Region, sub: np.ndarray, axis: int | None
-    ) -> np.ndarray:
-        """What a negative click removes of ``sub`` (on ``region``): the part it is on, cut
-        where it narrows below ``NECK_FRACTION`` of its thickness at the click -- an opening
-        of the whole part, the clicked core restored to its border (a leak into the aorta
-        goes, the vessels it leaked from stay)."""
-        sp = self.spacing.copy()
-        if axis is not None:
-            sp[axis] = 1e6
-        c = tuple(i - s.start for i, s in zip(idx, region, strict=True))
+    def _carve(self, c: tuple[int, ...], sub: np.ndarray, sp: np.ndarray) -> np.ndarray:
+        """What a negative click at ``c`` removes of ``sub`` (the part it is on, voxels of
+        spacing ``sp``): cut where it narrows below ``NECK_FRACTION`` of its thickness at
+        the click -- an opening of the whole part, the clicked core restored to its border
+        (a leak into the aorta goes, the vessels it leaked from stay)."""
         # padded: the part's box edge is its border too
         dist = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
         neck = self.NECK_FRACTION * float(dist[c])
@@ -417,17 +409,6 @@ def _inlier_std(values: np.ndarray) -> float:
     return float(values[np.abs(values - centre) <= 3 * mad + 1e-9].std())
 
 
-def _ball(radius_mm: float, sp: np.ndarray) -> np.ndarray:
-    """An ellipsoidal structuring element of ``radius_mm`` on voxels of spacing ``sp``
-    (flat across an axis whose spacing is huge: the slice of a 2D growing)."""
-    r = [int(radius_mm // s) for s in sp]
-    grid = np.ogrid[tuple(slice(-k, k + 1) for k in r)]
-    d2 = np.zeros([2 * k + 1 for k in r])
-    for g, s in zip(grid, sp, strict=True):
-        d2 = d2 + (g * min(s, 1e5)) ** 2
-    return d2 <= radius_mm**2 + 1e-9
-
-
 def _point_region(idx: Sequence[int]) -> Region:
     return tuple(slice(i, i + 1) for i in idx)  # type: ignore[return-value]
 
@@ -444,3 +425,44 @@ class _Slab:
             cut[axis] = slice(idx[axis], idx[axis] + 1)
             self.view, self.offset[axis] = array[tuple(cut)], int(idx[axis])
         self.seed = tuple(int(i) - o for i, o in zip(idx, self.offset, strict=True))
+
+
+#: a negative click's cut is worked out on a strided copy of a part bigger than this
+WORK_VOXELS = 500_000
+
+
+def _coarse(
+    fn: Callable[[tuple[int, ...], np.ndarray, np.ndarray, list], np.ndarray],
+    sub: np.ndarray,
+    c: tuple[int, ...],
+    sp: np.ndarray,
+    points: list[tuple[int, ...]],
+) -> np.ndarray:
+    """``fn(c, sub, sp, points) -> mask`` on ``sub``, worked out on a strided copy of at
+    most about ``WORK_VOXELS`` voxels when ``sub`` is bigger (a negative click in a lung:
+    its necks are as coarse as it is thick), brought back to full resolution within
+    ``sub``; at full resolution when the click misses the strided copy."""
+    if sub.size <= WORK_VOXELS:
+        return fn(c, sub, sp, points)
+    k = int(np.ceil((sub.size / WORK_VOXELS) ** (1 / 3)))
+    step = tuple(k if n > 1 else 1 for n in sub.shape)
+    small = np.ascontiguousarray(sub[tuple(slice(None, None, s) for s in step)])
+    sc = tuple(i // s for i, s in zip(c, step, strict=True))
+    if not small[sc]:
+        return fn(c, sub, sp, points)
+    spts = [tuple(i // s for i, s in zip(p, step, strict=True)) for p in points]
+    out = fn(sc, small, sp * np.asarray(step), spts)
+    for axis, s in enumerate(step):
+        out = np.repeat(out, s, axis=axis)
+    return out[tuple(slice(0, n) for n in sub.shape)] & sub
+
+
+def _within(values: np.ndarray, lower: float, upper: float) -> np.ndarray:
+    """``lower <= values <= upper``, compared in the values' own integer type when they
+    are integers (no float64 temporaries of a lung-sized box)."""
+    if values.dtype.kind in "iu":
+        info = np.iinfo(values.dtype)
+        lo = int(np.clip(np.ceil(lower), info.min, info.max))
+        hi = int(np.clip(np.floor(upper), info.min, info.max))
+        return (values >= values.dtype.type(lo)) & (values <= values.dtype.type(hi))
+    return (values >= lower) & (values <= upper)
