@@ -1,7 +1,13 @@
-"""Click-to-segment (Qt-free): a click grows a region from the clicked voxel's intensity
-statistics -- connected-threshold region growing (scipy.ndimage) on the slice shown or in 3D,
-within a tolerance in multiples of the neighbourhood's spread -- cut where it leaks
-through a neck into a neighbour of the same intensity."""
+"""Click-to-segment (Qt-free; one class and its helpers, over 400 lines because grow and refine share the band, box and guard code): a click grows a region from the clicked voxel's intensity
+statistics -- connected-threshold region growing (scipy.ndimage, on a box grown around the
+click) on the slice shown or in 3D, within a tolerance in multiples of the neighbourhood's
+spread -- cut where it leaks through a neck into a neighbour of the same intensity, and
+following a vessel without the thick bodies it runs into.
+
+``RegionGrower.refine`` makes later clicks refine a label instead of replacing it: a
+positive click at its border adds the border it missed, one elsewhere a new part; a
+negative click carves the part it is on (cut at necks, sparing the label's earlier
+positive clicks)."""
 
 from __future__ import annotations
 
