@@ -83,6 +83,11 @@ def test_a_border_click_adds_the_missed_rim_all_round_and_nothing_else(rimmed_no
     added = grower.refine(click, labels, 1, positive=True).full(image.shape)
     after = core | added
     assert np.array_equal(after, nodule)
+    # On the slice shown: the rim of that slice only.
+    flat = RegionGrower(image, ISO).refine(click, labels, 1, positive=True, axis=0)
+    got = flat.full(image.shape)
+    assert got.sum() == got[20].sum()
+    assert np.array_equal(core[20] | got[20], nodule[20])
 
 
 def test_a_click_of_another_tissue_next_to_the_label_grows_a_new_part():
