@@ -149,6 +149,18 @@ def test_a_negative_click_spares_what_is_nearer_an_earlier_positive_click():
     assert fresh.full(shape)[tube].mean() > 0.97
 
 
+def test_a_negative_click_on_a_border_voxel_trims_the_border_as_far_out(rimmed_nodule):
+    """The label took the rim (60) and a shell of lung partial volume (-300) beyond it: a
+    negative click on the shell removes the shell all round, the rim stays."""
+    image, _, _, nodule = rimmed_nodule
+    zz, yy, xx = grid(image.shape)
+    shell = ((zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 <= 144) & ~nodule
+    image = np.where(shell, -300.0, image).astype(np.float32)
+    labels = (nodule | shell).astype(np.uint8)
+    removed = RegionGrower(image, ISO).refine((20, 20, 31), labels, 1, positive=False)
+    assert np.array_equal(removed.full(image.shape), shell)
+
+
 def test_a_negative_click_off_the_label_removes_nothing(rimmed_nodule):
     image, labels, _, _ = rimmed_nodule
     removed = RegionGrower(image, ISO).refine((2, 2, 2), labels, 1, positive=False)

@@ -166,7 +166,9 @@ class RegionGrower:
           click's distance from the label (a box of that size) are added -- the border the label missed, all
           around it, not a leak. A clicked value beyond both medians, or of the other
           side's tissue, is another tissue the user counts in: grown as a new part.
-        - A negative click removes the part of the label within the clicked voxel's band
+        - A negative click on the label's border at a voxel leaning to the other side
+          removes the border voxels at least that far over (``_trim_border``).
+        - Any other negative click removes the part of the label within the clicked voxel's band
           connected to it, cut where that part narrows into the rest (a leak into a
           neighbour of the same intensity goes, what it leaked from stays), and never
           what is geodesically closer to one of the label's earlier positive clicks."""
@@ -182,6 +184,9 @@ class RegionGrower:
         if not positive:
             if not bool(labels[idx] == label):
                 return GrownRegion(_point_region(idx), np.zeros((1, 1, 1), bool), 0.0, 0.0)
+            trimmed = self._trim_border(idx, labels, label, slab, axis, tolerance, cancel)
+            if trimmed is not None:
+                return trimmed
             lower, upper = self.band(idx, tolerance, axis)
 
             def part(box: Region) -> np.ndarray:
@@ -240,6 +245,46 @@ class RegionGrower:
 
         region, sub = self._component(slab, border, cancel)
         return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
+
+    def _trim_border(
+        self,
+        idx: tuple[int, ...],
+        labels: np.ndarray,
+        label: int,
+        slab: _Slab,
+        axis: int | None,
+        tolerance: float,
+        cancel: CancelCheck | None,
+    ) -> GrownRegion | None:
+        """A negative click on the label's border whose value leans to the other side's
+        (a partial-volume voxel taken in): the label's border voxels at least that far
+        towards the other side, within twice the click's distance from the outside --
+        the mirror of a positive border click. None when the click is not such a one."""
+        nb = self._neighbourhood(idx, axis)
+        near = labels[nb] == label
+        if near.all():
+            return None
+        values = self.image[nb].astype(np.float64)
+        m_in, m_out = float(np.median(values[near])), float(np.median(values[~near]))
+        value = float(self.image[idx])
+        if (value - m_in) * (m_out - m_in) <= 0:
+            return None  # the label's own tissue, or beyond it: a part to carve
+        # as far out as the click, less its noise (never half-way back to the label)
+        slack = min(tolerance * self.min_spread, abs(value - m_in) / 2)
+        lower, upper = (-np.inf, value + slack) if m_out < m_in else (value - slack, np.inf)
+        sp = self._spacing(axis)
+        at = tuple(i - s.start for i, s in zip(idx, nb, strict=True))
+        reach = 2 * _distance_to_background(near, at, sp) + float(sp[sp < 1e5].max())
+        size = tuple(2 * int(reach // v) + 1 if v < 1e5 else 1 for v in sp)
+        cur = _Slab(labels, idx, axis).view
+
+        def border(box: Region) -> np.ndarray:
+            inside = cur[box] == label
+            outside = ndimage.maximum_filter((~inside).view(np.uint8), size=size) > 0
+            return inside & outside & _within(slab.view[box], lower, upper)
+
+        region, sub = self._component(slab, border, cancel)
+        return GrownRegion(region, sub, float(lower), float(upper))
 
     def _point(self, zyx: Sequence[float] | np.ndarray, axis: int | None) -> tuple[int, ...]:
         idx = tuple(int(round(float(v))) for v in zyx)
