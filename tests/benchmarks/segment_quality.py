@@ -4,8 +4,12 @@ segmentation literature (each next click at the centre -- the point farthest fro
 border -- of the largest error region; positive when the region is missed structure,
 negative when it is wrongly included).
 
-- click-to-segment: a 3D region grown from the click (default tolerance) is added, or, for
-  a negative click, removed;
+- click-to-segment, clicks refine: ``RegionGrower.refine`` on the segmentation so far (a
+  positive click at its border adds the border it missed, elsewhere a new part; a
+  negative click trims the border or carves the part it is on);
+- click-to-segment, each click grown alone (the first release, kept to compare): a 3D
+  region grown from the click (default tolerance) is added, or, for a negative click,
+  removed;
 - grow from seeds: a click is a stroke (a cross through the click over the error region,
   on the axial, coronal or sagittal slice where that region is largest) of the
   structure's label or of a background label; the result is the full-resolution accept of
