@@ -4,8 +4,12 @@ segmentation literature (each next click at the centre -- the point farthest fro
 border -- of the largest error region; positive when the region is missed structure,
 negative when it is wrongly included).
 
-- click-to-segment: a 3D region grown from the click (default tolerance) is added, or, for
-  a negative click, removed;
+- click-to-segment, clicks refine: ``RegionGrower.refine`` on the segmentation so far (a
+  positive click at its border adds the border it missed, elsewhere a new part; a
+  negative click trims the border or carves the part it is on);
+- click-to-segment, each click grown alone (the first release, kept to compare): a 3D
+  region grown from the click (default tolerance) is added, or, for a negative click,
+  removed;
 - grow from seeds: a click is a stroke (a cross through the click over the error region,
   on the axial, coronal or sagittal slice where that region is largest) of the
   structure's label or of a background label; the result is the full-resolution accept of
@@ -56,9 +60,13 @@ def structures(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, tupl
     nodules, _ = ndimage.label(ct.labels == NODULE)
     sizes = np.bincount(nodules.ravel())[1:]
     nodule = nodules == (int(np.argmax(sizes)) + 1)
-    # The vessels are the soft-tissue tubes the phantom draws inside the lungs (the lung
-    # label includes them); the biggest connected tree is the structure.
-    vessel = _largest(lung & (hu > -400))
+    # The vessels are the soft-tissue tubes (40 HU) the phantom draws inside the lungs (the
+    # lung label includes them); the biggest connected tree is the structure. The lung
+    # label also holds a crescent of the aorta (160 HU, drawn over the lungs): excluded
+    # with its rim, or "the vessel" would be that crescent.
+    smooth = ndimage.median_filter(hu, 3)
+    aorta = ndimage.binary_dilation(lung & (smooth > 100), iterations=2)
+    vessel = _largest(lung & (smooth > -400) & ~aorta)
     # The body: everything not outside air, holes (lungs) filled slice by slice.
     outside = _largest(ndimage.median_filter(hu, 3) < -950)
     body = ndimage.binary_fill_holes(~outside, structure=np.ones((1, 3, 3), bool))
@@ -95,6 +103,26 @@ def next_click(pred: np.ndarray, truth: np.ndarray, spacing) -> Click | None:
 
 
 def run_click_to_segment(image, spacing, truth) -> list[float]:
+    """Each click refines the segmentation (``RegionGrower.refine``): a positive click at
+    its border takes the border it missed, a negative one carves what it is on."""
+    grower = RegionGrower(image, spacing)
+    pred = np.zeros(truth.shape, np.uint8)
+    scores = []
+    for _ in range(MAX_CLICKS):
+        click = next_click(pred == 1, truth, spacing)
+        if click is None:
+            scores.append(1.0)
+            continue
+        grown = grower.refine(click.zyx, pred, 1, click.positive, tolerance=2.5)
+        change = pred[grown.region]
+        change[grown.mask] = 1 if click.positive else 0
+        scores.append(dice(pred == 1, truth))
+    return scores
+
+
+def run_click_to_segment_replacing(image, spacing, truth) -> list[float]:
+    """The first release, kept to compare: every click grows from its own neighbourhood's
+    band alone, added (or removed) whole."""
     grower = RegionGrower(image, spacing)
     pred = np.zeros(truth.shape, bool)
     scores = []
@@ -179,7 +207,8 @@ def noc(scores: list[float], target: float = 0.9) -> str:
 
 
 METHODS: dict[str, Callable] = {
-    "click-to-segment (3D)": run_click_to_segment,
+    "click-to-segment (3D), each click grown alone (before)": run_click_to_segment_replacing,
+    "click-to-segment (3D), clicks refine": run_click_to_segment,
     "grow from seeds": run_grow_from_seeds,
 }
 
@@ -187,14 +216,20 @@ METHODS: dict[str, Callable] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one phantom, a smaller grid")
+    parser.add_argument("--methods", help="only the methods whose name holds this text")
+    parser.add_argument("--structures", help="comma-separated structures (default: all)")
     args = parser.parse_args(argv)
+    methods = {k: v for k, v in METHODS.items() if not args.methods or args.methods in k}
+    wanted = args.structures.split(",") if args.structures else None
     shape = (48, 96, 96) if args.quick else (100, 256, 256)
     seeds = HELD_OUT_SEEDS[:1] if args.quick else HELD_OUT_SEEDS
     rows: dict[tuple[str, str], list[list[float]]] = {}
     for seed in seeds:
         image, spacing, truths = structures(seed, shape)
-        for method, fn in METHODS.items():
+        for method, fn in methods.items():
             for name, truth in truths.items():
+                if wanted and name not in wanted:
+                    continue
                 t0 = time.perf_counter()
                 rows.setdefault((method, name), []).append(fn(image, spacing, truth))
                 print(

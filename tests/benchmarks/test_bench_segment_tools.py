@@ -1,7 +1,10 @@
 """Segment editor speed on a 300 x 512 x 512 chest CT, whole paths (click -> edit applied to
 the label Document), each beside the alternative it was chosen over, in the same run:
 
-- click-to-segment 2D and 3D (tool press -> one undo step) vs SimpleITK's flood fill;
+- click-to-segment 2D and 3D (tool press -> one undo step) vs SimpleITK's flood fill and
+  vs the first release's full-series threshold + ndimage.label (the grower now labels a
+  box grown around the click); a refining click at the lung's border and a negative click
+  (``RegionGrower.refine``) on the labelled lungs;
 - islands 2D (slice shown) and 3D (keep largest of both lungs) vs ndimage.label + bincount;
 - grow from seeds: the first preview (gradient + watershed on a strided copy), a later
   update (cached gradient) and the full-resolution accept, vs a full-resolution watershed
@@ -86,6 +89,42 @@ def test_bench_click_reference_simpleitk_connected_threshold(benchmark, chest, d
         return sitk.GetArrayViewFromImage(grown).astype(bool)
 
     benchmark.pedantic(reference, rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("dims", ["2D", "3D"])
+def test_bench_click_reference_full_series_label(benchmark, chest, dims):
+    """The first release: threshold the whole series (slice), label every component."""
+    benchmark.group = f"click-to-segment {dims}"
+    hu, _, spacing, point = chest
+    lo, hi = RegionGrower(hu, spacing).band(point, 2.5, 0 if dims == "2D" else None)
+    image = hu[point[0]] if dims == "2D" else hu
+    seed = tuple(point[1:]) if dims == "2D" else point
+
+    def reference():
+        labels, _ = ndimage.label((image >= lo) & (image <= hi))
+        return labels == labels[seed]
+
+    benchmark.pedantic(reference, rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("positive", [True, False], ids=["border", "negative"])
+def test_bench_click_refine_3d(benchmark, chest, lungs_doc, positive):
+    """A refining click on the labelled lungs: at the lung's border (a voxel just outside
+    it), or a negative click inside it."""
+    benchmark.group = "click-to-segment 3D"
+    hu, labels, spacing, point = chest
+    array = lungs_doc[0].labelmap.array
+    z, y, x = point
+    if positive:
+        row = np.flatnonzero(array[z, y] == 1)
+        at = (z, y, int(row.max()) + 1)  # the first voxel past the lung along the row
+    else:
+        at = point
+    grower = RegionGrower(hu, spacing)
+    result = benchmark.pedantic(
+        grower.refine, args=(at, array, 1, positive), rounds=3, iterations=1
+    )
+    benchmark.extra_info["voxels"] = int(result.mask.sum())
 
 
 # ---- islands --------------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ reach), never on the whole series, so a small structure on a 300x512x512 series 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from radlens_core.progress import Cancelled
 from viewer.labels.model import LabelError
 
 Region = tuple[slice, slice, slice]
@@ -34,17 +35,69 @@ MAX_MM = 100.0
 # ---- regions -----------------------------------------------------------------------------
 def bounding_region(mask: np.ndarray, pad: Voxels = (0, 0, 0)) -> Region | None:
     """The (z, y, x) slices of ``mask``'s bounding box grown by ``pad`` voxels per axis and
-    clipped to the array; None when the mask is empty."""
-    region = []
+    clipped to the array; None when the mask is empty. (Each axis is searched within the
+    extent already found on the axes before it: one full pass, not three.)"""
+    lo_hi: list[tuple[int, int]] = []
+    sub = mask
     for axis in range(3):
         others = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=others))
+        hit = np.flatnonzero(sub.any(axis=others))
         if not len(hit):
             return None
-        lo = max(int(hit[0]) - int(pad[axis]), 0)
-        hi = min(int(hit[-1]) + 1 + int(pad[axis]), mask.shape[axis])
-        region.append(slice(lo, hi))
-    return tuple(region)  # type: ignore[return-value]
+        lo_hi.append((int(hit[0]), int(hit[-1]) + 1))
+        cut = [slice(None)] * 3
+        cut[axis] = slice(*lo_hi[-1])
+        sub = sub[tuple(cut)]
+    return tuple(  # type: ignore[return-value]
+        slice(max(lo - int(p), 0), min(hi + int(p), n))
+        for (lo, hi), p, n in zip(lo_hi, pad, mask.shape, strict=True)
+    )
+
+
+def component_at(
+    inside: Callable[[Region], np.ndarray],
+    seed: Sequence[int],
+    shape: Sequence[int],
+    start: Voxels = (16, 32, 32),
+    cancel: Callable[[], bool] | None = None,
+) -> tuple[Region, np.ndarray]:
+    """The 6-connected component holding ``seed`` of the mask ``inside(region)`` computes on
+    any box of an array of ``shape``: labelled on a box grown around the seed (``start``
+    voxels each way at first) that grows by half its size past every face the component
+    touches, until it touches none but the array's own edges (or, past half of the
+    array, the whole array at once) -- never a full-series temporary for a small
+    structure, and a few times the work of its bounding box for a large one.
+    Returns (the component's bounding region, its mask there)."""
+    seed = tuple(int(i) for i in seed)
+    lo = [max(i - int(r), 0) for i, r in zip(seed, start, strict=True)]
+    hi = [min(i + int(r) + 1, n) for i, r, n in zip(seed, start, shape, strict=True)]
+    while True:
+        if cancel is not None and cancel():
+            raise Cancelled()
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        labels, _ = ndimage.label(inside(box))  # type: ignore[arg-type]
+        at = labels[tuple(i - a for i, a in zip(seed, lo, strict=True))]
+        if not at:
+            raise LabelError("nothing is connected to this point")
+        comp = labels == at
+        del labels
+        grown = False
+        for axis in range(3):
+            size = (hi[axis] - lo[axis] + 1) // 2  # at most doubled per step: an
+            # overshoot labels a large box full of the band's noise specks
+            if lo[axis] > 0 and np.take(comp, 0, axis=axis).any():
+                lo[axis], grown = max(lo[axis] - size, 0), True
+            if hi[axis] < shape[axis] and np.take(comp, -1, axis=axis).any():
+                hi[axis], grown = min(hi[axis] + size, shape[axis]), True
+        if grown and np.prod([b - a for a, b in zip(lo, hi, strict=True)]) > 0.5 * np.prod(shape):
+            # most of the array already: one last labelling of all of it beats several
+            # ever larger boxes
+            lo, hi = [0, 0, 0], [int(n) for n in shape]
+        elif not grown:
+            region = bounding_region(comp)
+            assert region is not None  # it holds the seed
+            full = tuple(slice(a + s.start, a + s.stop) for a, s in zip(lo, region, strict=True))
+            return full, np.ascontiguousarray(comp[region])  # type: ignore[return-value]
 
 
 def mm_to_voxels(mm: float, spacing_zyx: Spacing) -> np.ndarray:
@@ -161,6 +214,8 @@ def _island_at(mask: np.ndarray, at_zyx: Sequence[float] | None) -> np.ndarray:
         raise LabelError(f"the point {idx} is outside the series")
     if not mask[idx]:
         raise LabelError("there is no island of this label under the pointer")
+    # One labelling of the mask's bounding box: measured beside ``component_at``'s growing
+    # box on both lungs of a 300x512x512 series, 2.5x faster (a mask has few components).
     region = bounding_region(mask)
     assert region is not None
     labels, _ = ndimage.label(mask[region])  # 6-connected, as ``components``
