@@ -61,7 +61,13 @@ class ClickSegmentTool(Tool):
         what = "remove region" if remove else "grow region"
 
         def work(cancelled: CancelCheck) -> MaskEdit:
-            grown = grower.grow(zyx, tolerance, axis, cancelled)
+            # A click refines what is there (on an empty label it grows from the clicked voxel's
+            # statistics; at the label's border it fills the missed rim); Shift+click removes
+            # the region grown from the clicked voxel.
+            if remove:
+                grown = grower.grow(zyx, tolerance, axis, cancelled)
+            else:
+                grown = grower.refine(zyx, array, label, True, tolerance, axis, cancelled)
             current = array[grown.region] == label
             new = current & ~grown.mask if remove else current | grown.mask
             return label_mask_edit(
