@@ -1,0 +1,105 @@
+"""The engine's entry for promptable models: one prompt round (clicks, a box, a scribble and
+the previous mask) through the same model boundary as Analyze -- the card validated (task
+"interactive"), the weights verified against their SHA-256 and loaded from safetensors (or an
+imported nnU-Net/nnInteractive folder's converted weights), the memory estimated before
+anything is allocated, the device chosen and the out-of-memory ladder walked by
+``inference.runtime`` -- answering a frozen ``AnalysisResult`` whose label map is the mask."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from inference.card import CardError, ModelCard
+from inference.engine import Engine, choose_device, loaded_network
+from inference.memory import check_run
+from inference.runtime import EngineError, RunContext, describe_run
+from inference.tasks.interactive import PatchSpec, PromptError, Prompts, run_prompts
+from radlens_core.progress import Progress
+from radlens_core.results import AnalysisResult, RunInfo, Task
+
+__all__ = ["PromptError", "Prompts", "segment_with_prompts"]
+
+
+def _check(image: np.ndarray, modality: str, card: ModelCard) -> None:
+    if card.task != Task.INTERACTIVE.value:
+        raise EngineError(f"model {card.name!r} is a {card.task} model, not a promptable one")
+    if card.spatial_dims != 3 or card.input_channels != 4:
+        raise EngineError(
+            f"model {card.name!r}: a promptable model takes a volume and 4 input channels"
+            " (image, positive, negative, previous mask)"
+        )
+    mods = set(card.modalities)
+    if modality.upper() not in mods and not mods & {"ANY", "OT"}:
+        raise EngineError(
+            f"model {card.name!r} is for {', '.join(card.modalities)} images;"
+            f" this one is {modality or 'unknown'}"
+        )
+    try:
+        PatchSpec.from_card(card.inference, card.patch_size)
+    except CardError as exc:
+        raise EngineError(f"model {card.name!r} cannot be used: {exc}") from exc
+    if image.ndim != 3 or min(image.shape) < 2 or image.dtype.kind not in "uif":
+        raise EngineError(
+            f"model {card.name!r} needs a volume; this image has shape {image.shape}"
+            f" and type {image.dtype}"
+        )
+
+
+def segment_with_prompts(
+    engine: Engine,
+    image: np.ndarray,
+    spacing_zyx: Sequence[float],
+    modality: str,
+    card: ModelCard,
+    prompts: Prompts,
+    previous: np.ndarray | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> AnalysisResult:
+    """One prompt round of ``card`` on ``image`` (z, y, x): the refined mask as the result's
+    label map (the card's first label where the structure is, 0 elsewhere), in the image's
+    own voxels. Raises EngineError (bad card, does not fit) or PromptError (bad prompts)."""
+    import torch
+
+    t0 = time.perf_counter()
+    image = np.asarray(image)
+    _check(image, modality, card)
+    device = requested = choose_device(engine.device_preference)
+    # The run reads one patch; the estimate is taken over the whole image (an upper bound).
+    estimate = check_run(card, tuple(image.shape), tuple(spacing_zyx)[::-1], device=device)
+    if estimate.gpu is not None and estimate.gpu.on_cpu:
+        device = "cpu"
+    if engine.num_threads:
+        torch.set_num_threads(int(engine.num_threads))
+    entry = loaded_network(card, device)
+    ctx = RunContext(
+        card, device, entry, progress, cancel, loader=loaded_network, requested=requested
+    )
+    ctx.timings["load"] = time.perf_counter() - t0
+    with entry.lock, torch.inference_mode():
+        ctx.check_cancel()
+        parts = run_prompts(image, spacing_zyx, prompts, previous, ctx)
+    ran_on, precision = describe_run(requested, ctx.ran)
+    run = RunInfo(
+        model_id=card.id,
+        model_version=card.version,
+        task=Task.INTERACTIVE,
+        device=ran_on,
+        precision=precision,
+        timings={**ctx.timings, "total": time.perf_counter() - t0},
+        intended_use=card.intended_use,
+        warnings=tuple(ctx.warnings),
+        model_name=card.name,
+    )
+    ctx.report(1.0, "done")
+    return AnalysisResult(run=run, label_map=parts.label_map)
+
+
+def mask_of(result: AnalysisResult) -> np.ndarray:
+    """The result's mask as bool (what the Segment Editor writes into a label)."""
+    if result.label_map is None:
+        raise EngineError("the promptable model returned no mask")
+    return np.asarray(result.label_map.array) > 0
