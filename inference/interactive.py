@@ -26,10 +26,15 @@ __all__ = ["PromptError", "Prompts", "segment_with_prompts"]
 def _check(image: np.ndarray, modality: str, card: ModelCard) -> None:
     if card.task != Task.INTERACTIVE.value:
         raise EngineError(f"model {card.name!r} is a {card.task} model, not a promptable one")
-    if card.spatial_dims != 3 or card.input_channels != 4:
+    try:
+        spec = PatchSpec.from_card(card.inference, card.patch_size)
+    except CardError as exc:
+        raise EngineError(f"model {card.name!r} cannot be used: {exc}") from exc
+    if card.spatial_dims != 3 or card.input_channels != len(spec.channels):
         raise EngineError(
-            f"model {card.name!r}: a promptable model takes a volume and 4 input channels"
-            " (image, positive, negative, previous mask)"
+            f"model {card.name!r}: a promptable model takes a volume and one input channel"
+            f" per entry of inference.interactive.channels ({len(spec.channels)}); its card"
+            f" says {card.input_channels}"
         )
     mods = set(card.modalities)
     if modality.upper() not in mods and not mods & {"ANY", "OT"}:
@@ -37,10 +42,6 @@ def _check(image: np.ndarray, modality: str, card: ModelCard) -> None:
             f"model {card.name!r} is for {', '.join(card.modalities)} images;"
             f" this one is {modality or 'unknown'}"
         )
-    try:
-        PatchSpec.from_card(card.inference, card.patch_size)
-    except CardError as exc:
-        raise EngineError(f"model {card.name!r} cannot be used: {exc}") from exc
     if image.ndim != 3 or min(image.shape) < 2 or image.dtype.kind not in "uif":
         raise EngineError(
             f"model {card.name!r} needs a volume; this image has shape {image.shape}"

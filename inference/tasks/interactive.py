@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from inference.card_data import CardError
+from inference.nnunet import NnunetModel
 from inference.runtime import RunContext, Step, TaskOutput, forward
 from radlens_core.errors import UserError
 from radlens_core.results import LabelMap
@@ -25,6 +26,12 @@ from radlens_core.results import LabelMap
 MAX_POINTS = 4096
 #: What a box paints in the positive channel (a click paints 1.0).
 BOX_VALUE = 0.5
+#: Input channels a card may name: the image, RadLens's combined prompt maps ("positive":
+#: clicks 1, box 0.5, scribble 1), the previous mask, and nnInteractive's separate maps.
+CHANNELS = (
+    "image", "positive", "negative", "previous",
+    "box+", "box-", "points+", "points-", "scribble+", "scribble-",
+)  # fmt: skip
 
 
 class PromptError(UserError, ValueError):
@@ -91,6 +98,11 @@ class PatchSpec:
     min_extent_mm: float
     margin: float
     click_radius: float
+    #: the network's input channels, in order (see ``CHANNELS``)
+    channels: tuple[str, ...] = ("image", "positive", "negative", "previous")
+    #: "mm": an isotropic patch in millimetres; "voxels": the image's own voxels, zoomed out
+    #: by a whole factor when the prompts span more than the patch (nnInteractive's way)
+    grid: str = "mm"
 
     @classmethod
     def from_card(cls, inference: dict[str, Any], patch_xyz: Sequence[int] | None) -> PatchSpec:
@@ -106,11 +118,27 @@ class PatchSpec:
                 raise CardError(f"inference.interactive.{key} must be a number in [{lo}, {hi}]")
             return float(v)
 
+        channels = block.get("channels", ["image", "positive", "negative", "previous"])
+        if (
+            not isinstance(channels, list)
+            or not 1 <= len(channels) <= 16
+            or any(c not in CHANNELS for c in channels)
+            or "image" not in channels
+        ):
+            raise CardError(
+                f"inference.interactive.channels must list the image and prompt channels, each"
+                f" one of {', '.join(CHANNELS)}"
+            )
+        grid = block.get("grid", "mm")
+        if grid not in ("mm", "voxels"):
+            raise CardError("inference.interactive.grid must be 'mm' or 'voxels'")
         return cls(
             shape=(int(patch_xyz[2]), int(patch_xyz[1]), int(patch_xyz[0])),
             min_extent_mm=number("min_extent_mm", 96.0, 8.0, 1000.0),
             margin=number("margin", 1.3, 1.0, 4.0),
             click_radius=number("click_radius", 1.5, 0.5, 8.0),
+            channels=tuple(channels),
+            grid=grid,
         )
 
 
@@ -170,6 +198,9 @@ def place_patch(
     ext = np.minimum(side, full_mm)  # per axis, mm
     n = np.asarray(spec.shape, float)
     step = np.maximum(ext / sp / n, 1e-3)  # image voxels per model voxel
+    if spec.grid == "voxels":  # the image's own voxels, zoomed out as a whole when needed
+        need = (hi_i - lo_i + 1) * spec.margin
+        step = np.full(3, max(1.0, float(np.ceil(np.max(need / n)))))
     span = step * (n - 1)
     lo = centre - span / 2.0
     # Inside the image where it fits; centred on the image where it does not.
@@ -238,18 +269,39 @@ def encode(
     neg: np.ndarray,
     box: np.ndarray | None,
     previous: np.ndarray | None,
+    scribble: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """The network's input (4, *patch.shape): normalised image, positive map (clicks 1, box
-    0.5), negative map, previous mask (sampled on the patch grid)."""
-    pmap = click_map(pos, patch, spec.click_radius)
-    box_map(box, patch, pmap)
-    nmap = click_map(neg, patch, spec.click_radius)
-    prev = (
-        sample(previous.view(np.uint8) if previous.dtype == bool else previous, patch)
-        if previous is not None
-        else np.zeros(patch.shape, np.float32)
-    )
-    return np.stack([image_norm, pmap, nmap, prev]).astype(np.float32)
+    """The network's input (len(spec.channels), *patch.shape) in the card's channel order.
+    RadLens's layout: normalised image, positive map (clicks 1, box 0.5), negative map,
+    previous mask; nnInteractive's: the image, then previous mask, box +/-, points +/-,
+    scribble +/- (the scribble's points; with no separate scribble they count as points)."""
+    maps: dict[str, np.ndarray] = {"image": image_norm}
+    empty = np.zeros(patch.shape, np.float32)
+    want = set(spec.channels)
+    if "positive" in want:
+        pmap = click_map(pos, patch, spec.click_radius)
+        box_map(box, patch, pmap)
+        maps["positive"] = pmap
+    if "negative" in want:
+        maps["negative"] = click_map(neg, patch, spec.click_radius)
+    if "previous" in want:
+        maps["previous"] = (
+            sample(previous.view(np.uint8) if previous.dtype == bool else previous, patch)
+            if previous is not None
+            else empty
+        )
+    if want & {"box+", "box-", "points+", "points-", "scribble+", "scribble-"}:
+        bmap = np.zeros(patch.shape, np.float32)
+        if box is not None:
+            box_map(box, patch, bmap)
+            bmap[bmap > 0] = 1.0
+        maps["box+"], maps["box-"] = bmap, empty
+        sp, sn = scribble if scribble is not None else (np.zeros((0, 3)), np.zeros((0, 3)))
+        maps["points+"] = click_map(pos, patch, spec.click_radius)
+        maps["points-"] = click_map(neg, patch, spec.click_radius)
+        maps["scribble+"] = click_map(sp, patch, spec.click_radius)
+        maps["scribble-"] = click_map(sn, patch, spec.click_radius)
+    return np.stack([maps[c] for c in spec.channels]).astype(np.float32)
 
 
 def paste(
@@ -311,9 +363,16 @@ def predict_patch(ctx: RunContext, x: np.ndarray) -> Any:
 
     def attempt(step: Step) -> Any:
         net = ctx.net_on(step.sw_device)
+        if isinstance(net, NnunetModel):  # an imported nnU-Net package: its module
+            net = net.network
+        net = net.to(step.sw_device)
         with ctx.lock_for(step.sw_device), ctx.autocast(step.sw_device):
             out = forward(net, torch.from_numpy(x)[None].to(step.sw_device))
-        return out[0, 0].float().cpu()
+        if isinstance(out, (list, tuple)):  # deep supervision: the full-resolution head
+            out = out[0]
+        out = out[0].float().cpu()
+        # One sigmoid channel, or two softmax channels (background, structure).
+        return out[0] if out.shape[0] == 1 else out[1] - out[0]
 
     return ctx.run_stage("inference", attempt, ctx.whole_steps())
 
