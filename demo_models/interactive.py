@@ -115,10 +115,13 @@ def _clip() -> dict[str, Any]:
     return {"op": "clip_scale", "a_min": STEPS[0], "a_max": STEPS[1], "b_min": 0.0, "b_max": 1.0}
 
 
-def make_pool(seeds: tuple[int, ...], per_phantom: int, shape_of, log) -> list[tuple[Any, Any]]:
+def make_pool(
+    seeds: tuple[int, ...], per_phantom: int, shape_of, log, pool_seed: int = 0
+) -> list[tuple[Any, Any]]:
+    """Samples of each phantom; ``pool_seed`` draws other shapes, clicks and earlier masks."""
     pool = []
     for seed in seeds:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed + 1000 * pool_seed)
         hu, sp, truths = structures(seed, shape_of(rng))
         for i in range(per_phantom):
             name = STRUCTURES[i % len(STRUCTURES)]
@@ -128,7 +131,13 @@ def make_pool(seeds: tuple[int, ...], per_phantom: int, shape_of, log) -> list[t
 
 
 def train(
-    steps: int, per_phantom: int, seeds: tuple[int, ...], threads: int, log
+    steps: int,
+    per_phantom: int,
+    seeds: tuple[int, ...],
+    threads: int,
+    log,
+    resume: Path | None = None,
+    pool_seed: int = 0,
 ) -> tuple[Any, dict]:
     import torch
 
@@ -141,11 +150,15 @@ def train(
     def shape_of(rng: np.random.Generator) -> tuple[int, int, int]:
         return (int(rng.integers(40, 72)), int(rng.integers(112, 176)), int(rng.integers(112, 176)))
 
-    pool = make_pool(seeds, per_phantom, shape_of, log)
+    pool = make_pool(seeds, per_phantom, shape_of, log, pool_seed)
     data_seconds = time.perf_counter() - t0
     xs = torch.from_numpy(np.stack([p[0] for p in pool]))
     ys = torch.from_numpy(np.stack([p[1] for p in pool]))
     net = build_network(NETWORK["architecture"], NETWORK["kwargs"])
+    if resume is not None:  # continue from an earlier run's weights (a second round)
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(str(resume)), strict=True)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     gen = torch.Generator().manual_seed(0)
@@ -231,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-phantom", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 steps on 1 phantom (tests)")
+    parser.add_argument("--resume", type=Path, help="start from these safetensors weights")
+    parser.add_argument("--pool-seed", type=int, default=0, help="another draw of samples")
     args = parser.parse_args(argv)
     seeds = TRAIN_SEEDS[:1] if args.quick else TRAIN_SEEDS
     steps = 2 if args.quick else args.steps
@@ -241,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from inference.weights import save_package
 
-    net, info = train(steps, per, seeds, args.threads, log)
+    net, info = train(steps, per, seeds, args.threads, log, args.resume, args.pool_seed)
+    if args.resume is not None:
+        info["resumed_from"] = str(args.resume)
     out = Path(args.out) / MODEL_ID
     written = save_package(out, card(info, seeds), net)
     log(f"wrote {written.path} ({json.dumps(info)})")

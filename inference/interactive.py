@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,11 +18,26 @@ from inference.card import CardError, ModelCard
 from inference.engine import Engine, choose_device, loaded_network
 from inference.memory import check_run
 from inference.runtime import EngineError, RunContext, describe_run
-from inference.tasks.interactive import PatchSpec, PromptError, Prompts, run_prompts
+from inference.tasks.interactive import (
+    PatchSpec,
+    PromptError,
+    Prompts,
+    predict_region,
+    run_prompts,
+)
 from radlens_core.progress import Progress
 from radlens_core.results import AnalysisResult, RunInfo, Task
 
-__all__ = ["PromptError", "Prompts", "segment_with_prompts"]
+__all__ = [
+    "PromptAnswer",
+    "PromptError",
+    "Prompts",
+    "mask_of",
+    "refine_region",
+    "segment_with_prompts",
+]
+
+T = TypeVar("T")
 
 
 def _check(image: np.ndarray, modality: str, card: ModelCard) -> None:
@@ -49,24 +66,20 @@ def _check(image: np.ndarray, modality: str, card: ModelCard) -> None:
         )
 
 
-def segment_with_prompts(
+def _run(
     engine: Engine,
     image: np.ndarray,
     spacing_zyx: Sequence[float],
     modality: str,
     card: ModelCard,
-    prompts: Prompts,
-    previous: np.ndarray | None = None,
-    progress: Progress | None = None,
-    cancel: Callable[[], bool] | None = None,
-) -> AnalysisResult:
-    """One prompt round of ``card`` on ``image`` (z, y, x): the refined mask as the result's
-    label map (the card's first label where the structure is, 0 elsewhere), in the image's
-    own voxels. Raises EngineError (bad card, does not fit) or PromptError (bad prompts)."""
+    progress: Progress | None,
+    cancel: Callable[[], bool] | None,
+    work: Callable[[RunContext], T],
+) -> tuple[T, RunInfo]:
+    """``work(ctx)`` within the model boundary: checks, memory estimate, device, load."""
     import torch
 
     t0 = time.perf_counter()
-    image = np.asarray(image)
     _check(image, modality, card)
     device = requested = choose_device(engine.device_preference)
     # The run reads one patch; the estimate is taken over the whole image (an upper bound).
@@ -82,7 +95,7 @@ def segment_with_prompts(
     ctx.timings["load"] = time.perf_counter() - t0
     with entry.lock, torch.inference_mode():
         ctx.check_cancel()
-        parts = run_prompts(image, spacing_zyx, prompts, previous, ctx)
+        value = work(ctx)
     ran_on, precision = describe_run(requested, ctx.ran)
     run = RunInfo(
         model_id=card.id,
@@ -96,7 +109,61 @@ def segment_with_prompts(
         model_name=card.name,
     )
     ctx.report(1.0, "done")
+    return value, run
+
+
+def segment_with_prompts(
+    engine: Engine,
+    image: np.ndarray,
+    spacing_zyx: Sequence[float],
+    modality: str,
+    card: ModelCard,
+    prompts: Prompts,
+    previous: np.ndarray | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> AnalysisResult:
+    """One prompt round of ``card`` on ``image`` (z, y, x): the refined mask as the result's
+    label map (the card's first label where the structure is, 0 elsewhere), in the image's
+    own voxels. Raises EngineError (bad card, does not fit) or PromptError (bad prompts)."""
+    image = np.asarray(image)
+    parts, run = _run(
+        engine, image, spacing_zyx, modality, card, progress, cancel,
+        lambda ctx: run_prompts(image, spacing_zyx, prompts, previous, ctx),
+    )  # fmt: skip
     return AnalysisResult(run=run, label_map=parts.label_map)
+
+
+@dataclass(frozen=True)
+class PromptAnswer:
+    """One prompt round where it changed anything: the mask inside ``region`` (bool, the
+    region's shape); outside the region the previous mask stands."""
+
+    region: tuple[slice, slice, slice]
+    mask: np.ndarray
+    run: RunInfo
+
+
+def refine_region(
+    engine: Engine,
+    image: np.ndarray,
+    spacing_zyx: Sequence[float],
+    modality: str,
+    card: ModelCard,
+    prompts: Prompts,
+    previous: np.ndarray | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> PromptAnswer:
+    """``segment_with_prompts`` for an editor: the answer only where the patch lies, so that
+    a click on a 300x512x512 series never walks the whole volume to apply its edit."""
+    image = np.asarray(image)
+    prev = None if previous is None else np.asarray(previous, bool)
+    answer, run = _run(
+        engine, image, spacing_zyx, modality, card, progress, cancel,
+        lambda ctx: predict_region(image, spacing_zyx, prompts, prev, ctx),
+    )  # fmt: skip
+    return PromptAnswer(answer.region, answer.inside, run)
 
 
 def mask_of(result: AnalysisResult) -> np.ndarray:

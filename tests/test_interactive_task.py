@@ -298,3 +298,47 @@ def test_registry_never_offers_a_promptable_model_for_analyze(package: ModelCard
     adm = admission(package, SeriesFacts("CT", 3, (20, 40, 40), "CHEST"))
     assert not adm.admitted
     assert any("Prompt tool" in r for r in adm.reasons)
+
+
+def test_shipped_promptable_model_says_how_it_was_trained_and_verifies():
+    from inference.registry import find_model
+    from inference.weights import verify_files
+
+    card = find_model("radlens-ct-prompt")
+    verify_files(card)
+    assert card.task == "interactive" and card.input_channels == 4
+    assert "not for diagnosis" in card.intended_use
+    assert card.training["script"].startswith("python -m demo_models.interactive")
+    assert "own loop" in card.training["loop"] and "phantoms" in card.training["data"]
+    spec = task.PatchSpec.from_card(card.inference, card.patch_size)
+    assert spec.channels == ("image", "positive", "negative", "previous")
+
+
+def test_training_recipe_writes_a_package_the_engine_accepts(tmp_path: Path):
+    from demo_models.interactive import main
+
+    assert main(["--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
+    card = ModelCard.load(tmp_path / "radlens-ct-prompt")
+    clear_cache()
+    res = segment_with_prompts(
+        Engine(device="cpu"), _volume(), (2, 1, 1), "CT", card, Prompts(positive=((10, 20, 20),))
+    )
+    assert res.label_map is not None and res.label_map.array.shape == (20, 40, 40)
+
+
+def test_region_answer_is_the_full_answer_where_the_patch_lies(package: ModelCard):
+    from inference.interactive import refine_region
+
+    img = _volume()
+    prev = np.zeros(img.shape, bool)
+    prev[:, :3, :3] = True
+    prompts = Prompts(positive=((10, 20, 20),))
+    full = segment_with_prompts(
+        Engine(device="cpu"), img, (2, 1, 1), "CT", package, prompts, previous=prev
+    )
+    part = refine_region(Engine(device="cpu"), img, (2, 1, 1), "CT", package, prompts, prev)
+    assert part.mask.shape == tuple(s.stop - s.start for s in part.region)
+    expected = prev.copy()
+    expected[part.region] = part.mask
+    assert np.array_equal(mask_of(full), expected)
+    assert part.run.task == Task.INTERACTIVE

@@ -183,12 +183,9 @@ def place_patch(
     shape = np.asarray(image_shape, float)
     sp = np.asarray(spacing_zyx, float)
     parts = [pos, neg] + ([box.reshape(2, 3)] if box is not None else [])
-    if previous is not None and previous.any():
-        nz = [
-            np.flatnonzero(previous.any(axis=tuple(b for b in range(3) if b != a)))
-            for a in range(3)
-        ]
-        parts.append(np.array([[n[0] for n in nz], [n[-1] for n in nz]], float))
+    bbox = mask_bbox(previous) if previous is not None else None
+    if bbox is not None:
+        parts.append(bbox)
     pts = np.concatenate([p for p in parts if len(p)])
     lo_i, hi_i = pts.min(axis=0), pts.max(axis=0)
     centre = (lo_i + hi_i) / 2.0
@@ -206,6 +203,18 @@ def place_patch(
     # Inside the image where it fits; centred on the image where it does not.
     lo = np.where(span <= shape - 1, np.clip(lo, 0.0, shape - 1 - span), (shape - 1 - span) / 2)
     return Patch(lo, step, tuple(int(v) for v in spec.shape))  # type: ignore[arg-type]
+
+
+def mask_bbox(mask: np.ndarray) -> np.ndarray | None:
+    """(2, 3) inclusive corners of ``mask``'s voxels, or None when empty: one pass over the
+    volume (its z profile), the rest on the slab it spans."""
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    if not len(zs):
+        return None
+    slab = mask[zs[0] : zs[-1] + 1]
+    ys = np.flatnonzero(slab.any(axis=(0, 2)))
+    xs = np.flatnonzero(slab.any(axis=(0, 1)))
+    return np.array([[zs[0], ys[0], xs[0]], [zs[-1], ys[-1], xs[-1]]], float)
 
 
 def sample(volume: np.ndarray, patch: Patch) -> np.ndarray:
@@ -377,29 +386,37 @@ def predict_patch(ctx: RunContext, x: np.ndarray) -> Any:
     return ctx.run_stage("inference", attempt, ctx.whole_steps())
 
 
-def run_prompts(
+@dataclass(frozen=True)
+class RegionAnswer:
+    """The mask inside the image region the patch covers (outside it nothing changed)."""
+
+    region: tuple[slice, slice, slice]
+    inside: np.ndarray  # bool, the region's shape
+
+
+def predict_region(
     image: np.ndarray,
     spacing_zyx: Sequence[float],
     prompts: Prompts,
     previous: np.ndarray | None,
     ctx: RunContext,
-) -> TaskOutput:
-    """The interactive task: the refined mask (label 1 of the card's table) on the image grid."""
+) -> RegionAnswer:
+    """One prompt round: the structure's mask where the patch lies (``previous``: bool, the
+    image's shape, or None)."""
     card = ctx.card
     spec = PatchSpec.from_card(card.inference, card.patch_size)
     shape = tuple(int(s) for s in image.shape)
     if previous is not None and previous.shape != shape:
         raise PromptError(f"the previous mask has shape {previous.shape}; the image has {shape}")
-    prev = None if previous is None else np.asarray(previous) > 0
     pos, neg = prompts.points(shape)
     box = prompts.checked_box(shape)
     if not len(pos) and box is None:
         raise PromptError("give at least one positive click, a box or a scribble of the structure")
     t = time.perf_counter()
     ctx.report(0.05, "sampling the patch")
-    patch = place_patch(spec, shape, spacing_zyx, pos, neg, box, prev)
+    patch = place_patch(spec, shape, spacing_zyx, pos, neg, box, previous)
     img = normalise(sample(image, patch), card.preprocessing.get("steps", []))
-    x = encode(img, patch, spec, pos, neg, box, prev)
+    x = encode(img, patch, spec, pos, neg, box, previous)
     ctx.timings["preprocess"] = time.perf_counter() - t
     ctx.check_cancel()
     t = time.perf_counter()
@@ -410,11 +427,25 @@ def run_prompts(
     t = time.perf_counter()
     ctx.report(0.8, "mapping the mask back")
     region, inside = paste(logits, patch, shape)
-    label = card.labels[0]
-    mask = np.zeros(shape, np.uint8) if prev is None else prev.astype(np.uint8)
-    mask[region] = inside
-    mask *= np.uint8(label.index)
     ctx.timings["postprocess"] = time.perf_counter() - t
+    return RegionAnswer(region, inside)
+
+
+def run_prompts(
+    image: np.ndarray,
+    spacing_zyx: Sequence[float],
+    prompts: Prompts,
+    previous: np.ndarray | None,
+    ctx: RunContext,
+) -> TaskOutput:
+    """The interactive task: the refined mask (label 1 of the card's table) on the image grid."""
+    prev = None if previous is None else np.asarray(previous) > 0
+    answer = predict_region(image, spacing_zyx, prompts, prev, ctx)
+    label = ctx.card.labels[0]
+    mask = np.zeros(image.shape, np.uint8) if prev is None else prev.view(np.uint8).copy()
+    mask[answer.region] = answer.inside
+    if label.index != 1:
+        mask *= np.uint8(label.index)
     sp = tuple(float(s) for s in spacing_zyx)
     volume = float(np.count_nonzero(mask)) * float(np.prod(sp)) / 1000.0
     return TaskOutput(label_map=LabelMap(mask, (label,), {label.name: volume}))

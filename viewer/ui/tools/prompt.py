@@ -137,13 +137,13 @@ class PromptTool(Tool):
 
         def work(cancelled: CancelCheck) -> MaskEdit:
             from inference.engine import Engine
-            from inference.interactive import mask_of, segment_with_prompts
+            from inference.interactive import refine_region
 
             try:
                 card = find_model()
                 if self.engine is None:
                     self.engine = Engine()
-                result = segment_with_prompts(
+                answer = refine_region(
                     self.engine, image, spacing, modality, card, prompts,
                     previous=array == label, cancel=cancelled,
                 )  # fmt: skip
@@ -151,7 +151,10 @@ class PromptTool(Tool):
                 raise
             except UserError as exc:
                 raise LabelError(str(exc)) from exc
-            return label_mask_edit(array, label, mask_of(result), f"prompt ({n} prompts)")
+            # Outside the patch the label stays as it was: the edit covers the patch only.
+            return label_mask_edit(
+                array, label, answer.mask, f"prompt ({n} prompts)", region=answer.region
+            )
 
         def done(edit: MaskEdit) -> None:
             self.rounds += 1
