@@ -24,7 +24,7 @@ from inference.onnx_model import ONNX_FORMAT, check_onnx_network
 from radlens_core.results import LabelClass
 
 SCHEMA_VERSION = 1
-TASKS = ("segmentation", "detection", "classification")
+TASKS = ("segmentation", "detection", "classification", "interactive")
 OUTPUTS = ("softmax", "sigmoid", "centernet", "logits")
 FORMATS = ("safetensors", "torch_state_dict", ONNX_FORMAT)
 #: Formats recognised only to be refused, with the reason a user reads.
@@ -122,8 +122,8 @@ class ModelCard:
         weights = network.get("weights")
         if weights and weights not in files:
             raise v.error("files", f"has no SHA-256 for the weights file {weights!r}")
-        if task == "segmentation" and not labels:
-            raise v.error("labels", "a segmentation model needs at least one label")
+        if task in ("segmentation", "interactive") and not labels:
+            raise v.error("labels", f"a {task} model needs at least one label")
         if task == "classification" and network.get("output") not in (
             "softmax",
             "sigmoid",

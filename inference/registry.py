@@ -125,6 +125,8 @@ def admission(card: ModelCard, facts: SeriesFacts) -> Admission:
     """Whether ``card`` is meant for the series ``facts`` describe: each reason is a sentence
     saying why not (DESIGN.md "Where it may run"); no reasons = admitted."""
     reasons: list[str] = []
+    if card.task == "interactive":  # prompts come from the Segment Editor, not from Analyze
+        reasons.append("it is a promptable model: use it from the Segment Editor's Prompt tool")
     mods = set(card.modalities)
     if facts.modality not in mods and not mods & {"ANY"}:
         seen = facts.modality if facts.modality not in ("", "OT") else "of no stated modality"

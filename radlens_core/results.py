@@ -36,6 +36,8 @@ class Task(_StrEnum):
     SEGMENTATION = "segmentation"
     DETECTION = "detection"
     CLASSIFICATION = "classification"
+    #: a promptable model: clicks, a box or a scribble (and the previous mask) -> one mask
+    INTERACTIVE = "interactive"
 
 
 class LayerKind(_StrEnum):

@@ -339,9 +339,9 @@ def test_click_outside_every_box_clears_the_selection_and_lets_the_view_pan(ctx)
 def test_tool_bar_has_every_tool_with_a_distinct_shortcut(ctx):
     tools = make_tools(ctx)
     shortcuts = [t.shortcut for t in tools.values()]
-    assert len(set(shortcuts)) == len(shortcuts) == 13
+    assert len(set(shortcuts)) == len(shortcuts) == 14
     assert {"box", "polygon", "brush", "eraser", "threshold_brush", "ruler"} <= set(tools)
-    assert {"click_segment", "island"} <= set(tools)
+    assert {"click_segment", "island", "prompt"} <= set(tools)
 
 
 def test_plane_with_display_chosen_axes_takes_and_embeds_consistently(ctx):

@@ -30,11 +30,12 @@ def nnunet_block(
         if fmt is not None or "nnunet" in data:
             raise error("nnunet", "belongs to an nnunet.* network architecture only")
         return source, {}
-    if fmt != SOURCE_NNUNET or data.get("task") != "segmentation":
+    if fmt != SOURCE_NNUNET or data.get("task") not in ("segmentation", "interactive"):
         raise error(
             "network.architecture",
             f"{network['architecture']!r} is for imported nnU-Net v2 segmentation models"
-            f" (source_format {SOURCE_NNUNET!r}, task 'segmentation')",
+            f" (source_format {SOURCE_NNUNET!r}, task 'segmentation', or 'interactive' for"
+            " nnInteractive)",
         )
     block = data.get("nnunet")
     try:

@@ -139,6 +139,10 @@ def import_nnunet_folder(
     dest_root = Path(dest_root)
     if not src.is_dir():
         raise NnunetError(f"{src}: not a folder")
+    from inference.nnunet.interactive import import_nninteractive_folder, is_nninteractive_folder
+
+    if is_nninteractive_folder(src):  # a promptable nnU-Net: an "interactive" package
+        return import_nninteractive_folder(src, dest_root, model_id, progress)
     report(0.0, "Reading plans.json and dataset.json")
     for name in ("dataset.json", "plans.json"):
         check_inside(src / name, src)

@@ -13,6 +13,7 @@ from viewer.ui.tools.base import (
 from viewer.ui.tools.brush import BrushTool
 from viewer.ui.tools.edit import BoxEditTool
 from viewer.ui.tools.planes import Plane
+from viewer.ui.tools.prompt import PromptTool
 from viewer.ui.tools.segment import ClickSegmentTool, IslandTool
 from viewer.ui.tools.shapes import BoxTool, PointTool, PolygonTool, RoiTool, RulerTool
 
@@ -32,6 +33,7 @@ TOOL_TABLE: tuple[tuple[str, str, str, type[Tool], dict], ...] = (
     ("roi_rect", "Rectangle ROI", "Shift+N", RoiTool, {"shape": "rect"}),
     ("click_segment", "Click to segment (Shift+click removes)", "K", ClickSegmentTool, {}),
     ("island", "Pick island (keep or remove the one clicked)", "Shift+K", IslandTool, {}),
+    ("prompt", "Prompt: AI from clicks (Shift+click: not it) or a box", "Shift+P", PromptTool, {}),
 )
 
 
@@ -57,6 +59,7 @@ __all__ = [
     "PlaneEvent",
     "PointTool",
     "PolygonTool",
+    "PromptTool",
     "Preview",
     "RoiTool",
     "RulerTool",

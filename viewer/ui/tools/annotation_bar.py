@@ -27,6 +27,7 @@ SHORT = {
     "roi_rect": "Rect",
     "click_segment": "Click",
     "island": "Island",
+    "prompt": "Prompt",
 }
 
 

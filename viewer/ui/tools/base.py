@@ -142,6 +142,8 @@ class ToolContext:
     selected: str | None = None
     #: voxel spacing (z, y, x) in mm: brush sizes, margins and island volumes are physical
     spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    #: the series' modality (a promptable model checks it against its card)
+    modality: str = "OT"
     #: how long operations run (the window sets one that uses a worker and the progress bar)
     run_job: JobRunner = run_now
     #: click-to-segment: band half-width in multiples of the clicked neighbourhood's spread

@@ -147,7 +147,9 @@ class AnnotationController(QObject):
         self.sink = DocumentSink(document, on_painted=self._painted)
         hu = None if volume.is_rgb else np.asarray(volume.array)
         sx, sy, sz = (float(v) for v in volume.spacing)
-        self.ctx = ToolContext(sink=self.sink, hu=hu, spacing_zyx=(sz, sy, sx))
+        self.ctx = ToolContext(
+            sink=self.sink, hu=hu, spacing_zyx=(sz, sy, sx), modality=str(volume.modality)
+        )
         if document.label_set.classes:
             self.ctx.label = document.label_set.classes[0].index
         self.tools = make_tools(self.ctx)

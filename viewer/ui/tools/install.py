@@ -205,7 +205,7 @@ class Annotations:
     def _raise_panel(self, name: str | None) -> None:
         if not name:
             return
-        if name in ("click_segment", "island") or self.segment_editor.seeds_on:
+        if name in ("click_segment", "island", "prompt") or self.segment_editor.seeds_on:
             self.segment_dock.raise_()
         else:
             self.dock.raise_()

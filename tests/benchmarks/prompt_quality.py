@@ -1,0 +1,99 @@
+"""Quality of the shipped promptable model (radlens-ct-prompt) on held-out chest phantoms:
+NoC@90 and Dice after 1, 3 and 5 clicks per structure, with the same structures, phantoms
+(seeds 101 and 102, used by no training) and simulated user as
+tests/benchmarks/segment_quality.py (each next click at the centre of the largest error,
+positive when missed structure, negative when wrongly included); each click runs the model
+with all clicks so far and its previous answer. Also the Dice of one box (the structure's
+bounding box) alone.
+
+Run: PYTHONPATH=. python -m tests.benchmarks.prompt_quality [--quick] [--clicks N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from inference.engine import Engine
+from inference.interactive import Prompts, mask_of, segment_with_prompts
+from inference.registry import find_model
+from tests.benchmarks.segment_quality import (
+    HELD_OUT_SEEDS,
+    REPORT_AT,
+    dice,
+    next_click,
+    noc,
+    structures,
+)
+
+MODEL = "radlens-ct-prompt"
+
+
+def run_clicks(engine, card, image, spacing, truth, clicks: int) -> list[float]:
+    pos: list[tuple[int, ...]] = []
+    neg: list[tuple[int, ...]] = []
+    pred = np.zeros(truth.shape, bool)
+    scores = []
+    for _ in range(clicks):
+        click = next_click(pred, truth, spacing)
+        if click is None:
+            scores.append(1.0)
+            continue
+        (pos if click.positive else neg).append(click.zyx)
+        if pos:
+            prompts = Prompts(tuple(pos), tuple(neg))  # type: ignore[arg-type]
+            res = segment_with_prompts(engine, image, spacing, "CT", card, prompts, previous=pred)
+            pred = mask_of(res)
+        scores.append(dice(pred, truth))
+    return scores
+
+
+def run_box(engine, card, image, spacing, truth) -> float:
+    idx = np.argwhere(truth)
+    box = (*idx.min(0).tolist(), *idx.max(0).tolist())
+    res = segment_with_prompts(engine, image, spacing, "CT", card, Prompts(box=box))
+    return dice(mask_of(res), truth)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one phantom, a smaller grid")
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    shape = (48, 96, 96) if args.quick else (100, 256, 256)
+    seeds = HELD_OUT_SEEDS[:1] if args.quick else HELD_OUT_SEEDS
+    card = find_model(MODEL)
+    engine = Engine(device="cpu", num_threads=args.threads)
+    rows: dict[str, list[list[float]]] = {}
+    boxes: dict[str, list[float]] = {}
+    per_click: list[float] = []
+    for seed in seeds:
+        image, spacing, truths = structures(seed, shape)
+        for name, truth in truths.items():
+            t0 = time.perf_counter()
+            rows.setdefault(name, []).append(
+                run_clicks(engine, card, image, spacing, truth, args.clicks)
+            )
+            per_click.append((time.perf_counter() - t0) / args.clicks)
+            boxes.setdefault(name, []).append(run_box(engine, card, image, spacing, truth))
+            print(f"  phantom {seed} {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(
+        f"{MODEL}: phantoms {list(seeds)} at {shape} (z, y, x); up to {args.clicks} clicks;"
+        f" {np.mean(per_click):.2f} s per click on average (CPU, {args.threads} threads).\n"
+    )
+    print("| structure | NoC@90 (per phantom) | Dice@1 | Dice@3 | Dice@5 | Dice, one box |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in rows.items():
+        nocs = ", ".join(noc(r) for r in runs)
+        means = [np.mean([r[k - 1] for r in runs]) for k in REPORT_AT]
+        cells = " | ".join(f"{m:.3f}" for m in means)
+        print(f"| {name} | {nocs} | {cells} | {np.mean(boxes[name]):.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
