@@ -106,7 +106,7 @@ def recipes(quick: bool) -> dict[str, Recipe]:
         }  # fmt: skip
     return {
         "segmentation": Recipe(
-            "segmentation", (2.5, 2.5, 5.0), (64, 64, 32), _seg_kwargs(), 10, 140, 2, 1e-3,
+            "segmentation", (2.5, 2.5, 5.0), (64, 64, 32), _seg_kwargs(), 12, 140, 2, 1e-3,
             list(range(0, 24)), list(range(1000, 1010)), sampling=SEG_SAMPLING,
         ),
         "detection": Recipe(
