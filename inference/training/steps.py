@@ -9,6 +9,7 @@ import numpy as np
 
 from inference.training import metrics as M
 from inference.training.dataset import TrainingCase
+from inference.training.sampling import Sampling, grouped_picks
 from inference.training.task_data import augmentation, prepare_case
 
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -57,8 +58,11 @@ class TaskSteps:
         task: str,
         device: str,
         crop_zyx: Sequence[int] | None = None,
+        sampling: Sampling | None = None,
     ) -> None:
         self.card, self.task, self.device = card, task, device
+        #: how samples are drawn and perturbed; None: the card's ``training.sampling``
+        self.sampling = sampling if sampling is not None else Sampling.from_card(card)
         self.dims = int(card["spatial_dims"])
         patch = card.get("patch_size")
         self.patch_zyx: tuple[int, ...] | None = (
@@ -106,7 +110,14 @@ class TaskSteps:
 
     def augmentation(self, batch_size: int) -> Any:
         samples = batch_size if self.task != "classification" else 1
-        return augmentation(self.task, self.crop_zyx, samples, self.dims)
+        return augmentation(
+            self.task,
+            self.crop_zyx,
+            samples,
+            self.dims,
+            intensity=self.sampling.intensity,
+            crop_class_ratios=self.sampling.crop_class_ratios,
+        )
 
     def _keys(self) -> list[str]:
         return {
@@ -118,12 +129,16 @@ class TaskSteps:
     def batch(
         self, items: Sequence[dict[str, Any]], rng: np.random.Generator, aug: Any, batch_size: int
     ) -> dict[str, Any]:
-        """Random crops of one random case (3D), or ``batch_size`` random images (2D classes)."""
+        """Random crops of one random case (3D), or ``batch_size`` images (2D classes): drawn
+        class-balanced, or as whole patients with ``sampling.group_by_patient``."""
         import torch
 
         keys = self._keys()
         if self.task == "classification":
-            picks = balanced_picks([int(it["class"]) for it in items], batch_size, rng)
+            if self.sampling.group_by_patient:
+                picks = grouped_picks([str(it["patient_id"]) for it in items], batch_size, rng)
+            else:
+                picks = balanced_picks([int(it["class"]) for it in items], batch_size, rng)
             samples = [aug({k: items[i][k] for k in keys}) for i in picks]
             target = torch.as_tensor([items[i]["class"] for i in picks], dtype=torch.long)
         else:

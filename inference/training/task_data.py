@@ -113,7 +113,11 @@ def prepare_case(case: TrainingCase, card: dict[str, Any], task: str) -> dict[st
         image, label = image[0], (label[0] if label is not None else None)
     direction = np.asarray(geo.direction).reshape(3, 3)
     x, frame = preprocess.prepare(image, geo.spacing, direction, _engine_view(card))
-    item: dict[str, Any] = {"image": x.numpy().astype(np.float32), "case_id": case.case_id}
+    item: dict[str, Any] = {
+        "image": x.numpy().astype(np.float32),
+        "case_id": case.case_id,
+        "patient_id": case.patient_id,
+    }
     model_shape = tuple(frame.model_shape)
     if task == "segmentation":
         if label is None:
@@ -147,38 +151,57 @@ def boxes_from_mask(label: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def augmentation(task: str, patch_zyx: Sequence[int] | None, samples: int, dims: int):
-    """MONAI dictionary transforms: crops by label, flips, intensity scale and shift."""
+def augmentation(
+    task: str,
+    patch_zyx: Sequence[int] | None,
+    samples: int,
+    dims: int,
+    intensity: bool = True,
+    crop_class_ratios: Sequence[float] | None = None,
+):
+    """MONAI dictionary transforms: crops by label (foreground/background, or centred on
+    each class with ``crop_class_ratios``), flips, and unless ``intensity`` is off, random
+    intensity scale and shift (``inference.training.sampling``)."""
     from monai import transforms as mt
+
+    def intensity_steps() -> list[Any]:
+        if not intensity:
+            return []
+        return [
+            mt.RandScaleIntensityd(["image"], factors=0.1, prob=0.5),
+            mt.RandShiftIntensityd(["image"], offsets=0.05, prob=0.5),
+        ]
 
     if task == "classification":
         keys = ["image"]
-        return mt.Compose(
-            [
-                mt.RandFlipd(keys, prob=0.5, spatial_axis=dims - 1),
-                mt.RandScaleIntensityd(keys, factors=0.1, prob=0.5),
-                mt.RandShiftIntensityd(keys, offsets=0.05, prob=0.5),
-            ]
-        )
+        return mt.Compose([mt.RandFlipd(keys, prob=0.5, spatial_axis=dims - 1), *intensity_steps()])
     keys = ["image", "label"] if task == "segmentation" else ["image", "heat", "size", "size_mask"]
     label_key = "label" if task == "segmentation" else "centres"
     patch = [int(p) for p in patch_zyx or ()]
-    steps: list[Any] = [
-        mt.SpatialPadd(keys + [label_key] if task == "detection" else keys, spatial_size=patch),
-        mt.RandCropByPosNegLabeld(
-            keys + ([label_key] if task == "detection" else []),
+    crop_keys = keys + ([label_key] if task == "detection" else [])
+    if crop_class_ratios is not None and task == "segmentation":
+        crop: Any = mt.RandCropByLabelClassesd(
+            crop_keys,
+            label_key=label_key,
+            spatial_size=patch,
+            ratios=[float(r) for r in crop_class_ratios],
+            num_classes=len(crop_class_ratios),
+            num_samples=samples,
+            allow_smaller=True,
+            warn=False,
+        )
+    else:
+        crop = mt.RandCropByPosNegLabeld(
+            crop_keys,
             label_key=label_key,
             spatial_size=patch,
             pos=2,
             neg=1,
             num_samples=samples,
             allow_smaller=True,
-        ),
-    ]
+        )
+    steps: list[Any] = [mt.SpatialPadd(crop_keys, spatial_size=patch), crop]
     # Extents are symmetric, so flipping the size maps along with the image stays correct.
     steps += [mt.RandFlipd(keys, prob=0.5, spatial_axis=a) for a in range(dims)]
-    steps += [
-        mt.RandScaleIntensityd(["image"], factors=0.1, prob=0.5),
-        mt.RandShiftIntensityd(["image"], offsets=0.05, prob=0.5),
-    ]
+    steps += intensity_steps()
     return mt.Compose(steps)

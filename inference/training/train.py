@@ -27,6 +27,8 @@ from inference.training import package as pkg
 from inference.training.dataset import Dataset, DatasetError, load_dataset, split_by_patient
 from inference.training.events import Event, EventSink, StepThrottle, epoch_event
 from inference.training.model_spec import card_from_template, new_card, training_metric
+from inference.training.sampling import CARD_KEY as SAMPLING_KEY
+from inference.training.sampling import Sampling
 from inference.training.steps import TaskSteps
 from radlens_core.files import atomic_write_text
 from radlens_core.progress import CancelCheck
@@ -68,6 +70,10 @@ class TrainOptions:
     #: 3D tasks: (x, y, z) of the training crops when smaller than the card's patch (the
     #: networks are fully convolutional; inference still uses the card's patch)
     crop_size: tuple[int, ...] | None = None
+    #: how samples are drawn and perturbed (intensity augmentation, whole-patient batches,
+    #: class-balanced crops: ``inference.training.sampling``); None: the card's
+    #: ``training.sampling``, else the defaults. The packaged card states the one used.
+    sampling: Sampling | None = None
     model_id: str | None = None
     version: str = "0.1.0"
     name: str | None = None
@@ -158,7 +164,11 @@ def train(opts: TrainOptions) -> TrainResult:
             raise TrainingError(
                 f"{parent_dir}: is a {card['task']} model, cannot fine-tune it for {opts.task}"
             )
+        # The child is drawn and perturbed as its parent was, unless told otherwise.
+        inherited = (card.get("training") or {}).get(SAMPLING_KEY)
         card["training"] = {"parent": f"{card['id']}@{card['version']}"}
+        if inherited is not None:
+            card["training"][SAMPLING_KEY] = inherited
         card["id"] = opts.model_id or pkg.slug(f"{card['id']}-finetuned")
         card["name"] = opts.name or f"{card['name']} (fine-tuned)"
         card["version"] = opts.version
@@ -168,7 +178,8 @@ def train(opts: TrainOptions) -> TrainResult:
     else:
         card = new_card(opts, ds, train_cases)
     crop = tuple(int(c) for c in opts.crop_size)[::-1] if opts.crop_size else None
-    steps = TaskSteps(card, opts.task, device, crop_zyx=crop)
+    sampling = opts.sampling if opts.sampling is not None else Sampling.from_card(card)
+    steps = TaskSteps(card, opts.task, device, crop_zyx=crop, sampling=sampling)
     train_items = [steps.prepare(c) for c in train_cases]
     val_items = [steps.prepare(c) for c in val_cases]
     _seed_all(opts.seed)  # the initial weights are part of what the seed reproduces
@@ -214,6 +225,7 @@ def train(opts: TrainOptions) -> TrainResult:
         "parent": card.get("training", {}).get("parent"),
         "seed": opts.seed,
         "validation_cases": state["val_cases"],
+        SAMPLING_KEY: sampling.to_card(),
     }
     if parent_state is not None and val_items and state["best_metric"] is None:
         _parent_is_the_bar(opts, steps, net, val_items, state, card, metric_name, out)
