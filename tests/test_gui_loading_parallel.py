@@ -32,3 +32,28 @@ def test_window_shows_a_compressed_series_decoded_in_parallel(qtbot, tmp_path, m
     finally:
         window.cancel_work()
         window.wait_idle()
+
+
+def test_a_running_task_whose_last_reference_is_dropped_finishes_instead_of_aborting(qtbot):
+    """Qt aborts the program when a QThread is destroyed while running: a Task nobody holds
+    any more (a closed panel's) is kept until its thread has finished."""
+    import gc
+    import threading
+
+    from viewer.ui import workers
+
+    release = threading.Event()
+    done = threading.Event()
+
+    def job(ctx):
+        release.wait(10)
+        done.set()
+        return 1
+
+    task = workers.Task(job)
+    task.start()
+    del task
+    gc.collect()  # without the registry this destroys the running QThread: abort
+    assert len(workers._LIVE) >= 1
+    release.set()
+    qtbot.waitUntil(lambda: done.is_set() and not workers._LIVE, timeout=10000)

@@ -76,6 +76,12 @@ class Worker(QObject):
         self.finished.emit()
 
 
+#: Tasks whose thread has started and not yet finished. Qt aborts the whole program when a
+#: QThread is destroyed while it runs; holding each running Task here means dropping the last
+#: other reference (a closed panel, a test's teardown) can never destroy a running thread.
+_LIVE: set[Task] = set()
+
+
 class Task(QObject):
     """Owns one worker thread and re-emits its signals on the main thread.
 
@@ -127,9 +133,13 @@ class Task(QObject):
 
     @Slot()
     def _finished(self) -> None:
-        self.finished.emit()
+        try:
+            self.finished.emit()
+        finally:
+            _LIVE.discard(self)
 
     def start(self) -> None:
+        _LIVE.add(self)
         self.thread.start()
 
     def cancel(self) -> None:
