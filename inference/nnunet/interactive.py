@@ -24,8 +24,8 @@ from typing import Any
 
 from inference.nnunet.checkpoint import check_inside, load_checkpoint
 from inference.nnunet.errors import NnunetError
+from inference.nnunet.folders import CHECKPOINT, SOURCE_FORMAT, _find_folds, _safe_id
 from inference.nnunet.jsondata import read_json
-from inference.nnunet.package import CHECKPOINT, SOURCE_FORMAT, _find_folds, _safe_id
 from inference.nnunet.plans import read_config
 from radlens_core.files import atomic_write_json, atomic_write_text, fsync_dir, sha256_file
 from radlens_core.progress import Progress

@@ -21,15 +21,13 @@ from typing import Any
 from inference.nnunet.checkpoint import Checkpoint, check_inside, load_checkpoint
 from inference.nnunet.config import NnunetConfig
 from inference.nnunet.errors import NnunetError
+from inference.nnunet.folders import CHECKPOINT, SOURCE_FORMAT, _find_folds, _safe_id
 from inference.nnunet.jsondata import Fields, read_json
 from inference.nnunet.plans import read_config
 from radlens_core.files import atomic_write_json, fsync_dir, sha256_file
 from radlens_core.progress import Progress
 from radlens_core.results import FALLBACK_COLOURS, LabelClass
 
-CHECKPOINT = "checkpoint_final.pth"
-SOURCE_FORMAT = "nnunet_v2"
-_FOLD = re.compile(r"^fold_(\d+|all)$")
 _LICENCE = re.compile(r"^(licen[cs]e|copying|readme)(\.(txt|md))?$", re.IGNORECASE)
 MAX_TEXT_BYTES = 1024 * 1024
 MR_WORDS = ("MR", "MRI", "T1", "T2", "FLAIR", "ADC", "DWI", "T1W", "T2W", "T1C", "T1GD", "PD")
@@ -69,32 +67,6 @@ def _modalities(channels: Sequence[str], config: NnunetConfig) -> list[str]:
     return sorted(set(out))
 
 
-def _find_folds(src: Path, folds: Sequence[int | str] | None) -> list[tuple[str, Path]]:
-    if folds is not None:
-        found = []
-        for f in folds:
-            path = src / f"fold_{f}" / CHECKPOINT
-            if not path.exists() and not path.is_symlink():
-                raise NnunetError(
-                    f"{src}: fold {f} is missing ({path.relative_to(src)} not found); "
-                    "import the folds that are there or copy the missing one"
-                )
-            found.append((str(f), path))
-        return found
-    found = []
-    for child in sorted(src.iterdir()):
-        m = _FOLD.match(child.name)
-        ckpt = child / CHECKPOINT
-        if m and (ckpt.exists() or ckpt.is_symlink()):  # links are refused later, by name
-            found.append((m.group(1), ckpt))
-    if not found:
-        raise NnunetError(
-            f"{src}: no fold_N/{CHECKPOINT} found; an nnU-Net v2 trained-model folder holds "
-            "dataset.json, plans.json and at least one fold with its final checkpoint"
-        )
-    return found
-
-
 def _output_channels(weights: dict[str, Any]) -> int | None:
     seg = [k for k in weights if re.match(r"^decoder\.seg_layers\.\d+\.weight$", k)]
     if not seg:
@@ -111,11 +83,6 @@ def _check_fits(config: NnunetConfig, ckpt: Checkpoint, path: Path, src: Path) -
             f"but the network in {path.relative_to(src)} outputs {out} channels; "
             "the dataset.json does not belong to this model"
         )
-
-
-def _safe_id(text: str) -> str:
-    text = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
-    return text[:80] or "nnunet-model"
 
 
 def import_nnunet_folder(
