@@ -25,11 +25,12 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from demo_models.interactive_user import Click, dice, next_click
+from demo_models.interactive_user import largest as _largest
 from phantoms.chest import LUNG, NODULE, chest_ct
 from viewer.labels.grow import RegionGrower, SeedGrower
 from viewer.labels.model import LabelError
@@ -37,19 +38,6 @@ from viewer.labels.model import LabelError
 HELD_OUT_SEEDS = (101, 102)
 MAX_CLICKS = 20
 REPORT_AT = (1, 3, 5)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    s = float(a.sum() + b.sum())
-    return 2.0 * float((a & b).sum()) / s if s else 1.0
-
-
-def _largest(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
 
 
 def structures(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple, dict]:
@@ -72,34 +60,6 @@ def structures(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, tupl
     body = ndimage.binary_fill_holes(~outside, structure=np.ones((1, 3, 3), bool))
     truth = {"lung": lung, "nodule": nodule, "vessel": vessel, "body": body}
     return hu, tuple(float(s) for s in ct.spacing[::-1]), truth
-
-
-@dataclass
-class Click:
-    zyx: tuple[int, int, int]
-    positive: bool
-
-
-def next_click(pred: np.ndarray, truth: np.ndarray, spacing) -> Click | None:
-    """The centre of the largest error region (missed structure or wrong inclusion)."""
-    best: tuple[int, np.ndarray, bool] | None = None
-    for positive, err in ((True, truth & ~pred), (False, pred & ~truth)):
-        if not err.any():
-            continue
-        comp = _largest(err)
-        n = int(comp.sum())
-        if best is None or n > best[0]:
-            best = (n, comp, positive)
-    if best is None:
-        return None
-    _, comp, positive = best
-    region = ndimage.find_objects(comp.astype(np.uint8))[0]
-    # The series' edge is the region's border too (a body spanning every slice).
-    padded = np.pad(comp[region], 1)
-    dist = ndimage.distance_transform_edt(padded, sampling=spacing)
-    at = np.unravel_index(int(np.argmax(dist)), dist.shape)
-    zyx = tuple(int(a - 1 + s.start) for a, s in zip(at, region, strict=True))
-    return Click(zyx, positive)  # type: ignore[arg-type]
 
 
 def run_click_to_segment(image, spacing, truth) -> list[float]:
