@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from inference.nnunet.errors import NnunetError
+from inference.nnunet.plans import read_config
 
 CHECKPOINT = "checkpoint_final.pth"
 SOURCE_FORMAT = "nnunet_v2"
@@ -43,3 +45,17 @@ def _find_folds(src: Path, folds: Sequence[int | str] | None) -> list[tuple[str,
 def _safe_id(text: str) -> str:
     text = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
     return text[:80] or "nnunet-model"
+
+
+def folder_config(src: Path, plans: dict, dataset: dict, ckpt: Any):  # -> NnunetConfig
+    """The checked configuration a fold's checkpoint names, from the folder's plans.json and
+    dataset.json (errors name those files)."""
+    return read_config(
+        plans,
+        dataset,
+        ckpt.configuration,
+        ckpt.trainer,
+        ckpt.mirror_axes,
+        str(src / "plans.json"),
+        str(src / "dataset.json"),
+    )

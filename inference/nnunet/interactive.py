@@ -24,9 +24,14 @@ from typing import Any
 
 from inference.nnunet.checkpoint import check_inside, load_checkpoint
 from inference.nnunet.errors import NnunetError
-from inference.nnunet.folders import CHECKPOINT, SOURCE_FORMAT, _find_folds, _safe_id
+from inference.nnunet.folders import (
+    CHECKPOINT,
+    SOURCE_FORMAT,
+    _find_folds,
+    _safe_id,
+    folder_config,
+)
 from inference.nnunet.jsondata import read_json
-from inference.nnunet.plans import read_config
 from radlens_core.files import atomic_write_json, atomic_write_text, fsync_dir, sha256_file
 from radlens_core.progress import Progress
 
@@ -87,15 +92,7 @@ def import_nninteractive_folder(
     ckpt = load_checkpoint(path, src)
     if not ckpt.trainer.startswith(TRAINER_PREFIX):
         raise NnunetError(f"{path}: trainer {ckpt.trainer!r} is not an nnInteractive trainer")
-    config = read_config(
-        plans,
-        dataset,
-        ckpt.configuration,
-        ckpt.trainer,
-        ckpt.mirror_axes,
-        str(src / "plans.json"),
-        str(src / "dataset.json"),
-    )
+    config = folder_config(src, plans, dataset, ckpt)
     if config.is_2d:
         raise NnunetError(f"{path}: nnInteractive models are 3D; this one is 2D")
     images = len(config.channel_names)

@@ -21,9 +21,14 @@ from typing import Any
 from inference.nnunet.checkpoint import Checkpoint, check_inside, load_checkpoint
 from inference.nnunet.config import NnunetConfig
 from inference.nnunet.errors import NnunetError
-from inference.nnunet.folders import CHECKPOINT, SOURCE_FORMAT, _find_folds, _safe_id
+from inference.nnunet.folders import (
+    CHECKPOINT,
+    SOURCE_FORMAT,
+    _find_folds,
+    _safe_id,
+    folder_config,
+)
 from inference.nnunet.jsondata import Fields, read_json
-from inference.nnunet.plans import read_config
 from radlens_core.files import atomic_write_json, fsync_dir, sha256_file
 from radlens_core.progress import Progress
 from radlens_core.results import FALLBACK_COLOURS, LabelClass
@@ -122,15 +127,7 @@ def import_nnunet_folder(
         report(0.05 + 0.6 * i / len(fold_paths), f"Reading fold {fold}")
         ckpt = load_checkpoint(path, src)
         if config is None:
-            config = read_config(
-                plans,
-                dataset,
-                ckpt.configuration,
-                ckpt.trainer,
-                ckpt.mirror_axes,
-                str(src / "plans.json"),
-                str(src / "dataset.json"),
-            )
+            config = folder_config(src, plans, dataset, ckpt)
             need = config.network.parameter_count() * 4 * 3 + config.network.activation_bytes(
                 config.patch_size
             )
