@@ -67,6 +67,7 @@ def show_full_tab_titles(window: QMainWindow, docks: Docks | None = None) -> Non
         if not dock.isHidden() and not dock.isFloating():
             group = [dock, *window.tabifiedDockWidgets(dock)]
             groups.add(frozenset(d.windowTitle() for d in group))
+    same_group: dict[frozenset[str], list[QTabBar]] = {}
     for bar in window.findChildren(QTabBar):
         if bar.parent() is window:  # the tab bars QMainWindow makes for tabified docks
             bar.setElideMode(Qt.TextElideMode.ElideNone)
@@ -74,6 +75,30 @@ def show_full_tab_titles(window: QMainWindow, docks: Docks | None = None) -> Non
             titles = frozenset(bar.tabText(i) for i in range(bar.count()))
             if docks is not None and titles not in groups:
                 bar.hide()
+            elif docks is not None and not bar.isHidden():
+                same_group.setdefault(titles, []).append(bar)
+    for bars in same_group.values():
+        if len(bars) > 1:
+            _hide_stale_twins(bars, docks or {})
+
+
+def _hide_stale_twins(bars: list[QTabBar], docks: Docks) -> None:
+    """Several bars with one group's tabs (Qt may leave the old one after re-tabbing): the
+    bar Qt lays out follows each raised dock's tab; a left-over bar does not, and is hidden."""
+    by_title = {d.windowTitle(): d for d in docks.values()}
+    shown = bars[0].tabText(bars[0].currentIndex())
+    live = list(bars)
+    for i in range(bars[0].count()):
+        dock = by_title.get(bars[0].tabText(i))
+        if dock is not None:
+            dock.raise_()
+            live = [b for b in live if b.tabText(b.currentIndex()) == bars[0].tabText(i)]
+    if live:
+        for bar in bars:
+            if bar not in live:
+                bar.hide()
+    if shown in by_title:
+        by_title[shown].raise_()
 
 
 def resize_default_docks(window: QMainWindow, docks: Docks) -> None:

@@ -180,7 +180,11 @@ class MainWindow(QMainWindow):
         self.action_map["reset_layout"] = action
 
     def reset_layout(self) -> None:
-        """Put every panel back in its default place and size (View > Panels)."""
+        """Put every panel back in its default place and size (View > Panels). Each dock
+        leaves the layout first: re-tabbing docks still grouped made Qt draw a second bar
+        of the same group over the first."""
+        for dock in self.docks.values():
+            self.removeDockWidget(dock)
         for dock in self.docks.values():
             dock.show()
         apply_default_layout(self, self.docks)
