@@ -104,6 +104,14 @@ NON_IMAGE_SOP_CLASSES: dict[str, str] = {
 RAW_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 
 
+def _encapsulated(syntax: str) -> bool:
+    try:
+        uid = pydicom.uid.UID(syntax)
+        return uid.is_transfer_syntax and uid.is_encapsulated and not uid.is_deflated
+    except ValueError:  # a private syntax: pydicom cannot tell
+        return False
+
+
 def non_image_kind(sop_class_uid: str) -> str | None:
     """A short name for a SOP class without pixels (SR, PDF, RTSTRUCT...), else None."""
     if sop_class_uid in NON_IMAGE_SOP_CLASSES:
@@ -180,6 +188,9 @@ class FileHeader:
     voi_lut: tuple[int, int, tuple[int, ...]] | None = field(
         default=None, compare=False, repr=False
     )
+    #: Byte offset of the encapsulated PixelData value (its first item) of a compressed
+    #: file, where decoders read the frames without parsing the file again; else None.
+    encapsulated_offset: int | None = field(default=None, compare=False)
     #: The header dataset itself, kept only when asked (first file of a series for metadata).
     dataset: Dataset | None = field(default=None, compare=False, repr=False)
 
@@ -340,6 +351,7 @@ def header_from_dataset(
         pixel_representation=int(ds.get("PixelRepresentation", 0) or 0),
         transfer_syntax=ts,
         pixel_offset=pixel_offset if ts in RAW_SYNTAXES else None,
+        encapsulated_offset=pixel_offset if _encapsulated(ts) else None,
         pixel_spacing=spacing,  # type: ignore[arg-type]
         orientation=orientation,
         positions=tuple(positions),
