@@ -12,10 +12,16 @@ on this machine (tests/benchmarks/test_bench_folder_load.py's series):
 
 - JPEG lossless (processes 14, 14 SV1): imagecodecs' libjpeg-turbo 3 (``jpeg8_decode``)
   1.6, GDCM 4.4 (what SimpleITK uses), pylibjpeg-libjpeg 8.6;
-- JPEG-LS: pyjpegls (CharLS) 4.5, imagecodecs (CharLS) 4.9, GDCM 6.5, pylibjpeg 21;
+- JPEG-LS: pyjpegls (CharLS) 4.5, imagecodecs (CharLS) 4.9, GDCM 6.5, pylibjpeg 21
+  (imagecodecs first all the same: it decodes without the GIL, see below);
 - JPEG 2000: imagecodecs (OpenJPEG) 27.5, pylibjpeg-openjpeg 28, GDCM 31 (one library
   underneath: no decoder is faster, only more cores are);
 - RLE: imagecodecs 0.20, pylibjpeg-rle 0.27, pydicom's numpy decoder 1.3.
+
+imagecodecs releases the GIL while it decodes (its codecs run ``with nogil``, as tifffile's
+threaded tile decoding relies on), so a series it decodes is decoded on the loading
+process's own threads, in parallel, with no decoder processes to start; the other
+libraries hold the GIL and go to decoder processes (viewer.study.decode).
 
 Anything outside the plain case (colour, palette, more than one sample, a codestream
 whose size or component count is not the header's, a decoder missing or failing) answers
@@ -174,20 +180,20 @@ def _jpeg_ls(h: FileHeader, data: bytes) -> np.ndarray | None:
     itemsize = _precision_itemsize(precision or 0)
     if itemsize is None or precision is None:
         return None
+    codecs = _lib("imagecodecs")
     jpeg_ls = _lib("jpeg_ls")
-    if jpeg_ls is not None:
+    if codecs is not None and codecs.JPEGLS.available:
+        decoded = codecs.jpegls_decode(data)  # without the GIL: threads decode in parallel
+        if decoded.dtype.itemsize != itemsize:
+            return None
+        arr = decoded.view(_dtype(h, itemsize))
+    elif jpeg_ls is not None:
         buffer, info = jpeg_ls.decode_pixel_data(data)
         if info.get("components", 1) != 1 or info.get("bits_per_sample") != precision:
             return None
         arr = np.frombuffer(buffer, _dtype(h, itemsize))
     else:
-        codecs = _lib("imagecodecs")
-        if codecs is None or not codecs.JPEGLS.available:
-            return None
-        arr = codecs.jpegls_decode(data)
-        arr = arr.view(_dtype(h, itemsize)) if arr.dtype.itemsize == itemsize else None
-        if arr is None:
-            return None
+        return None
     arr = arr.reshape(-1)
     if not arr.flags.writeable:
         arr = arr.copy()
@@ -195,21 +201,31 @@ def _jpeg_ls(h: FileHeader, data: bytes) -> np.ndarray | None:
     return _shift(arr, precision) if h.pixel_representation else arr
 
 
+def _j2k_component(data: bytes) -> tuple[int, bool, int] | None:
+    """(precision, signed, components) from a bare J2K codestream's SIZ marker segment."""
+    if not data.startswith(b"\xff\x4f\xff\x51") or len(data) < 4 + 41:
+        return None
+    (components,) = struct.unpack_from(">H", data, 4 + 36)
+    ssiz = data[4 + 38]
+    return (ssiz & 0x7F) + 1, bool(ssiz & 0x80), components
+
+
 def _jpeg_2000(h: FileHeader, data: bytes) -> np.ndarray | None:
-    openjpeg = _lib("openjpeg")
-    codecs = _lib("imagecodecs")
-    if openjpeg is None:
-        return None
-    params = openjpeg.get_parameters(data)
-    precision = int(params.get("precision", 0))
+    siz = _j2k_component(data)
+    if siz is None:
+        return None  # a JP2 file rather than a codestream: pydicom's decoders handle it
+    precision, signed, components = siz
     itemsize = _precision_itemsize(precision)
-    if itemsize is None or params.get("samples_per_pixel") != 1:
+    if itemsize is None or components != 1:
         return None
-    signed = bool(params.get("is_signed", h.pixel_representation))
+    codecs = _lib("imagecodecs")
+    openjpeg = _lib("openjpeg")
     if codecs is not None and codecs.JPEG2K.available:
-        arr = codecs.jpeg2k_decode(data)
-    else:
+        arr = codecs.jpeg2k_decode(data)  # without the GIL: threads decode in parallel
+    elif openjpeg is not None:
         arr = openjpeg.decode(data)
+    else:
+        return None
     if arr.dtype.itemsize != itemsize:
         return None
     arr = arr.view(_dtype(h, itemsize))
@@ -277,6 +293,29 @@ def decode_file_direct(h: FileHeader) -> np.ndarray | None:
     return None if data is None else decode_codestream(h, data)
 
 
+#: imagecodecs' codec per syntax: it decodes without holding the GIL (``with nogil``), so
+#: the loading process's own threads decode frames in parallel, no processes needed.
+_GIL_FREE = {
+    **dict.fromkeys(JPEG_LOSSLESS, "JPEG8"),
+    **dict.fromkeys(JPEG_LS, "JPEGLS"),
+    **dict.fromkeys(JPEG_2000, "JPEG2K"),
+    **dict.fromkeys(RLE, "DICOMRLE"),
+}
+
+
+def decodes_without_gil(h: FileHeader) -> bool:
+    """Whether ``h``'s frames are decoded here by a library that releases the GIL."""
+    codecs = _lib("imagecodecs")
+    codec = _GIL_FREE.get(h.transfer_syntax)
+    return bool(
+        plain(h)
+        and codec is not None
+        and codecs is not None
+        and getattr(codecs, codec).available
+        and (h.frames > 1 or h.encapsulated_offset is not None)
+    )
+
+
 def decoder_names() -> dict[str, str]:
     """Which library decodes each syntax family here (for the benchmark's report)."""
     codecs = _lib("imagecodecs")
@@ -287,9 +326,9 @@ def decoder_names() -> dict[str, str]:
     )
     return {
         "JPEG lossless": "imagecodecs (libjpeg-turbo)" if has("JPEG8") else "pydicom: gdcm",
-        "JPEG-LS": "pyjpegls (CharLS)"
-        if _lib("jpeg_ls")
-        else ("imagecodecs (CharLS)" if has("JPEGLS") else "pydicom"),
+        "JPEG-LS": "imagecodecs (CharLS)"
+        if has("JPEGLS")
+        else ("pyjpegls (CharLS)" if _lib("jpeg_ls") else "pydicom"),
         "JPEG 2000": "imagecodecs (OpenJPEG)"
         if has("JPEG2K")
         else ("pylibjpeg-openjpeg" if _lib("openjpeg") else "pydicom"),

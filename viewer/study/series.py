@@ -38,6 +38,7 @@ from viewer.study.errors import (
     StudyError,
     UnsupportedFormat,
 )
+from viewer.study.frame_codecs import decodes_without_gil
 from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
 from viewer.study.opening import open_regular
@@ -117,6 +118,12 @@ def _needs_decoder(h: FileHeader) -> bool:
     return h.pixel_offset is None or _raw_dtype(h) is None
 
 
+def _needs_process(h: FileHeader) -> bool:
+    """Whether ``h``'s frames need a decoder that holds the GIL: those are decoded in decoder
+    processes; frames decoded without it (imagecodecs) parallelise on this process's threads."""
+    return _needs_decoder(h) and not decodes_without_gil(h)
+
+
 class SeriesReader:
     """Progressive loader: ``volume`` has its final geometry at once; slices fill in as read."""
 
@@ -169,7 +176,7 @@ class SeriesReader:
             saturate=layout.saturate,
             mirror=sum(self._mirror_range()) if self._invert and not layout.rgb else None,
         )
-        decoded = sum(1 for hi, _ in layout.order if _needs_decoder(self.headers[hi]))
+        decoded = sum(1 for hi, _ in layout.order if _needs_process(self.headers[hi]))
         if min(decode_workers(), decoded) > 1 and decoded >= MIN_PARALLEL_FRAMES:
             nbytes = int(np.prod(layout.shape)) * np.dtype(layout.dtype).itemsize
             if SharedVolume.fits(nbytes):
@@ -287,6 +294,9 @@ class SeriesReader:
     def _needs_decoder(self, z: int) -> bool:
         return _needs_decoder(self.headers[self.layout.order[z][0]])
 
+    def _needs_process(self, z: int) -> bool:
+        return _needs_process(self.headers[self.layout.order[z][0]])
+
     def _payload(self, z: int) -> Payload | None:
         """What a decoder process needs besides the header to decode slice ``z``."""
         hi, frame = self.layout.order[z]
@@ -331,10 +341,12 @@ class SeriesReader:
         stop = threading.Event()
         failures: list[tuple[int, StudyError]] = []
         decoded = sum(1 for z in todo if self._needs_decoder(z))
-        workers = min(decode_workers(), decoded)
-        # Compressed frames go to decoder processes (pydicom's decoders hold the GIL); raw
-        # reads and small series stay on this process's threads.
-        use_processes = workers > 1 and decoded >= MIN_PARALLEL_FRAMES
+        in_processes = sum(1 for z in todo if self._needs_process(z))
+        workers = min(decode_workers(), in_processes)
+        # Compressed frames whose decoder holds the GIL (pylibjpeg, pyjpegls, GDCM through
+        # pydicom) go to decoder processes; raw reads, frames decoded without the GIL
+        # (imagecodecs) and small series stay on this process's threads.
+        use_processes = workers > 1 and in_processes >= MIN_PARALLEL_FRAMES
 
         def work(z: int) -> tuple[int, StudyError | None]:
             if stop.is_set():
@@ -360,7 +372,11 @@ class SeriesReader:
                     if cancel is not None and cancel():
                         raise cancelled() from None
 
-        threads = ThreadPoolExecutor(READ_THREADS)
+        # Decoding on threads is CPU-bound: one thread per usable core, not more.
+        gil_free = decoded > in_processes
+        threads = ThreadPoolExecutor(
+            max(1, min(READ_THREADS, decode_workers())) if gil_free else READ_THREADS
+        )
         shared = self._shared if use_processes else None
         decoders = None
         if use_processes and shared is not None:
@@ -382,7 +398,7 @@ class SeriesReader:
             z = next(queue, None)
             if z is None:
                 return False
-            if decoders is not None and not fallback and self._needs_decoder(z):
+            if decoders is not None and not fallback and self._needs_process(z):
                 hi, frame = self.layout.order[z]
                 future: Future
                 try:
