@@ -41,7 +41,7 @@ from viewer.study.errors import (
 from viewer.study.frame_codecs import decodes_without_gil
 from viewer.study.headers import FileHeader, read_header
 from viewer.study.layout import SeriesLayout, plan_series
-from viewer.study.opening import open_regular
+from viewer.study.opening import read_at
 from viewer.study.scan import ASSEMBLY_ERRORS, CANCEL_POLL_S, Cancel, Progress, SeriesInfo
 from viewer.study.shared_volume import SharedVolume, StoreRule, init_worker, store_frame
 from viewer.study.volume import Volume
@@ -240,9 +240,9 @@ class SeriesReader:
                 raw = np.empty(n, dtype)
                 self._scratch.buffer = raw
             raw = raw.reshape(h.rows, h.cols)
-        with open_regular(h.path) as fp:
-            fp.seek(h.pixel_offset + frame * n * dtype.itemsize)
-            got = fp.readinto(memoryview(raw).cast("B"))
+        got = read_at(
+            h.path, h.pixel_offset + frame * n * dtype.itemsize, memoryview(raw).cast("B")
+        )
         if got != n * dtype.itemsize:
             raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
         unused = h.bits_allocated - h.bits_stored
