@@ -44,7 +44,10 @@ MAX_ENTRIES = 200_000
 #: Files modified this close to (or after) the cache's writing are read again.
 RACY_NS = 2_000_000_000
 #: The modules whose code decides what an entry holds: a change to any invalidates caches.
-_SOURCES = ("headers", "tag_reader", "dataset", "records", "scan", "layout", "scan_cache")
+# fmt: off
+_SOURCES = ("headers", "file_header", "tag_reader", "dataset", "records", "scan", "scan_series",
+            "layout", "scan_cache")
+# fmt: on
 
 _KNOWN = frozenset(HEADER_KEYWORDS) | frozenset(HEADER_SEQUENCES)
 _fingerprint: list[str] = []
