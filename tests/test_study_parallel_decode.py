@@ -19,7 +19,7 @@ from pydicom.uid import (
 
 from tests import dicom_factory as f
 from viewer.study import decode, frame_codecs
-from viewer.study import series as series_module
+from viewer.study import raw_pixels as raw_pixels_module
 from viewer.study.errors import LoadCancelled
 from viewer.study.scan import scan_folder
 from viewer.study.series import SeriesReader, load_series
@@ -71,13 +71,13 @@ SYNTAXES = [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless]
 def processes(monkeypatch):
     """Decoder processes, as with decoders that hold the GIL (imagecodecs, where installed,
     decodes on the loading process's threads instead)."""
-    monkeypatch.setattr(series_module, "decodes_without_gil", lambda h: False)
+    monkeypatch.setattr(raw_pixels_module, "decodes_without_gil", lambda h: False)
 
 
 @pytest.fixture(params=["decoder processes", "threads without the GIL"])
 def parallel_by(request, monkeypatch):
     if request.param == "decoder processes":
-        monkeypatch.setattr(series_module, "decodes_without_gil", lambda h: False)
+        monkeypatch.setattr(raw_pixels_module, "decodes_without_gil", lambda h: False)
     elif frame_codecs._lib("imagecodecs") is None:
         pytest.skip("imagecodecs is not installed: no decoder releases the GIL here")
     return request.param
