@@ -126,3 +126,13 @@ def test_colour_and_palette_frames_are_not_the_plain_case(tmp_path):
     assert not frame_codecs.plain(dataclasses.replace(h, photometric="PALETTE COLOR"))
     assert not frame_codecs.plain(dataclasses.replace(h, samples_per_pixel=3))
     assert not frame_codecs.plain(dataclasses.replace(h, transfer_syntax="1.2.840.10008.1.2.1"))
+
+
+@pytest.mark.parametrize("syntax", [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless])
+def test_a_truncated_codestream_is_left_to_pydicom(tmp_path, library, syntax):
+    truth, _ = _write(tmp_path, syntax, False, 12)
+    h = read_header(truth.paths[0])
+    data = frame_codecs.read_codestream(h)
+    assert data is not None and frame_codecs.decode_codestream(h, data) is not None
+    # Cut short: the decoders would fill the rest of the image; pydicom refuses it.
+    assert frame_codecs.decode_codestream(h, data[: len(data) // 2]) is None

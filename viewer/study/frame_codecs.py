@@ -52,6 +52,8 @@ DIRECT_SYNTAXES = JPEG_LOSSLESS | JPEG_LS | JPEG_2000 | RLE
 #: (7FE0,0010) OB with undefined length: what must precede the value at the offset.
 _PIXEL_ELEMENT = (0x7FE0, 0x0010)
 _UNDEFINED = 0xFFFFFFFF
+#: What a JPEG, JPEG-LS and JPEG 2000 codestream ends with (EOI, EOC).
+_END = b"\xff\xd9"
 #: A compressed frame longer than this many times its decoded size is not read here.
 MAX_EXPANSION = 2
 
@@ -123,7 +125,9 @@ def _shift(arr: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _precision_itemsize(precision: int) -> int | None:
-    return 1 if 0 < precision <= 8 else 2 if precision <= 16 else None
+    if 0 < precision <= 8:
+        return 1
+    return 2 if 8 < precision <= 16 else None
 
 
 def _jpeg_precision(data: bytes) -> int | None:
@@ -276,6 +280,10 @@ def decode_codestream(h: FileHeader, data: bytes) -> np.ndarray | None:
     size = frame_size(data, h.transfer_syntax)
     if size is not None and size != (h.rows, h.cols, 1):
         return None  # another size or several components: pydicom's checks word it
+    if h.transfer_syntax not in RLE and not bytes(data[-4:]).rstrip(b"\0").endswith(_END):
+        # No end-of-image marker: a truncated frame, which libjpeg-turbo and OpenJPEG would
+        # decode with a grey or blank remainder; pydicom's decoders refuse it in a sentence.
+        return None
     try:
         arr = _DECODERS[h.transfer_syntax](h, data)
     except _LIBRARY_ERRORS:
