@@ -288,6 +288,10 @@ SYNTAXES = {
 }
 
 
+# Whole paths in fresh processes, several rounds: far beyond the suite's per-test timeout.
+pytestmark = pytest.mark.timeout(3600)
+
+
 @pytest.mark.parametrize("name", list(SYNTAXES))
 def test_folder_to_volume_against_simpleitk(benchmark, bench_data, tmp_path, name):
     folder = _series(bench_data, SYNTAXES[name])

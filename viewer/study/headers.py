@@ -6,6 +6,7 @@ frames_text are still importable from here.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -108,6 +109,7 @@ NON_IMAGE_SOP_CLASSES: dict[str, str] = {
 RAW_SYNTAXES = {ImplicitVRLittleEndian, ExplicitVRLittleEndian}
 
 
+@functools.lru_cache(maxsize=64)
 def _encapsulated(syntax: str) -> bool:
     try:
         uid = pydicom.uid.UID(syntax)

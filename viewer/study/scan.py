@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +242,7 @@ def scan_folder(
                     series[key] = series_from_dataset(value.dataset, "dicom", value)
                     series[key].series_uid = uid
                 series[key].files.append(f)
-                series[key].headers.append(replace(value, dataset=None))
+                series[key].headers.append(value.without_dataset())
                 touched.add(key)
     finally:
         stop.set()
