@@ -78,8 +78,17 @@ def output_dtype(headers: list[FileHeader]) -> tuple[np.dtype, bool]:
     exact = all(float(h.slope).is_integer() and float(h.intercept).is_integer() for h in headers)
     if not exact:
         return np.dtype(np.float32), False
-    lo = min(rescaled_range(h)[0] for h in headers)
-    hi = max(rescaled_range(h)[1] for h in headers)
+    # Slices share their pixel description: each distinct one is mapped once.
+    ranges = {
+        rescaled_range(h)
+        for h in {
+            (h.bits_stored, h.bits_allocated, h.pixel_representation, h.slope, h.intercept): h
+            for h in headers
+            if h.modality_lut is None
+        }.values()
+    } | {rescaled_range(h) for h in headers if h.modality_lut is not None}
+    lo = min(r[0] for r in ranges)
+    hi = max(r[1] for r in ranges)
     if lo >= -32768 and hi <= 32767:
         return np.dtype(np.int16), False
     if all(h.modality == "CT" for h in headers):
