@@ -4,6 +4,9 @@ and unsigned, and anything outside the plain case is left to pydicom."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
 import pydicom
 import pytest
@@ -136,3 +139,26 @@ def test_a_truncated_codestream_is_left_to_pydicom(tmp_path, library, syntax):
     assert data is not None and frame_codecs.decode_codestream(h, data) is not None
     # Cut short: the decoders would fill the rest of the image; pydicom refuses it.
     assert frame_codecs.decode_codestream(h, data[: len(data) // 2]) is None
+
+
+def test_headers_from_the_scan_cache_keep_where_the_codestream_starts(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADLENS_DATA_DIR", str(tmp_path / "data"))
+    truth, _ = _write(tmp_path / "series", RLELossless, False, 12)
+    for p in truth.paths:  # older than the cache (files written just now are read again)
+        os.utime(p, (time.time() - 3600, time.time() - 3600))
+    from viewer.study import scan as scan_module
+
+    scans = [scan_folder(tmp_path / "series", use_cache=True)]
+
+    def not_read(*args, **kwargs):
+        raise AssertionError("the second scan must come from the cache")
+
+    monkeypatch.setattr(scan_module, "read_header", not_read)
+    scans.append(scan_folder(tmp_path / "series", use_cache=True))
+    assert len(scans[1].series) == 1 and not scans[1].skipped
+    offsets = [
+        sorted(h.encapsulated_offset for h in s.series[0].headers)  # type: ignore[type-var]
+        for s in scans
+    ]
+    assert offsets[0] == offsets[1] and None not in offsets[1]
+    assert offsets[1] == sorted(read_header(p).encapsulated_offset for p in truth.paths)
