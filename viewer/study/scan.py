@@ -118,16 +118,23 @@ def scan_folder(
 
     cache = ScanCache(root) if use_cache and scan_cache_enabled() else None
 
-    def cached(f: Path) -> tuple[str, Any] | None:
-        """What the cache holds for ``f`` when it is unchanged (looked up on this thread:
-        cheaper than a trip through the pool)."""
+    def in_cache(f: Path) -> os.stat_result | None:
+        """``f``'s stat when the cache holds it unchanged (its entry is revived only when
+        the scan reaches it, so a reopened folder reports its first series at once)."""
         if cache is None:
             return None
         try:
             st = os.stat(f)
         except OSError:
             return None
-        return cache.lookup(f, st) if stat.S_ISREG(st.st_mode) else None
+        return st if stat.S_ISREG(st.st_mode) and cache.fresh(f, st) else None
+
+    def cached(f: Path, st: os.stat_result) -> tuple[str, Any]:
+        """What the cache holds for ``f`` (looked up on this thread: cheaper than a trip
+        through the pool); read now when its entry cannot be used after all."""
+        assert cache is not None
+        got = cache.lookup(f, st)
+        return got if got is not None else read_one(f)
 
     def read_one(f: Path) -> tuple[str, Any]:
         if stop.is_set():
@@ -193,17 +200,12 @@ def scan_folder(
 
     pool = ThreadPoolExecutor(SCAN_THREADS)
     try:
-        futures = []
+        futures: list[Future | os.stat_result] = []
         for f in ordered:
-            known = cached(f)
-            if known is None:
-                futures.append(pool.submit(read_one, f))
-            else:
-                done: Future = Future()
-                done.set_result(known)
-                futures.append(done)
+            st = in_cache(f)
+            futures.append(pool.submit(read_one, f) if st is None else st)
         for i, (f, future) in enumerate(zip(ordered, futures, strict=True)):
-            got = result_of(future)
+            got = result_of(future) if isinstance(future, Future) else cached(f, future)
             if got is None or (cancel is not None and cancel()):
                 cancelled = True
                 break

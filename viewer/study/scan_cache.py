@@ -245,6 +245,16 @@ class ScanCache:
         self._bases = bases
         self._written_ns = data["written_ns"]
 
+    def fresh(self, path: Path, st: os.stat_result) -> bool:
+        """Whether the cache holds ``path`` as it is now (cheap: nothing is revived)."""
+        entry = self._old.get(str(path))
+        return (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and entry[0] == _key(st)
+            and st.st_mtime_ns < self._written_ns - RACY_NS
+        )
+
     def lookup(self, path: Path, st: os.stat_result) -> tuple[str, Any] | None:
         """What the scan read from ``path`` last time, when the file is unchanged."""
         entry = self._old.get(str(path))
