@@ -111,3 +111,47 @@ def test_rows_are_in_series_number_order_even_before_any_series(qtbot):
     assert b.tree.header().sortIndicatorSection() == COLUMNS.index("Series number")
     b.set_series([_info("later", 5), _info("earlier", 2)])
     assert b.tree.topLevelItem(0).text(3) == "earlier"
+
+
+def _volumes(n: int, files: int = 1) -> list[SeriesInfo]:
+    """The ``n`` volumes of one multi-volume series."""
+    out = []
+    for k in range(1, n + 1):
+        info = _info(f"Phase {k}", 5)
+        info.series_uid = f"1.2.5#{k}"
+        info.volume_index, info.volume_count, info.volume_group = k, n, "1.2.5"
+        info.files = [Path(f"/data/5-{k}-{j}.dcm") for j in range(files)]
+        out.append(info)
+    return out
+
+
+def _volume(key: str):
+    import numpy as np
+
+    from viewer.study.volume import Volume
+
+    return Volume(np.zeros((2, 4, 4), np.int16), series_uid=key)
+
+
+def test_a_partial_scan_report_keeps_the_loaded_volumes_of_unchanged_series(qtbot):
+    b = SeriesBrowser()
+    qtbot.addWidget(b)
+    first = _volumes(2)
+    b.set_series(first)
+    for info in first:
+        b.remember(_volume(info.series_uid))
+    b.activate(first[1])
+    assert len(b.cache) == 2
+    # The scan reports again: the same series (new records) plus one found since.
+    again = _volumes(2) + [_info("Scout", 1)]
+    b.set_series(again)
+    assert len(b.cache) == 2, "a partial scan report must not empty the volume cache"
+    assert b.current is again[1]
+    assert b.tree.currentItem() is b.item_for(again[1])
+    # A series whose file list grew is loaded anew: its cached volume is dropped.
+    grown = _volumes(2)
+    grown[0].files = grown[0].files + [Path("/data/5-1-late.dcm")]
+    b.set_series(grown)
+    assert "1.2.5#1" not in b.cache and "1.2.5#2" in b.cache
+    b.set_series([])
+    assert len(b.cache) == 0 and b.current is None

@@ -18,6 +18,7 @@ from radlens_core import limits
 from tests import dicom_factory as f
 from viewer import cli
 from viewer.study import scan as scan_module
+from viewer.study import scan_series as scan_series_module
 from viewer.study.errors import (
     LoadCancelled,
     SeriesAssemblyError,
@@ -390,14 +391,14 @@ def test_absurd_slice_thickness_is_reported_but_the_positions_still_measure(tmp_
 def test_an_arithmetic_failure_in_one_series_is_its_problem_not_the_scans(tmp_path, monkeypatch):
     bad = f.write_ct_series(tmp_path / "bad", shape=(3, 4, 4))
     truth = _good(tmp_path)
-    real = scan_module.plan_series
+    real = scan_series_module.plan_series  # series are assembled there for the scan
 
     def fragile(headers):
         if headers[0].series_uid == bad.series_uid:
             raise ZeroDivisionError("float division by zero")
         return real(headers)
 
-    monkeypatch.setattr(scan_module, "plan_series", fragile)
+    monkeypatch.setattr(scan_series_module, "plan_series", fragile)
     result = scan_folder(tmp_path)
     (s,) = [s for s in result.series if s.series_uid == bad.series_uid]
     assert not s.loadable
@@ -405,7 +406,7 @@ def test_an_arithmetic_failure_in_one_series_is_its_problem_not_the_scans(tmp_pa
         f"cannot be assembled (file {s.files[0].name}: ZeroDivisionError: float division by "
         "zero); not loaded"
     ]
-    monkeypatch.setattr(scan_module, "plan_series", real)
+    monkeypatch.setattr(scan_series_module, "plan_series", real)
     _assert_good_listed_and_loadable(result, truth)
 
 

@@ -18,7 +18,8 @@ from pydicom.uid import (
 )
 
 from tests import dicom_factory as f
-from viewer.study import decode
+from viewer.study import decode, frame_codecs
+from viewer.study import raw_pixels as raw_pixels_module
 from viewer.study.errors import LoadCancelled
 from viewer.study.scan import scan_folder
 from viewer.study.series import SeriesReader, load_series
@@ -66,8 +67,24 @@ def _load(folder, monkeypatch, workers):
 SYNTAXES = [JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless]
 
 
+@pytest.fixture
+def processes(monkeypatch):
+    """Decoder processes, as with decoders that hold the GIL (imagecodecs, where installed,
+    decodes on the loading process's threads instead)."""
+    monkeypatch.setattr(raw_pixels_module, "decodes_without_gil", lambda h: False)
+
+
+@pytest.fixture(params=["decoder processes", "threads without the GIL"])
+def parallel_by(request, monkeypatch):
+    if request.param == "decoder processes":
+        monkeypatch.setattr(raw_pixels_module, "decodes_without_gil", lambda h: False)
+    elif frame_codecs._lib("imagecodecs") is None:
+        pytest.skip("imagecodecs is not installed: no decoder releases the GIL here")
+    return request.param
+
+
 @pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda u: u.name)
-def test_parallel_decode_gives_the_serial_arrays(tmp_path, monkeypatch, syntax):
+def test_parallel_decode_gives_the_serial_arrays(tmp_path, monkeypatch, parallel_by, syntax):
     truth = _write(tmp_path, syntax)
     serial = _load(tmp_path, monkeypatch, 1)
     parallel = _load(tmp_path, monkeypatch, 2)
@@ -78,7 +95,9 @@ def test_parallel_decode_gives_the_serial_arrays(tmp_path, monkeypatch, syntax):
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEG2000Lossless], ids=lambda u: u.name)
-def test_multiframe_file_is_decoded_frame_by_frame_in_parallel(tmp_path, monkeypatch, syntax):
+def test_multiframe_file_is_decoded_frame_by_frame_in_parallel(
+    tmp_path, monkeypatch, parallel_by, syntax
+):
     if not get_encoder(syntax).is_available:
         pytest.skip(f"no pydicom encoder for {syntax.name}")
     values = f.ct_values((FRAMES, 32, 32), seed=3)
@@ -90,7 +109,7 @@ def test_multiframe_file_is_decoded_frame_by_frame_in_parallel(tmp_path, monkeyp
     assert np.array_equal(parallel.array, values)
 
 
-def test_a_broken_frame_is_named_the_same_way_in_parallel(tmp_path, monkeypatch):
+def test_a_broken_frame_is_named_the_same_way_in_parallel(tmp_path, monkeypatch, parallel_by):
     truth = _write(tmp_path, RLELossless)
     data = bytearray(truth.paths[3].read_bytes())
     data[-200:] = b"\x00" * 200  # damage the end of one file's RLE segments
@@ -102,7 +121,7 @@ def test_a_broken_frame_is_named_the_same_way_in_parallel(tmp_path, monkeypatch)
     assert any(truth.paths[3].name in w for w in parallel.warnings)
 
 
-def test_cancel_stops_a_parallel_load_and_its_workers(tmp_path, monkeypatch):
+def test_cancel_stops_a_parallel_load_and_its_workers(tmp_path, monkeypatch, processes):
     _write(tmp_path, JPEG2000Lossless, shape=(48, 128, 128))
     monkeypatch.setenv(decode.WORKERS_ENV, "2")
     (info,) = scan_folder(tmp_path).series
@@ -129,7 +148,9 @@ def test_cancel_stops_a_parallel_load_and_its_workers(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_compressed_multiframe_file_is_never_decoded_whole(tmp_path, monkeypatch, workers):
+def test_a_compressed_multiframe_file_is_never_decoded_whole(
+    tmp_path, monkeypatch, parallel_by, workers
+):
     import tracemalloc
 
     nz, ny, nx = 40, 256, 256
@@ -152,7 +173,9 @@ def test_a_compressed_multiframe_file_is_never_decoded_whole(tmp_path, monkeypat
     assert peak < 0.5 * volume_bytes
 
 
-def test_decoder_processes_write_into_a_shared_volume_whose_name_is_removed(tmp_path, monkeypatch):
+def test_decoder_processes_write_into_a_shared_volume_whose_name_is_removed(
+    tmp_path, monkeypatch, processes
+):
     import mmap
     from multiprocessing import shared_memory
 
@@ -174,3 +197,27 @@ def test_decoder_processes_write_into_a_shared_volume_whose_name_is_removed(tmp_
         shared_memory.SharedMemory(name)
     volume.array[0, 0, 0] += 1
     assert reader._shared is None
+
+
+def test_cancel_stops_a_load_decoding_on_threads_within_a_second(tmp_path, monkeypatch):
+    if frame_codecs._lib("imagecodecs") is None:
+        pytest.skip("imagecodecs is not installed: no decoder releases the GIL here")
+    _write(tmp_path, JPEG2000Lossless, shape=(48, 128, 128))
+    monkeypatch.setenv(decode.WORKERS_ENV, "2")
+    (info,) = scan_folder(tmp_path).series
+    reader = SeriesReader(info)
+    assert reader._shared is None, "frames decoded without the GIL need no shared volume"
+    flag = threading.Event()
+    asked = []
+
+    def on_slice(z):
+        if not flag.is_set():
+            asked.append(time.monotonic())
+            flag.set()
+
+    children = len(multiprocessing.active_children())
+    with pytest.raises(LoadCancelled):
+        reader.read_all(cancel=flag.is_set, on_slice=on_slice)
+    assert time.monotonic() - asked[0] < 1.0
+    assert len(multiprocessing.active_children()) == children  # no decoder process started
+    assert not reader._done.all()

@@ -193,3 +193,33 @@ def test_skipped_and_non_image_files_come_back_the_same_from_the_cache(tmp_path,
     again = scan_folder(tmp_path / "study")
     assert reads == []
     assert again.to_json() == first.to_json()
+
+
+def test_a_reopened_folder_reports_its_first_series_before_reviving_the_rest(
+    tmp_path, data_dir, reads, monkeypatch
+):
+    for k in range(3):
+        _old(f.write_ct_series(tmp_path / "study" / f"s{k}", shape=(4, 8, 8)).paths)
+    first = scan_folder(tmp_path / "study")
+    revived: list[str] = []
+    real = scan_cache.ScanCache.lookup
+
+    def counting(self, path, st):
+        revived.append(path.name)
+        return real(self, path, st)
+
+    monkeypatch.setattr(scan_cache.ScanCache, "lookup", counting)
+    monkeypatch.setattr(scan_module, "REPORT_INTERVAL_S", 0.0)
+    at_first_report: list[int] = []
+
+    def on_series(found):
+        if not at_first_report:
+            at_first_report.append(len(revived))
+
+    reads.clear()
+    again = scan_folder(tmp_path / "study", on_series=on_series)
+    assert reads == [] and len(revived) == 12
+    # When the first folder's series was reported, its four entries had been revived (and
+    # the first of the next folder, whose arrival closes the first), not all twelve.
+    assert at_first_report == [5]
+    assert _series(again) == _series(first)

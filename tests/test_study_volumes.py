@@ -276,10 +276,10 @@ def test_a_whole_series_in_three_syntaxes_is_one_volume(tmp_path):
 
 
 def test_copies_beyond_the_decoding_bound_are_refused_not_split(tmp_path, monkeypatch):
-    from viewer.study import multivolume
+    from viewer.study import frame_pixels  # the copy test of the multi-volume split
 
     _series_in_two_more_syntaxes(tmp_path, n=6)
-    monkeypatch.setattr(multivolume, "MAX_COMPARE_BYTES", 8 * 8 * 2 * 4)  # four frames
+    monkeypatch.setattr(frame_pixels, "MAX_COMPARE_BYTES", 8 * 8 * 2 * 4)  # four frames
     (info,) = _images(tmp_path)
     assert not info.loadable and info.volume_count == 1
     assert "not every copy could be compared" in info.problems[-1]

@@ -145,7 +145,9 @@ print(json.dumps({
 
 
 def _run(code: str, folder: Path, cores: int, what: str, data_dir: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), RADLENS_DATA_DIR=str(data_dir))
+    # This checkout first; a PYTHONPATH already set (an extra site folder) stays after it.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=path, RADLENS_DATA_DIR=str(data_dir))
     env.pop("RADLENS_DECODE_WORKERS", None)
     out = subprocess.run(
         [sys.executable, "-c", code, str(folder), str(cores), what],
@@ -284,6 +286,10 @@ SYNTAXES = {
     "JPEG-LS lossless": JPEGLSLossless,
     "RLE lossless": RLELossless,
 }
+
+
+# Whole paths in fresh processes, several rounds: far beyond the suite's per-test timeout.
+pytestmark = pytest.mark.timeout(3600)
 
 
 @pytest.mark.parametrize("name", list(SYNTAXES))

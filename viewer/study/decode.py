@@ -32,6 +32,7 @@ from pydicom.encaps import encapsulate, generate_frames, get_frame
 from viewer.study.codestream import frame_size
 from viewer.study.dataset import read_dataset
 from viewer.study.errors import StudyError, UnsupportedFormat
+from viewer.study.frame_codecs import decode_codestream, decode_file_direct
 from viewer.study.headers import FileHeader
 from viewer.study.opening import open_regular
 
@@ -161,7 +162,16 @@ def _decoding(h: FileHeader, exc: BaseException) -> StudyError:
 
 
 def decode_file(h: FileHeader, frame: int | None = None) -> np.ndarray:
-    """Pixels through pydicom's handlers: the whole file, or one frame of a multi-frame."""
+    """Pixels of the whole file, or one frame of a multi-frame: a plain single-frame file
+    straight from its codestream (viewer.study.frame_codecs), anything else through
+    pydicom's handlers."""
+    if frame is None and h.frames == 1 and h.encapsulated_offset is not None:
+        try:
+            arr = decode_file_direct(h)
+        except (StudyError, OSError):
+            arr = None  # pydicom's path reads it again and words what is wrong
+        if arr is not None:
+            return arr
     try:
         with open_regular(h.path) as fp:
             ds = read_dataset(h.path, fp, stop_before_pixels=False)
@@ -198,6 +208,9 @@ def split_frames(h: FileHeader) -> tuple[Dataset, list[bytes]]:
 def decode_frame_bytes(h: FileHeader, k: int, template: Dataset, data: bytes) -> np.ndarray:
     """Frame ``k`` of a multi-frame file from its own compressed bytes (see split_frames)."""
     _check_frame(h, data, k)
+    direct = decode_codestream(h, data)
+    if direct is not None:
+        return direct
     # A dataset of its own: Dataset(template) would share the template's element dict, and
     # reading threads decode frames of one file at the same time.
     ds = Dataset({elem.tag: elem for elem in template})

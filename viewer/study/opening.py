@@ -47,6 +47,42 @@ def not_regular(path: Path) -> str | None:
     return f"{kind_of(mode)}, not a file: skipped without opening it"
 
 
+def read_at(path: Path | str, offset: int, buffer: memoryview) -> int:
+    """Read ``len(buffer)`` bytes of regular file ``path`` from ``offset`` straight into
+    ``buffer`` (one ``preadv``, no file object); the bytes read. Same checks as open_regular."""
+    name = os.fspath(path)
+    why = not_regular(Path(name)) if not os.path.isfile(name) else None
+    if why is not None:
+        raise UnreadableFile(Path(name), why)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(name, flags)
+    except PermissionError:
+        raise UnreadableFile(
+            Path(name), "permission denied; check the file's read rights"
+        ) from None
+    except OSError as exc:
+        raise UnreadableFile(Path(name), f"cannot be opened ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise UnreadableFile(Path(name), f"{kind_of(mode)}, not a file: skipped")
+        if not hasattr(os, "preadv"):
+            os.lseek(fd, offset, os.SEEK_SET)
+            return os.readv(fd, [buffer])
+        got = 0
+        while got < len(buffer):  # preadv may return less than asked (signals, big reads)
+            n = os.preadv(fd, [buffer[got:]], offset + got)
+            if n <= 0:
+                break
+            got += n
+        return got
+    except OSError as exc:
+        raise UnreadableFile(Path(name), f"cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
 def open_regular(path: Path | str) -> BinaryIO:
     """``path`` opened for binary reading; raises UnreadableFile naming it when it is not a
     regular file or cannot be opened. Never blocks (``O_NONBLOCK``)."""

@@ -10,37 +10,37 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from radlens_core.files import sha256_file
-from viewer.study.budget import check_series_size
 from viewer.study.dataset import read_dataset
 from viewer.study.errors import (
-    BadGeometry,
     NotAnImage,
-    SeriesAssemblyError,
     SeriesNotFound,
     StudyError,
 )
 from viewer.study.headers import (
     HEADER_ERRORS,
-    FileHeader,
     non_image_kind,
     read_header,
 )
-from viewer.study.layout import plan_series, split_parts
-from viewer.study.multivolume import FramePixels, split_volumes
 from viewer.study.opening import not_regular, open_regular
 from viewer.study.records import Cancel, Progress, ScanResult, SeriesInfo, SkippedFile
 from viewer.study.scan_cache import ScanCache
 from viewer.study.scan_cache import enabled as scan_cache_enabled
+from viewer.study.scan_series import (
+    ASSEMBLY_ERRORS,
+    finish,
+    in_order,
+    series_from_dataset,
+    snapshot,
+    text_value,
+)
 from viewer.study.walk import COMPANION_SUFFIXES, scan_order, walk
 
 __all__ = [
+    "ASSEMBLY_ERRORS",
     "COMPANION_SUFFIXES",
     "Cancel",
     "Progress",
@@ -77,176 +77,11 @@ def image_series(path: Path) -> list[SeriesInfo]:
     return listed(path, file_sha256(path))
 
 
-def _text(ds: Any, keyword: str) -> str:
-    value = ds.get(keyword, "") if ds is not None else ""
-    return str(value) if value is not None else ""
-
-
-def _series_from_dataset(ds: Any, kind: str, header: FileHeader | None) -> SeriesInfo:
-    number = ds.get("SeriesNumber")
-    try:
-        series_number = int(number) if number not in (None, "") else None
-    except (TypeError, ValueError):
-        series_number = None
-    return SeriesInfo(
-        series_uid=_text(ds, "SeriesInstanceUID"),
-        study_uid=_text(ds, "StudyInstanceUID"),
-        patient_name=_text(ds, "PatientName"),
-        patient_id=_text(ds, "PatientID"),
-        study_date=_text(ds, "StudyDate"),
-        study_description=_text(ds, "StudyDescription"),
-        modality=_text(ds, "Modality") or "OT",
-        description=_text(ds, "SeriesDescription"),
-        series_number=series_number,
-        n_images=0,
-        rows=header.rows if header else 0,
-        cols=header.cols if header else 0,
-        files=[],
-        kind=kind,
-    )
-
-
-#: What a hostile header can make the geometry arithmetic raise; a problem of its series.
-ASSEMBLY_ERRORS = (ArithmeticError, ValueError, TypeError, IndexError, np.linalg.LinAlgError)
-
-
-def _finish(info: SeriesInfo) -> list[SeriesInfo]:
-    """Fill counts, geometry and problems of a series; a mixed series comes back in parts.
-
-    Nothing one series holds stops the others: any failure becomes its problem."""
-    try:
-        return _finish_series(info)
-    except ASSEMBLY_ERRORS as exc:
-        first = info.files[0].name if info.files else "?"
-        info.problems.append(
-            f"cannot be assembled (file {first}: {type(exc).__name__}: {exc}); not loaded"
-        )
-        info.loadable = False
-        info.shape = None
-        return [info]
-
-
-def _finish_series(info: SeriesInfo) -> list[SeriesInfo]:
-    if info.kind == "non-image":
-        info.n_images = len(info.files)
-        info.loadable = False
-        return [info]
-    info.n_images = sum(h.frames for h in info.headers)
-    try:
-        check_series_size(info.headers)
-    except StudyError as exc:
-        info.problems.append(str(exc))
-        info.loadable = False
-        return [info]
-    try:
-        plan_series(info.headers)
-    except BadGeometry as exc:
-        info.problems.append(exc.reason)
-        info.loadable = False
-        return [info]
-    except SeriesAssemblyError as exc:
-        why = exc.reason.split("; open the parts separately")[0]
-        parts = split_parts(info.headers)
-    else:
-        parts = [info.headers]
-    if len(parts) <= 1:
-        return _volumes(info, info.headers, info.series_uid, [])
-    # Each stack of one size and orientation is shown on its own; the problem says why.
-    out = []
-    for k, headers in enumerate(parts):
-        uid = info.series_uid if k == 0 else f"{info.series_uid}#{k + 1}"
-        out.extend(_volumes(info, list(headers), uid, [f"part {k + 1} of {len(parts)}: {why}"]))
-    return out
-
-
-def _volumes(
-    info: SeriesInfo, headers: list[FileHeader], uid: str, problems: list[str]
-) -> list[SeriesInfo]:
-    """One stack of a series as its volumes: copies collapsed, repeats split (each volume
-    keyed ``<uid>#vol<k>`` so its labels are its own; a single volume keeps ``uid``)."""
-    split = split_volumes(headers, FramePixels())
-    notes = problems + split.notes
-    if split.refusal is not None:
-        refused = replace(
-            info,
-            series_uid=uid,
-            files=[h.path for h in headers],
-            headers=list(headers),
-            problems=[*notes, split.refusal],
-            loadable=False,
-            shape=None,
-            duplicates=split.duplicates,
-        )
-        refused.n_images = sum(len(h.selected_frames) for h in headers)
-        return [refused]
-    out = []
-    for part in split.volumes:
-        several = part.count > 1
-        volume = replace(
-            info,
-            series_uid=f"{uid}#vol{part.index}" if several else uid,
-            files=list(dict.fromkeys(h.path for h in part.headers)),
-            headers=list(part.headers),
-            rows=part.headers[0].rows,
-            cols=part.headers[0].cols,
-            problems=list(notes),
-            volume_index=part.index,
-            volume_count=part.count,
-            volume_label=part.label,
-            volume_group=uid if several else "",
-            time_series=part.temporal and several,
-            duplicates=split.duplicates,
-        )
-        _plan(volume)
-        out.append(volume)
-    return out
-
-
-def _plan(info: SeriesInfo) -> None:
-    info.n_images = sum(len(h.selected_frames) for h in info.headers)
-    try:
-        check_series_size(info.headers)
-        layout = plan_series(info.headers)
-    except StudyError as exc:
-        info.problems.append(exc.reason if isinstance(exc, SeriesAssemblyError) else str(exc))
-        info.loadable = False
-        return
-    info.problems.extend(layout.warnings)
-    info.shape = layout.shape[:3]  # type: ignore[assignment]
-    info.spacing = layout.spacing
-
-
 #: Seconds at least between two reports of the series found so far after the first (a tree
 #: with a folder per file would otherwise redo its series and the browser per file).
 REPORT_INTERVAL_S = 0.5
 #: Called with the series found so far each time a folder of the walk is complete.
 SeriesFound = Callable[[list[SeriesInfo]], None]
-
-
-def _in_order(found: list[SeriesInfo]) -> list[SeriesInfo]:
-    return sorted(
-        found,
-        key=lambda s: (
-            s.study_date,
-            s.study_uid,
-            s.kind != "dicom",
-            s.series_number or 0,
-            s.series_uid,
-        ),
-    )
-
-
-def _snapshot(info: SeriesInfo) -> list[SeriesInfo]:
-    """A series as far as it is known now, finished on a copy (the scan goes on adding to
-    ``info``)."""
-    return _finish(
-        replace(
-            info,
-            files=list(info.files),
-            headers=list(info.headers),
-            problems=list(info.problems),
-        )
-    )
 
 
 def scan_folder(
@@ -283,16 +118,23 @@ def scan_folder(
 
     cache = ScanCache(root) if use_cache and scan_cache_enabled() else None
 
-    def cached(f: Path) -> tuple[str, Any] | None:
-        """What the cache holds for ``f`` when it is unchanged (looked up on this thread:
-        cheaper than a trip through the pool)."""
+    def in_cache(f: Path) -> os.stat_result | None:
+        """``f``'s stat when the cache holds it unchanged (its entry is revived only when
+        the scan reaches it, so a reopened folder reports its first series at once)."""
         if cache is None:
             return None
         try:
             st = os.stat(f)
         except OSError:
             return None
-        return cache.lookup(f, st) if stat.S_ISREG(st.st_mode) else None
+        return st if stat.S_ISREG(st.st_mode) and cache.fresh(f, st) else None
+
+    def cached(f: Path, st: os.stat_result) -> tuple[str, Any]:
+        """What the cache holds for ``f`` (looked up on this thread: cheaper than a trip
+        through the pool); read now when its entry cannot be used after all."""
+        assert cache is not None
+        got = cache.lookup(f, st)
+        return got if got is not None else read_one(f)
 
     def read_one(f: Path) -> tuple[str, Any]:
         if stop.is_set():
@@ -351,24 +193,19 @@ def scan_folder(
             return
         last_report[0] = time.monotonic()
         for key in touched:
-            snapshots[key] = _snapshot(series[key])
+            snapshots[key] = snapshot(series[key])
         touched.clear()
         images_seen[0] = len(images)
-        on_series(_in_order([s for parts in snapshots.values() for s in parts]) + images)
+        on_series(in_order([s for parts in snapshots.values() for s in parts]) + images)
 
     pool = ThreadPoolExecutor(SCAN_THREADS)
     try:
-        futures = []
+        futures: list[Future | os.stat_result] = []
         for f in ordered:
-            known = cached(f)
-            if known is None:
-                futures.append(pool.submit(read_one, f))
-            else:
-                done: Future = Future()
-                done.set_result(known)
-                futures.append(done)
+            st = in_cache(f)
+            futures.append(pool.submit(read_one, f) if st is None else st)
         for i, (f, future) in enumerate(zip(ordered, futures, strict=True)):
-            got = result_of(future)
+            got = result_of(future) if isinstance(future, Future) else cached(f, future)
             if got is None or (cancel is not None and cancel()):
                 cancelled = True
                 break
@@ -385,11 +222,15 @@ def scan_folder(
                 skipped.append(SkippedFile(f, value))
             elif what == "non-image":
                 ds, reason = value
-                key = (_text(ds, "StudyInstanceUID"), _text(ds, "SeriesInstanceUID"), "non-image")
+                key = (
+                    text_value(ds, "StudyInstanceUID"),
+                    text_value(ds, "SeriesInstanceUID"),
+                    "non-image",
+                )
                 if key not in series:
-                    info = _series_from_dataset(ds, "non-image", None)
+                    info = series_from_dataset(ds, "non-image", None)
                     info.description = info.description or (
-                        non_image_kind(_text(ds, "SOPClassUID")) or "object without pixels"
+                        non_image_kind(text_value(ds, "SOPClassUID")) or "object without pixels"
                     )
                     info.problems.append(reason)
                     series[key] = info
@@ -400,10 +241,10 @@ def scan_folder(
                 uid = value.series_uid or file_sha256(f)
                 key = (value.study_uid, uid, "dicom")
                 if key not in series:
-                    series[key] = _series_from_dataset(value.dataset, "dicom", value)
+                    series[key] = series_from_dataset(value.dataset, "dicom", value)
                     series[key].series_uid = uid
                 series[key].files.append(f)
-                series[key].headers.append(replace(value, dataset=None))
+                series[key].headers.append(value.without_dataset())
                 touched.add(key)
     finally:
         stop.set()
@@ -413,8 +254,8 @@ def scan_folder(
         cache.save()
     if progress is not None and not cancelled:
         progress(1.0, f"Found {len(series) + len(images)} series in {len(files)} files")
-    finished = [part for info in series.values() for part in _finish(info)]
-    result = _in_order(finished)
+    finished = [part for info in series.values() for part in finish(info)]
+    result = in_order(finished)
     return ScanResult(root=root, series=result + images, skipped=skipped, cancelled=cancelled)
 
 

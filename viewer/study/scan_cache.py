@@ -44,7 +44,10 @@ MAX_ENTRIES = 200_000
 #: Files modified this close to (or after) the cache's writing are read again.
 RACY_NS = 2_000_000_000
 #: The modules whose code decides what an entry holds: a change to any invalidates caches.
-_SOURCES = ("headers", "tag_reader", "dataset", "records", "scan", "layout", "scan_cache")
+# fmt: off
+_SOURCES = ("headers", "file_header", "tag_reader", "dataset", "records", "scan", "scan_series",
+            "layout", "scan_cache")
+# fmt: on
 
 _KNOWN = frozenset(HEADER_KEYWORDS) | frozenset(HEADER_SEQUENCES)
 _fingerprint: list[str] = []
@@ -241,6 +244,16 @@ class ScanCache:
         self._old = data["files"]
         self._bases = bases
         self._written_ns = data["written_ns"]
+
+    def fresh(self, path: Path, st: os.stat_result) -> bool:
+        """Whether the cache holds ``path`` as it is now (cheap: nothing is revived)."""
+        entry = self._old.get(str(path))
+        return (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and entry[0] == _key(st)
+            and st.st_mtime_ns < self._written_ns - RACY_NS
+        )
 
     def lookup(self, path: Path, st: os.stat_result) -> tuple[str, Any] | None:
         """What the scan read from ``path`` last time, when the file is unchanged."""

@@ -1,8 +1,11 @@
 """One series -> Volume, progressively: geometry first, the middle slice next, then the rest.
 
-Uncompressed little-endian pixels are read straight from the file (``np.fromfile`` at the
-PixelData offset found by the header pass) on a thread pool; everything else (JPEG, JPEG
-2000, JPEG-LS, RLE, big-endian, palette colour) goes through pydicom's pixel handlers.
+Uncompressed little-endian pixels are read straight from the file into the volume at the
+PixelData offset the header pass found (viewer.study.raw_pixels), on a thread pool.
+Compressed frames are decoded from their codestream at the offset the header pass found
+(viewer.study.frame_codecs): on this process's threads when the decoder releases the GIL,
+else in decoder processes writing into a shared volume (viewer.study.decode); whatever is
+not the plain case (big-endian, palette colour, deflated...) goes through pydicom.
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ from viewer.study.errors import (
     UnsupportedFormat,
 )
 from viewer.study.headers import FileHeader, read_header
-from viewer.study.layout import SeriesLayout, plan_series
-from viewer.study.opening import open_regular
+from viewer.study.layout import plan_series
+from viewer.study.raw_pixels import needs_decoder, needs_process, raw_dtype, read_raw
 from viewer.study.scan import ASSEMBLY_ERRORS, CANCEL_POLL_S, Cancel, Progress, SeriesInfo
+from viewer.study.series_meta import mirror_range, volume_meta
 from viewer.study.shared_volume import SharedVolume, StoreRule, init_worker, store_frame
 from viewer.study.volume import Volume
 
@@ -52,69 +56,6 @@ READ_THREADS = max(2, min(8, 2 * (os.cpu_count() or 2)))
 def _read_headers(files: list[Path]) -> list[FileHeader]:
     with ThreadPoolExecutor(READ_THREADS) as pool:
         return list(pool.map(read_header, files))
-
-
-def _meta(ds: Any, headers: list[FileHeader], layout: SeriesLayout) -> dict[str, Any]:
-    from viewer.study.layout import rescaled_range
-
-    def text(keyword: str) -> str:
-        value = ds.get(keyword, "")
-        return str(value) if value is not None else ""
-
-    number = ds.get("SeriesNumber")
-    return {
-        "patient_name": text("PatientName"),
-        "patient_id": text("PatientID"),
-        "patient_birth_date": text("PatientBirthDate"),
-        "patient_sex": text("PatientSex"),
-        "study_uid": text("StudyInstanceUID"),
-        "study_date": text("StudyDate"),
-        "study_description": text("StudyDescription"),
-        "series_number": int(number) if number not in (None, "") else None,
-        "institution": text("InstitutionName"),
-        "frame_of_reference_uid": text("FrameOfReferenceUID"),
-        "body_part": text("BodyPartExamined"),
-        "manufacturer": text("Manufacturer"),
-        "sop_class_uid": text("SOPClassUID"),
-        "source_files": [headers[h].path for h, _ in layout.order],
-        "sop_instance_uids": [headers[h].sop_instance_uid for h, _ in layout.order],
-        "frame_index": [f for _, f in layout.order],
-        "photometric": headers[0].photometric,
-        "transfer_syntax": headers[0].transfer_syntax,
-        "dose_units": text("DoseUnits"),  # RT dose: GY or RELATIVE; values are scaled to it
-        # False when the files carry no pixel spacing (1 mm is then a placeholder).
-        "pixel_spacing_calibrated": headers[0].pixel_spacing is not None,
-        # How honestly it can be labelled (viewer.study.facts reads these).
-        "spacing_source": headers[0].spacing_source,
-        "patient_orientation": all(h.patient_orientation for h in headers),
-        "frame_time_ms": headers[0].frame_time_ms if len(headers) == 1 else None,
-        # Of a multi-volume series: which volume this is; the real UID (the key may differ).
-        "volume_label": headers[0].volume_label,
-        "volume_index": headers[0].volume_index,
-        "volume_count": headers[0].volume_count,
-        "series_instance_uid": text("SeriesInstanceUID"),
-        # VOI LUT (first, bits, table) over the stored series' values; MONOCHROME1 values
-        # are mirrored by the reader, so the mirror sum maps them back first.
-        "voi_lut": headers[0].voi_lut,
-        "voi_lut_mirror": (
-            sum(rescaled_range(headers[0])) if headers[0].photometric == "MONOCHROME1" else None
-        ),
-    }
-
-
-def _raw_dtype(h: FileHeader) -> np.dtype | None:
-    if (
-        h.bits_allocated not in (8, 16, 32)
-        or h.samples_per_pixel != 1
-        or not h.photometric.startswith("MONOCHROME")
-    ):
-        return None
-    kind = "i" if h.pixel_representation == 1 else "u"
-    return np.dtype(f"<{kind}{h.bits_allocated // 8}")
-
-
-def _needs_decoder(h: FileHeader) -> bool:
-    return h.pixel_offset is None or _raw_dtype(h) is None
 
 
 class SeriesReader:
@@ -162,14 +103,14 @@ class SeriesReader:
         if self._invert:
             # MONOCHROME1 is stored white-on-black; mirror values (and windows) so that
             # higher always means brighter, like every other greyscale image.
-            lo, hi = self._mirror_range()
+            lo, hi = mirror_range(self.headers[0])
             windows = [(lo + hi - c, w, e) for c, w, e in windows]
         self._rule = StoreRule(
             rgb=layout.rgb,
             saturate=layout.saturate,
-            mirror=sum(self._mirror_range()) if self._invert and not layout.rgb else None,
+            mirror=sum(mirror_range(self.headers[0])) if self._invert and not layout.rgb else None,
         )
-        decoded = sum(1 for hi, _ in layout.order if _needs_decoder(self.headers[hi]))
+        decoded = sum(1 for hi, _ in layout.order if needs_process(self.headers[hi]))
         if min(decode_workers(), decoded) > 1 and decoded >= MIN_PARALLEL_FRAMES:
             nbytes = int(np.prod(layout.shape)) * np.dtype(layout.dtype).itemsize
             if SharedVolume.fits(nbytes):
@@ -185,22 +126,9 @@ class SeriesReader:
             description=str(first.dataset.get("SeriesDescription", "")) if first.dataset else "",
             windows=windows,
             warnings=list(layout.warnings),
-            meta=_meta(first.dataset, self.headers, layout),
+            meta=volume_meta(first.dataset, self.headers, layout),
         )
         self._done = np.zeros(len(layout.order), bool)
-
-    def _mirror_range(self) -> tuple[float, float]:
-        h = self.headers[0]
-        if h.modality_lut is not None:
-            return float(min(h.modality_lut[1])), float(max(h.modality_lut[1]))
-        bits = min(h.bits_stored, h.bits_allocated)
-        lo, hi = (
-            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-            if h.pixel_representation
-            else (0, 2**bits - 1)
-        )
-        a, b = lo * h.slope + h.intercept, hi * h.slope + h.intercept
-        return min(a, b), max(a, b)
 
     # ---- reading --------------------------------------------------------------------------
     def slice_order(self) -> list[int]:
@@ -217,43 +145,12 @@ class SeriesReader:
     def is_read(self, z: int) -> bool:
         return bool(self._done[z])
 
-    def _read_raw(
-        self, h: FileHeader, frame: int, dtype: np.dtype, out: np.ndarray | None
-    ) -> np.ndarray:
-        """Stored values of an uncompressed frame read straight from the file: into ``out``
-        itself when it has the stored item size (rescaled there in place), else into this
-        thread's scratch slice, so no slice-sized buffer is allocated per read."""
-        assert h.pixel_offset is not None
-        n = h.rows * h.cols
-        if out is not None and out.dtype.itemsize == dtype.itemsize and out.flags.c_contiguous:
-            raw = out.view(dtype)
-        else:
-            raw = getattr(self._scratch, "buffer", None)
-            if raw is None or raw.dtype != dtype or raw.size != n:
-                raw = np.empty(n, dtype)
-                self._scratch.buffer = raw
-            raw = raw.reshape(h.rows, h.cols)
-        with open_regular(h.path) as fp:
-            fp.seek(h.pixel_offset + frame * n * dtype.itemsize)
-            got = fp.readinto(memoryview(raw).cast("B"))
-        if got != n * dtype.itemsize:
-            raise UnsupportedFormat(h.path, "truncated pixel data: the file ends early")
-        unused = h.bits_allocated - h.bits_stored
-        if unused > 0:
-            # High bits beyond BitsStored may hold overlays: mask (or sign-extend) them.
-            if h.pixel_representation:
-                raw <<= unused
-                raw >>= unused
-            else:
-                raw &= np.array((1 << h.bits_stored) - 1, dtype=raw.dtype)
-        return raw
-
     def _frame_raw(
         self, h: FileHeader, frame: int, hi: int, out: np.ndarray | None = None
     ) -> np.ndarray:
-        dtype = _raw_dtype(h)
+        dtype = raw_dtype(h)
         if h.pixel_offset is not None and dtype is not None:
-            return self._read_raw(h, frame, dtype, out)
+            return read_raw(h, frame, dtype, out, self._scratch)
         if h.frames == 1:
             return decode_file(h)
         if not self._bulk:
@@ -285,7 +182,10 @@ class SeriesReader:
         return cached
 
     def _needs_decoder(self, z: int) -> bool:
-        return _needs_decoder(self.headers[self.layout.order[z][0]])
+        return needs_decoder(self.headers[self.layout.order[z][0]])
+
+    def _needs_process(self, z: int) -> bool:
+        return needs_process(self.headers[self.layout.order[z][0]])
 
     def _payload(self, z: int) -> Payload | None:
         """What a decoder process needs besides the header to decode slice ``z``."""
@@ -331,10 +231,12 @@ class SeriesReader:
         stop = threading.Event()
         failures: list[tuple[int, StudyError]] = []
         decoded = sum(1 for z in todo if self._needs_decoder(z))
-        workers = min(decode_workers(), decoded)
-        # Compressed frames go to decoder processes (pydicom's decoders hold the GIL); raw
-        # reads and small series stay on this process's threads.
-        use_processes = workers > 1 and decoded >= MIN_PARALLEL_FRAMES
+        in_processes = sum(1 for z in todo if self._needs_process(z))
+        workers = min(decode_workers(), in_processes)
+        # Compressed frames whose decoder holds the GIL (pylibjpeg, pyjpegls, GDCM through
+        # pydicom) go to decoder processes; raw reads, frames decoded without the GIL
+        # (imagecodecs) and small series stay on this process's threads.
+        use_processes = workers > 1 and in_processes >= MIN_PARALLEL_FRAMES
 
         def work(z: int) -> tuple[int, StudyError | None]:
             if stop.is_set():
@@ -360,7 +262,11 @@ class SeriesReader:
                     if cancel is not None and cancel():
                         raise cancelled() from None
 
-        threads = ThreadPoolExecutor(READ_THREADS)
+        # Decoding on threads is CPU-bound: one thread per usable core, not more.
+        gil_free = decoded > in_processes
+        threads = ThreadPoolExecutor(
+            max(1, min(READ_THREADS, decode_workers())) if gil_free else READ_THREADS
+        )
         shared = self._shared if use_processes else None
         decoders = None
         if use_processes and shared is not None:
@@ -382,7 +288,7 @@ class SeriesReader:
             z = next(queue, None)
             if z is None:
                 return False
-            if decoders is not None and not fallback and self._needs_decoder(z):
+            if decoders is not None and not fallback and self._needs_process(z):
                 hi, frame = self.layout.order[z]
                 future: Future
                 try:

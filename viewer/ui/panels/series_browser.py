@@ -202,10 +202,23 @@ class SeriesBrowser(QWidget):
         menu.popup(self.tree.header().mapToGlobal(pos))
 
     def set_series(self, series: list[SeriesInfo]) -> None:
-        self.stop()
-        self.cache.clear()
-        self.current = None
-        self._waiting = False
+        """List ``series``. A scan reports its series as it goes: volumes loaded of a series
+        whose files are the same as listed before stay cached, and the series on screen
+        stays the current one (a series that changed is loaded anew)."""
+        before = {s.series_uid: s.files for s in self.series}
+        unchanged = {
+            s.series_uid
+            for s in series
+            if s.series_uid in before and list(before[s.series_uid]) == list(s.files)
+        }
+        self.cache.retain(unchanged)
+        current = self.current
+        if current is None or current.series_uid not in unchanged:
+            self.stop()
+            self.current = None
+            self._waiting = False
+        else:
+            self.current = next(s for s in series if s.series_uid == current.series_uid)
         self._update_play_bar()
         self.tree.setSortingEnabled(False)
         self.tree.clear()
@@ -240,7 +253,10 @@ class SeriesBrowser(QWidget):
             self.tree.addTopLevelItem(item)
         self.tree.setSortingEnabled(True)
         self.tree.sortByColumn(SERIES_NUMBER, Qt.SortOrder.AscendingOrder)
-        if self.tree.topLevelItemCount():
+        shown = self.item_for(self.current) if self.current is not None else None
+        if shown is not None:
+            self.tree.setCurrentItem(shown)
+        elif self.tree.topLevelItemCount():
             self.tree.setCurrentItem(self.tree.topLevelItem(0))
 
     def item_for(self, info: SeriesInfo) -> QTreeWidgetItem | None:
