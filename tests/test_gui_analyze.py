@@ -199,6 +199,26 @@ def test_engine_is_loaded_at_the_ui_priority_and_run_below_it(qtbot, phantom, vo
     assert seen["run"] == min(MAX_NICE, nice() + WORKER_NICE)
 
 
+def test_model_runs_with_short_thread_switches_and_the_interval_comes_back(qtbot, phantom, volume):
+    import sys
+
+    from viewer.engine_warm_up import SWITCH_INTERVAL_S
+
+    interval = sys.getswitchinterval()
+    seen: list[float] = []
+
+    class SwitchProbe(FakeEngine):
+        def run(self, *args, **kwargs):
+            seen.append(sys.getswitchinterval())
+            return super().run(*args, **kwargs)
+
+    ctl = AnalysisController(engine_factory=SwitchProbe(phantom_result(phantom)))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    qtbot.waitUntil(lambda: sys.getswitchinterval() == interval)
+    assert seen == [min(interval, SWITCH_INTERVAL_S)]
+
+
 NICE_SCRIPT = """
 import os, threading
 from viewer.engine_warm_up import lower_thread_priority, thread_nice

@@ -120,7 +120,7 @@ def test_engine_import_window_makes_no_full_collection_and_restores_the_settings
             during = _collections_while_allocating(n)
         assert 2 not in during and 0 in during  # young collections still run
         assert inside[0][:2] == thresholds[:2] and inside[0][2] > n
-        assert inside[1] == min(interval, ew.IMPORT_SWITCH_INTERVAL_S) < 0.005
+        assert inside[1] == min(interval, ew.SWITCH_INTERVAL_S) < 0.005
         # Afterwards: as before, and what was alive is frozen out of later full collections.
         assert gc.get_threshold() == thresholds and sys.getswitchinterval() == interval
         assert gc.get_freeze_count() > frozen
@@ -161,3 +161,28 @@ def test_engine_is_imported_once_and_a_second_caller_waits_for_the_first(monkeyp
     assert calls == ["first"] and ended == [True]
     ew.import_engine()
     assert calls == ["first"]
+
+
+def test_short_thread_switches_overlap_and_the_last_one_out_restores():
+    import threading
+
+    from viewer import engine_warm_up as ew
+
+    interval = sys.getswitchinterval()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with ew.short_thread_switches():
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert inside.wait(10)
+    with ew.short_thread_switches():
+        assert sys.getswitchinterval() == min(interval, ew.SWITCH_INTERVAL_S)
+    assert sys.getswitchinterval() == min(interval, ew.SWITCH_INTERVAL_S)  # other still in
+    leave.set()
+    t.join(10)
+    assert sys.getswitchinterval() == interval

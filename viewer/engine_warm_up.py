@@ -17,8 +17,9 @@ each of its Python calls. ``import_engine`` keeps those handovers short:
   the lock: 0.1-0.7 s apiece, four per import), and the imported objects are frozen after it
   (``gc.freeze``) so no later full collection walks them either. Objects alive at that moment
   are still freed by reference counting; only a reference cycle among them would stay;
-- the interpreter's switch interval is ``IMPORT_SWITCH_INTERVAL_S`` meanwhile (default 5 ms:
-  a UI thread waiting for the lock otherwise waits that long at every numpy call it makes);
+- the interpreter's switch interval is ``SWITCH_INTERVAL_S`` meanwhile, and during a whole
+  analysis (``short_thread_switches``; Python's is 5 ms: a UI thread waiting for the lock
+  otherwise waits that long after each numpy call of its frame that released it);
 - the import runs at the UI thread's priority: a lowered thread holding the interpreter lock
   waits behind every other process for a core while the UI thread waits for it (priority
   inversion: 0.4-0.7 s stalls on a loaded machine).
@@ -27,6 +28,11 @@ On Linux ``nice`` is per thread (and threads inherit it from the thread that sta
 the analysis worker runs ``WORKER_NICE`` steps below the UI thread once its imports are done,
 so when both want the same core the UI gets it (scrolling stays smooth; the model takes a
 little longer). Relative, not absolute: a RadLens started under ``nice`` keeps the same gap.
+Two steps, not ten: the worker holds the interpreter lock between the model's steps
+(resampling, mapping back, listing findings, saving), and ten steps down (a tenth of the
+UI's CPU weight) it waited 0.4 s behind other processes for a core while holding it, the UI
+thread blocked 0.5 s for it (measured at load 14 on 2 cores); two steps (0.64 of the weight)
+still give the UI the core first.
 """
 
 from __future__ import annotations
@@ -46,11 +52,12 @@ log = logging.getLogger(__name__)
 
 #: Steps of niceness between the UI thread and the analysis threads.
 #: ``RADLENS_ANALYSIS_NICE`` overrides it (0 = same priority as the UI).
-WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "10"))
+WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "2"))
 #: The lowest priority a thread can have.
 MAX_NICE = 19
-#: The interpreter's switch interval while the engine is imported (seconds; Python's is 5 ms).
-IMPORT_SWITCH_INTERVAL_S = 0.0005
+#: The interpreter's switch interval while the engine is imported or a model runs (seconds;
+#: Python's is 5 ms).
+SWITCH_INTERVAL_S = 0.0005
 #: Whether the import runs without full garbage collections and freezes what it made.
 IMPORT_WITHOUT_FULL_COLLECTIONS = True
 #: A generation-2 threshold no import reaches: no full collection while it is raised.
@@ -180,20 +187,42 @@ def native_loading_off_the_lock() -> Iterator[_LockFreeNativeLoading | None]:
             sys.meta_path.remove(finder)
 
 
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextlib.contextmanager
+def short_thread_switches() -> Iterator[None]:
+    """While any caller is inside (process-wide; callers on several threads may overlap):
+    the switch interval is ``SWITCH_INTERVAL_S``; the last one out restores it."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL_S))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
 @contextlib.contextmanager
 def few_long_lock_holds() -> Iterator[None]:
     """While active (process-wide): no full garbage collection and a short switch interval;
     on leaving, everything alive is frozen out of later collections (see the module's
     docstring) and both settings are restored."""
     thresholds = gc.get_threshold()
-    interval = sys.getswitchinterval()
     if IMPORT_WITHOUT_FULL_COLLECTIONS:
         gc.set_threshold(thresholds[0], thresholds[1], _NO_FULL_COLLECTION)
-    sys.setswitchinterval(min(interval, IMPORT_SWITCH_INTERVAL_S))
     try:
-        yield
+        with short_thread_switches():
+            yield
     finally:
-        sys.setswitchinterval(interval)
         if IMPORT_WITHOUT_FULL_COLLECTIONS:
             gc.freeze()
             gc.set_threshold(*thresholds)

@@ -25,6 +25,7 @@ from viewer.engine_warm_up import (
     import_engine,
     limit_torch_threads,
     lower_thread_priority,
+    short_thread_switches,
     thread_nice,
 )
 from viewer.labels.result_findings import ResultSummary, summarise
@@ -127,6 +128,13 @@ class _AnalysisJob(QRunnable):
         return self.volume.array
 
     def run(self) -> None:  # on a pool thread
+        # Between the model's steps this thread runs Python and numpy: with the short switch
+        # interval the UI thread, wanting the interpreter lock back after each numpy call of
+        # its frame, waits 0.5 ms for it instead of 5 ms (see viewer.engine_warm_up).
+        with short_thread_switches():
+            self._run()
+
+    def _run(self) -> None:
         name = model_name(self.card)
         try:
             self._progress(0.0, f"loading {name}")
