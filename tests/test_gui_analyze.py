@@ -172,6 +172,53 @@ def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, vol
     assert seen[0] == min(MAX_NICE, ui_nice + WORKER_NICE)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="needs per-thread nice")
+def test_engine_is_loaded_at_the_ui_priority_and_run_below_it(qtbot, phantom, volume):
+    # Loading imports torch holding the interpreter lock the UI thread waits for: a lowered
+    # thread would keep it while waiting behind other processes for a core.
+    import os
+
+    seen: dict[str, int] = {}
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    class NiceProbe(FakeEngine):
+        def __call__(self, device: str) -> FakeEngine:
+            seen["load"] = nice()
+            return super().__call__(device)
+
+        def run(self, *args, **kwargs):
+            seen["run"] = nice()
+            return super().run(*args, **kwargs)
+
+    ctl = AnalysisController(engine_factory=NiceProbe(phantom_result(phantom)))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    assert seen["load"] == nice()
+    assert seen["run"] == min(MAX_NICE, nice() + WORKER_NICE)
+
+
+def test_model_runs_with_short_thread_switches_and_the_interval_comes_back(qtbot, phantom, volume):
+    import sys
+
+    from viewer.engine_warm_up import SWITCH_INTERVAL_S
+
+    interval = sys.getswitchinterval()
+    seen: list[float] = []
+
+    class SwitchProbe(FakeEngine):
+        def run(self, *args, **kwargs):
+            seen.append(sys.getswitchinterval())
+            return super().run(*args, **kwargs)
+
+    ctl = AnalysisController(engine_factory=SwitchProbe(phantom_result(phantom)))
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        ctl.start(volume, CARD)
+    qtbot.waitUntil(lambda: sys.getswitchinterval() == interval)
+    assert seen == [min(interval, SWITCH_INTERVAL_S)]
+
+
 NICE_SCRIPT = """
 import os, threading
 from viewer.engine_warm_up import lower_thread_priority, thread_nice

@@ -82,3 +82,107 @@ def test_native_extensions_load_through_ctypes_on_the_importing_thread_only(tmp_
     assert (ok, still_installed, other) == ("True", "False", "_bz2")
     # torch's own extension (which pulls in libtorch_cpu) and the stdlib one, not _bz2
     assert "torch._C" in loaded and "_lzma" in loaded and "_bz2" not in loaded
+
+
+def _collections_while_allocating(n: int) -> list[int]:
+    """The generations collected while ``n`` lists are made and kept alive."""
+    import gc
+
+    seen: list[int] = []
+
+    def record(phase: str, info: dict) -> None:
+        if phase == "start":
+            seen.append(info["generation"])
+
+    gc.callbacks.append(record)
+    try:
+        kept = [[] for _ in range(n)]
+    finally:
+        gc.callbacks.remove(record)
+    del kept
+    return seen
+
+
+def test_engine_import_window_makes_no_full_collection_and_restores_the_settings():
+    import gc
+
+    from viewer import engine_warm_up as ew
+
+    thresholds, interval = gc.get_threshold(), sys.getswitchinterval()
+    frozen = gc.get_freeze_count()
+    n = max(300_000, len(gc.get_objects()))
+    try:
+        # Outside the window, making as many objects as the process holds collects them all
+        # (the full collection the import would make, walking every object under the lock).
+        assert 2 in _collections_while_allocating(n)
+        with ew.few_long_lock_holds():
+            inside = (gc.get_threshold(), sys.getswitchinterval())
+            during = _collections_while_allocating(n)
+        assert 2 not in during and 0 in during  # young collections still run
+        assert inside[0][:2] == thresholds[:2] and inside[0][2] > n
+        assert inside[1] == min(interval, ew.SWITCH_INTERVAL_S) < 0.005
+        # Afterwards: as before, and what was alive is frozen out of later full collections.
+        assert gc.get_threshold() == thresholds and sys.getswitchinterval() == interval
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+
+
+def test_engine_is_imported_once_and_a_second_caller_waits_for_the_first(monkeypatch):
+    import threading
+    import time
+
+    import inference.engine
+    from viewer import engine_warm_up as ew
+
+    calls: list[str] = []
+
+    def slow_warm_up() -> None:
+        calls.append(threading.current_thread().name)
+        time.sleep(0.3)
+
+    monkeypatch.setattr(ew, "_imported", False)
+    monkeypatch.setattr(ew, "limit_torch_threads", lambda: None)
+    monkeypatch.setattr(inference.engine, "warm_up", slow_warm_up)
+    monkeypatch.setattr(ew, "IMPORT_WITHOUT_FULL_COLLECTIONS", False)  # nothing to freeze here
+    ended: list[bool] = []
+
+    def second() -> None:
+        ew.import_engine()
+        ended.append(ew.engine_imported())
+
+    first = threading.Thread(target=ew.import_engine, name="first")
+    first.start()
+    time.sleep(0.05)
+    other = threading.Thread(target=second, name="second")
+    other.start()
+    first.join(10)
+    other.join(10)
+    assert calls == ["first"] and ended == [True]
+    ew.import_engine()
+    assert calls == ["first"]
+
+
+def test_short_thread_switches_overlap_and_the_last_one_out_restores():
+    import threading
+
+    from viewer import engine_warm_up as ew
+
+    interval = sys.getswitchinterval()
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def other() -> None:
+        with ew.short_thread_switches():
+            inside.set()
+            leave.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert inside.wait(10)
+    with ew.short_thread_switches():
+        assert sys.getswitchinterval() == min(interval, ew.SWITCH_INTERVAL_S)
+    assert sys.getswitchinterval() == min(interval, ew.SWITCH_INTERVAL_S)  # other still in
+    leave.set()
+    t.join(10)
+    assert sys.getswitchinterval() == interval

@@ -9,16 +9,37 @@ shared object first through ``ctypes`` (a foreign call: the lock is released), s
 import's own ``dlopen`` finds it loaded and only the module's init function runs under the
 lock. The UI thread, which only waits on signals, then keeps its frames.
 
+The rest of the import is Python that holds the lock, and the UI thread takes it back at
+each of its Python calls. ``import_engine`` keeps those handovers short:
+
+- the cyclic garbage collector makes no full collection during the import (each one walks
+  every object of the process, the UI's and the ~10^6 the import creates, in one call under
+  the lock: 0.1-0.7 s apiece, four per import), and the imported objects are frozen after it
+  (``gc.freeze``) so no later full collection walks them either. Objects alive at that moment
+  are still freed by reference counting; only a reference cycle among them would stay;
+- the interpreter's switch interval is ``SWITCH_INTERVAL_S`` meanwhile, and during a whole
+  analysis (``short_thread_switches``; Python's is 5 ms: a UI thread waiting for the lock
+  otherwise waits that long after each numpy call of its frame that released it);
+- the import runs at the UI thread's priority: a lowered thread holding the interpreter lock
+  waits behind every other process for a core while the UI thread waits for it (priority
+  inversion: 0.4-0.7 s stalls on a loaded machine).
+
 On Linux ``nice`` is per thread (and threads inherit it from the thread that starts them):
-the analysis worker and the warm-up run ``WORKER_NICE`` steps below the UI thread, so when
-both want the same core the UI gets it (scrolling stays smooth; the model takes a little
-longer). Relative, not absolute: a RadLens started under ``nice`` keeps the same gap.
+the analysis worker runs ``WORKER_NICE`` steps below the UI thread once its imports are done,
+so when both want the same core the UI gets it (scrolling stays smooth; the model takes a
+little longer). Relative, not absolute: a RadLens started under ``nice`` keeps the same gap.
+Two steps, not ten: the worker holds the interpreter lock between the model's steps
+(resampling, mapping back, listing findings, saving), and ten steps down (a tenth of the
+UI's CPU weight) it waited 0.4 s behind other processes for a core while holding it, the UI
+thread blocked 0.5 s for it (measured at load 14 on 2 cores); two steps (0.64 of the weight)
+still give the UI the core first.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib.machinery
 import logging
 import os
@@ -31,9 +52,16 @@ log = logging.getLogger(__name__)
 
 #: Steps of niceness between the UI thread and the analysis threads.
 #: ``RADLENS_ANALYSIS_NICE`` overrides it (0 = same priority as the UI).
-WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "10"))
+WORKER_NICE = int(os.environ.get("RADLENS_ANALYSIS_NICE", "2"))
 #: The lowest priority a thread can have.
 MAX_NICE = 19
+#: The interpreter's switch interval while the engine is imported or a model runs (seconds;
+#: Python's is 5 ms).
+SWITCH_INTERVAL_S = 0.0005
+#: Whether the import runs without full garbage collections and freezes what it made.
+IMPORT_WITHOUT_FULL_COLLECTIONS = True
+#: A generation-2 threshold no import reaches: no full collection while it is raised.
+_NO_FULL_COLLECTION = 1 << 30
 
 
 def thread_nice() -> int:
@@ -159,15 +187,72 @@ def native_loading_off_the_lock() -> Iterator[_LockFreeNativeLoading | None]:
             sys.meta_path.remove(finder)
 
 
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextlib.contextmanager
+def short_thread_switches() -> Iterator[None]:
+    """While any caller is inside (process-wide; callers on several threads may overlap):
+    the switch interval is ``SWITCH_INTERVAL_S``; the last one out restores it."""
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL_S))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
+
+@contextlib.contextmanager
+def few_long_lock_holds() -> Iterator[None]:
+    """While active (process-wide): no full garbage collection and a short switch interval;
+    on leaving, everything alive is frozen out of later collections (see the module's
+    docstring) and both settings are restored."""
+    thresholds = gc.get_threshold()
+    if IMPORT_WITHOUT_FULL_COLLECTIONS:
+        gc.set_threshold(thresholds[0], thresholds[1], _NO_FULL_COLLECTION)
+    try:
+        with short_thread_switches():
+            yield
+    finally:
+        if IMPORT_WITHOUT_FULL_COLLECTIONS:
+            gc.freeze()
+            gc.set_threshold(*thresholds)
+
+
+_import_lock = threading.Lock()
+_imported = False
+
+
+def engine_imported() -> bool:
+    """Whether ``import_engine`` has finished (successfully) in this process."""
+    return _imported
+
+
 def import_engine() -> None:
     """Import what a first Analyze needs (on a background thread: it takes seconds), the
-    native libraries loaded off the interpreter lock. Cheap once done."""
-    with native_loading_off_the_lock():
-        try:
-            from inference.engine import warm_up
-
-            warm_up()
-        except ImportError as exc:  # an install without torch: Analyze will say so when asked
-            log.info("warm-up: the engine cannot start (%s)", exc)
+    native libraries loaded off the interpreter lock, with few long holds of the lock. One
+    import per process: a second caller waits for the first (without the lock). Cheap once
+    done. Call it at the UI thread's priority (see the module's docstring)."""
+    global _imported
+    with _import_lock:
+        if _imported:
             return
-    limit_torch_threads()
+        with native_loading_off_the_lock(), few_long_lock_holds():
+            try:
+                from inference.engine import warm_up
+
+                warm_up()
+            except ImportError as exc:  # no torch installed: Analyze will say so when asked
+                log.info("warm-up: the engine cannot start (%s)", exc)
+                return
+        limit_torch_threads()
+        _imported = True

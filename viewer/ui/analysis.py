@@ -25,6 +25,7 @@ from viewer.engine_warm_up import (
     import_engine,
     limit_torch_threads,
     lower_thread_priority,
+    short_thread_switches,
     thread_nice,
 )
 from viewer.labels.result_findings import ResultSummary, summarise
@@ -127,11 +128,20 @@ class _AnalysisJob(QRunnable):
         return self.volume.array
 
     def run(self) -> None:  # on a pool thread
+        # Between the model's steps this thread runs Python and numpy: with the short switch
+        # interval the UI thread, wanting the interpreter lock back after each numpy call of
+        # its frame, waits 0.5 ms for it instead of 5 ms (see viewer.engine_warm_up).
+        with short_thread_switches():
+            self._run()
+
+    def _run(self) -> None:
         name = model_name(self.card)
-        lower_thread_priority(self.ui_nice)
         try:
             self._progress(0.0, f"loading {name}")
+            # At the UI thread's priority: a first run imports torch here, holding the
+            # interpreter lock the UI thread needs (see viewer.engine_warm_up).
             engine = self.engine_factory(self.device)
+            lower_thread_priority(self.ui_nice)
             vol = self.volume
             # Only an override passes the flag: an admitted run calls the engine as before.
             override = {"outside_intended_use": True} if self.outside_intended_use else {}
@@ -312,23 +322,21 @@ class AnalysisController(QObject):
 
 _warm_up_lock = threading.Lock()
 _warm_up_thread: threading.Thread | None = None
-_warm_up_ui_nice = 0
 
 
 def warm_up_engine() -> threading.Thread:
-    """Import torch and the engine on a low-priority background thread, once per process,
-    so the clinician's first Analyze does not pay for them. Call it when the window is up
-    and idle (``viewer.ui.app`` does): the imports still hold the interpreter lock for a few
-    hundred milliseconds, which nobody notices while nothing is being done."""
-    global _warm_up_thread, _warm_up_ui_nice
+    """Import torch and the engine on a background thread, once per process, so the
+    clinician's first Analyze does not pay for them. Call it when the window is up and idle
+    (``viewer.ui.app`` does). The thread keeps the UI thread's priority: it holds the
+    interpreter lock the UI needs (see viewer.engine_warm_up); a first Analyze clicked
+    meanwhile waits for it instead of importing twice."""
+    global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
-            _warm_up_ui_nice = thread_nice()  # the caller is the UI thread
             _warm_up_thread = threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True)
             _warm_up_thread.start()
         return _warm_up_thread
 
 
 def _warm_up() -> None:
-    lower_thread_priority(_warm_up_ui_nice)
     import_engine()

@@ -48,6 +48,8 @@ class Crosshair:
             # lines themselves never take the mouse.
             line.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
             line.setAcceptHoverEvents(False)
+            # Nothing to cross before an image is shown: the first update() places it.
+            line.setVisible(False)
             view_box.addItem(line, ignoreBounds=True)
             self.lines[other] = line
 
@@ -62,6 +64,11 @@ class Crosshair:
     def angles(self) -> dict[str, float]:
         """Screen angle (degrees) of each line, for tests."""
         return {name: float(line.angle) for name, line in self.lines.items()}
+
+    def hide(self) -> None:
+        """No lines (the view shows no image)."""
+        for line in self.lines.values():
+            line.setVisible(False)
 
     def update(self, own: Frame, others: dict[str, Frame], centre: QPointF, visible: bool) -> None:
         """Put each line through ``centre`` along the cut of its plane with this one."""

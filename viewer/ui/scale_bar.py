@@ -57,13 +57,17 @@ class ScaleBar(QWidget):
         the round length closest below ``target_px`` screen pixels."""
         self.unit, self.qualifier = unit, qualifier
         self.length = nice_length(units_per_pixel, target_px)
-        self.length_px = self.length / units_per_pixel if units_per_pixel > 0 else 0.0
+        self.length_px = self.length / units_per_pixel if self.length > 0 else 0.0
         text_w = self.fontMetrics().horizontalAdvance(self.label) + 8
         self.setFixedSize(int(max(text_w, self.length_px + 6)), self.HEIGHT)
         self.update()
 
+    def clear(self) -> None:
+        """No bar and no label (the view shows no image)."""
+        self.set_scale(0.0)
+
     def paintEvent(self, event) -> None:  # noqa: N802
-        if self.length_px <= 0:
+        if self.length_px <= 0 or self.length <= 0:
             return
         p = QPainter(self)
         pen = QPen(QColor(240, 230, 160))

@@ -127,7 +127,7 @@ class ViewText:
         for label in self._labels():
             label.setText("")
         self._lines = {"tl": [], "tr": [], "bl": [], "br": []}
-        self.scale_bar.set_scale(0.0)
+        self.scale_bar.clear()
 
     def set_letters(self, letters: dict[str, str] | None) -> None:
         """Edge letters, or none (an image without patient orientation)."""
@@ -142,9 +142,16 @@ class ViewText:
         self.scale_bar.setVisible(visible)
         self.place()
 
-    def set_scale(self, vol: Volume, scene_per_screen_px: float, mm_per_image_px: float) -> None:
+    def set_scale(
+        self, vol: Volume | None, scene_per_screen_px: float, mm_per_image_px: float
+    ) -> None:
         """The scale bar for a view whose scene is in mm: mm when the image is calibrated,
-        image pixels when it is not."""
+        image pixels when it is not; none without an image or a usable zoom."""
+        if vol is None or not (scene_per_screen_px > 0 and mm_per_image_px > 0):
+            self.scale_bar.clear()
+            self.scale_bar.setToolTip("")
+            self.place()
+            return
         cal = Calibration.of(vol)
         units = cal.scale_per_screen_pixel(scene_per_screen_px, mm_per_image_px)
         # A quarter of the pane at most, so a small pane keeps room for its corner texts.
