@@ -52,7 +52,8 @@ def open_window(
 
 def _warm_up_when_idle(window: MainWindow) -> None:
     """Start the engine warm-up once no scan or load is running (their first slices come
-    first); the thread itself runs at low priority."""
+    first). The thread runs at the UI thread's priority: a lowered thread waiting for a core
+    while it holds the interpreter lock stalls the UI thread (viewer/engine_warm_up.py)."""
     if window.tasks:
         QTimer.singleShot(WARM_UP_RETRY_MS, window, lambda: _warm_up_when_idle(window))
         return
