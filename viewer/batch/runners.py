@@ -16,7 +16,14 @@ from typing import Any
 from radlens_core.errors import UserError
 from viewer.batch.items import WorkItem
 from viewer.batch.manifest import FAILED, Outcome
-from viewer.batch.work import ItemResult, Options, SeriesWorker, analyse_in_process, init_process
+from viewer.batch.work import (
+    ItemResult,
+    Options,
+    SeriesWorker,
+    analyse_in_process,
+    init_process,
+    started,
+)
 
 #: Items queued per worker beyond the one it is analysing (keeps workers busy, Ctrl-C cheap).
 QUEUE_PER_WORKER = 1
@@ -65,13 +72,19 @@ class LocalPool:
             initializer=init_process,
             initargs=(self.options,),
         )
+        # The executor starts a process per task submitted while none is idle: one no-op
+        # each starts them all now, and their initializer loads torch and the models while
+        # the driver is still scanning.
+        for _ in range(self.workers):
+            self.pool.submit(started)
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if self.pool is None:
             return
-        interrupted = kind is not None
-        if interrupted:
-            _terminate(self.pool)  # Ctrl-C: the series in flight are redone on resume
+        # Ctrl-C: the series in flight are redone on resume. After the last result the
+        # workers hold nothing unwritten (the driver writes every file): they are ended
+        # rather than left to unload torch and MONAI (seconds of interpreter teardown each).
+        _terminate(self.pool)
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.pool = None
 
@@ -97,11 +110,11 @@ class LocalPool:
                     yield future.result()
                 except BrokenProcessPool:
                     broken = True
-                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED))
+                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED), (), item.generation)
             if broken:
                 # Every series in flight in the dead pool failed with it; a fresh pool goes on.
                 for item in list(flying.values()):
-                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED))
+                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED), (), item.generation)
                 flying.clear()
                 assert self.pool is not None
                 self.pool.shutdown(wait=False, cancel_futures=True)
@@ -210,6 +223,8 @@ class RayWorkers:
             n = max(1, int(have.get("CPU", 1)) // threads)
         actor = ray.remote(num_cpus=threads, num_gpus=self.gpus)(SeriesWorker)
         self.actors = [actor.remote(self.options) for _ in range(n)]
+        for a in self.actors:  # torch and the models load now; an actor runs calls in order
+            a.warm.remote()
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         for a in self.actors:
@@ -240,11 +255,15 @@ class RayWorkers:
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError:
-                    result = ItemResult(Outcome(item.key, FAILED, reason=CRASHED))
+                    result = ItemResult(
+                        Outcome(item.key, FAILED, reason=CRASHED), (), item.generation
+                    )
                     actor = self._replace(actor)
                 except ray.exceptions.RayError as exc:
                     reason = "Ray could not run it: " + " ".join(str(exc).split())[:300]
-                    result = ItemResult(Outcome(item.key, FAILED, reason=reason))
+                    result = ItemResult(
+                        Outcome(item.key, FAILED, reason=reason), (), item.generation
+                    )
                 idle.append(actor)
                 yield result
             fill()

@@ -7,6 +7,7 @@ driver ever touches the manifest."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import tempfile
@@ -39,6 +40,8 @@ class ItemResult:
     outcome: Outcome
     #: (file name, bytes) to write into DIR/<key>/; findings.json comes last.
     files: tuple[tuple[str, bytes], ...] = field(default=())
+    #: The generation of the item it answers (``WorkItem.generation``).
+    generation: int = 0
 
 
 def one_line(exc: BaseException) -> str:
@@ -98,6 +101,7 @@ class SeriesWorker:
 
         t0 = time.perf_counter()
         model = ""
+        gen = item.generation
         try:
             with tempfile.TemporaryDirectory(prefix="radlens-batch-") as scratch:
                 volume = open_item(item, Path(scratch))
@@ -114,15 +118,19 @@ class SeriesWorker:
                 files = outputs(item, volume, modality, card, result)
         except ModelNotMeant as why:
             reason = f"{why.model_id} is not meant for it: {'; '.join(why.reasons)}"
-            return ItemResult(Outcome(item.key, SKIPPED, model, reason, total_s=_since(t0)))
+            return ItemResult(
+                Outcome(item.key, SKIPPED, model, reason, total_s=_since(t0)), (), gen
+            )
         except NoModelMeant as why:
-            return ItemResult(Outcome(item.key, SKIPPED, model, why.one_line(), total_s=_since(t0)))
+            outcome = Outcome(item.key, SKIPPED, model, why.one_line(), total_s=_since(t0))
+            return ItemResult(outcome, (), gen)
         except (Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - one failing series never stops the batch
-            return ItemResult(Outcome(item.key, FAILED, model, one_line(exc), total_s=_since(t0)))
+            outcome = Outcome(item.key, FAILED, model, one_line(exc), total_s=_since(t0))
+            return ItemResult(outcome, (), gen)
         outcome = Outcome(item.key, DONE, model, "", load_s, analyse_s, _since(t0))
-        return ItemResult(outcome, files)
+        return ItemResult(outcome, files, gen)
 
     def pick(self, volume: Any, modality: str) -> Any:
         """The model for this series, as `radlens analyze` picks it (``pick_model``) among
@@ -191,6 +199,15 @@ def init_process(options: Options) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_NUM_THREADS", str(options.threads or 1))
     _WORKER = SeriesWorker(options)
+    # torch, the cards and the engine now, while the driver scans: not on the first series.
+    # A failure here (no torch, a broken package) is left to each series to report.
+    with contextlib.suppress(Exception):
+        _WORKER.warm()
+
+
+def started() -> int:
+    """A no-op task: submitting one per worker makes the pool start them all at once."""
+    return os.getpid()
 
 
 def analyse_in_process(item: WorkItem) -> ItemResult:
