@@ -36,7 +36,7 @@ def _tag(paths, **attributes) -> None:
 def test_batch_over_a_pacs_query_analyses_the_matching_series(orthanc, tmp_path, capsys):
     from pydicom.uid import generate_uid
 
-    from viewer.pacs import DimseNode, NodeBook
+    from viewer.pacs import DimseNode, NodeBook, PacsCache
 
     study = generate_uid()
     wanted = [write_phantom_ct(tmp_path / f"ct{k}", k, study_uid=study) for k in range(2)]
@@ -62,6 +62,9 @@ def test_batch_over_a_pacs_query_analyses_the_matching_series(orthanc, tmp_path,
         data = json.loads((out / series_key(truth.series_uid) / "findings.json").read_text())
         assert data["series_uid"] == truth.series_uid
         assert data["source"].startswith(f"pacs:hospital/{study}/")
+        # Retrieved into the user's PACS cache (shared by the workers), not a scratch copy.
+        cached = PacsCache.default().series_files(study, truth.series_uid)
+        assert len(cached) == len(truth.paths)
     # Resumed: the manifest says done, so nothing is asked of the node again.
     before = orthanc.rest("/statistics")
     assert main(args) == 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +102,8 @@ class SeriesWorker:
         model = ""
         gen = item.generation
         try:
-            with tempfile.TemporaryDirectory(prefix="radlens-batch-") as scratch:
-                volume = open_item(item, Path(scratch))
+            with opened(item) as info:  # a PACS series stays pinned in the cache meanwhile
+                volume = load_series(info)
                 load_s = time.perf_counter() - t0
                 modality = (volume.modality or "OT").upper()
                 card = self.pick(volume, modality)
@@ -114,7 +113,7 @@ class SeriesWorker:
                     volume.array, volume.spacing, volume.direction, modality, card
                 )
                 analyse_s = time.perf_counter() - t1
-                # The SEG reads the source files: inside the scratch a PACS series lives in.
+                # The SEG reads the source files: still pinned here.
                 files = outputs(item, volume, modality, card, result)
         except ModelNotMeant as why:
             reason = f"{why.model_id} is not meant for it: {'; '.join(why.reasons)}"
@@ -143,15 +142,21 @@ class SeriesWorker:
         return card
 
 
-def open_item(item: WorkItem, scratch: Path) -> Any:
-    """The item's series as a Volume (a PACS series is retrieved into ``scratch`` first)."""
+def opened(item: WorkItem) -> contextlib.AbstractContextManager[Any]:
+    """The item's ``SeriesInfo`` (a PACS series is retrieved into the PACS cache first and
+    pinned there until the block ends)."""
     from viewer.study.records import SeriesInfo
-    from viewer.study.series import load_series
 
     info = item.series
-    if not isinstance(info, SeriesInfo):  # a PACS reference: retrieved first, then scanned
-        info = info.retrieve(scratch)
-    return load_series(info)
+    if isinstance(info, SeriesInfo):
+        return contextlib.nullcontext(info)
+    return info.opened()  # a PACS reference (viewer.batch.pacs_source.PacsSeries)
+
+
+def load_series(info: Any) -> Any:
+    from viewer.study.series import load_series as load
+
+    return load(info)
 
 
 def outputs(
