@@ -52,16 +52,25 @@ def _median_series_seconds(out) -> float:
     return times[len(times) // 2]
 
 
+def _busy_seconds(out) -> float:
+    """The workers' busy time: the sum of the series' times on their own clocks."""
+    db = sqlite3.connect(out / "manifest.sqlite")
+    busy = db.execute("SELECT SUM(total_s) FROM series").fetchone()[0]
+    db.close()
+    return float(busy)
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def _run(root, out, *extra: str) -> dict[str, float]:
+def _run(root, out, workers: int, *extra: str) -> dict[str, float]:
     shutil.rmtree(out, ignore_errors=True)
     load = os.getloadavg()[0]
     t0, cpu0, kids0 = time.perf_counter(), time.process_time(), _children_cpu()
-    rc = main(["batch", str(root), "--out", str(out), "--threads", "1", "--quiet", *extra])
+    args = ["batch", str(root), "--out", str(out), "--threads", "1", "--quiet"]
+    rc = main([*args, "--workers", str(workers), *extra])
     seconds = time.perf_counter() - t0
     assert rc == 0
     db = sqlite3.connect(out / "manifest.sqlite")
@@ -75,6 +84,10 @@ def _run(root, out, *extra: str) -> dict[str, float]:
         "driver_cpu_s": time.process_time() - cpu0,
         "local_workers_cpu_s": _children_cpu() - kids0,  # Ray's workers are not children
         "median_analyse_s": _median_series_seconds(out),
+        # The share of the wall time the workers spent on series: 1.0 would be no serial
+        # part at all (start-up, scan, writing and tear-down all hidden behind the work).
+        # It depends far less on the machine's other load than the wall time does.
+        "busy": _busy_seconds(out) / (workers * seconds),
     }
 
 
@@ -86,14 +99,14 @@ def test_bench_batch_local_pool_and_ray(benchmark, tmp_path):
     t0 = time.perf_counter()
     scan_folder(archive.root)  # fills the scan cache
     cold_scan_s = time.perf_counter() - t0
-    configs = [("local-1", ("--workers", "1")), ("local-2", ("--workers", "2"))]
+    configs: list[tuple[str, int, tuple[str, ...]]] = [("local-1", 1, ()), ("local-2", 2, ())]
     if _has_ray():
-        configs.append(("ray-2", ("--workers", "2", "--ray", "auto")))
+        configs.append(("ray-2", 2, ("--ray", "auto")))
     rounds: list[dict[str, dict[str, float]]] = []
 
     def run() -> None:
         for _ in range(ROUNDS):
-            rounds.append({name: _run(archive.root, tmp_path / name, *x) for name, x in configs})
+            rounds.append({n: _run(archive.root, tmp_path / n, w, *x) for n, w, x in configs})
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     table = []
@@ -107,6 +120,7 @@ def test_bench_batch_local_pool_and_ray(benchmark, tmp_path):
                 "driver_cpu_s": round(m["driver_cpu_s"], 1),
                 "workers_cpu_s": round(m["local_workers_cpu_s"], 1),
                 "median_analyse_s": round(m["median_analyse_s"], 3),
+                "workers_busy": round(m["busy"], 2),
             }
         row["speedup_2_workers"] = round(got["local-1"]["seconds"] / got["local-2"]["seconds"], 2)
         row["per_worker"] = round(row["speedup_2_workers"] / 2, 2)  # type: ignore[operator]

@@ -89,10 +89,21 @@ class SeriesWorker:
         return self._engine
 
     def warm(self) -> None:
-        """Import torch, read the model cards and build the engine now (a pool worker does
-        it while the driver still scans, so the first series does not wait for it)."""
-        self.cards()
-        self.engine()
+        """Import torch and MONAI, read the model cards, build the engine and load the named
+        model now (a pool worker does it while the driver still scans, so the first series
+        does not wait seconds for it; with ``--model auto`` the model is loaded with the
+        first series that needs it)."""
+        from inference.engine import warm_up
+
+        warm_up()
+        cards = self.cards()
+        engine = self.engine()
+        if self.options.model != "auto":
+            wanted, _, version = self.options.model.partition("@")
+            for card in cards:
+                if card.id == wanted and version in ("", card.version):
+                    engine.load(card)
+                    break
 
     # -- one series ---------------------------------------------------------------------------
     def analyse(self, item: WorkItem) -> ItemResult:
