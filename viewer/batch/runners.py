@@ -5,6 +5,7 @@ few items in flight per worker, so a Ctrl-C loses only the series being analysed
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,39 @@ CRASHED = (
     "the worker process analysing it ended abruptly (a crash or the system running out of"
     " memory); retry with --retry-failed"
 )
+
+
+#: Thread counts of the native libraries a worker loads (OpenMP, OpenBLAS under numpy, MKL,
+#: ITK under SimpleITK), each read once when the library loads: a worker process gets them in
+#: its environment from the start (numpy's OpenBLAS loads before any code of the worker runs),
+#: as Ray gives its actors OMP_NUM_THREADS, so N workers run N threads, not N per core.
+#: A value the user set is kept.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The worker environment's thread counts (``THREAD_ENV``), the user's own values kept."""
+    return {k: os.environ.get(k, str(max(1, threads))) for k in THREAD_ENV}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ while processes are started (they copy it), then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class BatchError(UserError):
@@ -73,10 +107,11 @@ class LocalPool:
             initargs=(self.options,),
         )
         # The executor starts a process per task submitted while none is idle: one no-op
-        # each starts them all now, and their initializer loads torch and the models while
-        # the driver is still scanning.
-        for _ in range(self.workers):
-            self.pool.submit(started)
+        # each starts them all now (with their thread counts in their environment), and
+        # their initializer loads torch and the models while the driver is still scanning.
+        with _environment(thread_env(self.options.threads or 1)):
+            for _ in range(self.workers):
+                self.pool.submit(started)
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if self.pool is None:
@@ -177,6 +212,7 @@ class RayWorkers:
             if self.address == "auto":
                 n = self.workers or cores()
                 env = {k: os.environ[k] for k in LOCAL_ENV if k in os.environ}
+                env.update(thread_env(self.options.threads or 1))
                 # The local workers import this very code, wherever it was imported from.
                 here = str(Path(__file__).resolve().parents[2])
                 env["PYTHONPATH"] = os.pathsep.join(
