@@ -213,6 +213,13 @@ def init_process(options: Options) -> None:
     global _WORKER
     # Ctrl-C is the driver's to handle: it stops the pool; a worker must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Each worker in a session of its own, as Ray starts its workers: where Linux shares the
+    # CPU between sessions (autogroup scheduling, on by default on desktops and on the shared
+    # development machine), N workers in the driver's session got one session's share together
+    # under load (measured: two workers took twice one worker's time per series while two Ray
+    # actors did not). A worker still ends with the driver (its task pipe closes).
+    with contextlib.suppress(OSError, AttributeError):
+        os.setsid()
     os.environ.setdefault("OMP_NUM_THREADS", str(options.threads or 1))
     _WORKER = SeriesWorker(options)
     # torch, the cards and the engine now, while the driver scans: not on the first series.
