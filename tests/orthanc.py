@@ -239,15 +239,22 @@ def start_orthanc(
         scheme="https" if tls_certificate is not None else "http",
     )
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            text = "".join(p.read_text(errors="replace")[-3000:] for p in folder.glob("*.log*"))
-            raise RuntimeError(f"Orthanc exited with {process.returncode}: {text}")
-        if _answers(dimse_port) and _answers(http_port):
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                server.rest("/system")
-                return server
-        time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                logs = folder.glob("*.log*")
+                text = "".join(p.read_text(errors="replace")[-3000:] for p in logs)
+                raise RuntimeError(f"Orthanc exited with {process.returncode}: {text}")
+            if _answers(dimse_port) and _answers(http_port):
+                with contextlib.suppress(urllib.error.URLError, OSError):
+                    server.rest("/system")
+                    return server
+            time.sleep(0.2)
+    except BaseException:
+        # Never left running: a test whose network guard refuses the readiness check (or a
+        # Ctrl-C) would otherwise leave an Orthanc behind in its own session.
+        server.stop()
+        raise
     server.stop()
     raise TimeoutError(f"Orthanc did not answer within {timeout_s:.0f} s")
 

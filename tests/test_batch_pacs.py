@@ -36,7 +36,7 @@ def _tag(paths, **attributes) -> None:
 def test_batch_over_a_pacs_query_analyses_the_matching_series(orthanc, tmp_path, capsys):
     from pydicom.uid import generate_uid
 
-    from viewer.pacs import DimseNode, NodeBook
+    from viewer.pacs import DimseNode, NodeBook, PacsCache
 
     study = generate_uid()
     wanted = [write_phantom_ct(tmp_path / f"ct{k}", k, study_uid=study) for k in range(2)]
@@ -62,6 +62,9 @@ def test_batch_over_a_pacs_query_analyses_the_matching_series(orthanc, tmp_path,
         data = json.loads((out / series_key(truth.series_uid) / "findings.json").read_text())
         assert data["series_uid"] == truth.series_uid
         assert data["source"].startswith(f"pacs:hospital/{study}/")
+        # Retrieved into the user's PACS cache (shared by the workers), not a scratch copy.
+        cached = PacsCache.default().series_files(study, truth.series_uid)
+        assert len(cached) == len(truth.paths)
     # Resumed: the manifest says done, so nothing is asked of the node again.
     before = orthanc.rest("/statistics")
     assert main(args) == 0
@@ -119,3 +122,30 @@ def test_c_move_node_with_several_workers_is_refused(tmp_path, capsys):
     out = str(tmp_path / "out")
     assert main(["batch", "pacs:moving?Modality=CT", "--out", out, "--workers", "2"]) == 2
     assert "only one worker at a time can receive on; use --workers 1" in capsys.readouterr().err
+
+
+def test_a_second_batch_of_the_same_series_replaces_its_seg_on_the_node(
+    orthanc_factory, tmp_path, capsys
+):
+    """Two batches (two --out folders) of the same series send the same SEG instance: a PACS
+    that replaces re-sent instances (Orthanc's OverwriteInstances) holds one SEG, not two."""
+    import pydicom
+
+    from viewer.pacs import DimseNode, NodeBook
+
+    orthanc = orthanc_factory(extra={"OverwriteInstances": True})
+    archive = tmp_path / "archive"
+    truth = write_phantom_ct(archive / "ct", 4)
+    book = NodeBook.load()
+    book.put(DimseNode("results", ORTHANC_AET, "127.0.0.1", orthanc.dimse_port, timeout_s=20))
+    book.save()
+    segs = []
+    for run in ("first", "again"):
+        out = tmp_path / run
+        args = ["batch", str(archive), "--out", str(out), "--threads", "1", "--quiet"]
+        assert main([*args, "--send", "results"]) == 0, capsys.readouterr().err
+        segs.append(pydicom.dcmread(out / series_key(truth.series_uid) / "seg.dcm"))
+        assert orthanc.instance_count() == 1
+    assert segs[0].SOPInstanceUID == segs[1].SOPInstanceUID
+    assert orthanc.sop_uids() == {segs[0].SOPInstanceUID}
+    assert "sent 1 series' DICOM-SEG to results; 0 not sent" in capsys.readouterr().out

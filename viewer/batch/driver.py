@@ -3,14 +3,18 @@ runner, write each result into DIR/<key>/ and record it; a progress line and sum
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from radlens_core.files import atomic_write_bytes
+from radlens_core.files import PRIVATE_FILE_MODE, fsync_dir
 from viewer.batch.items import WorkItem
 from viewer.batch.manifest import DONE, FAILED, PENDING, SKIPPED, Manifest, Outcome
 from viewer.batch.work import ItemResult
@@ -33,10 +37,20 @@ class ProgressLine:
         self.this_run = 0
         self.last = ""
 
-    def update(self, status: str) -> None:
+    def planned(self, n: int) -> None:
+        """``n`` more series found (the scan goes on while the work does)."""
+        self.total += n
+        self.counts[PENDING] = self.counts.get(PENDING, 0) + n
+
+    def update(self, status: str, before: str | None = None) -> None:
+        """A series landed with ``status``; ``before``: its status landed earlier this run
+        (a series redone with more files is counted once)."""
         self.counts[status] = self.counts.get(status, 0) + 1
-        self.counts[PENDING] = max(0, self.counts.get(PENDING, 0) - 1)
-        self.this_run += 1
+        if before is None:
+            self.counts[PENDING] = max(0, self.counts.get(PENDING, 0) - 1)
+            self.this_run += 1
+        else:
+            self.counts[before] = max(0, self.counts.get(before, 0) - 1)
         self.draw()
 
     def text(self) -> str:
@@ -81,19 +95,97 @@ class BatchReport:
     seconds: float
 
 
+#: Threads writing the series' files: their fsyncs wait on the disk, not on the interpreter,
+#: so the driver goes on handing out work and receiving results meanwhile.
+WRITER_THREADS = 2
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``data`` into ``path`` through a temporary file (fsync, then ``os.replace``): the file
+    is whole or absent, never torn. The folder's fsync is the caller's, once per series."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if os.name == "posix":
+                os.fchmod(f.fileno(), PRIVATE_FILE_MODE)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_result(out_dir: Path, result: ItemResult) -> None:
     """The series' files into DIR/<key>/, each atomically, findings.json last (its presence
-    means the rest is there); a redone series replaces its old files, never adds beside them."""
+    means the rest is there); a redone series replaces its old files, never adds beside them.
+    One fsync per file and one of the folder per series (not one per file): durable before
+    the manifest records the series."""
     if not result.files:
         return
     folder = out_dir / result.outcome.key
+    new = not folder.is_dir()
     folder.mkdir(parents=True, exist_ok=True)
     for name, data in result.files:
-        atomic_write_bytes(folder / name, data)
+        _write_file(folder / name, data)
+    fsync_dir(folder)
+    if new:
+        fsync_dir(out_dir)
+
+
+class Lander:
+    """Lands results: their files written on writer threads, then their manifest rows
+    recorded (on the driver's thread, which owns the SQLite connection), those ready
+    together in one transaction. A series whose files cannot be written is recorded failed
+    with the reason; the batch goes on."""
+
+    def __init__(self, out_dir: Path, manifest: Manifest, progress: ProgressLine | None) -> None:
+        self.out_dir = out_dir
+        self.manifest = manifest
+        self.progress = progress
+        self.pool = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="batch-write")
+        self.pending: deque[tuple[Future[None], ItemResult]] = deque()
+        self.landed: dict[str, str] = {}  # key -> status recorded this run
+
+    def land(self, result: ItemResult) -> None:
+        self.pending.append((self.pool.submit(write_result, self.out_dir, result), result))
+        self.record(wait=False)
+
+    def record(self, wait: bool) -> None:
+        ready: list[Outcome] = []
+        while self.pending and (wait or self.pending[0][0].done()):
+            future, result = self.pending.popleft()
+            outcome = result.outcome
+            try:
+                future.result()
+            except OSError as exc:
+                where = self.out_dir / outcome.key
+                outcome = Outcome(
+                    outcome.key,
+                    FAILED,
+                    outcome.model,
+                    f"cannot write its results into {where}: {exc}",
+                )
+            ready.append(outcome)
+        if not ready:
+            return
+        self.manifest.record_many(ready)
+        for outcome in ready:
+            before = self.landed.get(outcome.key)
+            self.landed[outcome.key] = outcome.status
+            if self.progress is not None:
+                self.progress.update(outcome.status, before)
+
+    def close(self) -> None:
+        try:
+            self.record(wait=True)
+        finally:
+            self.pool.shutdown(wait=True)
 
 
 def run_batch(
-    items: list[WorkItem],
+    items: Iterable[WorkItem],
     out_dir: Path,
     manifest: Manifest,
     runner: Runner,
@@ -102,33 +194,40 @@ def run_batch(
 ) -> BatchReport:
     """Analyse the items the manifest has not finished; record each outcome as it lands.
 
-    Done and skipped series are never redone; failed ones only with ``retry_failed``. A
-    KeyboardInterrupt goes on up (the runner's ``__exit__`` stops its workers); what
-    finished is recorded, the rest stays pending for the next run."""
-    manifest.plan((i.key, i.source, i.description) for i in items)
-    todo_keys = set(manifest.to_do((i.key for i in items), retry_failed))
-    todo = [i for i in items if i.key in todo_keys]
+    ``items`` may still be coming (a folder being scanned): each is planned in the manifest
+    and handed to the runner as it arrives. Done and skipped series are never redone; failed
+    ones only with ``retry_failed``. An item handed out again (a newer generation: the scan
+    found more of its files) replaces the older one's result. A KeyboardInterrupt goes on up
+    (the runner's ``__exit__`` stops its workers); what finished is recorded, the rest stays
+    pending for the next run."""
+    at_start = manifest.status_of()  # what earlier runs finished; this run's rows change it
+    wanted = {PENDING, FAILED} if retry_failed else {PENDING}
+    latest: dict[str, int] = {}  # key -> newest generation handed to the runner
+    lander = Lander(out_dir, manifest, progress)
     t0 = time.monotonic()
-    ran = 0
-    try:
-        for item in todo:  # refused by the scan: recorded without a worker
-            if item.skip:
-                _land(out_dir, manifest, ItemResult(Outcome(item.key, SKIPPED, reason=item.skip)))
-                ran += 1
+
+    def todo() -> Iterator[WorkItem]:
+        for item in items:
+            if item.key not in at_start and item.key not in latest:
+                manifest.plan([(item.key, item.source, item.description)])
                 if progress is not None:
-                    progress.update(SKIPPED)
-        for result in runner.run(i for i in todo if not i.skip):
-            _land(out_dir, manifest, result)
-            ran += 1
-            if progress is not None:
-                progress.update(result.outcome.status)
+                    progress.planned(1)
+            if at_start.get(item.key, PENDING) not in wanted:
+                continue
+            latest[item.key] = item.generation
+            if item.skip:  # refused by the scan: recorded without a worker
+                lander.land(ItemResult(Outcome(item.key, SKIPPED, reason=item.skip)))
+                continue
+            yield item
+
+    try:
+        for result in runner.run(todo()):
+            if result.generation < latest.get(result.outcome.key, 0):
+                continue  # an older snapshot of a series handed out again
+            lander.land(result)
     finally:  # a Ctrl-C goes on up (the runner stops its workers) after the summary
+        lander.close()
         if progress is not None:
             progress.close()
         manifest.write_summary()
-    return BatchReport(manifest.counts(), ran, time.monotonic() - t0)
-
-
-def _land(out_dir: Path, manifest: Manifest, result: ItemResult) -> None:
-    write_result(out_dir, result)
-    manifest.record(result.outcome)
+    return BatchReport(manifest.counts(), len(lander.landed), time.monotonic() - t0)

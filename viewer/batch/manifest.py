@@ -135,23 +135,26 @@ class Manifest:
             )
 
     def record(self, outcome: Outcome) -> None:
-        if outcome.status not in (DONE, FAILED, SKIPPED):
-            raise ValueError(f"not a final status: {outcome.status!r}")
+        self.record_many([outcome])
+
+    def record_many(self, outcomes: Iterable[Outcome]) -> None:
+        """The outcomes' rows in one transaction (one commit for the results that landed
+        together, not one per row)."""
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.db.execute(
-            "UPDATE series SET status = ?, model = ?, reason = ?, attempts = attempts + 1,"
-            " load_s = ?, analyse_s = ?, total_s = ?, finished_utc = ? WHERE key = ?",
-            (
-                outcome.status,
-                outcome.model,
-                outcome.reason,
-                outcome.load_s,
-                outcome.analyse_s,
-                outcome.total_s,
-                finished,
-                outcome.key,
-            ),
-        )
+        rows = []
+        for o in outcomes:
+            if o.status not in (DONE, FAILED, SKIPPED):
+                raise ValueError(f"not a final status: {o.status!r}")
+            rows.append(
+                (o.status, o.model, o.reason, o.load_s, o.analyse_s, o.total_s, finished, o.key)
+            )
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE series SET status = ?, model = ?, reason = ?, attempts = attempts + 1,"
+                " load_s = ?, analyse_s = ?, total_s = ?, finished_utc = ? WHERE key = ?",
+                rows,
+            )
 
     def record_sent(self, key: str, text: str) -> None:
         self.db.execute("UPDATE series SET sent = ? WHERE key = ?", (text, key))

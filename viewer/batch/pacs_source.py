@@ -1,14 +1,16 @@
 """A PACS query as a batch source: ``pacs:NODE?Modality=CT&StudyDate=20260101-20260131``.
 
 The driver asks the node which series match (C-FIND / QIDO-RS through ``viewer.pacs``); each
-worker retrieves its own series (C-GET / C-MOVE / WADO-RS) into a scratch cache that lives as
-long as the series' analysis. Workers look the node up by name in their own PACS settings, so
+worker retrieves its own series (C-GET / C-MOVE / WADO-RS) into the user's PACS cache (shared
+by the processes of the machine: what is there already is not asked for again), pinned there
+while it is analysed. Workers look the node up by name in their own PACS settings, so
 credentials never travel with the work (a cluster node needs `radlens pacs add` too)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -43,12 +45,22 @@ class PacsSeries:
     study_uid: str
     series_uid: str
 
-    def retrieve(self, scratch: Path) -> Any:
-        """Retrieve the series into ``scratch`` and scan it: the ``SeriesInfo`` to load."""
-        from viewer.pacs import NodeBook, PacsCache, connect, retrieve
+    @contextlib.contextmanager
+    def opened(self, cache: Any = None) -> Iterator[Any]:
+        """The series retrieved into the PACS cache (the user's by default) and scanned: the
+        ``SeriesInfo`` to load, its files pinned in the cache until the block ends."""
+        from viewer.pacs import PacsCache
+
+        cache = cache or PacsCache.default()
+        with cache.pinned(self.study_uid, [self.series_uid]):
+            yield self.retrieve(cache)
+
+    def retrieve(self, cache: Any) -> Any:
+        """Retrieve the series into ``cache`` (what is there is not asked for again) and
+        scan it: the ``SeriesInfo`` to load."""
+        from viewer.pacs import NodeBook, connect, retrieve
         from viewer.study.scan import scan_folder
 
-        cache = PacsCache(scratch / "pacs")
         with connect(NodeBook.load().get(self.node)) as client:
             retrieve(client, cache, self.study_uid, [self.series_uid])
         folder = cache.series_dir(self.study_uid, self.series_uid)

@@ -5,6 +5,7 @@ few items in flight per worker, so a Ctrl-C loses only the series being analysed
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
@@ -16,7 +17,14 @@ from typing import Any
 from radlens_core.errors import UserError
 from viewer.batch.items import WorkItem
 from viewer.batch.manifest import FAILED, Outcome
-from viewer.batch.work import ItemResult, Options, SeriesWorker, analyse_in_process, init_process
+from viewer.batch.work import (
+    ItemResult,
+    Options,
+    SeriesWorker,
+    analyse_in_process,
+    init_process,
+    started,
+)
 
 #: Items queued per worker beyond the one it is analysing (keeps workers busy, Ctrl-C cheap).
 QUEUE_PER_WORKER = 1
@@ -25,6 +33,39 @@ CRASHED = (
     "the worker process analysing it ended abruptly (a crash or the system running out of"
     " memory); retry with --retry-failed"
 )
+
+
+#: Thread counts of the native libraries a worker loads (OpenMP, OpenBLAS under numpy, MKL,
+#: ITK under SimpleITK), each read once when the library loads: a worker process gets them in
+#: its environment from the start (numpy's OpenBLAS loads before any code of the worker runs),
+#: as Ray gives its actors OMP_NUM_THREADS, so N workers run N threads, not N per core.
+#: A value the user set is kept.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The worker environment's thread counts (``THREAD_ENV``), the user's own values kept."""
+    return {k: os.environ.get(k, str(max(1, threads))) for k in THREAD_ENV}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ while processes are started (they copy it), then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class BatchError(UserError):
@@ -65,13 +106,20 @@ class LocalPool:
             initializer=init_process,
             initargs=(self.options,),
         )
+        # The executor starts a process per task submitted while none is idle: one no-op
+        # each starts them all now (with their thread counts in their environment), and
+        # their initializer loads torch and the models while the driver is still scanning.
+        with _environment(thread_env(self.options.threads or 1)):
+            for _ in range(self.workers):
+                self.pool.submit(started)
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         if self.pool is None:
             return
-        interrupted = kind is not None
-        if interrupted:
-            _terminate(self.pool)  # Ctrl-C: the series in flight are redone on resume
+        # Ctrl-C: the series in flight are redone on resume. After the last result the
+        # workers hold nothing unwritten (the driver writes every file): they are ended
+        # rather than left to unload torch and MONAI (seconds of interpreter teardown each).
+        _terminate(self.pool)
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.pool = None
 
@@ -97,11 +145,11 @@ class LocalPool:
                     yield future.result()
                 except BrokenProcessPool:
                     broken = True
-                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED))
+                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED), (), item.generation)
             if broken:
                 # Every series in flight in the dead pool failed with it; a fresh pool goes on.
                 for item in list(flying.values()):
-                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED))
+                    yield ItemResult(Outcome(item.key, FAILED, reason=CRASHED), (), item.generation)
                 flying.clear()
                 assert self.pool is not None
                 self.pool.shutdown(wait=False, cancel_futures=True)
@@ -164,6 +212,7 @@ class RayWorkers:
             if self.address == "auto":
                 n = self.workers or cores()
                 env = {k: os.environ[k] for k in LOCAL_ENV if k in os.environ}
+                env.update(thread_env(self.options.threads or 1))
                 # The local workers import this very code, wherever it was imported from.
                 here = str(Path(__file__).resolve().parents[2])
                 env["PYTHONPATH"] = os.pathsep.join(
@@ -210,6 +259,8 @@ class RayWorkers:
             n = max(1, int(have.get("CPU", 1)) // threads)
         actor = ray.remote(num_cpus=threads, num_gpus=self.gpus)(SeriesWorker)
         self.actors = [actor.remote(self.options) for _ in range(n)]
+        for a in self.actors:  # torch and the models load now; an actor runs calls in order
+            a.warm.remote()
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         for a in self.actors:
@@ -240,11 +291,15 @@ class RayWorkers:
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayActorError:
-                    result = ItemResult(Outcome(item.key, FAILED, reason=CRASHED))
+                    result = ItemResult(
+                        Outcome(item.key, FAILED, reason=CRASHED), (), item.generation
+                    )
                     actor = self._replace(actor)
                 except ray.exceptions.RayError as exc:
                     reason = "Ray could not run it: " + " ".join(str(exc).split())[:300]
-                    result = ItemResult(Outcome(item.key, FAILED, reason=reason))
+                    result = ItemResult(
+                        Outcome(item.key, FAILED, reason=reason), (), item.generation
+                    )
                 idle.append(actor)
                 yield result
             fill()

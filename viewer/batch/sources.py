@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from radlens_core.errors import UserError
-from viewer.batch.items import WorkItem, folder_items
+from viewer.batch.items import FolderScan, WorkItem, folder_items
 from viewer.batch.pacs_source import PACS_PREFIX, PacsSource, parse
 
 
@@ -24,6 +25,31 @@ class FolderSource:
 
     def items(self) -> tuple[list[WorkItem], list[str]]:
         return folder_items(self.root)
+
+    def stream(self) -> FolderScan:
+        """The items as the scan finds them (the workers start before it ends)."""
+        return FolderScan(self.root)
+
+
+@dataclass
+class Listed:
+    """Items known all at once (a PACS query's answer), iterated like a ``FolderScan``."""
+
+    items: list[WorkItem]
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[WorkItem]:
+        return iter(self.items)
+
+    def close(self) -> None:
+        pass
+
+
+def stream_of(source: FolderSource | PacsSource) -> FolderScan | Listed:
+    """SOURCE's items as an iterable with ``notes`` (skipped files) and ``close``."""
+    if isinstance(source, FolderSource):
+        return source.stream()
+    return Listed(*source.items())
 
 
 def open_source(text: str) -> FolderSource | PacsSource:

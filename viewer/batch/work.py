@@ -7,16 +7,13 @@ driver ever touches the manifest."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from radlens_core.errors import UserError
 from radlens_core.progress import Cancelled
@@ -42,10 +39,8 @@ class ItemResult:
     outcome: Outcome
     #: (file name, bytes) to write into DIR/<key>/; findings.json comes last.
     files: tuple[tuple[str, bytes], ...] = field(default=())
-
-
-class _Skip(Exception):
-    """The series is fine but no model is meant for it (the message says why)."""
+    #: The generation of the item it answers (``WorkItem.generation``).
+    generation: int = 0
 
 
 def one_line(exc: BaseException) -> str:
@@ -93,13 +88,33 @@ class SeriesWorker:
             self._engine = Engine(self.options.device, num_threads=self.options.threads)
         return self._engine
 
+    def warm(self) -> None:
+        """Import torch and MONAI, read the model cards, build the engine and load the named
+        model now (a pool worker does it while the driver still scans, so the first series
+        does not wait seconds for it; with ``--model auto`` the model is loaded with the
+        first series that needs it)."""
+        from inference.engine import warm_up
+
+        warm_up()
+        cards = self.cards()
+        engine = self.engine()
+        if self.options.model != "auto":
+            wanted, _, version = self.options.model.partition("@")
+            for card in cards:
+                if card.id == wanted and version in ("", card.version):
+                    engine.load(card)
+                    break
+
     # -- one series ---------------------------------------------------------------------------
     def analyse(self, item: WorkItem) -> ItemResult:
+        from viewer.commands.analyze_outputs import ModelNotMeant, NoModelMeant
+
         t0 = time.perf_counter()
         model = ""
+        gen = item.generation
         try:
-            with tempfile.TemporaryDirectory(prefix="radlens-batch-") as scratch:
-                volume = open_item(item, Path(scratch))
+            with opened(item) as info:  # a PACS series stays pinned in the cache meanwhile
+                volume = load_series(info)
                 load_s = time.perf_counter() - t0
                 modality = (volume.modality or "OT").upper()
                 card = self.pick(volume, modality)
@@ -109,108 +124,80 @@ class SeriesWorker:
                     volume.array, volume.spacing, volume.direction, modality, card
                 )
                 analyse_s = time.perf_counter() - t1
-                files = _outputs(item, volume, modality, card, result, Path(scratch))
-        except _Skip as why:
-            return ItemResult(Outcome(item.key, SKIPPED, model, str(why), total_s=_since(t0)))
+                # The SEG reads the source files: still pinned here.
+                files = outputs(item, volume, modality, card, result)
+        except ModelNotMeant as why:
+            reason = f"{why.model_id} is not meant for it: {'; '.join(why.reasons)}"
+            return ItemResult(
+                Outcome(item.key, SKIPPED, model, reason, total_s=_since(t0)), (), gen
+            )
+        except NoModelMeant as why:
+            outcome = Outcome(item.key, SKIPPED, model, why.one_line(), total_s=_since(t0))
+            return ItemResult(outcome, (), gen)
         except (Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - one failing series never stops the batch
-            return ItemResult(Outcome(item.key, FAILED, model, one_line(exc), total_s=_since(t0)))
+            outcome = Outcome(item.key, FAILED, model, one_line(exc), total_s=_since(t0))
+            return ItemResult(outcome, (), gen)
         outcome = Outcome(item.key, DONE, model, "", load_s, analyse_s, _since(t0))
-        return ItemResult(outcome, files)
+        return ItemResult(outcome, files, gen)
 
     def pick(self, volume: Any, modality: str) -> Any:
-        """The model for this series: the named one if its card admits it, else the best
-        admitted one; _Skip with the reasons when none is meant for it."""
-        from inference import registry
-        from viewer.study.facts import series_facts
+        """The model for this series, as `radlens analyze` picks it (``pick_model``) among
+        this worker's verified cards: the named one if its card admits the series, else the
+        best admitted one (ModelNotMeant / NoModelMeant say why none)."""
+        from viewer.commands.analyze_outputs import pick_model
 
-        facts = series_facts(volume, modality)
-        cards = self.cards()
-        if self.options.model != "auto":
-            wanted, _, version = self.options.model.partition("@")
-            named = [c for c in cards if c.id == wanted and version in ("", c.version)]
-            if not named:
-                have = ", ".join(f"{c.id}@{c.version}" for c in cards) or "none installed"
-                raise UserError(f"no usable model package {self.options.model!r} ({have})")
-            adm = registry.admission(named[0], facts)
-            if not adm.admitted:
-                raise _Skip(f"{named[0].id} is not meant for it: {'; '.join(adm.reasons)}")
-            return named[0]
-        card = registry.best_model(facts, entries=cards)
-        if card is None:
-            offers = registry.offer(facts, entries=cards)
-            why = "; ".join(f"{a.model_id}: {'; '.join(a.reasons)}" for a in offers)
-            raise _Skip(
-                f"no installed model is meant for this {modality} {facts.spatial_dims}D series"
-                + (f" ({why})" if why else " (no model is installed)")
-            )
+        named = None if self.options.model == "auto" else self.options.model
+        card, _ = pick_model(volume, modality, named, cards=self.cards())
         return card
 
 
-def open_item(item: WorkItem, scratch: Path) -> Any:
-    """The item's series as a Volume (a PACS series is retrieved into ``scratch`` first)."""
+def opened(item: WorkItem) -> contextlib.AbstractContextManager[Any]:
+    """The item's ``SeriesInfo`` (a PACS series is retrieved into the PACS cache first and
+    pinned there until the block ends)."""
     from viewer.study.records import SeriesInfo
-    from viewer.study.series import load_series
 
     info = item.series
-    if not isinstance(info, SeriesInfo):  # a PACS reference: retrieved first, then scanned
-        info = info.retrieve(scratch)
-    return load_series(info)
+    if isinstance(info, SeriesInfo):
+        return contextlib.nullcontext(info)
+    return info.opened()  # a PACS reference (viewer.batch.pacs_source.PacsSeries)
 
 
-def _outputs(
-    item: WorkItem, volume: Any, modality: str, card: Any, result: Any, scratch: Path
+def load_series(info: Any) -> Any:
+    from viewer.study.series import load_series as load
+
+    return load(info)
+
+
+def outputs(
+    item: WorkItem, volume: Any, modality: str, card: Any, result: Any
 ) -> tuple[tuple[str, bytes], ...]:
-    from viewer.commands.analyze import findings_json
-    from viewer.study.formats import write_image
-    from viewer.study.volume import Volume
+    """The series' files as `radlens analyze --format dicom-seg` writes them (the same
+    functions): mask and heat map NIfTI, seg.dcm, and findings.json last. A SEG the series
+    cannot give is said in ``findings['failed']``, as analyze does."""
+    from viewer.commands.analyze_outputs import (
+        encode_images,
+        findings_bytes,
+        findings_json,
+        output_images,
+        seg_bytes,
+        seg_problems,
+    )
 
     data = findings_json(Path(item.source), volume, modality, card, result)
     files: list[tuple[str, bytes]] = []
-
-    def image(name: str, array: np.ndarray) -> None:
-        like = Volume(
-            array.reshape(volume.shape),
-            spacing=volume.spacing,
-            origin=volume.origin,
-            direction=volume.direction,
-            modality=volume.modality,
-        )
-        write_image(like, scratch / name)
-        files.append((name, (scratch / name).read_bytes()))
+    for name, payload in encode_images(output_images(volume, data, result), volume).items():
+        files.append((name, payload))
         data["files"][name.split(".")[0]] = name
-
     if result.label_map is not None:
-        image("mask.nii.gz", result.label_map.array)
-        seg = _seg(volume, result, data, scratch)
-        if seg is not None:
-            files.append(("seg.dcm", seg))
-    if result.heat_map is not None:
-        image("heatmap.nii.gz", result.heat_map.array.astype(np.float32))
-    files.append(("findings.json", (json.dumps(data, indent=2) + "\n").encode()))
+        try:
+            files.append(("seg.dcm", seg_bytes(volume, result)))
+            data["files"]["seg"] = "seg.dcm"
+        except seg_problems() as exc:
+            data.setdefault("failed", {})["dicom-seg"] = str(exc)
+    files.append(("findings.json", findings_bytes(data)))
     return tuple(files)
-
-
-def _seg(volume: Any, result: Any, data: dict[str, Any], scratch: Path) -> bytes | None:
-    """The label map as DICOM-SEG (seg13's writer, where this build has it); a series that
-    cannot give one (not from DICOM, empty map) says why in ``findings['failed']``."""
-    try:
-        from viewer.labels.ai_labels import write_analysis_seg
-    except ModuleNotFoundError:  # a build without the DICOM-SEG writer: NIfTI only
-        return None
-    import contextlib
-    import io
-    from types import SimpleNamespace
-
-    folder = scratch / "seg"
-    folder.mkdir()
-    with contextlib.redirect_stderr(io.StringIO()):  # the reason goes to findings, not stderr
-        write_analysis_seg(
-            folder, volume, result, data, SimpleNamespace(formats=("dicom-seg",), overwrite=True)
-        )
-    path = folder / "seg.dcm"
-    return path.read_bytes() if path.is_file() else None
 
 
 def _since(t0: float) -> float:
@@ -226,8 +213,24 @@ def init_process(options: Options) -> None:
     global _WORKER
     # Ctrl-C is the driver's to handle: it stops the pool; a worker must not die mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Each worker in a session of its own, as Ray starts its workers: where Linux shares the
+    # CPU between sessions (autogroup scheduling, on by default on desktops and on the shared
+    # development machine), N workers in the driver's session got one session's share together
+    # under load (measured: two workers took twice one worker's time per series while two Ray
+    # actors did not). A worker still ends with the driver (its task pipe closes).
+    with contextlib.suppress(OSError, AttributeError):
+        os.setsid()
     os.environ.setdefault("OMP_NUM_THREADS", str(options.threads or 1))
     _WORKER = SeriesWorker(options)
+    # torch, the cards and the engine now, while the driver scans: not on the first series.
+    # A failure here (no torch, a broken package) is left to each series to report.
+    with contextlib.suppress(Exception):
+        _WORKER.warm()
+
+
+def started() -> int:
+    """A no-op task: submitting one per worker makes the pool start them all at once."""
+    return os.getpid()
 
 
 def analyse_in_process(item: WorkItem) -> ItemResult:

@@ -4,37 +4,47 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from radlens_core.admission import Admission
 from radlens_core.errors import UserError
-from radlens_core.files import atomic_write_text
 from radlens_core.progress import Cancelled
-from radlens_core.results import AnalysisResult, Box
-from viewer.study.facts import series_facts
 
-if TYPE_CHECKING:
-    from viewer.study.volume import Volume
+# The pieces `radlens batch` shares live in analyze_outputs; their names stay importable here.
+from viewer.commands.analyze_outputs import (
+    GZIP_LEVEL,
+    HEATMAP_AUTO_VOXELS,
+    AnalyzeError,
+    ModelNotMeant,
+    NoModelMeant,
+    analysis_seg,
+    findings_json,
+    pick_model,
+    seg_problems,
+    seg_uids,
+    write_outputs,
+)
+
+__all__ = [
+    "GZIP_LEVEL",
+    "HEATMAP_AUTO_VOXELS",
+    "OUTPUTS",
+    "AnalyzeError",
+    "ModelNotMeant",
+    "NoModelMeant",
+    "analysis_seg",
+    "analyze",
+    "findings_json",
+    "pick_model",
+    "run",
+    "seg_uids",
+    "write_outputs",
+]
 
 OUTPUTS = ("findings.json", "mask.nii.gz", "heatmap.nii.gz")
-
-#: A heat map is written without --heatmap up to this many voxels (64 MB as float32): the
-#: demo's is, a 300 x 512 x 512 CT's (315 MB, seconds to compress) only when asked.
-HEATMAP_AUTO_VOXELS = 2**24
-#: gzip level of the NIfTI outputs: 1 compresses a label map nearly as well as 6 (long runs
-#: of one value) in a fraction of the time; any reader decompresses every level alike.
-GZIP_LEVEL = 1
-
-
-class AnalyzeError(UserError):
-    """A problem the user can fix (which series, which model, where to write)."""
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -99,176 +109,6 @@ class ProgressBar:
             self.stream.flush()
 
 
-def _why_not(admissions: list[Admission]) -> str:
-    return "\n".join(f"  {a.model_id} ({a.model_name}): {'; '.join(a.reasons)}" for a in admissions)
-
-
-def _pick_model(args: argparse.Namespace, volume, modality: str) -> tuple[Any, bool]:
-    """(card, outside intended use): the explicit --model if its card admits the series (or
-    the user overrode), else the best admitted, verified model; AnalyzeError with each
-    installed model's reason when none fits."""
-    from inference import registry
-
-    if args.model:
-        try:
-            card = registry.find_model(args.model)
-        except KeyError as exc:
-            raise AnalyzeError(exc.args[0]) from None
-        if modality == "OT" and not args.modality:
-            modality = card.modalities[0]  # the file names none; analysed as the model's
-        adm = registry.admission(card, series_facts(volume, modality))
-        if adm.admitted:
-            return card, False
-        if not args.outside_intended_use:
-            raise AnalyzeError(
-                f"model {card.id!r} is not meant for this series: {'; '.join(adm.reasons)}."
-                " To run it anyway, add --outside-intended-use (the findings are then marked"
-                " 'outside intended use')"
-            )
-        return card, True
-    if args.outside_intended_use:
-        raise AnalyzeError("--outside-intended-use needs --model: name the model to run anyway")
-    facts = series_facts(volume, modality)
-    card = registry.best_model(facts)
-    if card is None:
-        hint = " (this file names no modality: add e.g. --modality CT)" if modality == "OT" else ""
-        offers = registry.offer(facts)
-        listing = _why_not(offers) if offers else "  (no model is installed)"
-        raise AnalyzeError(
-            f"no installed model is meant for this {modality} {facts.spatial_dims}D series"
-            f"{hint}; each installed model and why it does not fit:\n{listing}\n"
-            "Run one anyway with --model ID --outside-intended-use; see `radlens models`"
-        )
-    return card, False
-
-
-def _box_json(box: Box, volume: Volume) -> dict[str, Any]:
-    """A core ``Box`` with voxel and LPS corners; a 2D box lies on slice 0 (z = 0)."""
-    lo_zyx, hi_zyx = box.corners_zyx()
-    lo, hi = np.array(lo_zyx), np.array(hi_zyx)
-    centre = (lo + hi) / 2.0
-    return {
-        "label": box.label,
-        "score": round(box.score, 4),
-        "corners_voxel_zyx": [round(float(v), 2) for v in (*lo_zyx, *hi_zyx)],
-        "center_voxel_zyx": [round(float(v), 2) for v in centre],
-        "center_lps_mm": [round(float(v), 2) for v in volume.index_to_patient(centre)],
-        "corners_lps_mm": [
-            [round(float(v), 2) for v in volume.index_to_patient(p)] for p in (lo, hi)
-        ],
-    }
-
-
-def findings_json(
-    path: Path, volume: Volume, modality: str, card: Any, result: AnalysisResult
-) -> dict[str, Any]:
-    """Everything the analysis found, with voxel and patient (LPS mm) coordinates, built
-    from the core result records' fields (``card`` is the ``inference.card.ModelCard``)."""
-    # Core boxes whichever engine build answered (a no-op copy once it returns core records).
-    boxes = [Box(b.corners, b.label, b.score) for b in result.boxes]
-    data: dict[str, Any] = {
-        "source": str(path),
-        "series_uid": volume.series_uid,
-        "modality": modality,
-        "model": {
-            "id": card.id,
-            "version": card.version,
-            "name": card.name,
-            "task": card.task,
-            "trained_on": card.training.get("data", ""),
-        },
-        "intended_use": card.intended_use,
-        "device": result.device,
-        "precision": result.precision,
-        "timings_s": {k: round(v, 3) for k, v in result.timings.items()},
-        "geometry": {
-            "shape_zyx": list(volume.shape),
-            "spacing_xyz_mm": list(volume.spacing),
-            "origin_lps_mm": list(volume.origin),
-            "direction": np.asarray(volume.direction).tolist(),
-        },
-        "boxes": [_box_json(b, volume) for b in boxes],
-        "warnings": list(volume.warnings) + list(result.warnings),
-        "files": {},
-    }
-    # The run's trust marks, exactly as the core summary spells them.
-    summary = result.summary()
-    for key in ("outside_intended_use", "flags", "ood_score", "ood_range"):
-        data[key] = summary[key]
-    if result.classification is not None:
-        data["probabilities"] = {
-            k: round(v, 5) for k, v in result.classification.probabilities.items()
-        }
-    if result.label_map is not None:
-        data["volumes_ml"] = {k: round(v, 3) for k, v in result.label_map.volumes_ml.items()}
-        data["labels"] = [
-            {"index": e.index, "name": e.name, "color": e.color} for e in result.label_map.labels
-        ]
-    return data
-
-
-def _nifti_gz(array: np.ndarray, volume: Volume) -> bytes:
-    """``array`` on the series grid as .nii.gz bytes, compressed at ``GZIP_LEVEL`` (zlib
-    releases the interpreter lock: several of these run in parallel threads)."""
-    import gzip
-
-    from radlens_core.nifti import nifti_bytes
-
-    raw = nifti_bytes(array.reshape(volume.shape), volume.grid, compress=False)
-    return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
-
-
-def _check_orthogonal(volume: Volume) -> None:
-    d = np.asarray(volume.direction, float)
-    if not np.allclose(d.T @ d, np.eye(3), atol=1e-4):
-        raise AnalyzeError(
-            "this volume is sheared (gantry tilt): NIfTI needs an orthogonal grid, so the mask"
-            " cannot be written; findings.json holds the boxes and volumes"
-        )
-
-
-def _write_outputs(
-    out: Path,
-    volume: Volume,
-    data: dict[str, Any],
-    result: AnalysisResult,
-    overwrite: bool,
-    heatmap: bool | None = None,
-) -> None:
-    """mask.nii.gz, heatmap.nii.gz (when ``heatmap``, or None and it is small) and
-    findings.json, each written atomically; the two images compress in parallel."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from radlens_core.files import atomic_write_bytes
-
-    images: dict[str, np.ndarray] = {}
-    if result.label_map is not None:
-        images["mask"] = result.label_map.array
-    if result.heat_map is not None:
-        size = int(result.heat_map.array.size)
-        if heatmap or (heatmap is None and size <= HEATMAP_AUTO_VOXELS):
-            images["heatmap"] = result.heat_map.array.astype(np.float32, copy=False)
-        else:
-            data["heatmap_not_written"] = (
-                f"the heat map has {size:,} voxels; add --heatmap to write it"
-            )
-    if images:
-        _check_orthogonal(volume)
-    for name in images:
-        target = out / f"{name}.nii.gz"
-        if target.exists() and not overwrite:
-            raise AnalyzeError(f"{target}: already exists; use --overwrite or another --out")
-
-    def write(name: str) -> None:
-        atomic_write_bytes(out / f"{name}.nii.gz", _nifti_gz(images[name], volume))
-
-    with ThreadPoolExecutor(max(1, len(images))) as pool:
-        for name, done in [(n, pool.submit(write, n)) for n in images]:
-            done.result()
-            data["files"][name] = f"{name}.nii.gz"
-    atomic_write_text(out / "findings.json", json.dumps(data, indent=2) + "\n")
-
-
 def _import_torch() -> None:
     """torch, imported while the folder is scanned, the series read and the model chosen (its
     native libraries load off the interpreter lock, so they overlap); a missing torch is
@@ -296,7 +136,13 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
         bar(0.0, f"loading {info.description or info.series_uid}")
         volume = load_series(info)
         modality = (args.modality or volume.modality or "OT").upper()
-        card, outside = _pick_model(args, volume, modality)
+        card, outside = pick_model(
+            volume,
+            modality,
+            args.model,
+            args.outside_intended_use,
+            modality_given=bool(args.modality),
+        )
     finally:
         torch_import.join()  # never left importing while the interpreter shuts down
     if modality == "OT" and not args.modality:
@@ -321,11 +167,31 @@ def analyze(args: argparse.Namespace, bar: ProgressBar) -> dict[str, Any]:
     data = findings_json(args.path, volume, modality, card, result)
     data["timings_s"]["wall"] = round(time.perf_counter() - t0, 3)
     if "dicom-seg" in (args.formats or ()):
-        from viewer.labels.ai_labels import write_analysis_seg
-
-        write_analysis_seg(out, volume, result, data, args)
-    _write_outputs(out, volume, data, result, args.overwrite, True if args.heatmap else None)
+        _write_seg(out, volume, result, data, args.overwrite)
+    # HEATMAP_AUTO_VOXELS read here, at run time: a test may lower it on this module.
+    limit = HEATMAP_AUTO_VOXELS
+    write_outputs(out, volume, data, result, args.overwrite, args.heatmap or None, limit)
     return data
+
+
+def _write_seg(out: Path, volume: Any, result: Any, data: dict[str, Any], overwrite: bool) -> None:
+    """``--format dicom-seg``: the run's label map as ``out/seg.dcm`` (``analysis_seg``),
+    listed in ``data['files']``. A run with no label map, or a source that cannot give a SEG,
+    is reported in ``data['failed']`` and on stderr; the other outputs are written all the
+    same."""
+    from viewer.labels.export import writing
+
+    target = out / "seg.dcm"
+    try:
+        if target.exists() and not overwrite:
+            raise AnalyzeError(f"{target} already exists; use --overwrite")
+        seg = analysis_seg(volume, result)
+        with writing(target, out):
+            seg.save_as(str(target), enforce_file_format=True)
+        data["files"]["seg"] = "seg.dcm"
+    except (AnalyzeError, *seg_problems()) as exc:
+        data.setdefault("failed", {})["dicom-seg"] = str(exc)
+        print(f"radlens analyze: DICOM-SEG not written: {exc}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from viewer.batch.manifest import DONE, FAILED, PENDING, SKIPPED, Manifest
     from viewer.batch.pacs_source import PacsSource
     from viewer.batch.runners import LocalPool, RayWorkers, threads_per_worker
-    from viewer.batch.sources import open_source
+    from viewer.batch.sources import open_source, stream_of
     from viewer.batch.work import Options
 
     out: Path = args.out
@@ -90,9 +90,6 @@ def run(args: argparse.Namespace) -> int:
             workers = args.workers or 1
             if isinstance(source, PacsSource):
                 source.check_workers(workers, bool(args.ray))
-            items, notes = source.items()
-            for note in notes[:20]:
-                print(f"radlens batch: skipped file {note}", file=sys.stderr)
             # Locally the cores are shared out; on Ray each actor asks for its threads' CPUs
             # and Ray packs the actors onto the cluster's nodes.
             threads = args.threads or (1 if args.ray else threads_per_worker(workers))
@@ -103,11 +100,19 @@ def run(args: argparse.Namespace) -> int:
                 else LocalPool(workers, options)
             )
             counts = manifest.counts()
+            # The workers start (and load their models) while the folder is being scanned;
+            # the scan hands each series out as it finds it.
             with runner:
-                print(f"radlens batch: {len(items)} series; {runner.describe()}", file=sys.stderr)
-                planned = len({i.key for i in items} | set(manifest.status_of()))
+                print(f"radlens batch: {runner.describe()}", file=sys.stderr)
+                planned = len(manifest.status_of())
                 bar = None if args.quiet else ProgressLine(planned, counts)
-                report = run_batch(items, out, manifest, runner, args.retry_failed, bar)
+                items = stream_of(source)
+                try:
+                    report = run_batch(items, out, manifest, runner, args.retry_failed, bar)
+                finally:
+                    items.close()
+            for note in items.notes[:20]:
+                print(f"radlens batch: skipped file {note}", file=sys.stderr)
             sent = unsent = 0
             if args.send:
                 from viewer.batch.sending import send_finished

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from radlens_core.files import PRIVATE_FILE_MODE
@@ -23,6 +25,13 @@ from radlens_core.series import series_key
 DEFAULT_LIMIT_BYTES = 20 * (1 << 30)
 USED_MARK = ".used"
 PART = ".part"
+PIN = ".pin"
+_PART_OWNER = re.compile(r"\.(\d+)-\d+" + re.escape(PART) + "$")
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no cross-process pins (one RadLens process at a time)
+    fcntl = None  # type: ignore[assignment]
 
 
 def uid_key(uid: str) -> str:
@@ -49,10 +58,66 @@ class PacsCache:
         return cls(user_data_dir() / "pacs_cache")
 
     def _clean_parts(self) -> None:
-        """Half-written files of an interrupted retrieve are never instances: remove them."""
+        """Half-written files of an interrupted retrieve are never instances: remove those
+        whose process has ended (another process's may be being written right now)."""
         for part in self.root.glob(f"*/*/*{PART}"):
+            owner = _part_owner(part.name)
+            if owner is not None and (owner == os.getpid() or _alive(owner)):
+                continue
             with contextlib.suppress(OSError):
                 part.unlink()
+
+    # ---- pins: a series in use is never evicted ----------------------------------------------
+    @contextlib.contextmanager
+    def pinned(self, study_uid: str, series_uids: Iterable[str]) -> Iterator[None]:
+        """Keep these series in the cache while the block runs (retrieving, loading,
+        analysing them), against eviction by this or any other process."""
+        with contextlib.ExitStack() as stack:
+            for uid in sorted(set(series_uids)):
+                stack.enter_context(self._pin(self.series_dir(study_uid, uid)))
+            yield
+
+    @contextlib.contextmanager
+    def _pin(self, folder: Path) -> Iterator[None]:
+        if fcntl is None:
+            yield
+            return
+        while True:
+            with self._lock:
+                private_dir(folder.parent)
+                private_dir(folder)
+            fd = os.open(folder / PIN, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                try:
+                    same = os.stat(folder / PIN).st_ino == os.fstat(fd).st_ino
+                except OSError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                break
+            os.close(fd)  # the folder was evicted while we waited: pin the new one
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    def _evictable(self, folder: Path) -> int | None:
+        """An fd holding the folder's pin exclusively (nobody uses it), or None."""
+        if fcntl is None:
+            return -1
+        try:
+            fd = os.open(folder / PIN, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+        return fd
 
     # ---- where things are ------------------------------------------------------------------
     def series_dir(self, study_uid: str, series_uid: str) -> Path:
@@ -78,19 +143,24 @@ class PacsCache:
         path = self.instance_path(study_uid, series_uid, sop_uid)
         if path.is_file():
             return path, False
-        with self._lock:
-            private_dir(path.parent.parent)
-            private_dir(path.parent)
-        tmp = path.with_name(f"{path.name}.{threading.get_ident()}{PART}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.replace(tmp, path)  # two writers of one SOP UID: the same bytes either way
-        except BaseException:
-            with contextlib.suppress(OSError):
+        with self._pin(path.parent):
+            # Named for this process and thread, and created exclusively: no other writer
+            # (in any process) can share it; a leftover of an ended process is replaced.
+            tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}{PART}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            try:
+                fd = os.open(tmp, flags, PRIVATE_FILE_MODE)
+            except FileExistsError:
                 tmp.unlink()
-            raise
+                fd = os.open(tmp, flags, PRIVATE_FILE_MODE)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, path)  # two writers of one SOP UID: the same bytes either way
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
         return path, True
 
     def touch(self, folder: Path) -> None:
@@ -116,7 +186,8 @@ class PacsCache:
         return sum(size for _, size, _ in self._series_folders())
 
     def enforce_limit(self, keep: set[Path] | frozenset[Path] = frozenset()) -> list[Path]:
-        """Evict least recently used series (never those in ``keep``) until under the limit."""
+        """Evict least recently used series (never those in ``keep``, nor those pinned by
+        any process) until under the limit."""
         folders = sorted(self._series_folders())
         total = sum(size for _, size, _ in folders)
         evicted = []
@@ -125,13 +196,40 @@ class PacsCache:
                 break
             if folder in keep:
                 continue
-            for f in folder.iterdir():
+            fd = self._evictable(folder)
+            if fd is None:
+                continue  # in use (pinned): kept
+            try:
+                # The pin file goes too: a process waiting on it sees it replaced and pins
+                # the folder it then makes anew.
+                for f in folder.iterdir():
+                    with contextlib.suppress(OSError):
+                        f.unlink()
                 with contextlib.suppress(OSError):
-                    f.unlink()
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-                if not any(folder.parent.iterdir()):
-                    folder.parent.rmdir()
+                    folder.rmdir()
+                    if not any(folder.parent.iterdir()):
+                        folder.parent.rmdir()
+            finally:
+                if fd >= 0:
+                    os.close(fd)
             total -= size
             evicted.append(folder)
         return evicted
+
+
+def _part_owner(name: str) -> int | None:
+    """The process id a temporary file is named for; None for a name of older code."""
+    found = _PART_OWNER.search(name)
+    return int(found.group(1)) if found else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    except OSError:
+        return False
+    return True

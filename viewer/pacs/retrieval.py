@@ -8,6 +8,7 @@ UID list. What did not arrive is named in a ``PartialRetrieve``; what did stays 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radlens_core.progress import CancelCheck, Progress, ignore_progress, never_cancelled
@@ -51,6 +52,44 @@ def retrieve(
         raise PacsStatusError(
             node_name, f"{client.where} lists no instances for the series asked for."
         )
+    # Pinned while they arrive: another process's eviction never takes them half-way.
+    with cache.pinned(study_uid, {r.series_uid for r in refs}):
+        folders, reused, still, counts, warnings = _fetch(client, cache, refs, progress, cancel)
+    expected = len(refs)
+    report = RetrieveReport(
+        node=node_name,
+        study_uid=study_uid,
+        expected=expected,
+        fetched=counts["fetched"],
+        reused=reused,
+        bytes_fetched=counts["bytes"],
+        series_folders=folders,
+    )
+    if still:
+        why = "; ".join(dict.fromkeys(warnings)) or "the node did not send them"
+        received = expected - len(still)
+        raise PartialRetrieve(
+            node_name,
+            f"{client.where} sent only part of the study: {received} of {expected} "
+            f"instances arrived ({why}). The {received} received are in the cache; "
+            f"Retry asks only for the {len(still)} missing.",
+            received,
+            expected,
+            report,
+        )
+    return report
+
+
+def _fetch(
+    client: PacsClient,
+    cache: PacsCache,
+    refs: list[InstanceRef],
+    progress: Progress,
+    cancel: CancelCheck,
+) -> tuple[tuple[Path, ...], int, list[InstanceRef], dict[str, int], list[str]]:
+    """Ask the node for what the cache lacks: (series folders, reused, still missing,
+    counts, warnings)."""
+    node_name = client.name
     expected = len(refs)
     missing = [r for r in refs if not cache.has(r.study_uid, r.series_uid, r.sop_uid)]
     reused = expected - len(missing)
@@ -84,25 +123,4 @@ def retrieve(
     for folder in folders:
         cache.touch(folder)
     cache.enforce_limit(keep=set(folders))
-    report = RetrieveReport(
-        node=node_name,
-        study_uid=study_uid,
-        expected=expected,
-        fetched=counts["fetched"],
-        reused=reused,
-        bytes_fetched=counts["bytes"],
-        series_folders=folders,
-    )
-    if still:
-        why = "; ".join(dict.fromkeys(warnings)) or "the node did not send them"
-        received = expected - len(still)
-        raise PartialRetrieve(
-            node_name,
-            f"{client.where} sent only part of the study: {received} of {expected} "
-            f"instances arrived ({why}). The {received} received are in the cache; "
-            f"Retry asks only for the {len(still)} missing.",
-            received,
-            expected,
-            report,
-        )
-    return report
+    return folders, reused, still, counts, warnings
