@@ -114,8 +114,13 @@ def chest_ct(
         (z + half_z * 0.35) / (half_z * 0.45)
     ) ** 2 <= 1.0
     hu[heart & ~lungs] = 45.0
-    aorta = ((x - 12) ** 2 + (y - 35) ** 2 <= 13.0**2) & np.ones_like(z, dtype=bool)
-    hu[np.broadcast_to(aorta, shape)] = 160.0
+    aorta = np.broadcast_to((x - 12) ** 2 + (y - 35) ** 2 <= 13.0**2, shape)
+    hu[aorta] = 160.0
+    # The aorta is drawn over the medial edge of the left lung (+x, LPS): that crescent is aorta, not
+    # lung. Nodule sites are still drawn from the lungs as first outlined, so each seed keeps
+    # its nodules (a site whose margin now touches the aorta is redrawn).
+    sites = np.argwhere(lungs[:, ::2, ::2])
+    lungs &= ~aorta
     spine_c = (x**2 + (y - body_b * 0.72) ** 2) <= 17.0**2
     spine_c = np.broadcast_to(spine_c, shape)
     vertebra = np.broadcast_to(((np.abs(z) % 30.0) > 3.0), shape)
@@ -167,7 +172,7 @@ def chest_ct(
         else int(rng.integers(n_nodules[0], n_nodules[1] + 1))
     )
     nodules: list[Nodule] = []
-    lung_idx = np.argwhere(lungs[:, ::2, ::2])
+    lung_idx = sites
     attempts = 0
     while len(nodules) < count and attempts < 500 and len(lung_idx):
         attempts += 1

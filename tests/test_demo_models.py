@@ -102,6 +102,11 @@ def test_quick_demo_training_writes_valid_packages(tmp_path):
         assert (tmp_path / model_id / "README.md").read_text().count("not for diagnosis") == 1
     det = ModelCard.load(tmp_path / "radlens-ct-nodule-det")
     assert det.thresholds["score"] == det.metrics["score_threshold"]
+    # The trained cards state the recipes' learning-rate schedules and sampling.
+    seg = ModelCard.load(tmp_path / "radlens-ct-chest-seg")
+    assert seg.training["lr_schedule"] == recipes.SEG_SCHEDULE
+    assert det.training["lr_schedule"] == recipes.DET_SCHEDULE
+    assert det.training["sampling"]["intensity"] is False
 
 
 def test_training_phantom_is_resampled_like_the_engine_input(tmp_path):

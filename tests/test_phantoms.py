@@ -23,3 +23,15 @@ def test_radiograph_box_covers_nodule():
     assert 0 <= y0 < y1 < 96 and 0 <= x0 < x1 < 96
     neg = chest_radiograph(96, seed=5, nodule=False)
     assert not neg.has_nodule and neg.box_yx is None
+
+
+def test_lung_label_stops_at_the_aorta_drawn_over_it():
+    # Without vessels and noise a lung voxel is lung (-850 HU) or a nodule's soft edge (below
+    # the nodule's 30 HU): the aorta (160 HU) crosses the medial edge of the left lung, and
+    # that crescent is not lung.
+    for seed in (0, 1, 2):
+        ct = chest_ct((48, 128, 128), seed=seed, noise_hu=0.0, vessels=False, lung_hu=-850.0)
+        lung = ct.labels == LUNG
+        assert lung.sum() > 10_000
+        assert ct.hu[lung].max() <= 30, f"seed {seed}: lung label on denser tissue"
+        assert not np.any(lung[ct.hu == 160]), f"seed {seed}: aorta labelled lung"

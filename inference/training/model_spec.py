@@ -39,11 +39,16 @@ def card_from_template(opts: Any, template: dict[str, Any]) -> dict[str, Any]:
     card["id"] = opts.model_id or str(template.get("id") or slug(opts.out.name))
     card["name"] = opts.name or str(template.get("name") or card["id"])
     card["version"] = opts.version
-    # How the template says to draw samples (``inference.training.sampling``) is a recipe,
-    # not a record of an old run: it is kept.
-    sampling = (template.get("training") or {}).get("sampling")
-    if sampling is not None:
-        card["training"] = {"sampling": sampling}
+    # How the template says to draw samples (``inference.training.sampling``) and to schedule
+    # the learning rate (``inference.training.schedule``) is a recipe, not a record of an old
+    # run: both are kept.
+    recipe = {
+        k: v
+        for k, v in (template.get("training") or {}).items()
+        if k in ("sampling", "lr_schedule") and v is not None
+    }
+    if recipe:
+        card["training"] = recipe
     if opts.patch_size:
         if len(opts.patch_size) != int(card["spatial_dims"]):
             raise DatasetError(f"--patch needs {card['spatial_dims']} numbers")

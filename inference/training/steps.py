@@ -10,6 +10,7 @@ import numpy as np
 from inference.training import metrics as M
 from inference.training.dataset import TrainingCase
 from inference.training.sampling import Sampling, grouped_picks
+from inference.training.schedule import lr_factor, schedule_from_card
 from inference.training.task_data import augmentation, prepare_case
 
 FROC_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -63,6 +64,8 @@ class TaskSteps:
         self.card, self.task, self.device = card, task, device
         #: how samples are drawn and perturbed; None: the card's ``training.sampling``
         self.sampling = sampling if sampling is not None else Sampling.from_card(card)
+        #: the learning-rate schedule (``inference.training.schedule``)
+        self.schedule = schedule_from_card(card, task)
         self.dims = int(card["spatial_dims"])
         patch = card.get("patch_size")
         self.patch_zyx: tuple[int, ...] | None = (
@@ -92,21 +95,10 @@ class TaskSteps:
         return CLASSIFICATION_BATCH if self.task == "classification" else CROP_BATCH
 
     def lr_factor(self, step: int, total: int) -> float:
-        """Multiplier of the base learning rate at global ``step`` of ``total``.
-
-        Classifiers warm up linearly over the first 10 % of steps, then follow a cosine down
-        to 5 %: a small finding is a weak signal, and a constant high rate keeps the weights
-        jumping between epochs so the best-epoch pick is a lottery. A pure function of the
-        step, so a resumed run gets exactly the rate an uninterrupted one would. The 3D tasks
-        keep a constant rate (their shipped recipes and tests were tuned on it).
-        """
-        if self.task != "classification" or total <= 1:
-            return 1.0
-        warm = max(1, total // 10)
-        if step < warm:
-            return (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return 0.05 + 0.95 * 0.5 * (1.0 + float(np.cos(np.pi * t)))
+        """Multiplier of the base learning rate at global ``step`` of ``total``: the card's
+        ``training.lr_schedule`` (``inference.training.schedule``), else the task's default
+        (classifiers warm up and follow a cosine, the 3D tasks keep a constant rate)."""
+        return lr_factor(self.schedule, step, total)
 
     def augmentation(self, batch_size: int) -> Any:
         samples = batch_size if self.task != "classification" else 1

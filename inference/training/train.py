@@ -29,6 +29,7 @@ from inference.training.events import Event, EventSink, StepThrottle, epoch_even
 from inference.training.model_spec import card_from_template, new_card, training_metric
 from inference.training.sampling import CARD_KEY as SAMPLING_KEY
 from inference.training.sampling import Sampling
+from inference.training.schedule import CARD_KEY as SCHEDULE_KEY
 from inference.training.steps import TaskSteps
 from radlens_core.files import atomic_write_text
 from radlens_core.progress import CancelCheck
@@ -226,6 +227,7 @@ def train(opts: TrainOptions) -> TrainResult:
         "seed": opts.seed,
         "validation_cases": state["val_cases"],
         SAMPLING_KEY: sampling.to_card(),
+        SCHEDULE_KEY: steps.schedule,
     }
     if parent_state is not None and val_items and state["best_metric"] is None:
         _parent_is_the_bar(opts, steps, net, val_items, state, card, metric_name, out)
