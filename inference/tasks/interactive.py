@@ -1,9 +1,10 @@
 """The interactive (promptable) task: clicks, a box or a scribble and the previous mask in, one
-3D mask out. A patch around the prompts is sampled onto the model's fixed grid, the network
-sees (image, positive map, negative map, previous mask), and its answer replaces the previous
-mask inside the patch only (outside it the previous mask stays as it was).
+3D mask out. A patch around the prompts is sampled onto the model's fixed grid (see
+``interactive_grid``), the network sees (image, positive map, negative map, previous mask),
+and its answer replaces the previous mask inside the patch only (outside it the previous mask
+stays as it was); an answer reaching the patch's side is asked again on a wider patch.
 
-The geometry and the prompt encoding are plain numpy, shared with the training recipe
+The prompt encoding is plain numpy, shared with the training recipe
 (``demo_models.interactive``) so that the network is trained on exactly what it sees here."""
 
 from __future__ import annotations
@@ -16,9 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from inference.card_data import CardError
 from inference.nnunet import NnunetModel
 from inference.runtime import RunContext, Step, TaskOutput, forward
+from inference.tasks.interactive_grid import (
+    CHANNELS,
+    Patch,
+    PatchSpec,
+    mask_bbox,
+    paste,
+    place_patch,
+    sample,
+    touches_side,
+)
+from inference.tasks.interactive_intensity import FITTED
 from radlens_core.errors import UserError
 from radlens_core.results import LabelMap
 
@@ -26,12 +37,23 @@ from radlens_core.results import LabelMap
 MAX_POINTS = 4096
 #: What a box paints in the positive channel (a click paints 1.0).
 BOX_VALUE = 0.5
-#: Input channels a card may name: the image, RadLens's combined prompt maps ("positive":
-#: clicks 1, box 0.5, scribble 1), the previous mask, and nnInteractive's separate maps.
-CHANNELS = (
-    "image", "positive", "negative", "previous",
-    "box+", "box-", "points+", "points-", "scribble+", "scribble-",
-)  # fmt: skip
+__all__ = [
+    "CHANNELS",
+    "Patch",
+    "PatchSpec",
+    "PromptError",
+    "Prompts",
+    "box_map",
+    "click_map",
+    "encode",
+    "mask_bbox",
+    "normalise",
+    "paste",
+    "place_patch",
+    "predict_region",
+    "run_prompts",
+    "sample",
+]
 
 
 class PromptError(UserError, ValueError):
@@ -87,156 +109,6 @@ class Prompts:
         if (hi < lo).any():
             raise PromptError(f"the box lies outside the image of shape {shape}")
         return np.concatenate([lo, hi])
-
-
-@dataclass(frozen=True)
-class PatchSpec:
-    """How a card's patch is placed: model grid (z, y, x) voxels, the smallest side in mm,
-    the margin around what the prompts span, and the click radius in model voxels."""
-
-    shape: tuple[int, int, int]
-    min_extent_mm: float
-    margin: float
-    click_radius: float
-    #: the network's input channels, in order (see ``CHANNELS``)
-    channels: tuple[str, ...] = ("image", "positive", "negative", "previous")
-    #: "mm": an isotropic patch in millimetres; "voxels": the image's own voxels, zoomed out
-    #: by a whole factor when the prompts span more than the patch (nnInteractive's way)
-    grid: str = "mm"
-
-    @classmethod
-    def from_card(cls, inference: dict[str, Any], patch_xyz: Sequence[int] | None) -> PatchSpec:
-        block = inference.get("interactive", {})
-        if not isinstance(block, dict):
-            raise CardError("inference.interactive must be an object")
-        if not patch_xyz or len(patch_xyz) != 3:
-            raise CardError("an interactive model needs a 3D patch_size (its model grid)")
-
-        def number(key: str, default: float, lo: float, hi: float) -> float:
-            v = block.get(key, default)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
-                raise CardError(f"inference.interactive.{key} must be a number in [{lo}, {hi}]")
-            return float(v)
-
-        channels = block.get("channels", ["image", "positive", "negative", "previous"])
-        if (
-            not isinstance(channels, list)
-            or not 1 <= len(channels) <= 16
-            or any(c not in CHANNELS for c in channels)
-            or "image" not in channels
-        ):
-            raise CardError(
-                f"inference.interactive.channels must list the image and prompt channels, each"
-                f" one of {', '.join(CHANNELS)}"
-            )
-        grid = block.get("grid", "mm")
-        if grid not in ("mm", "voxels"):
-            raise CardError("inference.interactive.grid must be 'mm' or 'voxels'")
-        return cls(
-            shape=(int(patch_xyz[2]), int(patch_xyz[1]), int(patch_xyz[0])),
-            min_extent_mm=number("min_extent_mm", 96.0, 8.0, 1000.0),
-            margin=number("margin", 1.3, 1.0, 4.0),
-            click_radius=number("click_radius", 1.5, 0.5, 8.0),
-            channels=tuple(channels),
-            grid=grid,
-        )
-
-
-@dataclass(frozen=True)
-class Patch:
-    """Where the model grid lies in the image: voxel i of axis a is at image index
-    ``lo[a] + i * step[a]`` (continuous), for i in 0..shape[a]-1."""
-
-    lo: np.ndarray
-    step: np.ndarray
-    shape: tuple[int, int, int]
-
-    def axis(self, a: int) -> np.ndarray:
-        return self.lo[a] + np.arange(self.shape[a]) * self.step[a]
-
-    def to_model(self, pts: np.ndarray) -> np.ndarray:
-        return (pts - self.lo) / self.step
-
-    def region(self, image_shape: tuple[int, ...]) -> tuple[slice, slice, slice]:
-        """The image voxels the patch covers (clipped to the image)."""
-        hi = self.lo + (np.asarray(self.shape) - 1) * self.step
-        out = []
-        for a in range(3):
-            start = max(0, math.ceil(self.lo[a] - 1e-6))
-            stop = min(image_shape[a], math.floor(hi[a] + 1e-6) + 1)
-            out.append(slice(start, max(start, stop)))
-        return tuple(out)  # type: ignore[return-value]
-
-
-def place_patch(
-    spec: PatchSpec,
-    image_shape: tuple[int, ...],
-    spacing_zyx: Sequence[float],
-    pos: np.ndarray,
-    neg: np.ndarray,
-    box: np.ndarray | None,
-    previous: np.ndarray | None,
-) -> Patch:
-    """The patch around what the prompts span (positive points, the box, the previous mask's
-    bounding box; negative points only widen it), at least ``min_extent_mm`` per side and no
-    larger than the image; the model grid is isotropic in mm where the image allows."""
-    shape = np.asarray(image_shape, float)
-    sp = np.asarray(spacing_zyx, float)
-    parts = [pos, neg] + ([box.reshape(2, 3)] if box is not None else [])
-    bbox = mask_bbox(previous) if previous is not None else None
-    if bbox is not None:
-        parts.append(bbox)
-    pts = np.concatenate([p for p in parts if len(p)])
-    lo_i, hi_i = pts.min(axis=0), pts.max(axis=0)
-    centre = (lo_i + hi_i) / 2.0
-    extent_mm = (hi_i - lo_i + 1) * sp * spec.margin
-    side = max(float(extent_mm.max()), spec.min_extent_mm)
-    full_mm = shape * sp
-    ext = np.minimum(side, full_mm)  # per axis, mm
-    n = np.asarray(spec.shape, float)
-    step = np.maximum(ext / sp / n, 1e-3)  # image voxels per model voxel
-    if spec.grid == "voxels":  # the image's own voxels, zoomed out as a whole when needed
-        need = (hi_i - lo_i + 1) * spec.margin
-        step = np.full(3, max(1.0, float(np.ceil(np.max(need / n)))))
-    span = step * (n - 1)
-    lo = centre - span / 2.0
-    # Inside the image where it fits; centred on the image where it does not.
-    lo = np.where(span <= shape - 1, np.clip(lo, 0.0, shape - 1 - span), (shape - 1 - span) / 2)
-    return Patch(lo, step, tuple(int(v) for v in spec.shape))  # type: ignore[arg-type]
-
-
-def mask_bbox(mask: np.ndarray) -> np.ndarray | None:
-    """(2, 3) inclusive corners of ``mask``'s voxels, or None when empty: one pass over the
-    volume (its z profile), the rest on the slab it spans."""
-    zs = np.flatnonzero(mask.any(axis=(1, 2)))
-    if not len(zs):
-        return None
-    slab = mask[zs[0] : zs[-1] + 1]
-    ys = np.flatnonzero(slab.any(axis=(0, 2)))
-    xs = np.flatnonzero(slab.any(axis=(0, 1)))
-    return np.array([[zs[0], ys[0], xs[0]], [zs[-1], ys[-1], xs[-1]]], float)
-
-
-def sample(volume: np.ndarray, patch: Patch) -> np.ndarray:
-    """``volume`` trilinearly sampled on the patch's grid (float32, the patch's shape); the
-    image's edge value beyond it. Separable gathers: never a float copy of the volume."""
-    idx, wts = [], []
-    for a in range(3):
-        c = np.clip(patch.axis(a), 0, volume.shape[a] - 1)
-        i0 = np.floor(c).astype(np.intp)
-        i1 = np.minimum(i0 + 1, volume.shape[a] - 1)
-        idx.append((i0, i1))
-        wts.append((c - i0).astype(np.float32))
-    out = np.zeros(patch.shape, np.float32)
-    for bz in (0, 1):
-        wz = wts[0] if bz else 1 - wts[0]
-        for by in (0, 1):
-            wy = wts[1] if by else 1 - wts[1]
-            for bx in (0, 1):
-                wx = wts[2] if bx else 1 - wts[2]
-                g = volume[np.ix_(idx[0][bz], idx[1][by], idx[2][bx])].astype(np.float32)
-                out += g * wz[:, None, None] * wy[None, :, None] * wx[None, None, :]
-    return out
 
 
 def click_map(points: np.ndarray, patch: Patch, radius: float, value: float = 1.0) -> np.ndarray:
@@ -313,49 +185,6 @@ def encode(
     return np.stack([maps[c] for c in spec.channels]).astype(np.float32)
 
 
-def paste(
-    logits: Any, patch: Patch, image_shape: tuple[int, ...], chunk: int = 16
-) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-    """(region, bool mask there): the patch's logits (torch (D, H, W), CPU) interpolated back
-    onto the image voxels it covers (trilinear, as ``sample`` went), > 0."""
-    import torch
-
-    region = patch.region(image_shape)
-    coords = [
-        torch.as_tensor(
-            np.clip(
-                (np.arange(s.start, s.stop) - patch.lo[a]) / patch.step[a], 0, patch.shape[a] - 1
-            )
-        )
-        for a, s in enumerate(region)
-    ]
-
-    def weights(c: Any, n: int) -> Any:  # (len(c), n) linear-interpolation matrix
-        i0 = c.floor().long().clamp(0, n - 1)
-        i1 = (i0 + 1).clamp(max=n - 1)
-        w = (c - i0).float()
-        m = torch.zeros(len(c), n)
-        m[torch.arange(len(c)), i0] += 1 - w
-        m[torch.arange(len(c)), i1] += w
-        return m
-
-    p = logits.float()
-    wx, wy = weights(coords[2], patch.shape[2]), weights(coords[1], patch.shape[1])
-    p = torch.einsum("dhw,xw->dhx", p, wx)
-    p = torch.einsum("dhx,yh->dyx", p, wy)
-    cz = coords[0]
-    z0 = cz.floor().long().clamp(0, patch.shape[0] - 1)
-    z1 = (z0 + 1).clamp(max=patch.shape[0] - 1)
-    wz = (cz - z0).float()
-    out = np.zeros(tuple(s.stop - s.start for s in region), bool)
-    for s in range(0, len(cz), chunk):
-        e = min(s + chunk, len(cz))
-        w = wz[s:e, None, None]
-        vals = p[z0[s:e]] * (1 - w) + p[z1[s:e]] * w
-        out[s:e] = (vals > 0).numpy()
-    return region, out
-
-
 def normalise(values: np.ndarray, steps: list[dict[str, Any]]) -> np.ndarray:
     """The card's intensity steps (clip_scale or zscore) on the sampled patch."""
     import torch
@@ -412,23 +241,40 @@ def predict_region(
     box = prompts.checked_box(shape)
     if not len(pos) and box is None:
         raise PromptError("give at least one positive click, a box or a scribble of the structure")
+    bbox = mask_bbox(previous) if previous is not None else None
     t = time.perf_counter()
-    ctx.report(0.05, "sampling the patch")
-    patch = place_patch(spec, shape, spacing_zyx, pos, neg, box, previous)
-    img = normalise(sample(image, patch), card.preprocessing.get("steps", []))
-    x = encode(img, patch, spec, pos, neg, box, previous)
-    ctx.timings["preprocess"] = time.perf_counter() - t
-    ctx.check_cancel()
-    t = time.perf_counter()
-    ctx.report(0.3, "running the model")
-    logits = predict_patch(ctx, x)
-    ctx.timings["inference"] = time.perf_counter() - t
-    ctx.check_cancel()
-    t = time.perf_counter()
-    ctx.report(0.8, "mapping the mask back")
-    region, inside = paste(logits, patch, shape)
-    ctx.timings["postprocess"] = time.perf_counter() - t
-    return RegionAnswer(region, inside)
+    model_key = f"{card.id}@{card.version}:{card.path}"
+    fitted = FITTED.get(image, model_key, card.preprocessing.get("steps", []))
+    ctx.timings["fit_intensity"] = time.perf_counter() - t
+    for stage in ("preprocess", "inference", "postprocess"):
+        ctx.timings[stage] = 0.0
+    zoom, answer = 1.0, None
+    for attempt in range(spec.zoom_out + 1):
+        t = time.perf_counter()
+        ctx.report(0.05 + 0.9 * attempt / (spec.zoom_out + 1), "sampling the patch")
+        patch = place_patch(spec, shape, spacing_zyx, pos, neg, box, previous, zoom, bbox)
+        if answer is not None and patch.region(shape) == answer.region:
+            break  # the patch is the whole image already
+        img = fitted.apply(sample(image, patch))
+        x = encode(img, patch, spec, pos, neg, box, previous)
+        ctx.timings["preprocess"] += time.perf_counter() - t
+        ctx.check_cancel()
+        t = time.perf_counter()
+        ctx.report(0.3, "running the model")
+        logits = predict_patch(ctx, x).numpy()
+        ctx.timings["inference"] += time.perf_counter() - t
+        ctx.check_cancel()
+        t = time.perf_counter()
+        ctx.report(0.8, "mapping the mask back")
+        answer = RegionAnswer(*paste(logits, patch, shape))
+        ctx.timings["postprocess"] += time.perf_counter() - t
+        # The answer reaches a side of the patch inside the image: the structure goes on
+        # beyond it; a patch twice as wide sees it whole (nnInteractive's auto-zoom).
+        if not touches_side(answer.inside, answer.region, shape):
+            break
+        zoom *= 2.0
+    assert answer is not None
+    return answer
 
 
 def run_prompts(
