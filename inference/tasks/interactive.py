@@ -64,38 +64,53 @@ class PromptError(UserError, ValueError):
 class Prompts:
     """What the user said, in the image's (z, y, x) voxel indices.
 
-    ``box``: (z0, y0, x0, z1, y1, x1) inclusive corners; ``scribble``: an int8 array of the
-    image's shape, 1 where the user drew the structure, -1 where they drew background."""
+    ``box``: (z0, y0, x0, z1, y1, x1) inclusive corners; a scribble either as voxel lists
+    (``scribble_positive``: drawn on the structure, ``scribble_negative``: on background; what
+    the Prompt tool sends) or as an int8 array of the image's shape (1 structure, -1
+    background)."""
 
     positive: tuple[tuple[float, float, float], ...] = ()
     negative: tuple[tuple[float, float, float], ...] = ()
     box: tuple[float, float, float, float, float, float] | None = None
     scribble: np.ndarray | None = None
+    scribble_positive: tuple[tuple[float, float, float], ...] = ()
+    scribble_negative: tuple[tuple[float, float, float], ...] = ()
 
-    def points(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """(positive (N, 3), negative (M, 3)) float points, the scribble's thinned in; checked
-        against ``shape``."""
-        pos = [np.asarray(self.positive, float).reshape(-1, 3)]
-        neg = [np.asarray(self.negative, float).reshape(-1, 3)]
+    def clicks(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(positive (N, 3), negative (M, 3)) clicks, checked against ``shape``."""
+        out = (
+            np.asarray(self.positive, float).reshape(-1, 3),
+            np.asarray(self.negative, float).reshape(-1, 3),
+        )
+        _inside(out, shape)
+        return out
+
+    def scribbles(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(positive, negative) scribble voxels, each thinned to ``MAX_POINTS // 2``."""
+        pos = [np.asarray(self.scribble_positive, float).reshape(-1, 3)]
+        neg = [np.asarray(self.scribble_negative, float).reshape(-1, 3)]
         if self.scribble is not None:
             s = np.asarray(self.scribble)
             if s.shape != tuple(shape):
                 raise PromptError(f"the scribble has shape {s.shape}; the image has {tuple(shape)}")
-            for sign, out in ((1, pos), (-1, neg)):
-                idx = np.argwhere(s == sign).astype(float)
-                if len(idx) > MAX_POINTS // 2:
-                    idx = idx[:: math.ceil(len(idx) / (MAX_POINTS // 2))]
-                out.append(idx)
-        p, n = np.concatenate(pos), np.concatenate(neg)
+            pos.append(np.argwhere(s == 1).astype(float))
+            neg.append(np.argwhere(s == -1).astype(float))
+        out = []
+        for parts in (pos, neg):
+            idx = np.concatenate(parts)
+            if len(idx) > MAX_POINTS // 2:
+                idx = idx[:: math.ceil(len(idx) / (MAX_POINTS // 2))]
+            out.append(idx)
+        _inside(out, shape)
+        return out[0], out[1]
+
+    def points(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """(positive (N, 3), negative (M, 3)) float points: the clicks and the scribble's
+        thinned voxels; checked against ``shape``."""
+        (p, n), (sp, sn) = self.clicks(shape), self.scribbles(shape)
+        p, n = np.concatenate([p, sp]), np.concatenate([n, sn])
         if len(p) + len(n) > MAX_POINTS:
             raise PromptError(f"{len(p) + len(n)} prompt points; at most {MAX_POINTS} are taken")
-        for pts in (p, n):
-            if len(pts) and (
-                not np.isfinite(pts).all()
-                or (pts < -0.5).any()
-                or (pts > np.asarray(shape) - 0.5).any()
-            ):
-                raise PromptError(f"a prompt point lies outside the image of shape {shape}")
         return p, n
 
     def checked_box(self, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -109,6 +124,16 @@ class Prompts:
         if (hi < lo).any():
             raise PromptError(f"the box lies outside the image of shape {shape}")
         return np.concatenate([lo, hi])
+
+
+def _inside(points: Sequence[np.ndarray], shape: tuple[int, ...]) -> None:
+    for pts in points:
+        if len(pts) and (
+            not np.isfinite(pts).all()
+            or (pts < -0.5).any()
+            or (pts > np.asarray(shape) - 0.5).any()
+        ):
+            raise PromptError(f"a prompt point lies outside the image of shape {shape}")
 
 
 def click_map(points: np.ndarray, patch: Patch, radius: float, value: float = 1.0) -> np.ndarray:
@@ -153,18 +178,20 @@ def encode(
     scribble: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """The network's input (len(spec.channels), *patch.shape) in the card's channel order.
-    RadLens's layout: normalised image, positive map (clicks 1, box 0.5), negative map,
-    previous mask; nnInteractive's: the image, then previous mask, box +/-, points +/-,
-    scribble +/- (the scribble's points; with no separate scribble they count as points)."""
+    ``pos``/``neg`` are the clicks, ``scribble`` the (positive, negative) scribble voxels.
+    RadLens's layout: normalised image, positive map (clicks and scribble 1, box 0.5),
+    negative map (clicks and scribble), previous mask; nnInteractive's: the image, then
+    previous mask, box +/-, points +/- (the clicks), scribble +/- (the scribble's voxels)."""
     maps: dict[str, np.ndarray] = {"image": image_norm}
     empty = np.zeros(patch.shape, np.float32)
     want = set(spec.channels)
+    sp, sn = scribble if scribble is not None else (np.zeros((0, 3)), np.zeros((0, 3)))
     if "positive" in want:
-        pmap = click_map(pos, patch, spec.click_radius)
+        pmap = click_map(np.concatenate([pos, sp]), patch, spec.click_radius)
         box_map(box, patch, pmap)
         maps["positive"] = pmap
     if "negative" in want:
-        maps["negative"] = click_map(neg, patch, spec.click_radius)
+        maps["negative"] = click_map(np.concatenate([neg, sn]), patch, spec.click_radius)
     if "previous" in want:
         maps["previous"] = (
             sample(previous.view(np.uint8) if previous.dtype == bool else previous, patch)
@@ -177,7 +204,6 @@ def encode(
             box_map(box, patch, bmap)
             bmap[bmap > 0] = 1.0
         maps["box+"], maps["box-"] = bmap, empty
-        sp, sn = scribble if scribble is not None else (np.zeros((0, 3)), np.zeros((0, 3)))
         maps["points+"] = click_map(pos, patch, spec.click_radius)
         maps["points-"] = click_map(neg, patch, spec.click_radius)
         maps["scribble+"] = click_map(sp, patch, spec.click_radius)
@@ -237,9 +263,12 @@ def predict_region(
     shape = tuple(int(s) for s in image.shape)
     if previous is not None and previous.shape != shape:
         raise PromptError(f"the previous mask has shape {previous.shape}; the image has {shape}")
-    pos, neg = prompts.points(shape)
+    pos, neg = prompts.clicks(shape)
+    scribble = prompts.scribbles(shape)
+    if len(pos) + len(neg) + len(scribble[0]) + len(scribble[1]) > MAX_POINTS:
+        raise PromptError(f"more than {MAX_POINTS} prompt points; at most that many are taken")
     box = prompts.checked_box(shape)
-    if not len(pos) and box is None:
+    if not len(pos) and not len(scribble[0]) and box is None:
         raise PromptError("give at least one positive click, a box or a scribble of the structure")
     bbox = mask_bbox(previous) if previous is not None else None
     t = time.perf_counter()
@@ -252,11 +281,14 @@ def predict_region(
     for attempt in range(spec.zoom_out + 1):
         t = time.perf_counter()
         ctx.report(0.05 + 0.9 * attempt / (spec.zoom_out + 1), "sampling the patch")
-        patch = place_patch(spec, shape, spacing_zyx, pos, neg, box, previous, zoom, bbox)
+        patch = place_patch(
+            spec, shape, spacing_zyx, np.concatenate([pos, scribble[0]]),
+            np.concatenate([neg, scribble[1]]), box, previous, zoom, bbox,
+        )  # fmt: skip
         if answer is not None and patch.region(shape) == answer.region:
             break  # the patch is the whole image already
         img = fitted.apply(sample(image, patch))
-        x = encode(img, patch, spec, pos, neg, box, previous)
+        x = encode(img, patch, spec, pos, neg, box, previous, scribble)
         ctx.timings["preprocess"] += time.perf_counter() - t
         ctx.check_cancel()
         t = time.perf_counter()
