@@ -347,7 +347,7 @@ def test_region_answer_is_the_full_answer_where_the_patch_lies(package: ModelCar
 def test_paste_is_trilinear_interpolation_of_the_logits_thresholded_at_zero():
     from scipy import ndimage
 
-    from inference.tasks.interactive_grid import Patch, paste
+    from inference.tasks.interactive.grid import Patch, paste
 
     rng = np.random.default_rng(0)
     logits = ndimage.gaussian_filter(rng.normal(size=(12, 14, 10)), 1.5).astype(np.float32)
@@ -365,7 +365,7 @@ def test_paste_is_trilinear_interpolation_of_the_logits_thresholded_at_zero():
 
 
 def test_zscore_is_fitted_on_the_whole_image_once_not_per_patch():
-    from inference.tasks.interactive_intensity import FittedCache
+    from inference.tasks.interactive.intensity import FittedCache
 
     img = np.zeros((20, 30, 30), np.int16)
     img[:, :, 15:] = 1000

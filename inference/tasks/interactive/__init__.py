@@ -1,6 +1,6 @@
 """The interactive (promptable) task: clicks, a box or a scribble and the previous mask in, one
 3D mask out. A patch around the prompts is sampled onto the model's fixed grid (see
-``interactive_grid``), the network sees (image, positive map, negative map, previous mask),
+``.grid``), the network sees (image, positive map, negative map, previous mask),
 and its answer replaces the previous mask inside the patch only (outside it the previous mask
 stays as it was); an answer reaching the patch's side is asked again on a wider patch.
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from inference.nnunet import NnunetModel
 from inference.runtime import RunContext, Step, TaskOutput, forward
-from inference.tasks.interactive_grid import (
+from inference.tasks.interactive.grid import (
     CHANNELS,
     Patch,
     PatchSpec,
@@ -29,7 +29,7 @@ from inference.tasks.interactive_grid import (
     sample,
     touches_side,
 )
-from inference.tasks.interactive_intensity import FITTED
+from inference.tasks.interactive.intensity import FITTED
 from radlens_core.errors import UserError
 from radlens_core.results import LabelMap
 
