@@ -412,3 +412,48 @@ def test_an_answer_reaching_the_patch_side_is_asked_again_on_a_wider_patch(tmp_p
     card = save_package(tmp_path / "nozoom", data, net)
     one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, Prompts(((20, 40, 40),)))
     assert len(seen) == 1 and max(s.stop - s.start for s in one.region) <= 21
+
+
+def test_with_focus_a_click_changes_only_what_connects_to_it(tmp_path, monkeypatch):
+    import torch
+
+    from inference.interactive import refine_region
+    from inference.networks import build_network
+    from inference.weights import save_package
+
+    img = np.zeros((20, 40, 40), np.int16)
+    previous = np.zeros(img.shape, bool)
+    previous[8:12, 5:12, 5:12] = True  # a part the answer drops (far from the click)
+    previous[8:12, 20:26, 20:26] = True  # the part the click extends
+
+    def answer(ctx, x):  # the model's answer: the clicked part grown, the far part gone
+        prev = torch.from_numpy(x[3].copy())
+        out = -torch.ones(prev.shape)
+        out[prev > 0.5] = 1.0
+        ys = torch.arange(prev.shape[1])
+        out[:, (ys < prev.shape[1] // 3)] = -1.0  # the far part (low y) is dropped
+        near = prev.nonzero().float().mean(0).round().long()
+        z, y, xx = near.tolist()
+        out[max(z - 3, 0) : z + 4, y : y + 6, xx : xx + 6] = 1.0  # grown beside the click
+        return out
+
+    monkeypatch.setattr(task, "predict_patch", answer)
+    net = build_network(_card()["network"]["architecture"], _card()["network"]["kwargs"])
+    results = {}
+    for focus in (False, True):
+        data = _card()
+        data["inference"]["interactive"] = {
+            "min_extent_mm": 40, "margin": 1.2, "click_radius": 1.5, "focus": focus,
+        }  # fmt: skip
+        clear_cache()
+        card = save_package(tmp_path / str(focus), data, net)
+        prompts = Prompts(positive=((10, 23, 23), (10, 26, 26)), focus=(10, 26, 26))
+        one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, prompts, previous)
+        full = previous.copy()
+        full[one.region] = one.mask
+        results[focus] = full
+    # Without focus the far part is gone; with it only the change at the click is taken.
+    assert not results[False][8:12, 5:12, 5:12].any()
+    assert results[True][8:12, 5:12, 5:12].all()
+    grown = results[False] & ~previous
+    assert grown.any() and np.array_equal(results[True] & ~previous, grown)

@@ -14,6 +14,7 @@ Run: PYTHONPATH=. python -m tests.benchmarks.prompt_quality [--quick] [--clicks 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -47,7 +48,7 @@ def run_clicks(engine, card, image, spacing, truth, clicks: int) -> list[float]:
             continue
         (pos if click.positive else neg).append(click.zyx)
         if pos:
-            prompts = Prompts(tuple(pos), tuple(neg))  # type: ignore[arg-type]
+            prompts = Prompts(tuple(pos), tuple(neg), focus=click.zyx)  # type: ignore[arg-type]
             res = segment_with_prompts(engine, image, spacing, "CT", card, prompts, previous=pred)
             pred = mask_of(res)
         scores.append(dice(pred, truth))
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true", help="click-to-segment beside it")
     parser.add_argument("--model", default=MODEL, help="another installed model's id")
     parser.add_argument("--package", help="a model package folder (a candidate, not installed)")
+    parser.add_argument(
+        "--focus", choices=("card", "on", "off"), default="card",
+        help="keep only the changes connected to the newest click (default: as the card says)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     shape = (48, 96, 96) if args.quick else (100, 256, 256)
     seeds = HELD_OUT_SEEDS[:1] if args.quick else HELD_OUT_SEEDS
@@ -80,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         verify_files(card)
     else:
         card = find_model(args.model)
+    if args.focus != "card":
+        block = {**card.inference.get("interactive", {}), "focus": args.focus == "on"}
+        card = dataclasses.replace(card, inference={**card.inference, "interactive": block})
     engine = Engine(device="cpu", num_threads=args.threads)
     rows: dict[str, list[list[float]]] = {}
     grown: dict[str, list[list[float]]] = {}
@@ -101,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                     segment_quality.run_click_to_segment(image, spacing, truth)
                 )
     print(
-        f"{card.id}: phantoms {list(seeds)} at {shape} (z, y, x); up to {args.clicks} clicks;"
+        f"{card.id} (focus {args.focus}): phantoms {list(seeds)} at {shape} (z, y, x); up to"
+        f" {args.clicks} clicks;"
         f" {np.mean(per_click):.2f} s per click on average (CPU, {args.threads} threads).\n"
     )
     print(

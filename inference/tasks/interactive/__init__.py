@@ -23,6 +23,7 @@ from inference.tasks.interactive.grid import (
     CHANNELS,
     Patch,
     PatchSpec,
+    focus_cells,
     mask_bbox,
     paste,
     place_patch,
@@ -75,6 +76,9 @@ class Prompts:
     scribble: np.ndarray | None = None
     scribble_positive: tuple[tuple[float, float, float], ...] = ()
     scribble_negative: tuple[tuple[float, float, float], ...] = ()
+    #: the newest click (image indices): a card with ``focus`` keeps only the changes
+    #: connected to it; None (a box, a scribble, the first prompt) changes the whole patch
+    focus: tuple[float, float, float] | None = None
 
     def clicks(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(positive (N, 3), negative (M, 3)) clicks, checked against ``shape``."""
@@ -277,7 +281,7 @@ def predict_region(
     ctx.timings["fit_intensity"] = time.perf_counter() - t
     for stage in ("preprocess", "inference", "postprocess"):
         ctx.timings[stage] = 0.0
-    zoom, answer = 1.0, None
+    zoom, answer, used = 1.0, None, None
     for attempt in range(spec.zoom_out + 1):
         t = time.perf_counter()
         ctx.report(0.05 + 0.9 * attempt / (spec.zoom_out + 1), "sampling the patch")
@@ -298,14 +302,24 @@ def predict_region(
         ctx.check_cancel()
         t = time.perf_counter()
         ctx.report(0.8, "mapping the mask back")
-        answer = RegionAnswer(*paste(logits, patch, shape))
+        answer, used = RegionAnswer(*paste(logits, patch, shape)), (patch, logits)
         ctx.timings["postprocess"] += time.perf_counter() - t
         # The answer reaches a side of the patch inside the image: the structure goes on
         # beyond it; a patch twice as wide sees it whole (nnInteractive's auto-zoom).
         if not touches_side(answer.inside, answer.region, shape):
             break
         zoom *= 2.0
-    assert answer is not None
+    assert answer is not None and used is not None
+    if spec.focus and prompts.focus is not None and bbox is not None and previous is not None:
+        # Only the changes connected to the newest click: the rest keeps its earlier answer.
+        t = time.perf_counter()
+        patch, logits = used
+        before = sample(previous.view(np.uint8), patch) >= 0.5
+        cells = focus_cells(logits, before, patch, np.asarray(prompts.focus, float))
+        region, may_change = paste(cells, patch, shape)
+        inside = np.where(may_change, answer.inside, previous[region])
+        answer = RegionAnswer(region, inside)
+        ctx.timings["postprocess"] += time.perf_counter() - t
     return answer
 
 

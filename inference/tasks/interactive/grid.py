@@ -39,6 +39,9 @@ class PatchSpec:
     #: times the patch may be doubled (and the model run again) when the answer reaches a
     #: side of the patch that is not the image's edge: the structure goes on beyond it
     zoom_out: int = 0
+    #: keep only the changes connected to the newest click (FocalClick's local refinement):
+    #: a click corrects the error it is on and never moves the rest of the mask
+    focus: bool = False
 
     @classmethod
     def from_card(cls, inference: dict[str, Any], patch_xyz: Sequence[int] | None) -> PatchSpec:
@@ -76,7 +79,15 @@ class PatchSpec:
             channels=tuple(channels),
             grid=grid,
             zoom_out=int(number("zoom_out", 0, 0, 4)),
+            focus=_flag(block, "focus"),
         )
+
+
+def _flag(block: dict[str, Any], key: str) -> bool:
+    v = block.get(key, False)
+    if not isinstance(v, bool):
+        raise CardError(f"inference.interactive.{key} must be true or false")
+    return v
 
 
 @dataclass(frozen=True)
@@ -232,3 +243,27 @@ def touches_side(inside: np.ndarray, region: Any, image_shape: tuple[int, ...]) 
             if not at_edge and np.take(inside, end, axis=a).any():
                 return True
     return False
+
+
+def focus_cells(
+    logits: np.ndarray, before: np.ndarray, patch: Patch, focus: np.ndarray, radius: float = 2.0
+) -> np.ndarray:
+    """+1 on the model cells the answer may change, -1 elsewhere (a field for ``paste``): the
+    connected changes (answer vs ``before``, the previous mask on the model grid) that reach
+    within ``radius`` model voxels of ``focus`` (image indices, the newest click), one cell
+    wider so that the interpolated border between a change and the rest is its own."""
+    from scipy import ndimage
+
+    changed = (np.asarray(logits) > 0) != before
+    labels, n = ndimage.label(changed)
+    field = np.full(patch.shape, -1.0, np.float32)
+    if n == 0:
+        return field
+    m = patch.to_model(np.asarray(focus, float))
+    r = int(math.ceil(radius))
+    lo = [max(0, int(round(m[a])) - r) for a in range(3)]
+    hi = [min(patch.shape[a], int(round(m[a])) + r + 1) for a in range(3)]
+    near = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    keep = np.isin(labels, np.unique(near[near > 0]))
+    field[ndimage.binary_dilation(keep)] = 1.0
+    return field

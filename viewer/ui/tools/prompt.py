@@ -44,6 +44,9 @@ class PromptState:
     box: tuple[float, float, float, float, float, float] | None = None
     scribble_positive: list[Voxel] = field(default_factory=list)
     scribble_negative: list[Voxel] = field(default_factory=list)
+    #: the newest click (a model with "focus" keeps only the changes connected to it);
+    #: None after a box or a scribble, which may change the whole patch
+    focus: Voxel | None = None
 
     @property
     def count(self) -> int:
@@ -160,11 +163,13 @@ class PromptTool(Tool):
             voxels = stroke_voxels(path, self.ctx.sink.label_array().shape)
             target = state.scribble_negative if negative else state.scribble_positive
             target.extend(voxels)
+            state.focus = None
         elif dragged:
-            state.box = self._box(start, ev)
+            state.box, state.focus = self._box(start, ev), None
         else:
             target = state.negative if negative else state.positive  # type: ignore[assignment]
-            target.append(tuple(float(v) for v in ev.zyx))  # type: ignore[arg-type]
+            state.focus = tuple(float(v) for v in ev.zyx)  # type: ignore[assignment]
+            target.append(state.focus)  # type: ignore[arg-type]
         self.submit()
         return True
 
@@ -222,6 +227,7 @@ class PromptTool(Tool):
             state.box,
             scribble_positive=tuple(state.scribble_positive),
             scribble_negative=tuple(state.scribble_negative),
+            focus=state.focus,
         )
         image, spacing, label = ctx.hu, ctx.spacing_zyx, state.label
         modality, model_id = ctx.modality, ctx.prompt_model
