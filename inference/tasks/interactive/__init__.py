@@ -281,39 +281,39 @@ def predict_region(
     ctx.timings["fit_intensity"] = time.perf_counter() - t
     for stage in ("preprocess", "inference", "postprocess"):
         ctx.timings[stage] = 0.0
-    zoom, answer, used = 1.0, None, None
+    zoom, used = 1.0, None
     for attempt in range(spec.zoom_out + 1):
         t = time.perf_counter()
-        ctx.report(0.05 + 0.9 * attempt / (spec.zoom_out + 1), "sampling the patch")
+        ctx.report(0.05 + 0.7 * attempt / (spec.zoom_out + 1), "sampling the patch")
         patch = place_patch(
             spec, shape, spacing_zyx, np.concatenate([pos, scribble[0]]),
             np.concatenate([neg, scribble[1]]), box, previous, zoom, bbox,
         )  # fmt: skip
-        if answer is not None and patch.region(shape) == answer.region:
+        if used is not None and patch.region(shape) == used[0].region(shape):
             break  # the patch is the whole image already
         img = fitted.apply(sample(image, patch))
         x = encode(img, patch, spec, pos, neg, box, previous, scribble)
         ctx.timings["preprocess"] += time.perf_counter() - t
         ctx.check_cancel()
         t = time.perf_counter()
-        ctx.report(0.3, "running the model")
-        logits = predict_patch(ctx, x).numpy()
+        ctx.report(0.1 + 0.7 * attempt / (spec.zoom_out + 1), "running the model")
+        used = (patch, predict_patch(ctx, x).numpy())
         ctx.timings["inference"] += time.perf_counter() - t
         ctx.check_cancel()
-        t = time.perf_counter()
-        ctx.report(0.8, "mapping the mask back")
-        answer, used = RegionAnswer(*paste(logits, patch, shape)), (patch, logits)
-        ctx.timings["postprocess"] += time.perf_counter() - t
         # The answer reaches a side of the patch inside the image: the structure goes on
         # beyond it; a patch twice as wide sees it whole (nnInteractive's auto-zoom).
-        if not touches_side(answer.inside, answer.region, shape):
+        if not touches_side(used[1], patch, shape):
             break
         zoom *= 2.0
-    assert answer is not None and used is not None
+    assert used is not None
+    t = time.perf_counter()
+    ctx.report(0.85, "mapping the mask back")
+    patch, logits = used
+    answer = RegionAnswer(*paste(logits, patch, shape))
+    ctx.timings["postprocess"] += time.perf_counter() - t
     if spec.focus and prompts.focus is not None and bbox is not None and previous is not None:
         # Only the changes connected to the newest click: the rest keeps its earlier answer.
         t = time.perf_counter()
-        patch, logits = used
         before = sample(previous.view(np.uint8), patch) >= 0.5
         cells = focus_cells(logits, before, patch, np.asarray(prompts.focus, float))
         region, may_change = paste(cells, patch, shape)

@@ -234,13 +234,14 @@ def paste(logits: np.ndarray, patch: Patch, image_shape: tuple[int, ...]) -> tup
     return region, out
 
 
-def touches_side(inside: np.ndarray, region: Any, image_shape: tuple[int, ...]) -> bool:
-    """Whether the answer reaches a side of its region that is not the image's edge (the
-    structure may go on beyond the patch)."""
+def touches_side(logits: np.ndarray, patch: Patch, image_shape: tuple[int, ...]) -> bool:
+    """Whether the answer (logits on the model grid, > 0) reaches a side of the patch that
+    is not the image's edge: the structure may go on beyond the patch."""
+    positive = np.asarray(logits) > 0
     for a in range(3):
-        s = region[a]
-        for end, at_edge in ((0, s.start == 0), (-1, s.stop == image_shape[a])):
-            if not at_edge and np.take(inside, end, axis=a).any():
+        far = patch.lo[a] + (patch.shape[a] - 1) * patch.step[a]
+        for end, inside in ((0, patch.lo[a] > 0.5), (-1, far < image_shape[a] - 1.5)):
+            if inside and np.take(positive, end, axis=a).any():
                 return True
     return False
 
