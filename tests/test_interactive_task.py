@@ -414,7 +414,7 @@ def test_an_answer_reaching_the_patch_side_is_asked_again_on_a_wider_patch(tmp_p
     assert len(seen) == 1 and max(s.stop - s.start for s in one.region) <= 21
 
 
-def test_with_focus_a_click_changes_only_what_connects_to_it(tmp_path, monkeypatch):
+def test_with_focus_a_click_only_adds_or_removes_what_connects_to_it(tmp_path, monkeypatch):
     import torch
 
     from inference.interactive import refine_region
@@ -457,3 +457,10 @@ def test_with_focus_a_click_changes_only_what_connects_to_it(tmp_path, monkeypat
     assert results[True][8:12, 5:12, 5:12].all()
     grown = results[False] & ~previous
     assert grown.any() and np.array_equal(results[True] & ~previous, grown)
+    # A negative click on the far part: only what it removes there, nothing added.
+    prompts = Prompts(positive=((10, 23, 23),), negative=((10, 8, 8),), focus=(10, 8, 8))
+    one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, prompts, previous)
+    full = previous.copy()
+    full[one.region] = one.mask
+    assert not full[8:12, 5:12, 5:12].any()
+    assert np.array_equal(full[:, 15:, 15:], previous[:, 15:, 15:])

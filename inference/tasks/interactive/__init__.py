@@ -76,8 +76,9 @@ class Prompts:
     scribble: np.ndarray | None = None
     scribble_positive: tuple[tuple[float, float, float], ...] = ()
     scribble_negative: tuple[tuple[float, float, float], ...] = ()
-    #: the newest click (image indices): a card with ``focus`` keeps only the changes
-    #: connected to it; None (a box, a scribble, the first prompt) changes the whole patch
+    #: the newest click (image indices; negative when it is among ``negative``): a card with
+    #: ``focus`` keeps only what it asked for (added voxels, or removed ones) connected to
+    #: it; None (a box, a scribble) changes the whole patch
     focus: tuple[float, float, float] | None = None
 
     def clicks(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -301,8 +302,9 @@ def predict_region(
         ctx.timings["inference"] += time.perf_counter() - t
         ctx.check_cancel()
         # The answer reaches a side of the patch inside the image: the structure goes on
-        # beyond it; a patch twice as wide sees it whole (nnInteractive's auto-zoom).
-        if not touches_side(used[1], patch, shape):
+        # beyond it; a patch twice as wide sees it whole (nnInteractive's auto-zoom). With a
+        # previous mask the patch spans it already: no zoom (a spill would grow the patch).
+        if bbox is not None or not touches_side(used[1], patch, shape):
             break
         zoom *= 2.0
     assert used is not None
@@ -315,9 +317,13 @@ def predict_region(
         # Only the changes connected to the newest click: the rest keeps its earlier answer.
         t = time.perf_counter()
         before = sample(previous.view(np.uint8), patch) >= 0.5
-        cells = focus_cells(logits, before, patch, np.asarray(prompts.focus, float))
+        positive = tuple(prompts.focus) not in {tuple(v) for v in prompts.negative}
+        cells = focus_cells(logits, before, patch, np.asarray(prompts.focus, float), positive)
         region, may_change = paste(cells, patch, shape)
-        inside = np.where(may_change, answer.inside, previous[region])
+        kept = previous[region]
+        # A positive click only adds, a negative one only removes, where its change reaches.
+        took = answer.inside | kept if positive else answer.inside & kept
+        inside = np.where(may_change, took, kept)
         answer = RegionAnswer(region, inside)
         ctx.timings["postprocess"] += time.perf_counter() - t
     return answer

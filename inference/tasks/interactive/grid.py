@@ -39,7 +39,8 @@ class PatchSpec:
     #: times the patch may be doubled (and the model run again) when the answer reaches a
     #: side of the patch that is not the image's edge: the structure goes on beyond it
     zoom_out: int = 0
-    #: keep only the changes connected to the newest click (FocalClick's local refinement):
+    #: keep only the change the newest click asked for (added voxels for a positive click,
+    #: removed ones for a negative click) connected to it (FocalClick's local refinement):
     #: a click corrects the error it is on and never moves the rest of the mask
     focus: bool = False
 
@@ -247,15 +248,22 @@ def touches_side(logits: np.ndarray, patch: Patch, image_shape: tuple[int, ...])
 
 
 def focus_cells(
-    logits: np.ndarray, before: np.ndarray, patch: Patch, focus: np.ndarray, radius: float = 2.0
+    logits: np.ndarray,
+    before: np.ndarray,
+    patch: Patch,
+    focus: np.ndarray,
+    positive: bool,
+    radius: float = 2.0,
 ) -> np.ndarray:
-    """+1 on the model cells the answer may change, -1 elsewhere (a field for ``paste``): the
-    connected changes (answer vs ``before``, the previous mask on the model grid) that reach
-    within ``radius`` model voxels of ``focus`` (image indices, the newest click), one cell
-    wider so that the interpolated border between a change and the rest is its own."""
+    """+1 on the model cells the answer may change, -1 elsewhere (a field for ``paste``): what
+    the newest click asked for -- voxels added for a positive click, removed for a negative
+    one (answer vs ``before``, the previous mask on the model grid) -- where that change is
+    connected to within ``radius`` model voxels of ``focus`` (image indices), one cell wider
+    so that the interpolated border between the change and the rest is its own."""
     from scipy import ndimage
 
-    changed = (np.asarray(logits) > 0) != before
+    answer = np.asarray(logits) > 0
+    changed = answer & ~before if positive else before & ~answer
     labels, n = ndimage.label(changed)
     field = np.full(patch.shape, -1.0, np.float32)
     if n == 0:
