@@ -362,6 +362,16 @@ def test_paste_is_trilinear_interpolation_of_the_logits_thresholded_at_zero():
     expected = ndimage.map_coordinates(logits.astype(np.float64), coords, order=1) > 0
     assert mask.any() and not mask.all()
     assert np.array_equal(mask, expected)
+    # Within a few cells: the same answer there, on a smaller region around them.
+    cells = np.zeros(logits.shape, bool)
+    cells[4:6, 3:5, 2:4] = True
+    sub, part = paste(logits, patch, (30, 40, 20), within=cells)
+    assert all(s.start >= r.start and s.stop <= r.stop for s, r in zip(sub, region, strict=True))
+    assert part.size < mask.size // 4
+    inner = tuple(
+        slice(s.start - r.start, s.stop - r.start) for s, r in zip(sub, region, strict=True)
+    )
+    assert np.array_equal(part, mask[inner])
 
 
 def test_zscore_is_fitted_on_the_whole_image_once_not_per_patch():

@@ -23,6 +23,7 @@ from inference.tasks.interactive.grid import (
     CHANNELS,
     Patch,
     PatchSpec,
+    box_cells,
     focus_cells,
     mask_bbox,
     paste,
@@ -80,6 +81,11 @@ class Prompts:
     #: ``focus`` keeps only what it asked for (added voxels, or removed ones) connected to
     #: it; None (a box, a scribble) changes the whole patch
     focus: tuple[float, float, float] | None = None
+    #: the newest prompt when it is a box or a stroke (``focus`` is None then): "box" keeps
+    #: the answer inside the box only; "scribble+" / "scribble-" what the stroke adds or
+    #: removes connected to ``stroke`` (its voxels) -- with a card's ``focus``
+    latest: str = ""
+    stroke: tuple[tuple[float, float, float], ...] = ()
 
     def clicks(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """(positive (N, 3), negative (M, 3)) clicks, checked against ``shape``."""
@@ -311,22 +317,46 @@ def predict_region(
     t = time.perf_counter()
     ctx.report(0.85, "mapping the mask back")
     patch, logits = used
-    answer = RegionAnswer(*paste(logits, patch, shape))
-    ctx.timings["postprocess"] += time.perf_counter() - t
-    if spec.focus and prompts.focus is not None and bbox is not None and previous is not None:
-        # Only the changes connected to the newest click: the rest keeps its earlier answer.
-        t = time.perf_counter()
+    focus = _focus(prompts, spec, box, shape) if bbox is not None else None
+    if focus is not None and previous is not None:
+        # Only what the newest prompt asked for: the rest keeps its earlier answer, and only
+        # the cells that may change are mapped back.
         before = sample(previous.view(np.uint8), patch) >= 0.5
-        positive = tuple(prompts.focus) not in {tuple(v) for v in prompts.negative}
-        cells = focus_cells(logits, before, patch, np.asarray(prompts.focus, float), positive)
-        region, may_change = paste(cells, patch, shape)
+        points, sign = focus
+        if points is None:  # a box: its inside, added or removed
+            cells = box_cells(np.asarray(box), patch)
+        else:
+            cells = focus_cells(logits, before, patch, points, sign > 0) > 0
+        region, may_change = paste(np.where(cells, 1.0, -1.0), patch, shape, within=cells)
+        _, took = paste(logits, patch, shape, within=cells)
         kept = previous[region]
         # A positive click only adds, a negative one only removes, where its change reaches.
-        took = answer.inside | kept if positive else answer.inside & kept
-        inside = np.where(may_change, took, kept)
-        answer = RegionAnswer(region, inside)
-        ctx.timings["postprocess"] += time.perf_counter() - t
+        if sign:
+            took = took | kept if sign > 0 else took & kept
+        answer = RegionAnswer(region, np.where(may_change, took, kept))
+    else:
+        answer = RegionAnswer(*paste(logits, patch, shape))
+    ctx.timings["postprocess"] += time.perf_counter() - t
     return answer
+
+
+def _focus(
+    prompts: Prompts, spec: PatchSpec, box: np.ndarray | None, shape: tuple[int, ...]
+) -> tuple[np.ndarray | None, int] | None:
+    """(focus points or None for the box, sign: 1 adds, -1 removes, 0 both) of the newest
+    prompt when the card keeps only what it asked for; None: the whole patch may change."""
+    if not spec.focus:
+        return None
+    if prompts.focus is not None:
+        negative = tuple(prompts.focus) in {tuple(v) for v in prompts.negative}
+        return np.asarray(prompts.focus, float)[None], -1 if negative else 1
+    if prompts.latest in ("scribble+", "scribble-") and prompts.stroke:
+        stroke = np.asarray(prompts.stroke, float).reshape(-1, 3)
+        _inside([stroke], shape)
+        return stroke, 1 if prompts.latest == "scribble+" else -1
+    if prompts.latest == "box" and box is not None:
+        return None, 0
+    return None
 
 
 def run_prompts(

@@ -200,38 +200,66 @@ def _taps(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return i0, i1, (c - i0).astype(np.float32)
 
 
-def paste(logits: np.ndarray, patch: Patch, image_shape: tuple[int, ...]) -> tuple[Any, np.ndarray]:
+def paste(
+    logits: np.ndarray,
+    patch: Patch,
+    image_shape: tuple[int, ...],
+    within: np.ndarray | None = None,
+) -> tuple[Any, np.ndarray]:
     """(region, bool mask there): the patch's logits (float (D, H, W)) interpolated back onto
-    the image voxels the patch covers (trilinear, as ``sample`` went), > 0.
+    the image voxels the patch covers (trilinear, as ``sample`` went), > 0. ``within`` (bool,
+    the model grid): only the image voxels around those cells (the region shrinks to them).
 
-    x and y are interpolated on the model's few z planes (small); along z only the pixels
-    whose sign differs between two neighbouring planes are interpolated -- elsewhere a
-    convex combination keeps the sign both share -- so the full-resolution work is one copy
-    per slice, whatever the region's size (a whole lung)."""
+    x and y are interpolated on the model's z planes the region needs (small); along z only
+    the pixels whose sign differs between two neighbouring planes are interpolated --
+    elsewhere a convex combination keeps the sign both share -- so the full-resolution work
+    is about one copy of the region, whatever its size (a whole lung)."""
     region = patch.region(image_shape)
-    p = np.asarray(logits, np.float32)
+    if within is not None:
+        cells = np.argwhere(within)
+        if not len(cells):
+            return tuple(slice(r.start, r.start) for r in region), np.zeros((0, 0, 0), bool)
+        lo_m, hi_m = cells.min(0) - 1, cells.max(0) + 1
+        region = tuple(
+            slice(
+                max(r.start, math.ceil(patch.lo[a] + lo_m[a] * patch.step[a] - 1e-6)),
+                max(
+                    r.start,
+                    min(r.stop, math.floor(patch.lo[a] + hi_m[a] * patch.step[a] + 1e-6) + 1),
+                ),
+            )
+            for a, r in enumerate(region)
+        )
+    out = np.zeros(tuple(s.stop - s.start for s in region), bool)
+    if not out.size:
+        return region, out
     taps = [
         _taps((np.arange(s.start, s.stop) - patch.lo[a]) / patch.step[a], patch.shape[a])
         for a, s in enumerate(region)
     ]
+    z0, z1, wz = taps[0]
+    first, last = int(z0.min()), int(z1.max())
+    p = np.asarray(logits, np.float32)[first : last + 1]
     x0, x1, wx = taps[2]
     p = p[:, :, x0] * (1 - wx) + p[:, :, x1] * wx
     y0, y1, wy = taps[1]
-    p = p[:, y0] * (1 - wy)[:, None] + p[:, y1] * wy[:, None]  # (D, ny, nx)
+    p = p[:, y0] * (1 - wy)[:, None] + p[:, y1] * wy[:, None]  # (planes, ny, nx)
     positive = p > 0
     flat = p.reshape(len(p), -1)
-    mixed = [np.flatnonzero(positive[k] != positive[k + 1]) for k in range(len(p) - 1)] or [
-        np.zeros(0, np.intp)
-    ]
-    z0, z1, wz = taps[0]
-    out = np.empty(tuple(s.stop - s.start for s in region), bool)
-    for i in range(len(z0)):
-        k, w = int(z0[i]), float(wz[i])
-        out[i] = positive[k] if w < 0.5 or z1[i] == k else positive[z1[i]]
-        idx = mixed[k] if z1[i] != k else mixed[0][:0]
+    rows = out.reshape(len(out), -1)
+    # The fine slices between planes k and k + 1 (one block per k): the shared sign, then the
+    # pixels where the two planes disagree, interpolated for the whole block at once.
+    for k in np.unique(z0):
+        block = np.flatnonzero(z0 == k)
+        kk = int(k) - first
+        out[block] = positive[kk]
+        if z1[block[0]] == k:
+            continue
+        idx = np.flatnonzero(positive[kk] != positive[kk + 1])
         if len(idx):
-            vals = flat[k, idx] * (1 - w) + flat[z1[i], idx] * w
-            out[i].reshape(-1)[idx] = vals > 0
+            w = wz[block][:, None]
+            vals = flat[kk, idx][None] * (1 - w) + flat[kk + 1, idx][None] * w
+            rows[block[:, None], idx[None]] = vals > 0
     return region, out
 
 
@@ -258,7 +286,8 @@ def focus_cells(
     """+1 on the model cells the answer may change, -1 elsewhere (a field for ``paste``): what
     the newest click asked for -- voxels added for a positive click, removed for a negative
     one (answer vs ``before``, the previous mask on the model grid) -- where that change is
-    connected to within ``radius`` model voxels of ``focus`` (image indices), one cell wider
+    connected to within ``radius`` model voxels of ``focus`` (image indices: a click, or the
+    voxels of a stroke), one cell wider
     so that the interpolated border between the change and the rest is its own."""
     from scipy import ndimage
 
@@ -268,11 +297,22 @@ def focus_cells(
     field = np.full(patch.shape, -1.0, np.float32)
     if n == 0:
         return field
-    m = patch.to_model(np.asarray(focus, float))
+    near = np.zeros(patch.shape, bool)
     r = int(math.ceil(radius))
-    lo = [max(0, int(round(m[a])) - r) for a in range(3)]
-    hi = [min(patch.shape[a], int(round(m[a])) + r + 1) for a in range(3)]
-    near = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    keep = np.isin(labels, np.unique(near[near > 0]))
+    for m in patch.to_model(np.asarray(focus, float).reshape(-1, 3)):
+        lo = [max(0, int(round(m[a])) - r) for a in range(3)]
+        hi = [min(patch.shape[a], int(round(m[a])) + r + 1) for a in range(3)]
+        near[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    keep = np.isin(labels, np.unique(labels[near & (labels > 0)]))
     field[ndimage.binary_dilation(keep)] = 1.0
     return field
+
+
+def box_cells(box: np.ndarray, patch: Patch) -> np.ndarray:
+    """The model cells of ``box`` (image indices, inclusive corners), one cell wider."""
+    lo = np.floor(patch.to_model(box[:3])).astype(int) - 1
+    hi = np.ceil(patch.to_model(box[3:])).astype(int) + 1
+    cells = np.zeros(patch.shape, bool)
+    sl = tuple(slice(max(0, lo[a]), max(0, min(patch.shape[a], hi[a] + 1))) for a in range(3))
+    cells[sl] = True
+    return cells

@@ -47,6 +47,10 @@ class PromptState:
     #: the newest click (a model with "focus" keeps only the changes connected to it);
     #: None after a box or a scribble, which may change the whole patch
     focus: Voxel | None = None
+    #: the newest prompt when it is a box ("box") or a stroke ("scribble+", "scribble-"),
+    #: with the stroke's voxels: a model with "focus" changes only what it asked for
+    latest: str = ""
+    stroke: list[Voxel] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -163,10 +167,12 @@ class PromptTool(Tool):
             voxels = stroke_voxels(path, self.ctx.sink.label_array().shape)
             target = state.scribble_negative if negative else state.scribble_positive
             target.extend(voxels)
-            state.focus = None
+            state.focus, state.stroke = None, voxels
+            state.latest = "scribble-" if negative else "scribble+"
         elif dragged:
-            state.box, state.focus = self._box(start, ev), None
+            state.box, state.focus, state.latest = self._box(start, ev), None, "box"
         else:
+            state.latest = "click"
             target = state.negative if negative else state.positive  # type: ignore[assignment]
             state.focus = tuple(float(v) for v in ev.zyx)  # type: ignore[assignment]
             target.append(state.focus)  # type: ignore[arg-type]
@@ -228,6 +234,8 @@ class PromptTool(Tool):
             scribble_positive=tuple(state.scribble_positive),
             scribble_negative=tuple(state.scribble_negative),
             focus=state.focus,
+            latest=state.latest,
+            stroke=tuple(state.stroke) if state.latest.startswith("scribble") else (),
         )
         image, spacing, label = ctx.hu, ctx.spacing_zyx, state.label
         modality, model_id = ctx.modality, ctx.prompt_model
