@@ -214,7 +214,7 @@ def paste(
     the pixels whose sign differs between two neighbouring planes are interpolated --
     elsewhere a convex combination keeps the sign both share -- so the full-resolution work
     is about one copy of the region, whatever its size (a whole lung)."""
-    region = patch.region(image_shape)
+    region: tuple[slice, ...] = patch.region(image_shape)
     if within is not None:
         cells = np.argwhere(within)
         if not len(cells):
