@@ -8,11 +8,12 @@ and the previous mask), which that trainer has no notion of. The samples are bui
 engine's own code (``inference.tasks.interactive``: patch placement, sampling, prompt
 encoding), so the network is trained on exactly what it sees in use. Data: synthetic chest CT
 phantoms (``phantoms.chest``), seeds 300-311; the structures are lung, the largest nodule, the
-largest vessel tree and the body. Each sample is one prompt round: a first click at the
-structure's centre, and in later rounds a previous mask (the truth dilated, eroded, cut by a
-plane, or missing a part) with the next click at the centre of its largest error; one sample
-in five is a box around the structure instead. Seeded: the same command on the same CPU gives
-the same weights.
+largest vessel tree and the body (``demo_models.interactive_user``, the truth the quality
+benchmarks use too). Training is iterative, as in RITM, SAM and nnInteractive: a first
+prompt (a click at the structure's centre, or a box), then 0..4 answers of the network being
+trained, each followed by the simulated user's next click at the centre of its largest error;
+the step learns from the last state, its own previous answer as the previous-mask input.
+Seeded: the same command on the same CPU gives the same weights.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ MODEL_ID = "radlens-ct-prompt"
 TRAIN_SEEDS = tuple(range(300, 312))
 PATCH_XYZ = (40, 40, 40)
 STEPS = (-1000, 400)  # HU window of the card's clip_scale
+#: most answers the simulated user sees before the step it learns from
+MAX_ROUNDS = 4
 
 NETWORK: dict[str, Any] = {
     "architecture": "monai.UNet",
@@ -48,7 +52,15 @@ NETWORK: dict[str, Any] = {
     },
     "output": "sigmoid",
 }
-INTERACTIVE: dict[str, float] = {"min_extent_mm": 96.0, "margin": 1.3, "click_radius": 1.5}
+#: how the engine places and uses the patch; "focus" acts at inference only (a click keeps
+#: only what it asked for, connected to it), training never reads it
+INTERACTIVE: dict[str, Any] = {
+    "min_extent_mm": 64.0,
+    "margin": 1.3,
+    "click_radius": 1.5,
+    "zoom_out": 3,
+    "focus": True,
+}
 
 
 def spec() -> task.PatchSpec:
@@ -78,37 +90,111 @@ def _previous(truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return truth & ~ball
 
 
+#: a patch's geometry as the trainer places it: "whole" around the structure (what the engine
+#: places once a previous mask exists), "click" the first click's patch (min_extent_mm around
+#: a voxel of the structure: a large one goes on beyond it)
+PLACEMENTS = ("whole", "whole", "whole", "click", "click")
+
+
+@dataclass
+class Sample:
+    """One patch of one structure: the normalised image and the truth on the model grid, and
+    the model grid's spacing (mm per voxel, z y x) the simulated user measures in."""
+
+    image: np.ndarray
+    truth: np.ndarray
+    spacing: tuple[float, float, float]
+
+
 def one_sample(
     hu: np.ndarray, sp: tuple[float, float, float], truth: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """(network input (4, *patch), target (1, *patch)) of one simulated prompt round."""
+) -> Sample:
+    """A patch placed as the engine places one (``task.place_patch``), sampled as the engine
+    samples it (``task.sample``, ``task.normalise``)."""
     s = spec()
-    box = None
-    pos: list[tuple[int, ...]] = []
-    neg: list[tuple[int, ...]] = []
-    prev = None
+    idx = np.argwhere(truth)
+    kind = PLACEMENTS[int(rng.integers(len(PLACEMENTS)))]
+    if kind == "whole":
+        lo, hi = idx.min(0).astype(float), idx.max(0).astype(float)
+        shift = (hi - lo + 1) * rng.uniform(-0.1, 0.1, 3)
+        corners = np.stack([lo + shift, hi + shift])
+        zoom = float(rng.uniform(0.8, 1.3))
+    else:
+        corners = idx[int(rng.integers(len(idx)))][None].astype(float)
+        zoom = 1.0
+    none = np.zeros((0, 3))
+    patch = task.place_patch(s, hu.shape, sp, corners, none, None, None, zoom)
+    img = task.normalise(task.sample(hu, patch), [_clip()])
+    y = task.sample(truth.view(np.uint8), patch) >= 0.5
+    step = tuple(float(v) for v in patch.step * np.asarray(sp))
+    return Sample(img, y, step)  # type: ignore[arg-type]
+
+
+GRID = task.Patch(np.zeros(3), np.ones(3), PATCH_XYZ[::-1])  # the model grid itself
+
+
+@dataclass
+class Round:
+    """The prompts of one simulated interaction on a sample, in model-grid voxels."""
+
+    positive: list[tuple[int, int, int]]
+    negative: list[tuple[int, int, int]]
+    box: np.ndarray | None
+    previous: np.ndarray  # bool, the model grid
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """The network input: ``task.encode``'s channels on the model grid itself."""
+        s = spec()
+        pos = np.asarray(self.positive, float).reshape(-1, 3)
+        neg = np.asarray(self.negative, float).reshape(-1, 3)
+        pmap = task.click_map(pos, GRID, s.click_radius)
+        task.box_map(self.box, GRID, pmap)
+        nmap = task.click_map(neg, GRID, s.click_radius)
+        return np.stack([image, pmap, nmap, self.previous.astype(np.float32)])
+
+    def add_click(self, pred: np.ndarray, truth: np.ndarray, spacing) -> None:
+        click = next_click(pred, truth, spacing)
+        if click is not None:
+            (self.positive if click.positive else self.negative).append(click.zyx)
+        self.previous = pred
+
+
+def first_round(sample: Sample, rng: np.random.Generator) -> Round:
+    """The user's first prompt: a box around the structure (1 in 5, jittered by up to two
+    voxels), else a click at its centre; 1 in 5 click rounds start from an earlier mask that
+    came from elsewhere (the truth dilated, eroded, cut or missing a ball) with the next click
+    at the centre of its largest error."""
+    truth = sample.truth
+    empty = np.zeros(truth.shape, bool)
+    if not truth.any():  # a patch beside the structure: the user clicked nothing there
+        return Round([], [], None, empty)
     if rng.random() < 0.2:
         idx = np.argwhere(truth)
-        lo, hi = idx.min(0), idx.max(0)
-        jitter = rng.integers(-2, 3, size=6)
-        box = np.concatenate([lo, hi]).astype(float) + jitter
+        box = np.concatenate([idx.min(0), idx.max(0)]).astype(float) + rng.integers(-2, 3, 6)
         box = np.clip(box, 0, np.tile(np.asarray(truth.shape) - 1, 2))
-    else:
-        first = next_click(np.zeros_like(truth), truth, sp)
-        assert first is not None
-        pos.append(first.zyx)
-        if rng.random() < 0.7:
-            prev = _previous(truth, rng)
-            click = next_click(prev, truth, sp)
-            if click is not None:
-                (pos if click.positive else neg).append(click.zyx)
-    p = np.asarray(pos, float).reshape(-1, 3)
-    n = np.asarray(neg, float).reshape(-1, 3)
-    patch = task.place_patch(s, hu.shape, sp, p, n, box, prev)
-    img = task.normalise(task.sample(hu, patch), [_clip()])
-    x = task.encode(img, patch, s, p, n, box, prev)
-    y = (task.sample(truth.view(np.uint8), patch) >= 0.5).astype(np.float32)[None]
-    return x, y
+        return Round([], [], box, empty)
+    r = Round([], [], None, empty)
+    r.add_click(empty, truth, sample.spacing)
+    if rng.random() < 0.2:
+        r.add_click(_previous(truth, rng), truth, sample.spacing)
+    return r
+
+
+def simulate(net: Any, samples: list[Sample], rounds: list[Round], n: int) -> None:
+    """``n`` rounds of the simulated user with the network being trained (no gradient): each
+    round runs it on the prompts so far and its previous answer, then clicks at the centre
+    of the largest error of its new answer (iterative training, as RITM and nnInteractive)."""
+    import torch
+
+    for _ in range(n):
+        x = torch.from_numpy(
+            np.stack([r.encode(s.image) for s, r in zip(samples, rounds, strict=True)])
+        )
+        with torch.no_grad():
+            pred = (net(x)[:, 0] > 0).numpy()
+        for s, r, p in zip(samples, rounds, pred, strict=True):
+            if r.positive or r.box is not None:
+                r.add_click(p, s.truth, s.spacing)
 
 
 def _clip() -> dict[str, Any]:
@@ -117,16 +203,15 @@ def _clip() -> dict[str, Any]:
 
 def make_pool(
     seeds: tuple[int, ...], per_phantom: int, shape_of, log, pool_seed: int = 0
-) -> list[tuple[Any, Any]]:
-    """Samples of each phantom; ``pool_seed`` draws other shapes, clicks and earlier masks."""
+) -> list[Sample]:
+    """Patches of each phantom's structures; ``pool_seed`` draws other shapes and placements."""
     pool = []
     for seed in seeds:
         rng = np.random.default_rng(seed + 1000 * pool_seed)
         hu, sp, truths = structures(seed, shape_of(rng))
         for i in range(per_phantom):
-            name = STRUCTURES[i % len(STRUCTURES)]
-            pool.append(one_sample(hu, sp, truths[name], rng))
-        log(f"phantom {seed}: {per_phantom} samples")
+            pool.append(one_sample(hu, sp, truths[STRUCTURES[i % len(STRUCTURES)]], rng))
+        log(f"phantom {seed}: {per_phantom} patches")
     return pool
 
 
@@ -138,7 +223,12 @@ def train(
     log,
     resume: Path | None = None,
     pool_seed: int = 0,
+    max_rounds: int = MAX_ROUNDS,
+    lr: float = 3e-3,
 ) -> tuple[Any, dict]:
+    """Iterative training: each step takes a batch of patches, gives each a first prompt,
+    lets the network answer 0..``max_rounds`` times with the simulated user clicking after
+    each answer, and learns from the last state (prompts so far + its own previous answer)."""
     import torch
 
     from inference.networks import build_network
@@ -152,21 +242,26 @@ def train(
 
     pool = make_pool(seeds, per_phantom, shape_of, log, pool_seed)
     data_seconds = time.perf_counter() - t0
-    xs = torch.from_numpy(np.stack([p[0] for p in pool]))
-    ys = torch.from_numpy(np.stack([p[1] for p in pool]))
     net = build_network(NETWORK["architecture"], NETWORK["kwargs"])
-    if resume is not None:  # continue from an earlier run's weights (a second round)
+    if resume is not None:  # continue from an earlier run's weights
         from safetensors.torch import load_file
 
         net.load_state_dict(load_file(str(resume)), strict=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    rng = np.random.default_rng(7 + pool_seed)
     gen = torch.Generator().manual_seed(0)
-    batch = 4
-    net.train()
+    batch, shown = 4, 0.0
     for step in range(steps):
-        pick = torch.randint(len(pool), (batch,), generator=gen)
-        x, y = xs[pick], ys[pick]
+        samples = [pool[int(i)] for i in rng.integers(len(pool), size=batch)]
+        rounds = [first_round(s, rng) for s in samples]
+        net.eval()
+        simulate(net, samples, rounds, int(rng.integers(0, max_rounds + 1)))
+        net.train()
+        x = torch.from_numpy(
+            np.stack([r.encode(s.image) for s, r in zip(samples, rounds, strict=True)])
+        )
+        y = torch.from_numpy(np.stack([s.truth[None] for s in samples]).astype(np.float32))
         for axis in (2, 3, 4):  # flips keep click maps and masks aligned
             if torch.rand(1, generator=gen).item() < 0.5:
                 x, y = x.flip(axis), y.flip(axis)
@@ -179,13 +274,16 @@ def train(
         loss.backward()
         opt.step()
         sched.step()
+        shown = loss.item() if step == 0 else 0.95 * shown + 0.05 * loss.item()
         if step % 25 == 0 or step == steps - 1:
-            log(f"step {step + 1}/{steps} loss {loss.item():.4f}")
+            log(f"step {step + 1}/{steps} loss {shown:.4f} ({time.perf_counter() - t0:.0f} s)")
     net.eval()
     info = {
         "samples": len(pool),
         "steps": steps,
         "batch_size": batch,
+        "max_rounds": max_rounds,
+        "lr": lr,
         "data_seconds": round(data_seconds, 1),
         "seconds": round(time.perf_counter() - t0, 1),
         "threads": threads,
@@ -219,13 +317,18 @@ def card(info: dict[str, Any], seeds: tuple[int, ...]) -> dict[str, Any]:
             "data": (
                 f"synthetic chest CT phantoms (phantoms/chest.py chest_ct) seeds {seeds[0]}-"
                 f"{seeds[-1]}, 40-71 x 112-175 x 112-175 voxels; structures lung, the largest"
-                " nodule, the largest vessel tree, the body; one simulated prompt round per"
-                " sample: a click at the structure's centre, in 7 of 10 click samples a previous"
-                " mask (truth dilated, eroded, cut by a plane or missing a ball) and the next"
-                " click at the centre of its largest error; 1 sample in 5 a box instead"
+                " nodule, the largest vessel tree (aorta excluded), the body; patches placed"
+                " around the structure or around one of its voxels (the first click's patch)"
+            ),
+            "rounds": (
+                "iterative: a first prompt (1 in 5 a box, else a click at the structure's"
+                " centre; 1 in 5 click rounds from an earlier mask made elsewhere: the truth"
+                " dilated, eroded, cut or missing a ball), then 0..max_rounds answers of the"
+                " network being trained (no gradient), each followed by the next click at the"
+                " centre of its largest error; the step learns from the last state"
             ),
             "inputs": "image (HU -1000..400 -> 0..1), positive clicks (box 0.5), negative clicks, previous mask",
-            "loss": "binary cross-entropy + soft Dice, AdamW, one-cycle lr 3e-3, random flips",
+            "loss": "binary cross-entropy + soft Dice, AdamW, one-cycle lr, random flips",
             "date": time.strftime("%Y-%m-%d"),
             **info,
         },
@@ -241,13 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="resources/models")
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--per-phantom", type=int, default=24)
+    parser.add_argument("--per-phantom", type=int, default=32)
+    parser.add_argument("--max-rounds", type=int, default=MAX_ROUNDS)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 steps on 1 phantom (tests)")
     parser.add_argument("--resume", type=Path, help="start from these safetensors weights")
+    parser.add_argument("--seeds", type=int, help="only the first N training phantoms")
     parser.add_argument("--pool-seed", type=int, default=0, help="another draw of samples")
     args = parser.parse_args(argv)
-    seeds = TRAIN_SEEDS[:1] if args.quick else TRAIN_SEEDS
+    seeds = TRAIN_SEEDS[:1] if args.quick else TRAIN_SEEDS[: args.seeds or None]
     steps = 2 if args.quick else args.steps
     per = 4 if args.quick else args.per_phantom
 
@@ -256,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from inference.weights import save_package
 
-    net, info = train(steps, per, seeds, args.threads, log, args.resume, args.pool_seed)
+    net, info = train(
+        steps, per, seeds, args.threads, log, args.resume, args.pool_seed, args.max_rounds, args.lr
+    )
     if args.resume is not None:
         info["resumed_from"] = str(args.resume)
     out = Path(args.out) / MODEL_ID

@@ -26,14 +26,22 @@ def largest(mask: np.ndarray) -> np.ndarray:
 def structures(
     seed: int, shape: tuple[int, int, int]
 ) -> tuple[np.ndarray, tuple[float, float, float], dict[str, np.ndarray]]:
-    """(HU image, spacing (z, y, x) mm, {structure: truth}) of one phantom (the same rules as
-    tests/benchmarks/segment_quality.py, so that both tables speak of the same structures)."""
+    """(HU image, spacing (z, y, x) mm, {structure: truth}) of one phantom: THE truth of the
+    promptable model's training and of both quality benchmarks (tests/benchmarks/
+    segment_quality.py, prompt_quality.py), so that every table speaks of the same structures."""
     ct = chest_ct(shape, seed=seed, n_nodules=(2, 3), nodule_radius_mm=(5.0, 10.0))
     hu = ct.hu
     lung = ct.labels == LUNG
     nodule = largest(ct.labels == NODULE)
-    vessel = largest(lung & (hu > -400))
-    outside = largest(ndimage.median_filter(hu, 3) < -950)
+    # The vessels are the soft-tissue tubes (40 HU) the phantom draws inside the lungs (the
+    # lung label includes them); the biggest connected tree is the structure. The lung
+    # label also holds a crescent of the aorta (160 HU, drawn over the lungs): excluded
+    # with its rim, or "the vessel" would be that crescent.
+    smooth = ndimage.median_filter(hu, 3)
+    aorta = ndimage.binary_dilation(lung & (smooth > 100), iterations=2)
+    vessel = largest(lung & (smooth > -400) & ~aorta)
+    # The body: everything not outside air, holes (lungs) filled slice by slice.
+    outside = largest(smooth < -950)
     body = ndimage.binary_fill_holes(~outside, structure=np.ones((1, 3, 3), bool))
     truth = {"lung": lung, "nodule": nodule, "vessel": vessel, "body": body}
     return hu, tuple(float(s) for s in ct.spacing[::-1]), truth  # type: ignore[return-value]

@@ -1,5 +1,6 @@
-"""The Prompt tool in the window: a dragged box and clicks (Shift = negative) -> the shipped
-promptable model's 3D mask in the current label, one undo step per prompt."""
+"""The Prompt tool in the window: a dragged box, clicks (Shift = negative) and scribbles (the
+panel's Scribble mode, or Ctrl+drag) -> the shipped promptable model's 3D mask in the current
+label, one undo step per prompt; the Segment Editor's Prompt section."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from viewer.study.volume import Volume
 
 pytestmark = pytest.mark.gui
 LEFT = Qt.MouseButton.LeftButton
+CTRL = Qt.KeyboardModifier.ControlModifier
 
 
 def dice(a, b) -> float:
@@ -84,3 +86,102 @@ def test_clicks_refine_the_mask_one_undo_step_each(ui, qtbot):
     assert np.array_equal(ui.doc.labelmap.array == 1, first)
     ui.ctrl.undo()
     assert not (ui.doc.labelmap.array == 1).any()
+
+
+def _stroke(ui, plane: str, points, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    """A drag through ``points`` (voxels) with ``modifier`` held from the press."""
+    view = ui.views[plane].graphics.viewport()
+    QTest.mousePress(view, LEFT, modifier, ui.at(plane, points[0]))
+    for p in points[1:]:
+        QTest.mouseMove(view, ui.at(plane, p))
+    QTest.mouseRelease(view, LEFT, modifier, ui.at(plane, points[-1]))
+
+
+def test_a_scribble_in_scribble_mode_segments_the_nodule_in_3d(ui, qtbot):
+    nodule = ui.truths["nodule"]
+    z = _nodule_slice(nodule)
+    section = ui.window.annotations.segment_panel.prompt
+    section.scribble.setChecked(True)  # the panel: a drag draws a scribble
+    assert ui.ctrl.ctx.prompt_drag == "scribble"
+    ys, xs = np.nonzero(nodule[z])
+    y = int(np.median(ys))
+    row = xs[ys == y]
+    points = [(z, y, int(x)) for x in range(int(row.min()), int(row.max()) + 1)]
+    ui.goto(points[0])
+    tool = ui.ctrl.tools["prompt"]
+    _stroke(ui, "axial", points)
+    qtbot.waitUntil(lambda: tool.rounds == 1, timeout=60000)
+    state = tool.state
+    assert state is not None and state.box is None and not state.positive
+    drawn = np.asarray(state.scribble_positive)
+    # The scribble is the stroke's voxels on the slice it was drawn on, each once.
+    assert len(drawn) >= row.max() - row.min()
+    assert set(drawn[:, 0]) == {z} and set(drawn[:, 1]) == {y}
+    assert len({tuple(v) for v in drawn}) == len(drawn)
+    mask = ui.doc.labelmap.array == 1
+    assert mask[:z].any() or mask[z + 1 :].any()  # 3D from a stroke on one slice
+    assert dice(mask, nodule) > 0.15
+    assert "scribble" in section.state.text()
+    ui.ctrl.undo()
+    assert not (ui.doc.labelmap.array == 1).any()
+
+
+def test_ctrl_drag_scribbles_in_box_mode_and_shift_makes_it_negative(ui, qtbot):
+    lung = ui.truths["lung"]
+    z = lung.shape[0] // 2
+    from scipy import ndimage
+
+    inside = ndimage.distance_transform_edt(lung[z])
+    p = tuple(int(v) for v in (z, *np.unravel_index(int(np.argmax(inside)), inside.shape)))
+    ui.goto(p)
+    tool = ui.ctrl.tools["prompt"]
+    assert ui.ctrl.ctx.prompt_drag == "box"
+    _stroke(ui, "axial", [p, (z, p[1], p[2] + 4), (z, p[1] + 4, p[2] + 4)], CTRL)
+    qtbot.waitUntil(lambda: tool.rounds == 1, timeout=60000)
+    assert tool.state is not None and tool.state.box is None
+    assert len(tool.state.scribble_positive) >= 8
+    first = (ui.doc.labelmap.array == 1).copy()
+    assert first[p]
+    # A negative scribble (Shift) through the mask outside the lung, or beside it.
+    spill = first & ~lung
+    q = tuple(int(v) for v in (np.argwhere(spill)[0] if spill.any() else (z, 4, 4)))
+    ui.goto(q)
+    b = (q[0], q[1], min(q[2] + 5, lung.shape[2] - 1))
+    _stroke(ui, "axial", [q, b], CTRL | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: tool.rounds == 2, timeout=60000)
+    assert tool.state.scribble_negative and not tool.state.negative
+    assert not (ui.doc.labelmap.array == 1)[q]
+    ui.ctrl.undo()
+    assert np.array_equal(ui.doc.labelmap.array == 1, first)
+
+
+def test_panel_prompt_section_sets_the_model_the_sign_and_resets(ui, qtbot):
+    section = ui.window.annotations.segment_panel.prompt
+    ids = [section.model.itemData(i) for i in range(section.model.count())]
+    assert ids[0] == "" and "radlens-ct-prompt" in ids
+    section.model.setCurrentIndex(ids.index("radlens-ct-prompt"))
+    assert ui.ctrl.ctx.prompt_model == "radlens-ct-prompt"
+    section.negative.setChecked(True)
+    assert ui.ctrl.ctx.prompt_negative
+    tool = ui.ctrl.tools["prompt"]
+    lung = ui.truths["lung"]
+    p = tuple(int(v) for v in np.argwhere(lung)[len(np.argwhere(lung)) // 2])
+    ui.goto(p)
+    view = ui.views["axial"].graphics.viewport()
+    # Negative mode: a plain click is negative (nothing to segment yet), Shift+click positive.
+    QTest.mouseClick(view, LEFT, Qt.KeyboardModifier.NoModifier, ui.at("axial", p))
+    assert tool.state is not None and len(tool.state.negative) == 1 and tool.rounds == 0
+    QTest.mouseClick(view, LEFT, Qt.KeyboardModifier.ShiftModifier, ui.at("axial", p))
+    qtbot.waitUntil(lambda: tool.rounds == 1, timeout=60000)
+    assert len(tool.state.positive) == 1
+    assert "1 + / 1 − clicks" in section.state.text()
+    mask = (ui.doc.labelmap.array == 1).copy()
+    section.reset_button.click()
+    assert tool.state is None and "no prompts yet" in section.state.text()
+    assert np.array_equal(ui.doc.labelmap.array == 1, mask)  # the mask stays
+
+    section.model.setCurrentIndex(0)
+    ui.ctrl.ctx.prompt_model = "not-installed"  # a model that went away meanwhile
+    QTest.mouseClick(view, LEFT, Qt.KeyboardModifier.ShiftModifier, ui.at("axial", p))
+    qtbot.waitUntil(lambda: ui.window.annotations.segment_editor.busy == 0, timeout=60000)
+    assert tool.rounds == 1 and np.array_equal(ui.doc.labelmap.array == 1, mask)

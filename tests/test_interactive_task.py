@@ -342,3 +342,135 @@ def test_region_answer_is_the_full_answer_where_the_patch_lies(package: ModelCar
     expected[part.region] = part.mask
     assert np.array_equal(mask_of(full), expected)
     assert part.run.task == Task.INTERACTIVE
+
+
+def test_paste_is_trilinear_interpolation_of_the_logits_thresholded_at_zero():
+    from scipy import ndimage
+
+    from inference.tasks.interactive.grid import Patch, paste
+
+    rng = np.random.default_rng(0)
+    logits = ndimage.gaussian_filter(rng.normal(size=(12, 14, 10)), 1.5).astype(np.float32)
+    patch = Patch(np.array([2.3, -1.0, 4.7]), np.array([1.7, 2.2, 0.9]), (12, 14, 10))
+    region, mask = paste(logits, patch, (30, 40, 20))
+    assert region == (slice(3, 22), slice(0, 28), slice(5, 13))
+    axes = [
+        np.clip((np.arange(s.start, s.stop) - patch.lo[a]) / patch.step[a], 0, patch.shape[a] - 1)
+        for a, s in enumerate(region)
+    ]
+    coords = np.meshgrid(*axes, indexing="ij")
+    expected = ndimage.map_coordinates(logits.astype(np.float64), coords, order=1) > 0
+    assert mask.any() and not mask.all()
+    assert np.array_equal(mask, expected)
+    # Within a few cells: the same answer there, on a smaller region around them.
+    cells = np.zeros(logits.shape, bool)
+    cells[4:6, 3:5, 2:4] = True
+    sub, part = paste(logits, patch, (30, 40, 20), within=cells)
+    assert all(s.start >= r.start and s.stop <= r.stop for s, r in zip(sub, region, strict=True))
+    assert part.size < mask.size // 4
+    inner = tuple(
+        slice(s.start - r.start, s.stop - r.start) for s, r in zip(sub, region, strict=True)
+    )
+    assert np.array_equal(part, mask[inner])
+
+
+def test_zscore_is_fitted_on_the_whole_image_once_not_per_patch():
+    from inference.tasks.interactive.intensity import FittedCache
+
+    img = np.zeros((20, 30, 30), np.int16)
+    img[:, :, 15:] = 1000
+    cache = FittedCache()
+    fitted = cache.get(img, "m", [{"op": "zscore"}])
+    # The whole image's mean 500 and std 500: a patch of only the bright half still maps
+    # 1000 to +1 (its own statistics would give 0).
+    assert np.allclose(fitted.apply(img[:5, :5, 20:]), 1.0)
+    assert np.allclose(fitted.apply(img[:5, :5, :5]), -1.0)
+    assert cache.get(img, "m", [{"op": "zscore"}]) is fitted  # kept between clicks
+    assert cache.get(img.copy(), "m", [{"op": "zscore"}]) is not fitted  # another image
+    clip = cache.get(img, "c", [{"op": "clip_scale", "a_min": 0, "a_max": 2000}])
+    assert np.allclose(clip.apply(np.array([1000.0])), 0.5)
+
+
+def test_an_answer_reaching_the_patch_side_is_asked_again_on_a_wider_patch(tmp_path, monkeypatch):
+    import torch
+
+    from inference.interactive import refine_region
+    from inference.networks import build_network
+    from inference.weights import save_package
+
+    data = _card()
+    data["inference"]["interactive"]["zoom_out"] = 2
+    net = build_network(data["network"]["architecture"], data["network"]["kwargs"])
+    clear_cache()
+    card = save_package(tmp_path / "zoom", data, net)
+    seen = []
+
+    def everywhere(ctx, x):  # the structure fills every patch: it always reaches the side
+        seen.append(x.shape)
+        return torch.ones(x.shape[1:])
+
+    monkeypatch.setattr(task, "predict_patch", everywhere)
+    img = np.zeros((40, 80, 80), np.int16)
+    one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, Prompts(((20, 40, 40),)))
+    sizes = [s.stop - s.start for s in one.region]
+    assert len(seen) == 3  # the first patch and two zooms out
+    assert sizes[1] > 40 and one.mask.all()  # wider than the 20 mm patch x 1.2 margin
+
+    seen.clear()
+    data["inference"]["interactive"]["zoom_out"] = 0
+    clear_cache()
+    card = save_package(tmp_path / "nozoom", data, net)
+    one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, Prompts(((20, 40, 40),)))
+    assert len(seen) == 1 and max(s.stop - s.start for s in one.region) <= 21
+
+
+def test_with_focus_a_click_only_adds_or_removes_what_connects_to_it(tmp_path, monkeypatch):
+    import torch
+
+    from inference.interactive import refine_region
+    from inference.networks import build_network
+    from inference.weights import save_package
+
+    img = np.zeros((20, 40, 40), np.int16)
+    previous = np.zeros(img.shape, bool)
+    previous[8:12, 5:12, 5:12] = True  # a part the answer drops (far from the click)
+    previous[8:12, 20:26, 20:26] = True  # the part the click extends
+
+    def answer(ctx, x):  # the model's answer: the clicked part grown, the far part gone
+        prev = torch.from_numpy(x[3].copy())
+        out = -torch.ones(prev.shape)
+        out[prev > 0.5] = 1.0
+        ys = torch.arange(prev.shape[1])
+        out[:, (ys < prev.shape[1] // 3)] = -1.0  # the far part (low y) is dropped
+        near = prev.nonzero().float().mean(0).round().long()
+        z, y, xx = near.tolist()
+        out[max(z - 3, 0) : z + 4, y : y + 6, xx : xx + 6] = 1.0  # grown beside the click
+        return out
+
+    monkeypatch.setattr(task, "predict_patch", answer)
+    net = build_network(_card()["network"]["architecture"], _card()["network"]["kwargs"])
+    results = {}
+    for focus in (False, True):
+        data = _card()
+        data["inference"]["interactive"] = {
+            "min_extent_mm": 40, "margin": 1.2, "click_radius": 1.5, "focus": focus,
+        }  # fmt: skip
+        clear_cache()
+        card = save_package(tmp_path / str(focus), data, net)
+        prompts = Prompts(positive=((10, 23, 23), (10, 26, 26)), focus=(10, 26, 26))
+        one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, prompts, previous)
+        full = previous.copy()
+        full[one.region] = one.mask
+        results[focus] = full
+    # Without focus the far part is gone; with it only the change at the click is taken.
+    assert not results[False][8:12, 5:12, 5:12].any()
+    assert results[True][8:12, 5:12, 5:12].all()
+    grown = results[False] & ~previous
+    assert grown.any() and np.array_equal(results[True] & ~previous, grown)
+    # A negative click on the far part: only what it removes there, nothing added.
+    prompts = Prompts(positive=((10, 23, 23),), negative=((10, 8, 8),), focus=(10, 8, 8))
+    one = refine_region(Engine(device="cpu"), img, (1, 1, 1), "CT", card, prompts, previous)
+    full = previous.copy()
+    full[one.region] = one.mask
+    assert not full[8:12, 5:12, 5:12].any()
+    assert np.array_equal(full[:, 15:, 15:], previous[:, 15:, 15:])

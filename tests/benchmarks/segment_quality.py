@@ -29,37 +29,13 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage
 
-from demo_models.interactive_user import Click, dice, next_click
-from demo_models.interactive_user import largest as _largest
-from phantoms.chest import LUNG, NODULE, chest_ct
+from demo_models.interactive_user import Click, dice, next_click, structures
 from viewer.labels.grow import RegionGrower, SeedGrower
 from viewer.labels.model import LabelError
 
 HELD_OUT_SEEDS = (101, 102)
 MAX_CLICKS = 20
 REPORT_AT = (1, 3, 5)
-
-
-def structures(seed: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, tuple, dict]:
-    """(image, spacing zyx, {name: truth}) of one held-out phantom."""
-    ct = chest_ct(shape, seed=seed, n_nodules=(2, 3), nodule_radius_mm=(5.0, 10.0))
-    hu = ct.hu
-    lung = ct.labels == LUNG
-    nodules, _ = ndimage.label(ct.labels == NODULE)
-    sizes = np.bincount(nodules.ravel())[1:]
-    nodule = nodules == (int(np.argmax(sizes)) + 1)
-    # The vessels are the soft-tissue tubes (40 HU) the phantom draws inside the lungs (the
-    # lung label includes them); the biggest connected tree is the structure. The lung
-    # label also holds a crescent of the aorta (160 HU, drawn over the lungs): excluded
-    # with its rim, or "the vessel" would be that crescent.
-    smooth = ndimage.median_filter(hu, 3)
-    aorta = ndimage.binary_dilation(lung & (smooth > 100), iterations=2)
-    vessel = _largest(lung & (smooth > -400) & ~aorta)
-    # The body: everything not outside air, holes (lungs) filled slice by slice.
-    outside = _largest(ndimage.median_filter(hu, 3) < -950)
-    body = ndimage.binary_fill_holes(~outside, structure=np.ones((1, 3, 3), bool))
-    truth = {"lung": lung, "nodule": nodule, "vessel": vessel, "body": body}
-    return hu, tuple(float(s) for s in ct.spacing[::-1]), truth
 
 
 def run_click_to_segment(image, spacing, truth) -> list[float]:

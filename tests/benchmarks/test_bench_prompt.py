@@ -3,11 +3,13 @@ model -> edit applied to the label Document as one undo step), beside the model-
 click-to-segment 3D on the same volume in the same run.
 
 - a first click on a nodule (small patch), then a click in a lung (after a lung mask exists:
-  the patch spans the lung, the largest paste back), and a box around a nodule;
+  the patch spans the lung, the largest paste back: a 300 x ~400 x ~480 region), a box
+  around a nodule and a scribble across it;
 - click-to-segment 3D from the same lung voxel (the model-free tool's path).
 
 Budget (issue 16): the shipped promptable model <= 1 s per click on the CPU, the budget of
-click-to-segment in 3D: held as a ratio to it, measured first in the same run.
+click-to-segment in 3D: held as a ratio to it (<= 1), measured first in the same run -- for
+every prompt, the whole-lung refine included.
 
 Run: QT_QPA_PLATFORM=offscreen PYTHONPATH=. python -m pytest
      tests/benchmarks/test_bench_prompt.py --benchmark-enable --benchmark-only -q
@@ -73,7 +75,9 @@ def test_bench_click_to_segment_3d_same_volume(benchmark, chest):
     MEDIANS["click_to_segment_3d"] = benchmark.stats.stats.median
 
 
-@pytest.mark.parametrize("prompt", ["nodule click", "lung click on a lung mask", "nodule box"])
+@pytest.mark.parametrize(
+    "prompt", ["nodule click", "lung click on a lung mask", "nodule box", "nodule scribble"]
+)
 def test_bench_prompt(benchmark, chest, prompt):
     hu, labels, spacing, lung_point, nod = chest
     doc, ctx, tools = _setup(chest)
@@ -92,16 +96,22 @@ def test_bench_prompt(benchmark, chest, prompt):
             b = _event((z, ys.max() + 3, xs.max() + 3), spacing)
             tool.press(a)
             tool.release(b)
+        elif prompt == "nodule scribble":
+            z = nod_point[0]
+            ys, xs = np.nonzero(labels[z] == NODULE)
+            ctx.prompt_drag = "scribble"
+            tool.press(_event((z, ys.mean(), xs.min()), spacing))
+            tool.move(_event((z, ys.mean(), xs.mean()), spacing))
+            tool.release(_event((z, ys.max(), xs.max()), spacing))
         else:
             _click(tool, nod_point if prompt == "nodule click" else lung_point, spacing)
 
     benchmark.pedantic(run, rounds=3, iterations=1)
-    # Same budget as click-to-segment in 3D (1 s): a prompt on a structure the patch holds
-    # must not be slower than it on this machine now. A click refining a whole-lung mask
-    # pastes the whole volume back: measured and reported, not held to that budget.
+    # Same budget as click-to-segment in 3D (1 s): no prompt may be slower than it on this
+    # machine now, a click refining a whole-lung mask included.
     base = MEDIANS.get("click_to_segment_3d")
     ratio = benchmark.stats.stats.median / base if base else float("nan")
     benchmark.extra_info["ratio_to_click_to_segment_3d"] = round(ratio, 2)
     print(f"{prompt}: {ratio:.2f} x click-to-segment 3D")
-    if base and prompt != "lung click on a lung mask":
+    if base:
         assert ratio <= 1.0

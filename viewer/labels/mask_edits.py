@@ -12,7 +12,7 @@ import numpy as np
 
 from viewer.labels.document import CompoundEdit, Document, LabelSetEdit
 from viewer.labels.edit_ops import Region, bounding_region
-from viewer.labels.labelmap import MaskEdit, slice_diff
+from viewer.labels.labelmap import MaskEdit, SliceDiff
 from viewer.labels.model import LabelError, LabelSet, annotation_class
 
 #: distinct colours for labels made by "split islands" (cycled)
@@ -24,30 +24,39 @@ def label_values(
 ) -> np.ndarray:
     """The values ``current`` takes when ``label`` becomes exactly ``new_mask`` (same shape):
     voxels of ``label`` outside it go to background, voxels inside it take ``label`` --
-    unless they belong to another label and ``overwrite`` is False."""
-    new = current.copy()
-    new[(current == label) & ~new_mask] = 0
-    grow = new_mask if overwrite else new_mask & ((current == 0) | (current == label))
-    new[grow] = label
-    return new
+    unless they belong to another label and ``overwrite`` is False. Whole-array passes, no
+    boolean scatter: a region the size of the series (a lung) costs a few copies."""
+    is_label = current == label
+    take = new_mask if overwrite else new_mask & ((current == 0) | is_label)
+    kept = np.where(is_label, np.uint8(0), current)
+    return np.where(take, np.asarray(label, current.dtype), kept)
 
 
 def region_edit(
     array: np.ndarray, region: Region, values: np.ndarray, description: str
 ) -> MaskEdit:
-    """The MaskEdit that writes ``values`` into ``array[region]`` (one diff per changed z)."""
+    """The MaskEdit that writes ``values`` into ``array[region]`` (one diff per changed z,
+    cropped to the rows and columns that change)."""
     if values.shape != array[region].shape:
         raise LabelError(f"values of shape {values.shape} do not fit the region {region}")
     z0 = region[0].indices(array.shape[0])[0]
     oy = region[1].indices(array.shape[1])[0]
     ox = region[2].indices(array.shape[2])[0]
     before = array[region]
-    changed = np.flatnonzero((before != values).any(axis=(1, 2)))
+    changed = before != values
     diffs = []
-    for i in changed:
-        d = slice_diff(z0 + int(i), before[i], values[i].astype(np.uint8), oy, ox)
-        if d is not None:
-            diffs.append(d)
+    for i in np.flatnonzero(changed.any(axis=(1, 2))):
+        rows, cols = changed[i].any(axis=1), changed[i].any(axis=0)
+        y0, y1 = int(rows.argmax()), len(rows) - int(rows[::-1].argmax())
+        x0, x1 = int(cols.argmax()), len(cols) - int(cols[::-1].argmax())
+        diffs.append(
+            SliceDiff(
+                z0 + int(i),
+                (y0 + oy, x0 + ox, y1 + oy, x1 + ox),
+                np.ascontiguousarray(before[i, y0:y1, x0:x1], dtype=np.uint8).tobytes(),
+                np.ascontiguousarray(values[i, y0:y1, x0:x1], dtype=np.uint8).tobytes(),
+            )
+        )
     return MaskEdit(tuple(diffs), description)
 
 

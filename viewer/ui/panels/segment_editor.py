@@ -1,6 +1,7 @@
-"""Segment Editor panel: click-to-segment and grow from seeds settings, and the one-shot
-operations on the current label (islands, margin, hollow, smoothing, logical operators,
-fill holes). It only reads settings and calls ``SegmentEditor``; no computing here."""
+"""Segment Editor panel: the promptable model's prompts (``prompt_section``),
+click-to-segment and grow from seeds settings, and the one-shot operations on the current
+label (islands, margin, hollow, smoothing, logical operators, fill holes). It only reads
+settings and calls ``SegmentEditor`` or the tools; no computing here."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from viewer.labels.model import LabelError
+from viewer.ui.panels.prompt_section import PromptSection
 from viewer.ui.tools.segment import Operation
 from viewer.ui.tools.segment_editor import BACKGROUND_NAME, SegmentEditor
 
@@ -103,6 +105,8 @@ class SegmentEditorPanel(QWidget):
         self.target.setWordWrap(True)
         self.target.setObjectName("segment_target")
         layout.addWidget(self.target)
+        self.prompt = PromptSection(editor, set_tool, self)
+        layout.addWidget(self.prompt)
 
         # Click to segment
         box = QGroupBox("Click to segment", self)

@@ -33,7 +33,13 @@ TOOL_TABLE: tuple[tuple[str, str, str, type[Tool], dict], ...] = (
     ("roi_rect", "Rectangle ROI", "Shift+N", RoiTool, {"shape": "rect"}),
     ("click_segment", "Click to segment (Shift+click removes)", "K", ClickSegmentTool, {}),
     ("island", "Pick island (keep or remove the one clicked)", "Shift+K", IslandTool, {}),
-    ("prompt", "Prompt: AI from clicks (Shift+click: not it) or a box", "Shift+P", PromptTool, {}),
+    (
+        "prompt",
+        "Prompt: AI from clicks (Shift: not it), a box or a scribble (Ctrl+drag)",
+        "Shift+P",
+        PromptTool,
+        {},
+    ),
 )
 
 

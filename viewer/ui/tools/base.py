@@ -152,6 +152,12 @@ class ToolContext:
     segment_3d: bool = False
     #: what a click with the island tool does: "keep_selected" or "remove_selected"
     island_mode: str = "keep_selected"
+    #: Prompt tool: clicks and scribbles say "not the structure" (Shift swaps for one prompt)
+    prompt_negative: bool = False
+    #: Prompt tool: what a drag draws, "box" or "scribble" (Ctrl+drag draws the other)
+    prompt_drag: str = "box"
+    #: Prompt tool: the promptable model's id ("" = the user's own before the shipped demo)
+    prompt_model: str = ""
     #: ids the last edit touched (the panel selects them)
     changed: list[str] = field(default_factory=list)
 
