@@ -64,8 +64,10 @@ def load_network(card: ModelCard, own_axes: bool = False):
     """Verify hashes and build the card's network on the CPU in eval mode (a torch Module).
 
     A network that sees other axes than RadLens's frame (``network.axes``, e.g. a converted
-    MONAI bundle's "RAS") comes wrapped so it takes and gives RadLens's; ``own_axes`` gives
-    the bare network (its state dict is the package's)."""
+    MONAI bundle's "RAS") comes wrapped so it takes and gives the grid the engine hands it,
+    ``networks.frame_axes`` of those axes (RadLens's order of axes, the network's directions:
+    "SAR" for "RAS"; "SPL" for RadLens's own models); ``own_axes`` gives the bare network
+    (its state dict is the package's)."""
     fmt = card.network.get("format")
     if fmt in REFUSED_FORMATS:  # a card validated elsewhere, or built by hand: never loaded
         raise WeightsError(f"{card.path}: {REFUSED_FORMATS[fmt]}")
