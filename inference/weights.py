@@ -77,7 +77,7 @@ def load_network(card: ModelCard, own_axes: bool = False):
     except CardError as exc:
         raise WeightsError(str(exc)) from exc
     if fmt == ONNX_FORMAT:
-        from inference.onnx_model import load_onnx_network
+        from inference.onnx_session import load_onnx_network
 
         try:
             return load_onnx_network(card, path).eval()
