@@ -202,3 +202,17 @@ def test_a_bundle_converted_before_the_convention_field_runs_with_monais(tmp_pat
     # A RadLens package that was never a bundle keeps RadLens's convention.
     own = save_seg_package(tmp_path / "own")
     assert "resample" not in own.preprocessing and "axes" not in own.network
+
+
+def test_models_panel_says_how_a_converted_bundle_sees_its_images(tmp_path):
+    pytest.importorskip("PySide6")
+    from viewer.ui.panels.models import ModelEntry
+    from viewer.ui.panels.package_details import entry_text
+
+    card, _ = _converted(tmp_path)
+    text = entry_text(ModelEntry(card.path, "user", card))
+    assert "Axes: the network sees its images in RAS axes" in text
+    assert "Resampling: as MONAI's Spacingd (exact target spacing, first voxel kept)" in text
+    own = save_seg_package(tmp_path / "own")
+    own_text = entry_text(ModelEntry(own.path, "user", own))
+    assert "Axes:" not in own_text and "Resampling:" not in own_text
