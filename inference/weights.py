@@ -80,9 +80,10 @@ def load_network(card: ModelCard, own_axes: bool = False):
         from inference.onnx_session import load_onnx_network
 
         try:
-            return load_onnx_network(card, path).eval()
+            graph = load_onnx_network(card, path)
         except CardError as exc:  # OnnxError: the graph refused, in a sentence
             raise WeightsError(str(exc)) from exc
+        return _own_axes(card, graph, own_axes)
     from inference.networks import build_network
 
     try:
@@ -101,6 +102,12 @@ def load_network(card: ModelCard, own_axes: bool = False):
         raise WeightsError(
             f"{path}: weights do not fit the declared network: {str(exc)[:300]}"
         ) from exc
+    return _own_axes(card, net, own_axes)
+
+
+def _own_axes(card: ModelCard, net: Any, own_axes: bool) -> Any:
+    """``net`` in eval mode, wrapped to take the engine's grid when its card names other axes
+    (a torch network or an ONNX graph alike), unless ``own_axes`` asks for the bare one."""
     if own_axes:
         return net.eval()
     from inference.networks import MODEL_AXES, adapt_axes

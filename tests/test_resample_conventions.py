@@ -216,3 +216,46 @@ def test_models_panel_says_how_a_converted_bundle_sees_its_images(tmp_path):
     own = save_seg_package(tmp_path / "own")
     own_text = entry_text(ModelEntry(own.path, "user", own))
     assert "Axes:" not in own_text and "Resampling:" not in own_text
+
+
+def test_an_onnx_graph_that_sees_ras_axes_is_fed_as_its_torch_package(tmp_path):
+    """``network.axes`` holds for an ONNX graph too: the export of a converted bundle's bare
+    network (it sees RAS) gives the torch package's outputs on the engine's grid."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from inference.weights import load_network
+    from radlens_core.files import sha256_file
+
+    card, data = _converted(tmp_path)
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    with torch.no_grad():
+        torch.onnx.export(
+            load_network(card, own_axes=True),
+            (torch.rand(1, 1, 16, 16, 8),),
+            str(folder / "model.onnx"),
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "n", 2: "a", 3: "b", 4: "c"}, "logits": {0: "n"}},
+        )
+    data["id"] = "tiny-bundle-onnx"
+    data["network"] = {
+        "format": "onnx",
+        "weights": "model.onnx",
+        "output": "softmax",
+        "onnx": {"input": "image", "output": "logits"},
+        "axes": "RAS",
+    }
+    data["files"] = {"model.onnx": sha256_file(folder / "model.onnx")}
+    (folder / "model.json").write_text(json.dumps(data))
+    onnx_card = ModelCard.load(folder)
+    x = torch.rand(1, 1, 8, 16, 12, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = load_network(card)(x)
+        got = load_network(onnx_card)(x)
+        bare = load_network(onnx_card, own_axes=True)(x.permute(0, 1, 4, 3, 2).flip(2, 3))
+    assert got.shape == want.shape == (1, 2, 8, 16, 12)
+    assert torch.allclose(got, want, atol=1e-4)
+    assert bare.shape == (1, 2, 12, 16, 8)  # the graph itself takes (x, y, z)
