@@ -265,7 +265,9 @@ def card_frame(card, shape: tuple[int, ...], spacing: Any, direction: Any) -> Fr
     network with its own ``network.axes`` gets the grid in its own directions
     (``inference.axes.frame_axes``), so windows and MONAI's Spacingd grid start where its own
     tools start them."""
-    axes = card.network.get("axes")
+    # The trainer hands a view of the card without a network (it trains in RadLens's frame).
+    network = getattr(card, "network", None) or {}
+    axes = network.get("axes")
     return make_frame(
         shape,
         spacing,

@@ -169,14 +169,17 @@ def test_an_unknown_resample_convention_is_refused_with_a_sentence(tmp_path):
     )
 
 
-def _converted(tmp_path):
-    card = bundle_to_package(_bundle(tmp_path, BUNDLE_NET), tmp_path / "converted")
+def _converted(tmp_path, dest=None):
+    card = bundle_to_package(_bundle(tmp_path, BUNDLE_NET), dest or tmp_path / "converted")
     assert card.network["axes"] == "RAS" and card.preprocessing["resample"] == "monai_spacingd"
     return card, json.loads((card.path / "model.json").read_text())
 
 
 def test_a_bundle_converted_without_axes_is_refused_asking_for_a_re_import(tmp_path, capsys):
-    card, data = _converted(tmp_path)
+    from radlens_core.paths import user_models_dir
+    from viewer.cli import main
+
+    card, data = _converted(tmp_path, user_models_dir() / "old-bundle")
     del data["network"]["axes"]  # what the converter wrote before it recorded the axes
     (card.path / "model.json").write_text(json.dumps(data))
     with pytest.raises(CardError) as err:
@@ -185,10 +188,15 @@ def test_a_bundle_converted_without_axes_is_refused_asking_for_a_re_import(tmp_p
     assert "field 'network.axes' is missing: this package was converted from a MONAI" in text
     assert "transposed or mirrored" in text and "radlens models import" in text
     # Listed as refused with that reason, never offered; the shipped models stay offered.
-    scan = registry.scan_models([tmp_path])
+    scan = registry.scan_models()
     assert any(p == card.path and "network.axes" in why for p, why in scan.problems)
     assert card.path not in [c.path for c in scan.cards]
     assert "radlens-ct-chest-seg" in [c.id for c in scan.cards]
+    capsys.readouterr()
+    assert main(["models"]) == 0  # what `radlens models` prints
+    out = capsys.readouterr().out
+    assert f"refused {card.path}: " in out and "import the bundle folder again" in out
+    assert "radlens-ct-chest-seg" in out
 
 
 def test_a_bundle_converted_before_the_convention_field_runs_with_monais(tmp_path):
