@@ -267,3 +267,26 @@ def test_an_onnx_graph_that_sees_ras_axes_is_fed_as_its_torch_package(tmp_path):
     assert got.shape == want.shape == (1, 2, 8, 16, 12)
     assert torch.allclose(got, want, atol=1e-4)
     assert bare.shape == (1, 2, 12, 16, 8)  # the graph itself takes (x, y, z)
+
+
+def test_heat_maps_and_boxes_map_back_by_the_same_spacingd_grid():
+    shape, spacing, pixdim = (9, 14, 11), (1.3, 0.9, 2.5), (2.0, 1.5, 1.7)
+    frame = _frame(shape, spacing, pixdim)
+    heat = torch.zeros(frame.model_shape)
+    heat[3:5, 4:7, 2:5] = torch.linspace(0.2, 0.9, 3 * 2 * 3).reshape(2, 3, 3)
+    _, _, dense = next(
+        preprocess.upsample_chunks(
+            heat[None], frame.oriented_shape, chunk=99, maps=frame.back_maps()
+        )
+    )
+    want = postprocess.from_model_axes(dense[0].numpy(), frame)
+    assert np.allclose(postprocess.heat_to_input(heat, frame), want, atol=1e-5)
+    assert np.allclose(postprocess.heat_to_input(heat, frame, device="cpu"), want, atol=1e-5)
+    # A box's corners go where the model grid's voxel centres sit on the input (x, y are
+    # flipped back from the network's directions: index n - 1 - (offset + scale * c)).
+    m = frame.maps
+    box = postprocess.box_to_input((1.0, 2.0, 3.0, 2.0, 4.0, 5.0), frame)
+    z = (m[0].scale * 1.0, m[0].scale * 2.0)
+    y = tuple(shape[1] - 1 - m[1].scale * c for c in (4.0, 2.0))
+    x = tuple(shape[2] - 1 - m[2].scale * c for c in (5.0, 3.0))
+    assert np.allclose(box, (z[0], y[0], x[0], z[1], y[1], x[1]))
