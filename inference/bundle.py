@@ -13,6 +13,7 @@ from typing import Any
 
 from inference.card_data import CardError, package_file, read_json_capped, refuse_expressions
 from inference.networks import BUNDLE_TARGETS
+from inference.resampling import MONAI_SPACINGD
 from radlens_core.files import sha256_file
 
 #: What a bundle's models/model.ts is refused with (TorchScript carries its own code).
@@ -195,7 +196,8 @@ def bundle_card_data(folder: str | Path) -> dict[str, Any]:
         "input_channels": channels or kwargs.get("in_channels") or 1,
         "target_spacing": spacing[:dims] if spacing else None,
         "patch_size": roi[:dims] if isinstance(roi, list) else roi,  # the card checks it
-        "preprocessing": {"steps": steps},
+        # MONAI's Spacingd places its grid by its own rule; the engine follows it exactly.
+        "preprocessing": {"steps": steps, **({"resample": MONAI_SPACINGD} if spacing else {})},
         "labels": labels or [{"index": 1, "name": "foreground", "color": _palette(1)}],
         "inference": inference,
         "network": {"format": fmt, "weights": weights, "output": "softmax", "kwargs": kwargs},

@@ -93,7 +93,7 @@ class RunEstimate:
 def estimate_run(card: ModelCard, shape: tuple[int, ...], spacing: Any) -> RunEstimate:
     """What running ``card`` on a spatial ``shape`` ((z, y, x) or (y, x)) with ``spacing``
     (x, y[, z]) asks for; nothing is allocated. ``card`` is an ``inference.card.ModelCard``."""
-    from inference.preprocess import make_frame, resize_of
+    from inference.preprocess import RADLENS, make_frame, resize_of
 
     if (
         card.spatial_dims == 2 and len(shape) == 3
@@ -107,6 +107,7 @@ def estimate_run(card: ModelCard, shape: tuple[int, ...], spacing: Any) -> RunEs
         card.target_spacing,
         resize_of(steps),
         reorient_axes=False,
+        convention=card.preprocessing.get("resample", RADLENS),
     )
     model = frame.model_shape
     n_in, n_model = math.prod(shape), math.prod(model)

@@ -14,6 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from inference.axes import (  # noqa: F401  (re-exported: callers import them from here)
+    MODEL_AXES,
+    axes_mapping,
+    check_axes,
+    frame_axes,
+    frame_flips,
+)
 from radlens_core.errors import UserError
 
 
@@ -230,50 +237,24 @@ def check_card_network(architecture: str, kwargs: dict[str, Any]) -> int:
     return params
 
 
-# ---- the axes a network sees ----------------------------------------------------------------
-#: RadLens feeds a 3D network (C, z, y, x) in the LPS-aligned frame: axis 0 runs to S, axis 1
-#: to P, axis 2 to L ("SPL" in MONAI's axcodes). A network trained elsewhere may expect another
-#: order (a MONAI bundle with Orientationd("RAS") sees (C, x, y, z) running to R, A, S).
-MODEL_AXES = "SPL"
-_OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
-
-
-def check_axes(codes: Any) -> str:
-    """``codes`` as three upper-case axcodes naming each of R/L, A/P, S/I once; ValueError."""
-    text = str(codes).upper() if isinstance(codes, str) else ""
-    lines = [{c, _OPPOSITE[c]} for c in text if c in _OPPOSITE]
-    if len(text) != 3 or len(lines) != 3 or any(a == b for a in lines for b in lines if a is not b):
-        raise ValueError(f"must be three axcodes naming R/L, A/P and S/I once each, got {codes!r}")
-    return text
-
-
-def axes_mapping(codes: str) -> tuple[tuple[int, ...], tuple[bool, ...]]:
-    """(perm, flip): the network's axis k is RadLens model axis perm[k], flipped when
-    flip[k] (its direction is the opposite of RadLens's)."""
-    perm, flip = [], []
-    for c in check_axes(codes):
-        for k, own in enumerate(MODEL_AXES):
-            if c in (own, _OPPOSITE[own]):
-                perm.append(k)
-                flip.append(c != own)
-    return tuple(perm), tuple(flip)
-
-
-def adapt_axes(net: Any, codes: str) -> Any:
-    """``net`` wrapped so it takes and gives RadLens's (N, C, z, y, x) while the network itself
-    sees the axes ``codes`` names; ``net`` itself when they are RadLens's own."""
-    if check_axes(codes) == MODEL_AXES:
+# ---- the axes a network sees (inference.axes) ------------------------------------------------
+def adapt_axes(net: Any, codes: str, frame: str | None = None) -> Any:
+    """``net`` wrapped so it takes and gives (N, C, *grid) on a grid whose axes are ``frame``
+    (default ``frame_axes(codes)``: only the order of axes differs) while the network itself
+    sees the axes ``codes`` names; ``net`` itself when they are the same."""
+    frame = frame_axes(codes) if frame is None else check_axes(frame)
+    if check_axes(codes) == frame:
         return net
     import torch
 
-    perm, flip = axes_mapping(codes)
+    perm, flip = axes_mapping(codes, frame)
     to_net = (0, 1, *(2 + p for p in perm))
     back = tuple(int(i) for i in np.argsort(to_net))
     flipped = [2 + k for k, f in enumerate(flip) if f]
 
     class AxesAdapter(torch.nn.Module):
-        """RadLens's frame in and out, the network's own axes inside (a view: no copies
-        beyond the flips)."""
+        """The grid's axes in and out, the network's own inside (a view: no copies beyond
+        the flips)."""
 
         def __init__(self, inner: Any) -> None:
             super().__init__()

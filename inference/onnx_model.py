@@ -1,5 +1,5 @@
-"""ONNX model packages: the card's "onnx" block, the graph checked against the card, and the
-network the tasks call (onnxruntime: the CPU provider, the CUDA provider when it is there).
+"""ONNX model packages: the card's "onnx" block and the graph checked against the card (the
+network the tasks call, an onnxruntime session, is inference.onnx_session's).
 
 An ONNX package is a model.json whose network reads
 
@@ -297,78 +297,3 @@ def _model_patch(card: Any) -> tuple[int, ...] | None:
                 return tuple(int(s) for s in step["size"])[::-1]
         return None
     return tuple(card.patch_size)[::-1] if card.patch_size else None
-
-
-# ---- the network the tasks call -----------------------------------------------------------
-def load_onnx_network(card: Any, path: Path) -> Any:
-    """The checked graph as a torch ``nn.Module`` the tasks call like any network (input and
-    output torch tensors); OnnxError when the graph is refused or onnxruntime cannot load it."""
-    facts = check_graph(card, path)
-    cls = _network_class()
-    return cls(path, card.network["onnx"]["input"], card.network["onnx"]["output"], facts)
-
-
-_CLASS: Any = None
-
-
-def _network_class() -> Any:
-    global _CLASS
-    if _CLASS is not None:
-        return _CLASS
-    import torch
-
-    class OnnxNetwork(torch.nn.Module):
-        """An onnxruntime session behind ``nn.Module``'s call: numpy in, numpy out, on the
-        input's device (a CUDA tensor runs on the CUDA provider when onnxruntime has it)."""
-
-        def __init__(self, path: Path, input_name: str, output_name: str, facts: dict) -> None:
-            super().__init__()
-            self.path, self.input_name, self.output_name = Path(path), input_name, output_name
-            self.facts = facts
-            self._sessions: dict[str, Any] = {"cpu": self._session("cpu")}
-
-        def _session(self, device: str) -> Any:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, torch.get_num_threads())
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            providers = ["CPUExecutionProvider"]
-            if device == "cuda":
-                providers.insert(0, "CUDAExecutionProvider")
-            try:
-                return ort.InferenceSession(str(self.path), opts, providers=providers)
-            except Exception as exc:  # noqa: BLE001 - onnxruntime's own refusal, in a sentence
-                raise OnnxError(
-                    f"{self.path}: onnxruntime cannot load this graph ({type(exc).__name__}:"
-                    f" {str(exc)[:300]})"
-                ) from exc
-
-        def session_for(self, device: str) -> Any:
-            import onnxruntime as ort
-
-            key = "cuda" if device.startswith("cuda") else "cpu"
-            if key == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
-                key = "cpu"  # this onnxruntime has no CUDA provider: the CPU runs it
-            if key not in self._sessions:
-                self._sessions[key] = self._session(key)
-            return self._sessions[key]
-
-        def forward(self, x: Any) -> Any:
-            import numpy as np
-
-            session = self.session_for(str(x.device))
-            arr = np.ascontiguousarray(x.detach().float().cpu().numpy())
-            if self.facts.get("batch_fixed") and arr.shape[0] != 1:
-                parts = [self._run(session, arr[i : i + 1]) for i in range(arr.shape[0])]
-                out = np.concatenate(parts, axis=0)
-            else:
-                out = self._run(session, arr)
-            return torch.from_numpy(np.asarray(out, dtype=np.float32)).to(x.device)
-
-        def _run(self, session: Any, arr: Any) -> Any:
-            return session.run([self.output_name], {self.input_name: arr})[0]
-
-    _CLASS = OnnxNetwork
-    return OnnxNetwork

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from inference.preprocess import Frame, upsample_chunks
+from inference.preprocess import Frame
+from inference.resampling import AxisMap, upsample_chunks
 from radlens_core.results import Box
 
 
@@ -38,11 +39,12 @@ def labels_to_input(
     """
     if device is not None:
         return labels_to_input_on(probs, frame, output, indices, threshold, device)
+    maps = frame.back_maps()
     if output != "sigmoid" and len(frame.oriented_shape) == 3:
-        return from_model_axes(_argmax_upsampled(probs, frame.oriented_shape), frame)
+        return from_model_axes(_argmax_upsampled(probs, frame.oriented_shape, maps=maps), frame)
     out = np.zeros(frame.oriented_shape, dtype=np.uint8)
     lut = np.asarray(indices, dtype=np.uint8)
-    for z0, z1, slab in upsample_chunks(probs, frame.oriented_shape):
+    for z0, z1, slab in upsample_chunks(probs, frame.oriented_shape, maps=maps):
         if output == "sigmoid":
             res = np.zeros(slab.shape[1:], dtype=np.uint8)
             above = (slab >= threshold).numpy()
@@ -98,7 +100,8 @@ def labels_to_input_on(
     p = probs.to(device).float()
     out = torch.empty(frame.oriented_shape, dtype=torch.uint8, device=p.device)
     lut = torch.as_tensor(np.asarray(indices, dtype=np.uint8), device=p.device)
-    for z0, z1, slab in upsample_chunks(p, frame.oriented_shape, chunk=DEVICE_CHUNK):
+    maps = frame.back_maps()
+    for z0, z1, slab in upsample_chunks(p, frame.oriented_shape, chunk=DEVICE_CHUNK, maps=maps):
         if output == "sigmoid":
             res = torch.zeros(slab.shape[1:], dtype=torch.uint8, device=p.device)
             for k in range(slab.shape[0]):
@@ -116,12 +119,13 @@ def heat_to_input_on(channel, frame: Frame, device: str, floor: float = 1e-4) ->
     from inference.preprocess import axis_weights
 
     shape = frame.oriented_shape
+    maps = frame.back_maps()
     c = channel.to(device).float().clamp(0.0, 1.0)
     if len(shape) == 2:
-        _, _, slab = next(upsample_chunks(c[None], shape))
+        _, _, slab = next(upsample_chunks(c[None], shape, maps=maps))
         return from_model_axes_tensor(slab[0], frame).cpu().numpy()
     out = torch.zeros(shape, dtype=torch.float32, device=c.device)
-    i0, i1, _ = axis_weights(shape[0], c.shape[0])
+    i0, i1, _ = maps[0].weights() if maps else axis_weights(shape[0], c.shape[0])
     slice_max = c.amax(dim=(1, 2)).cpu().numpy()
     # The CPU path's 8-slice slabs decide what is skipped; runs of kept slabs upsample together.
     keep = [
@@ -135,7 +139,7 @@ def heat_to_input_on(channel, frame: Frame, device: str, floor: float = 1e-4) ->
         while end + 1 < len(keep) and keep[end + 1] == keep[end] + 8 and end - start + 1 < per_step:
             end += 1
         z0, z1 = keep[start], min(shape[0], keep[end] + 8)
-        _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0))
+        _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0, maps=maps))
         out[z0:z1] = slab[0]
         start = end + 1
     return from_model_axes_tensor(out, frame).cpu().numpy()
@@ -169,21 +173,27 @@ def _trilinear_points(p: np.ndarray, z, y, x) -> np.ndarray:
     return a + (plane(z1) - a) * wz
 
 
-def _argmax_upsampled(probs, shape: tuple[int, int, int], chunk: int = 8) -> np.ndarray:
+def _argmax_upsampled(
+    probs, shape: tuple[int, int, int], chunk: int = 8, maps: tuple[AxisMap, ...] | None = None
+) -> np.ndarray:
     """argmax of trilinearly upsampled probabilities, without upsampling all of them.
 
     If every coarse voxel around an output voxel has the same argmax k, the interpolated
     probabilities (a convex combination) have argmax k too, exactly. So only voxels near a
     label boundary are interpolated; the rest are a uint8 lookup. Slabs that are mostly
-    boundary (noisy maps) take the dense path."""
+    boundary (noisy maps) take the dense path. ``maps``: ``Frame.back_maps()`` (None:
+    align_corners=False interpolation)."""
     from inference.preprocess import axis_weights
 
     p = np.ascontiguousarray(probs.float().numpy())
     coarse = argmax_uint8(probs)
     uniform = _uniform_cubes(coarse)
-    zw = axis_weights(shape[0], p.shape[1])
-    yw = axis_weights(shape[1], p.shape[2])
-    xw = axis_weights(shape[2], p.shape[3])
+    if maps:
+        zw, yw, xw = (m.weights() for m in maps)
+    else:
+        zw = axis_weights(shape[0], p.shape[1])
+        yw = axis_weights(shape[1], p.shape[2])
+        xw = axis_weights(shape[2], p.shape[3])
     out = np.empty(shape, dtype=np.uint8)
     for z0 in range(0, shape[0], chunk):
         z1 = min(shape[0], z0 + chunk)
@@ -192,7 +202,7 @@ def _argmax_upsampled(probs, shape: tuple[int, int, int], chunk: int = 8) -> np.
         edge = ~uniform[zi][:, yw[0]][:, :, xw[0]]
         n = int(edge.sum())
         if n > 0.3 * edge.size:
-            lab = _dense_slab(probs, shape, z0, z1)
+            lab = _dense_slab(probs, shape, z0, z1, maps)
         elif n:
             zz, yy, xx = np.nonzero(edge)
             zz = zz + z0
@@ -209,8 +219,10 @@ def _argmax_upsampled(probs, shape: tuple[int, int, int], chunk: int = 8) -> np.
     return out
 
 
-def _dense_slab(probs, shape: tuple[int, int, int], z0: int, z1: int) -> np.ndarray:
-    _, _, slab = next(upsample_chunks(probs, shape, chunk=z1 - z0, start=z0))
+def _dense_slab(
+    probs, shape: tuple[int, int, int], z0: int, z1: int, maps: tuple[AxisMap, ...] | None
+) -> np.ndarray:
+    _, _, slab = next(upsample_chunks(probs, shape, chunk=z1 - z0, start=z0, maps=maps))
     return argmax_uint8(slab)
 
 
@@ -228,19 +240,20 @@ def heat_to_input(
         return heat_to_input_on(channel, frame, device, floor)
 
     shape = frame.oriented_shape
+    maps = frame.back_maps()
     out = np.zeros(shape, dtype=np.float32)
     c = channel.float().clamp(0.0, 1.0)
     if len(shape) == 2:
-        _, _, slab = next(upsample_chunks(c[None], shape))
+        _, _, slab = next(upsample_chunks(c[None], shape, maps=maps))
         return from_model_axes(slab[0].numpy(), frame)
-    i0, i1, _ = axis_weights(shape[0], c.shape[0])
+    i0, i1, _ = maps[0].weights() if maps else axis_weights(shape[0], c.shape[0])
     slice_max = c.amax(dim=(1, 2)).numpy()
     chunk = 8
     for z0 in range(0, shape[0], chunk):
         z1 = min(shape[0], z0 + chunk)
         if slice_max[i0[z0] : i1[z1 - 1] + 1].max() < floor:
             continue
-        _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0))
+        _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0, maps=maps))
         out[z0:z1] = slab[0].numpy()
     return from_model_axes(out, frame)
 
@@ -251,9 +264,8 @@ def box_to_input(corners: tuple[float, ...], frame: Frame) -> tuple[float, ...]:
     lo = np.empty(d)
     hi = np.empty(d)
     for k in range(d):
-        s = frame.scale[k]
-        a = (corners[k] + 0.5) * s - 0.5
-        b = (corners[k + d] + 0.5) * s - 0.5
+        a = frame.to_input(k, corners[k])
+        b = frame.to_input(k, corners[k + d])
         if frame.flip[k]:
             n = frame.oriented_shape[k] - 1
             a, b = n - b, n - a

@@ -7,11 +7,23 @@ onto the model's grid so that postprocessing can map every result back exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from inference.axes import frame_flips
+from inference.resampling import (  # noqa: F401  (re-exported: callers import them from here)
+    MONAI_SPACINGD,
+    RADLENS,
+    AxisMap,
+    axis_weights,
+    resample,
+    resample_labels,
+    resample_volume,
+    spacingd_axis,
+    upsample_chunks,
+)
 
 
 @dataclass(frozen=True)
@@ -20,7 +32,9 @@ class Frame:
 
     Model axis ``k`` is input axis ``perm[k]``, reversed when ``flip[k]``; ``oriented_shape``
     is the input shape after that, ``model_shape`` the shape the network sees. Resampling
-    uses the align_corners=False convention: model index m covers input (m + 0.5) * s - 0.5.
+    follows ``convention`` (see inference.resampling): "radlens" is align_corners=False (model
+    index m covers input (m + 0.5) * s - 0.5); "monai_spacingd" is MONAI's Spacingd, model
+    index m at oriented input index ``maps[k].offset + maps[k].scale * m``.
     """
 
     input_shape: tuple[int, ...]
@@ -29,15 +43,31 @@ class Frame:
     oriented_shape: tuple[int, ...]
     model_shape: tuple[int, ...]
     model_spacing: tuple[float, ...]  # per model axis, (z, y, x) order
+    convention: str = RADLENS
+    #: "monai_spacingd": model -> oriented input index along each model axis; () otherwise
+    maps: tuple[AxisMap, ...] = ()
 
     @property
     def scale(self) -> tuple[float, ...]:
         """Input (oriented) voxels per model voxel along each model axis."""
+        if self.maps:
+            return tuple(m.scale for m in self.maps)
         return tuple(o / m for o, m in zip(self.oriented_shape, self.model_shape, strict=True))
 
     @property
     def reoriented(self) -> bool:
         return self.perm != tuple(range(len(self.perm))) or any(self.flip)
+
+    def back_maps(self) -> tuple[AxisMap, ...] | None:
+        """Oriented input index -> model coordinate per axis (MONAI's Invertd); None for the
+        "radlens" convention, whose way back is align_corners=False interpolation."""
+        return tuple(m.inverse() for m in self.maps) if self.maps else None
+
+    def to_input(self, k: int, coordinate: float) -> float:
+        """A model-grid coordinate along model axis ``k`` -> the oriented input's."""
+        if self.maps:
+            return self.maps[k].offset + self.maps[k].scale * coordinate
+        return (coordinate + 0.5) * self.scale[k] - 0.5
 
 
 def axis_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
@@ -83,17 +113,39 @@ def make_frame(
     target_spacing: tuple[float, ...] | None,
     resize: tuple[int, ...] | None = None,
     reorient_axes: bool = True,
+    convention: str = RADLENS,
+    model_flip: tuple[bool, ...] | None = None,
 ) -> Frame:
-    """The mapping for an input of ``shape``; ``target_spacing``/``resize`` are (x, y[, z])."""
+    """The mapping for an input of ``shape``; ``target_spacing``/``resize`` are (x, y[, z]).
+
+    ``model_flip[k]``: model axis k runs opposite to RadLens's LPS-aligned frame (a network
+    that sees its own directions). ``convention`` "monai_spacingd" (with a target spacing, no
+    resize) places the model grid as MONAI's Spacingd does: exact spacing, the first voxel's
+    centre kept (see inference.resampling)."""
     ndim = len(shape)
     perm, flip = (
         orientation_to_model(direction, ndim)
         if reorient_axes
         else (tuple(range(ndim)), (False,) * ndim)
     )
+    if model_flip:
+        flip = tuple(f != m for f, m in zip(flip, model_flip, strict=True))
     sp_in = axis_spacing(spacing, ndim)
     oriented = tuple(shape[p] for p in perm)
     sp = tuple(sp_in[p] for p in perm)
+    if convention == MONAI_SPACINGD and resize is None and target_spacing is not None:
+        tsp = tuple(float(t) for t in target_spacing)[::-1]
+        maps = tuple(spacingd_axis(n, s, t) for n, s, t in zip(oriented, sp, tsp, strict=True))
+        return Frame(
+            tuple(shape),
+            perm,
+            flip,
+            oriented,
+            tuple(m.n_out for m in maps),
+            tsp,
+            MONAI_SPACINGD,
+            maps,
+        )
     if resize is not None:
         model = tuple(int(v) for v in resize[::-1])
     elif target_spacing is not None:
@@ -105,111 +157,6 @@ def make_frame(
         model = oriented
     model_sp = tuple(n * s / m for n, s, m in zip(oriented, sp, model, strict=True))
     return Frame(tuple(shape), perm, flip, oriented, model, model_sp)
-
-
-def resample(array: np.ndarray, shape: tuple[int, ...], mode: str = "linear"):
-    """A (C, *spatial) or (*spatial) array resampled to ``shape`` as a float32 torch tensor.
-
-    Linear for images and probabilities, "nearest" for label maps (align_corners=False)."""
-    import torch
-    import torch.nn.functional as F
-
-    t = array if isinstance(array, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(array))
-    spatial = len(shape)
-    squeeze = t.ndim == spatial
-    t = t.float()
-    t = t[None, None] if squeeze else t[None]
-    if tuple(t.shape[2:]) != tuple(shape):
-        if mode == "nearest":
-            t = F.interpolate(t, size=shape, mode="nearest-exact")
-        else:
-            t = F.interpolate(
-                t, size=shape, mode="trilinear" if spatial == 3 else "bilinear", align_corners=False
-            )
-    return t[0, 0] if squeeze else t[0]
-
-
-def axis_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Linear interpolation along one axis (align_corners=False, as torch.interpolate):
-    output i blends inputs i0[i] and i1[i] with weight w[i] on i1."""
-    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
-    i0 = np.floor(src).astype(np.intp)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    return i0, i1, (src - i0).astype(np.float32)
-
-
-def resample_volume(array: np.ndarray, shape: tuple[int, int, int], chunk: int = 8):
-    """(C, Z, Y, X) numpy array of any dtype -> float32 tensor (C, *shape), trilinear.
-
-    Same values as one ``F.interpolate(mode="trilinear", align_corners=False)``, but slab by
-    slab along z: only the input slices the output needs are converted to float, so a
-    300 x 512 x 512 int16 volume never exists as a full float32 copy."""
-    import torch
-    import torch.nn.functional as F
-
-    c = array.shape[0]
-    out = torch.empty((c, *shape), dtype=torch.float32)
-    i0, i1, w = axis_weights(shape[0], array.shape[1])
-    for z0 in range(0, shape[0], chunk):
-        z1 = min(shape[0], z0 + chunk)
-        a = torch.from_numpy(np.ascontiguousarray(array[:, i0[z0:z1]], dtype=np.float32))
-        b = torch.from_numpy(np.ascontiguousarray(array[:, i1[z0:z1]], dtype=np.float32))
-        ww = torch.from_numpy(w[z0:z1])[None, :, None, None]
-        plane = a + (b - a) * ww
-        if tuple(plane.shape[2:]) != tuple(shape[1:]):
-            plane = F.interpolate(
-                plane, size=tuple(shape[1:]), mode="bilinear", align_corners=False
-            )
-        out[:, z0:z1] = plane
-    return out
-
-
-def resample_labels(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Nearest-neighbour resampling of an integer label map (never blends label values)."""
-    return (
-        resample(labels.astype(np.float32), shape, mode="nearest")
-        .round()
-        .numpy()
-        .astype(labels.dtype)
-    )
-
-
-def upsample_chunks(
-    probs, shape: tuple[int, ...], chunk: int = 8, start: int = 0
-) -> Iterator[tuple[int, int, Any]]:
-    """Linear upsampling of a (C, *model) tensor to (C, *shape), yielded in slabs of the first axis.
-
-    Equivalent to one trilinear interpolate (align_corners=False), but the full-resolution
-    multi-channel array never exists at once: (z0, z1, slab (C, z1 - z0, *shape[1:])) per step."""
-    import torch
-    import torch.nn.functional as F
-
-    if len(shape) == 2:
-        yield (
-            0,
-            shape[0],
-            resample(probs, shape) if tuple(probs.shape[1:]) != shape else probs.float(),
-        )
-        return
-    zm = probs.shape[1]
-    nz = shape[0]
-    scale = zm / nz
-    for z0 in range(start, nz, chunk):
-        z1 = min(nz, z0 + chunk)
-        src = (torch.arange(z0, z1, dtype=torch.float64, device=probs.device) + 0.5) * scale - 0.5
-        src = src.clamp(0, zm - 1)
-        i0 = src.floor().long()
-        i1 = (i0 + 1).clamp(max=zm - 1)
-        w = (src - i0).float()[None, :, None, None]
-        # Separable: blend along z on the coarse grid first, so only one in-plane
-        # interpolation per output slice happens at full resolution.
-        a = probs[:, i0].float()
-        plane = a + (probs[:, i1].float() - a) * w
-        if tuple(plane.shape[2:]) != tuple(shape[1:]):
-            plane = F.interpolate(
-                plane, size=tuple(shape[1:]), mode="bilinear", align_corners=False
-            )
-        yield z0, z1, plane
 
 
 #: numpy dtypes torch cannot move or convert everywhere: widened on the CPU first
@@ -243,6 +190,10 @@ def resample_on(image: np.ndarray, frame: Frame, channels_last: bool, device: st
     t = t.movedim(-1, 0) if channels_last else t[None]
     t = to_model_axes(t, frame.perm, frame.flip, lead=1).float()
     shape = tuple(frame.model_shape)
+    if frame.maps:
+        from inference.resampling import resample_separable
+
+        return resample_separable(t, frame.maps, lead=1).contiguous()
     if tuple(t.shape[1:]) != shape:
         mode = "trilinear" if len(shape) == 3 else "bilinear"
         t = F.interpolate(t[None], size=shape, mode=mode, align_corners=False)[0]
@@ -308,6 +259,27 @@ def resize_of(steps: list[dict[str, Any]]) -> tuple[int, ...] | None:
     return None
 
 
+def card_frame(card, shape: tuple[int, ...], spacing: Any, direction: Any) -> Frame:
+    """The Frame ``card`` puts on an input of spatial ``shape``: its target spacing or resize,
+    its reorientation and its resampling convention (``preprocessing.resample``). A 3D
+    network with its own ``network.axes`` gets the grid in its own directions
+    (``inference.axes.frame_axes``), so windows and MONAI's Spacingd grid start where its own
+    tools start them."""
+    # The trainer hands a view of the card without a network (it trains in RadLens's frame).
+    network = getattr(card, "network", None) or {}
+    axes = network.get("axes")
+    return make_frame(
+        shape,
+        spacing,
+        direction,
+        card.target_spacing,
+        resize_of(card.preprocessing.get("steps", [])),
+        reorient_axes=card.preprocessing.get("reorient", True),
+        convention=card.preprocessing.get("resample", RADLENS),
+        model_flip=frame_flips(axes) if axes and len(shape) == 3 else None,
+    )
+
+
 def prepare(
     image: np.ndarray,
     spacing: Any,
@@ -324,14 +296,7 @@ def prepare(
 
     steps = card.preprocessing.get("steps", [])
     spatial_shape = image.shape[:-1] if channels_last else image.shape
-    frame = make_frame(
-        tuple(spatial_shape),
-        spacing,
-        direction,
-        card.target_spacing,
-        resize_of(steps),
-        reorient_axes=card.preprocessing.get("reorient", True),
-    )
+    frame = card_frame(card, tuple(spatial_shape), spacing, direction)
     if device is not None:
         x = resample_on(image, frame, channels_last, device)
     else:
@@ -342,7 +307,11 @@ def prepare(
         if oriented is None:
             oriented = reorient(arr[0], frame.perm, frame.flip)[None]  # a view: no copy yet
         if len(frame.model_shape) == 3:
-            x = resample_volume(oriented, frame.model_shape)
+            x = resample_volume(oriented, frame.model_shape, maps=frame.maps or None)
+        elif frame.maps:
+            from inference.resampling import resample_separable
+
+            x = resample_separable(torch.from_numpy(oriented.astype(np.float32)), frame.maps)
         else:
             x = resample(oriented.astype(np.float32), frame.model_shape)
     x = intensity(x, steps)

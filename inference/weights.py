@@ -64,8 +64,10 @@ def load_network(card: ModelCard, own_axes: bool = False):
     """Verify hashes and build the card's network on the CPU in eval mode (a torch Module).
 
     A network that sees other axes than RadLens's frame (``network.axes``, e.g. a converted
-    MONAI bundle's "RAS") comes wrapped so it takes and gives RadLens's; ``own_axes`` gives
-    the bare network (its state dict is the package's)."""
+    MONAI bundle's "RAS") comes wrapped so it takes and gives the grid the engine hands it,
+    ``networks.frame_axes`` of those axes (RadLens's order of axes, the network's directions:
+    "SAR" for "RAS"; "SPL" for RadLens's own models); ``own_axes`` gives the bare network
+    (its state dict is the package's)."""
     fmt = card.network.get("format")
     if fmt in REFUSED_FORMATS:  # a card validated elsewhere, or built by hand: never loaded
         raise WeightsError(f"{card.path}: {REFUSED_FORMATS[fmt]}")
@@ -75,12 +77,13 @@ def load_network(card: ModelCard, own_axes: bool = False):
     except CardError as exc:
         raise WeightsError(str(exc)) from exc
     if fmt == ONNX_FORMAT:
-        from inference.onnx_model import load_onnx_network
+        from inference.onnx_session import load_onnx_network
 
         try:
-            return load_onnx_network(card, path).eval()
+            graph = load_onnx_network(card, path)
         except CardError as exc:  # OnnxError: the graph refused, in a sentence
             raise WeightsError(str(exc)) from exc
+        return _own_axes(card, graph, own_axes)
     from inference.networks import build_network
 
     try:
@@ -99,6 +102,12 @@ def load_network(card: ModelCard, own_axes: bool = False):
         raise WeightsError(
             f"{path}: weights do not fit the declared network: {str(exc)[:300]}"
         ) from exc
+    return _own_axes(card, net, own_axes)
+
+
+def _own_axes(card: ModelCard, net: Any, own_axes: bool) -> Any:
+    """``net`` in eval mode, wrapped to take the engine's grid when its card names other axes
+    (a torch network or an ONNX graph alike), unless ``own_axes`` asks for the bare one."""
     if own_axes:
         return net.eval()
     from inference.networks import MODEL_AXES, adapt_axes

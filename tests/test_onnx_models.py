@@ -301,3 +301,57 @@ def test_models_panel_details_say_the_weights_are_an_onnx_graph(tmp_path):
     card = _tiny_package(tmp_path / "ok", _tiny_graph())
     text = entry_text(ModelEntry(card.path, "user", card))
     assert "Weights: onnx (an ONNX graph run by onnxruntime, checked against its card" in text
+
+
+# ---- which onnxruntime provider runs a graph (CUDA cannot be run on this machine: the lists
+# onnxruntime reports are injected, the session it is asked for is recorded) ----------------
+CPU_ONLY = ["CPUExecutionProvider"]
+WITH_CUDA = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    ("device", "available", "providers"),
+    [
+        ("cpu", WITH_CUDA, ["CPUExecutionProvider"]),
+        ("mps", WITH_CUDA, ["CPUExecutionProvider"]),
+        ("cuda", CPU_ONLY, ["CPUExecutionProvider"]),
+        ("cuda", WITH_CUDA, [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]),
+        (
+            "cuda:1",
+            WITH_CUDA,
+            [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"],
+        ),
+    ],
+)
+def test_provider_choice_follows_the_device_and_what_onnxruntime_has(device, available, providers):
+    from inference.onnx_session import providers_for, session_key
+
+    assert providers_for(device, available) == providers
+    want_key = "cpu" if providers == CPU_ONLY else (device if ":" in device else "cuda:0")
+    assert session_key(device, available) == want_key
+
+
+def test_a_cuda_run_asks_onnxruntime_for_the_cuda_provider_of_that_gpu(tmp_path, monkeypatch):
+    import onnxruntime as ort
+
+    card = _tiny_package(tmp_path / "ok", _tiny_graph())
+    net = load_network(card)
+    real = ort.InferenceSession
+    asked: list = []
+
+    def recording_session(path, opts, providers):
+        asked.append(providers)
+        return real(path, opts, providers=CPU_ONLY)  # this machine has no CUDA to start
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(WITH_CUDA))
+    monkeypatch.setattr(ort, "InferenceSession", recording_session)
+    session = net.session_for("cuda:1")
+    assert asked == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]]
+    assert net.session_for("cuda:1") is session and len(asked) == 1  # made once per GPU
+    net.session_for("cuda:0")
+    assert asked[-1][0] == ("CUDAExecutionProvider", {"device_id": 0})
+    # onnxruntime could not start CUDA here: what it really runs on is recorded, not assumed.
+    assert net.providers_used["cuda:1"] == CPU_ONLY
+    # Without the CUDA provider a CUDA run is served by the CPU session made at load time.
+    monkeypatch.setattr(ort, "get_available_providers", lambda: list(CPU_ONLY))
+    assert net.session_for("cuda") is net.session_for("cpu") and len(asked) == 2

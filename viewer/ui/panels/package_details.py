@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 from viewer.ui.panels.model_info import SOURCE_WORDS, PlainTextView, card_text
 
 if TYPE_CHECKING:
+    from inference.card import ModelCard
     from viewer.ui.panels.models import ModelEntry
 
 #: what each weights format means for the user
@@ -41,6 +42,7 @@ def entry_text(entry: ModelEntry) -> str:
     lines.append(f"Source format: {card.source} ({SOURCE_WORDS.get(card.source, card.source)})")
     fmt = str(card.network.get("format", ""))
     lines.append(f"Weights: {fmt} ({WEIGHT_WORDS.get(fmt, 'unknown format')})")
+    lines += geometry_lines(card)
     origin = card.training.get("imported_from") or card.training.get("origin")
     if origin:
         lines.append(f"Imported from: {origin}")
@@ -50,6 +52,23 @@ def entry_text(entry: ModelEntry) -> str:
     else:
         text += "\n\nLicence: the package folder has no LICENSE file."
     return text
+
+
+def geometry_lines(card: ModelCard) -> list[str]:
+    """How the package's network sees an image, when that is not RadLens's own way."""
+    out = []
+    axes = card.network.get("axes")
+    if axes and axes != "SPL":
+        out.append(
+            f"Axes: the network sees its images in {axes} axes (as its own tools fed it);"
+            " RadLens turns each image and every result back"
+        )
+    if card.preprocessing.get("resample") == "monai_spacingd":
+        out.append(
+            "Resampling: as MONAI's Spacingd (exact target spacing, first voxel kept), and"
+            " back as its Invertd"
+        )
+    return out
 
 
 class PackageDetails(QWidget):
