@@ -290,3 +290,20 @@ def test_heat_maps_and_boxes_map_back_by_the_same_spacingd_grid():
     y = tuple(shape[1] - 1 - m[1].scale * c for c in (4.0, 2.0))
     x = tuple(shape[2] - 1 - m[2].scale * c for c in (5.0, 3.0))
     assert np.allclose(box, (z[0], y[0], x[0], z[1], y[1], x[1]))
+
+
+def test_fine_tuning_a_converted_bundle_is_refused_with_a_sentence(tmp_path):
+    """The trainer works in RadLens's own frame (SPL, RadLens's resampling): a converted
+    bundle's network sees RAS and MONAI's grid, so training it here would feed it transposed,
+    mirrored images; refused before any weight is read. A RadLens package still loads."""
+    from inference.training.package import PackageError, load_parent
+
+    card, _ = _converted(tmp_path)
+    with pytest.raises(PackageError) as err:
+        load_parent(card.path)
+    text = str(err.value)
+    assert text.startswith(f"{card.path}: this model was converted from a MONAI bundle")
+    assert "RAS axes" in text and "transposed or mirrored" in text
+    own = save_seg_package(tmp_path / "own")
+    data, state, folder = load_parent(own.path)
+    assert folder == own.path and state and data["id"] == own.id

@@ -103,6 +103,7 @@ def read_card(folder: Path) -> dict[str, Any]:
 
 def load_parent(ref: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
     """(card, state dict, folder) of the package to fine-tune; hashes are verified first."""
+    from inference.axes import MODEL_AXES
     from inference.card import ModelCard
     from inference.weights import load_network
 
@@ -112,6 +113,15 @@ def load_parent(ref: str | Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
         raise PackageError(
             f"{folder}: a {card.network['format']} package cannot be fine-tuned (its graph has"
             " no trainable network); fine-tune the safetensors model it was exported from"
+        )
+    axes = card.network.get("axes")
+    resample = card.preprocessing.get("resample", "radlens")
+    if (axes not in (None, MODEL_AXES)) or resample != "radlens":
+        raise PackageError(
+            f"{folder}: this model was converted from a MONAI bundle (its network sees"
+            f" {axes or 'its own'} axes and resamples as MONAI's Spacingd); the trainer works in"
+            " RadLens's own frame, so fine-tuning it here would train on transposed or mirrored"
+            " images. Fine-tune the bundle with MONAI's own workflow and import it again"
         )
     net = load_network(card)
     data = card.to_json()
