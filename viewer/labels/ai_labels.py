@@ -1,23 +1,21 @@
 """AI results as exportable labels: the label maps of a series' stored analysis runs turned
 into a label document, with what the export must say about them (model, version, run,
-flags), for `radlens export` of a series that has AI results and no human labels; and the
-SEG of one analysis run for `radlens analyze --format dicom-seg`."""
+flags), for `radlens export` of a series that has AI results and no human labels. (The SEG of
+one analysis run, for `radlens analyze` and `radlens batch`, is viewer.commands.analyze_outputs'.)"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from radlens_core.results import AnalysisResult, LabelClass
+from radlens_core.results import LabelClass
 from viewer.labels.dicomseg import Algorithm
 from viewer.labels.document import Document
 from viewer.labels.export import AiSource
-from viewer.labels.model import LabelError, LabelSet, annotation_class
+from viewer.labels.model import LabelSet, annotation_class
 from viewer.labels.results import ResultRecord
-from viewer.study.volume import Volume
 
 
 def ai_document(
@@ -76,47 +74,6 @@ def ai_document(
     if flagged:
         summary += " (FLAGGED: see ai_results)"
     return doc, AiSource(algorithm, report, summary)
-
-
-def write_analysis_seg(
-    out: Path, volume: Volume, result: AnalysisResult, data: dict[str, Any], args: Any
-) -> None:
-    """`radlens analyze --format dicom-seg`: the run's label map as ``out/seg.dcm`` (LABELMAP,
-    AUTOMATIC, algorithm = model id and version), listed in ``data['files']``. A run with no
-    label map, or a source that cannot give a SEG, is reported in ``data['failed']`` and on
-    stderr; the other outputs are written all the same. ``args``: the command's options
-    (``formats``, ``overwrite``)."""
-    import sys
-
-    from viewer.labels.dicomseg import SegExportError, build_segmentation, read_sources
-    from viewer.labels.dicomseg import write_segmentation as write_seg
-    from viewer.labels.export import ExportError, writing
-
-    if "dicom-seg" not in (getattr(args, "formats", None) or ()):
-        return
-    try:
-        if (out / "seg.dcm").exists() and not getattr(args, "overwrite", False):
-            raise SegExportError(f"{out / 'seg.dcm'} already exists; use --overwrite")
-        if result.label_map is None:
-            raise SegExportError(
-                f"{result.model_id} makes no label map: there is nothing to write as DICOM-SEG"
-            )
-        table = LabelSet(
-            tuple(annotation_class(c.index, c.name, c.color) for c in result.label_map.labels)
-        )
-        seg, _ = build_segmentation(
-            volume,
-            result.label_map.array.reshape(volume.shape),
-            table,
-            read_sources(volume),
-            Algorithm("AUTOMATIC", result.model_id, result.run.model_version),
-        )
-        with writing(out / "seg.dcm", out):
-            write_seg(seg, out / "seg.dcm")
-        data["files"]["seg"] = "seg.dcm"
-    except (SegExportError, ExportError, LabelError) as exc:
-        data.setdefault("failed", {})["dicom-seg"] = str(exc)
-        print(f"radlens analyze: DICOM-SEG not written: {exc}", file=sys.stderr)
 
 
 def has_human_labels(doc: Document) -> bool:
