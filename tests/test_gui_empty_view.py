@@ -87,3 +87,20 @@ def test_view_text_clears_its_scale_bar_without_an_image(window, qtbot):
     text.set_scale(vol, 0.5, 1.0)
     text.set_scale(vol, 0.0, 1.0)  # a view not laid out yet: no bar rather than a wrong one
     assert text.scale_bar.label == ""
+
+
+def test_a_plane_left_without_an_image_drops_its_crosshair(window, qtbot):
+    """A CT, then a radiograph: the planes the 2D image does not have draw no old lines."""
+    window.area.set_layout("2x2")
+    ct = chest_ct((24, 64, 64), seed=2, n_nodules=0)
+    window.state.set_volume(Volume(ct.hu, spacing=ct.spacing, modality="CT", series_uid="e.3"))
+    qtbot.wait(50)
+    views = window.area.visible_views()
+    assert all(any(line.isVisible() for line in v.crosshair.lines.values()) for v in views)
+    xray = np.random.default_rng(0).integers(0, 4000, (1, 64, 64)).astype(np.uint16)
+    window.state.set_volume(Volume(xray, spacing=(0.2, 0.2, 1.0), modality="CR", series_uid="e.4"))
+    qtbot.wait(50)
+    empty = [v for v in views if v.plane_geometry is None]
+    assert empty, "a radiograph leaves some plane without an image"
+    for view in empty:
+        assert not any(line.isVisible() for line in view.crosshair.lines.values()), view.plane

@@ -165,9 +165,10 @@ class SliceView(ViewInput, QWidget):
         self.setEnabled(g is not None)
         for overlay in list(self.overlays):
             self._remove_overlay(overlay)
-        if g is None:
+        if g is None:  # no image on this plane (none loaded, or a 2D image off its plane)
             self.image.clear()
             self.text.clear()
+            self.crosshair.hide()
             return
         self._set_letters()
         self._draw_image(force=True)
