@@ -31,10 +31,11 @@ def fsync_dir(folder: Path) -> None:
 PRIVATE_FILE_MODE = 0o600
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, sync_dir: bool = True) -> None:
     """Call ``write`` on a temporary file beside ``path``, fsync, then ``os.replace`` it
     into place; a failure leaves the old file as it was and no temporary file behind.
-    The file is created 0600 (``PRIVATE_FILE_MODE``) whatever the umask."""
+    The file is created 0600 (``PRIVATE_FILE_MODE``) whatever the umask. ``sync_dir=False``:
+    the folder's fsync is the caller's (once for many files written together)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -48,11 +49,12 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    atomic_write(path, lambda f: f.write(data), sync_dir=sync_dir)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -3,9 +3,7 @@ runner, write each result into DIR/<key>/ and record it; a progress line and sum
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -14,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from radlens_core.files import PRIVATE_FILE_MODE, fsync_dir
+from radlens_core.files import atomic_write_bytes, fsync_dir
 from viewer.batch.items import WorkItem
 from viewer.batch.manifest import DONE, FAILED, PENDING, SKIPPED, Manifest, Outcome
 from viewer.batch.work import ItemResult
@@ -103,18 +101,7 @@ WRITER_THREADS = 2
 def _write_file(path: Path, data: bytes) -> None:
     """``data`` into ``path`` through a temporary file (fsync, then ``os.replace``): the file
     is whole or absent, never torn. The folder's fsync is the caller's, once per series."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if os.name == "posix":
-                os.fchmod(f.fileno(), PRIVATE_FILE_MODE)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, sync_dir=False)
 
 
 def write_result(out_dir: Path, result: ItemResult) -> None:
