@@ -117,18 +117,9 @@ def test_class_ratio_crops_centre_a_small_structure_that_foreground_crops_miss()
     assert balanced > 3 * default
 
 
-def test_the_template_cards_sampling_drives_the_run_and_the_trained_card_states_it(
-    tmp_path, monkeypatch
-):
-    root = tmp_path / "data"
-    rng = np.random.default_rng(0)
-    for p in range(4):
-        for k in (0, 1):
-            write_case(
-                root, f"p{p}-{k}", rng.random((16, 16)).astype(np.float32), None,
-                (1.0, 1.0, 1.0), {1: "spot"}, patient_id=f"P{p}", modality="DX", class_index=k,
-            )  # fmt: skip
-    template = {
+def tiny_classifier_card(training: dict) -> dict:
+    """A 2D DenseNet classifier template card (16x16, two classes) with ``training``."""
+    return {
         "id": "tiny-cls",
         "name": "tiny classifier",
         "task": "classification",
@@ -154,8 +145,24 @@ def test_the_template_cards_sampling_drives_the_run_and_the_trained_card_states_
             "weights": "model.safetensors",
             "output": "softmax",
         },
-        "training": {"sampling": {"intensity": False, "group_by_patient": True}, "seed": 9},
+        "training": training,
     }
+
+
+def test_the_template_cards_sampling_drives_the_run_and_the_trained_card_states_it(
+    tmp_path, monkeypatch
+):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for p in range(4):
+        for k in (0, 1):
+            write_case(
+                root, f"p{p}-{k}", rng.random((16, 16)).astype(np.float32), None,
+                (1.0, 1.0, 1.0), {1: "spot"}, patient_id=f"P{p}", modality="DX", class_index=k,
+            )  # fmt: skip
+    template = tiny_classifier_card(
+        {"sampling": {"intensity": False, "group_by_patient": True}, "seed": 9}
+    )
     opts = TrainOptions(dataset=root, task="classification", out=tmp_path / "run", card=template)
     assert card_from_template(opts, template)["training"] == {
         "sampling": template["training"]["sampling"]

@@ -15,6 +15,7 @@ from inference.training.model_spec import card_from_template
 from inference.training.schedule import lr_factor, schedule_from_card
 from inference.training.steps import TaskSteps
 from inference.training.train import TrainOptions, train
+from tests.test_training_sampling import tiny_classifier_card
 
 
 @pytest.mark.parametrize("total", [7, 100, 1400])
@@ -54,34 +55,7 @@ def test_schedule_is_read_from_the_card_with_task_defaults_and_bad_names_refused
 
 
 def _template() -> dict:
-    return {
-        "id": "tiny-cls",
-        "name": "tiny classifier",
-        "task": "classification",
-        "spatial_dims": 2,
-        "modalities": ["DX"],
-        "input_channels": 1,
-        "patch_size": [16, 16],
-        "preprocessing": {"steps": [{"op": "minmax"}]},
-        "labels": [{"index": 1, "name": "spot", "color": "#ff0000"}],
-        "classes": ["normal", "spot"],
-        "thresholds": {"score": 0.5},
-        "network": {
-            "format": "safetensors",
-            "architecture": "monai.DenseNet",
-            "kwargs": {
-                "spatial_dims": 2,
-                "in_channels": 1,
-                "out_channels": 2,
-                "init_features": 4,
-                "growth_rate": 2,
-                "block_config": [1],
-            },  # fmt: skip
-            "weights": "model.safetensors",
-            "output": "softmax",
-        },
-        "training": {"lr_schedule": "one_cycle", "seed": 9, "seconds": 12.0},
-    }
+    return tiny_classifier_card({"lr_schedule": "one_cycle", "seed": 9, "seconds": 12.0})
 
 
 def test_the_template_cards_schedule_drives_every_step_and_the_trained_card_states_it(
