@@ -1,4 +1,6 @@
-"""Document: every label of one series (annotations, label map, model layers) with undo/redo.
+"""Document: every label of a series with undo/redo (~400 lines: one class, the edit algebra).
+
+Annotations, label map and model layers.
 
 Every change is an ``Edit`` value applied through ``Document.apply``; undo applies the
 inverse. Listeners in ``Document.listeners`` (plain callables, no Qt) receive each edit as it

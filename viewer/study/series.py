@@ -1,4 +1,6 @@
-"""One series -> Volume, progressively: geometry first, the middle slice next, then the rest.
+"""One series -> Volume, progressively (~410 lines: read_all schedules threads, decoders, cancel).
+
+Geometry first, the middle slice next, then the rest.
 
 Uncompressed little-endian pixels are read straight from the file into the volume at the
 PixelData offset the header pass found (viewer.study.raw_pixels), on a thread pool.

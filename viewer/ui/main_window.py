@@ -1,4 +1,4 @@
-"""The main window: series browser, viewer area, panels, status bar; scanning and loading."""
+"""The main window (~410 lines: the hub features register with): browser, views, panels, loading."""
 
 from __future__ import annotations
 
