@@ -123,6 +123,70 @@ def test_a_local_ray_finds_the_same_as_the_local_pool(archive, first_run, tmp_pa
     _same_as_first(archive, out3, out1)
 
 
+@pytest.fixture
+def ray_head_with_a_gpu(tmp_path):
+    """An existing Ray cluster, as a user's would be: a head node started with ``ray start``
+    on loopback (its own session, stopped after) with token authentication on, declaring one
+    GPU Ray may hand out. Yields (address, the environment a client of it needs)."""
+    pytest.importorskip("ray", reason="Ray is the 'ray' extra: pip install 'radlens[ray]'")
+    import secrets
+
+    from tests.orthanc import free_port
+
+    port = free_port()
+    temp = Path(f"/tmp/rl-ray-{os.getpid()}-{port}")  # Ray's socket paths must stay short
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    env["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    ray_cli = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; main()"]
+    head = subprocess.Popen(
+        [*ray_cli, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
+         "--num-cpus=2", "--num-gpus=1", "--include-dashboard=false", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+        # Ray's own processes that left the group: found by the session's own folder
+        subprocess.run(["pkill", "-9", "-f", str(temp)], check=False)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_an_existing_ray_cluster_with_a_gpu_gets_one_gpu_per_actor(
+    archive, first_run, tmp_path, ray_head_with_a_gpu
+):
+    """Issue 15: "GPU workers ask for a GPU", on a cluster the command only connects to. The
+    cluster declares one GPU (CI has no CUDA): each actor asks Ray for one, so Ray runs exactly
+    one; the actor says which GPU Ray gave it (and, without CUDA, that its series ran on the
+    CPU), and its findings are the local pool's. The command runs as a user runs it, in its
+    own process with the cluster's token in its environment."""
+    address, env = ray_head_with_a_gpu
+    out1, _ = first_run
+    out = tmp_path / "cluster"
+    cmd = [sys.executable, "-m", "viewer", "batch", str(archive.root), "--out", str(out)]
+    done = subprocess.run(
+        [*cmd, "--ray", address, "--threads", "1"],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]  # the corrupt series, as in every run
+    assert f"1 Ray actor(s) on the Ray cluster at {address}, one GPU each" in done.stderr
+    import torch
+
+    if torch.cuda.is_available():
+        assert "Ray actor 1: GPU 0" in done.stderr
+    else:
+        assert "Ray actor 1: Ray gave it GPU 0, but torch on that node cannot use CUDA" in (
+            done.stderr
+        )
+    _same_as_first(archive, out, out1)
+
+
 def test_resume_redoes_only_what_is_unfinished_and_retry_failed(archive, first_run, tmp_path):
     src, _ = first_run
     out = tmp_path / "out"

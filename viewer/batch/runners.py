@@ -95,6 +95,9 @@ class LocalPool:
     def describe(self) -> str:
         return f"{self.workers} local worker(s), {self.options.threads} thread(s) each"
 
+    def placement_notes(self) -> list[str]:
+        return []  # local workers run where the command runs
+
     def __enter__(self) -> LocalPool:
         self._start()
         return self
@@ -198,6 +201,7 @@ class RayWorkers:
         self.ray: Any = None
         self.actors: list[Any] = []
         self.gpus = 0.0
+        self._placements: list[Any] = []
         self.started_here = False
         self._replaced: dict[int, Any] = {}
 
@@ -261,6 +265,30 @@ class RayWorkers:
         self.actors = [actor.remote(self.options) for _ in range(n)]
         for a in self.actors:  # torch and the models load now; an actor runs calls in order
             a.warm.remote()
+        # Answered once the actor has warmed up; read after the run (it never holds it up).
+        self._placements = [a.placement.remote() for a in self.actors]
+
+    def placement_notes(self) -> list[str]:
+        """One sentence per actor: the GPUs Ray assigned it, and a warning when torch in that
+        worker cannot use CUDA although it holds a GPU (its series ran on the CPU)."""
+        notes = []
+        for i, ref in enumerate(self._placements, 1):
+            try:
+                got = self.ray.get(ref, timeout=30)
+            except Exception as exc:  # noqa: BLE001 (a dead or replaced actor: said, not raised)
+                notes.append(f"Ray actor {i}: placement unknown ({type(exc).__name__})")
+                continue
+            if not got["gpus"]:
+                notes.append(f"Ray actor {i}: no GPU (CPU)")
+            elif got["cuda"]:
+                notes.append(f"Ray actor {i}: GPU {', '.join(got['gpus'])}")
+            else:
+                notes.append(
+                    f"Ray actor {i}: Ray gave it GPU {', '.join(got['gpus'])}, but torch on that"
+                    " node cannot use CUDA, so its series ran on the CPU (install a CUDA build"
+                    " of torch there)"
+                )
+        return notes
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         for a in self.actors:

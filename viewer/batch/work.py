@@ -105,6 +105,17 @@ class SeriesWorker:
                     engine.load(card)
                     break
 
+    def placement(self) -> dict[str, Any]:
+        """Where this Ray actor runs as its own process sees it: the GPUs Ray gave it and
+        whether torch there can use CUDA (a CPU build of torch on a GPU node cannot)."""
+        import ray
+        import torch
+
+        return {
+            "gpus": [str(g) for g in ray.get_gpu_ids()],
+            "cuda": bool(torch.cuda.is_available()),
+        }
+
     # -- one series ---------------------------------------------------------------------------
     def analyse(self, item: WorkItem) -> ItemResult:
         from viewer.commands.analyze_outputs import ModelNotMeant, NoModelMeant

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
                     report = run_batch(items, out, manifest, runner, args.retry_failed, bar)
                 finally:
                     items.close()
+                for note in runner.placement_notes():
+                    print(f"radlens batch: {note}", file=sys.stderr)
             for note in items.notes[:20]:
                 print(f"radlens batch: skipped file {note}", file=sys.stderr)
             sent = unsent = 0
