@@ -336,3 +336,22 @@ def test_roi_caption_gives_pixels_without_spacing_and_no_volume_at_the_detector(
     assert format_stats(stats, "", bare).splitlines()[-1] == "100 px²"
     assert format_stats(stats, "", detector).splitlines()[-1] == "25.0 mm² at detector"
     assert format_stats(stats, "HU", patient).splitlines()[-1] == "25.0 mm²  0.025 mL"
+
+
+def test_corner_text_stays_readable_over_a_white_image(window):
+    """Light corner text over bone or contrast: a dark halo keeps it apart from the pixels
+    (before, the text over a white image was light on white)."""
+    arr = np.full((4, 64, 64), 255, np.uint8)
+    show(window, Volume(arr, (1.0, 1.0, 1.0), modality="OT", meta=dict(PATIENT)))
+    view = window.area.views["axial"]
+    window.state.set_window(0.0, 1.0)  # every pixel white
+    view.zoom_by(4.0)  # the image fills the pane, corners included
+    QApplication.processEvents()
+    label = view.corner["tl"]
+    assert "DOE, JANE" in label.text()
+    shot = view.graphics.grab(label.geometry()).toImage()
+    px = [
+        shot.pixelColor(x, y).lightness() for y in range(shot.height()) for x in range(shot.width())
+    ]
+    assert max(px) >= 220  # the white image and the light text
+    assert sum(v < 60 for v in px) >= 20  # the halo: dark pixels around the letters

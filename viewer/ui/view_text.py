@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QGraphicsDropShadowEffect, QLabel, QWidget
 
 from viewer.study.facts import frame_time_ms, has_patient_orientation, volume_label
 from viewer.study.volume import Volume
@@ -118,6 +119,13 @@ class ViewText:
             if role == "corner"
             else "color: #ffb347; background: transparent; font-size: 14px; font-weight: bold;"
         )
+        # A crisp dark shadow one pixel down and right, so the text reads over bone and
+        # contrast as over air (as Horos and RadiAnt draw it); light text alone vanishes there.
+        halo = QGraphicsDropShadowEffect(label)
+        halo.setOffset(1.0, 1.0)
+        halo.setBlurRadius(2.0)
+        halo.setColor(QColor(0, 0, 0, 255))
+        label.setGraphicsEffect(halo)
         return label
 
     def _labels(self) -> tuple[QLabel, ...]:
