@@ -354,3 +354,26 @@ def set_attribute(path: Path, keyword: str, value: object) -> Path:
         setattr(ds, keyword, value)
         ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def reencode_jpeg_lossless_sv1(paths) -> None:
+    """Re-encode DICOM files in place as JPEG lossless process 14 SV1 with GDCM (pydicom has no
+    encoder for it). Callers that may run without GDCM skip first (pytest.importorskip)."""
+    import gdcm
+
+    for path in paths:
+        reader = gdcm.ImageReader()
+        reader.SetFileName(str(path))
+        if not reader.Read():
+            raise OSError(f"GDCM cannot read {path}")
+        change = gdcm.ImageChangeTransferSyntax()
+        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+        change.SetInput(reader.GetImage())
+        if not change.Change():
+            raise OSError(f"GDCM cannot re-encode {path} as JPEG lossless")
+        writer = gdcm.ImageWriter()
+        writer.SetFileName(str(path))
+        writer.SetFile(reader.GetFile())
+        writer.SetImage(change.GetOutput())
+        if not writer.Write():
+            raise OSError(f"GDCM cannot write {path}")

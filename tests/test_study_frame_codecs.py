@@ -21,30 +21,14 @@ from viewer.study.scan import scan_folder
 from viewer.study.series import load_series
 
 
-def _gdcm_jpeg_lossless(paths):
-    gdcm = pytest.importorskip("gdcm")
-    for path in paths:
-        reader = gdcm.ImageReader()
-        reader.SetFileName(str(path))
-        assert reader.Read()
-        change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
-        change.SetInput(reader.GetImage())
-        assert change.Change()
-        writer = gdcm.ImageWriter()
-        writer.SetFileName(str(path))
-        writer.SetFile(reader.GetFile())
-        writer.SetImage(change.GetOutput())
-        assert writer.Write()
-
-
 def _write(folder, syntax, signed, bits_stored, shape=(3, 32, 48)):
     # Signed: stored values are the HU themselves (-1000..1500); unsigned: HU + 1024.
     intercept = 0.0 if signed else -1024.0
     kwargs = dict(shape=shape, intercept=intercept, signed=signed, bits_stored=bits_stored)
     if syntax == JPEGLosslessSV1:
         truth = f.write_ct_series(folder, **kwargs)
-        _gdcm_jpeg_lossless(truth.paths)
+        pytest.importorskip("gdcm")
+        f.reencode_jpeg_lossless_sv1(truth.paths)
     else:
         if not get_encoder(syntax).is_available:
             pytest.skip(f"no pydicom encoder for {syntax.name} in this installation")

@@ -28,28 +28,11 @@ from viewer.study.series import SeriesReader, load_series
 FRAMES = max(10, decode.MIN_PARALLEL_FRAMES + 2)
 
 
-def _gdcm_jpeg_lossless(paths):
-    """Re-encode files as JPEG lossless process 14 (pydicom has no encoder for it)."""
-    gdcm = pytest.importorskip("gdcm")
-    for path in paths:
-        reader = gdcm.ImageReader()
-        reader.SetFileName(str(path))
-        assert reader.Read()
-        change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
-        change.SetInput(reader.GetImage())
-        assert change.Change()
-        writer = gdcm.ImageWriter()
-        writer.SetFileName(str(path))
-        writer.SetFile(reader.GetFile())
-        writer.SetImage(change.GetOutput())
-        assert writer.Write()
-
-
 def _write(folder, syntax, shape=(FRAMES, 32, 32)):
     if syntax == JPEGLosslessSV1:
         truth = f.write_ct_series(folder, shape=shape)
-        _gdcm_jpeg_lossless(truth.paths)
+        pytest.importorskip("gdcm")
+        f.reencode_jpeg_lossless_sv1(truth.paths)
     else:
         if not get_encoder(syntax).is_available:
             pytest.skip(f"no pydicom encoder for {syntax.name} in this installation")

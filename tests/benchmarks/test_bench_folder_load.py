@@ -185,24 +185,6 @@ def _realistic_ct(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
     return out
 
 
-def _gdcm_jpeg_lossless(paths: list[Path]) -> None:
-    import gdcm
-
-    for path in paths:
-        reader = gdcm.ImageReader()
-        reader.SetFileName(str(path))
-        assert reader.Read()
-        change = gdcm.ImageChangeTransferSyntax()
-        change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
-        change.SetInput(reader.GetImage())
-        assert change.Change()
-        writer = gdcm.ImageWriter()
-        writer.SetFileName(str(path))
-        writer.SetFile(reader.GetFile())
-        writer.SetImage(change.GetOutput())
-        assert writer.Write()
-
-
 @pytest.fixture(scope="session")
 def bench_data(tmp_path_factory) -> Path:
     where = os.environ.get("RADLENS_BENCH_DATA")
@@ -227,7 +209,7 @@ def _series(root: Path, syntax: str) -> Path:
         shuffle_seed=None,
     )
     if syntax == JPEGLosslessSV1:
-        _gdcm_jpeg_lossless(truth.paths)
+        f.reencode_jpeg_lossless_sv1(truth.paths)
     for p in truth.paths:
         os.utime(p, (1e9, 1e9))
     (folder / ".complete").touch()
