@@ -263,6 +263,7 @@ def test_opening_a_series_and_listing_models_does_not_load_torch(tmp_path):
         "from viewer.study.volume import Volume\n"
         "w = MainWindow()\n"
         "w.state.set_volume(Volume(np.zeros((4, 8, 8), np.int16), modality='CT'))\n"
+        "assert w.analyze.wait_for_models()\n"
         "print(len(w.analyze.menu.actions()), 'torch' in sys.modules)\n"
     )
     out = subprocess.run(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -61,11 +61,14 @@ def write_npz(
                 dtype = np.dtype(dtype)
             if dtype.hasobject:
                 raise ValueError(f"{name}: object arrays are not written (no pickles)")
-            header = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False}
-            header["shape"] = tuple(int(s) for s in shape)
+            header: dict[str, Any] = {
+                "descr": npy_format.dtype_to_descr(dtype),
+                "fortran_order": False,
+                "shape": tuple(int(s) for s in shape),
+            }
             with archive.open(f"{name}.npy", "w", force_zip64=True) as fp:
                 npy_format.write_array_header_1_0(fp, header)
                 step = rows_per_slab(tuple(shape), dtype.itemsize, slab_bytes)
                 for slab in slabs(step):
                     block = np.ascontiguousarray(slab, dtype=dtype)
-                    fp.write(memoryview(block).cast("B"))
+                    fp.write(block.data.cast("B"))

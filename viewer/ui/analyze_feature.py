@@ -17,11 +17,11 @@ Findings list, the banner and the stored record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QToolButton
 
@@ -39,7 +39,7 @@ from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
 from viewer.ui.analyze_dialogs import message_box, none_fits_box, override_box
 from viewer.ui.feature import WindowServices
 from viewer.ui.layers import Layer
-from viewer.ui.model_offer import ModelOffer, offer_for, series_facts
+from viewer.ui.model_offer import ModelOffer, OfferListing, offer_for, series_facts
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.label_browser import LabelBrowser
 from viewer.ui.panels.model_info import ModelMenu
@@ -54,8 +54,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: How long a click that needs the model offer waits for a listing still under way (s).
+LISTING_WAIT_S = 30.0
+
+
 class AnalyzeFeature(QObject):
     """The Analyze feature (a ``viewer.ui.feature.Feature``)."""
+
+    #: The open series' model offer arrived (a ModelOffer) and is in the menu.
+    models_listed = Signal(object)
 
     def __init__(
         self,
@@ -69,7 +76,9 @@ class AnalyzeFeature(QObject):
         self.services, self.state = services, services.state
         self.store = store if store is not None else ResultStore()
         self.controller = controller or AnalysisController(self, store=self.store)
-        self._models = models or offer_for
+        # Which models fit is asked on a worker when a series opens (see OfferListing).
+        self._listing = OfferListing(models or offer_for, self._apply_offer, self)
+        self._choice_at_request: ModelCard | None = None
         self.message_box: QMessageBox | None = None
         self.override_box: QMessageBox | None = None
         self._runs: dict[str, tuple[ResultRecord, list[tuple[str, Layer]]]] = {}
@@ -112,6 +121,8 @@ class AnalyzeFeature(QObject):
         services.add_dock("findings", self.dock, beside="layers")
 
         c = self.controller
+        # A finished run is shown a layer per event-loop turn, before analysis_finished.
+        c.set_presenter(self._present)
         c.analysis_progressed.connect(self._on_progress)
         c.analysis_finished.connect(self._on_finished)
         c.analysis_failed.connect(self._on_failed)
@@ -137,6 +148,7 @@ class AnalyzeFeature(QObject):
         self._browse(None)
         self.action.setEnabled(volume is not None)
         if volume is None:
+            self.menu.setEnabled(True)
             self.menu.set_offer(ModelOffer())
             self.findings.set_no_fit("")
             return
@@ -166,24 +178,51 @@ class AnalyzeFeature(QObject):
     # ---- models --------------------------------------------------------------------------
     @property
     def offer(self) -> ModelOffer:
-        """The models offered for the open series (admitted first)."""
+        """The models offered for the open series (admitted first); a listing still under
+        way is waited for (bounded)."""
+        self.wait_for_models()
         return self.menu.offer
+
+    def wait_for_models(self, timeout_s: float = LISTING_WAIT_S) -> bool:
+        """Apply the open series' model offer now, waiting for its listing if it is still
+        under way. False if it did not come within ``timeout_s``."""
+        return self._listing.wait(timeout_s)
+
+    @property
+    def listing_models(self) -> bool:
+        """True while the open series' model offer is being listed on a worker."""
+        return self._listing.pending
+
+    @property
+    def listing_threads(self) -> list[tuple[str, int]]:
+        """(name, ident) of the thread each model listing ran on, newest last."""
+        return list(self._listing.threads)
 
     def refresh_models(self, keep_choice: bool = True) -> None:
         """Ask the registry again which models fit the open series (a model was published,
-        imported or changed on disk). ``keep_choice``: keep the user's pick while it fits."""
+        imported or changed on disk), on a worker: the menu shows the answer when it comes
+        (``models_listed``). ``keep_choice``: keep the user's pick while it fits."""
         volume = self.state.volume
         if volume is None:
             return
-        try:
-            offer = self._models(volume)
-        except Exception as exc:  # noqa: BLE001 - a broken models folder must not stop the series opening
-            log.warning("listing models failed: %s", exc)
-            offer = ModelOffer()
+        self.menu.setEnabled(False)  # until the offer for this series is in
+        self._choice_at_request = self.menu.current()
+        self._listing.request(volume, keep_choice)
+
+    def _apply_offer(self, volume: Volume, offer: ModelOffer, keep_choice: bool) -> None:
+        if volume is not self.state.volume:
+            return  # another series was opened meanwhile
         if offer.facts is None:  # an offer made without them still explains itself
             offer = replace(offer, facts=series_facts(volume))
-        self.menu.set_offer(offer, preferred=None if keep_choice else offer.best)
+        self.menu.setEnabled(True)
+        picked = self.menu.current()
+        if picked is not None and picked is not self._choice_at_request:
+            # The user chose a model ("Use for Analyze") while the list was being made.
+            self.menu.set_offer(offer, preferred=picked)
+        else:
+            self.menu.set_offer(offer, preferred=None if keep_choice else offer.best)
         self.findings.set_no_fit("" if offer.admitted() else offer.none_fits_text())
+        self.models_listed.emit(offer)
 
     # ---- running -------------------------------------------------------------------------
     @Slot()
@@ -197,6 +236,9 @@ class AnalyzeFeature(QObject):
             return False
         if self.services.loading():
             self._say("The series is still loading; Analyze when all its slices are in.")
+            return False
+        if not self.wait_for_models():
+            self._say("The models for this series are still being listed; Analyze again soon.")
             return False
         offer = self.offer
         if card is None:
@@ -293,7 +335,8 @@ class AnalyzeFeature(QObject):
         self.last_message = text
         if outcome.volume is not self.state.volume:
             return  # the user moved on; the result is stored and shows when it is reopened
-        self._show(rec, outcome.summary)
+        if rec.run_id not in self._runs:  # not shown by ``_present`` (e.g. it was cut short)
+            self._show(rec, outcome.summary)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -312,7 +355,20 @@ class AnalyzeFeature(QObject):
             self.message_box = message_box(self.services.window, message)
 
     # ---- results -------------------------------------------------------------------------
+    def _present(self, outcome: AnalysisOutcome) -> Iterator[None]:
+        """The controller's presenter: a finished run shown one step per event-loop turn."""
+        if outcome.volume is self.state.volume:
+            self._on_progress(1.0, "showing the results")
+            yield from self._show_steps(outcome.record, outcome.summary)
+
     def _show(self, rec: ResultRecord, summary: ResultSummary) -> None:
+        for _ in self._show_steps(rec, summary):
+            pass
+
+    def _show_steps(self, rec: ResultRecord, summary: ResultSummary) -> Iterator[None]:
+        """Show ``rec``: each layer (drawn at once in every view) is one step, then the
+        findings and the display controls; stops if the series or the run goes meanwhile."""
+        volume = self.state.volume
         # A newer run of the same model replaces the older one's layers.
         for run_id, (old, _) in list(self._runs.items()):
             if old.model_id == rec.model_id:
@@ -320,7 +376,13 @@ class AnalyzeFeature(QObject):
         layers = layers_for(rec)
         self._runs[rec.run_id] = (rec, layers)
         for _, layer in layers:
+            yield
+            if self.state.volume is not volume or rec.run_id not in self._runs:
+                return
             self.state.layers.add(layer)
+        yield
+        if self.state.volume is not volume or rec.run_id not in self._runs:
+            return
         self.findings.add_run(rec, summary)
         self._refresh_display()
         self.dock.raise_()
