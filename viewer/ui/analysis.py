@@ -143,10 +143,11 @@ class _AnalysisJob(QRunnable):
         name = model_name(self.card)
         try:
             self._progress(0.0, f"loading {name}")
-            # At the UI thread's priority: a first run imports torch here, holding the
-            # interpreter lock the UI thread needs (see viewer.engine_warm_up).
-            engine = self.engine_factory(self.device)
+            # WORKER_NICE below the UI thread from the start, the import of a first run
+            # (torch, MONAI) included: at the UI's priority that import took half of the
+            # process's CPU from the scrolling UI thread (see viewer.engine_warm_up).
             lower_thread_priority(self.ui_nice)
+            engine = self.engine_factory(self.device)
             vol = self.volume
             # Only an override passes the flag: an admitted run calls the engine as before.
             override = {"outside_intended_use": True} if self.outside_intended_use else {}
@@ -373,16 +374,19 @@ _warm_up_thread: threading.Thread | None = None
 def warm_up_engine() -> threading.Thread:
     """Import torch and the engine on a background thread, once per process, so the
     clinician's first Analyze does not pay for them. Call it when the window is up and idle
-    (``viewer.ui.app`` does). The thread keeps the UI thread's priority: it holds the
-    interpreter lock the UI needs (see viewer.engine_warm_up); a first Analyze clicked
+    (``viewer.ui.app`` does) from the UI thread. The thread runs ``WORKER_NICE`` steps below
+    the caller, as an analysis does (see viewer.engine_warm_up); a first Analyze clicked
     meanwhile waits for it instead of importing twice."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
-            _warm_up_thread = threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True)
+            _warm_up_thread = threading.Thread(
+                target=_warm_up, args=(thread_nice(),), name="engine-warm-up", daemon=True
+            )
             _warm_up_thread.start()
         return _warm_up_thread
 
 
-def _warm_up() -> None:
+def _warm_up(ui_nice: int) -> None:
+    lower_thread_priority(ui_nice)
     import_engine()
