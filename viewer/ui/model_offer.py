@@ -190,7 +190,10 @@ class OfferListing(QObject):
                 return
             self._answer = (token, volume, offer, keep_choice)
             self._ready.set()
-        self._answered.emit(token)  # queued: ``_deliver`` runs on the UI thread
+        try:
+            self._answered.emit(token)  # queued: ``_deliver`` runs on the UI thread
+        except RuntimeError:  # the window (and this object) closed while it listed
+            pass
 
     @Slot(int)
     def _deliver(self, token: int) -> None:
