@@ -173,9 +173,9 @@ def test_model_runs_at_lower_cpu_priority_than_the_ui_thread(qtbot, phantom, vol
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="needs per-thread nice")
-def test_engine_is_loaded_at_the_ui_priority_and_run_below_it(qtbot, phantom, volume):
-    # Loading imports torch holding the interpreter lock the UI thread waits for: a lowered
-    # thread would keep it while waiting behind other processes for a core.
+def test_engine_is_loaded_and_run_below_the_ui_priority(qtbot, phantom, volume):
+    # Loading imports torch: at the UI's priority it took half of the process's CPU from the
+    # UI thread; two steps below, the UI gets the core first (see viewer.engine_warm_up).
     import os
 
     seen: dict[str, int] = {}
@@ -195,7 +195,7 @@ def test_engine_is_loaded_at_the_ui_priority_and_run_below_it(qtbot, phantom, vo
     ctl = AnalysisController(engine_factory=NiceProbe(phantom_result(phantom)))
     with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
         ctl.start(volume, CARD)
-    assert seen["load"] == nice()
+    assert seen["load"] == min(MAX_NICE, nice() + WORKER_NICE)
     assert seen["run"] == min(MAX_NICE, nice() + WORKER_NICE)
 
 
@@ -263,6 +263,7 @@ def test_opening_a_series_and_listing_models_does_not_load_torch(tmp_path):
         "from viewer.study.volume import Volume\n"
         "w = MainWindow()\n"
         "w.state.set_volume(Volume(np.zeros((4, 8, 8), np.int16), modality='CT'))\n"
+        "assert w.analyze.wait_for_models()\n"
         "print(len(w.analyze.menu.actions()), 'torch' in sys.modules)\n"
     )
     out = subprocess.run(

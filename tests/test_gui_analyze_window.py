@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMainWindow, QSplitter
 
 from phantoms.chest import chest_ct
@@ -242,4 +243,67 @@ def test_result_for_a_series_left_during_the_run_waits_for_its_return(qtbot, tmp
         win.state.set_volume(other)
     assert win.state.layers.names() == [] and not win.analyze.findings.findings()
     win.state.set_volume(first)
+    assert len(win.state.layers) == 3
+
+
+def test_a_finished_run_is_shown_a_layer_per_event_loop_turn_before_it_is_announced(
+    qtbot, phantom, tmp_path
+):
+    win, _ = _open(qtbot, phantom, tmp_path)
+    turns = [0]
+
+    def tick():  # one increment per event-loop turn while the result is being shown
+        turns[0] += 1
+        if turns[0] < 1000:
+            QTimer.singleShot(0, tick)
+
+    added: list[tuple[str, int]] = []
+    win.state.layers.subscribe(
+        lambda event, layer: added.append((layer.name, turns[0])) if event == "added" else None
+    )
+    ctl = win.analyze.controller
+    at_finish: list[list[str]] = []
+    ctl.analysis_finished.connect(lambda _o: at_finish.append(win.state.layers.names()))
+    ctl._on_succeeded = _tick_first(ctl._on_succeeded, tick)
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        assert win.analyze.analyze()
+        assert not ctl.is_presenting()
+    names = ["Fake segmenter: mask", "Fake segmenter: heat map", "Fake segmenter: boxes"]
+    assert [n for n, _ in added] == names
+    # Each layer came in its own turn: the window drew and handled input in between.
+    assert len({t for _, t in added}) == 3
+    # analysis_finished comes once everything is shown (listeners see the whole result).
+    assert at_finish == [names] and win.analyze.findings.runs()
+    assert not ctl.is_presenting()
+
+
+def _tick_first(on_succeeded, tick):
+    """Start counting event-loop turns when the run's result reaches the UI thread."""
+
+    def wrapped(outcome):
+        tick()
+        on_succeeded(outcome)
+
+    return wrapped
+
+
+def test_a_series_closed_while_its_result_is_shown_stops_the_display_and_still_finishes(
+    qtbot, phantom, tmp_path
+):
+    win, vol = _open(qtbot, phantom, tmp_path)
+    ctl = win.analyze.controller
+
+    def close_on_first_layer(event, layer):
+        if event == "added" and win.state.volume is vol:
+            win.state.set_volume(None)
+
+    win.state.layers.subscribe(close_on_first_layer)
+    with qtbot.waitSignal(ctl.analysis_finished, timeout=10_000):
+        win.analyze.analyze()
+    qtbot.wait(20)
+    assert win.state.layers.names() == [] and not win.analyze.findings.runs()
+    assert not ctl.is_presenting()
+    # The run was stored: reopening the series shows all of it.
+    win.state.layers.unsubscribe(close_on_first_layer)
+    win.state.set_volume(vol)
     assert len(win.state.layers) == 3

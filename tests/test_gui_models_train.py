@@ -173,10 +173,12 @@ def test_use_for_analyze_preselects_the_model_and_keeps_it_for_a_suitable_series
     assert window.analyze.menu.current().id == "pinned-seg"
     volume = Volume(np.zeros((4, 8, 8), np.int16), modality="CT")
     window.state.set_volume(volume)  # Analyze picks its best model; the pin wins for CT
+    assert window.analyze.wait_for_models()  # the offer is listed on a worker
     assert window.analyze.menu.current().id == "pinned-seg"
     write_package(user_models_dir(), "later-seg")  # published while the series is open
     with qtbot.waitSignal(panel.models_listed, timeout=20_000):
         panel.rescan()
+    assert window.analyze.wait_for_models()
     titles = [a.text() for a in window.analyze.menu.actions()]
     assert "Test model later-seg 0.3.0" in titles
     assert window.analyze.menu.current().id == "pinned-seg"

@@ -71,6 +71,7 @@ def _window(qtbot, tmp_path, phantom, offer, answer=None, uid="1.2.3.11"):
     win.show()
     vol = Volume(phantom.hu, spacing=phantom.spacing, modality="CT", series_uid=uid)
     win.state.set_volume(vol)
+    assert win.analyze.wait_for_models()  # the offer is listed on a worker
     return win, engine
 
 

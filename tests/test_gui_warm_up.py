@@ -50,10 +50,22 @@ def test_warm_up_starts_one_thread_per_process(monkeypatch):
 
     started: list[str] = []
     monkeypatch.setattr(analysis, "_warm_up_thread", None)
-    monkeypatch.setattr(analysis, "_warm_up", lambda: started.append("warm"))
+    monkeypatch.setattr(analysis, "_warm_up", lambda *_: started.append("warm"))
     first = analysis.warm_up_engine()
     first.join(5)
     assert analysis.warm_up_engine() is first and started == ["warm"]
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "setpriority"), reason="needs per-thread nice")
+def test_warm_up_imports_below_the_ui_thread_priority(monkeypatch):
+    from viewer.engine_warm_up import MAX_NICE, WORKER_NICE, thread_nice
+    from viewer.ui import analysis
+
+    seen: list[int] = []
+    monkeypatch.setattr(analysis, "_warm_up_thread", None)
+    monkeypatch.setattr(analysis, "import_engine", lambda: seen.append(thread_nice()))
+    analysis.warm_up_engine().join(5)
+    assert seen == [min(MAX_NICE, thread_nice() + WORKER_NICE)]
 
 
 NATIVE_SCRIPT = """

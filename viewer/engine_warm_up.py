@@ -20,19 +20,22 @@ each of its Python calls. ``import_engine`` keeps those handovers short:
 - the interpreter's switch interval is ``SWITCH_INTERVAL_S`` meanwhile, and during a whole
   analysis (``short_thread_switches``; Python's is 5 ms: a UI thread waiting for the lock
   otherwise waits that long after each numpy call of its frame that released it);
-- the import runs at the UI thread's priority: a lowered thread holding the interpreter lock
-  waits behind every other process for a core while the UI thread waits for it (priority
-  inversion: 0.4-0.7 s stalls on a loaded machine).
+- the import runs ``WORKER_NICE`` steps below the UI thread, as the model does (below).
 
 On Linux ``nice`` is per thread (and threads inherit it from the thread that starts them):
-the analysis worker runs ``WORKER_NICE`` steps below the UI thread once its imports are done,
-so when both want the same core the UI gets it (scrolling stays smooth; the model takes a
+the analysis worker, its imports included, runs ``WORKER_NICE`` steps below the UI thread, so
+when both want the same core the UI gets it (scrolling stays smooth; the model takes a
 little longer). Relative, not absolute: a RadLens started under ``nice`` keeps the same gap.
-Two steps, not ten: the worker holds the interpreter lock between the model's steps
-(resampling, mapping back, listing findings, saving), and ten steps down (a tenth of the
-UI's CPU weight) it waited 0.4 s behind other processes for a core while holding it, the UI
-thread blocked 0.5 s for it (measured at load 14 on 2 cores); two steps (0.64 of the weight)
-still give the UI the core first.
+With the kernel's autogroups (``/proc/sys/kernel/sched_autogroup_enabled``, the default on
+desktop distributions) the process shares the CPU with other sessions as one group, and
+nice only weighs its threads against each other: an import at the UI's priority took half of
+the group's CPU from a scrolling UI thread (longest gaps 164-587 ms at load 5-6 on 2 cores,
+nearly all waiting for a core); two steps below, 102 ms. Two steps, not five or ten: the
+worker holds the interpreter lock between the model's steps (resampling, mapping back,
+listing findings, saving) and during the import's long C calls, and the further down it is
+the longer it waits for a core while holding it and the UI thread waits for it (blocked
+80-85 ms at five steps against 48-58 ms at two; 0.5 s at ten steps and load 14 without
+autogroups); two steps (0.64 of the weight) still give the UI the core first.
 """
 
 from __future__ import annotations
@@ -241,7 +244,7 @@ def import_engine() -> None:
     """Import what a first Analyze needs (on a background thread: it takes seconds), the
     native libraries loaded off the interpreter lock, with few long holds of the lock. One
     import per process: a second caller waits for the first (without the lock). Cheap once
-    done. Call it at the UI thread's priority (see the module's docstring)."""
+    done. Call it ``WORKER_NICE`` below the UI thread (see the module's docstring)."""
     global _imported
     with _import_lock:
         if _imported:

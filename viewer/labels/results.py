@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from radlens_core.errors import UserError
-from radlens_core.files import atomic_write_bytes, atomic_write_npz
+from radlens_core.files import atomic_write, atomic_write_bytes
 from radlens_core.results import (
     FALLBACK_COLOURS,
     AnalysisResult,
@@ -34,6 +34,7 @@ from radlens_core.results import (
     total_seconds,
 )
 from radlens_core.series import series_key
+from viewer.labels.npz_stream import Member, write_npz
 
 __all__ = [
     "LAYER_KINDS",
@@ -239,19 +240,29 @@ def _meta_of(rec: ResultRecord) -> dict[str, Any]:
     }
 
 
-def quantise_heat(heat: np.ndarray, slab: int = 8) -> np.ndarray:
-    """[0, 1] floats -> uint8 (x 255, rounded), a few slices at a time.
-
-    Whole-array arithmetic would allocate two float temporaries of the volume's size; on a
-    300×512×512 CT those big allocations stall the UI thread (they take the process's
-    memory-map lock), so the work goes through one small reused buffer instead."""
-    out = np.empty(heat.shape, dtype=np.uint8)
+def _quantised_slabs(heat: np.ndarray, slab: int) -> Iterator[np.ndarray]:
+    """[0, 1] floats -> uint8 (x 255, rounded), ``slab`` slices at a time, through one small
+    reused buffer: whole-array arithmetic would allocate two float temporaries of the volume's
+    size, and on a 300×512×512 CT those big allocations stall the UI thread (they take the
+    process's memory-map lock)."""
+    slab = max(1, int(slab))
     buf = np.empty((min(slab, heat.shape[0]), *heat.shape[1:]), dtype=np.float32)
+    out = np.empty(buf.shape, dtype=np.uint8)
     for z0 in range(0, heat.shape[0], slab):
-        part = buf[: min(slab, heat.shape[0] - z0)]
-        np.multiply(heat[z0 : z0 + slab], 255.0, out=part)
-        np.rint(part, out=part)
-        out[z0 : z0 + slab] = part
+        n = min(slab, heat.shape[0] - z0)
+        np.multiply(heat[z0 : z0 + n], 255.0, out=buf[:n])
+        np.rint(buf[:n], out=buf[:n])
+        out[:n] = buf[:n]
+        yield out[:n]
+
+
+def quantise_heat(heat: np.ndarray, slab: int = 8) -> np.ndarray:
+    """[0, 1] floats -> uint8 (x 255, rounded), a few slices at a time (see ``_quantised_slabs``)."""
+    out = np.empty(heat.shape, dtype=np.uint8)
+    z0 = 0
+    for part in _quantised_slabs(heat, slab):
+        out[z0 : z0 + len(part)] = part
+        z0 += len(part)
     return out
 
 
@@ -278,13 +289,20 @@ class ResultStore:
         """Persist ``rec`` for the series; returns the JSON path."""
         folder = self._folder(series_uid)
         folder.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
+        # Written a few slices at a time, the heat map quantised as it goes: the saving
+        # worker never holds the interpreter lock long from the UI thread (npz_stream).
+        arrays: dict[str, Member] = {}
         if rec.label_map is not None:
             arrays["label_map"] = rec.label_map
-        if rec.heat_map is not None:
-            arrays["heat_map_u8"] = quantise_heat(rec.heat_map)
+        heat = rec.heat_map
+        if heat is not None:
+            arrays["heat_map_u8"] = (
+                heat.shape,
+                np.dtype(np.uint8),
+                lambda step: _quantised_slabs(heat, step),
+            )
         if arrays:
-            atomic_write_npz(folder / f"{rec.run_id}.npz", arrays)
+            atomic_write(folder / f"{rec.run_id}.npz", lambda f: write_npz(f, arrays))
         path = self._write_meta(folder, rec)
         self._prune(series_uid, rec.model_id)
         return path

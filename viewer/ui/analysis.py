@@ -11,13 +11,14 @@ worker; this module imports neither.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 
 from radlens_core.errors import UserError
 from radlens_core.progress import Cancelled
@@ -37,6 +38,10 @@ if TYPE_CHECKING:
 
 #: Engine factory: device name -> an object with the ``inference.engine.Engine.run`` signature.
 EngineFactory = Callable[[str], Any]
+#: Shows a finished run in steps (see ``AnalysisController.set_presenter``).
+Presenter = Callable[["AnalysisOutcome"], Iterator[None]]
+
+log = logging.getLogger(__name__)
 
 #: Progress signals closer together than this are dropped (the last one always passes):
 #: a sliding window can report hundreds of steps a second, each a queued event to paint.
@@ -138,10 +143,11 @@ class _AnalysisJob(QRunnable):
         name = model_name(self.card)
         try:
             self._progress(0.0, f"loading {name}")
-            # At the UI thread's priority: a first run imports torch here, holding the
-            # interpreter lock the UI thread needs (see viewer.engine_warm_up).
-            engine = self.engine_factory(self.device)
+            # WORKER_NICE below the UI thread from the start, the import of a first run
+            # (torch, MONAI) included: at the UI's priority that import took half of the
+            # process's CPU from the scrolling UI thread (see viewer.engine_warm_up).
             lower_thread_priority(self.ui_nice)
+            engine = self.engine_factory(self.device)
             vol = self.volume
             # Only an override passes the flag: an admitted run calls the engine as before.
             override = {"outside_intended_use": True} if self.outside_intended_use else {}
@@ -233,6 +239,20 @@ class AnalysisController(QObject):
         self._closed = False
         self._cancel = threading.Event()
         self._model_name = ""
+        self._presenter: Presenter | None = None
+        self._presenting: Iterator[None] | None = None
+
+    def set_presenter(self, presenter: Presenter | None) -> None:
+        """``presenter(outcome)`` shows a finished run on the UI thread in steps: the
+        controller advances it one step per event-loop turn (the window draws and handles
+        input in between) and emits ``analysis_finished`` after its last step. Showing a
+        300×512×512 result (a layer per mask, heat map and boxes, each drawn in three views)
+        in one call would hold the UI thread for all of it at once."""
+        self._presenter = presenter
+
+    def is_presenting(self) -> bool:
+        """True while a finished run is being shown, before ``analysis_finished``."""
+        return self._presenting is not None
 
     def is_running(self) -> bool:
         return self._job is not None
@@ -274,6 +294,7 @@ class AnalysisController(QObject):
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Cancel and wait (bounded) for the worker: for closing the window. True if it ended."""
+        self._presenting = None  # the window is going away: no further display steps
         job = self._job
         if job is None:
             return True
@@ -302,8 +323,34 @@ class AnalysisController(QObject):
             return
         if self._cancel.is_set():
             self.analysis_cancelled.emit()
-        else:
+        elif self._presenter is None:
             self.analysis_finished.emit(outcome)
+        else:
+            if self._presenting is not None:  # a fast run ended while the last was shown
+                self._present(self._presenting, until_done=True)
+            self._presenting = steps = self._steps(outcome)
+            self._present(steps)
+
+    def _steps(self, outcome: AnalysisOutcome) -> Iterator[None]:
+        """The presenter's steps, then ``analysis_finished``; a failing step is logged and
+        the run still finishes (it is stored; the window shows what it could)."""
+        assert self._presenter is not None
+        try:
+            yield from self._presenter(outcome)
+        except Exception:  # noqa: BLE001 - a display failure must not lose the run
+            log.exception("showing the result of %s failed", outcome.record.model_name)
+        self._presenting = None
+        self.analysis_finished.emit(outcome)
+
+    def _present(self, steps: Iterator[None], until_done: bool = False) -> None:
+        while self._presenting is steps:  # else the window closed meanwhile
+            try:
+                next(steps)
+            except StopIteration:
+                return
+            if not until_done:
+                QTimer.singleShot(0, self, lambda: self._present(steps))
+                return
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -327,16 +374,19 @@ _warm_up_thread: threading.Thread | None = None
 def warm_up_engine() -> threading.Thread:
     """Import torch and the engine on a background thread, once per process, so the
     clinician's first Analyze does not pay for them. Call it when the window is up and idle
-    (``viewer.ui.app`` does). The thread keeps the UI thread's priority: it holds the
-    interpreter lock the UI needs (see viewer.engine_warm_up); a first Analyze clicked
+    (``viewer.ui.app`` does) from the UI thread. The thread runs ``WORKER_NICE`` steps below
+    the caller, as an analysis does (see viewer.engine_warm_up); a first Analyze clicked
     meanwhile waits for it instead of importing twice."""
     global _warm_up_thread
     with _warm_up_lock:
         if _warm_up_thread is None:
-            _warm_up_thread = threading.Thread(target=_warm_up, name="engine-warm-up", daemon=True)
+            _warm_up_thread = threading.Thread(
+                target=_warm_up, args=(thread_nice(),), name="engine-warm-up", daemon=True
+            )
             _warm_up_thread.start()
         return _warm_up_thread
 
 
-def _warm_up() -> None:
+def _warm_up(ui_nice: int) -> None:
+    lower_thread_priority(ui_nice)
     import_engine()

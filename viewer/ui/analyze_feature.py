@@ -17,11 +17,11 @@ Findings list, the banner and the stored record.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QTimer, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMessageBox, QToolButton
 
@@ -29,7 +29,6 @@ from viewer.labels.result_findings import (
     OUTSIDE_INTENDED_USE,
     Finding,
     ResultSummary,
-    label_volumes,
     summarise,
 )
 from viewer.labels.results import ResultRecord, ResultStore, ResultStoreError
@@ -38,13 +37,13 @@ from viewer.ui.activity import Activity
 from viewer.ui.analysis import AnalysisController, AnalysisOutcome, volume_key
 from viewer.ui.analyze_dialogs import message_box, none_fits_box, override_box
 from viewer.ui.feature import WindowServices
-from viewer.ui.layers import Layer
-from viewer.ui.model_offer import ModelOffer, offer_for, series_facts
+from viewer.ui.model_offer import ModelOffer, OfferListing, offer_for, series_facts
 from viewer.ui.panels.findings import FindingsPanel
 from viewer.ui.panels.label_browser import LabelBrowser
 from viewer.ui.panels.model_info import ModelMenu
 from viewer.ui.panels.result_display import ResultDisplayControls
 from viewer.ui.result_layers import device_words, layer_prefix, layers_for
+from viewer.ui.result_runs import ShownRuns
 
 __all__ = ["AnalyzeFeature", "device_words", "layer_prefix", "layers_for"]
 
@@ -54,8 +53,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: How long a click that needs the model offer waits for a listing still under way (s).
+LISTING_WAIT_S = 30.0
+
+
 class AnalyzeFeature(QObject):
     """The Analyze feature (a ``viewer.ui.feature.Feature``)."""
+
+    #: The open series' model offer arrived (a ModelOffer) and is in the menu.
+    models_listed = Signal(object)
 
     def __init__(
         self,
@@ -69,10 +75,11 @@ class AnalyzeFeature(QObject):
         self.services, self.state = services, services.state
         self.store = store if store is not None else ResultStore()
         self.controller = controller or AnalysisController(self, store=self.store)
-        self._models = models or offer_for
+        # Which models fit is asked on a worker when a series opens (see OfferListing).
+        self._listing = OfferListing(models or offer_for, self._apply_offer, self)
+        self._choice_at_request: ModelCard | None = None
         self.message_box: QMessageBox | None = None
         self.override_box: QMessageBox | None = None
-        self._runs: dict[str, tuple[ResultRecord, list[tuple[str, Layer]]]] = {}
         self._shown_volume: Volume | None = None
         self._key = ""
         self._cpu_noted = False
@@ -103,15 +110,18 @@ class AnalyzeFeature(QObject):
         # Search, show/hide, colour and volume per label of the newest mask (up to 117 labels).
         self.labels = LabelBrowser(self.state.layers, self.findings)
         self.findings.layout().addWidget(self.labels, 1)
-        self._browsed: tuple[str, str] | None = None  # (run id, layer name) in the browser
-        self._volumes: dict[str, dict[int, float]] = {}  # run id -> volume per label
         self.dock = QDockWidget("Findings", window)
         self.dock.setObjectName("findingsDock")
         self.dock.setWidget(self.findings)
         # A tab beside Layers gets the panel's full height; a new dock would be squeezed.
         services.add_dock("findings", self.dock, beside="layers")
+        self.shown = ShownRuns(
+            self.state, self.findings, self.display, self.labels, self.dock, self.store, self._say
+        )
 
         c = self.controller
+        # A finished run is shown a layer per event-loop turn, before analysis_finished.
+        c.set_presenter(self._present)
         c.analysis_progressed.connect(self._on_progress)
         c.analysis_finished.connect(self._on_finished)
         c.analysis_failed.connect(self._on_failed)
@@ -119,7 +129,7 @@ class AnalyzeFeature(QObject):
         c.analysis_refused.connect(self._say)
         services.series_changed.connect(self._on_volume_changed)
         services.series_loaded.connect(self._on_series_loaded)
-        self.state.layers.subscribe(self._on_layer_event)
+        self.state.layers.subscribe(self.shown.on_layer_event)
         self.action.setEnabled(False)
         self._on_volume_changed()
 
@@ -130,13 +140,10 @@ class AnalyzeFeature(QObject):
         if volume is self._shown_volume:
             return
         self._shown_volume = volume
-        self._runs.clear()
-        self._volumes.clear()
-        self.findings.clear()
-        self.display.set_layers([])
-        self._browse(None)
+        self.shown.clear()
         self.action.setEnabled(volume is not None)
         if volume is None:
+            self.menu.setEnabled(True)
             self.menu.set_offer(ModelOffer())
             self.findings.set_no_fit("")
             return
@@ -153,7 +160,7 @@ class AnalyzeFeature(QObject):
     def _restore(self, volume: Volume) -> None:
         """Show the stored results of ``volume``'s series (the newest run of each model)."""
         self._restored = volume
-        self._key = volume_key(volume)
+        self._key = self.shown.key = volume_key(volume)
         try:
             records = self.store.latest_per_model(self._key)
         except ResultStoreError as exc:
@@ -166,24 +173,51 @@ class AnalyzeFeature(QObject):
     # ---- models --------------------------------------------------------------------------
     @property
     def offer(self) -> ModelOffer:
-        """The models offered for the open series (admitted first)."""
+        """The models offered for the open series (admitted first); a listing still under
+        way is waited for (bounded)."""
+        self.wait_for_models()
         return self.menu.offer
+
+    def wait_for_models(self, timeout_s: float = LISTING_WAIT_S) -> bool:
+        """Apply the open series' model offer now, waiting for its listing if it is still
+        under way. False if it did not come within ``timeout_s``."""
+        return self._listing.wait(timeout_s)
+
+    @property
+    def listing_models(self) -> bool:
+        """True while the open series' model offer is being listed on a worker."""
+        return self._listing.pending
+
+    @property
+    def listing_threads(self) -> list[tuple[str, int]]:
+        """(name, ident) of the thread each model listing ran on, newest last."""
+        return list(self._listing.threads)
 
     def refresh_models(self, keep_choice: bool = True) -> None:
         """Ask the registry again which models fit the open series (a model was published,
-        imported or changed on disk). ``keep_choice``: keep the user's pick while it fits."""
+        imported or changed on disk), on a worker: the menu shows the answer when it comes
+        (``models_listed``). ``keep_choice``: keep the user's pick while it fits."""
         volume = self.state.volume
         if volume is None:
             return
-        try:
-            offer = self._models(volume)
-        except Exception as exc:  # noqa: BLE001 - a broken models folder must not stop the series opening
-            log.warning("listing models failed: %s", exc)
-            offer = ModelOffer()
+        self.menu.setEnabled(False)  # until the offer for this series is in
+        self._choice_at_request = self.menu.current()
+        self._listing.request(volume, keep_choice)
+
+    def _apply_offer(self, volume: Volume, offer: ModelOffer, keep_choice: bool) -> None:
+        if volume is not self.state.volume:
+            return  # another series was opened meanwhile
         if offer.facts is None:  # an offer made without them still explains itself
             offer = replace(offer, facts=series_facts(volume))
-        self.menu.set_offer(offer, preferred=None if keep_choice else offer.best)
+        self.menu.setEnabled(True)
+        picked = self.menu.current()
+        if picked is not None and picked is not self._choice_at_request:
+            # The user chose a model ("Use for Analyze") while the list was being made.
+            self.menu.set_offer(offer, preferred=picked)
+        else:
+            self.menu.set_offer(offer, preferred=None if keep_choice else offer.best)
         self.findings.set_no_fit("" if offer.admitted() else offer.none_fits_text())
+        self.models_listed.emit(offer)
 
     # ---- running -------------------------------------------------------------------------
     @Slot()
@@ -197,6 +231,9 @@ class AnalyzeFeature(QObject):
             return False
         if self.services.loading():
             self._say("The series is still loading; Analyze when all its slices are in.")
+            return False
+        if not self.wait_for_models():
+            self._say("The models for this series are still being listed; Analyze again soon.")
             return False
         offer = self.offer
         if card is None:
@@ -293,7 +330,8 @@ class AnalyzeFeature(QObject):
         self.last_message = text
         if outcome.volume is not self.state.volume:
             return  # the user moved on; the result is stored and shows when it is reopened
-        self._show(rec, outcome.summary)
+        if not self.shown.has(rec.run_id):  # not shown by ``_present`` (e.g. it was cut short)
+            self._show(rec, outcome.summary)
 
     @Slot(str)
     def _on_failed(self, message: str) -> None:
@@ -312,99 +350,21 @@ class AnalyzeFeature(QObject):
             self.message_box = message_box(self.services.window, message)
 
     # ---- results -------------------------------------------------------------------------
+    def _present(self, outcome: AnalysisOutcome) -> Iterator[None]:
+        """The controller's presenter: a finished run shown one step per event-loop turn."""
+        if outcome.volume is self.state.volume:
+            self._on_progress(1.0, "showing the results")
+            yield from self.shown.show_steps(outcome.record, outcome.summary)
+
     def _show(self, rec: ResultRecord, summary: ResultSummary) -> None:
-        # A newer run of the same model replaces the older one's layers.
-        for run_id, (old, _) in list(self._runs.items()):
-            if old.model_id == rec.model_id:
-                self._drop_run(run_id)
-        layers = layers_for(rec)
-        self._runs[rec.run_id] = (rec, layers)
-        for _, layer in layers:
-            self.state.layers.add(layer)
-        self.findings.add_run(rec, summary)
-        self._refresh_display()
-        self.dock.raise_()
-
-    def _drop_run(self, run_id: str) -> None:
-        rec, layers = self._runs.pop(run_id)
-        for _, layer in layers:
-            if layer.name in self.state.layers.names():
-                self.state.layers.remove(layer.name)
-        self.findings.remove_run(run_id)
-        self._refresh_display()
-
-    def _refresh_display(self) -> None:
-        present = set(self.state.layers.names())
-        self.display.set_layers(
-            [
-                layer
-                for _, layers in self._runs.values()
-                for _, layer in layers
-                if layer.name in present
-            ]
-        )
-        masks = [
-            (rec, layer)
-            for rec, layers in self._runs.values()
-            for kind, layer in layers
-            if kind == "mask" and layer.name in present
-        ]
-        self._browse(masks[-1] if masks else None)
-
-    def _browse(self, shown: tuple[ResultRecord, Layer] | None) -> None:
-        """Put the newest shown mask in the label browser (kept while it stays the same)."""
-        key = (shown[0].run_id, shown[1].name) if shown is not None else None
-        if key == self._browsed:
-            return
-        self._browsed = key
-        volume = self.state.volume
-        if shown is None or volume is None:
-            self.labels.set_result(None)
-            return
-        rec, layer = shown
-        if rec.run_id not in self._volumes:
-            self._volumes[rec.run_id] = label_volumes(rec, volume.spacing)
-        unit = "mm²" if rec.shape[0] == 1 else "mL"
-        self.labels.set_result(
-            layer, rec.labels, self._volumes[rec.run_id], unit, title=rec.model_name
-        )
+        self.shown.show(rec, summary)
 
     def records(self) -> list[ResultRecord]:
-        return [rec for rec, _ in self._runs.values()]
+        return self.shown.records()
 
     def visible_records(self) -> list[ResultRecord]:
         """The shown runs with at least one of their layers visible in the views."""
-        present = {layer.name: layer for layer in self.state.layers}
-        return [
-            rec
-            for rec, layers in self._runs.values()
-            if any(mine.name in present and present[mine.name].visible for _, mine in layers)
-        ]
-
-    def _on_layer_event(self, event: str, layer: Layer) -> None:
-        if event != "removed":
-            return
-        for rec, layers in self._runs.values():
-            for kind, mine in layers:
-                if mine is layer:
-                    # Closing a series also removes every layer: decide after it settles.
-                    volume = self.state.volume
-                    QTimer.singleShot(0, lambda r=rec, k=kind, v=volume: self._removed(r, k, v))
-                    return
-
-    def _removed(self, rec: ResultRecord, kind: str, volume: Volume | None) -> None:
-        if volume is None or self.state.volume is not volume or rec.run_id not in self._runs:
-            return
-        try:
-            self.store.remove_layer(self._key, rec, kind)
-        except OSError as exc:
-            self._say(f"Could not update the stored results: {exc}")
-        if not rec.layers():
-            self._runs.pop(rec.run_id, None)
-            self.findings.remove_run(rec.run_id)
-        else:
-            self.findings.add_run(rec, summarise(rec, volume.spacing))
-        self._refresh_display()
+        return self.shown.visible_records()
 
     @Slot(object)
     def jump_to(self, finding: Finding) -> None:

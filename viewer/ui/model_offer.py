@@ -5,21 +5,29 @@ body part from the header, whether the pixels have a calibrated spacing); ``offe
 asks ``inference.registry.offer`` (usable, hash-verified packages only, admitted first) and
 pairs each answer with its card. Analyze runs admitted models only; the others are shown with
 their reasons and run only by an explicit, confirmed override. ``inference`` is imported
-lazily (no torch either way).
+lazily (no torch either way). ``OfferListing`` asks for the offer on a worker thread when a
+series opens, so the window never waits for the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from PySide6.QtCore import QObject, Signal, Slot
+
 from radlens_core.admission import Admission, SeriesFacts
+from viewer.engine_warm_up import short_thread_switches
 from viewer.study.facts import series_facts
 from viewer.study.volume import Volume
 
 if TYPE_CHECKING:
     from inference.card import ModelCard
+
+log = logging.getLogger(__name__)
 
 
 def describe_facts(facts: SeriesFacts) -> str:
@@ -118,3 +126,92 @@ def offer_for(volume: Volume) -> ModelOffer:
         tuple(ModelChoice(cards[a.model_id], a) for a in admissions if a.model_id in cards),
         facts,
     )
+
+
+class OfferListing(QObject):
+    """Asks for a series' model offer on a worker thread (the first listing imports the
+    registry and hashes every package's weights: 0.6 s on a loaded machine) and hands it to
+    ``apply(volume, offer, keep_choice)`` on the UI thread. Only the newest request is
+    applied; listings run one at a time (the registry is not shared between threads).
+    ``wait`` applies a pending answer at once, for a click that needs it now."""
+
+    _answered = Signal(int)
+
+    def __init__(
+        self,
+        models: Callable[[Volume], ModelOffer],
+        apply: Callable[[Volume, ModelOffer, bool], None],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._models, self._apply = models, apply
+        self._lock = threading.Lock()  # guards the fields below
+        self._serial = threading.Lock()  # one listing at a time
+        self._latest = 0
+        self._answer: tuple[int, Volume, ModelOffer, bool] | None = None
+        self._ready = threading.Event()
+        self._ready.set()
+        #: The thread each listing ran on (name, ident), newest last: for tests and logs.
+        self.threads: list[tuple[str, int]] = []
+        self._answered.connect(self._deliver)
+
+    @property
+    def pending(self) -> bool:
+        """True while the newest request has not been applied."""
+        return not self._ready.is_set() or self._answer is not None
+
+    def request(self, volume: Volume, keep_choice: bool) -> None:
+        with self._lock:
+            self._latest += 1
+            token = self._latest
+            self._answer = None
+            self._ready.clear()
+        worker = threading.Thread(
+            target=self._list,
+            args=(token, volume, keep_choice),
+            name="radlens-model-offer",
+            daemon=True,  # reads cards and hashes files; nothing to finish at exit
+        )
+        worker.start()
+
+    def _list(self, token: int, volume: Volume, keep_choice: bool) -> None:  # worker
+        with self._serial, short_thread_switches():
+            with self._lock:
+                if token != self._latest:
+                    return  # a newer series was opened meanwhile
+            self.threads.append((threading.current_thread().name, threading.get_ident()))
+            try:
+                offer = self._models(volume)
+            except Exception as exc:  # noqa: BLE001 - a broken models folder must not stop the series opening
+                log.warning("listing models failed: %s", exc)
+                offer = ModelOffer()
+        with self._lock:
+            if token != self._latest:
+                return
+            self._answer = (token, volume, offer, keep_choice)
+            self._ready.set()
+        try:
+            self._answered.emit(token)  # queued: ``_deliver`` runs on the UI thread
+        except RuntimeError:  # the window (and this object) closed while it listed
+            pass
+
+    @Slot(int)
+    def _deliver(self, token: int) -> None:
+        with self._lock:
+            answer = self._answer
+            if answer is None or answer[0] != token:
+                return  # applied by ``wait`` already, or superseded
+            self._answer = None
+        _, volume, offer, keep_choice = answer
+        self._apply(volume, offer, keep_choice)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Apply the newest answer now, waiting for it up to ``timeout_s`` (the worker holds
+        the interpreter lock only in short turns). False if it is still not there."""
+        if not self._ready.wait(timeout_s):
+            return False
+        with self._lock:
+            token = self._answer[0] if self._answer is not None else None
+        if token is not None:
+            self._deliver(token)
+        return True
