@@ -52,8 +52,9 @@ def open_window(
 
 def _warm_up_when_idle(window: MainWindow) -> None:
     """Start the engine warm-up once no scan or load is running (their first slices come
-    first). The thread runs at the UI thread's priority: a lowered thread waiting for a core
-    while it holds the interpreter lock stalls the UI thread (viewer/engine_warm_up.py)."""
+    first). The thread runs a little below the UI thread's priority (viewer/engine_warm_up.py
+    says how far and why: lower still, it waits for a core while holding the interpreter
+    lock and stalls the UI thread; at the same priority it takes the UI's share of the CPU)."""
     if window.tasks:
         QTimer.singleShot(WARM_UP_RETRY_MS, window, lambda: _warm_up_when_idle(window))
         return
