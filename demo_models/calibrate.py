@@ -112,31 +112,16 @@ def input_ood(
     }
 
 
-def calibrate(card: ModelCard, quick: bool = False) -> dict[str, Any]:
-    """{"ood": ..., "plausibility": ...} for the card's package (plausibility: CT models);
-    ``quick``: two small phantoms (tests of the pipeline). CT models get the
-    ``input_histogram`` OOD score, the classifier its ``max_probability``."""
-    if card.task == "classification":
-        return _classifier(card, XR_SEEDS[:2] if quick else XR_SEEDS)
-    engine = _engine()
+def ct_inputs(card: ModelCard, quick: bool = False) -> tuple[dict[str, list[Any]], list[Any]]:
+    """The network inputs of the CT validation phantoms ({set name: inputs}) and of the
+    shifted look, for ``input_ood``: seeds 5000-5007 in the demo study's look and grid, the
+    same patients in the looks and grids the trainer drew, and the coarse grid's seeds."""
     seeds, shape = (CT_SEEDS[:2], (16, 32, 32)) if quick else (CT_SEEDS, CT_SHAPE)
-    counts: list[int] = []
-    sizes: list[float] = []
-    volumes: dict[str, list[float]] = {}
-    names = {"nodule"}
     inputs: dict[str, list[Any]] = {"demo look": [], "trainer looks": [], "coarse grid": []}
     for seed in seeds:
         ct = chest_ct(shape, seed=seed)
         inputs["demo look"].append(network_input(card, ct.hu, ct.spacing))
-        res = engine.run(ct.hu, ct.spacing, np.eye(3), "CT", card)
-        spacing_zyx = tuple(float(s) for s in ct.spacing[::-1])
-        found = _findings(res.label_map, res.boxes, spacing_zyx, names)
-        counts.append(len(found))
-        sizes.extend(mm for _, mm in found)
-        if res.label_map is not None:
-            for name, ml in res.label_map.volumes_ml.items():
-                volumes.setdefault(name, []).append(float(ml))
-    for seed in seeds:  # the same patients in the looks (and grids) the trainer drew
+    for seed in seeds:
         native, look = scanner_look(seed)
         ct = chest_ct(shape if quick else native, seed=seed, **look)  # type: ignore[arg-type]
         inputs["trainer looks"].append(network_input(card, ct.hu, ct.spacing))
@@ -150,7 +135,32 @@ def calibrate(card: ModelCard, quick: bool = False) -> dict[str, Any]:
             for seed in (1001, 1002)[: 1 if quick else 2]
         )
     ]
-    ood = input_ood(card, inputs, shifted)
+    return inputs, shifted
+
+
+def calibrate(card: ModelCard, quick: bool = False) -> dict[str, Any]:
+    """{"ood": ..., "plausibility": ...} for the card's package (plausibility: CT models);
+    ``quick``: two small phantoms (tests of the pipeline). CT models get the
+    ``input_histogram`` OOD score, the classifier its ``max_probability``."""
+    if card.task == "classification":
+        return _classifier(card, XR_SEEDS[:2] if quick else XR_SEEDS)
+    engine = _engine()
+    seeds, shape = (CT_SEEDS[:2], (16, 32, 32)) if quick else (CT_SEEDS, CT_SHAPE)
+    counts: list[int] = []
+    sizes: list[float] = []
+    volumes: dict[str, list[float]] = {}
+    names = {"nodule"}
+    for seed in seeds:
+        ct = chest_ct(shape, seed=seed)
+        res = engine.run(ct.hu, ct.spacing, np.eye(3), "CT", card)
+        spacing_zyx = tuple(float(s) for s in ct.spacing[::-1])
+        found = _findings(res.label_map, res.boxes, spacing_zyx, names)
+        counts.append(len(found))
+        sizes.extend(mm for _, mm in found)
+        if res.label_map is not None:
+            for name, ml in res.label_map.volumes_ml.items():
+                volumes.setdefault(name, []).append(float(ml))
+    ood = input_ood(card, *ct_inputs(card, quick))
     where = f"validation phantoms chest_ct({shape}) seeds {seeds[0]}-{seeds[-1]}"
     if card.task == "segmentation":
         vol = {n: [_floor(min(v) * 0.5, 100.0 if n == "lung" else 1.0),
