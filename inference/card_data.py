@@ -289,7 +289,8 @@ def check_ood(data: dict, task: str, error: ErrorFactory) -> dict:
 
 def _reference(value: Any, error: ErrorFactory) -> dict[str, Any]:
     """The validated reference histogram of ``input_histogram``: its value range and its
-    bins' fractions (non-negative, summing to 1), normalised to sum exactly 1."""
+    bins' fractions (non-negative, summing to 1 within 1 %: rounded fractions), kept as
+    written so that the card round-trips; the score normalises both histograms."""
     fld = "ood.reference"
     if not isinstance(value, dict):
         raise error(fld, 'must be a JSON object {"range": [min, max], "histogram": [...]}')
@@ -311,4 +312,4 @@ def _reference(value: Any, error: ErrorFactory) -> dict[str, Any]:
         raise error(
             f"{fld}.histogram", f"sums to {total:.4g}; the fractions of a histogram sum to 1"
         )
-    return {"range": [lo, hi], "histogram": [float(v) / total for v in h]}
+    return {"range": [lo, hi], "histogram": [float(v) for v in h]}
