@@ -85,6 +85,20 @@ def readme(card: dict[str, Any], weight_bytes: int) -> str:
         "These numbers describe synthetic phantoms only; they say nothing about real patients.",
         "",
     ]
+    ood, plaus = card.get("ood") or {}, card.get("plausibility") or {}
+    if ood or plaus:
+        lines += ["## Checks on every result", ""]
+        if ood:
+            lo, hi = ood["range"]
+            lines.append(
+                f"- out of distribution: `{ood['score']}` outside {lo}-{hi} is flagged"
+                + (f" ({ood['measured_on']})" if ood.get("measured_on") else "")
+            )
+        if plaus.get("measured_on"):
+            lines.append(
+                f"- plausibility (volumes, finding count and size): {plaus['measured_on']}"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -147,14 +147,21 @@ def package_file(folder: Path, name: str) -> Path:
 #                      "max_finding_mm": 40.0,              largest extent of one finding
 #                      "finding_labels": ["nodule"]}        segmenters: labels whose parts are findings
 #     "ood": {"score": "mean_max_softmax_foreground", "range": [lo, hi]}
+#     "ood": {"score": "input_histogram", "range": [lo, 1.0],      the input's intensities,
+#             "reference": {"range": [0.0, 1.0],                  as the network sees them,
+#                           "histogram": [0.41, 0.02, ...]}}      against the validation data's
 
-#: OOD scores the engine computes, by the task that can compute them.
+#: OOD scores the engine computes, by the task that can compute them (inference.ood).
 OOD_SCORES = {
+    "input_histogram": ("segmentation", "detection", "classification"),
     "mean_max_softmax_foreground": ("segmentation",),
     "max_probability": ("classification",),
     "mean_box_score": ("detection",),
     "max_box_score": ("detection",),
 }
+OOD_KEYS = ("score", "range", "reference", "measured_on")
+#: A reference histogram has this many bins at least and at most.
+HISTOGRAM_BINS = (2, 256)
 PLAUSIBILITY_KEYS = (
     "volume_ml",
     "max_findings",
@@ -241,7 +248,8 @@ def _note(value: Any, fld: str, error: ErrorFactory) -> str:
 
 
 def check_ood(data: dict, task: str, error: ErrorFactory) -> dict:
-    """The validated ``ood`` object: which score the engine computes and its expected range."""
+    """The validated ``ood`` object: which score the engine computes and its expected range
+    (and, for ``input_histogram``, the reference histogram it compares the input with)."""
     o = data.get("ood") or {}
     if not isinstance(o, dict):
         raise error("ood", "must be a JSON object")
@@ -252,11 +260,56 @@ def check_ood(data: dict, task: str, error: ErrorFactory) -> dict:
         raise error("ood.score", f"is {score!r}; expected one of {', '.join(OOD_SCORES)}")
     if task not in OOD_SCORES[score]:
         raise error("ood.score", f"{score!r} is not computed for a {task} model")
-    unknown = sorted(set(o) - {"score", "range", "measured_on"})
+    unknown = sorted(set(o) - set(OOD_KEYS))
     if unknown:
-        raise error("ood", f"has unknown keys {unknown}; known: score, range, measured_on")
+        raise error("ood", f"has unknown keys {unknown}; known: {', '.join(OOD_KEYS)}")
     lo, hi = _range(o.get("range"), "ood.range", error)
     out: dict[str, Any] = {"score": score, "range": [lo, hi]}
+    if score == "input_histogram":
+        network = data.get("network")
+        arch = network.get("architecture", "") if isinstance(network, dict) else ""
+        if str(arch).startswith("nnunet."):
+            raise error(
+                "ood.score",
+                "'input_histogram' is not computed for an nnU-Net model (its preprocessing"
+                " runs inside nnU-Net's predictor)",
+            )
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise error(
+                "ood.range",
+                f"is [{lo:g}, {hi:g}]; a histogram intersection lies within [0, 1]",
+            )
+        out["reference"] = _reference(o.get("reference"), error)
+    elif "reference" in o:
+        raise error("ood.reference", f"is only read for 'input_histogram', not {score!r}")
     if "measured_on" in o:
         out["measured_on"] = _note(o["measured_on"], "ood.measured_on", error)
     return out
+
+
+def _reference(value: Any, error: ErrorFactory) -> dict[str, Any]:
+    """The validated reference histogram of ``input_histogram``: its value range and its
+    bins' fractions (non-negative, summing to 1 within 1 %: rounded fractions), kept as
+    written so that the card round-trips; the score normalises both histograms."""
+    fld = "ood.reference"
+    if not isinstance(value, dict):
+        raise error(fld, 'must be a JSON object {"range": [min, max], "histogram": [...]}')
+    unknown = sorted(set(value) - {"range", "histogram"})
+    if unknown:
+        raise error(fld, f"has unknown keys {unknown}; known: range, histogram")
+    lo, hi = _range(value.get("range"), f"{fld}.range", error)
+    if not lo < hi:
+        raise error(f"{fld}.range", f"is [{lo:g}, {hi:g}]; min must be below max")
+    h = value.get("histogram")
+    fewest, most = HISTOGRAM_BINS
+    if not isinstance(h, list) or not fewest <= len(h) <= most:
+        got = f"{len(h)} bins" if isinstance(h, list) else repr(h)[:40]
+        raise error(f"{fld}.histogram", f"must be a list of {fewest}-{most} fractions, got {got}")
+    if not all(_number(v) and v >= 0 for v in h):
+        raise error(f"{fld}.histogram", "must hold finite non-negative numbers only")
+    total = float(sum(h))
+    if abs(total - 1.0) > 0.01:
+        raise error(
+            f"{fld}.histogram", f"sums to {total:.4g}; the fractions of a histogram sum to 1"
+        )
+    return {"range": [lo, hi], "histogram": [float(v) for v in h]}

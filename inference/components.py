@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from inference.ood import describe
 from radlens_core.results import Box, Flag, LabelMap
 
 GRIDS = ("model", "input")
@@ -285,7 +286,7 @@ def plausibility_flags(
             Flag(
                 "out_of_distribution",
                 f"the image looks unlike this model's validation data: its"
-                f" {card.ood['score'].replace('_', ' ')} is {ood_score:.3f}, outside the"
+                f" {describe(card.ood['score'], ood_score)}, outside the"
                 f" {rng[0]:.3f}–{rng[1]:.3f} measured on that data",
             )
         )

@@ -8,9 +8,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+# The OOD scores live in inference.ood; importable from here as before (explicit re-exports).
+from inference.ood import ood_score_classification as ood_score_classification
+from inference.ood import ood_score_detection as ood_score_detection
+from inference.ood import ood_score_segmentation as ood_score_segmentation
 from inference.preprocess import Frame
 from inference.resampling import AxisMap, upsample_chunks
-from radlens_core.results import Box
 
 
 def from_model_axes(array: np.ndarray, frame: Frame) -> np.ndarray:
@@ -358,35 +361,3 @@ def label_volumes(label_map: np.ndarray, spacing: Any, names: dict[int, str]) ->
         for idx, name in names.items()
         if idx > 0
     }
-
-
-# ---- out-of-distribution scores (the card's ``ood.score``), from the run's outputs -----------
-def ood_score_segmentation(probs: Any, output: str) -> float | None:
-    """Mean over the predicted foreground of the winning class's probability (model grid).
-
-    ``probs`` is the (C, *spatial) probability tensor; None when nothing is foreground."""
-    import torch
-
-    if output == "sigmoid":
-        top = probs.max(dim=0).values
-        fg = top >= 0.5
-    else:
-        top, arg = probs.max(dim=0)
-        fg = arg != 0
-    n = int(fg.sum())
-    if n == 0:
-        return None
-    return float(torch.where(fg, top, torch.zeros_like(top)).sum() / n)
-
-
-def ood_score_classification(probabilities: dict[str, float]) -> float | None:
-    return max(probabilities.values()) if probabilities else None
-
-
-def ood_score_detection(boxes: tuple[Box, ...], score: str = "mean_box_score") -> float | None:
-    """The mean (``mean_box_score``) or the highest (``max_box_score``) box score; None
-    without boxes. An image unlike the training data leaves the detector less sure."""
-    if not boxes:
-        return None
-    values = [b.score for b in boxes]
-    return float(max(values) if score == "max_box_score" else np.mean(values))

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from inference import postprocess
+from inference.ood import input_score
 from inference.runtime import RunContext, Step, TaskOutput, forward
 from inference.tasks.common import prepare_input
 from radlens_core.results import Classification, HeatMap
@@ -60,6 +61,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     the class it explains when the card names a layer."""
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.05)
+    input_ood = input_score(card.ood, x)  # the input's look, before the network (no extra pass)
 
     t = time.perf_counter()
     ctx.report(0.3, "classifying")
@@ -111,5 +113,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     return TaskOutput(
         heat_map=heat_map,
         classification=classification,
-        ood_score=postprocess.ood_score_classification(dict(classification.probabilities)),
+        ood_score=input_ood
+        if input_ood is not None
+        else postprocess.ood_score_classification(dict(classification.probabilities)),
     )

@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from inference import postprocess
+from inference.ood import input_score
 from inference.runtime import RunContext, TaskOutput
 from inference.tasks.common import prepare_input
 from inference.tasks.segment import infer_patches
@@ -104,6 +105,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
 
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
+    input_ood = input_score(card.ood, x)  # the input's look, before the network (no extra pass)
     out = infer_patches(ctx, x)
 
     t = time.perf_counter()
@@ -129,5 +131,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     return TaskOutput(
         heat_map=heat_map,
         boxes=boxes,
-        ood_score=postprocess.ood_score_detection(boxes, card.ood.get("score", "mean_box_score")),
+        ood_score=input_ood
+        if input_ood is not None
+        else postprocess.ood_score_detection(boxes, card.ood.get("score", "mean_box_score")),
     )

@@ -10,6 +10,7 @@ import numpy as np
 
 from inference import components, postprocess, preprocess
 from inference.card import ModelCard
+from inference.ood import input_score
 from inference.runtime import RunContext, Step, TaskOutput, forward
 from inference.tasks.common import patch_roi, prepare_input
 from radlens_core.results import HeatMap, LabelMap
@@ -131,6 +132,7 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     """Segmentation task for the engine: label map (+ volumes) and heat map on the input grid."""
     card = ctx.card
     x, frame, out_shape = prepare_input(image, spacing, direction, ctx, 0.02)
+    input_ood = input_score(card.ood, x)  # the input's look, before the network (no extra pass)
     logits = infer_patches(ctx, x)
     del x
 
@@ -139,8 +141,9 @@ def run(image: np.ndarray, spacing: Any, direction: Any, ctx: RunContext) -> Tas
     output = card.network.get("output", "softmax")
     probs = activate(logits, output)
     del logits
-    # On the coarse model grid, before components are removed: what the network believed.
-    ood = postprocess.ood_score_segmentation(probs, output)
+    # On the coarse model grid, before components are removed: what the network believed
+    # (unless the card's score reads the input instead).
+    ood = input_ood if input_ood is not None else postprocess.ood_score_segmentation(probs, output)
     if output == "sigmoid":
         indices = [e.index for e in card.labels][: probs.shape[0]]
     else:
