@@ -122,7 +122,11 @@ def dropped_mask(mask: np.ndarray, rule: ComponentRule, voxel: float) -> np.ndar
     comps, n = ndimage.label(mask)
     if n == 0:
         return None
-    sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+    from inference.postprocess import _component_sizes
+
+    # torch's bincount: numpy's widens the labels to int64 and holds the interpreter lock
+    # for ~235 ms on 300x512x512, a stall of the UI thread while the result is finished
+    sizes = _component_sizes(comps, n)[1:]
     drop = sizes < rule.min_voxels_at(voxel)
     if rule.keep_largest and n > rule.keep_largest:
         # Stable order: equal sizes keep the first-labelled (lowest index) components.
