@@ -63,6 +63,15 @@ INTERACTIVE: dict[str, Any] = {
 }
 
 
+#: the training phantoms' (z, y, x) shapes, drawn in [lo, hi): "low" (the first releases:
+#: 2-3 mm pixels, where the thinnest vessels are lost to partial volume) or "high" (1.25-1.75
+#: mm pixels, near a chest CT's and the quality benchmark's 1.37 mm)
+PHANTOM_SIZES = {
+    "low": ((40, 112, 112), (72, 176, 176)),
+    "high": ((80, 200, 200), (111, 281, 281)),
+}
+
+
 def spec() -> task.PatchSpec:
     return task.PatchSpec.from_card({"interactive": INTERACTIVE}, PATCH_XYZ)
 
@@ -225,6 +234,9 @@ def train(
     pool_seed: int = 0,
     max_rounds: int = MAX_ROUNDS,
     lr: float = 3e-3,
+    sizes: str = "low",
+    batch: int = 4,
+    checkpoint: Path | None = None,
 ) -> tuple[Any, dict]:
     """Iterative training: each step takes a batch of patches, gives each a first prompt,
     lets the network answer 0..``max_rounds`` times with the simulated user clicking after
@@ -237,8 +249,10 @@ def train(
     torch.set_num_threads(max(1, threads))
     t0 = time.perf_counter()
 
+    lo, hi = PHANTOM_SIZES[sizes]
+
     def shape_of(rng: np.random.Generator) -> tuple[int, int, int]:
-        return (int(rng.integers(40, 72)), int(rng.integers(112, 176)), int(rng.integers(112, 176)))
+        return tuple(int(rng.integers(a, b)) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
 
     pool = make_pool(seeds, per_phantom, shape_of, log, pool_seed)
     data_seconds = time.perf_counter() - t0
@@ -251,7 +265,7 @@ def train(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     rng = np.random.default_rng(7 + pool_seed)
     gen = torch.Generator().manual_seed(0)
-    batch, shown = 4, 0.0
+    shown = 0.0
     for step in range(steps):
         samples = [pool[int(i)] for i in rng.integers(len(pool), size=batch)]
         rounds = [first_round(s, rng) for s in samples]
@@ -277,6 +291,12 @@ def train(
         shown = loss.item() if step == 0 else 0.95 * shown + 0.05 * loss.item()
         if step % 25 == 0 or step == steps - 1:
             log(f"step {step + 1}/{steps} loss {shown:.4f} ({time.perf_counter() - t0:.0f} s)")
+        if checkpoint is not None and (step + 1) % 100 == 0:  # a long run's weights so far
+            from safetensors.torch import save_file
+
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+            save_file(state, str(checkpoint / f"step{step + 1:05d}.safetensors"))
     net.eval()
     info = {
         "samples": len(pool),
@@ -284,6 +304,7 @@ def train(
         "batch_size": batch,
         "max_rounds": max_rounds,
         "lr": lr,
+        "phantom_sizes": f"{lo[0]}-{hi[0] - 1} x {lo[1]}-{hi[1] - 1} x {lo[2]}-{hi[2] - 1}",
         "data_seconds": round(data_seconds, 1),
         "seconds": round(time.perf_counter() - t0, 1),
         "threads": threads,
@@ -316,7 +337,7 @@ def card(info: dict[str, Any], seeds: tuple[int, ...]) -> dict[str, Any]:
             ),
             "data": (
                 f"synthetic chest CT phantoms (phantoms/chest.py chest_ct) seeds {seeds[0]}-"
-                f"{seeds[-1]}, 40-71 x 112-175 x 112-175 voxels; structures lung, the largest"
+                f"{seeds[-1]}, {info['phantom_sizes']} voxels; structures lung, the largest"
                 " nodule, the largest vessel tree (aorta excluded), the body; patches placed"
                 " around the structure or around one of its voxels (the first click's patch)"
             ),
@@ -352,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, help="start from these safetensors weights")
     parser.add_argument("--seeds", type=int, help="only the first N training phantoms")
     parser.add_argument("--pool-seed", type=int, default=0, help="another draw of samples")
+    parser.add_argument("--sizes", choices=tuple(PHANTOM_SIZES), default="low")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--checkpoint", type=Path, help="write the weights every 100 steps here")
     args = parser.parse_args(argv)
     seeds = TRAIN_SEEDS[:1] if args.quick else TRAIN_SEEDS[: args.seeds or None]
     steps = 2 if args.quick else args.steps
@@ -363,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     from inference.weights import save_package
 
     net, info = train(
-        steps, per, seeds, args.threads, log, args.resume, args.pool_seed, args.max_rounds, args.lr
-    )
+        steps, per, seeds, args.threads, log, args.resume, args.pool_seed, args.max_rounds,
+        args.lr, args.sizes, max(1, args.batch), args.checkpoint,
+    )  # fmt: skip
     if args.resume is not None:
         info["resumed_from"] = str(args.resume)
     out = Path(args.out) / MODEL_ID

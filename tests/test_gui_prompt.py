@@ -142,9 +142,16 @@ def test_ctrl_drag_scribbles_in_box_mode_and_shift_makes_it_negative(ui, qtbot):
     assert len(tool.state.scribble_positive) >= 8
     first = (ui.doc.labelmap.array == 1).copy()
     assert first[p]
-    # A negative scribble (Shift) through the mask outside the lung, or beside it.
+    # A negative scribble (Shift) through the mask outside the lung, or, when nothing spilled,
+    # through the mask's voxel farthest from the first stroke on its slice (a stroke that
+    # changes nothing is no undo step, and the undo below would take back the first one).
     spill = first & ~lung
-    q = tuple(int(v) for v in (np.argwhere(spill)[0] if spill.any() else (z, 4, 4)))
+    if spill.any():
+        q = tuple(int(v) for v in np.argwhere(spill)[0])
+    else:
+        on = np.argwhere(first[z])
+        far = on[int(np.argmax(((on - np.asarray(p[1:])) ** 2).sum(1)))]
+        q = (z, int(far[0]), int(far[1]))
     ui.goto(q)
     b = (q[0], q[1], min(q[2] + 5, lung.shape[2] - 1))
     _stroke(ui, "axial", [q, b], CTRL | Qt.KeyboardModifier.ShiftModifier)

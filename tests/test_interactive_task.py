@@ -319,6 +319,9 @@ def test_training_recipe_writes_a_package_the_engine_accepts(tmp_path: Path):
 
     assert main(["--quick", "--out", str(tmp_path), "--threads", "1"]) == 0
     card = ModelCard.load(tmp_path / "radlens-ct-prompt")
+    # The card names the phantoms' sizes it drew (the default: the first releases' low ones).
+    assert card.training["phantom_sizes"] == "40-71 x 112-175 x 112-175"
+    assert card.training["phantom_sizes"] in card.training["data"]
     clear_cache()
     res = segment_with_prompts(
         Engine(device="cpu"), _volume(), (2, 1, 1), "CT", card, Prompts(positive=((10, 20, 20),))

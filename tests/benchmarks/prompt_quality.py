@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compare", action="store_true", help="click-to-segment beside it")
     parser.add_argument("--model", default=MODEL, help="another installed model's id")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+",
+        help="other phantoms (e.g. validation seeds 201 202 to choose between candidate weights;"
+        " the held-out 101 and 102 are for the reported table only)",
+    )  # fmt: skip
     parser.add_argument("--package", help="a model package folder (a candidate, not installed)")
     parser.add_argument(
         "--focus", choices=("card", "on", "off"), default="card",
@@ -88,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shape = (48, 96, 96) if args.quick else (100, 256, 256)
     seeds = HELD_OUT_SEEDS[:1] if args.quick else HELD_OUT_SEEDS
+    if args.seeds:
+        seeds = tuple(args.seeds)
     if args.package:
         from inference.card import ModelCard
         from inference.weights import verify_files
