@@ -147,12 +147,9 @@ def ray_head_with_a_gpu(tmp_path):
     try:
         yield f"127.0.0.1:{port}", env
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        # A Ray node drains for up to 30 s on SIGTERM; nothing of this one needs keeping.
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
         # Ray's own processes that left the group: found by the session's own folder
         subprocess.run(["pkill", "-9", "-f", str(temp)], check=False)
         shutil.rmtree(temp, ignore_errors=True)

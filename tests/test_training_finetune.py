@@ -45,10 +45,11 @@ def test_fine_tuning_the_shipped_segmenter_is_reproducible_and_finite(tmp_path):
     assert card.preprocessing == shipped.preprocessing
 
 
-#: Far outside the shipped model's training range (contrast 0.9-1.1, noise 5-30 HU): the
-#: shipped segmenter finds no lung at all here, so an improvement cannot be luck of the seeds.
-#: (The demo's milder look, contrast 0.6 / noise 40, is already segmented well on most cases.)
-UNSEEN_LOOK = {"contrast": 0.4, "noise_hu": 60.0}
+#: Far outside the shipped model's training range (contrast 0.95-1.05, noise 5-30 HU): the
+#: shipped segmenter finds no lung at all here (held-out Dice 0.0), so an improvement cannot be
+#: luck of the seeds. The retrained segmenter (session 5) still finds the lungs at contrast
+#: 0.4 / noise 60 HU (Dice 0.94), where the demo loop's weights found none.
+UNSEEN_LOOK = {"contrast": 0.3, "noise_hu": 70.0}
 
 
 @pytest.mark.slow
