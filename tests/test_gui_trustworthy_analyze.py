@@ -302,6 +302,7 @@ def test_tampered_package_is_shown_refused_and_never_offered_in_analyze(qtbot):
     window.state.set_volume(Volume(np.zeros((8, 16, 16), np.int16), modality="CT"))
     with qtbot.waitSignal(panel.models_listed, timeout=20_000):
         panel.rescan()  # a listing while the series is open refreshes Analyze's menu too
+    assert window.analyze.wait_for_models()  # Analyze lists its offer on a worker
 
     def every_entry(menu) -> list[str]:
         out = []
