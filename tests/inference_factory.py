@@ -55,6 +55,23 @@ CLS_KW = {
 }
 
 
+def cls_card(**over):
+    """The tiny 2D chest radiograph classifier (normal / nodule) over ``CLS_KW``."""
+    card = {
+        "id": "tiny-cls",
+        "name": "Tiny classifier",
+        "version": "1",
+        "task": "classification",
+        "spatial_dims": 2,
+        "modalities": ["CR", "DX"],
+        "preprocessing": {"steps": [{"op": "minmax"}, {"op": "resize", "size": [32, 32]}]},
+        "network": {"architecture": "monai.DenseNet", "kwargs": CLS_KW, "output": "softmax"},
+        "classes": ["normal", "nodule"],
+    }
+    card.update(over)
+    return card
+
+
 def ct_volume(shape=(20, 40, 36)):
     rng = np.random.default_rng(0)
     return rng.integers(-1000, 400, size=shape).astype(np.int16)

@@ -11,7 +11,14 @@ from inference import engine as engine_mod  # noqa: E402
 from inference.engine import Engine, EngineError  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.weights import save_package  # noqa: E402
-from tests.inference_factory import CLS_KW, SEG_KW, ct_volume, save_det_package, seg_card  # noqa: E402
+from tests.inference_factory import (  # noqa: E402
+    CLS_KW,
+    SEG_KW,
+    cls_card,
+    ct_volume,
+    save_det_package,
+    seg_card,
+)
 
 pytestmark = pytest.mark.usefixtures("fresh_engine_cache")
 torch.set_num_threads(1)
@@ -49,18 +56,7 @@ def test_classifier_gives_probabilities_and_gradcam_in_the_input_grid(tmp_path):
     torch.manual_seed(0)
     card = save_package(
         tmp_path / "cls",
-        {
-            "id": "tiny-cls",
-            "name": "Tiny classifier",
-            "version": "1",
-            "task": "classification",
-            "spatial_dims": 2,
-            "modalities": ["CR", "DX"],
-            "preprocessing": {"steps": [{"op": "minmax"}, {"op": "resize", "size": [32, 32]}]},
-            "network": {"architecture": "monai.DenseNet", "kwargs": CLS_KW, "output": "softmax"},
-            "classes": ["normal", "nodule"],
-            "gradcam_layer": "features.denseblock2",
-        },
+        cls_card(gradcam_layer="features.denseblock2"),
         build_network("monai.DenseNet", CLS_KW),
     )
     img = np.random.default_rng(1).random((1, 50, 44)).astype(np.float32)

@@ -26,6 +26,7 @@ from inference.weights import save_package  # noqa: E402
 from phantoms.chest import chest_ct  # noqa: E402
 from tests.inference_factory import (  # noqa: E402
     CLS_KW,
+    cls_card,
     ct_volume,
     save_det_package,
     save_seg_package,
@@ -189,18 +190,7 @@ def test_a_classifier_may_use_the_input_score(tmp_path):
 
     def package(name: str, ood: dict) -> ModelCard:
         torch.manual_seed(0)
-        card = {
-            "id": f"tiny-cls-{name}",
-            "name": "Tiny classifier",
-            "version": "1",
-            "task": "classification",
-            "spatial_dims": 2,
-            "modalities": ["CR", "DX"],
-            "preprocessing": {"steps": [{"op": "minmax"}, {"op": "resize", "size": [32, 32]}]},
-            "network": {"architecture": "monai.DenseNet", "kwargs": CLS_KW, "output": "softmax"},
-            "classes": ["normal", "nodule"],
-            "ood": ood,
-        }
+        card = cls_card(id=f"tiny-cls-{name}", ood=ood)
         return save_package(tmp_path / name, card, build_network("monai.DenseNet", CLS_KW))
 
     far = package("far", _ood(lo=0.9))  # uniform: resizing left the noise far from uniform
