@@ -85,7 +85,7 @@ def test_tiny_segmenter_result_layers_match_the_series_grid(qtbot, tmp_path, pha
         assert layer.data.shape == vol.shape
     for view in win.views.values():
         overlay = view.overlays["Tiny segmenter: mask"]
-        assert overlay.image.shape[:2] == (view.geometry_.n_rows, view.geometry_.n_cols)
+        assert overlay.drawn_rgba().shape[:2] == (view.geometry_.n_rows, view.geometry_.n_cols)
     assert "random weights" in win.analyze.findings.intended_use.text()
 
 
@@ -162,7 +162,7 @@ def test_shipped_ct_segmenter_masks_lungs_and_the_largest_nodule(qtbot, tmp_path
     for view in win.views.values():
         g = view.geometry_
         _, row, col = g.from_voxel(centre)
-        rgba = view.overlays[f"{seg.name}: mask"].image
+        rgba = view.overlays[f"{seg.name}: mask"].drawn_rgba()
         assert tuple(rgba[int(round(row)), int(round(col)), :3]) == (0xFF, 0x70, 0x43), view.plane
 
 
@@ -192,7 +192,7 @@ def test_shipped_cxr_classifier_gives_probabilities_and_heat_map(qtbot, tmp_path
     heat = win.state.layers.get(f"{cls.name}: heat map")
     assert heat.visible and heat.data.shape == vol.shape
     # What is drawn is the heat map itself, pixel for pixel, above the threshold.
-    drawn = win.views["axial"].overlays[heat.name].image[..., 3] > 0
+    drawn = win.views["axial"].overlays[heat.name].drawn_rgba()[..., 3] > 0
     assert np.array_equal(drawn, heat.data[0] >= heat.threshold)
 
 

@@ -87,7 +87,7 @@ def test_analyze_adds_mask_heat_and_box_layers_over_the_nodules(qtbot, tmp_path,
         overlay = view.overlays["Fake segmenter: mask"]
         g = view.geometry_
         _, row, col = g.from_voxel(centre)
-        rgba = overlay.image  # (rows, cols, 4) as drawn
+        rgba = overlay.drawn_rgba()  # (rows, cols, 4) as drawn
         assert tuple(rgba[int(round(row)), int(round(col)), :3]) == (0xFF, 0x70, 0x43)
     assert "ran on the CPU" in win.analyze.last_message
     assert "no GPU" in win.analyze.last_message
@@ -183,15 +183,15 @@ def test_mask_outline_and_heat_threshold_controls_change_the_drawing(qtbot, tmp_
     assert isinstance(outline, QCheckBox)
     view = win.views["axial"]
     overlay = view.overlays["Fake segmenter: mask"]
-    filled = int((overlay.image[..., 3] > 0).sum())
+    filled = int((overlay.drawn_rgba()[..., 3] > 0).sum())
     outline.setChecked(True)
     assert win.state.layers.get("Fake segmenter: mask").outline
-    assert 0 < int((overlay.image[..., 3] > 0).sum()) < filled
+    assert 0 < int((overlay.drawn_rgba()[..., 3] > 0).sum()) < filled
     heat = rows["Fake segmenter: heat map"]
     heat.threshold.setValue(95)  # above the phantom's 0.9: nothing left to draw
     assert win.state.layers.get("Fake segmenter: heat map").threshold == pytest.approx(0.95)
     win.state.layers.update("Fake segmenter: heat map", visible=True)
-    assert int((view.overlays["Fake segmenter: heat map"].image[..., 3] > 0).sum()) == 0
+    assert int((view.overlays["Fake segmenter: heat map"].drawn_rgba()[..., 3] > 0).sum()) == 0
     win.state.layers.remove("Fake segmenter: heat map")
     qtbot.wait(20)
     assert set(win.analyze.display.rows) == {"Fake segmenter: mask"}
@@ -223,7 +223,7 @@ def test_radiograph_heat_map_and_2d_box_are_drawn_on_the_image(qtbot, tmp_path):
         win.analyze.analyze()
     assert engine.calls[0][0] == (96, 96)
     view = win.views["axial"]
-    heat_img = view.overlays["CXR: heat map"].image
+    heat_img = view.overlays["CXR: heat map"].drawn_rgba()
     cy, cx = int((y0 + y1) / 2), int((x0 + x1) / 2)
     assert heat_img[cy, cx, 3] == 255 and heat_img[2, 2, 3] == 0
     (rect,) = view.overlays["CXR: boxes"].rects

@@ -105,7 +105,9 @@ def test_brush_on_sagittal_paints_live_and_undo_redo_restore(ui):
     ui.press("sagittal", (6, 14, 30))
     ui.move("sagittal", (6, 26, 30))
     overlay = ui.views["sagittal"].overlays[MASK_LAYER]
-    assert overlay.image is not None and overlay.image[..., 3].any()  # live, before release
+    assert (
+        overlay.drawn_rgba() is not None and overlay.drawn_rgba()[..., 3].any()
+    )  # live, before release
     ui.release("sagittal", (6, 26, 30))
     mask = ui.doc.labelmap.array
     assert mask[6, 14:27, 30].all() and mask[:, :, 29].sum() == 0

@@ -88,15 +88,15 @@ def test_label_browser_searches_hides_recolours_and_lists_volumes_of_40_labels(q
     overlay = win.views["axial"].overlays[layer_name]
     win.state.set_slice("axial", 4)
     geom = win.views["axial"].geometry_
-    drawn = overlay.image[..., 3] > 0
+    drawn = overlay.drawn_rgba()[..., 3] > 0
     k = 12  # row k-1 on slice 4, columns 0..k-1
     _, row, col = geom.from_voxel((4, k - 1, 0))
     assert drawn[int(round(row)), int(round(col))]
     browser.set_label_visible(k, False)
     layer = win.state.layers.get(layer_name)
     assert layer.hidden_labels == frozenset({k})
-    assert overlay.image[int(round(row)), int(round(col)), 3] == 0
-    assert int((overlay.image[..., 3] > 0).sum()) == int(drawn.sum()) - k
+    assert overlay.drawn_rgba()[int(round(row)), int(round(col)), 3] == 0
+    assert int((overlay.drawn_rgba()[..., 3] > 0).sum()) == int(drawn.sum()) - k
     # Hide all of a search, show them again.
     browser.search.setText("structure_3")
     browser.hide_all.click()
@@ -106,7 +106,7 @@ def test_label_browser_searches_hides_recolours_and_lists_volumes_of_40_labels(q
     # A new colour for one label is what the views draw.
     browser.set_label_colour(k, (1, 2, 3))
     browser.set_label_visible(k, True)
-    assert tuple(overlay.image[int(round(row)), int(round(col)), :3]) == (1, 2, 3)
+    assert tuple(overlay.drawn_rgba()[int(round(row)), int(round(col)), :3]) == (1, 2, 3)
 
 
 def test_label_browser_uses_the_engines_volumes_and_works_for_two_labels(qtbot, tmp_path):

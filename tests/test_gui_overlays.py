@@ -49,7 +49,7 @@ def test_label_map_voxel_is_drawn_at_the_same_pixel_as_the_image(area):
     area.state.layers.add(Layer("mask", "labels", labels, opacity=0.6))
     for plane, view in area.views.items():
         overlay = view.overlays["mask"]
-        rgba = overlay.image
+        rgba = overlay.drawn_rgba()
         row, col = _pixel_of(area, plane, (2, 4, 6))
         assert rgba[row, col, 3] == 255, plane
         assert rgba[..., 3].sum() == 255, plane  # exactly one opaque pixel
@@ -66,7 +66,7 @@ def test_heat_map_threshold_and_layer_visibility(area):
     heat[2, 4, 7] = 0.1
     area.state.layers.add(Layer("cam", "heatmap", heat, threshold=0.5))
     axial = area.views["axial"]
-    rgba = axial.overlays["cam"].image
+    rgba = axial.overlays["cam"].drawn_rgba()
     r, c = _pixel_of(area, "axial", (2, 4, 6))
     r2, c2 = _pixel_of(area, "axial", (2, 4, 7))
     assert rgba[r, c, 3] == 255 and rgba[r2, c2, 3] == 0

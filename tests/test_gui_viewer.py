@@ -382,3 +382,25 @@ def test_started_on_a_folder_the_viewer_shows_its_first_series_by_itself(qtbot, 
     assert window.browser.tree.topLevelItemCount() == 2
     assert window.state.volume.shape in ((3, 8, 8), (4, 10, 12))
     window.close()
+
+
+def test_scrolling_relays_out_only_the_corner_texts_that_changed(qtbot, window, series_dir):
+    _open_and_wait(qtbot, window, series_dir)
+    axial, coronal = window.area.views["axial"], window.area.views["coronal"]
+    placed = {"axial": 0, "coronal": 0}
+    for name, view in (("axial", axial), ("coronal", coronal)):
+        real = view.text.place
+
+        def counting(real=real, name=name):
+            placed[name] += 1
+            real()
+
+        view.text.place = counting
+    before = coronal.corner["bl"].text()
+    _wheel(axial, 1)
+    # The axial slice number changed: its corner is laid out again; the coronal plane's
+    # own text (its slice, its size) did not, so nothing of it is redone.
+    assert placed["axial"] >= 1
+    assert placed["coronal"] == 0 and coronal.corner["bl"].text() == before
+    window.state.set_window(-600.0, 1234.0)  # every pane's W/L line changes: all relaid
+    assert placed["coronal"] >= 1 and coronal.corner["br"].text().startswith("W 12")  # elided

@@ -339,6 +339,9 @@ class AnalysisController(QObject):
             yield from self._presenter(outcome)
         except Exception:  # noqa: BLE001 - a display failure must not lose the run
             log.exception("showing the result of %s failed", outcome.record.model_name)
+        # The listeners of analysis_finished (annotation proposals, banner, status) get an
+        # event-loop turn of their own, not the last display step's.
+        yield
         self._presenting = None
         self.analysis_finished.emit(outcome)
 

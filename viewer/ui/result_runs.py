@@ -64,16 +64,25 @@ class ShownRuns:
                 self.drop_run(run_id)
         layers = layers_for(rec)
         self._runs[rec.run_id] = (rec, layers)
+
+        def gone() -> bool:
+            return self.state.volume is not volume or rec.run_id not in self._runs
+
         for _, layer in layers:
             yield
-            if self.state.volume is not volume or rec.run_id not in self._runs:
+            if gone():
                 return
             self.state.layers.add(layer)
-        yield
-        if self.state.volume is not volume or rec.run_id not in self._runs:
-            return
-        self.findings.add_run(rec, summary)
-        self.refresh_display()
+        # Findings, display controls and label browser each build widgets: a turn apiece.
+        for step in (
+            lambda: self.findings.add_run(rec, summary),
+            self._set_display_layers,
+            self._browse_newest,
+        ):
+            yield
+            if gone():
+                return
+            step()
         self.dock.raise_()
 
     def drop_run(self, run_id: str) -> None:
@@ -85,6 +94,10 @@ class ShownRuns:
         self.refresh_display()
 
     def refresh_display(self) -> None:
+        self._set_display_layers()
+        self._browse_newest()
+
+    def _set_display_layers(self) -> None:
         present = set(self.state.layers.names())
         self.display.set_layers(
             [
@@ -94,6 +107,9 @@ class ShownRuns:
                 if layer.name in present
             ]
         )
+
+    def _browse_newest(self) -> None:
+        present = set(self.state.layers.names())
         masks = [
             (rec, layer)
             for rec, layers in self._runs.values()

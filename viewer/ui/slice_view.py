@@ -22,6 +22,7 @@ from viewer.ui.oblique import OUTSIDE, ObliqueSlice
 from viewer.ui.overlays import BoxOverlay, RasterOverlay
 from viewer.ui.planes import Plane
 from viewer.ui.slab import slab_of
+from viewer.ui.slice_image import SliceImage
 from viewer.ui.state import ViewerState
 from viewer.ui.view_input import ViewInput
 from viewer.ui.view_text import ViewText
@@ -83,7 +84,7 @@ class SliceView(ViewInput, QWidget):
         self.graphics = pg.GraphicsView(self, background="k")
         self.view_box = _SliceViewBox(self)
         self.graphics.setCentralItem(self.view_box)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = SliceImage(axisOrder="row-major")
         self.view_box.addItem(self.image)
         self.crosshair = Crosshair(self.view_box, plane)
         self.v_line, self.h_line = self.crosshair.vertical, self.crosshair.horizontal

@@ -109,6 +109,8 @@ class ViewText:
         self.scale_bar = ScaleBar(graphics)
         #: full texts of the corners beside the top and bottom letters; shown elided to fit
         self._lines: dict[str, list[str]] = {"tl": [], "tr": [], "bl": [], "br": []}
+        #: What the corners were last laid out for (see ``_layout_key``).
+        self._placed: tuple | None = None
 
     def _label(self, role: str) -> QLabel:
         label = QLabel(self.graphics)
@@ -197,7 +199,18 @@ class ViewText:
         if state.invert and not vol.is_rgb:
             wl += "  inv"
         self._lines["br"] = [wl, f"Zoom {zoom:.2f}×"]
-        self.place()
+        if self._layout_key() != self._placed:  # scrolling a plane whose text stays: no relayout
+            self.place()
+
+    def _layout_key(self) -> tuple:
+        """Everything the corners' layout depends on: texts, letters, pane size, visibility."""
+        return (
+            self.graphics.width(),
+            self.graphics.height(),
+            self.visible,
+            tuple(tuple(self._lines[k]) for k in ("tl", "tr", "bl", "br")),
+            tuple(label.text() for label in self.letters.values()),
+        )
 
     def _variants(self, key: str) -> list[list[str]]:
         """The corner's text from fullest to most compact: a low pane joins lines (the
@@ -236,6 +249,7 @@ class ViewText:
                 return
 
     def place(self) -> None:
+        self._placed = self._layout_key()
         w, h, m = self.graphics.width(), self.graphics.height(), MARGIN
         c, lt = self.corner, self.letters
         for label in self._labels():

@@ -1,0 +1,112 @@
+"""The slice's image item: pyqtgraph's ImageItem that windows an integer slice in one lookup.
+
+pyqtgraph turns a signed integer image (int16: CT's stored values) into pixels through
+``makeARGB``, whose rescale walks the image in a Python loop of small numpy calls (8-15 ms
+a 512×512 frame here, ~100 calls). Each of those calls lets the interpreter lock go, and
+while an analysis runs on a worker the UI thread then waits for the lock at every one of
+them: the frame's own cost grows with the worker's, and one slow frame is one stutter.
+
+``SliceImage`` renders a greyscale integer slice of at most 16 bits instead with one table
+lookup: the window (levels) and the colour table are folded into a 2^16-entry uint8 table
+(built once per window, with pyqtgraph's own ``rescaleData``, so the pixels equal the ones
+pyqtgraph's levels-and-lut path gives), indexed by the slice's values viewed as unsigned,
+and handed to Qt as a greyscale image. ``image``, ``levels`` and ``lut`` keep their meaning
+(the values shown, the window): only the drawing changes. Anything else (float, RGB, wider
+integers, a callable lut, downsampling) goes through pyqtgraph as before.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pyqtgraph as pg
+from pyqtgraph import functions as fn
+from pyqtgraph import functions_qimage
+
+#: Integer types windowed through a table, with the unsigned type of the same width (uint8
+#: images already reach Qt as an indexed image through pyqtgraph, with no pass over them).
+_UNSIGNED = {
+    np.dtype(np.int8): np.uint8,
+    np.dtype(np.int16): np.uint16,
+    np.dtype(np.uint16): np.uint16,
+}
+#: Windows whose tables are kept (window/level drags make new ones; scrolling reuses one).
+_TABLES_KEPT = 4
+
+
+def window_table(
+    dtype: np.dtype, levels: tuple[float, float], lut: np.ndarray | None
+) -> np.ndarray:
+    """uint8 display value for every value of an integer ``dtype`` (≤ 16 bits), indexed by the
+    value's bits read as unsigned: pyqtgraph's levels-then-lut mapping as one table."""
+    unsigned = _UNSIGNED[np.dtype(dtype)]
+    values = np.arange(np.iinfo(unsigned).max + 1, dtype=np.int64).astype(unsigned)
+    values = values.view(dtype).astype(np.float64)
+    lo, hi = float(levels[0]), float(levels[1])
+    span = (hi - lo) or 1.0
+    if lut is None:
+        return fn.rescaleData(values, 255.0 / span, lo, dtype=np.uint8)
+    colours = lut.shape[0]
+    index = fn.rescaleData(
+        values, colours / span, lo, dtype=np.min_scalar_type(colours - 1), clip=(0, colours - 1)
+    )
+    return np.ascontiguousarray(lut[index])
+
+
+class SliceImage(pg.ImageItem):
+    """An ImageItem whose greyscale integer images are windowed through one table lookup."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._tables: OrderedDict[tuple, np.ndarray] = OrderedDict()
+
+    def _fast_table(self) -> np.ndarray | None:
+        img, levels, lut = self.image, self.levels, self.lut
+        if img is None or img.ndim != 2 or img.size == 0 or np.dtype(img.dtype) not in _UNSIGNED:
+            return None
+        if self.autoDownsample or self.axisOrder != "row-major" or levels is None:
+            return None
+        if np.ndim(levels) != 1 or len(levels) != 2:
+            return None
+        if lut is not None and (
+            callable(lut)
+            or not isinstance(lut, np.ndarray)
+            or lut.dtype != np.uint8
+            or lut.ndim != 1
+            or lut.shape[0] > 256
+        ):
+            return None
+        key = (
+            img.dtype.str,
+            float(levels[0]),
+            float(levels[1]),
+            None if lut is None else lut.tobytes(),
+        )
+        table = self._tables.get(key)
+        if table is None:
+            table = window_table(img.dtype, (float(levels[0]), float(levels[1])), lut)
+            self._tables[key] = table
+            while len(self._tables) > _TABLES_KEPT:
+                self._tables.popitem(last=False)
+        else:
+            self._tables.move_to_end(key)
+        return table
+
+    def render(self) -> None:
+        table = self._fast_table()
+        if table is None:
+            super().render()
+            return
+        img = self.image
+        assert img is not None
+        pixels = table[img.view(_UNSIGNED[np.dtype(img.dtype)])]
+        qimage = functions_qimage.try_make_qimage(pixels, levels=None, lut=None)
+        if qimage is None:  # not expected for a 2D uint8 image: draw as pyqtgraph would
+            super().render()
+            return
+        self._processingBuffer = None
+        self._displayBuffer = None
+        self.qimage = qimage
+        self._renderRequired = False
+        self._unrenderable = False
