@@ -9,12 +9,15 @@ wait for a core (other processes: the machine's load) and the rest, the time it 
 (waiting for the interpreter lock: the app's own stall); ``*_max_blocked_ms`` is the largest
 such rest. The numbers land in the benchmark's extra_info and are printed; run with
 ``pytest tests/benchmarks/test_bench_analyze_responsiveness.py --benchmark-only -s``, and
-with ``RADLENS_BENCH_COLD=1`` for a first Analyze clicked before the engine's warm-up.
+with ``RADLENS_BENCH_COLD=1`` for a first Analyze clicked before the engine's warm-up
+(``RADLENS_BENCH_TRACE_HOLDS=1`` also lists the import's single C calls over 15 ms: the
+interpreter-lock holds a cold Analyze's longest gaps come from).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
@@ -33,6 +36,36 @@ from viewer.ui.main_window import MainWindow  # noqa: E402
 
 SHAPE = (300, 512, 512)
 SCHEDSTAT = "/proc/thread-self/schedstat"
+#: With RADLENS_BENCH_TRACE_HOLDS=1, C calls of the engine's import this long are listed.
+TRACE_HOLD_MS = 15.0
+
+
+def _traced(import_engine, holds: list[tuple[float, float, str, str]], t0: list[float]):
+    """``import_engine`` with every single C call of its thread that lasts over
+    ``TRACE_HOLD_MS`` noted as (start s, ms, function, caller): the calls that hold the
+    interpreter lock (module inits, unmarshalling) are where a UI thread waits."""
+
+    def traced() -> None:
+        started: list[tuple[float, object]] = []
+
+        def profile(frame, event, arg):
+            if event == "c_call":
+                started.append((time.perf_counter(), arg))
+            elif event in ("c_return", "c_exception") and started:
+                t, fn = started.pop()
+                ms = (time.perf_counter() - t) * 1000
+                name = getattr(fn, "__qualname__", str(fn))
+                if ms > TRACE_HOLD_MS and name not in ("exec", "__import__", "next"):
+                    where = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno}"
+                    holds.append((t - t0[0], ms, name, where))
+
+        sys.setprofile(profile)
+        try:
+            import_engine()
+        finally:
+            sys.setprofile(None)
+
+    return traced
 
 
 def _sched_ms() -> tuple[float, float] | None:
@@ -90,8 +123,16 @@ def _big_volume() -> Volume:
     return Volume(hu, spacing=(sx / 4, sy / 4, sz / 4), modality="CT", series_uid="bench.1")
 
 
-def test_ui_stays_responsive_while_segmenter_runs(qtbot, benchmark, tmp_path):
+def test_ui_stays_responsive_while_segmenter_runs(qtbot, benchmark, tmp_path, monkeypatch):
     card = _segmenter(tmp_path)
+    holds: list[tuple[float, float, str, str]] = []
+    click = [time.perf_counter()]
+    if os.environ.get("RADLENS_BENCH_TRACE_HOLDS") == "1":
+        import viewer.ui.analysis as analysis
+
+        monkeypatch.setattr(
+            analysis, "import_engine", _traced(analysis.import_engine, holds, click)
+        )
     vol = _big_volume()
     win = MainWindow()
     qtbot.addWidget(win)
@@ -148,7 +189,12 @@ def test_ui_stays_responsive_while_segmenter_runs(qtbot, benchmark, tmp_path):
                 split = f"cpu {cpu:.0f} + core {waited:.0f} + blocked {blocked[-1]:.0f}: "
             last_sched[0] = sched
             if len(gaps) > 1 and gaps[-1] > 80:
-                slow.append((int(gaps[-1]), split + sentence[0]))
+                at = (
+                    f" (ended {time.perf_counter() - click[0]:.2f} s after the click)"
+                    if holds
+                    else ""
+                )
+                slow.append((int(gaps[-1]), split + sentence[0] + at))
             last[0] = now
 
         def on_scroll() -> None:
@@ -168,6 +214,7 @@ def test_ui_stays_responsive_while_segmenter_runs(qtbot, benchmark, tmp_path):
             qtbot.wait(int(seconds * 1000))
         else:
             with qtbot.waitSignal(ctl.analysis_finished, timeout=600_000) as done:
+                click[0] = time.perf_counter()
                 assert ctl.start(vol, card)
             outcome = done.args[0]
             # The proposals are prepared on a worker after the run: keep measuring until
@@ -200,6 +247,10 @@ def test_ui_stays_responsive_while_segmenter_runs(qtbot, benchmark, tmp_path):
         during, slow, outcome = measure(None)
         print("gaps over 80 ms before analysing:", base_slow)
         print("gaps over 80 ms while analysing:", slow)
+        if holds:
+            print(f"engine import: C calls over {TRACE_HOLD_MS:.0f} ms (s after the click, ms):")
+            for at, ms, name, where in holds:
+                print(f"  {at:6.2f} s {ms:5.0f} ms  {name}  ({where})")
         assert outcome.record.label_map.shape == vol.shape
         # Other listeners of analysis_finished run on the main thread too (the annotation
         # tools turn results into proposals): time one such call on its own.
