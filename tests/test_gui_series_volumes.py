@@ -232,3 +232,35 @@ def test_wait_idle_returns_with_the_ended_load_delivered(qtbot, tmp_path, monkey
     finally:
         release.set()
         win.close()
+
+
+def test_a_load_that_ended_as_the_user_stepped_on_is_kept_for_stepping_back(
+    qtbot, tmp_path, monkeypatch
+):
+    """The user steps to the next volume just as the shown one finishes loading, before its
+    result reached the window: the load is superseded, but the volume it read whole is kept,
+    so stepping back shows it from the cache instead of reading it again."""
+    win, release, loads = _window_with_held_load(qtbot, tmp_path, monkeypatch)
+    first = win.browser.siblings(win.browser.series[0])[0]
+    try:
+        win.browser.activate(first)
+        qtbot.waitUntil(
+            lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
+            timeout=20000,
+        )
+        [load] = win.tasks
+        release.set()
+        assert load.wait(10000)  # its thread ended; its result is still queued
+        win.browser.step(1)  # the next volume, before the result of the first is delivered
+        second = win.browser.current
+        qtbot.waitUntil(
+            lambda: win.state.volume.key == second.series_uid and not win.tasks, timeout=20000
+        )
+        loaded_before = len(loads)
+        win.browser.step(-1)
+        qtbot.waitUntil(lambda: win.state.volume.key == first.series_uid, timeout=20000)
+        assert len(loads) == loaded_before  # from the cache, not read again
+        assert np.array_equal(win.state.volume.array, f.ct_values((3, 6, 5), seed=1))
+    finally:
+        release.set()
+        win.close()
