@@ -181,3 +181,86 @@ def test_the_window_shows_a_volume_stepped_back_to_from_the_cache(qtbot, tmp_pat
     assert win.current_series is not None and win.current_series.series_uid == first.series_uid
     assert np.array_equal(win.state.volume.array, first_array)
     win.close()
+
+
+def _window_with_held_load(qtbot, folder, monkeypatch):
+    """A window showing ``folder``'s 3-volume series, whose loads stop after their first slice
+    until the returned event is set (a slow disk), and the list of series it opened."""
+    import threading
+
+    from viewer.study import series as series_module
+    from viewer.ui.main_window import MainWindow
+
+    _dynamic(folder, times=3)
+    release = threading.Event()
+    real_read_all = series_module.SeriesReader.read_all
+
+    def held_read_all(reader, *args, **kwargs):
+        release.wait(30)
+        return real_read_all(reader, *args, **kwargs)
+
+    monkeypatch.setattr(series_module.SeriesReader, "read_all", held_read_all)
+    win = MainWindow()
+    qtbot.addWidget(win)
+    loads: list[str] = []
+    win.browser.series_activated.connect(lambda info: loads.append(info.series_uid))
+    win.open_path(folder)
+    qtbot.waitUntil(lambda: win.browser.tree.topLevelItemCount() == 3, timeout=20000)
+    win.wait_idle()
+    return win, release, loads
+
+
+def test_wait_idle_returns_with_the_ended_load_delivered(qtbot, tmp_path, monkeypatch):
+    """A load that ends while the window waits for its work: ``wait_idle`` comes back with the
+    load finished and its volume delivered (shown whole and kept for stepping back), not
+    with the result still queued behind the wait (its thread used to need the main thread to
+    quit, so the wait ran into its bound and the result came after the caller moved on)."""
+    win, release, loads = _window_with_held_load(qtbot, tmp_path, monkeypatch)
+    first = win.browser.siblings(win.browser.series[0])[0]
+    try:
+        win.browser.activate(first)
+        qtbot.waitUntil(
+            lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
+            timeout=20000,
+        )  # the first slice is on screen; the rest is held
+        assert win.tasks
+        release.set()
+        win.wait_idle()  # no event processed between the release and the wait
+        assert not win.tasks
+        assert first.series_uid in win.browser.cache
+        assert np.array_equal(win.state.volume.array, f.ct_values((3, 6, 5), seed=1))
+    finally:
+        release.set()
+        win.close()
+
+
+def test_a_load_that_ended_as_the_user_stepped_on_is_kept_for_stepping_back(
+    qtbot, tmp_path, monkeypatch
+):
+    """The user steps to the next volume just as the shown one finishes loading, before its
+    result reached the window: the load is superseded, but the volume it read whole is kept,
+    so stepping back shows it from the cache instead of reading it again."""
+    win, release, loads = _window_with_held_load(qtbot, tmp_path, monkeypatch)
+    first = win.browser.siblings(win.browser.series[0])[0]
+    try:
+        win.browser.activate(first)
+        qtbot.waitUntil(
+            lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
+            timeout=20000,
+        )
+        [load] = win.tasks
+        release.set()
+        assert load.wait(10000)  # its thread ended; its result is still queued
+        win.browser.step(1)  # the next volume, before the result of the first is delivered
+        second = win.browser.current
+        qtbot.waitUntil(
+            lambda: win.state.volume.key == second.series_uid and not win.tasks, timeout=20000
+        )
+        loaded_before = len(loads)
+        win.browser.step(-1)
+        qtbot.waitUntil(lambda: win.state.volume.key == first.series_uid, timeout=20000)
+        assert len(loads) == loaded_before  # from the cache, not read again
+        assert np.array_equal(win.state.volume.array, f.ct_values((3, 6, 5), seed=1))
+    finally:
+        release.set()
+        win.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from PySide6.QtCore import QDeadlineTimer
 from PySide6.QtWidgets import QLabel, QMainWindow, QProgressBar, QPushButton
 
 from viewer.ui.workers import Task, TaskContext
@@ -105,9 +106,21 @@ class ActivityBar:
         for activity in list(self.activities):
             activity.cancel()
 
-    def wait_idle(self, ms: int = 10_000) -> None:
-        for task in list(self.tasks):
-            task.wait(ms)
+    def wait_idle(self, ms: int = 10_000) -> bool:
+        """Wait (bounded by ``ms`` in all) until no task is left: each one's thread ended and
+        its queued results delivered, so what it loaded is on screen, cached and reported
+        before the caller goes on (a result left queued came after the caller's next step,
+        which dropped it as superseded). Tasks a delivered result starts are waited for too.
+        Only the tasks' own signals are delivered, no other event. True if none is left."""
+        deadline = QDeadlineTimer(max(0, ms))
+        while self.tasks:
+            for task in list(self.tasks):
+                if not task.wait(max(0, deadline.remainingTime())):
+                    return False
+                task.deliver()  # its last signal, finished, takes it off self.tasks
+            if self.tasks and deadline.hasExpired():
+                return False
+        return True
 
     def _say(self, sentence: str) -> None:
         short = sentence if len(sentence) <= SHOWN_CHARS else sentence[: SHOWN_CHARS - 1] + "…"

@@ -319,8 +319,10 @@ class MainWindow(QMainWindow):
     ) -> None:
         if self._load is not None:
             self._load.cancel()
-        self._load = self._run(fn, label, self._loaded, self._partial)
-        self.services.set_loading(self._load)
+        self._load = task = self._run(fn, label, self._loaded, self._partial)
+        self.services.set_loading(task)
+        if info is not None:  # superseded as it ended (result queued): not shown, but cached
+            task.succeeded.connect(lambda v: task is self._load or self.browser.keep(v, info))
 
     def _partial(self, obj: Any) -> None:
         if isinstance(obj, FirstSlice):

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QEvent, QObject, Qt, QThread, Signal, Slot
 
 from radlens_core.progress import Cancelled
 
@@ -108,7 +108,10 @@ class Task(QObject):
         self.worker.succeeded.connect(self._succeeded)
         self.worker.failed.connect(self._failed)
         self.worker.was_cancelled.connect(self._was_cancelled)
-        self.worker.finished.connect(self.thread.quit)
+        # Direct: the thread quits from itself the moment the work ends. Queued (the default,
+        # the QThread object lives on the main thread) its quit waited for the main thread's
+        # event loop, so a main thread blocked in ``wait`` kept it alive until the wait's bound.
+        self.worker.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.thread.finished.connect(self._finished)
 
     @Slot(float, str)
@@ -149,7 +152,15 @@ class Task(QObject):
         return self.worker.context.cancelled()
 
     def wait(self, ms: int = 5000) -> bool:
+        """Block until the worker thread has ended (bounded); True if it did. Its signals may
+        still be queued for the main thread: ``deliver`` hands them over."""
         return self.thread.wait(ms)
+
+    def deliver(self) -> None:
+        """Deliver, now, the signals the worker has queued for the main thread (its progress,
+        partial results, outcome and ``finished``), in order, and nothing else of the event
+        queue. Main thread only."""
+        QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
 
     @property
     def running(self) -> bool:

@@ -295,6 +295,16 @@ class SeriesBrowser(QWidget):
         if self.current is not None and volume.key == self.current.series_uid:
             self._waiting = False
 
+    def keep(self, volume: Volume, info: SeriesInfo) -> None:
+        """Cache ``volume``, read whole from ``info`` by a load that ended after the user had
+        moved on (not shown): only while ``info`` is listed with the same files, as one volume
+        of several. The current volume and playing are left as they are."""
+        if info.volume_count > 1 and any(
+            s.series_uid == info.series_uid and list(s.files) == list(info.files)
+            for s in self.series
+        ):
+            self.cache.put(volume)
+
     def siblings(self, info: SeriesInfo | None = None) -> list[SeriesInfo]:
         """The volumes of ``info``'s series (the current one by default), in order."""
         info = info or self.current
