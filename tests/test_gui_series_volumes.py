@@ -210,19 +210,25 @@ def _window_with_held_load(qtbot, folder, monkeypatch):
     return win, release, loads
 
 
+def _show_first_volume(qtbot, win):
+    """Open the first volume of the browser's first series; return it once it is shown."""
+    first = win.browser.siblings(win.browser.series[0])[0]
+    win.browser.activate(first)
+    qtbot.waitUntil(
+        lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
+        timeout=20000,
+    )
+    return first
+
+
 def test_wait_idle_returns_with_the_ended_load_delivered(qtbot, tmp_path, monkeypatch):
     """A load that ends while the window waits for its work: ``wait_idle`` comes back with the
     load finished and its volume delivered (shown whole and kept for stepping back), not
     with the result still queued behind the wait (its thread used to need the main thread to
     quit, so the wait ran into its bound and the result came after the caller moved on)."""
     win, release, loads = _window_with_held_load(qtbot, tmp_path, monkeypatch)
-    first = win.browser.siblings(win.browser.series[0])[0]
     try:
-        win.browser.activate(first)
-        qtbot.waitUntil(
-            lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
-            timeout=20000,
-        )  # the first slice is on screen; the rest is held
+        first = _show_first_volume(qtbot, win)  # its first slice on screen; the rest is held
         assert win.tasks
         release.set()
         win.wait_idle()  # no event processed between the release and the wait
@@ -241,13 +247,8 @@ def test_a_load_that_ended_as_the_user_stepped_on_is_kept_for_stepping_back(
     result reached the window: the load is superseded, but the volume it read whole is kept,
     so stepping back shows it from the cache instead of reading it again."""
     win, release, loads = _window_with_held_load(qtbot, tmp_path, monkeypatch)
-    first = win.browser.siblings(win.browser.series[0])[0]
     try:
-        win.browser.activate(first)
-        qtbot.waitUntil(
-            lambda: win.state.volume is not None and win.state.volume.key == first.series_uid,
-            timeout=20000,
-        )
+        first = _show_first_volume(qtbot, win)
         [load] = win.tasks
         release.set()
         assert load.wait(10000)  # its thread ended; its result is still queued
