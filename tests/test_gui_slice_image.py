@@ -40,7 +40,7 @@ def test_integer_slices_are_drawn_as_pyqtgraph_draws_them(qapp, dtype, levels, l
     ours, theirs = SliceImage(axisOrder="row-major"), pg.ImageItem(axisOrder="row-major")
     for item in (ours, theirs):
         item.setImage(img, autoLevels=False, levels=levels, lut=table)
-    assert ours._fast_table() is not None  # the table path, not pyqtgraph's
+    assert ours._fast_pixels() is not None  # the table path, not pyqtgraph's
     # Within one grey level (pyqtgraph's own paths round differently by a level).
     assert np.abs(_pixels(ours) - _pixels(theirs)).max() <= 1
     # The item still holds the values shown and the window (readouts and tests use them).
@@ -67,11 +67,28 @@ def test_a_new_window_redraws_and_tables_are_not_kept_without_bound(qapp):
     assert len(item._tables) <= 4
 
 
-@pytest.mark.parametrize("kind", ["float", "rgb", "uint8", "int32"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lut", ["grey", "inverted", None])
+@pytest.mark.parametrize("levels", [(-1350.0, 150.0), (0.25, 0.75), (3.0, 3.0)])
+def test_float_slices_are_drawn_as_pyqtgraph_draws_them(qapp, dtype, lut, levels):
+    rng = np.random.default_rng(2)
+    img = rng.normal(levels[0], 600, (96, 128)).astype(dtype)
+    img[0, :4] = [np.inf, -np.inf, 1e30, -1e30]
+    table = {"grey": GREY, "inverted": GREY[::-1].copy(), None: None}[lut]
+    ours, theirs = SliceImage(axisOrder="row-major"), pg.ImageItem(axisOrder="row-major")
+    for item in (ours, theirs):
+        item.setImage(img, autoLevels=False, levels=levels, lut=table)
+    assert ours._fast_pixels() is not None
+    assert np.abs(_pixels(ours) - _pixels(theirs)).max() <= 1
+
+
+@pytest.mark.parametrize("kind", ["nan", "rgb", "uint8", "int32"])
 def test_other_images_go_through_pyqtgraph(qapp, kind):
     rng = np.random.default_rng(1)
+    nan = rng.normal(0, 100, (16, 16)).astype(np.float32)
+    nan[3, 4] = np.nan  # drawn transparent by pyqtgraph
     img = {
-        "float": rng.normal(0, 100, (16, 16)).astype(np.float32),
+        "nan": nan,
         "rgb": rng.integers(0, 255, (16, 16, 3)).astype(np.uint8),
         "uint8": rng.integers(0, 255, (16, 16)).astype(np.uint8),
         "int32": rng.integers(-5000, 5000, (16, 16)).astype(np.int32),
@@ -79,5 +96,5 @@ def test_other_images_go_through_pyqtgraph(qapp, kind):
     ours, theirs = SliceImage(axisOrder="row-major"), pg.ImageItem(axisOrder="row-major")
     for item in (ours, theirs):
         item.setImage(img, autoLevels=False, levels=(-100.0, 200.0) if kind != "rgb" else None)
-    assert ours._fast_table() is None
+    assert ours._fast_pixels() is None
     assert np.array_equal(_pixels(ours), _pixels(theirs))
