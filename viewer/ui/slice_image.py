@@ -105,7 +105,11 @@ class SliceImage(pg.ImageItem):
         assert img is not None and levels is not None
         if np.dtype(img.dtype) in _UNSIGNED:
             return self._table()[img.view(_UNSIGNED[np.dtype(img.dtype)])], None
-        if img.dtype.kind != "f" or np.isnan(img.min()):
+        if img.dtype.kind != "f":
+            return None
+        if self._imageHasNans is None:  # pyqtgraph's own per-image cache (reset by setImage)
+            self._imageHasNans = bool(np.isnan(img.min()))
+        if self._imageHasNans:
             return None  # NaN pixels: pyqtgraph draws them transparent
         # pyqtgraph's float rescale (levels to table indices, truncated) in four whole-image
         # calls instead of its chunked loop (~290 calls a 512×512 frame).
