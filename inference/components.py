@@ -189,20 +189,28 @@ def apply_on_input_grid(
 ) -> dict[int, int]:
     """Apply the input-grid rules to the final label map, in place (dropped voxels -> 0).
     Returns {label index: voxels dropped}."""
-    from inference.postprocess import bounding_box
+    from inference.postprocess import bounding_box, islands
 
     voxel = voxel_size(spacing_zyx)
     dropped = {}
     for rule in (r for r in rules if r.grid == "input"):
         mask = label_map == rule.index
-        box = bounding_box(mask)
-        if box is None:
-            continue
-        # Only the label's bounding box is labelled: a few nodules in a 512^3 volume cost little.
-        drop = dropped_mask(mask[box], rule, voxel)
-        if drop is not None:
-            label_map[box][drop] = 0
-            dropped[rule.index] = int(drop.sum())
+        # Only boxes around the label are labelled: a few nodules in a 512^3 volume cost little.
+        # A size rule alone is decided box by box (no component spans two islands); keeping
+        # the K largest ranks components across the whole label, so it labels its bounding box.
+        if rule.keep_largest:
+            box = bounding_box(mask)
+            boxes = [] if box is None else [box]
+        else:
+            boxes = islands(mask)
+        n = 0
+        for box in boxes:
+            drop = dropped_mask(mask[box], rule, voxel)
+            if drop is not None:
+                label_map[box][drop] = 0
+                n += int(drop.sum())
+        if n:
+            dropped[rule.index] = n
     return dropped
 
 
@@ -219,16 +227,25 @@ def _findings(
         out.append((b.label, float((ext * sp[-b.ndim :]).max())))
     if label_map is None or not names:
         return out
+    from inference.postprocess import islands
+
     arr = label_map.array
     for lc in label_map.labels:
         if lc.name not in names:
             continue
-        comp, n = ndimage.label(arr == lc.index)
-        for sl in ndimage.find_objects(comp)[:10_000]:
-            if sl is None:
-                continue
-            ext = np.array([s.stop - s.start for s in sl], dtype=float) * sp[-arr.ndim :]
-            out.append((lc.name, float(ext.max())))
+        mask = arr == lc.index
+        extents: list[float] = []
+        # Labelled island by island: the same components as the whole map, at the cost of
+        # the boxes around them (a full 300x512x512 labelling took 0.6 s of a 1 s GPU run).
+        for box in islands(mask):
+            comp, _ = ndimage.label(mask[box])
+            for sl in ndimage.find_objects(comp):
+                if sl is not None:
+                    ext = np.array([s.stop - s.start for s in sl], dtype=float)
+                    extents.append(float((ext * sp[-arr.ndim :]).max()))
+            if len(extents) >= 10_000:
+                break
+        out += [(lc.name, mm) for mm in extents[:10_000]]
     return out
 
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from inference.device_copy import nonzero_to_host
+
 # The OOD scores live in inference.ood; importable from here as before (explicit re-exports).
 from inference.ood import ood_score_classification as ood_score_classification
 from inference.ood import ood_score_detection as ood_score_detection
@@ -112,7 +114,7 @@ def labels_to_input_on(
         else:
             res = argmax_tensor(slab)
         out[z0:z1] = res
-    return from_model_axes_tensor(out, frame).cpu().numpy()
+    return nonzero_to_host(from_model_axes_tensor(out, frame))
 
 
 def heat_to_input_on(channel, frame: Frame, device: str, floor: float = 1e-4) -> np.ndarray:
@@ -126,7 +128,7 @@ def heat_to_input_on(channel, frame: Frame, device: str, floor: float = 1e-4) ->
     c = channel.to(device).float().clamp(0.0, 1.0)
     if len(shape) == 2:
         _, _, slab = next(upsample_chunks(c[None], shape, maps=maps))
-        return from_model_axes_tensor(slab[0], frame).cpu().numpy()
+        return nonzero_to_host(from_model_axes_tensor(slab[0], frame))
     out = torch.zeros(shape, dtype=torch.float32, device=c.device)
     i0, i1, _ = maps[0].weights() if maps else axis_weights(shape[0], c.shape[0])
     slice_max = c.amax(dim=(1, 2)).cpu().numpy()
@@ -145,7 +147,7 @@ def heat_to_input_on(channel, frame: Frame, device: str, floor: float = 1e-4) ->
         _, _, slab = next(upsample_chunks(c[None], shape, chunk=z1 - z0, start=z0, maps=maps))
         out[z0:z1] = slab[0]
         start = end + 1
-    return from_model_axes_tensor(out, frame).cpu().numpy()
+    return nonzero_to_host(from_model_axes_tensor(out, frame))
 
 
 def _uniform_cubes(labels: np.ndarray) -> np.ndarray:
@@ -291,6 +293,46 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
             return None
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
     return tuple(box)
+
+
+def islands(mask: np.ndarray, max_boxes: int = 256) -> list[tuple[slice, ...]]:
+    """Boxes that together hold every True voxel of ``mask`` and split no connected component:
+    the mask's bounding box, cut again and again at planes with no True voxel. Two voxels
+    across an empty plane are never neighbours (under any connectivity), so labelling each box
+    apart finds the same components as labelling the whole mask, at the cost of the boxes,
+    not of the volume: a few nodules in a 300x512x512 map are a few small boxes. At most
+    ``max_boxes`` boxes: a box whose cut would pass that stays whole (still exact)."""
+    todo: list[tuple[slice, ...]] = [tuple(slice(0, n) for n in mask.shape)]
+    done: list[tuple[slice, ...]] = []
+    while todo:
+        box = todo.pop()
+        sub = mask[box]
+        best: tuple[int, list[tuple[int, int]]] | None = None
+        tight = []
+        for axis in range(sub.ndim):
+            other = tuple(a for a in range(sub.ndim) if a != axis)
+            hit = np.flatnonzero(sub.any(axis=other))
+            if hit.size == 0:  # only the first box can be empty: the mask has no True voxel
+                return []
+            start = box[axis].start
+            cuts = np.flatnonzero(np.diff(hit) > 1)
+            firsts = np.concatenate([[hit[0]], hit[cuts + 1]])
+            lasts = np.concatenate([hit[cuts], [hit[-1]]])
+            runs = [
+                (start + int(a), start + int(b) + 1) for a, b in zip(firsts, lasts, strict=True)
+            ]
+            tight.append(slice(runs[0][0], runs[-1][1]))
+            if len(runs) > 1 and (best is None or len(runs) > len(best[1])):
+                best = (axis, runs)
+        if best is None or len(todo) + len(done) + len(best[1]) > max_boxes:
+            done.append(tuple(tight))
+            continue
+        axis, runs = best
+        for a, b in runs:
+            piece = list(tight)
+            piece[axis] = slice(a, b)
+            todo.append(tuple(piece))
+    return sorted(done, key=lambda b: tuple(s.start for s in b))
 
 
 def clean_components(

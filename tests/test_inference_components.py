@@ -121,3 +121,101 @@ def test_card_with_a_bad_component_rule_is_refused(tmp_path):
     data["thresholds"] = {"components": {"nodule": {"min_ml": "big"}}}
     with pytest.raises(CardError, match=r"thresholds\.components\.nodule\.min_ml"):
         ModelCard.from_dict(data, card.path)
+
+
+def _random_specks(seed: int, shape=(40, 60, 70), n=25) -> np.ndarray:
+    """Sparse blobs of random size, some touching, some one plane apart, some diagonal."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, bool)
+    for _ in range(n):
+        c = [int(rng.integers(0, s)) for s in shape]
+        r = [int(rng.integers(0, 4)) for _ in shape]
+        mask[tuple(slice(max(0, a - b), a + b + 1) for a, b in zip(c, r, strict=True))] = True
+    mask[0, 0, 0] = mask[1, 1, 1] = True  # diagonal neighbours: two face components
+    return mask
+
+
+def _components(mask: np.ndarray) -> list[tuple[int, tuple[int, ...]]]:
+    """(size, extent) of each face-connected component, sorted."""
+    from scipy import ndimage
+
+    comp, n = ndimage.label(mask)
+    out = []
+    for k, sl in enumerate(ndimage.find_objects(comp), start=1):
+        size = int((comp[sl] == k).sum())
+        out.append((size, tuple(s.stop - s.start for s in sl)))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_islands_hold_every_voxel_and_split_no_component(seed):
+    from inference.postprocess import islands
+
+    mask = _random_specks(seed, n=5 + 3 * seed)
+    boxes = islands(mask)
+    covered = np.zeros(mask.shape, np.int32)
+    for box in boxes:
+        covered[box] += 1
+    assert covered.max() == 1  # disjoint
+    assert not (mask & (covered == 0)).any()  # every True voxel is in a box
+    pieces = sorted(c for box in boxes for c in _components(mask[box]))
+    assert pieces == _components(mask)  # the same components, box by box
+
+
+def test_islands_of_an_empty_mask_and_the_box_limit():
+    from inference.postprocess import islands
+
+    assert islands(np.zeros((5, 6, 7), bool)) == []
+    mask = np.zeros((9, 9, 9), bool)
+    mask[::2, ::2, ::2] = True  # 125 separate voxels
+    assert len(islands(mask)) == 125
+    few = islands(mask, max_boxes=10)
+    assert len(few) <= 10
+    assert sorted(c for b in few for c in _components(mask[b])) == _components(mask)
+
+
+def test_a_size_rule_on_the_input_grid_drops_the_same_voxels_as_labelling_the_whole_map():
+    from scipy import ndimage
+
+    original = _random_specks(3, n=40).astype(np.uint8) * 2
+    lab = original.copy()
+    rules = parse_rules({"nodule": {"min_voxels": 20, "grid": "input"}}, NAMES, 3)
+    comp, n = ndimage.label(lab == 2)
+    sizes = np.bincount(comp.ravel())
+    expected = lab.copy()
+    expected[(comp > 0) & (sizes[comp] < 20)] = 0
+    dropped = components.apply_on_input_grid(lab, rules, (1.0, 1.0, 1.0))
+    assert np.array_equal(lab, expected)
+    assert dropped == {2: int((expected != original).sum())} and dropped[2] > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.uint8])
+def test_a_device_map_comes_back_whole_though_only_its_nonzero_box_is_copied(dtype):
+    from inference.device_copy import nonzero_to_host
+
+    t = torch.zeros((6, 7, 8), dtype=dtype)
+    assert np.array_equal(nonzero_to_host(t, crop_on_cpu=True), np.zeros((6, 7, 8)))
+    t[2, 3:5, 1] = 3
+    t[4, 6, 6] = 1
+    got = nonzero_to_host(t, crop_on_cpu=True)
+    assert got.dtype == t.numpy().dtype and np.array_equal(got, t.numpy())
+    full = torch.ones((3, 4), dtype=dtype)
+    assert np.array_equal(nonzero_to_host(full, crop_on_cpu=True), full.numpy())
+    if torch.cuda.is_available():
+        assert np.array_equal(nonzero_to_host(t.cuda()), t.numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.uint8, torch.int64])
+def test_a_staged_copy_fills_the_whole_array_through_a_buffer_smaller_than_it(dtype):
+    from inference.device_copy import staged_copy, to_host
+
+    src = (torch.arange(5 * 7 * 9) % 251).to(dtype).reshape(5, 7, 9).transpose(0, 2)
+    for nbytes in (8, 64, 100, 10_000):  # several chunks, a ragged last one, one chunk
+        out = np.empty(tuple(src.shape), dtype=src.numpy().dtype)
+        staged_copy(src, out, torch.empty(nbytes, dtype=torch.uint8))
+        assert np.array_equal(out, src.numpy())
+    with pytest.raises(ValueError, match="less than one element"):
+        staged_copy(src, np.empty((9, 7, 5), out.dtype), torch.empty(0, dtype=torch.uint8))
+    if torch.cuda.is_available():
+        big = torch.rand((64, 256, 256), device="cuda").to(dtype)  # past the staging size
+        assert np.array_equal(to_host(big), big.cpu().numpy())

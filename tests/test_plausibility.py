@@ -134,3 +134,30 @@ def test_a_detectors_ood_score_is_its_mean_or_highest_box_score():
     assert ood_score_detection(boxes) == pytest.approx(0.7)
     assert ood_score_detection(boxes, "max_box_score") == pytest.approx(0.9)
     assert ood_score_detection((), "max_box_score") is None
+
+
+def test_findings_count_and_extent_match_a_whole_map_labelling():
+    """Findings are counted island by island (inference.postprocess.islands); the count and
+    each extent in mm are those of labelling the whole map."""
+    from scipy import ndimage
+
+    from inference.components import _findings
+    from radlens_core.results import LabelClass, LabelMap
+
+    rng = np.random.default_rng(5)
+    arr = np.zeros((30, 50, 60), np.uint8)
+    arr[2:28, 5:45, 5:55] = 1  # a big "lung" around everything
+    for _ in range(15):
+        z, y, x = (int(rng.integers(0, s - 4)) for s in arr.shape)
+        d = [int(v) for v in rng.integers(1, 5, 3)]
+        arr[z : z + d[0], y : y + d[1], x : x + d[2]] = 2
+    lm = LabelMap(arr, (LabelClass(1, "lung"), LabelClass(2, "nodule")), {})
+    spacing = (2.5, 0.7, 0.8)
+    found = _findings(lm, (), spacing, {"nodule"})
+    comp, _ = ndimage.label(arr == 2)
+    want = sorted(
+        float((np.array([s.stop - s.start for s in sl]) * np.array(spacing)).max())
+        for sl in ndimage.find_objects(comp)
+    )
+    assert sorted(mm for _, mm in found) == pytest.approx(want)
+    assert {name for name, _ in found} == {"nodule"}

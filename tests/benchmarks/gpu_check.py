@@ -110,7 +110,8 @@ def main() -> None:
     cases = {"demo 96x256x256": chest_ct((96, 256, 256), seed=2026, n_nodules=4)}
     if args.big:
         cases["300x512x512"] = chest_ct((300, 512, 512), seed=7, n_nodules=5, vessels=False)
-    cards = [c for c in list_models() if "CT" in c.modalities]
+    # The engine's one-shot tasks (the prompt model runs through inference.interactive).
+    cards = [c for c in list_models() if "CT" in c.modalities and c.task != "interactive"]
     report = []
     cpu = Engine(device="cpu", num_threads=2)
     gpu = Engine(device="cuda")
