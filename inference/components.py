@@ -117,6 +117,46 @@ def voxel_size(spacing_zyx: Any) -> float:
     return float(np.prod(sp)) / (1000.0 if len(sp) == 3 else 1.0)
 
 
+def component_boxes(mask: np.ndarray, max_boxes: int = 256) -> list[tuple[slice, ...]]:
+    """Boxes that together hold every True voxel of ``mask`` and split no connected component:
+    the mask's bounding box, cut again and again at planes with no True voxel. Two voxels
+    across an empty plane are never neighbours (under any connectivity), so labelling each box
+    apart finds the same components as labelling the whole mask, at the cost of the boxes,
+    not of the volume: a few nodules in a 300x512x512 map are a few small boxes. At most
+    ``max_boxes`` boxes: a box whose cut would pass that stays whole (still exact)."""
+    todo: list[tuple[slice, ...]] = [tuple(slice(0, n) for n in mask.shape)]
+    done: list[tuple[slice, ...]] = []
+    while todo:
+        box = todo.pop()
+        sub = mask[box]
+        best: tuple[int, list[tuple[int, int]]] | None = None
+        tight = []
+        for axis in range(sub.ndim):
+            other = tuple(a for a in range(sub.ndim) if a != axis)
+            hit = np.flatnonzero(sub.any(axis=other))
+            if hit.size == 0:  # only the first box can be empty: the mask has no True voxel
+                return []
+            start = box[axis].start
+            cuts = np.flatnonzero(np.diff(hit) > 1)
+            firsts = np.concatenate([[hit[0]], hit[cuts + 1]])
+            lasts = np.concatenate([hit[cuts], [hit[-1]]])
+            runs = [
+                (start + int(a), start + int(b) + 1) for a, b in zip(firsts, lasts, strict=True)
+            ]
+            tight.append(slice(runs[0][0], runs[-1][1]))
+            if len(runs) > 1 and (best is None or len(runs) > len(best[1])):
+                best = (axis, runs)
+        if best is None or len(todo) + len(done) + len(best[1]) > max_boxes:
+            done.append(tuple(tight))
+            continue
+        axis, runs = best
+        for a, b in runs:
+            piece = list(tight)
+            piece[axis] = slice(a, b)
+            todo.append(tuple(piece))
+    return sorted(done, key=lambda b: tuple(s.start for s in b))
+
+
 def dropped_mask(mask: np.ndarray, rule: ComponentRule, voxel: float) -> np.ndarray | None:
     """The voxels of ``mask`` that ``rule`` removes (None when it removes nothing)."""
     comps, n = ndimage.label(mask)
@@ -189,20 +229,20 @@ def apply_on_input_grid(
 ) -> dict[int, int]:
     """Apply the input-grid rules to the final label map, in place (dropped voxels -> 0).
     Returns {label index: voxels dropped}."""
-    from inference.postprocess import bounding_box, islands
+    from inference.postprocess import bounding_box
 
     voxel = voxel_size(spacing_zyx)
     dropped = {}
     for rule in (r for r in rules if r.grid == "input"):
         mask = label_map == rule.index
         # Only boxes around the label are labelled: a few nodules in a 512^3 volume cost little.
-        # A size rule alone is decided box by box (no component spans two islands); keeping
+        # A size rule alone is decided box by box (no component spans two boxes); keeping
         # the K largest ranks components across the whole label, so it labels its bounding box.
         if rule.keep_largest:
             box = bounding_box(mask)
             boxes = [] if box is None else [box]
         else:
-            boxes = islands(mask)
+            boxes = component_boxes(mask)
         n = 0
         for box in boxes:
             drop = dropped_mask(mask[box], rule, voxel)
@@ -227,17 +267,15 @@ def _findings(
         out.append((b.label, float((ext * sp[-b.ndim :]).max())))
     if label_map is None or not names:
         return out
-    from inference.postprocess import islands
-
     arr = label_map.array
     for lc in label_map.labels:
         if lc.name not in names:
             continue
         mask = arr == lc.index
         extents: list[float] = []
-        # Labelled island by island: the same components as the whole map, at the cost of
+        # Labelled box by box: the same components as the whole map, at the cost of
         # the boxes around them (a full 300x512x512 labelling took 0.6 s of a 1 s GPU run).
-        for box in islands(mask):
+        for box in component_boxes(mask):
             comp, _ = ndimage.label(mask[box])
             for sl in ndimage.find_objects(comp):
                 if sl is not None:

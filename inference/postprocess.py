@@ -295,46 +295,6 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def islands(mask: np.ndarray, max_boxes: int = 256) -> list[tuple[slice, ...]]:
-    """Boxes that together hold every True voxel of ``mask`` and split no connected component:
-    the mask's bounding box, cut again and again at planes with no True voxel. Two voxels
-    across an empty plane are never neighbours (under any connectivity), so labelling each box
-    apart finds the same components as labelling the whole mask, at the cost of the boxes,
-    not of the volume: a few nodules in a 300x512x512 map are a few small boxes. At most
-    ``max_boxes`` boxes: a box whose cut would pass that stays whole (still exact)."""
-    todo: list[tuple[slice, ...]] = [tuple(slice(0, n) for n in mask.shape)]
-    done: list[tuple[slice, ...]] = []
-    while todo:
-        box = todo.pop()
-        sub = mask[box]
-        best: tuple[int, list[tuple[int, int]]] | None = None
-        tight = []
-        for axis in range(sub.ndim):
-            other = tuple(a for a in range(sub.ndim) if a != axis)
-            hit = np.flatnonzero(sub.any(axis=other))
-            if hit.size == 0:  # only the first box can be empty: the mask has no True voxel
-                return []
-            start = box[axis].start
-            cuts = np.flatnonzero(np.diff(hit) > 1)
-            firsts = np.concatenate([[hit[0]], hit[cuts + 1]])
-            lasts = np.concatenate([hit[cuts], [hit[-1]]])
-            runs = [
-                (start + int(a), start + int(b) + 1) for a, b in zip(firsts, lasts, strict=True)
-            ]
-            tight.append(slice(runs[0][0], runs[-1][1]))
-            if len(runs) > 1 and (best is None or len(runs) > len(best[1])):
-                best = (axis, runs)
-        if best is None or len(todo) + len(done) + len(best[1]) > max_boxes:
-            done.append(tuple(tight))
-            continue
-        axis, runs = best
-        for a, b in runs:
-            piece = list(tight)
-            piece[axis] = slice(a, b)
-            todo.append(tuple(piece))
-    return sorted(done, key=lambda b: tuple(s.start for s in b))
-
-
 def clean_components(
     label_map: np.ndarray, thresholds: dict[str, Any], indices: list[int] | None = None
 ) -> np.ndarray:

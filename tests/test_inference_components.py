@@ -148,11 +148,11 @@ def _components(mask: np.ndarray) -> list[tuple[int, tuple[int, ...]]]:
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_islands_hold_every_voxel_and_split_no_component(seed):
-    from inference.postprocess import islands
+def test_component_boxes_hold_every_voxel_and_split_no_component(seed):
+    from inference.components import component_boxes
 
     mask = _random_specks(seed, n=5 + 3 * seed)
-    boxes = islands(mask)
+    boxes = component_boxes(mask)
     covered = np.zeros(mask.shape, np.int32)
     for box in boxes:
         covered[box] += 1
@@ -162,14 +162,14 @@ def test_islands_hold_every_voxel_and_split_no_component(seed):
     assert pieces == _components(mask)  # the same components, box by box
 
 
-def test_islands_of_an_empty_mask_and_the_box_limit():
-    from inference.postprocess import islands
+def test_component_boxes_of_an_empty_mask_and_the_box_limit():
+    from inference.components import component_boxes
 
-    assert islands(np.zeros((5, 6, 7), bool)) == []
+    assert component_boxes(np.zeros((5, 6, 7), bool)) == []
     mask = np.zeros((9, 9, 9), bool)
     mask[::2, ::2, ::2] = True  # 125 separate voxels
-    assert len(islands(mask)) == 125
-    few = islands(mask, max_boxes=10)
+    assert len(component_boxes(mask)) == 125
+    few = component_boxes(mask, max_boxes=10)
     assert len(few) <= 10
     assert sorted(c for b in few for c in _components(mask[b])) == _components(mask)
 

@@ -137,7 +137,7 @@ def test_a_detectors_ood_score_is_its_mean_or_highest_box_score():
 
 
 def test_findings_count_and_extent_match_a_whole_map_labelling():
-    """Findings are counted island by island (inference.postprocess.islands); the count and
+    """Findings are counted box by box (inference.components.component_boxes); the count and
     each extent in mm are those of labelling the whole map."""
     from scipy import ndimage
 
