@@ -110,3 +110,23 @@ def test_study_package_imports_neither_qt_nor_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root, env=env
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("where", ["loading", "running"])
+def test_ctrl_c_before_a_command_handles_it_exits_130_with_a_sentence(
+    monkeypatch, capsys, tmp_path, where
+):
+    """Ctrl-C while a command's modules load (or in a command with no handler of its own)
+    ends with the shell's status 130 and one line, never a traceback."""
+    from viewer.commands import scan
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    if where == "loading":
+        monkeypatch.setattr(cli, "_available", interrupted)
+    else:
+        monkeypatch.setattr(scan, "run", interrupted)
+    assert cli.main(["scan", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "radlens scan: stopped (Ctrl-C)" in err and "Traceback" not in err

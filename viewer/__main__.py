@@ -2,6 +2,9 @@
 
 import sys
 
-from viewer.cli import main
+try:
+    from viewer.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command line itself loads: no traceback
+    sys.exit(130)
 
 sys.exit(main())

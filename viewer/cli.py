@@ -64,13 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     # `radlens`, `radlens PATH`, `radlens --demo` all mean `radlens view ...`.
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["view", *argv]
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 0
-    mod = _available()[args.command]
-    return int(mod.run(args) or 0)  # type: ignore[attr-defined]
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 0
+        mod = _available()[args.command]
+        return int(mod.run(args) or 0)  # type: ignore[attr-defined]
+    except KeyboardInterrupt:
+        # Ctrl-C outside a command's own handling (while its modules load, before its work
+        # begins): the shell's exit status for it, and a sentence rather than a traceback.
+        print(f"\nradlens {argv[0]}: stopped (Ctrl-C)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
