@@ -59,6 +59,11 @@ class RegionGrower:
     #: the tube, not the bodies thicker than TUBE_RATIO x it that the tube runs into
     TUBE_MM = 9.0
     TUBE_RATIO = 1.5
+    #: a positive click inside a label's outline keeps its new part within this reach (mm)
+    ENCLOSED_MM = 40.0
+    #: notches of a label's outline up to this wide (mm) count as inside it (a vessel's
+    #: entry into a lung)
+    NOTCH_MM = 10.0
     #: how many of a label's latest positive clicks a negative click spares
     REMEMBERED = 20
     #: connections thinner than this fraction of the clicked structure's thickness are cut
@@ -107,13 +112,15 @@ class RegionGrower:
         tolerance: float = 2.5,
         axis: int | None = None,
         cancel: CancelCheck | None = None,
+        bounds: Region | None = None,
     ) -> GrownRegion:
         """The connected region around ``zyx`` within the band; on the slice through it
-        perpendicular to array ``axis`` (2D), or in 3D when ``axis`` is None."""
+        perpendicular to array ``axis`` (2D), or in 3D when ``axis`` is None; within the
+        box ``bounds`` of the series when given."""
         idx = self._point(zyx, axis)
         lower, upper = self.band(idx, tolerance, axis)
         check_cancel(cancel)
-        slab = _Slab(self.image, idx, axis)
+        slab = _Slab(self.image, idx, axis, bounds)
 
         def inside(box: Region) -> np.ndarray:
             sub = slab.view[box]
@@ -211,8 +218,10 @@ class RegionGrower:
         del self._positive[label][: -self.REMEMBERED]
         nb = self._neighbourhood(idx, axis)
         near = labels[nb] == label
-        if near.all() or not near.any():
+        if near.all():
             return self.grow(idx, tolerance, axis, cancel)
+        if not near.any():
+            return self._new_part(idx, labels, label, tolerance, axis, cancel)
         values = self.image[nb].astype(np.float64)
         inner, outer = values[near], values[~near]
         m_in, m_out = float(np.median(inner)), float(np.median(outer))
@@ -227,7 +236,7 @@ class RegionGrower:
         if not between or abs(value - m_out) <= tolerance * out_spread:
             # Not the label's missed border but another tissue the user counts in (a
             # vessel inside a lung): a new part, grown from its own neighbourhood.
-            return self.grow(idx, tolerance, axis, cancel)
+            return self._new_part(idx, labels, label, tolerance, axis, cancel)
         lower, upper = min(lower, value), max(upper, value)  # a partial-volume click
         sp = self.spacing.copy()
         if axis is not None:
@@ -245,6 +254,56 @@ class RegionGrower:
 
         region, sub = self._component(slab, border, cancel)
         return GrownRegion(region, np.ascontiguousarray(sub), lower, upper)
+
+    def _new_part(
+        self,
+        idx: tuple[int, ...],
+        labels: np.ndarray,
+        label: int,
+        tolerance: float,
+        axis: int | None,
+        cancel: CancelCheck | None,
+    ) -> GrownRegion:
+        """A new part of the label grown from a positive click. A click inside the label's
+        outline (its holes and notches up to ``NOTCH_MM`` across filled, slice by slice
+        across ``axis``, axially in 3D: a vessel or nodule in a lung, a vessel where it
+        enters from the chest wall) is grown within ``ENCLOSED_MM`` of it and keeps what
+        lies inside that outline, connected to the click: the vessel, not the chest wall or
+        mediastinum it runs on into (one such click took 95,000 voxels of body into a
+        70,000-voxel lung on a phantom). A click outside the outline, or in a hole wider
+        than that reach, grows as ``grow`` does."""
+        along = 0 if axis is None else axis
+        sp = self.spacing
+        box = []
+        for a, (i, n) in enumerate(zip(idx, labels.shape, strict=True)):
+            half = 0 if a == axis else int(np.ceil(self.ENCLOSED_MM / sp[a]))
+            box.append(slice(max(i - half, 0), min(i + half + 1, n)))
+        lab = labels[tuple(box)] == label
+        plane_sp = [float(sp[a]) for a in range(lab.ndim) if a != along]
+        pad = [int(np.ceil(self.NOTCH_MM / 2 / v)) + 1 for v in plane_sp]
+        outline = np.zeros(lab.shape, bool)
+        for k in range(lab.shape[along]):
+            at = [slice(None)] * lab.ndim
+            at[along] = slice(k, k + 1)
+            plane = np.squeeze(lab[tuple(at)], axis=along)
+            if plane.any():
+                outline[tuple(at)] = np.expand_dims(_outline(plane, plane_sp, pad), along)
+        at_click = tuple(i - b.start for i, b in zip(idx, box, strict=True))
+        if not outline[at_click]:
+            return self.grow(idx, tolerance, axis, cancel)
+        check_cancel(cancel)
+        grown = self.grow(idx, tolerance, axis, cancel, bounds=tuple(box))
+        part = np.zeros(lab.shape, bool)
+        part[
+            tuple(
+                slice(r.start - b.start, r.stop - b.start)
+                for r, b in zip(grown.region, box, strict=True)
+            )
+        ] = grown.mask
+        part &= outline
+        pieces, _ = ndimage.label(part)
+        part = pieces == pieces[at_click]
+        return GrownRegion(tuple(box), np.ascontiguousarray(part), grown.lower, grown.upper)
 
     def _trim_border(
         self,
@@ -468,13 +527,14 @@ class _Slab:
     """The series (or a label map) as grown on: whole in 3D, or the one-voxel slab of the
     slice shown across ``axis`` (2D); ``seed`` is the click in it, ``offset`` its origin."""
 
-    def __init__(self, array: np.ndarray, idx: Sequence[int], axis: int | None) -> None:
-        self.offset = [0, 0, 0]
-        self.view = array
+    def __init__(
+        self, array: np.ndarray, idx: Sequence[int], axis: int | None, bounds: Region | None = None
+    ) -> None:
+        cut = [slice(None)] * 3 if bounds is None else list(bounds)
         if axis is not None:
-            cut = [slice(None)] * 3
             cut[axis] = slice(idx[axis], idx[axis] + 1)
-            self.view, self.offset[axis] = array[tuple(cut)], int(idx[axis])
+        self.view = array[tuple(cut)]
+        self.offset = [c.start or 0 for c in cut]
         self.seed = tuple(int(i) - o for i, o in zip(idx, self.offset, strict=True))
 
 
@@ -517,3 +577,15 @@ def _within(values: np.ndarray, lower: float, upper: float) -> np.ndarray:
         hi = int(np.clip(np.floor(upper), info.min, info.max))
         return (values >= values.dtype.type(lo)) & (values <= values.dtype.type(hi))
     return (values >= lower) & (values <= upper)
+
+
+def _outline(plane: np.ndarray, spacing: Sequence[float], pad: Sequence[int]) -> np.ndarray:
+    """A 2D mask's outline: closed with a disc of ``RegionGrower.NOTCH_MM`` across (by
+    distance transforms, on a copy padded by ``pad`` so the closing does not stick to the
+    edges) and with its holes filled."""
+    radius = RegionGrower.NOTCH_MM / 2
+    padded = np.pad(plane, [(p, p) for p in pad])
+    grown = ndimage.distance_transform_edt(~padded, sampling=spacing) <= radius
+    closed = ndimage.distance_transform_edt(grown, sampling=spacing) > radius
+    inner = tuple(slice(p, p + n) for p, n in zip(pad, plane.shape, strict=True))
+    return ndimage.binary_fill_holes(closed[inner] | plane)
