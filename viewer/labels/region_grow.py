@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from radlens_core.progress import CancelCheck, Cancelled
-from viewer.labels.edit_ops import Region, component_at
+from viewer.labels.edit_ops import Region, component_at, fill_holes, margin
 from viewer.labels.model import LabelError
 
 
@@ -279,15 +279,7 @@ class RegionGrower:
             half = 0 if a == axis else int(np.ceil(self.ENCLOSED_MM / sp[a]))
             box.append(slice(max(i - half, 0), min(i + half + 1, n)))
         lab = labels[tuple(box)] == label
-        plane_sp = [float(sp[a]) for a in range(lab.ndim) if a != along]
-        pad = [int(np.ceil(self.NOTCH_MM / 2 / v)) + 1 for v in plane_sp]
-        outline = np.zeros(lab.shape, bool)
-        for k in range(lab.shape[along]):
-            at = [slice(None)] * lab.ndim
-            at[along] = slice(k, k + 1)
-            plane = np.squeeze(lab[tuple(at)], axis=along)
-            if plane.any():
-                outline[tuple(at)] = np.expand_dims(_outline(plane, plane_sp, pad), along)
+        outline = _outline(lab, sp, along, self.NOTCH_MM)
         at_click = tuple(i - b.start for i, b in zip(idx, box, strict=True))
         if not outline[at_click]:
             return self.grow(idx, tolerance, axis, cancel)
@@ -579,13 +571,14 @@ def _within(values: np.ndarray, lower: float, upper: float) -> np.ndarray:
     return (values >= lower) & (values <= upper)
 
 
-def _outline(plane: np.ndarray, spacing: Sequence[float], pad: Sequence[int]) -> np.ndarray:
-    """A 2D mask's outline: closed with a disc of ``RegionGrower.NOTCH_MM`` across (by
-    distance transforms, on a copy padded by ``pad`` so the closing does not stick to the
-    edges) and with its holes filled."""
-    radius = RegionGrower.NOTCH_MM / 2
-    padded = np.pad(plane, [(p, p) for p in pad])
-    grown = ndimage.distance_transform_edt(~padded, sampling=spacing) <= radius
-    closed = ndimage.distance_transform_edt(grown, sampling=spacing) > radius
-    inner = tuple(slice(p, p + n) for p, n in zip(pad, plane.shape, strict=True))
-    return ndimage.binary_fill_holes(closed[inner] | plane)
+def _outline(lab: np.ndarray, spacing: np.ndarray, along: int, notch_mm: float) -> np.ndarray:
+    """A mask's outline slice by slice across ``along``: closed with a disc ``notch_mm``
+    across (the Segment Editor's margin out, then in), its holes filled. The mask is padded
+    first, so the closing does not stick to the edges of a box cut from the series."""
+    sp = np.asarray(spacing, dtype=float).copy()
+    sp[along] = 1e6  # nothing reaches across the slice
+    pad = [0 if a == along else int(np.ceil(notch_mm / 2 / v)) + 1 for a, v in enumerate(sp)]
+    padded = np.pad(lab, [(p, p) for p in pad])
+    closed = margin(margin(padded, notch_mm / 2, sp), -notch_mm / 2, sp)
+    inner = tuple(slice(p, p + n) for p, n in zip(pad, lab.shape, strict=True))
+    return fill_holes(closed[inner] | lab, axis=along)
