@@ -219,3 +219,22 @@ def test_a_staged_copy_fills_the_whole_array_through_a_buffer_smaller_than_it(dt
     if torch.cuda.is_available():
         big = torch.rand((64, 256, 256), device="cuda").to(dtype)  # past the staging size
         assert np.array_equal(to_host(big), big.cpu().numpy())
+
+
+def test_component_boxes_stop_cutting_a_staircase_past_their_scan_budget():
+    """Planes nested like a staircase: every cut peels off one plane and leaves most of the
+    map, to be looked into again. Past ``SCAN_VOLUMES`` map volumes the rest stays whole,
+    and the components are still exactly those of the whole map."""
+    from inference.components import component_boxes
+
+    shape = (40, 60, 60)
+    mask = np.zeros(shape, bool)
+    lo = [0, 0, 0]
+    for k in range(45):
+        sl = [slice(a, n) for a, n in zip(lo, shape, strict=True)]
+        sl[k % 3] = slice(lo[k % 3], lo[k % 3] + 1)
+        mask[tuple(sl)] = True
+        lo[k % 3] += 2
+    boxes = component_boxes(mask)
+    assert len(boxes) < 45  # the budget stopped the cutting
+    assert sorted(c for b in boxes for c in _components(mask[b])) == _components(mask)
